@@ -1,0 +1,225 @@
+"""The one error tree of fleetcpu; every class owns its process exit code.
+
+Operators script around fleetcpu (cron, CI gates, config management), so the
+exit code is a contract: each failure a script may want to react to has its
+own number, and the numbers never move. The CLI catches only
+``FleetcpuError`` and prints ``error: <message>`` on one line.
+
+This module ships to KVM hosts inside the probe bundle, so it is stdlib-only
+and must run on Python 3.9.
+
+    FleetcpuError                   1  internal error
+    +-- UsageError                  2  bad flags or arguments
+    +-- BadInputError               3  inventory or probe document unusable
+    |   +-- InventoryError
+    |   +-- ProbeDocumentError
+    +-- StoreError                  4  store corrupt, foreign or locked
+    |   +-- StoreCorruptError
+    |   +-- StoreForeignError
+    |   +-- StoreLockedError
+    +-- SomeHostsFailedError        5  run finished, some hosts failed (stored)
+    +-- AllHostsFailedError         6  run finished, every host failed
+    +-- ProbeError                     a probe could not produce CPU data
+    |   +-- QemuMissingError       10
+    |   +-- NotQemuError           11
+    |   +-- QemuDiedError          12
+    |   +-- UnknownMachineTypeError 13
+    |   +-- QmpProtocolError       14
+    |   +-- ProbeTimeoutError      15
+    +-- UnknownPoolError           20
+    +-- NoUsableDataError          21
+    +-- NoCommonMachineTypeError   22
+    +-- MixedVendorsError          23
+    +-- VerifyFailedError          24
+    +-- CheckRefusedError          25  host would lower the pool's CPU
+    +-- InterruptedByUserError    130
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Tuple, Type
+
+
+class FleetcpuError(Exception):
+    """Root of every error fleetcpu raises on purpose."""
+
+    exit_code = 1
+    #: Stable slug used in JSON output and stored failure rows.
+    code = "internal"
+    #: One line for the exit-code table in the README.
+    meaning = "internal error (a bug: please report it)"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(FleetcpuError):
+    exit_code = 2
+    code = "usage"
+    meaning = "bad command-line usage"
+
+
+class BadInputError(FleetcpuError):
+    exit_code = 3
+    code = "bad-input"
+    meaning = "bad input file (inventory, probe document)"
+
+
+class InventoryError(BadInputError):
+    code = "inventory"
+
+    def __init__(self, path: str, line: int, problem: str) -> None:
+        where = "%s:%d" % (path, line) if line else path
+        super().__init__("%s: %s" % (where, problem))
+        self.path = path
+        self.line = line
+        self.problem = problem
+
+
+class ProbeDocumentError(BadInputError):
+    code = "probe-document"
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        super().__init__("%s: %s: %s" % (source, key or "<document>", problem))
+        self.source = source
+        self.key = key
+        self.problem = problem
+
+
+class StoreError(FleetcpuError):
+    exit_code = 4
+    code = "store"
+    meaning = "store corrupt, foreign or locked"
+
+
+class StoreCorruptError(StoreError):
+    code = "store-corrupt"
+
+
+class StoreForeignError(StoreError):
+    code = "store-foreign"
+
+
+class StoreLockedError(StoreError):
+    code = "store-locked"
+
+
+class SomeHostsFailedError(FleetcpuError):
+    exit_code = 5
+    code = "some-hosts-failed"
+    meaning = "some hosts failed (their failure rows are stored)"
+
+
+class AllHostsFailedError(FleetcpuError):
+    exit_code = 6
+    code = "all-hosts-failed"
+    meaning = "all hosts failed (their failure rows are stored)"
+
+
+class ProbeError(FleetcpuError):
+    """The probe could not produce CPU data; ``stage`` says where it stopped."""
+
+    stage = "qemu"
+
+
+class QemuMissingError(ProbeError):
+    exit_code = 10
+    code = "qemu-missing"
+    meaning = "QEMU binary missing"
+
+
+class NotQemuError(ProbeError):
+    exit_code = 11
+    code = "not-qemu"
+    meaning = "the binary is not QEMU"
+
+
+class QemuDiedError(ProbeError):
+    exit_code = 12
+    code = "qemu-died"
+    meaning = "QEMU died at start"
+
+
+class UnknownMachineTypeError(ProbeError):
+    exit_code = 13
+    code = "unknown-machine-type"
+    meaning = "unknown machine type"
+
+
+class QmpProtocolError(ProbeError):
+    exit_code = 14
+    code = "qmp"
+    stage = "qmp"
+    meaning = "QMP protocol failure"
+
+
+class ProbeTimeoutError(ProbeError):
+    exit_code = 15
+    code = "timeout"
+    stage = "timeout"
+    meaning = "probe timeout"
+
+
+class UnknownPoolError(FleetcpuError):
+    exit_code = 20
+    code = "unknown-pool"
+    meaning = "unknown pool"
+
+
+class NoUsableDataError(FleetcpuError):
+    exit_code = 21
+    code = "no-usable-data"
+    meaning = "empty pool or no usable data"
+
+
+class NoCommonMachineTypeError(FleetcpuError):
+    exit_code = 22
+    code = "no-common-machine-type"
+    meaning = "no machine type common to the pool"
+
+
+class MixedVendorsError(FleetcpuError):
+    exit_code = 23
+    code = "mixed-vendors"
+    meaning = "mixed CPU vendors refused"
+
+
+class VerifyFailedError(FleetcpuError):
+    exit_code = 24
+    code = "verify-failed"
+    meaning = "verify failed on some hosts"
+
+
+class CheckRefusedError(FleetcpuError):
+    exit_code = 25
+    code = "check-refused"
+    meaning = "the host cannot join the pool without lowering its CPU model"
+
+
+class InterruptedByUserError(FleetcpuError):
+    exit_code = 130
+    code = "interrupted"
+    meaning = "interrupted (Ctrl-C / SIGTERM)"
+
+
+def _walk(cls: Type[FleetcpuError]) -> List[Type[FleetcpuError]]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out.extend(_walk(sub))
+    return out
+
+
+def exit_code_table() -> List[Tuple[int, str]]:
+    """(exit code, meaning) for every code in the contract, 0 included, sorted.
+
+    Derived from the classes so the README table and the tests cannot drift
+    from the code.
+    """
+    seen: Dict[int, str] = {0: "success"}
+    for cls in _walk(FleetcpuError):
+        seen.setdefault(cls.exit_code, cls.meaning)
+    return sorted(seen.items())

@@ -1,0 +1,320 @@
+"""Typed records of one probe, and the probe document they serialise to.
+
+Raw QMP JSON is turned into these records once (``decode``); everything after
+that (the document on stdout, the store, the baseline) speaks records. The
+JSON document is these dataclasses with snake_case keys, so the parser below
+is generic: it walks the type hints and names the exact key at fault, which is
+what an operator needs when an air-gapped host's file is rejected.
+
+Additive evolution: unknown keys are ignored on read, so a newer probe's
+document still loads in an older orchestrator. A breaking change bumps
+``SCHEMA``'s major number.
+
+Python 3.9, stdlib only: this module ships to hosts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
+
+from ..errors import ProbeDocumentError
+
+SCHEMA = "fleetcpu.probe/1"
+SCHEMA_MAJOR = "fleetcpu.probe/"
+
+#: A non-feature CPU property value (``level``, ``model-id``, ``hv-spinlocks``...).
+Scalar = Union[bool, int, float, str, None]
+
+REGISTERS = ("eax", "ebx", "ecx", "edx")
+
+
+@dataclass(frozen=True)
+class FeatureWord:
+    """One CPUID output register as a bit set; ``subleaf`` is 0 where QEMU omits it."""
+
+    leaf: int
+    subleaf: int
+    register: str
+    bits: int
+
+
+@dataclass(frozen=True)
+class QueryFailure:
+    """A QMP query that failed while the rest of the probe went on."""
+
+    query: str
+    error_class: str
+    message: str
+
+
+@dataclass(frozen=True)
+class CpuModel:
+    """One entry of ``query-cpu-definitions`` for one machine type."""
+
+    name: str
+    unavailable_features: Tuple[str, ...]
+    alias_of: Optional[str] = None
+    deprecated: bool = False
+    migration_safe: Optional[bool] = None
+    static: bool = False
+    typename: Optional[str] = None
+
+    @property
+    def usable(self) -> bool:
+        return not self.unavailable_features
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """A CPU model expansion split into features (canonical names) and other properties."""
+
+    model: str
+    features: Mapping[str, bool]
+    props: Mapping[str, Scalar] = field(default_factory=dict)
+
+    def enabled(self) -> Tuple[str, ...]:
+        return tuple(sorted(name for name, on in self.features.items() if on))
+
+
+@dataclass(frozen=True)
+class VcpuProps:
+    """What the realized, paused vCPU reports through ``qom-get``: what a guest would see."""
+
+    vendor: Optional[str] = None
+    family: Optional[int] = None
+    model: Optional[int] = None
+    stepping: Optional[int] = None
+    model_id: Optional[str] = None
+    level: Optional[int] = None
+    xlevel: Optional[int] = None
+    phys_bits: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class MachineProbe:
+    """Everything one QEMU launch for one machine type told us."""
+
+    requested: str
+    machine_type: str
+    accel: str
+    cpu: str
+    models: Tuple[CpuModel, ...]
+    static_expansion: Optional[Expansion]
+    full_expansion: Optional[Expansion]
+    vcpu: VcpuProps
+    feature_words: Tuple[FeatureWord, ...]
+    filtered_features: Tuple[FeatureWord, ...]
+    errors: Tuple[QueryFailure, ...] = ()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One QEMU process the probe started, kept as evidence whatever its fate."""
+
+    machine_type: str
+    accel: str
+    cpu: str
+    argv: Tuple[str, ...]
+    #: ok | died | unknown-machine-type | qmp-error | timeout | interrupted
+    outcome: str
+    exit_status: Optional[int]
+    stderr_tail: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    name: str
+    alias: Optional[str] = None
+    is_default: bool = False
+    deprecated: bool = False
+
+
+@dataclass(frozen=True)
+class QemuInfo:
+    binary: str
+    version: str
+    package: str
+    kvm_present: Optional[bool]
+    kvm_enabled: Optional[bool]
+    machines: Tuple[MachineInfo, ...]
+
+
+@dataclass(frozen=True)
+class CpuFacts:
+    """The host CPU as the kernel reports it (``/proc/cpuinfo``): a fact, not a capability."""
+
+    vendor: Optional[str] = None
+    family: Optional[int] = None
+    model: Optional[int] = None
+    stepping: Optional[int] = None
+    model_name: Optional[str] = None
+    microcode: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    hostname: Optional[str] = None
+    kernel_release: Optional[str] = None
+    cpu: CpuFacts = field(default_factory=CpuFacts)
+    #: kvm_intel, kvm_amd, kvm_pvm, ... or None when no KVM vendor module is loaded.
+    kvm_module: Optional[str] = None
+    #: "true" | "false" | "unknown"
+    kvm_nested: str = "unknown"
+    #: "ok" | "missing" | "no-permission"
+    dev_kvm: str = "missing"
+    #: Set (to a label) when the facts were made up for a test host, never on a real one.
+    synthetic: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ProbeDocument:
+    """The probe's whole output; ``status`` failed documents carry stage, error and attempts."""
+
+    status: str
+    probe_version: str
+    time: str
+    duration_s: float
+    host: HostFacts
+    accel: Optional[str] = None
+    accel_reason: Optional[str] = None
+    qemu: Optional[QemuInfo] = None
+    machine_types: Tuple[MachineProbe, ...] = ()
+    attempts: Tuple[Attempt, ...] = ()
+    stage: Optional[str] = None
+    error: Optional[str] = None
+    error_code: Optional[str] = None
+    exit_code: int = 0
+    schema: str = SCHEMA
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = dataclasses.asdict(self)
+        # schema first, for humans reading the file
+        return {"schema": out.pop("schema"), **out}
+
+    def to_json(self, indent: Optional[int] = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+
+# --------------------------------------------------------------------------
+# Reading a document back: strict about types, lenient about unknown keys.
+
+T = TypeVar("T")
+
+_HINTS: Dict[type, Dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> Dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _type_name(tp: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(tp, str(tp))
+
+
+def _convert(tp: Any, value: Any, path: str, source: str) -> Any:  # noqa: PLR0911, PLR0912
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is Union:
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, path, source)
+            except ProbeDocumentError as exc:
+                errors.append(exc.problem)
+        raise ProbeDocumentError(source, path, "; ".join(errors) or "must not be null")
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(typing.cast(Type[Any], tp), value, path, source)
+    if origin in (tuple, Tuple):
+        if not isinstance(value, list):
+            raise ProbeDocumentError(source, path, "must be a list")
+        return tuple(_convert(args[0], v, "%s[%d]" % (path, i), source) for i, v in enumerate(value))
+    if origin in (dict, Dict, Mapping) or tp is Mapping:
+        if not isinstance(value, dict):
+            raise ProbeDocumentError(source, path, "must be an object")
+        return {
+            k: _convert(args[1], v, "%s.%s" % (path, k), source) for k, v in value.items()
+        }
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ProbeDocumentError(source, path, "must be a number")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ProbeDocumentError(source, path, "must be an integer")
+        return value
+    if tp in (bool, str):
+        if not isinstance(value, tp):
+            raise ProbeDocumentError(source, path, "must be a %s" % _type_name(tp))
+        return value
+    if tp is type(None):
+        if value is not None:
+            raise ProbeDocumentError(source, path, "must be null")
+        return None
+    raise TypeError("records: unsupported field type %r" % (tp,))
+
+
+def _from_dict(cls: Type[T], value: Any, path: str, source: str) -> T:
+    if not isinstance(value, dict):
+        raise ProbeDocumentError(source, path or "<document>", "must be an object")
+    kwargs: Dict[str, Any] = {}
+    for f in dataclasses.fields(typing.cast(Any, cls)):
+        sub = "%s.%s" % (path, f.name) if path else f.name
+        if f.name not in value:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ProbeDocumentError(source, sub, "missing")
+            continue
+        kwargs[f.name] = _convert(_hints(cls)[f.name], value[f.name], sub, source)
+    return cls(**kwargs)
+
+
+def document_from_dict(value: Any, source: str = "<probe>") -> ProbeDocument:
+    """Validate a parsed JSON value as a probe document; errors name the key at fault."""
+    if not isinstance(value, dict):
+        raise ProbeDocumentError(source, "", "not a JSON object")
+    schema = value.get("schema")
+    if not isinstance(schema, str) or not schema.startswith(SCHEMA_MAJOR):
+        raise ProbeDocumentError(source, "schema", "not a fleetcpu probe document (%r)" % (schema,))
+    if schema != SCHEMA:
+        raise ProbeDocumentError(
+            source, "schema", "unsupported version %r (this fleetcpu reads %r)" % (schema, SCHEMA)
+        )
+    doc = _from_dict(ProbeDocument, value, "", source)
+    if doc.status not in ("ok", "failed"):
+        raise ProbeDocumentError(source, "status", "must be 'ok' or 'failed'")
+    if doc.status == "failed" and not doc.stage:
+        raise ProbeDocumentError(source, "stage", "a failed document must say its stage")
+    if doc.status == "ok" and not doc.machine_types:
+        raise ProbeDocumentError(source, "machine_types", "an ok document needs at least one")
+    for i, mp in enumerate(doc.machine_types):
+        for j, fw in enumerate(mp.feature_words + mp.filtered_features):
+            if fw.register not in REGISTERS:
+                raise ProbeDocumentError(
+                    source, "machine_types[%d] feature word %d: register" % (i, j),
+                    "must be one of %s" % ", ".join(REGISTERS),
+                )
+    return doc
+
+
+def document_from_json(text: str, source: str = "<probe>") -> ProbeDocument:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ProbeDocumentError(source, "", "not JSON (%s)" % exc) from exc
+    return document_from_dict(value, source)

@@ -1,0 +1,76 @@
+"""``python3 -m fleetcpu.probe``: the probe as shipped to hosts, stdlib argparse only.
+
+Same flags and output as ``fleetcpu probe``: one JSON document on stdout,
+the exit code from the table in ``fleetcpu.errors``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import List, Optional
+
+from .records import ProbeDocument
+from .run import ACCELS, DEFAULT_TIMEOUT, ProbeOptions, run_probe
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python3 -m fleetcpu.probe",
+        description="Probe this host's QEMU/KVM CPU capabilities; print one JSON document.",
+    )
+    p.add_argument("--machine-type", action="append", default=[], metavar="T",
+                   help="machine type or alias to probe (repeatable; default: the q35 alias)")
+    p.add_argument("--qemu-binary", metavar="PATH", help="QEMU to run (default: qemu-system-x86_64)")
+    p.add_argument("--accel", choices=ACCELS, default="auto",
+                   help="auto tries KVM then falls back to TCG (default: auto)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+                   help="deadline for the whole probe in seconds (default: %(default)s)")
+    p.add_argument("--host-root", default="/", metavar="DIR",
+                   help="read host facts under DIR (a container's view of the host)")
+    p.add_argument("--indent", type=int, default=None, help=argparse.SUPPRESS)
+    return p
+
+
+async def _main(opts: ProbeOptions) -> ProbeDocument:
+    # SSH teardown sends SIGHUP, schedulers send SIGTERM: both must stop QEMU
+    # and remove the work directory, exactly like Ctrl-C.
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, task.cancel)
+    return await run_probe(opts)
+
+
+def options_from_args(args: argparse.Namespace) -> ProbeOptions:
+    return ProbeOptions(
+        machine_types=tuple(args.machine_type),
+        qemu_binary=args.qemu_binary,
+        accel=args.accel,
+        timeout=args.timeout,
+        host_root=args.host_root,
+    )
+
+
+def emit(doc: ProbeDocument, indent: Optional[int]) -> int:
+    """Print the document, then say the error on stderr in one line; return the exit code."""
+    sys.stdout.write(doc.to_json(indent=indent) + "\n")
+    sys.stdout.flush()
+    if not doc.ok:
+        sys.stderr.write("error: %s\n" % doc.error)
+    return doc.exit_code
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.timeout <= 0:
+        sys.stderr.write("error: --timeout must be positive\n")
+        return 2
+    return emit(asyncio.run(_main(options_from_args(args))), args.indent)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""One probe of one host: facts, then one paused QEMU per machine type.
+
+The fallback chain exists because real hosts refuse ``-cpu host`` in ways
+nobody predicts (this project's own CI hosts abort with ``failed to set MSR
+0x10a``): try ``host``, then ``host,arch-capabilities=off``, then TCG with
+``max`` when KVM is absent, forbidden or broken, and write down why. The
+accelerator finally used is part of the data, because a TCG answer says what
+QEMU can emulate, not what a KVM guest gets.
+
+``run_probe`` never raises for host trouble: it returns a failed document
+carrying the stage, the error and every QEMU attempt as evidence.
+
+Python 3.9, stdlib + qemu.qmp only: this module ships to hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Dict, List, Optional, Set, Tuple, TypeVar
+
+from .. import __version__
+from ..errors import (
+    FleetcpuError,
+    InterruptedByUserError,
+    ProbeError,
+    ProbeTimeoutError,
+    QemuDiedError,
+    QmpProtocolError,
+    UnknownMachineTypeError,
+)
+from .decode import resolve_machine
+from .facts import read_facts
+from .qemu import QemuInstance, check_version, find_binary
+from .records import (
+    Attempt,
+    FeatureWord,
+    HostFacts,
+    MachineInfo,
+    MachineProbe,
+    ProbeDocument,
+    QemuInfo,
+    Scalar,
+    VcpuProps,
+)
+from .session import Session
+
+T = TypeVar("T")
+
+DEFAULT_MACHINE = "q35"
+DEFAULT_TIMEOUT = 60.0
+ACCELS = ("auto", "kvm", "tcg")
+KVM_CHAIN = (("kvm", "host"), ("kvm", "host,arch-capabilities=off"))
+TCG_CHAIN = (("tcg", "max"),)
+_UNKNOWN_MACHINE_MARKERS = ("unsupported machine type", "machine type not found")
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    machine_types: Tuple[str, ...] = ()
+    qemu_binary: Optional[str] = None
+    accel: str = "auto"
+    timeout: float = DEFAULT_TIMEOUT
+    host_root: str = "/"
+
+
+@dataclass
+class _State:
+    """What the probe has learnt so far; it all goes into the document, failed or not."""
+
+    facts: HostFacts
+    binary: Optional[str] = None
+    version: Optional[str] = None
+    package: str = ""
+    machines: Tuple[MachineInfo, ...] = ()
+    kvm: Tuple[Optional[bool], Optional[bool]] = (None, None)
+    accel_reason: Optional[str] = None
+    attempts: List[Attempt] = field(default_factory=list)
+    results: List[MachineProbe] = field(default_factory=list)
+
+
+class _Died(Exception):
+    def __init__(self, stderr: str) -> None:
+        super().__init__(stderr)
+        self.stderr = stderr
+
+
+def parse_cpu_arg(cpu: str) -> Tuple[str, Dict[str, Scalar]]:
+    """``host,arch-capabilities=off`` -> ("host", {"arch-capabilities": False}).
+
+    The expansion is asked for the very CPU that was launched, so a feature the
+    fallback had to turn off is never reported as offered.
+    """
+    name, *rest = cpu.split(",")
+    props: Dict[str, Scalar] = {}
+    for item in rest:
+        key, _, value = item.partition("=")
+        lowered = value.lower()
+        if lowered in ("on", "true", "yes", ""):
+            props[key] = True
+        elif lowered in ("off", "false", "no"):
+            props[key] = False
+        else:
+            props[key] = value
+    return name, props
+
+
+def _chain(accel: str, dev_kvm: str) -> Tuple[Tuple[Tuple[str, str], ...], Optional[str]]:
+    if accel == "tcg":
+        return TCG_CHAIN, "requested"
+    if accel == "kvm":
+        return KVM_CHAIN, None
+    if dev_kvm == "missing":
+        return TCG_CHAIN, "no /dev/kvm"
+    if dev_kvm == "no-permission":
+        return TCG_CHAIN, "/dev/kvm is not accessible to this user"
+    return KVM_CHAIN + TCG_CHAIN, None
+
+
+_CAUSE_MARKERS = ("error", "failed", "unsupported", "could not", "cannot", "not found", "invalid")
+
+
+def _first_line(text: str) -> str:
+    """The line of QEMU's stderr that names the cause (an abort's assertion comes after it)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    causes = [ln for ln in lines if any(m in ln.lower() for m in _CAUSE_MARKERS)]
+    return (causes[0] if causes else lines[0] if lines else "no output")[:300]
+
+
+async def _within(aw: Awaitable[T], deadline: float) -> T:
+    remaining = deadline - asyncio.get_running_loop().time()
+    if remaining <= 0:
+        raise asyncio.TimeoutError()
+    return await asyncio.wait_for(aw, remaining)
+
+
+async def _launch(
+    state: _State, requested: str, target: str, accel: str, cpu: str, workdir: str, deadline: float
+) -> MachineProbe:
+    assert state.binary is not None
+    inst = QemuInstance(state.binary, target, accel, cpu, workdir)
+    session = Session()
+    outcome = "ok"
+    try:
+        sock = await inst.start()
+        await _within(session.open(sock), deadline)
+        if state.version is None:
+            state.version, state.package = await _within(session.version(), deadline)
+            state.machines = await _within(session.machines(), deadline)
+        kvm = await _within(session.kvm(), deadline)
+        models = await _within(session.cpu_definitions(), deadline)
+        model, props = parse_cpu_arg(cpu)
+        static = await _within(session.expansion("static", model, props), deadline)
+        vocab = tuple(static.features) if static is not None else None
+        full = await _within(session.expansion("full", model, props, vocab), deadline)
+        path = await _within(session.vcpu_path(), deadline)
+        words: Tuple[FeatureWord, ...] = ()
+        filtered: Tuple[FeatureWord, ...] = ()
+        vcpu: Optional[VcpuProps] = None
+        if path is not None:
+            words = await _within(session.feature_words(path, "feature-words"), deadline)
+            filtered = await _within(session.feature_words(path, "filtered-features"), deadline)
+            vcpu = await _within(session.vcpu(path), deadline)
+        await _within(session.close(), deadline)
+        await inst.wait_exit(2.0)
+    except asyncio.TimeoutError:
+        outcome = "timeout"
+        raise
+    except asyncio.CancelledError:
+        outcome = "interrupted"
+        raise
+    except Exception as exc:
+        if await inst.wait_exit(1.0) is not None:
+            outcome = "died"
+            raise _Died(inst.stderr_tail()) from exc
+        outcome = "qmp-error"
+        raise QmpProtocolError(
+            "QMP failure with %s on %s (-cpu %s): %s"
+            % (state.binary, target, cpu, str(exc) or type(exc).__name__)
+        ) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await session.qmp.disconnect()
+        await inst.stop()
+        state.attempts.append(inst.attempt(outcome))
+    if kvm != (None, None) and state.kvm == (None, None):
+        state.kvm = kvm
+    used = accel
+    if kvm[1] is not None:
+        used = "kvm" if kvm[1] else "tcg"
+    return MachineProbe(
+        requested=requested,
+        machine_type=resolve_machine(state.machines, target) or target,
+        accel=used,
+        cpu=cpu,
+        models=models,
+        static_expansion=static,
+        full_expansion=full,
+        vcpu=vcpu or VcpuProps(),
+        feature_words=words,
+        filtered_features=filtered,
+        errors=tuple(session.failures),
+    )
+
+
+async def _probe(opts: ProbeOptions, state: _State, deadline: float) -> None:
+    state.binary = find_binary(opts.qemu_binary)
+    remaining = max(0.1, deadline - asyncio.get_running_loop().time())
+    try:
+        _, attempt = await check_version(state.binary, min(10.0, remaining))
+    except asyncio.TimeoutError as exc:
+        raise ProbeTimeoutError("probe timed out running %s -version" % state.binary) from exc
+    state.attempts.append(attempt)
+    chain, state.accel_reason = _chain(opts.accel, state.facts.dev_kvm)
+    workdir = tempfile.mkdtemp(prefix="fleetcpu-probe-")
+    try:
+        step = 0
+        done: Set[str] = set()
+        for requested in opts.machine_types or (DEFAULT_MACHINE,):
+            target = requested
+            if state.machines:
+                resolved = resolve_machine(state.machines, requested)
+                if resolved is None:
+                    raise UnknownMachineTypeError(
+                        "unknown machine type %r for %s (QEMU %s)"
+                        % (requested, state.binary, state.version)
+                    )
+                if resolved in done:
+                    continue
+                target = resolved
+            while True:
+                accel, cpu = chain[step]
+                try:
+                    probe = await _launch(state, requested, target, accel, cpu, workdir, deadline)
+                    break
+                except _Died as died:
+                    if any(m in died.stderr.lower() for m in _UNKNOWN_MACHINE_MARKERS):
+                        raise UnknownMachineTypeError(
+                            "unknown machine type %r for %s: %s"
+                            % (requested, state.binary, _first_line(died.stderr))
+                        ) from None
+                    step += 1
+                    if step == len(chain):
+                        raise QemuDiedError(
+                            "QEMU died at start (%s -machine %s -accel %s -cpu %s): %s"
+                            % (state.binary, target, accel, cpu, _first_line(died.stderr))
+                        ) from None
+                    if chain[step][0] != accel:
+                        state.accel_reason = "KVM failed: " + _first_line(died.stderr)
+            state.results.append(probe)
+            done.add(probe.machine_type)
+    except asyncio.TimeoutError as exc:
+        raise ProbeTimeoutError(
+            "probe timed out after %.1fs (QEMU %s did not answer)" % (opts.timeout, state.binary)
+        ) from exc
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _document(
+    state: _State, started: float, when: str, error: Optional[FleetcpuError]
+) -> ProbeDocument:
+    qemu = None
+    if state.binary is not None and state.version is not None:
+        qemu = QemuInfo(
+            binary=state.binary,
+            version=state.version,
+            package=state.package,
+            kvm_present=state.kvm[0],
+            kvm_enabled=state.kvm[1],
+            machines=state.machines,
+        )
+    accels = sorted({r.accel for r in state.results})
+    accel = accels[0] if len(accels) == 1 else ("mixed" if accels else None)
+    base: Dict[str, Any] = {
+        "status": "ok",
+        "probe_version": __version__,
+        "time": when,
+        "duration_s": round(time.monotonic() - started, 4),
+        "host": state.facts,
+        "accel": accel,
+        "accel_reason": state.accel_reason if accel != "kvm" else None,
+        "qemu": qemu,
+        "machine_types": tuple(state.results),
+        "attempts": tuple(state.attempts),
+    }
+    if error is not None:
+        stage = error.stage if isinstance(error, ProbeError) else error.code
+        base.update(
+            status="failed",
+            stage=stage,
+            error=error.message,
+            error_code=error.code,
+            exit_code=error.exit_code,
+            machine_types=(),
+        )
+    return ProbeDocument(**base)
+
+
+async def run_probe(opts: ProbeOptions) -> ProbeDocument:
+    """Probe this host; always returns a document (``status`` says whether it worked)."""
+    logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
+    started = time.monotonic()
+    when = _now()
+    state = _State(facts=read_facts(opts.host_root))
+    deadline = asyncio.get_running_loop().time() + opts.timeout
+    error: Optional[FleetcpuError] = None
+    try:
+        await _probe(opts, state, deadline)
+    except FleetcpuError as exc:
+        error = exc
+    except asyncio.CancelledError:
+        error = InterruptedByUserError("probe interrupted; QEMU stopped")
+    return _document(state, started, when, error)

@@ -1,0 +1,5 @@
+"""``python -m fleetcpu``: the same as the ``fleetcpu`` console script."""
+
+from .cli import main
+
+main()

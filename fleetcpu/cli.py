@@ -1,0 +1,162 @@
+"""The ``fleetcpu`` command line: parse, call, render, map errors to exit codes.
+
+Commands import their implementation lazily: ``fleetcpu probe`` runs on
+hosts and in tight loops and must never pay for pandas, pyarrow or asyncssh
+(a test checks it). Every ``FleetcpuError`` becomes ``error: <message>`` on
+one stderr line and its own exit code; anything else is a bug (exit 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from . import __version__
+from .errors import FleetcpuError, InterruptedByUserError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(exc: FleetcpuError) -> NoReturn:
+    click.echo(f"error: {exc.message}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def mapped_errors(func: F) -> F:
+    """Translate the error tree (and Ctrl-C) into one line and an exit code at the edge."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FleetcpuError as exc:
+            fail(exc)
+        except KeyboardInterrupt:
+            fail(InterruptedByUserError("interrupted"))
+        except BrokenPipeError:
+            # `fleetcpu hosts | head`: the reader left; that is not an error.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
+        except Exception as exc:
+            if os.environ.get("FLEETCPU_DEBUG"):
+                raise
+            click.echo(
+                f"error: internal error: {type(exc).__name__}: {exc} "
+                "(set FLEETCPU_DEBUG=1 for a traceback)",
+                err=True,
+            )
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="fleetcpu")
+def main() -> None:
+    """Which guest CPU model can every host of a KVM migration pool run? Measured, stored, proven."""
+
+
+@main.command()
+@click.option(
+    "--machine-type",
+    "machine_types",
+    multiple=True,
+    metavar="T",
+    help="Machine type or alias to probe (repeatable; default: the host's q35).",
+)
+@click.option("--qemu-binary", metavar="PATH", help="QEMU to run (default: qemu-system-x86_64).")
+@click.option(
+    "--accel",
+    type=click.Choice(["auto", "kvm", "tcg"]),
+    default="auto",
+    show_default=True,
+    help="auto tries KVM, then falls back to TCG and records why.",
+)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True, metavar="S", help="Deadline for the whole probe, seconds.")
+@click.option("--host-root", default="/", show_default=True, metavar="DIR",
+              help="Read host facts (/proc, /sys) under DIR, e.g. from a container.")
+@click.option("--indent", type=int, default=None, help="Pretty-print the JSON.")
+@mapped_errors
+def probe(
+    machine_types: tuple[str, ...],
+    qemu_binary: str | None,
+    accel: str,
+    timeout: float,
+    host_root: str,
+    indent: int | None,
+) -> None:
+    """Probe this host's QEMU and print one JSON probe document (schema fleetcpu.probe/1)."""
+    import asyncio
+
+    from .probe.__main__ import _main, emit
+    from .probe.run import ProbeOptions
+
+    opts = ProbeOptions(
+        machine_types=machine_types,
+        qemu_binary=qemu_binary,
+        accel=accel,
+        timeout=timeout,
+        host_root=host_root,
+    )
+    sys.exit(emit(asyncio.run(_main(opts)), indent))
+
+
+_STORE_OPTION = click.option(
+    "--store",
+    "store_dir",
+    metavar="DIR",
+    default=None,
+    help="The store (default: $FLEETCPU_STORE, else $XDG_DATA_HOME/fleetcpu).",
+)
+
+
+@main.command("import")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--pool", metavar="P", default=None, help="Pool of the host(s) (default: default).")
+@click.option("--host", "host", metavar="NAME", default=None,
+              help="Host identity (default: the document's hostname).")
+@_STORE_OPTION
+@mapped_errors
+def import_(files: tuple[str, ...], pool: str | None, host: str | None,
+            store_dir: str | None) -> None:
+    """Store probe documents made offline (`fleetcpu probe > host.json`), one run per file.
+
+    Every file is validated first: one bad file rejects them all (exit 3) and nothing is stored.
+    """
+    from .store import resolve_location
+    from .store.importer import import_files
+
+    for item in import_files(resolve_location(store_dir), files, pool=pool, host=host):
+        click.echo(f"{item.path}: host {item.host}, {item.status}, run {item.run_id}")
+
+
+@main.command()
+@click.option("--pool", metavar="P", default=None, help="Only this pool's hosts.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@_STORE_OPTION
+@mapped_errors
+def hosts(pool: str | None, fmt: str, store_dir: str | None) -> None:
+    """The latest state of every host: status, failure stage and error, accelerator, QEMU."""
+    import json
+
+    from .errors import NoUsableDataError
+    from .store import Store, resolve_location
+    from .store.listing import host_json, hosts_table
+
+    store = Store.open(resolve_location(store_dir))
+    states = store.latest()
+    if not states:
+        raise NoUsableDataError(f"{store.root}: store is empty: run fleetcpu collect or import first")
+    if pool is not None:
+        states = store.latest(pool)
+    if fmt == "json":
+        click.echo(json.dumps([host_json(s) for s in states], indent=2))
+    else:
+        click.echo(hosts_table(states))

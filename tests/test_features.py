@@ -113,7 +113,7 @@ def single_bit(mask: int) -> int:
 
 def libvirt_features() -> list[tuple[str, list[str], ET.Element]]:
     """(name, qemu aliases, feature element) of every libvirt x86 feature."""
-    root = ET.parse(CPU_MAP).getroot()  # noqa: S314 (libvirt's own file, not untrusted input)
+    root = ET.parse(CPU_MAP).getroot()
     out = []
     for feat in root.iter("feature"):
         aliases = [a.attrib["name"] for a in feat.findall("alias") if a.get("source") == "qemu"]
@@ -364,7 +364,7 @@ def test_cputestdata_full_expansion_classifies(path: str) -> None:
 
 def unnamed_bits(path: str) -> list[tuple[int, int, str, int]]:
     """Positions of the set bits of a cputestdata <cpudata> file that decode to no name."""
-    rows = ET.parse(path).getroot().findall("cpuid")  # noqa: S314 (libvirt test data)
+    rows = ET.parse(path).getroot().findall("cpuid")
     assert rows, path
     out = []
     for row in rows:

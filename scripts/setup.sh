@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Idempotent setup for a fresh Debian machine: Debian packages (only those
+# missing), a virtualenv in .venv, and fleetcpu installed into it.
+#   scripts/setup.sh          what `fleetcpu` itself needs (QEMU)
+#   scripts/setup.sh --dev    plus what the test suite needs (sshd, virsh, dev tools)
+# Re-running is cheap: apt is skipped when everything is there, pip when
+# pyproject.toml has not changed since the last install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+pkgs=(qemu-system-x86 qemu-utils python3-venv)
+if [ $dev = 1 ]; then
+  # openssh-server: the end-to-end tests run a real sshd on 127.0.0.x.
+  # libvirt-clients: `virsh -c test:///default` is the independent oracle.
+  pkgs+=(openssh-server openssh-client libvirt-clients util-linux procps)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+extra="."
+[ $dev = 1 ] && extra=".[dev]"
+stamp=".venv/.fleetcpu-installed-$(sha256sum pyproject.toml | cut -c1-16)-$dev"
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  .venv/bin/python -m pip install -q -e "$extra" 2>&1 | grep -v -E "^WARNING: (Location|There was)" >&2 || true
+  .venv/bin/python -c "import fleetcpu, qemu.qmp, click" # fail loudly if the install did not work
+  rm -f .venv/.fleetcpu-installed-*
+  touch "$stamp"
+fi

@@ -58,6 +58,8 @@ class HostOutcome:
     error_code: str | None = None
     stderr_tail: str = ""
     duration_s: float = 0.0
+    #: Machine types the inventory declares for the host's pool (what its VMs pin).
+    declared_machine_types: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

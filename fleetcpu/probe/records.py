@@ -63,6 +63,11 @@ class CpuModel:
     migration_safe: Optional[bool] = None
     static: bool = False
     typename: Optional[str] = None
+    #: What the model enables on this machine type (its static expansion),
+    #: recorded for usable, non-alias models: the baseline needs it to pick the
+    #: model needing the fewest explicit changes, and it moves with the
+    #: machine type, so only QEMU can say it.
+    features: Optional[Tuple[str, ...]] = None
 
     @property
     def usable(self) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -40,6 +41,7 @@ from .facts import read_facts
 from .qemu import QemuInstance, check_version, find_binary
 from .records import (
     Attempt,
+    CpuModel,
     FeatureWord,
     HostFacts,
     MachineInfo,
@@ -140,9 +142,69 @@ async def _within(aw: Awaitable[T], deadline: float) -> T:
     return await asyncio.wait_for(aw, remaining)
 
 
+#: Never candidates for a pool model: host/max follow the host, base is empty.
+NOT_POOL_MODELS = frozenset({"host", "max", "base"})
+
+
+async def _with_model_features(session: Session, models: Tuple[CpuModel, ...]) -> Tuple[CpuModel, ...]:
+    """Expand each usable, non-alias model: about 1 ms each, asked only where it can matter.
+
+    A model unusable here can never be a pool's model, and an alias is
+    resolved through its ``alias_of``; expanding all 130+ would double a
+    probe's QMP time for nothing.
+    """
+    out = []
+    for model in models:
+        if model.usable and model.alias_of is None and model.name not in NOT_POOL_MODELS:
+            exp = await session.expansion("static", model.name, {})
+            if exp is not None:
+                model = dataclasses.replace(model, features=exp.enabled())  # noqa: PLW2901
+        out.append(model)
+    return tuple(out)
+
+
+async def _ask(session: Session, state: _State, requested: str, target: str, accel: str, cpu: str
+               ) -> MachineProbe:
+    """Every query of one launch, in the order that lets later ones reuse earlier answers."""
+    if state.version is None:
+        state.version, state.package = await session.version()
+        state.machines = await session.machines()
+    kvm = await session.kvm()
+    if kvm != (None, None) and state.kvm == (None, None):
+        state.kvm = kvm
+    models = await session.cpu_definitions()
+    name, props = parse_cpu_arg(cpu)
+    static = await session.expansion("static", name, props)
+    vocab = tuple(static.features) if static is not None else None
+    full = await session.expansion("full", name, props, vocab)
+    models = await _with_model_features(session, models)
+    path = await session.vcpu_path()
+    words: Tuple[FeatureWord, ...] = ()
+    filtered: Tuple[FeatureWord, ...] = ()
+    vcpu = VcpuProps()
+    if path is not None:
+        words = await session.feature_words(path, "feature-words")
+        filtered = await session.feature_words(path, "filtered-features")
+        vcpu = await session.vcpu(path)
+    return MachineProbe(
+        requested=requested,
+        machine_type=resolve_machine(state.machines, target) or target,
+        accel=accel if kvm[1] is None else ("kvm" if kvm[1] else "tcg"),
+        cpu=cpu,
+        models=models,
+        static_expansion=static,
+        full_expansion=full,
+        vcpu=vcpu,
+        feature_words=words,
+        filtered_features=filtered,
+        errors=tuple(session.failures),
+    )
+
+
 async def _launch(
     state: _State, requested: str, target: str, accel: str, cpu: str, workdir: str, deadline: float
 ) -> MachineProbe:
+    """One QEMU for one machine type; classifies any failure as death, QMP trouble or timeout."""
     assert state.binary is not None
     inst = QemuInstance(state.binary, target, accel, cpu, workdir)
     session = Session()
@@ -150,23 +212,7 @@ async def _launch(
     try:
         sock = await inst.start()
         await _within(session.open(sock), deadline)
-        if state.version is None:
-            state.version, state.package = await _within(session.version(), deadline)
-            state.machines = await _within(session.machines(), deadline)
-        kvm = await _within(session.kvm(), deadline)
-        models = await _within(session.cpu_definitions(), deadline)
-        model, props = parse_cpu_arg(cpu)
-        static = await _within(session.expansion("static", model, props), deadline)
-        vocab = tuple(static.features) if static is not None else None
-        full = await _within(session.expansion("full", model, props, vocab), deadline)
-        path = await _within(session.vcpu_path(), deadline)
-        words: Tuple[FeatureWord, ...] = ()
-        filtered: Tuple[FeatureWord, ...] = ()
-        vcpu: Optional[VcpuProps] = None
-        if path is not None:
-            words = await _within(session.feature_words(path, "feature-words"), deadline)
-            filtered = await _within(session.feature_words(path, "filtered-features"), deadline)
-            vcpu = await _within(session.vcpu(path), deadline)
+        probe = await _within(_ask(session, state, requested, target, accel, cpu), deadline)
         await _within(session.close(), deadline)
         await inst.wait_exit(2.0)
     except asyncio.TimeoutError:
@@ -175,7 +221,7 @@ async def _launch(
     except asyncio.CancelledError:
         outcome = "interrupted"
         raise
-    except Exception as exc:
+    except Exception as exc:  # any QMP-level failure: did QEMU die or misbehave?
         if await inst.wait_exit(1.0) is not None:
             outcome = "died"
             raise _Died(inst.stderr_tail()) from exc
@@ -189,24 +235,7 @@ async def _launch(
             await session.qmp.disconnect()
         await inst.stop()
         state.attempts.append(inst.attempt(outcome))
-    if kvm != (None, None) and state.kvm == (None, None):
-        state.kvm = kvm
-    used = accel
-    if kvm[1] is not None:
-        used = "kvm" if kvm[1] else "tcg"
-    return MachineProbe(
-        requested=requested,
-        machine_type=resolve_machine(state.machines, target) or target,
-        accel=used,
-        cpu=cpu,
-        models=models,
-        static_expansion=static,
-        full_expansion=full,
-        vcpu=vcpu or VcpuProps(),
-        feature_words=words,
-        filtered_features=filtered,
-        errors=tuple(session.failures),
-    )
+    return probe
 
 
 async def _probe(opts: ProbeOptions, state: _State, deadline: float) -> None:

@@ -38,16 +38,43 @@ def qemu_pids() -> set[int]:
     return out
 
 
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def ours(pids: set[int]) -> set[int]:
+    """The QEMUs this test process started (descendants) or orphaned (re-parented to init).
+
+    Other test runs on the same machine have their own live QEMUs; those are
+    neither our descendants nor orphans, so they never fail our tests.
+    """
+    me = os.getpid()
+    out = set()
+    for pid in pids:
+        cur, hops = pid, 0
+        while cur > 1 and hops < 64:
+            cur, hops = _ppid(cur), hops + 1
+            if cur == me:
+                out.add(pid)
+                break
+        if _ppid(pid) == 1:
+            out.add(pid)
+    return out
+
+
 @pytest.fixture(autouse=True)
 def no_orphan_qemu() -> Iterator[None]:
     """Fail any test after which a QEMU it started is still running."""
     before = qemu_pids()
     yield
     deadline = time.monotonic() + 3.0
-    left = qemu_pids() - before
+    left = ours(qemu_pids() - before)
     while left and time.monotonic() < deadline:
         time.sleep(0.05)
-        left = qemu_pids() - before
+        left = ours(qemu_pids() - before)
     if left:
         cmds = []
         for pid in left:

@@ -1,0 +1,78 @@
+"""The pending-run journal: what makes "commit, then update the index" safe to interrupt.
+
+A run is committed when its ``runs`` row appears; the index is updated after.
+Between the two, a SIGKILL, or a lock held too long by another writer, would
+leave a committed run that the index never learns about. So before
+publishing anything, a writer drops a marker ``v1/index/pending/<run_id>``
+and removes it only once the index includes the run. Whoever reads the index
+next folds in every marked run whose ``runs`` row exists; a marked run
+without one, older than an hour, was never committed, and a writer deletes
+its files (they were visible to raw readers, never to ours).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .atomic import STALE_AFTER_S, fsync_dir
+from .layout import Layout, is_run_id
+
+
+@dataclass(frozen=True)
+class Pending:
+    run_id: str
+    age_s: float
+    committed: bool
+
+
+def begin(layout: Layout, run_id: str) -> None:
+    path = layout.pending_file(run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    os.fsync(fd)
+    os.close(fd)
+    fsync_dir(path.parent)
+
+
+def end(layout: Layout, run_id: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(layout.pending_file(run_id))
+
+
+def pending(layout: Layout) -> list[Pending]:
+    try:
+        entries = list(os.scandir(layout.pending_dir))
+    except FileNotFoundError:
+        return []
+    now = time.time()
+    out = []
+    for entry in entries:
+        if not is_run_id(entry.name):
+            continue
+        try:
+            age = now - entry.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        committed = layout.run_file("runs", entry.name).exists()
+        out.append(Pending(entry.name, age, committed))
+    return sorted(out, key=lambda p: p.run_id)
+
+
+def abandoned(layout: Layout, older_than: float = STALE_AFTER_S) -> list[str]:
+    """Runs that began committing long ago and never wrote their ``runs`` row."""
+    return [p.run_id for p in pending(layout) if not p.committed and p.age_s > older_than]
+
+
+def roll_back(layout: Layout, run_id: str, tables: tuple[str, ...]) -> None:
+    for table in tables:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(layout.run_file(table, run_id))
+    end(layout, run_id)
+
+
+def pending_paths(layout: Layout) -> list[Path]:
+    return [layout.pending_file(p.run_id) for p in pending(layout)]

@@ -1,0 +1,136 @@
+"""Reading one stored Parquet file through the current schema of its table.
+
+Why per file and through the current schema: an additive change (a new
+nullable column) must leave every old file readable, with nulls in the new
+column, and one damaged or foreign file must be named in a one-line error
+(exit 4) rather than surface as a pyarrow traceback or, worse, be read as if
+it were ours. A dataset scan would infer one schema from whichever file it
+opened first and report errors without saying which file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..errors import StoreCorruptError, StoreForeignError
+from .schema import META_TABLE, TableSpec
+
+
+def _open(path: Path, *, host_dictionary: bool = False) -> pq.ParquetFile:
+    try:
+        # host as dictionary: finding which row groups hold a host then reads the
+        # column's small dictionary pages, not one string per row.
+        return pq.ParquetFile(path, read_dictionary=["host"] if host_dictionary else None)
+    except FileNotFoundError as exc:
+        raise StoreCorruptError(f"{path}: missing (a committed run's file is gone)") from exc
+    except (pa.ArrowException, OSError) as exc:
+        raise StoreCorruptError(f"{path}: not a readable Parquet file ({exc})") from exc
+
+
+def _check(path: Path, spec: TableSpec, file_schema: pa.Schema) -> None:
+    meta = file_schema.metadata or {}
+    table = meta.get(META_TABLE)
+    if table is None:
+        raise StoreForeignError(
+            f"{path}: not a fleetcpu file (no fleetcpu.table metadata); "
+            "remove it from the store"
+        )
+    if table != spec.name.encode():
+        raise StoreForeignError(
+            f"{path}: a fleetcpu {table.decode(errors='replace')!r} file where "
+            f"{spec.name!r} files belong"
+        )
+    for field in spec.schema:
+        idx = file_schema.get_field_index(field.name)
+        if idx < 0:
+            if not field.nullable:
+                raise StoreForeignError(
+                    f"{path}: column {field.name!r} missing (required by {spec.name} "
+                    f"schema {spec.version})"
+                )
+            continue
+        found = file_schema.field(idx).type
+        if pa.types.is_dictionary(found):  # read_dictionary: the stored type is its values'
+            found = found.value_type
+        if not found.equals(field.type):
+            raise StoreForeignError(
+                f"{path}: column {field.name!r} is {found}, expected {field.type}"
+            )
+
+
+def _host_sets(path: Path, pf: pq.ParquetFile) -> list[set[str]]:
+    out = []
+    try:
+        for i in range(pf.num_row_groups):
+            column = pf.read_row_group(i, columns=["host"])["host"]
+            out.append({str(h) for h in pc.unique(column.cast(pa.string())).to_pylist()})
+    except (pa.ArrowException, OSError) as exc:
+        raise StoreCorruptError(f"{path}: unreadable Parquet data ({exc})") from exc
+    return out
+
+
+def hosts_by_row_group(path: Path, spec: TableSpec) -> list[set[str]]:
+    """The hosts each row group of the file holds: lets a reader pick the hosts whose
+    rows are cheapest to read together."""
+    _check(path, spec, _open(path).schema_arrow)
+    return _host_sets(path, _open(path, host_dictionary=True))
+
+
+def read_file(
+    path: Path,
+    spec: TableSpec,
+    *,
+    columns: Sequence[str] | None = None,
+    hosts: Collection[str] | None = None,
+) -> pa.Table:
+    """The file's rows as ``spec``'s schema (or the given columns of it), optionally
+    only the given hosts (reading only the row groups that hold them). Columns an
+    older file lacks come back as nulls."""
+    pf = _open(path)
+    file_schema = pf.schema_arrow
+    _check(path, spec, file_schema)
+    if hosts is not None:
+        pf = _open(path, host_dictionary=True)  # _check made sure it has a host column
+    wanted = list(columns) if columns is not None else spec.names
+    if hosts is not None and "host" not in wanted:
+        wanted.append("host")
+    present = [name for name in wanted if file_schema.get_field_index(name) >= 0]
+    try:
+        if hosts is None:
+            table = pf.read(columns=present)
+        else:
+            wanted_hosts = set(hosts)
+            groups = [i for i, held in enumerate(_host_sets(path, pf)) if held & wanted_hosts]
+            table = pf.read_row_groups(groups, columns=present)
+    except (pa.ArrowException, OSError) as exc:
+        raise StoreCorruptError(f"{path}: unreadable Parquet data ({exc})") from exc
+    if hosts is not None:
+        table = table.set_column(table.schema.get_field_index("host"), "host",
+                                 table["host"].cast(pa.string()))
+        value_set = pa.array(sorted(set(hosts)), pa.string())
+        table = table.filter(pc.is_in(table["host"], value_set=value_set))
+    return conform(table, spec, wanted if columns is None else list(columns))
+
+
+def conform(table: pa.Table, spec: TableSpec, names: Sequence[str]) -> pa.Table:
+    """Exactly ``names`` of ``spec``, in that order, nulls for absent columns, no metadata."""
+    arrays = []
+    fields = []
+    for name in names:
+        field = spec.schema.field(name)
+        if name in table.column_names:
+            arrays.append(table[name])
+        else:
+            arrays.append(pa.nulls(table.num_rows, field.type))
+        fields.append(field)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def empty(spec: TableSpec, names: Sequence[str] | None = None) -> pa.Table:
+    schema = spec.schema if names is None else pa.schema([spec.schema.field(n) for n in names])
+    return schema.empty_table()

@@ -1,0 +1,259 @@
+"""The explicit, versioned Arrow schema of every table of the store.
+
+Why explicit rather than inferred from rows: inference makes a column's type
+depend on the first value seen (an all-null ``port`` becomes ``null``, a
+small ``xlevel`` becomes int32), so two runs of the same table would disagree
+and DuckDB or pyarrow would refuse to read them together. Every file carries
+its table name and schema version in the Parquet key-value metadata, which is
+how a reader tells our files from someone else's.
+
+Evolution rule (pinned by a test): within ``v1/`` a change may only *add*
+nullable columns, bumping that table's ``version``; readers read every file
+through the current schema, so old files get nulls in the new columns. Any
+other change (a type, a meaning, a removed column) starts ``v2/``.
+
+Pure: no I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+#: The directory under the store root that holds this layout's tables.
+LAYOUT = 1
+LAYOUT_DIR = f"v{LAYOUT}"
+
+META_TABLE = b"fleetcpu.table"
+META_VERSION = b"fleetcpu.schema_version"
+
+#: Every time in the store: milliseconds are what the orchestrator's clock
+#: resolves usefully, and UTC avoids any local-time ambiguity.
+TIME = pa.timestamp("ms", tz="UTC")
+STRINGS = pa.list_(pa.string())
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table: its name (the directory), schema version and Arrow schema."""
+
+    name: str
+    version: int
+    schema: pa.Schema
+
+    @property
+    def with_metadata(self) -> pa.Schema:
+        """The schema as written into files: it names its table and version."""
+        return self.schema.with_metadata(
+            {META_TABLE: self.name.encode(), META_VERSION: str(self.version).encode()}
+        )
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.schema.names)
+
+
+def _f(name: str, type_: pa.DataType, nullable: bool = True) -> pa.Field[Any]:
+    return pa.field(name, type_, nullable=nullable)
+
+
+RUNS = TableSpec(
+    "runs",
+    1,
+    pa.schema(
+        [
+            _f("run_id", pa.string(), False),
+            _f("started_at", TIME, False),
+            _f("finished_at", TIME, False),
+            _f("command", pa.string(), False),
+            _f("inventory", pa.string()),
+            _f("fleetcpu_version", pa.string(), False),
+            # complete | interrupted: an interrupted run still holds every host it added.
+            _f("status", pa.string(), False),
+            _f("hosts_ok", pa.int32(), False),
+            _f("hosts_failed", pa.int32(), False),
+            # Hosts whose CPU data changed and so got detail rows in this run.
+            _f("hosts_detail", pa.int32(), False),
+        ]
+    ),
+)
+
+HOSTS = TableSpec(
+    "hosts",
+    1,
+    pa.schema(
+        [
+            _f("run_id", pa.string(), False),
+            _f("host", pa.string(), False),
+            _f("pool", pa.string(), False),
+            _f("collected_at", TIME, False),
+            _f("status", pa.string(), False),
+            _f("stage", pa.string()),
+            _f("error", pa.string()),
+            _f("error_code", pa.string()),
+            _f("stderr_tail", pa.string()),
+            _f("accel", pa.string()),
+            _f("accel_reason", pa.string()),
+            _f("qemu_version", pa.string()),
+            _f("qemu_package", pa.string()),
+            _f("qemu_binary", pa.string()),
+            _f("qemu_kvm_present", pa.bool_()),
+            _f("qemu_kvm_enabled", pa.bool_()),
+            _f("hostname", pa.string()),
+            _f("kernel_release", pa.string()),
+            _f("cpu_vendor", pa.string()),
+            _f("cpu_family", pa.int32()),
+            _f("cpu_model", pa.int32()),
+            _f("cpu_stepping", pa.int32()),
+            _f("cpu_model_name", pa.string()),
+            _f("microcode", pa.string()),
+            _f("kvm_module", pa.string()),
+            _f("kvm_nested", pa.string()),
+            _f("dev_kvm", pa.string()),
+            _f("synthetic", pa.string()),
+            _f("probe_time", TIME),
+            _f("probe_version", pa.string()),
+            _f("probe_duration_s", pa.float64()),
+            _f("duration_s", pa.float64()),
+            _f("machine_types", STRINGS),
+            # What the inventory declares for the host's pool (the machine types its VMs pin).
+            _f("declared_machine_types", STRINGS),
+            _f("conn_transport", pa.string()),
+            _f("conn_address", pa.string()),
+            _f("conn_port", pa.int32()),
+            _f("conn_user", pa.string()),
+            _f("conn_python", pa.string()),
+            _f("conn_qemu", pa.string()),
+            # Every QEMU launch the probe made, as JSON: evidence, rarely queried.
+            _f("attempts", pa.string()),
+            _f("cpu_digest", pa.string()),
+            # The run whose detail tables hold this host's CPU data for this row.
+            _f("detail_run", pa.string()),
+        ]
+    ),
+)
+
+MACHINES = TableSpec(
+    "machines",
+    1,
+    pa.schema(
+        [
+            _f("run_id", pa.string(), False),
+            _f("host", pa.string(), False),
+            _f("machine_type", pa.string(), False),
+            _f("requested", pa.string(), False),
+            _f("accel", pa.string(), False),
+            _f("cpu", pa.string(), False),
+            _f("vendor", pa.string()),
+            _f("family", pa.int32()),
+            _f("model", pa.int32()),
+            _f("stepping", pa.int32()),
+            _f("model_id", pa.string()),
+            _f("level", pa.int64()),
+            _f("xlevel", pa.int64()),
+            _f("phys_bits", pa.int32()),
+            # QMP queries that failed while the probe went on, as JSON.
+            _f("errors", pa.string()),
+        ]
+    ),
+)
+
+FEATURE_WORDS = TableSpec(
+    "feature_words",
+    1,
+    pa.schema(
+        [
+            _f("run_id", pa.string(), False),
+            _f("host", pa.string(), False),
+            _f("machine_type", pa.string(), False),
+            _f("leaf", pa.int64(), False),
+            _f("subleaf", pa.int64(), False),
+            _f("register", pa.string(), False),
+            # null: QEMU did not report this register in that list.
+            _f("supported", pa.int64()),
+            _f("filtered", pa.int64()),
+        ]
+    ),
+)
+
+MODELS = TableSpec(
+    "models",
+    1,
+    pa.schema(
+        [
+            _f("run_id", pa.string(), False),
+            _f("host", pa.string(), False),
+            _f("machine_type", pa.string(), False),
+            _f("model", pa.string(), False),
+            _f("usable", pa.bool_(), False),
+            _f("unavailable_features", STRINGS, False),
+            _f("alias_of", pa.string()),
+            _f("deprecated", pa.bool_(), False),
+            _f("migration_safe", pa.bool_()),
+            _f("static", pa.bool_(), False),
+            _f("typename", pa.string()),
+            # The model's static expansion on this machine type (usable, non-alias models).
+            _f("features", STRINGS),
+        ]
+    ),
+)
+
+EXPANSION = TableSpec(
+    "expansion",
+    1,
+    pa.schema(
+        [
+            _f("run_id", pa.string(), False),
+            _f("host", pa.string(), False),
+            _f("machine_type", pa.string(), False),
+            _f("kind", pa.string(), False),  # static | full
+            _f("model", pa.string(), False),
+            _f("enabled", STRINGS, False),
+            _f("disabled", STRINGS, False),
+            # Non-feature properties (level, model-id, hv-spinlocks...) as JSON:
+            # their value types vary per property.
+            _f("props", pa.string(), False),
+        ]
+    ),
+)
+
+#: The latest-state index: derived data, rebuildable from ``hosts``.
+INDEX = TableSpec(
+    "index",
+    1,
+    pa.schema(
+        [
+            _f("host", pa.string(), False),
+            _f("pool", pa.string(), False),
+            _f("run_id", pa.string(), False),
+            _f("collected_at", TIME, False),
+            _f("status", pa.string(), False),
+            _f("stage", pa.string()),
+            _f("error", pa.string()),
+            _f("error_code", pa.string()),
+            _f("accel", pa.string()),
+            _f("qemu_version", pa.string()),
+            _f("cpu_digest", pa.string()),
+            _f("detail_run", pa.string()),
+            _f("declared_machine_types", STRINGS),
+            _f("kvm_run", pa.string()),
+            _f("kvm_collected_at", TIME),
+            _f("kvm_detail_run", pa.string()),
+            _f("kvm_cpu_digest", pa.string()),
+            _f("tcg_run", pa.string()),
+            _f("tcg_collected_at", TIME),
+            _f("tcg_detail_run", pa.string()),
+            _f("tcg_cpu_digest", pa.string()),
+        ]
+    ),
+)
+
+#: Accelerators the index keeps a "latest successful data" slot for.
+INDEX_ACCELS = ("kvm", "tcg")
+
+#: Tables written per run, the commit record (``runs``) last.
+DETAIL_TABLES = (MACHINES, FEATURE_WORDS, MODELS, EXPANSION)
+RUN_TABLES = (*DETAIL_TABLES, HOSTS, RUNS)
+TABLES = {spec.name: spec for spec in (*RUN_TABLES, INDEX)}

@@ -1,0 +1,294 @@
+"""Stored rows -> the probe's own records. Pure: Arrow tables in, records out.
+
+The inverse of ``rows.py``: what a probe said about a machine type comes back
+as the ``MachineProbe`` it was, so the baseline computes on the same types
+whether its input is a live probe or a year-old run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, cast
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..outcome import ConnectionSpec
+from ..probe.records import (
+    CpuFacts,
+    CpuModel,
+    Expansion,
+    FeatureWord,
+    HostFacts,
+    MachineProbe,
+    QueryFailure,
+    Scalar,
+    VcpuProps,
+)
+from .records import AccelLatest, HostState, RunInfo
+
+Key = tuple[str, str]
+T = TypeVar("T")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def pylist(column: pa.ChunkedArray[Any]) -> list[Any]:
+    """A column as Python values; times as aware UTC datetimes.
+
+    Times are converted by hand: pyarrow's own conversion of a zoned
+    timestamp imports pandas (a quarter of a second) only to look up "UTC".
+    """
+    if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+        assert column.type.unit == "ms"
+        millis: list[int | None] = column.cast(pa.int64()).to_pylist()
+        return [None if v is None else _EPOCH + timedelta(milliseconds=v) for v in millis]
+    return column.to_pylist()
+
+
+def columns(table: pa.Table) -> Iterator[dict[str, Any]]:
+    """Rows as dicts, converting column by column (far faster than ``to_pylist`` of rows)."""
+    names = table.column_names
+    cols = [pylist(table[name]) for name in names]
+    for values in zip(*cols, strict=True):
+        yield dict(zip(names, values, strict=True))
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def host_facts(row: Mapping[str, Any]) -> HostFacts:
+    return HostFacts(
+        hostname=row["hostname"],
+        kernel_release=row["kernel_release"],
+        cpu=CpuFacts(
+            vendor=row["cpu_vendor"],
+            family=_opt_int(row["cpu_family"]),
+            model=_opt_int(row["cpu_model"]),
+            stepping=_opt_int(row["cpu_stepping"]),
+            model_name=row["cpu_model_name"],
+            microcode=row["microcode"],
+        ),
+        kvm_module=row["kvm_module"],
+        kvm_nested=row["kvm_nested"] if row["kvm_nested"] is not None else "unknown",
+        dev_kvm=row["dev_kvm"] if row["dev_kvm"] is not None else "missing",
+        synthetic=row["synthetic"],
+    )
+
+
+def connection(row: Mapping[str, Any]) -> ConnectionSpec:
+    return ConnectionSpec(
+        transport=row["conn_transport"] or "unknown",
+        address=row["conn_address"],
+        port=row["conn_port"],
+        user=row["conn_user"],
+        python=row["conn_python"],
+        qemu=row["conn_qemu"],
+    )
+
+
+def _accels(index: pa.Table, accel: str) -> list[AccelLatest | None]:
+    runs = pylist(index[f"{accel}_run"])
+    times = pylist(index[f"{accel}_collected_at"])
+    details = pylist(index[f"{accel}_detail_run"])
+    digests = pylist(index[f"{accel}_cpu_digest"])
+    return [
+        None if run is None else AccelLatest(run, when, detail, digest)
+        for run, when, detail, digest in zip(runs, times, details, digests, strict=True)
+    ]
+
+
+def host_states(index: pa.Table) -> list[HostState]:
+    """Index rows -> records, column by column: no per-row dict on the hot path of ``hosts``."""
+    c = {name: pylist(index[name]) for name in (
+        "host", "pool", "run_id", "collected_at", "status", "stage", "error", "error_code",
+        "accel", "qemu_version", "cpu_digest", "detail_run", "declared_machine_types")}
+    return [
+        HostState(host=host, pool=pool, run=run, collected_at=when, status=status, stage=stage,
+                  error=error, error_code=code, accel=accel, qemu_version=qemu,
+                  cpu_digest=digest, detail_run=detail, kvm=kvm, tcg=tcg,
+                  declared_machine_types=tuple(declared or ()))
+        for host, pool, run, when, status, stage, error, code, accel, qemu, digest, detail,
+        declared, kvm, tcg in zip(
+            c["host"], c["pool"], c["run_id"], c["collected_at"], c["status"], c["stage"],
+            c["error"], c["error_code"], c["accel"], c["qemu_version"], c["cpu_digest"],
+            c["detail_run"], c["declared_machine_types"], _accels(index, "kvm"),
+            _accels(index, "tcg"), strict=True)
+    ]
+
+
+def run_infos(runs: pa.Table) -> list[RunInfo]:
+    return [
+        RunInfo(
+            run_id=row["run_id"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            command=row["command"],
+            inventory=row["inventory"],
+            fleetcpu_version=row["fleetcpu_version"],
+            status=row["status"],
+            hosts_ok=row["hosts_ok"],
+            hosts_failed=row["hosts_failed"],
+            hosts_detail=row["hosts_detail"],
+        )
+        for row in columns(runs)
+    ]
+
+
+def _props(text: str) -> dict[str, Scalar]:
+    value = json.loads(text)
+    return cast(dict[str, Scalar], value if isinstance(value, dict) else {})
+
+
+_FIELD_SEP = "\x1e"
+_ITEM_SEP = "\x1f"
+_NULL = "\x00"
+
+
+def _as_text(column: pa.ChunkedArray[Any]) -> pa.ChunkedArray[Any]:
+    if pa.types.is_list(column.type):
+        joined: Any = pc.binary_join(column, _ITEM_SEP)
+        return cast("pa.ChunkedArray[Any]", joined)
+    if pa.types.is_string(column.type):
+        return column
+    return column.cast(pa.string())
+
+
+def _encoded(table: pa.Table, names: Sequence[str]) -> pa.DictionaryArray[Any, Any]:
+    """Each row's content over ``names`` as a dictionary code, computed in Arrow.
+
+    Names, feature lists and JSON never hold ASCII control characters, so
+    joining on them is unambiguous.
+    """
+    key = pc.call_function(
+        "binary_join_element_wise",
+        [*(_as_text(table[name]) for name in names), pa.scalar(_FIELD_SEP)],
+        options=pc.JoinOptions(null_handling="replace", null_replacement=_NULL),
+    )
+    encoded = cast("pa.ChunkedArray[Any]", pc.dictionary_encode(key)).combine_chunks()
+    assert isinstance(encoded, pa.DictionaryArray)
+    return encoded
+
+
+def _grouped(table: pa.Table, names: Sequence[str],
+             build: Callable[[dict[str, Any]], T]) -> dict[Key, tuple[T, ...]]:
+    """(host, machine type) -> ``build(row)`` of its rows, in stored (probe) order.
+
+    Across a fleet, hosts of one CPU generation and QEMU version hold identical
+    model, feature-word and expansion rows, and identical lists of them. So
+    rows are reduced to codes in Arrow, each distinct row is built once, each
+    distinct list of rows is assembled once, and hosts share the frozen
+    records: reading 10,000 hosts costs what their distinct CPUs cost, plus
+    one dictionary entry per host.
+    """
+    n = table.num_rows
+    if n == 0:
+        return {}
+    groups = _encoded(table, ("host", "machine_type"))
+    rows = _encoded(table, names)
+    positions = pa.array(range(n), pa.int64())
+    # Group by (host, machine type), keeping stored order inside each group.
+    order = pc.sort_indices(pa.table({"g": groups.indices, "p": positions}),
+                            sort_keys=[("g", "ascending"), ("p", "ascending")])
+    g_sorted = groups.indices.take(order)
+    r_sorted = rows.indices.take(order)
+    changes = pc.indices_nonzero(pc.not_equal(g_sorted.slice(1), g_sorted.slice(0, n - 1)))
+    starts = [0, *(int(i) + 1 for i in changes.to_pylist() if i is not None)]
+    offsets = pa.array([*starts, n], pa.int32())
+    lists = pa.ListArray.from_arrays(offsets, r_sorted.cast(pa.string()))
+    joined: Any = pc.binary_join(lists, ",")
+    list_codes = pc.dictionary_encode(pa.chunked_array([joined])).combine_chunks()
+    assert isinstance(list_codes, pa.DictionaryArray)
+
+    # One sample row per distinct content, built once.
+    firsts = pa.table({"r": rows.indices, "p": positions}).group_by("r").aggregate([("p", "min")])
+    samples = table.select(list(names)).take(firsts["p_min"])
+    built = dict(zip(firsts["r"].to_pylist(), (build(r) for r in columns(samples)), strict=True))
+    assembled = [
+        tuple(built[int(code)] for code in text.split(","))
+        for text in cast("list[str]", list_codes.dictionary.to_pylist())
+    ]
+    group_names = cast("list[str]", groups.dictionary.to_pylist())
+    group_of = cast("list[int]", g_sorted.take(pa.array(starts, pa.int64())).to_pylist())
+    list_of = cast("list[int]", list_codes.indices.to_pylist())
+    out: dict[Key, tuple[T, ...]] = {}
+    for g, lst in zip(group_of, list_of, strict=True):
+        host, machine_type = group_names[g].split(_FIELD_SEP, 1)
+        out[(host, machine_type)] = assembled[lst]
+    return out
+
+
+def _cpu_model(row: Mapping[str, Any]) -> CpuModel:
+    return CpuModel(
+        name=row["model"], unavailable_features=tuple(row["unavailable_features"]),
+        alias_of=row["alias_of"], deprecated=row["deprecated"],
+        migration_safe=row["migration_safe"], static=row["static"], typename=row["typename"],
+        features=None if row["features"] is None else tuple(row["features"]),
+    )
+
+
+def _words(row: Mapping[str, Any]) -> tuple[FeatureWord | None, FeatureWord | None]:
+    leaf, subleaf, register = row["leaf"], row["subleaf"], row["register"]
+    supported, filtered = row["supported"], row["filtered"]
+    return (
+        None if supported is None else FeatureWord(leaf, subleaf, register, supported),
+        None if filtered is None else FeatureWord(leaf, subleaf, register, filtered),
+    )
+
+
+def _expansion(row: Mapping[str, Any]) -> Expansion:
+    features = dict.fromkeys(row["disabled"], False)
+    features.update(dict.fromkeys(row["enabled"], True))
+    return Expansion(model=row["model"], features=dict(sorted(features.items())),
+                     props=_props(row["props"]))
+
+
+_MODEL_COLUMNS = ("model", "unavailable_features", "alias_of", "deprecated", "migration_safe",
+                  "static", "typename", "features")
+_WORD_COLUMNS = ("leaf", "subleaf", "register", "supported", "filtered")
+_EXPANSION_COLUMNS = ("model", "enabled", "disabled", "props")
+
+
+def machine_probes(
+    machines: pa.Table, feature_words: pa.Table, models: pa.Table, expansion: pa.Table,
+) -> dict[str, dict[str, MachineProbe]]:
+    """host -> machine type -> MachineProbe, machine types in stored (probe) order.
+
+    Within a (host, machine type) the stored row order is the probe's order,
+    and Parquet keeps it.
+    """
+    model_lists = _grouped(models, _MODEL_COLUMNS, _cpu_model)
+    word_pairs = _grouped(feature_words, _WORD_COLUMNS, _words)
+    static = expansion.filter(pc.equal(expansion["kind"], pa.scalar("static")))
+    full = expansion.filter(pc.equal(expansion["kind"], pa.scalar("full")))
+    statics = _grouped(static, _EXPANSION_COLUMNS, _expansion)
+    fulls = _grouped(full, _EXPANSION_COLUMNS, _expansion)
+
+    out: dict[str, dict[str, MachineProbe]] = {}
+    for row in columns(machines):
+        key = (row["host"], row["machine_type"])
+        errors = tuple(
+            QueryFailure(e["query"], e["error_class"], e["message"])
+            for e in (json.loads(row["errors"]) if row["errors"] else [])
+        )
+        pairs = word_pairs.get(key, ())
+        out.setdefault(row["host"], {})[row["machine_type"]] = MachineProbe(
+            requested=row["requested"],
+            machine_type=row["machine_type"],
+            accel=row["accel"],
+            cpu=row["cpu"],
+            models=model_lists.get(key, ()),
+            static_expansion=statics[key][0] if key in statics else None,
+            full_expansion=fulls[key][0] if key in fulls else None,
+            vcpu=VcpuProps(
+                vendor=row["vendor"], family=row["family"], model=row["model"],
+                stepping=row["stepping"], model_id=row["model_id"], level=row["level"],
+                xlevel=row["xlevel"], phys_bits=row["phys_bits"],
+            ),
+            feature_words=tuple(w for w, _ in pairs if w is not None),
+            filtered_features=tuple(f for _, f in pairs if f is not None),
+            errors=errors,
+        )
+    return out

@@ -1,0 +1,434 @@
+"""The store: a directory of immutable Parquet files that pandas, pyarrow and DuckDB read as is.
+
+    STORE/fleetcpu-store.json                 marker: {"format": "fleetcpu.store", "layout": 1}
+    STORE/.lock                               flock for the index's read-merge-replace
+    STORE/v1/<table>/date=YYYY-MM-DD/run-<run_id>.parquet   one file per table per run
+    STORE/v1/index/latest.parquet             latest state of every host (derived)
+    STORE/v1/index/pending/<run_id>           journal of runs being committed
+
+Why a marker: a mistyped ``--store`` must never scatter Parquet files into
+someone's home directory or read a random directory as if it were a store.
+Why readers trust only runs present in ``runs``: it is written last, so a
+run without it was interrupted before its commit record (its other files
+are whole, but the run may lack hosts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pyarrow as pa
+
+from .. import __version__
+from ..errors import (
+    NoUsableDataError,
+    StoreCorruptError,
+    StoreForeignError,
+    StoreLockedError,
+    UnknownPoolError,
+)
+from ..probe.records import MachineProbe
+from . import index as idx
+from . import journal
+from .atomic import locked, remove_stale_temporaries, write_bytes, write_table
+from .layout import LOCK, MARKER, MARKER_FORMAT, Layout, is_run_id, is_temporary, rfc3339
+from .reader import empty, read_file
+from .records import HostSnapshot, HostState, RunInfo
+from .schema import (
+    DETAIL_TABLES,
+    HOSTS,
+    INDEX,
+    INDEX_ACCELS,
+    LAYOUT,
+    RUN_TABLES,
+    RUNS,
+    TABLES,
+    TableSpec,
+)
+from .snapshot import columns, connection, host_facts, host_states, machine_probes, run_infos
+from .writer import DEFAULT_FLUSH_EVERY, RunWriter
+
+DEFAULT_LOCK_TIMEOUT = 30.0
+_EMPTY_MSG = "store is empty: run fleetcpu collect or import first"
+
+
+def _is_empty_dir(path: Path) -> bool:
+    """Empty, or holding only what a concurrent creator of this store leaves first."""
+    return all(
+        name == LOCK or (name.startswith(f".{MARKER}.") and is_temporary(name))
+        for name in os.listdir(path)
+    )
+
+
+def _lock_timeout() -> float:
+    text = os.environ.get("FLEETCPU_STORE_LOCK_TIMEOUT")
+    return float(text) if text else DEFAULT_LOCK_TIMEOUT
+
+
+class Store:
+    """An opened store. Build it with ``Store.open`` or ``Store.create_or_open``."""
+
+    def __init__(self, root: Path, *, lock_timeout: float | None = None) -> None:
+        self.root = root
+        self.layout = Layout(root)
+        self.lock_timeout = _lock_timeout() if lock_timeout is None else lock_timeout
+
+    # -- opening ------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, lock_timeout: float | None = None) -> Store:
+        """An existing store; a missing or empty directory is NoUsableDataError (exit 21)."""
+        root = Path(path)
+        if not root.is_dir() or _is_empty_dir(root):
+            raise NoUsableDataError(f"{root}: {_EMPTY_MSG}")
+        store = cls(root, lock_timeout=lock_timeout)
+        store._check_marker()
+        return store
+
+    @classmethod
+    def create_or_open(
+        cls, path: str | os.PathLike[str], *, lock_timeout: float | None = None
+    ) -> Store:
+        """The store at ``path``, created when the directory is absent or empty."""
+        root = Path(path)
+        if root.exists() and not root.is_dir():
+            raise StoreForeignError(f"{root}: not a directory, cannot hold a fleetcpu store")
+        root.mkdir(parents=True, exist_ok=True)
+        store = cls(root, lock_timeout=lock_timeout)
+        if not store.layout.marker.exists() and _is_empty_dir(root):
+            marker = {"format": MARKER_FORMAT, "layout": LAYOUT,
+                      "created": rfc3339(datetime.now(UTC)), "fleetcpu_version": __version__}
+            # Exclusive: of two processes creating the store at once, one marker wins.
+            write_bytes(store.layout.marker, (json.dumps(marker) + "\n").encode(), exclusive=True)
+        store._check_marker()
+        return store
+
+    def _check_marker(self) -> None:
+        marker = self.layout.marker
+        try:
+            text = marker.read_text()
+        except FileNotFoundError:
+            raise StoreForeignError(
+                f"{self.root}: not a fleetcpu store (no {MARKER}) and not empty; "
+                "choose another --store directory"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreCorruptError(f"{marker}: unreadable ({exc})") from exc
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise StoreCorruptError(f"{marker}: not JSON ({exc})") from exc
+        if not isinstance(value, dict) or value.get("format") != MARKER_FORMAT:
+            found = value.get("format") if isinstance(value, dict) else None
+            raise StoreForeignError(f"{marker}: not a fleetcpu store marker (format {found!r})")
+        layout = value.get("layout")
+        if layout != LAYOUT:
+            raise StoreForeignError(
+                f"{marker}: store layout {layout!r}, this fleetcpu reads layout {LAYOUT}"
+            )
+
+    # -- writing ------------------------------------------------------------
+
+    def run_writer(
+        self,
+        command: str,
+        inventory: str | None = None,
+        *,
+        started_at: datetime | None = None,
+        flush_every: int = DEFAULT_FLUSH_EVERY,
+    ) -> RunWriter:
+        """A streaming writer for one run; ``started_at`` (default now) times the run id."""
+        return RunWriter(self, command, inventory, started_at=started_at, flush_every=flush_every)
+
+    def _known_digests(self) -> dict[tuple[str, str], str]:
+        """(host, cpu_digest) -> detail run, from the index: what a new run need not rewrite."""
+        table = self._index_table()
+        known: dict[tuple[str, str], str] = {}
+        for prefix in ("", *(f"{a}_" for a in INDEX_ACCELS)):
+            hosts = table["host"].to_pylist()
+            digests = table[f"{prefix}cpu_digest"].to_pylist()
+            runs = table[f"{prefix}detail_run"].to_pylist()
+            for host, digest, run in zip(hosts, digests, runs, strict=True):
+                if host is not None and digest is not None and run is not None:
+                    known.setdefault((str(host), str(digest)), str(run))
+        return known
+
+    def _run_hosts(self, run_id: str) -> pa.Table:
+        """The index-relevant columns of one committed run's ``hosts`` rows."""
+        path = self.layout.run_file(HOSTS.name, run_id)
+        if not path.exists():
+            return empty(HOSTS, idx.BASE)
+        return read_file(path, HOSTS, columns=idx.BASE)
+
+    def _index_run(self, run_id: str, *, wrote_hosts: bool) -> None:
+        """Fold a just-committed run into the index; the journal covers a failure here."""
+        with locked(self.layout.lock, self.lock_timeout):
+            self._fold_pending_locked(extra=run_id if wrote_hosts else None)
+            journal.end(self.layout, run_id)
+            self._housekeeping_locked(run_id)
+
+    def _fold_pending_locked(self, extra: str | None = None) -> pa.Table:
+        """Under the lock: index := index + every committed pending run (+ ``extra``)."""
+        current = self._read_index_file()
+        if current is None:
+            return self._rebuild_locked()
+        runs = [p.run_id for p in journal.pending(self.layout) if p.committed]
+        if extra is not None and extra not in runs:
+            runs.append(extra)
+        if runs:
+            rows = pa.concat_tables([self._run_hosts(r) for r in runs])
+            current = idx.merge(current, rows)
+            write_table(self.layout.index_file, INDEX, current)
+            for run in runs:
+                journal.end(self.layout, run)
+        return current
+
+    def _housekeeping_locked(self, run_id: str) -> None:
+        """Roll back runs abandoned before their commit record; drop stale temporaries."""
+        for run in journal.abandoned(self.layout):
+            journal.roll_back(self.layout, run, tuple(spec.name for spec in RUN_TABLES))
+        dirs = [self.root, self.layout.index_dir]
+        dirs += [self.layout.run_file(spec.name, run_id).parent for spec in RUN_TABLES]
+        remove_stale_temporaries(dirs)
+
+    # -- the index ----------------------------------------------------------
+
+    def _read_index_file(self) -> pa.Table | None:
+        path = self.layout.index_file
+        if not path.exists():
+            return None
+        try:
+            return read_file(path, INDEX)
+        except StoreCorruptError as exc:
+            raise StoreCorruptError(
+                f"{exc.message} (the index is derived data: delete it and it is rebuilt)"
+            ) from exc
+
+    def _index_table(self) -> pa.Table:
+        """The index as of now: the file, plus committed runs it has not folded in yet.
+
+        A reader never waits: when another process holds the lock (or the
+        store is read-only to us), the missing runs are merged in memory only.
+        """
+        current = self._read_index_file()
+        pending = [p.run_id for p in journal.pending(self.layout) if p.committed]
+        if current is not None and not pending:
+            return current
+        try:
+            with locked(self.layout.lock, 0):
+                return self._fold_pending_locked()
+        except (StoreLockedError, PermissionError):
+            pass
+        if current is None:
+            return self._rebuild()
+        rows = pa.concat_tables([self._run_hosts(r) for r in pending])
+        return idx.merge(current, rows)
+
+    def reindex(self) -> int:
+        """Rebuild the index from the ``hosts`` table; returns the number of hosts."""
+        with locked(self.layout.lock, self.lock_timeout):
+            return self._rebuild_locked().num_rows
+
+    def _rebuild_locked(self) -> pa.Table:
+        for run in journal.abandoned(self.layout):
+            journal.roll_back(self.layout, run, tuple(spec.name for spec in RUN_TABLES))
+        pending_before = {p.run_id for p in journal.pending(self.layout) if p.committed}
+        current = self._rebuild()
+        write_table(self.layout.index_file, INDEX, current)
+        # Only markers of runs committed before the scan began are surely in it.
+        for run in pending_before:
+            journal.end(self.layout, run)
+        return current
+
+    def _rebuild(self) -> pa.Table:
+        committed = set(self._committed_run_ids())
+        current: pa.Table | None = None
+        for day in self._days(HOSTS):
+            tables = []
+            for path in self._files(HOSTS, day):
+                if path.name[4:-8] in committed:
+                    tables.append(read_file(path, HOSTS, columns=idx.BASE))
+                else:
+                    # Not ours to trust, yet any engine reading the directory sees it:
+                    # it must at least be a whole hosts file of ours.
+                    read_file(path, HOSTS, columns=[])
+            if tables:
+                # Reduce day by day: memory stays at one day of rows plus the index.
+                current = idx.merge(current, pa.concat_tables(tables))
+        return current if current is not None else idx.empty_index()
+
+    # -- listing files ------------------------------------------------------
+
+    def _days(self, spec: TableSpec) -> list[Path]:
+        try:
+            entries = sorted(os.scandir(self.layout.table_dir(spec.name)), key=lambda e: e.name)
+        except FileNotFoundError:
+            return []
+        return [Path(e.path) for e in entries if e.is_dir() and e.name.startswith("date=")]
+
+    def _files(self, spec: TableSpec, day: Path) -> list[Path]:
+        """Every visible Parquet file of a day; one that is not a run file is foreign."""
+        out = []
+        for entry in sorted(os.scandir(day), key=lambda e: e.name):
+            name = entry.name
+            if name.startswith((".", "_")) or not name.endswith(".parquet"):
+                continue
+            run_id = name[4:-8] if name.startswith("run-") else ""
+            if not is_run_id(run_id):
+                # Validates it: names the file as foreign or corrupt, as a reader would.
+                read_file(Path(entry.path), spec, columns=[])
+                raise StoreForeignError(f"{entry.path}: not a fleetcpu run file name")
+            out.append(Path(entry.path))
+        return out
+
+    def _committed_run_ids(self) -> list[str]:
+        out = []
+        for day in self._days(RUNS):
+            out += [p.name[4:-8] for p in self._files(RUNS, day)]
+        return sorted(out)
+
+    # -- reading ------------------------------------------------------------
+
+    def runs(self) -> list[RunInfo]:
+        """Every committed run, oldest first."""
+        return run_infos(self.table(RUNS.name))
+
+    def table(self, name: str, *, columns: Sequence[str] | None = None,
+              runs: Iterable[str] | None = None) -> pa.Table:
+        """A whole table (or the given runs of it) through its current schema,
+        committed runs only: the safe way to load history for analysis."""
+        spec = TABLES.get(name)
+        if spec is None or spec is INDEX:
+            raise ValueError(f"no table {name!r}; tables: {', '.join(s.name for s in RUN_TABLES)}")
+        wanted = set(runs) if runs is not None else None
+        committed = set(self._committed_run_ids())
+        parts = []
+        if wanted is not None:
+            paths = [self.layout.run_file(name, r) for r in sorted(wanted & committed)]
+            paths = [p for p in paths if p.exists()]
+        else:
+            paths = [
+                p for day in self._days(spec) for p in self._files(spec, day)
+                if p.name[4:-8] in committed
+            ]
+        parts = [read_file(p, spec, columns=columns) for p in paths]
+        if not parts:
+            return empty(spec, columns)
+        return pa.concat_tables(parts)
+
+    def latest(self, pool: str | None = None) -> list[HostState]:
+        """The latest record of every host (of ``pool``), sorted by pool then host."""
+        states = host_states(self._index_table())
+        if pool is not None:
+            chosen = [s for s in states if s.pool == pool]
+            if not chosen:
+                known = sorted({s.pool for s in states})
+                raise UnknownPoolError(
+                    f"unknown pool {pool!r}; pools in the store: {', '.join(known) or 'none'}"
+                )
+            states = chosen
+        return sorted(states, key=lambda s: (s.pool, s.host))
+
+    def pools(self) -> list[str]:
+        return sorted({str(p) for p in self._index_table()["pool"].to_pylist()})
+
+    def snapshots(self, hosts: Iterable[str], accel: str) -> dict[str, HostSnapshot]:
+        """Each host's latest successful data under ``accel``; hosts without any are absent.
+
+        Reads only what it needs: the ``hosts`` rows of each distinct successful
+        run, and the detail rows of one host per distinct ``cpu_digest`` (equal
+        digests mean equal detail rows, so hosts of one CPU generation share
+        one frozen ``MachineProbe`` set). A 10,000-host pool of a few CPU
+        types costs a few hosts' worth of records.
+        """
+        if accel not in INDEX_ACCELS:
+            raise ValueError(f"accel must be one of {', '.join(INDEX_ACCELS)}, not {accel!r}")
+        wanted = set(hosts)
+        by_host = {s.host: s for s in host_states(self._index_table()) if s.host in wanted}
+        slots = {h: s.latest_ok(accel) for h, s in by_host.items()}
+        chosen = {h: a for h, a in slots.items() if a is not None and a.detail_run is not None}
+        by_run: dict[str, set[str]] = {}
+        sample: dict[str, tuple[str, str]] = {}  # content key -> (host, detail run) holding it
+        for host, slot in chosen.items():
+            by_run.setdefault(slot.run, set()).add(host)
+            sample.setdefault(_content_key(host, slot.cpu_digest), (host, str(slot.detail_run)))
+        by_detail: dict[str, set[str]] = {}
+        for host, run in sample.values():
+            by_detail.setdefault(run, set()).add(host)
+
+        host_rows: dict[str, dict[str, Any]] = {}
+        for run, members in sorted(by_run.items()):
+            path = self.layout.run_file(HOSTS.name, run)
+            for found in columns(read_file(path, HOSTS, columns=_SNAPSHOT_COLUMNS,
+                                           hosts=members)):
+                host_rows[str(found["host"])] = found
+
+        detail: dict[str, dict[str, MachineProbe]] = {}
+        for run, members in sorted(by_detail.items()):
+            tables = [
+                read_file(self.layout.run_file(spec.name, run), spec, hosts=members)
+                if self.layout.run_file(spec.name, run).exists() else empty(spec)
+                for spec in DETAIL_TABLES
+            ]
+            detail.update(machine_probes(*tables))
+        shared = {
+            key: MappingProxyType(detail[host]) for key, (host, _run) in sample.items()
+            if host in detail
+        }
+
+        out: dict[str, HostSnapshot] = {}
+        for host in sorted(chosen):
+            slot = chosen[host]
+            row = host_rows.get(host)
+            machines = shared.get(_content_key(host, slot.cpu_digest))
+            if row is None:
+                raise StoreCorruptError(f"{self.layout.run_file(HOSTS.name, slot.run)}: host "
+                                        f"{host!r} missing although the index points there")
+            if machines is None:
+                holder, run = sample[_content_key(host, slot.cpu_digest)]
+                raise StoreCorruptError(f"{self.layout.run_file('machines', run)}: host "
+                                        f"{holder!r} missing although the index points there")
+            out[host] = HostSnapshot(
+                host=host,
+                pool=str(row["pool"]),
+                accel=accel,
+                run=slot.run,
+                collected_at=slot.collected_at,
+                detail_run=str(slot.detail_run),
+                cpu_digest=str(slot.cpu_digest),
+                facts=host_facts(row),
+                qemu_version=_opt_str(row["qemu_version"]),
+                qemu_package=_opt_str(row["qemu_package"]),
+                qemu_binary=_opt_str(row["qemu_binary"]),
+                probe_version=_opt_str(row["probe_version"]),
+                connection=connection(row),
+                machines=machines,
+            )
+        return out
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+
+#: The ``hosts`` columns a snapshot needs (facts, QEMU, connection), not the evidence.
+_SNAPSHOT_COLUMNS = [
+    "host", "pool", "qemu_version", "qemu_package", "qemu_binary", "hostname", "kernel_release",
+    "cpu_vendor", "cpu_family", "cpu_model", "cpu_stepping", "cpu_model_name", "microcode",
+    "kvm_module", "kvm_nested", "dev_kvm", "synthetic", "probe_version", "conn_transport",
+    "conn_address", "conn_port", "conn_user", "conn_python", "conn_qemu",
+]
+
+
+def _content_key(host: str, digest: str | None) -> str:
+    """Hosts with one digest share detail content; without a digest, a host is its own."""
+    return f"sha256:{digest}" if digest is not None else f"host:{host}"
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,210 @@
+"""Streaming one run into the store: ``with store.run_writer(...) as w: w.add(outcome)``.
+
+Why streaming: a 10,000-host run must not hold 10,000 probe documents (each
+tens of KB of models and features) in memory. ``add`` converts an outcome to
+rows at once and buffers them; every ``flush_every`` hosts the buffers go out
+as one Parquet row group per table into files open under hidden temporary
+names. Memory stays bounded by ``flush_every`` hosts' rows.
+
+Why ``__exit__`` commits even on an exception: a Ctrl-C (KeyboardInterrupt,
+or CancelledError in the collector's event loop) at host 9,000 must not lose
+8,999 results. The run is recorded with ``status = interrupted`` and the
+exception goes on propagating.
+
+Commit order: close every file (footer, fsync), drop a journal marker,
+publish the detail tables, then ``hosts``, then the ``runs`` row, which is
+the commit record; then the index. ``add`` is synchronous and cheap (a row
+group flush of a few hundred hosts takes tens of ms), so the collector may
+call it from its event loop.
+
+Test-only hooks (never set them in production): ``FLEETCPU_TEST_HOOK_KILL_AFTER=<n>``
+SIGKILLs the process once ``n`` host rows have been flushed into a still-open
+file, i.e. mid-write; ``FLEETCPU_TEST_HOOK_KILL_AT=before-runs|before-index``
+SIGKILLs it just before the commit record, or just after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from .. import __version__
+from ..errors import StoreLockedError
+from ..outcome import HostOutcome
+from . import journal
+from .atomic import ParquetSink, write_table
+from .layout import new_run_id, utc
+from .rows import Row, cpu_digest, detail_rows, host_row, unique_machines
+from .schema import DETAIL_TABLES, HOSTS, RUNS, TableSpec
+
+if TYPE_CHECKING:
+    from .store import Store
+
+DEFAULT_FLUSH_EVERY = 500
+_HOOK_KILL_AFTER = "FLEETCPU_TEST_HOOK_KILL_AFTER"
+_HOOK_KILL_AT = "FLEETCPU_TEST_HOOK_KILL_AT"
+_flushed_in_process = 0
+
+
+def _hook_kill_at(point: str) -> None:
+    if os.environ.get(_HOOK_KILL_AT) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RunWriter:
+    """One run being written. Not thread-safe; one ``add`` per host."""
+
+    def __init__(
+        self,
+        store: Store,
+        command: str,
+        inventory: str | None,
+        *,
+        started_at: datetime | None = None,
+        flush_every: int = DEFAULT_FLUSH_EVERY,
+    ) -> None:
+        if flush_every < 1:
+            raise ValueError("flush_every must be at least 1")
+        self._store = store
+        self.command = command
+        self.inventory = inventory
+        self.started_at = utc(started_at) if started_at is not None else datetime.now(UTC)
+        self.run_id = new_run_id(self.started_at)
+        self.flush_every = flush_every
+        self.hosts_ok = 0
+        self.hosts_failed = 0
+        self.hosts_detail = 0
+        self.status: str | None = None  # set at commit: complete | interrupted
+        #: (host, cpu_digest) -> the committed run already holding that data.
+        self._known = store._known_digests()
+        self._seen: set[str] = set()
+        self._buffers: dict[str, list[Row]] = {
+            spec.name: [] for spec in (*DETAIL_TABLES, HOSTS)
+        }
+        self._buffered_hosts = 0
+        self._sinks: dict[str, ParquetSink] = {}
+        self._closed = False
+        kill_after = os.environ.get(_HOOK_KILL_AFTER)
+        self._kill_after = int(kill_after) if kill_after else None
+
+    # -- adding -------------------------------------------------------------
+
+    def add(self, outcome: HostOutcome) -> None:
+        if self._closed:
+            raise RuntimeError(f"run {self.run_id} is already committed")
+        if outcome.host in self._seen:
+            raise ValueError(f"host {outcome.host!r} added twice to run {self.run_id}")
+        doc = outcome.document
+        machines = unique_machines(doc.machine_types) if doc is not None else ()
+        digest = cpu_digest(machines)
+        detail_run = None if digest is None else self._known.get((outcome.host, digest))
+        new_detail = digest is not None and detail_run is None
+        if new_detail:
+            detail_run = self.run_id
+        # Built (and so validated) before any buffer changes: a bad outcome leaves no trace.
+        row = host_row(outcome, self.run_id, digest, detail_run)
+        if new_detail:
+            self.hosts_detail += 1
+            for table, rows in detail_rows(self.run_id, outcome.host, machines).by_table().items():
+                self._buffers[table].extend(rows)
+        self._buffers[HOSTS.name].append(row)
+        self._seen.add(outcome.host)
+        if outcome.ok:
+            self.hosts_ok += 1
+        else:
+            self.hosts_failed += 1
+        self._buffered_hosts += 1
+        if self._buffered_hosts >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered rows as one row group per table."""
+        global _flushed_in_process  # noqa: PLW0603 - a process-wide counter for the test hook
+        for spec in (*DETAIL_TABLES, HOSTS):
+            rows = self._buffers[spec.name]
+            if not rows:
+                continue
+            self._sink(spec).write(pa.Table.from_pylist(rows, schema=spec.schema))
+            rows.clear()
+        _flushed_in_process += self._buffered_hosts
+        self._buffered_hosts = 0
+        if self._kill_after is not None and _flushed_in_process >= self._kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _sink(self, spec: TableSpec) -> ParquetSink:
+        sink = self._sinks.get(spec.name)
+        if sink is None:
+            final = self._store.layout.run_file(spec.name, self.run_id)
+            sink = self._sinks[spec.name] = ParquetSink(final, spec)
+        return sink
+
+    # -- committing ---------------------------------------------------------
+
+    @property
+    def hosts(self) -> int:
+        return self.hosts_ok + self.hosts_failed
+
+    def commit(self, status: str = "complete") -> None:
+        """Publish the run; after this returns it is in ``runs`` and in the index."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+            for sink in self._sinks.values():
+                sink.close()
+        except BaseException:
+            self.discard()
+            raise
+        self._closed = True
+        self.status = status
+        layout = self._store.layout
+        journal.begin(layout, self.run_id)
+        for spec in (*DETAIL_TABLES, HOSTS):  # hosts after the rows its detail_run points at
+            if spec.name in self._sinks:
+                self._sinks[spec.name].publish()
+        _hook_kill_at("before-runs")
+        finished = datetime.now(UTC)
+        write_table(layout.run_file(RUNS.name, self.run_id), RUNS, pa.Table.from_pylist([{
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "finished_at": max(finished, self.started_at),
+            "command": self.command,
+            "inventory": self.inventory,
+            "fleetcpu_version": __version__,
+            "status": status,
+            "hosts_ok": self.hosts_ok,
+            "hosts_failed": self.hosts_failed,
+            "hosts_detail": self.hosts_detail,
+        }], schema=RUNS.schema))
+        _hook_kill_at("before-index")
+        self._store._index_run(self.run_id, wrote_hosts=HOSTS.name in self._sinks)
+
+    def discard(self) -> None:
+        """Drop everything not yet published (the writer itself failed: disk full...)."""
+        self._closed = True
+        for sink in self._sinks.values():
+            sink.discard()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit("complete")
+            return
+        # Keep what was added; the original exception goes on. A busy index
+        # lock is not worth hiding a Ctrl-C for: the journal defers the index
+        # update to the next reader.
+        with contextlib.suppress(StoreLockedError):
+            self.commit("interrupted")

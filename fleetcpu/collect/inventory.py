@@ -55,6 +55,11 @@ Choices made where Ansible and the issue leave room (tests pin each one):
   opt out of its group's list; every other known key refuses an empty value.
 * Group and pool names, host names and machine types are limited to
   ``[A-Za-z0-9_.-]``: they end up in file names, store rows and command lines.
+* ``host_root=/DIR`` (added for ``collect``) becomes the probe's
+  ``--host-root``: a probe run in a container that sees the host under
+  ``/host``, or a replay host in tests. A dedicated, validated key rather
+  than free-form probe flags, so an inventory cannot smuggle arbitrary
+  options to the probe.
 * One host pattern may expand to at most ``MAX_EXPANSION`` names, so a typo
   such as ``kvm[0:99999999]`` fails fast instead of exhausting memory.
 """
@@ -104,6 +109,7 @@ _ALIASES: dict[str, str] = {
     "machine_types": "machine_types",
     "qemu": "qemu",
     "accel": "accel",
+    "host_root": "host_root",
 }
 _IMPLICIT_GROUPS = frozenset({"all", "ungrouped"})
 _SECTION_KINDS = ("hosts", "vars", "children")
@@ -133,6 +139,9 @@ class HostSpec:
     transport: str
     groups: tuple[str, ...]
     source: str
+    #: The probe's ``--host-root``: where the host's /proc and /sys are seen
+    #: from (a probe run in a container; replay hosts in tests). None: "/".
+    host_root: str | None = None
 
 
 @dataclass(frozen=True)
@@ -495,6 +504,8 @@ class _Parser:
         if canon is None:
             self._unknown_key(key, lineno)
             return None
+        if canon == "host_root" and not raw.startswith("/"):
+            raise _LineError(f"bad {key} {raw!r}: expected an absolute path")
         return canon, _Set(_normalise(canon, key, raw), lineno, key)
 
     def _host_line(self, line: str, lineno: int) -> None:
@@ -711,6 +722,7 @@ class _Parser:
             transport=get("transport") or "ssh",
             groups=direct,
             source=f"{self.path}:{host.line}",
+            host_root=get("host_root"),
         )
 
 

@@ -1,0 +1,219 @@
+"""The only code fleetcpu runs on a host before the probe: ``python3 -E -s -c <this file> ARGS``.
+
+Why it exists: the probe must run on hosts where fleetcpu is not installed,
+and nothing may be written on a production host. So the orchestrator sends
+this file as the ``-c`` argument and the probe bundle (a zip of
+``fleetcpu.probe`` and ``qemu.qmp``) on stdin; this file checks the
+interpreter, reads and verifies the bundle, imports the probe from memory and
+runs it with ARGS. No file is written, nothing is installed.
+
+Why stdin stays open: sshd does not kill a remote command without a pty when
+the client goes away, and a dead orchestrator must not leave QEMU running. So
+after the bundle, a thread blocks on stdin; at EOF (the orchestrator gave up,
+timed out, was killed, or the connection dropped) it sends this process
+SIGTERM, which the probe turns into "stop QEMU, remove the work directory,
+print an interrupted document". The orchestrator never closes stdin while it
+still wants the answer.
+
+Why it is written the way it is: every Python must be able to *parse* this
+file, 2.7 included, so that an old interpreter fails with a clear verdict
+(exit ``EXIT_OLD_PYTHON`` and a marker line) rather than a SyntaxError. Hence
+no annotations (type comments instead), no f-strings, no keyword-only
+arguments, and imports beyond ``sys`` happen after the version check.
+``vermin --target=3.9-`` checks it; a test runs it under 2.7, 3.6, 3.8 and 3.9.
+
+The protocol on stdin: one header line ``FLEETCPU-BUNDLE/1 <length> <sha256>``,
+then exactly ``length`` bytes of zip, then nothing until EOF.
+"""
+# ruff: noqa: UP031, BLE001, S102, ARG002
+
+import sys
+
+MIN_PYTHON = (3, 9)
+#: Exit codes of the bootstrap itself, away from the probe's (1-25) and the shell's (126, 127).
+EXIT_OLD_PYTHON = 40
+EXIT_BAD_BUNDLE = 41
+#: Prefix of the bootstrap's own diagnostic lines on stderr, which the orchestrator parses.
+MARKER = "fleetcpu-bootstrap:"
+MAGIC = b"FLEETCPU-BUNDLE/1"
+#: A bundle is ~150 KB; refuse to buffer more than this from a confused sender.
+MAX_BUNDLE = 64 * 1024 * 1024
+#: Where tracebacks say the bundled code lives (there is no file).
+ORIGIN = "<fleetcpu-bundle>/"
+
+
+def _say(what, detail):
+    # type: (str, str) -> None
+    sys.stderr.write("%s %s %s\n" % (MARKER, what, detail))
+    sys.stderr.flush()
+
+
+def _read_bundle(fd):
+    # type: (int) -> bytes
+    """Header line, then exactly the announced bytes, checked against the announced sha256."""
+    import hashlib
+    import os
+
+    head = b""
+    while b"\n" not in head:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            _say("upload", "stdin closed after %d bytes, before the bundle header" % len(head))
+            sys.exit(EXIT_BAD_BUNDLE)
+        head += chunk
+        if len(head) > 4096 and b"\n" not in head:
+            _say("upload", "no bundle header on stdin")
+            sys.exit(EXIT_BAD_BUNDLE)
+    line, rest = head.split(b"\n", 1)
+    fields = line.split()
+    if len(fields) != 3 or fields[0] != MAGIC or not fields[1].isdigit():
+        _say("upload", "bad bundle header %r" % line[:80])
+        sys.exit(EXIT_BAD_BUNDLE)
+    length = int(fields[1])
+    digest = fields[2].decode("ascii", "replace")
+    if length > MAX_BUNDLE:
+        _say("upload", "bundle of %d bytes refused (limit %d)" % (length, MAX_BUNDLE))
+        sys.exit(EXIT_BAD_BUNDLE)
+    chunks = [rest]
+    have = len(rest)
+    while have < length:
+        chunk = os.read(fd, min(1 << 20, length - have))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        have += len(chunk)
+    data = b"".join(chunks)[:length]
+    if len(data) < length:
+        _say("upload", "stdin closed after %d of %d bundle bytes" % (len(data), length))
+        sys.exit(EXIT_BAD_BUNDLE)
+    if hashlib.sha256(data).hexdigest() != digest:
+        _say("upload", "bundle checksum mismatch (expected %s)" % digest)
+        sys.exit(EXIT_BAD_BUNDLE)
+    return data
+
+
+def _install(data):
+    # type: (bytes) -> None
+    """Make the zip's modules importable from memory, ahead of anything installed on the host.
+
+    First on ``sys.meta_path`` so a host's own ``fleetcpu`` or ``qemu``
+    package can never be mixed with the bundled one. A directory without
+    ``__init__.py`` (``qemu``, a namespace package) becomes an empty package.
+    """
+    import importlib.abc
+    import importlib.machinery
+    import importlib.util
+    import io
+    import types  # noqa: F401 - named in type comments
+    import zipfile
+
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    # module name -> (archive path, or None for a namespace directory; is a package)
+    modules = {}  # type: dict[str, tuple[str | None, bool]]
+    for name in archive.namelist():
+        if not name.endswith(".py"):
+            continue
+        parts = name[:-3].split("/")
+        for i in range(1, len(parts)):
+            modules.setdefault(".".join(parts[:i]), (None, True))
+        if parts[-1] == "__init__":
+            modules[".".join(parts[:-1])] = (name, True)
+        else:
+            modules[".".join(parts)] = (name, False)
+
+    class BundleImporter(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader):
+        def find_spec(self, fullname, path=None, target=None):
+            # type: (str, object, object) -> importlib.machinery.ModuleSpec | None
+            found = modules.get(fullname)
+            if found is None:
+                return None
+            return importlib.util.spec_from_loader(
+                fullname, self, origin=ORIGIN + (found[0] or fullname), is_package=found[1]
+            )
+
+        def create_module(self, spec):
+            # type: (importlib.machinery.ModuleSpec) -> None
+            return None
+
+        def exec_module(self, module):
+            # type: (types.ModuleType) -> None
+            exec(self.get_code(module.__name__), module.__dict__)
+
+        def is_package(self, fullname):
+            # type: (str) -> bool
+            return modules[fullname][1]
+
+        def get_source(self, fullname):
+            # type: (str) -> str
+            path = modules[fullname][0]
+            return "" if path is None else archive.read(path).decode("utf-8")
+
+        def get_code(self, fullname):
+            # type: (str) -> types.CodeType
+            path = modules[fullname][0] or fullname
+            return compile(self.get_source(fullname), ORIGIN + path, "exec", dont_inherit=True)
+
+    sys.meta_path.insert(0, BundleImporter())
+
+
+def _watch_stdin(fd):
+    # type: (int) -> None
+    """At EOF on stdin, SIGTERM ourselves: the probe then stops QEMU and cleans up.
+
+    Raw ``os.read``, not ``sys.stdin``: a daemon thread blocked inside a
+    buffered reader would hold its lock and abort the interpreter at exit.
+    """
+    import os
+    import signal
+    import threading
+
+    def watch():
+        # type: () -> None
+        try:
+            while os.read(fd, 65536):
+                pass
+        except OSError:
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="fleetcpu-stdin-eof")
+    thread.daemon = True
+    thread.start()
+
+
+def main():
+    # type: () -> None
+    if sys.version_info < MIN_PYTHON:
+        major, minor, micro = sys.version_info[:3]
+        _say(
+            "python-too-old",
+            "%s is Python %d.%d.%d, fleetcpu's probe needs %d.%d or newer"
+            % (sys.executable or "python", major, minor, micro, MIN_PYTHON[0], MIN_PYTHON[1]),
+        )
+        sys.exit(EXIT_OLD_PYTHON)
+    import importlib
+    import os
+    import traceback
+
+    _install(_read_bundle(0))
+    _watch_stdin(0)
+    try:
+        probe = importlib.import_module("fleetcpu.probe.__main__")
+        code = probe.main(sys.argv[1:])
+    except SystemExit as exc:  # argparse on a bad flag
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:  # the orchestrator left: nobody reads our output any more
+        code = code or 1
+    # Not sys.exit: the stdin watcher may still be blocked in read(), and
+    # interpreter shutdown has nothing left to clean up (the probe did it).
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""What came back from a host -> the probe's document, or a failure with its stage and evidence.
+
+Pure (no I/O), so every verdict is tested from bytes. The order of the
+checks is the order of the story on the host: did Python start (shell exit
+127/126, the bootstrap's old-Python marker), did the bundle arrive (the
+bootstrap's upload marker, a refused stdin), did the deadline pass, and only
+then: is stdout a probe document? A document, even a failed one, is the
+probe's own verdict (stage qemu, qmp, timeout...) and wins over the exit code.
+
+Evidence is kept small and always: the first bytes of stdout (what the
+garbage looked like) and the stderr tail (a traceback, the shell's
+complaint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ProbeDocumentError
+from ..probe.records import ProbeDocument, document_from_json
+from .bootstrap import EXIT_BAD_BUNDLE, EXIT_OLD_PYTHON, MARKER
+from .transport import STDOUT_CAP, RemoteRun
+
+__all__ = ["STDOUT_EVIDENCE", "Verdict", "interpret"]
+
+#: How much of an unusable stdout is kept as evidence.
+STDOUT_EVIDENCE = 512
+
+
+@dataclass(frozen=True)
+class Verdict:
+    document: ProbeDocument | None
+    stage: str | None = None
+    error: str | None = None
+    code: str | None = None
+    stderr_tail: str = ""
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _marker(stderr: str, what: str) -> str | None:
+    prefix = f"{MARKER} {what} "
+    for line in stderr.splitlines():
+        if line.startswith(prefix):
+            return line[len(prefix):].strip()
+    return None
+
+
+def _last_line(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "no stderr"
+
+
+def _how_it_ended(run: RemoteRun) -> str:
+    if run.exit_signal is not None:
+        return f"killed by signal {run.exit_signal}"
+    if run.exit_status is not None:
+        return f"exit status {run.exit_status}"
+    return "no exit status"
+
+
+def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911 - a decision table
+    """The verdict for one run; ``python`` is the interpreter the command asked for (for messages)."""
+    stderr = _text(run.stderr_tail)
+
+    def fail(stage: str, error: str, code: str) -> Verdict:
+        if run.stdout and stage in ("output", "timeout", "upload"):
+            shown = run.stdout[:STDOUT_EVIDENCE]
+            error += f"; stdout began with {shown!r} ({len(run.stdout)} bytes)"
+        return Verdict(None, stage, error, code, stderr)
+
+    status = run.exit_status
+    if status == 127 and not run.stdout:
+        return fail("python", f"{python} not found on the host (exit 127): {_last_line(stderr)}",
+                    "python-missing")
+    if status == 126 and not run.stdout:
+        return fail("python", f"{python} cannot be executed (exit 126): {_last_line(stderr)}",
+                    "python-not-executable")
+    too_old = _marker(stderr, "python-too-old")
+    if status == EXIT_OLD_PYTHON and too_old is not None:
+        return fail("python", too_old, "python-too-old")
+    bad_bundle = _marker(stderr, "upload")
+    if status == EXIT_BAD_BUNDLE and bad_bundle is not None:
+        return fail("upload", f"the host did not receive the probe bundle intact: {bad_bundle}",
+                    "upload")
+    if run.upload_error is not None and not run.stdout:
+        return fail("upload", f"sending the probe bundle failed ({run.upload_error}); "
+                    f"the command ended with {_how_it_ended(run)}", "upload")
+    if run.stdout_overflow:
+        return fail("output", f"more than {STDOUT_CAP} bytes on stdout: not a probe document",
+                    "output-too-large")
+    document: ProbeDocument | None = None
+    problem = ""
+    if run.stdout.strip():
+        try:
+            document = document_from_json(_text(run.stdout), "probe output")
+        except ProbeDocumentError as exc:
+            problem = exc.message
+    if run.timed_out and (document is None or not document.ok):
+        how = ("did not stop after SIGTERM and was closed hard" if run.killed
+               else "was stopped with SIGTERM")
+        return fail("timeout", f"no probe document within the command timeout; the probe {how}",
+                    "timeout")
+    if document is not None:
+        return Verdict(document, stderr_tail=stderr)
+    if run.lost is not None:
+        return fail("output", f"connection lost before the probe finished ({run.lost})",
+                    "connection-lost")
+    if not run.stdout.strip():
+        return fail("output", f"the probe printed nothing and ended with {_how_it_ended(run)}: "
+                    f"{_last_line(stderr)}", "no-output")
+    return fail("output", f"the probe's output is not a probe document ({problem}); "
+                f"it ended with {_how_it_ended(run)}", "bad-output")

@@ -1,0 +1,98 @@
+"""``transport=local``: the same remote command, run on this machine by ``/bin/sh -c``.
+
+Why a shell and not a plain exec: the command is exactly the line sshd would
+hand to the login shell (``exec python3 -E -s -c ... ``), so the local path
+exercises the real quoting, the real ``exec``, the shell's exit 127 for a
+missing interpreter, the bundle on stdin and the EOF watchdog. A test that
+passes locally has run the remote path minus the network.
+
+The child gets its own session (``start_new_session``): a Ctrl-C on the
+operator's terminal reaches the orchestrator, which then stops the probe the
+same way as over ssh (EOF, SIGTERM, grace), instead of the probe dying
+half-way with its QEMU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+
+from .inventory import HostSpec
+from .transport import HostFailure, RemoteRun, drive
+
+__all__ = ["LocalTransport"]
+
+SHELL = "/bin/sh"
+
+
+class _LocalChannel:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        self.stdin = proc.stdin
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+
+    def write(self, data: bytes) -> None:
+        self.stdin.write(data)
+
+    async def drain(self) -> None:
+        await self.stdin.drain()
+
+    def close_stdin(self) -> None:
+        self.stdin.close()
+
+    async def read_stdout(self) -> bytes:
+        return await self.stdout.read(65536)
+
+    async def read_stderr(self) -> bytes:
+        return await self.stderr.read(65536)
+
+    async def wait(self) -> None:
+        await self.proc.wait()
+
+    def exit(self) -> tuple[int | None, str | None]:
+        code = self.proc.returncode
+        if code is not None and code < 0:
+            return None, signal.Signals(-code).name.removeprefix("SIG")
+        return code, None
+
+    def terminate(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+
+
+class LocalTransport:
+    name = "local"
+
+    def __init__(self, grace: float = 5.0) -> None:
+        self.grace = grace
+
+    async def run(self, host: HostSpec, command: str, stdin: bytes,  # noqa: ARG002 - the protocol's
+                  timeout: float) -> RemoteRun:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                SHELL, "-c", command,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True, env=dict(os.environ),
+            )
+        except OSError as exc:
+            raise HostFailure("python", f"cannot start {SHELL}: {exc}") from exc
+        channel = _LocalChannel(proc)
+        try:
+            return await drive(channel, stdin, timeout, self.grace)
+        finally:
+            if proc.returncode is None:  # drive gave up on it: never leave a zombie
+                proc.kill()
+                await proc.wait()
+
+    async def aclose(self) -> None:
+        return None

@@ -160,3 +160,68 @@ def hosts(pool: str | None, fmt: str, store_dir: str | None) -> None:
         click.echo(json.dumps([host_json(s) for s in states], indent=2))
     else:
         click.echo(hosts_table(states))
+
+
+@main.command()
+@click.argument("inventory", metavar="INVENTORY")
+@_STORE_OPTION
+@click.option("--concurrency", type=click.IntRange(1, 4096), default=32, show_default=True,
+              metavar="N",
+              help="Hosts probed at once. 32 keeps a 2-core orchestrator busy while hosts run QEMU, "
+                   "far below the fd limit, and gentle on a shared bastion's sshd.")
+@click.option("--user", metavar="U", default=None,
+              help="SSH user for hosts whose inventory sets none (default: ssh_config, else you).")
+@click.option("-i", "identity_files", multiple=True, metavar="KEY",
+              help="SSH private key (repeatable); the agent is used as well.")
+@click.option("--ssh-config", metavar="PATH", default=None,
+              help="OpenSSH client config to honour (default: ~/.ssh/config).")
+@click.option("--known-hosts", "known_hosts", multiple=True, metavar="PATH",
+              help="known_hosts file(s), read once (default: ~/.ssh/known_hosts and "
+                   "/etc/ssh/ssh_known_hosts); new keys are added to the first.")
+@click.option("--accept-new-host-keys", is_flag=True,
+              help="Trust a host's key on first use and add it to known_hosts. "
+                   "A changed key is always refused.")
+@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
+              show_default=True, metavar="S",
+              help="Per attempt: TCP connect, key exchange and authentication.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=90.0,
+              show_default=True, metavar="S",
+              help="Per host: the probe command (the probe gets a slightly shorter deadline).")
+@click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True, metavar="N",
+              help="Retries of refused, reset or timed-out connections (backoff with jitter).")
+@click.option("--strict-inventory", is_flag=True,
+              help="Unknown inventory keys are errors, not warnings.")
+@mapped_errors
+def collect(
+    inventory: str,
+    store_dir: str | None,
+    concurrency: int,
+    user: str | None,
+    identity_files: tuple[str, ...],
+    ssh_config: str | None,
+    known_hosts: tuple[str, ...],
+    accept_new_host_keys: bool,
+    connect_timeout: float,
+    timeout: float,
+    retries: int,
+    strict_inventory: bool,
+) -> None:
+    """Probe every host of INVENTORY (over SSH, or locally) and store one row per host.
+
+    Failures are stored too, with their stage (connect, hostkey, auth, python, qemu, timeout,
+    output...). Exit 0: all hosts ok; 5: some failed; 6: all failed; 3: bad inventory.
+    """
+    from .collect.runner import CollectOptions, run_collect
+    from .collect.ssh import SshSettings
+
+    ssh = SshSettings(
+        user=user,
+        identity_files=identity_files,
+        ssh_config=(ssh_config,) if ssh_config is not None else None,
+        known_hosts=known_hosts,
+        accept_new_host_keys=accept_new_host_keys,
+        connect_timeout=connect_timeout,
+    )
+    options = CollectOptions(concurrency=concurrency, timeout=timeout, retries=retries, ssh=ssh,
+                             strict_inventory=strict_inventory)
+    run_collect(inventory, options, store_dir=store_dir)

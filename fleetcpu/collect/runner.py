@@ -1,0 +1,273 @@
+"""``fleetcpu collect``: inventory -> one probe per host -> one stored row per host -> exit code.
+
+The order is the contract:
+
+1. Parse the inventory. A malformed one is an ``InventoryError`` (exit 3)
+   before anything else happens: no store touched, no host contacted.
+2. Build the transports (load ``-i`` keys, read known_hosts once, check
+   ``--ssh-config``) and the bundle: a bad flag is a ``UsageError`` (exit 2),
+   still before any host is contacted.
+3. Open the store and a run writer, then fan out. Each host's outcome goes
+   into the writer the moment it is known (memory stays flat for 10,000
+   hosts), failures included: a failure is a row with its stage, never an
+   exception.
+4. Summary, then the exit code: 0 all ok, 5 some failed, 6 all failed.
+
+Interruption (Ctrl-C, SIGTERM) is handled here and only here: the hosts in
+flight are stopped by their transports (EOF, SIGTERM, grace), recorded as
+``interrupted``, the run is committed as interrupted, and the CLI exits 130.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TextIO
+
+from ..errors import AllHostsFailedError, InterruptedByUserError, SomeHostsFailedError
+from ..outcome import ConnectionSpec, HostOutcome
+from ..probe.records import ProbeDocument
+from . import bootstrap
+from .bundle import Bundle, load_bundle
+from .fanout import RetryPolicy, fan_out, with_retries
+from .interpret import interpret
+from .inventory import HostSpec, Inventory, load_inventory
+from .progress import Progress, Tally
+from .ssh import SshSettings
+from .transport import HostFailure, Transport
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_TIMEOUT",
+    "CollectOptions",
+    "CollectResult",
+    "Collector",
+    "build_transports",
+    "run_collect",
+]
+
+#: Why 32: each in-flight host costs the orchestrator one TCP connection, an
+#: SSH key exchange (a few ms of CPU) and at most one probe document (~100 KB
+#: per machine type) in memory, while the host spends 0.2-1 s in QEMU. 32 keeps
+#: a 2-core orchestrator busy (see benchmarks/collect_bench.py) far below the
+#: default 1024-descriptor limit, and a shared bastion's sshd (MaxStartups
+#: 10:30:100) sees drops that the retries absorb rather than a flood.
+DEFAULT_CONCURRENCY = 32
+#: Per-host command timeout: a KVM probe of a few machine types takes ~1 s; a
+#: loaded host with a slow disk may take tens of seconds to start QEMU.
+DEFAULT_TIMEOUT = 90.0
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    concurrency: int = DEFAULT_CONCURRENCY
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = 2
+    backoff: float = 0.5
+    ssh: SshSettings = field(default_factory=SshSettings)
+    strict_inventory: bool = False
+
+
+@dataclass
+class CollectResult:
+    tally: Tally
+    elapsed: float
+    run_id: str | None = None
+    accepted_keys: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def connection_spec(host: HostSpec, default_user: str | None) -> ConnectionSpec:
+    """How the host was reached (inventory values and --user); never keys. None: ssh's default."""
+    if host.transport == "local":
+        return ConnectionSpec("local", python=host.python, qemu=host.qemu)
+    return ConnectionSpec("ssh", address=host.address, port=host.port,
+                          user=host.user or default_user, python=host.python, qemu=host.qemu)
+
+
+def build_transports(hosts: Sequence[HostSpec], options: CollectOptions) -> dict[str, Transport]:
+    """Only the transports the inventory uses: a local-only run needs no key, config or known_hosts."""
+    names = {h.transport for h in hosts}
+    out: dict[str, Transport] = {}
+    if "local" in names:
+        from .local import LocalTransport
+
+        out["local"] = LocalTransport(grace=options.ssh.grace)
+    if "ssh" in names:
+        from .ssh import SshTransport
+
+        out["ssh"] = SshTransport(options.ssh)
+    return out
+
+
+class Collector:
+    """Probes hosts and hands over one ``HostOutcome`` each; knows nothing of the store."""
+
+    def __init__(self, options: CollectOptions, transports: dict[str, Transport],
+                 bundle: Bundle, *, retry: RetryPolicy | None = None) -> None:
+        self.options = options
+        self.transports = transports
+        self.payload = bootstrap.payload(bundle)
+        self.retry = retry or RetryPolicy(retries=options.retries, base=options.backoff)
+        #: Safety net over retries + command + cleanup; the transports' own bounds normally end first.
+        self.host_deadline = (
+            (options.retries + 1) * options.ssh.connect_timeout
+            + self.retry.worst_case()
+            + options.timeout
+            + 2 * options.ssh.grace
+            + 5.0
+        )
+
+    def outcome(self, host: HostSpec, started: float, *, document: ProbeDocument | None = None,
+                stage: str | None = None, error: str | None = None, code: str | None = None,
+                stderr_tail: str = "") -> HostOutcome:
+        return HostOutcome(
+            host=host.name,
+            pool=host.pool,
+            collected_at=_now(),
+            document=document,
+            connection=connection_spec(host, self.options.ssh.user),
+            stage=stage,
+            error=error,
+            error_code=code,
+            stderr_tail=stderr_tail,
+            duration_s=round(time.monotonic() - started, 4),
+            declared_machine_types=host.machine_types,
+        )
+
+    async def probe_host(self, host: HostSpec) -> HostOutcome:
+        """One host, start to finish; every way it can go wrong ends as a failed outcome."""
+        started = time.monotonic()
+        transport = self.transports[host.transport]
+        python = host.python or bootstrap.DEFAULT_PYTHON
+        command = bootstrap.remote_command(host.python, bootstrap.probe_args(host, self.options.timeout))
+        try:
+            async with asyncio.timeout(self.host_deadline):
+                run = await with_retries(
+                    lambda: transport.run(host, command, self.payload, self.options.timeout),
+                    self.retry,
+                )
+        except HostFailure as failure:
+            return self.outcome(host, started, stage=failure.stage, error=failure.message,
+                                code=failure.code, stderr_tail=failure.evidence)
+        except TimeoutError:
+            return self.outcome(host, started, stage="timeout",
+                                error=f"host not done within its deadline of "
+                                      f"{self.host_deadline:.0f}s (retries, command, cleanup)",
+                                code="host-deadline")
+        verdict = interpret(run, python)
+        return self.outcome(host, started, document=verdict.document, stage=verdict.stage,
+                            error=verdict.error, code=verdict.code, stderr_tail=verdict.stderr_tail)
+
+    async def collect(self, hosts: Sequence[HostSpec], on_result: Callable[[HostOutcome], None],
+                      on_start: Callable[[HostSpec], None] | None = None) -> None:
+        await fan_out(hosts, self.probe_host, concurrency=self.options.concurrency,
+                      on_result=on_result, on_start=on_start)
+
+
+def _interrupted(collector: Collector, host: HostSpec) -> HostOutcome:
+    return collector.outcome(
+        host, time.monotonic(), stage="interrupted",
+        error="the run was interrupted while this host was being probed; its probe was stopped",
+        code="interrupted",
+    )
+
+
+async def _collect_into_store(inventory: Inventory, collector: Collector, store_dir: str | None,
+                              tally: Tally, progress: Progress, result: CollectResult) -> None:
+    from ..store import Store, resolve_location
+
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    store = Store.create_or_open(resolve_location(store_dir))
+    in_flight: dict[str, HostSpec] = {}
+
+    with store.run_writer(command="collect", inventory=inventory.path) as writer:
+        result.run_id = writer.run_id
+
+        def started(host: HostSpec) -> None:
+            in_flight[host.name] = host
+            tally.started += 1
+            progress.update()
+
+        def finished(outcome: HostOutcome) -> None:
+            in_flight.pop(outcome.host, None)
+            writer.add(outcome)
+            tally.add(outcome)
+            progress.update()
+
+        try:
+            await collector.collect(inventory.hosts, finished, started)
+        except asyncio.CancelledError:
+            result.interrupted = True
+            for host in in_flight.values():
+                outcome = _interrupted(collector, host)
+                writer.add(outcome)
+                tally.add(outcome)
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+def run_collect(
+    inventory_path: str,
+    options: CollectOptions,
+    *,
+    store_dir: str | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    bundle: Bundle | None = None,
+) -> CollectResult:
+    """The whole command; raises the error whose exit code the CLI must return."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    inventory = load_inventory(inventory_path, strict=options.strict_inventory)
+    for warning in inventory.warnings:
+        err.write(f"warning: {warning}\n")
+    transports = build_transports(inventory.hosts, options)
+    collector = Collector(options, transports, bundle or load_bundle())
+    tally = Tally(total=len(inventory.hosts))
+    progress = Progress(tally, err)
+    result = CollectResult(tally, 0.0)
+    started = time.monotonic()
+    try:
+        asyncio.run(_collect_into_store(inventory, collector, store_dir, tally, progress, result))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        result.interrupted = True
+    finally:
+        progress.close()
+    result.elapsed = time.monotonic() - started
+    ssh = transports.get("ssh")
+    result.accepted_keys = list(getattr(ssh, "accepted_keys", []))
+    for line in tally.summary_lines(result.elapsed, result.run_id):
+        out.write(line + "\n")
+    if result.accepted_keys:
+        shown = ", ".join(result.accepted_keys[:5])
+        more = len(result.accepted_keys) - 5
+        err.write(f"warning: trusted {len(result.accepted_keys)} new host key(s) on first use and "
+                  f"added them to known_hosts: {shown}{f' and {more} more' if more > 0 else ''}\n")
+    out.flush()
+    if result.interrupted:
+        raise InterruptedByUserError(
+            f"interrupted: {tally.done} of {tally.total} host(s) stored, run {result.run_id} "
+            "recorded as interrupted"
+        )
+    failed = tally.total - tally.ok
+    if failed and tally.ok == 0:
+        raise AllHostsFailedError(f"all {tally.total} host(s) failed; their failure rows are stored")
+    if failed:
+        raise SomeHostsFailedError(f"{failed} of {tally.total} host(s) failed; "
+                                   "their failure rows are stored")
+    return result
+

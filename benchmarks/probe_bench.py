@@ -93,22 +93,23 @@ def reference(plan: list[list[str]]) -> None:
 
 def measure(argv: list[str]) -> tuple[float, int, str]:
     """Wall seconds and peak RSS (KiB, VmHWM of the process itself) of one fresh process."""
-    sink = tempfile.TemporaryFile()  # not a pipe: a 100 KB document would block the writer
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.DEVNULL, cwd=REPO)
-    hwm = 0
-    status = Path(f"/proc/{proc.pid}/status")
-    while proc.poll() is None:
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    hwm = max(hwm, int(line.split()[1]))
-        except (OSError, ValueError, IndexError):
-            pass
-        time.sleep(0.002)
-    wall = time.perf_counter() - started
-    sink.seek(0)
-    return wall, hwm, sink.read().decode()
+    # Not a pipe: a 100 KB document would block the writer until we read it.
+    with tempfile.TemporaryFile() as sink:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.DEVNULL, cwd=REPO)
+        hwm = 0
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        hwm = max(hwm, int(line.split()[1]))
+            except (OSError, ValueError, IndexError):
+                pass
+            time.sleep(0.002)
+        wall = time.perf_counter() - started
+        sink.seek(0)
+        return wall, hwm, sink.read().decode()
 
 
 def main() -> int:

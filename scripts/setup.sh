@@ -38,9 +38,12 @@ extra="."
 [ $dev = 1 ] && extra=".[dev]"
 stamp=".venv/.fleetcpu-installed-$(sha256sum pyproject.toml | cut -c1-16)-$dev"
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/python -m pip install -q -e "$extra" 2>&1 | grep -v -E "^WARNING: (Location|There was)" >&2 || true
-  .venv/bin/python -c "import fleetcpu, qemu.qmp, click" # fail loudly if the install did not work
+  log=.venv/pip-install.log
+  if ! .venv/bin/python -m pip install -q -e "$extra" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "setup: pip install failed (log above, also in $log)" >&2
+    exit 1
+  fi
   rm -f .venv/.fleetcpu-installed-*
   touch "$stamp"
 fi

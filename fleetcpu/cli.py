@@ -225,3 +225,67 @@ def collect(
     options = CollectOptions(concurrency=concurrency, timeout=timeout, retries=retries, ssh=ssh,
                              strict_inventory=strict_inventory)
     run_collect(inventory, options, store_dir=store_dir)
+
+
+# --------------------------------------------------------------------------- baseline
+#: ``fleetcpu.render.FORMATS`` (a test keeps them equal): listed here so that
+#: defining the command imports nothing of the baseline.
+_BASELINE_FORMATS = ("qemu", "json")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _parse_age(_ctx: click.Context | None, _param: click.Parameter | None, value: str) -> Any:
+    """``7d``, ``36h``, ``90m``, ``2w``, ``3600s``; a bare number is days."""
+    import datetime
+    import re
+
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", value)
+    if found is None:
+        raise click.BadParameter(f"{value!r}: expected a number with s, m, h, d or w (e.g. 7d)")
+    seconds = float(found.group(1)) * _AGE_UNITS[found.group(2) or "d"]
+    return datetime.timedelta(seconds=seconds)
+
+
+@main.command()
+@click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory).")
+@click.option("--accel", type=click.Choice(["kvm", "tcg"]), default="kvm", show_default=True,
+              help="Use only data probed with this accelerator.")
+@click.option("--machine-type", metavar="T", default=None,
+              help="Machine type (default: the pool's declared one, else the newest probed on "
+                   "every member).")
+@click.option("--max-age", default="7d", show_default=True, metavar="AGE", callback=_parse_age,
+              help="Older data is reported missing (stale): 90m, 36h, 7d, 2w.")
+@click.option("--strict", is_flag=True, help="Any missing member is an error (exit 21).")
+@click.option("--nested", is_flag=True,
+              help="Keep vmx/vmx-*/svm features, if every member reports KVM nesting enabled.")
+@click.option("--allow-non-migratable", is_flag=True,
+              help="Keep invtsc (QEMU then refuses to live-migrate the guest).")
+@click.option("--no-kvm-pv", is_flag=True, help="Drop every KVM paravirtual feature.")
+@click.option("--no-tsx", is_flag=True, help="Drop hle/rtm even when every member offers them.")
+@click.option("--format", "fmt", type=click.Choice(_BASELINE_FORMATS), default="qemu",
+              show_default=True, help="qemu: the two -cpu strings; json: fleetcpu.baseline/1.")
+@_STORE_OPTION
+@mapped_errors
+def baseline(pool: str, accel: str, machine_type: str | None, max_age: Any, strict: bool,
+             nested: bool, allow_non_migratable: bool, no_kvm_pv: bool, no_tsx: bool, fmt: str,
+             store_dir: str | None) -> None:
+    """The richest guest CPU every member of POOL can run, from the store; nothing is written.
+
+    Prints the named form (a CPU model plus explicit changes) and the custom
+    form (base with every feature and scalar explicit); warnings go to stderr.
+    """
+    from .baseline import Policy, compute_baseline
+    from .baseline.select import select_members
+    from .render import render
+    from .store import Store, resolve_location
+
+    store = Store.open(resolve_location(store_dir))
+    chosen = select_members(store, pool, accel=accel, machine_type=machine_type,
+                            max_age=max_age, strict=strict)
+    policy = Policy(non_migratable=allow_non_migratable, nested=nested, kvm_pv=not no_kvm_pv,
+                    tsx=not no_tsx)
+    result = compute_baseline(pool, chosen.machine_type, accel, chosen.members, policy,
+                              missing=chosen.missing, notices=chosen.notices)
+    out = render(result, fmt)
+    click.echo(out.stderr, err=True, nl=False)
+    click.echo(out.stdout, nl=False)

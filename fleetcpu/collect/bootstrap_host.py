@@ -40,6 +40,10 @@ MAGIC = b"FLEETCPU-BUNDLE/1"
 MAX_BUNDLE = 64 * 1024 * 1024
 #: Where tracebacks say the bundled code lives (there is no file).
 ORIGIN = "<fleetcpu-bundle>/"
+#: Seconds to receive the bundle. An orchestrator that stalls mid-upload
+#: without closing the connection must not leave this process waiting forever;
+#: nothing has been started yet, so SIGALRM's default (exit) is the right end.
+UPLOAD_DEADLINE = 300
 
 
 def _say(what, detail):
@@ -193,9 +197,13 @@ def main():
         sys.exit(EXIT_OLD_PYTHON)
     import importlib
     import os
+    import signal
     import traceback
 
-    _install(_read_bundle(0))
+    signal.alarm(UPLOAD_DEADLINE)
+    data = _read_bundle(0)
+    signal.alarm(0)
+    _install(data)
     _watch_stdin(0)
     try:
         probe = importlib.import_module("fleetcpu.probe.__main__")

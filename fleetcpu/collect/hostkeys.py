@@ -127,7 +127,8 @@ class HostKeyCheck(asyncssh.SSHClient):
         self.looked_up = (host, port)
         result: list[Any] = list(self.policy.known.match(host, addr, port))
         extra = self.policy.accepted.get(known_hosts_name(host, port), [])
-        self.known_keys = [*result[0], *extra]
+        # A key listed under both the host name and its address comes back twice: once is enough.
+        self.known_keys = list(dict.fromkeys([*result[0], *extra]))
         result[0] = self.known_keys
         # CA keys and X.509 entries count as "this host is known" too.
         self.had_entries = any(bool(part) for i, part in enumerate(result) if i != 2)

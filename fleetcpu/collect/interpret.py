@@ -61,7 +61,7 @@ def _how_it_ended(run: RemoteRun) -> str:
     return "no exit status"
 
 
-def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911 - a decision table
+def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912 - a decision table
     """The verdict for one run; ``python`` is the interpreter the command asked for (for messages)."""
     stderr = _text(run.stderr_tail)
 
@@ -111,5 +111,11 @@ def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911 - a deci
     if not run.stdout.strip():
         return fail("output", f"the probe printed nothing and ended with {_how_it_ended(run)}: "
                     f"{_last_line(stderr)}", "no-output")
+    if run.exit_signal is not None:
+        return fail("output", f"the probe was killed by signal {run.exit_signal} after "
+                    f"{len(run.stdout)} bytes of output ({problem})", "killed")
+    if run.stdout.lstrip().startswith(b"{") and not run.stdout.rstrip().endswith(b"}"):
+        return fail("output", f"truncated probe document: {len(run.stdout)} bytes ending "
+                    f"mid-document ({problem}); it ended with {_how_it_ended(run)}", "truncated")
     return fail("output", f"the probe's output is not a probe document ({problem}); "
                 f"it ended with {_how_it_ended(run)}", "bad-output")

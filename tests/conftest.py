@@ -22,6 +22,15 @@ REALDATA = Path(os.environ.get("FLEETCPU_REALDATA", REPO.parent / "shared" / "re
 PYTHON = sys.executable
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Without the real-host captures half the suite would fail obscurely: stop with one line."""
+    if not (REALDATA / "libvirt" / "cpu_map").is_dir():
+        raise pytest.UsageError(
+            f"real CPU captures not found at {REALDATA}: the checkout must sit beside "
+            "shared/ (../shared/realdata), or set FLEETCPU_REALDATA"
+        )
+
+
 def qemu_pids() -> set[int]:
     """Every live process that is a QEMU or one of our fake QEMUs (named qemu-system-*)."""
     out = set()

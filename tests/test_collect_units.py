@@ -225,9 +225,9 @@ def test_eof_on_stdin_stops_the_probe_and_its_qemu_and_cleans_up(tmp_path: Path,
     proc.stdin.write(payload(load_bundle(tmp_path)))
     proc.stdin.flush()
     deadline = time.monotonic() + 20
-    while not list(isolated_tmp.glob("fleetcpu-probe-*")) and time.monotonic() < deadline:
+    while not list(isolated_tmp.rglob("fleetcpu-probe-*")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert list(isolated_tmp.glob("fleetcpu-probe-*")), "the probe never started QEMU"
+    assert list(isolated_tmp.rglob("fleetcpu-probe-*")), "the probe never started QEMU"
     time.sleep(0.3)
     started = time.monotonic()
     proc.stdin.close()  # what a dropped SSH channel looks like to the host

@@ -10,10 +10,20 @@ runs it with ARGS. No file is written, nothing is installed.
 Why stdin stays open: sshd does not kill a remote command without a pty when
 the client goes away, and a dead orchestrator must not leave QEMU running. So
 after the bundle, a thread blocks on stdin; at EOF (the orchestrator gave up,
-timed out, was killed, or the connection dropped) it sends this process
-SIGTERM, which the probe turns into "stop QEMU, remove the work directory,
-print an interrupted document". The orchestrator never closes stdin while it
-still wants the answer.
+timed out, was killed, or the connection dropped) it sends the probe SIGTERM,
+which the probe turns into "stop QEMU, remove the work directory, print an
+interrupted document". The orchestrator never closes stdin while it still
+wants the answer.
+
+Why two processes: the probe runs in a forked child, and this process stays
+a small supervisor. A probe can die without cleaning up (the OOM killer picks
+the biggest process, an admin sends SIGKILL, the interpreter crashes); the
+supervisor gave it a private ``TMPDIR``, waits for it, removes that directory
+whatever happened, then exits the way the probe did (same status, or the
+same signal), so the orchestrator's verdict is unchanged. The supervisor
+forwards SIGTERM/SIGHUP/SIGINT (sshd's signal requests) to the probe, and the
+probe dies with its supervisor (``PR_SET_PDEATHSIG``), so no level can be
+orphaned by the death of the other.
 
 Why it is written the way it is: every Python must be able to *parse* this
 file, 2.7 included, so that an old interpreter fails with a clear verdict
@@ -160,29 +170,109 @@ def _install(data):
     sys.meta_path.insert(0, BundleImporter())
 
 
-def _watch_stdin(fd):
-    # type: (int) -> None
-    """At EOF on stdin, SIGTERM ourselves: the probe then stops QEMU and cleans up.
+def _watch_stdin(fd, child):
+    # type: (int, int) -> None
+    """At EOF on stdin, SIGTERM the probe: it then stops QEMU and cleans up.
 
     Raw ``os.read``, not ``sys.stdin``: a daemon thread blocked inside a
     buffered reader would hold its lock and abort the interpreter at exit.
     """
+    import contextlib
     import os
     import signal
     import threading
 
     def watch():
         # type: () -> None
-        try:
+        with contextlib.suppress(OSError):
             while os.read(fd, 65536):
                 pass
-        except OSError:
-            pass
-        os.kill(os.getpid(), signal.SIGTERM)
+        with contextlib.suppress(OSError):  # already gone
+            os.kill(child, signal.SIGTERM)
 
     thread = threading.Thread(target=watch, name="fleetcpu-stdin-eof")
     thread.daemon = True
     thread.start()
+
+
+def _die_with_parent(parent):
+    # type: (int) -> None
+    """SIGTERM this process when its supervisor dies (Linux prctl; best effort elsewhere)."""
+    import contextlib
+    import ctypes
+    import os
+    import signal
+
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the supervisor died before prctl took effect
+        os._exit(1)
+
+
+def _run_probe(data, private, parent):
+    # type: (bytes, str, int) -> None
+    """The child: private TMPDIR, no stdin, the probe from memory; never returns."""
+    import importlib
+    import os
+    import tempfile
+    import traceback
+
+    os.environ["TMPDIR"] = private  # for QEMU too
+    tempfile.tempdir = private
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)  # the supervisor alone watches stdin
+    os.close(devnull)
+    _die_with_parent(parent)
+    code = 1
+    try:
+        _install(data)
+        probe = importlib.import_module("fleetcpu.probe.__main__")
+        code = probe.main(sys.argv[1:])
+    except SystemExit as exc:  # argparse on a bad flag
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:  # the orchestrator left: nobody reads our output any more
+        code = code or 1
+    os._exit(code)
+
+
+def _supervise(child, private):
+    # type: (int, str) -> None
+    """Forward signals, wait, clean the private directory, exit as the probe did; never returns."""
+    import contextlib
+    import os
+    import shutil
+    import signal
+
+    def forward(signum, _frame):
+        # type: (int, object) -> None
+        with contextlib.suppress(OSError):
+            os.kill(child, signum)
+
+    for forwarded in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(forwarded, forward)
+    _watch_stdin(0, child)
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except InterruptedError:  # pragma: no cover - PEP 475 retries for us
+            continue
+    shutil.rmtree(private, ignore_errors=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.WIFSIGNALED(status):
+        died_of = os.WTERMSIG(status)
+        if died_of not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be caught anyway
+            signal.signal(died_of, signal.SIG_DFL)
+        os.kill(os.getpid(), died_of)
+    # Not sys.exit: the stdin watcher may still be blocked in read().
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
 def main():
@@ -195,32 +285,21 @@ def main():
             % (sys.executable or "python", major, minor, micro, MIN_PYTHON[0], MIN_PYTHON[1]),
         )
         sys.exit(EXIT_OLD_PYTHON)
-    import importlib
     import os
     import signal
-    import traceback
+    import tempfile
 
     signal.alarm(UPLOAD_DEADLINE)
     data = _read_bundle(0)
     signal.alarm(0)
-    _install(data)
-    _watch_stdin(0)
-    try:
-        probe = importlib.import_module("fleetcpu.probe.__main__")
-        code = probe.main(sys.argv[1:])
-    except SystemExit as exc:  # argparse on a bad flag
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except Exception:  # the orchestrator left: nobody reads our output any more
-        code = code or 1
-    # Not sys.exit: the stdin watcher may still be blocked in read(), and
-    # interpreter shutdown has nothing left to clean up (the probe did it).
-    os._exit(code)
+    private = tempfile.mkdtemp(prefix="fleetcpu-host-")
+    parent = os.getpid()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()  # before any thread exists
+    if child == 0:
+        _run_probe(data, private, parent)
+    _supervise(child, private)
 
 
 if __name__ == "__main__":

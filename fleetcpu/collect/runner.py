@@ -205,7 +205,7 @@ async def _collect_into_store(inventory: Inventory, collector: Collector, store_
             in_flight.pop(outcome.host, None)
             writer.add(outcome)
             tally.add(outcome)
-            progress.update()
+            progress.update(force=tally.done == tally.total)
 
         try:
             await collector.collect(inventory.hosts, finished, started)

@@ -186,7 +186,9 @@ class SshdFleet:
                 continue
             key = h.host_public_key
             if h.name in wrong:
-                key = keygen(self.root / f"impostor-{h.name}")
+                impostor = self.root / f"impostor-{h.name}"
+                key = (keygen(impostor) if not impostor.exists()
+                       else (self.root / f"impostor-{h.name}.pub").read_text().strip())
             lines.append(known_hosts_line(h.address, h.port, key))
         path.write_text("\n".join(lines) + "\n")
         return path

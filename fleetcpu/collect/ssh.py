@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -192,7 +193,9 @@ class SshTransport:
                               code="resolve") from exc
         except OSError as exc:
             transient = exc.errno in _TRANSIENT_ERRNOS
-            raise HostFailure("connect", f"cannot connect to {where}: {exc.strerror or exc}",
+            # asyncio words a refused connect as "Connect call failed (addr, port)": say why.
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise HostFailure("connect", f"cannot connect to {where}: {why}",
                               transient=transient, code="connect") from exc
         except (asyncssh.Error, ValueError) as exc:
             # ValueError: asyncssh's verdict on a bad ssh_config or option for this host.

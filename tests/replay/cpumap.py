@@ -134,3 +134,75 @@ def load_models(cpu_map: Path) -> dict[str, Model]:
         return flatten(parent, depth + 1) | feats
 
     return {name: Model(name, frozenset(flatten(name))) for name in raw}
+
+
+# ---------------------------------------------------------------------------
+# Named models' features: what the stand-in answers for
+# ``query-cpu-model-expansion type=static model=<Model>`` and what the
+# baseline's property tests build members from. One helper, so both agree.
+# ---------------------------------------------------------------------------
+
+
+def resolve_model(models: dict[str, Model], name: str) -> str | None:
+    """The cpu_map model standing for QEMU's ``name``, or None when cpu_map lacks it.
+
+    libvirt's ``X-v1`` files only include ``X``, so the two are one model:
+    a QEMU name cpu_map lacks is looked up as its ``-v1`` twin (``X`` ->
+    ``X-v1``, ``Icelake-Client-v1`` -> ``Icelake-Client``). Other versions
+    are never guessed.
+    """
+    if name in models:
+        return name
+    if name.endswith("-v1") and name[:-3] in models:
+        return name[:-3]
+    if name + "-v1" in models:
+        return name + "-v1"
+    return None
+
+
+def model_features(
+    models: dict[str, Model], table: FeatureTable, name: str, known: set[str] | frozenset[str]
+) -> list[str] | None:
+    """QEMU spellings of the cpu_map model's features that the captured QEMU knows (``known``
+    holds folded names), sorted; None when cpu_map lacks the model.
+
+    Restricted to ``known`` because a real QEMU's expansion of a model only
+    ever names features that QEMU has: libvirt's newer tables name features
+    (and ~70 ``vmx-*`` on Intel models) older captured QEMUs never had.
+    """
+    chosen = resolve_model(models, name)
+    if chosen is None:
+        return None
+    feats = models[chosen].features
+    out = set()
+    for folded in feats:
+        bits = table.get(folded)
+        qemu = bits.name if bits is not None else folded
+        needs = _needs(bits)
+        if fold(qemu) in known and (needs is None or needs in feats):
+            out.add(qemu)
+    return sorted(out)
+
+
+def _needs(bits: FeatureBits | None) -> str | None:
+    """The feature (folded) QEMU requires for this one to survive expansion, if any.
+
+    QEMU's ``feature_dependencies`` clear whole feature words when their parent
+    feature is off: libvirt lists ~70 ``vmx-*`` on Intel models that lack
+    ``vmx`` itself, and QEMU's expansion of such a model holds none of them.
+    Only these parent/child rules are applied: VMX capability MSRs need
+    ``vmx``, the SVM leaf needs ``svm``, ARCH_CAPABILITIES bits need
+    ``arch-capabilities``, CORE_CAPABILITY bits ``core-capability``,
+    PERF_CAPABILITIES bits ``pdcm``, XSAVE sub-leaf 1 features ``xsave``.
+    """
+    if bits is None:
+        return None
+    if bits.kind == "msr":
+        if 0x480 <= bits.leaf <= 0x491:
+            return "vmx"
+        return {0x10A: "arch-capabilities", 0xCF: "core-capability", 0x345: "pdcm"}.get(bits.leaf)
+    if bits.leaf == 0x8000000A:
+        return "svm"
+    if (bits.leaf, bits.subleaf) == (0xD, 1):
+        return "xsave"
+    return None

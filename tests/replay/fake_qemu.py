@@ -109,6 +109,13 @@ ANSWERS: dict[str, dict[str, tuple[str, str]]] = {
     "expansion full max": {
         "replies-tcg": (REFUSED, "libvirt's TCG pass asks static expansions only"),
     },
+    "expansion static <named model>": {
+        "cputest": (SYNTHETIC, "the model's features from libvirt's cpu_map (MODEL_RULE), model "
+                    "name 'base' as QEMU's static expansions; a model the captured definitions "
+                    "lack gets QEMU's \"CPU model 'X' not found\"; one cpu_map lacks is refused"),
+        "replies-kvm": (SYNTHETIC, "as cputest"),
+        "replies-tcg": (SYNTHETIC, "as cputest"),
+    },
     "expansion (any other model or type)": {
         "cputest": (REFUSED, "only the host CPU was expanded"),
         "replies-kvm": (REFUSED, "only host was expanded under KVM"),
@@ -179,6 +186,21 @@ ANSWERS: dict[str, dict[str, tuple[str, str]]] = {
 #: reply). The log records the exchange used and the props not applied.
 PROPS_RULE = ("the exact arguments, else the captured ask of that type and model without "
               "props, else any captured ask of that type and model; props are never applied")
+
+#: How a named model's static expansion is made up (no capture holds one: libvirt
+#: never asked). ``cpumap.model_features`` is the one implementation; the
+#: baseline's property tests build their members through it too.
+MODEL_RULE = (
+    "libvirt's cpu_map/x86_<Model>.xml flattened through its <model name=...> inheritance, "
+    "features marked removed='yes' left out, each spelt as QEMU through x86_features.xml's "
+    "<alias source='qemu'>, kept only if the capture's host expansion names it (a QEMU expands "
+    "a model only to features it has) and, as QEMU's feature_dependencies do, only if its "
+    "parent is in the model too (vmx-* need vmx, the SVM leaf svm, ARCH/CORE/PERF_CAPABILITIES "
+    "bits arch-capabilities/core-capability/pdcm, XSAVE sub-leaf 1 xsave); QEMU's X-v1 and "
+    "cpu_map's X are one model (libvirt's -v1 files include X), other versions are never "
+    "guessed; only features set true are "
+    "listed, and QEMU's KVM defaults (kvmclock, x2apic, ...) are not added"
+)
 
 #: ``-cpu`` checks, all derived from captured data (see ``Replay.configure_cpu``).
 CPU_RULE = (
@@ -711,6 +733,8 @@ class Replay:
         item = f"expansion {kind} {name}"
         if item not in ANSWERS:
             item = "expansion (any other model or type)"
+        if kind == "static" and name not in HOST_MODELS:
+            return self.model_expansion(name)
         how = self.rule(item)
         what = f"query-cpu-model-expansion {kind} {name} (-accel {self.accel})"
         if how == REFUSED:
@@ -735,6 +759,21 @@ class Replay:
             captured = chosen.arguments["model"].get("props", {})
             note += f"; asked props {props} not applied, captured props {captured}"
         return chosen.reply["return"], how, note
+
+    def model_expansion(self, name: str) -> tuple[Any, str, str]:
+        """A named model's static expansion, made up from cpu_map (see MODEL_RULE)."""
+        item = "expansion static <named model>"
+        how = self.rule(item)
+        defs = self.definitions()
+        if defs is not None and name not in {str(d["name"]) for d in defs}:
+            raise QmpError("GenericError", f"CPU model '{name}' not found")
+        known = {cpumap.fold(k) for k in self.host_props()}
+        feats = cpumap.model_features(self.cpu_map_models, self.table, name, known)
+        if feats is None:
+            raise self.refuse(f"query-cpu-model-expansion static {name}",
+                              "libvirt's cpu_map has no such model")
+        source = f"cpu_map {cpumap.resolve_model(self.cpu_map_models, name)} (MODEL_RULE)"
+        return {"model": {"name": "base", "props": dict.fromkeys(feats, True)}}, how, source
 
     def vcpu_paths(self) -> list[str]:
         return [f"/machine/unattached/device[{i}]" for i in range(self.smp)]

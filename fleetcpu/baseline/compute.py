@@ -259,9 +259,9 @@ def compute_baseline(
             with_code = [f"{h} (microcode {microcode[h]})" for h in hosts]
             own.append(Notice(
                 "security-feature-mixed",
-                f"{name} is offered by {total - len(hosts)} of {total} members; the guest does "
-                f"not get it because {host_list(with_code)} lack it (a microcode or kernel "
-                "update there may add it)",
+                f"{name} is offered by {total - len(hosts)} of {total} members, so the guest does "
+                f"not get it; lacking on {host_list(with_code)} (a microcode or kernel update "
+                "there may add it)",
                 feature=name, hosts=tuple(hosts),
             ))
 

@@ -1,0 +1,125 @@
+"""The 2015 self-test on this host's real QEMU: both strings start with ``enforce`` and agree.
+
+A one-host pool is built from a real probe of this machine (``fleetcpu
+probe`` -> ``fleetcpu import`` -> ``fleetcpu baseline --format json``), then
+QEMU is started twice on the same machine type, once with the named string
+and once with the custom string, each plus ``,enforce`` (so a feature the
+host cannot give is a start failure, not a silent drop). Both vCPUs must
+report identical ``feature-words``, filter nothing, and be exactly the
+computed feature set; the custom vCPU must carry exactly the computed
+scalars (an explicit level is final: QEMU must not have raised it).
+Under KVM and, as the TCG twin, under TCG (a TCG pool).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from fleetcpu.baseline.cpuarg import MODEL_ID
+from fleetcpu.probe.decode import decode_feature_words, words_to_features
+from fleetcpu.probe.features import cpuid_bit
+from fleetcpu.probe.qemu import launch_argv
+
+from .conftest import REPO, run_cli
+from .replay.hosts import QmpConnection
+
+SCHEMA = json.loads((REPO / "fleetcpu" / "schemas" / "baseline-1.json").read_text())
+VCPU = ("feature-words", "filtered-features", "vendor", "family", "model", "stepping", "level",
+        "xlevel", "phys-bits", "model-id")
+
+
+@contextmanager
+def qemu(binary: str, machine: str, accel: str, cpu: str) -> Iterator[QmpConnection]:
+    """A paused real QEMU with QMP on a socketpair; killed and reaped whatever happens."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        proc = subprocess.Popen(launch_argv(binary, machine, accel, cpu, theirs.fileno()),
+                                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    finally:
+        theirs.close()
+    conn = QmpConnection(ours, timeout=30)
+    try:
+        try:
+            conn.read()
+        except EOFError:
+            proc.wait(timeout=30)
+            assert proc.stderr is not None
+            raise AssertionError(f"QEMU refused -cpu {cpu}: {proc.stderr.read().decode()}") from None
+        assert "return" in conn.command("qmp_capabilities")
+        yield conn
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+        conn.close()
+
+
+def vcpu(binary: str, machine: str, accel: str, cpu: str) -> dict[str, Any]:
+    with qemu(binary, machine, accel, cpu) as conn:
+        path = conn.command("query-cpus-fast")["return"][0]["qom-path"]
+        return {p: conn.command("qom-get", {"path": path, "property": p})["return"] for p in VCPU}
+
+
+def pool_of_this_host(accel: str, tmp_path: Path, isolated_tmp: Path) -> dict[str, Any]:
+    env = {"TMPDIR": str(isolated_tmp)}
+    probe = run_cli("probe", "--accel", accel, env=env)
+    assert probe.returncode == 0, probe.stderr
+    doc = tmp_path / "this-host.json"
+    doc.write_text(probe.stdout)
+    store = str(tmp_path / "store")
+    imported = run_cli("import", "--store", store, "--pool", "local", "--host", "this-host",
+                       str(doc), env=env)
+    assert imported.returncode == 0, imported.stderr
+    res = run_cli("baseline", "--store", store, "--pool", "local", "--accel", accel,
+                  "--format", "json", env=env)
+    assert res.returncode == 0, res.stderr
+    baseline: dict[str, Any] = json.loads(res.stdout)
+    jsonschema.validate(baseline, SCHEMA)
+    return baseline
+
+
+def test_named_and_custom_strings_start_and_agree(accel: str, qemu_bin: str, tmp_path: Path,
+                                                  isolated_tmp: Path) -> None:
+    b = pool_of_this_host(accel, tmp_path, isolated_tmp)
+    assert b["accel"] == accel and b["missing"] == []
+    machine = b["machine_type"]
+    named = vcpu(qemu_bin, machine, accel, b["cpu"] + ",enforce")
+    custom = vcpu(qemu_bin, machine, accel, b["custom"] + ",enforce")
+
+    # The 2015 self-test: the two spellings give the guest the same CPUID feature bits.
+    assert named["feature-words"] == custom["feature-words"]
+    for got in (named, custom):
+        filtered = decode_feature_words(got["filtered-features"], "filtered-features")
+        assert not [w for w in filtered if w.bits], "enforce would have refused to start"
+        words = decode_feature_words(got["feature-words"])
+        assert set(words_to_features(words)) == {f for f in b["features"] if cpuid_bit(f)}
+        assert got["vendor"] == b["vendor"]
+
+    # The custom vCPU is exactly the computed scalars: nothing implicit, nothing raised.
+    s = b["scalars"]
+    assert (custom["family"], custom["model"], custom["stepping"]) == (
+        s["family"], s["model"], s["stepping"])
+    assert (custom["level"], custom["xlevel"], custom["phys-bits"]) == (
+        s["level"], s["xlevel"], s["phys_bits"])
+    assert custom["model-id"] == MODEL_ID
+
+
+def test_this_hosts_answer_is_an_old_model_plus_features(accel: str, tmp_path: Path,
+                                                         isolated_tmp: Path) -> None:
+    """Documented in docs/baseline.md: the nested PVM KVM here hides SSE3 and later."""
+    b = pool_of_this_host(accel, tmp_path, isolated_tmp)
+    assert b["model"] != "base" and b["enable"]
+    if accel == "kvm":
+        assert b["model"] == "pentium3-v1" and "pni" not in b["features"]
+        assert {"kvmclock", "kvm-pv-eoi"} <= set(b["features"])
+    else:
+        assert "pni" in b["features"] and not [f for f in b["features"] if f.startswith("kvm")]

@@ -385,7 +385,8 @@ class FakeFleet:
             self.peak = 0
             self.sessions = 0
             self.bundles_ok = 0
-            self.eofs = 0
+            #: How each hanging host was told to stop: signal names, then "EOF".
+            self.stops: dict[str, list[str]] = {}
             self.commands: dict[str, list[str]] = {}
         for host in self.hosts:
             host.fault, host.resets, host.connections, host.aborted = "ok", 0, 0, 0
@@ -494,13 +495,19 @@ class FakeFleet:
             await process.stdout.drain()
             process.get_extra_info("connection").abort()
         elif fault == "hang":
-            # Like the real bootstrap: EOF on stdin means "stop"; it exits as SIGTERM'd.
-            while await process.stdin.read(65536):
-                pass
+            # Like the real bootstrap: a TERM signal request or EOF on stdin means "stop".
+            told: list[str] = []
+            while True:
+                try:
+                    if not await process.stdin.read(65536):
+                        told.append("EOF")
+                        break
+                except asyncssh.SignalReceived as exc:
+                    told.append(exc.signal)
             with self.lock:
-                self.eofs += 1
-            process.stderr.write(b"fleetcpu-bootstrap: stdin closed, probe stopped\n")
-            process.exit(143)
+                self.stops[host.name] = told
+            process.stderr.write(b"probe stopped\n")
+            process.exit(130)
         elif fault == "hang-hard":
             # Ignores EOF and signals: only a closed channel ends it.
             await process.wait_closed()

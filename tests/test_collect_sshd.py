@@ -28,8 +28,10 @@ from .sshfixtures import (
 )
 from .test_collect_units import old_python
 
-pytestmark = pytest.mark.skipif(shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists(),
-                                reason="openssh-server is not installed (the README's test command installs it)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists(),
+    reason="openssh-server is not installed (the README's test command installs it)",
+)
 
 
 @pytest.fixture(scope="module")

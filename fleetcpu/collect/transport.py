@@ -221,11 +221,15 @@ async def drive(channel: Channel, stdin: bytes, timeout: float, grace: float) ->
 
 
 async def _stop(channel: Channel, tasks: list[asyncio.Task[None]], grace: float) -> bool:
-    """EOF and SIGTERM, then up to ``grace`` seconds for the command to finish; else close hard."""
-    with contextlib.suppress(Exception):
-        channel.close_stdin()
+    """SIGTERM and EOF, then up to ``grace`` seconds for the command to finish; else close hard.
+
+    Both, because either may be lost: some sshd builds ignore signal requests,
+    and EOF only reaches a command that still reads stdin.
+    """
     with contextlib.suppress(Exception):
         channel.terminate()
+    with contextlib.suppress(Exception):
+        channel.close_stdin()
     if await _wait_all(tasks, grace):
         return True
     with contextlib.suppress(Exception):

@@ -75,8 +75,15 @@ def _resolve(name: str, probed: Probed) -> dict[str, str | None]:
 
 
 def _have(probed: Probed, hosts: Sequence[str]) -> str:
-    return "; ".join(f"{h} has {', '.join(sorted(probed[h], key=preference)) or 'none'}"
-                     for h in hosts[:8]) + (f"; and {len(hosts) - 8} more" if len(hosts) > 8 else "")
+    """``a, b have pc-q35-7.2; c has pc-q35-8.2``: hosts grouped by what they were probed with."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for h in sorted(hosts):
+        groups.setdefault(tuple(sorted(probed[h], key=preference)), []).append(h)
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[1][0]))
+    return "; ".join(
+        f"{host_list(members)} {'has' if len(members) == 1 else 'have'} {', '.join(types) or 'none'}"
+        for types, members in ordered
+    )
 
 
 def _common(probed: Probed) -> set[str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import jsonschema
@@ -462,3 +464,18 @@ def test_modelless_member_cannot_choose() -> None:
         CpuModel("Skylake-Server-v9", (), migration_safe=True, features=None),))
     [v] = compute([m]).models
     assert v.blocks[0].reason == "features-unknown"
+
+
+def test_public_surface() -> None:
+    """Records and the two pure entry points; the store shell lives in fleetcpu.baseline.select."""
+    import fleetcpu.baseline as pkg
+
+    assert set(pkg.__all__) == {
+        "SCHEMA", "Baseline", "FeatureBlock", "HostRef", "Member", "Missing", "ModelBlock",
+        "ModelVerdict", "Notice", "Policy", "Scalars", "compute_baseline", "member_from_probe"}
+    assert all(hasattr(pkg, name) for name in pkg.__all__)
+    # The pure core and the renderers never load the store's data libraries.
+    code = ("import sys, fleetcpu.baseline, fleetcpu.render; "
+            "print(sorted(m for m in ('pyarrow', 'pandas', 'fleetcpu.store') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

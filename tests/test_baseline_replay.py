@@ -26,6 +26,7 @@ import jsonschema
 import pytest
 
 from fleetcpu.baseline.select import select_members
+from fleetcpu.errors import NoUsableDataError
 from fleetcpu.outcome import ConnectionSpec, HostOutcome
 from fleetcpu.probe.records import ProbeDocument, document_from_json
 from fleetcpu.store import Store
@@ -291,3 +292,31 @@ def test_declared_machine_types_are_preferred(tmp_path: Path) -> None:
     assert [n.code for n in chosen.notices] == ["other-declared-machine-types"]
     assert "pc-i440fx-0.0" in chosen.notices[0].message
     assert select_members(store, "p", machine_type="pc-q35-0.0").notices == ()
+
+
+def test_a_launch_without_any_host_expansion_is_missing_not_empty(tmp_path: Path) -> None:
+    """A QEMU that answered no expansion of its CPU (both queries failed) offers nothing known.
+
+    No capture fails both; the document of a real replay probe is edited to say so.
+    """
+    store = Store.create_or_open(tmp_path / "store")
+    now = datetime.now(UTC)
+    docs = {}
+    for host in ("good", "blind"):
+        rc, text = probe_doc(tmp_path / host, "Xeon-Gold-6130", "--accel", "kvm")
+        assert rc == 0
+        docs[host] = document_from_json(text, host)
+    [mp] = docs["blind"].machine_types
+    docs["blind"] = dataclasses.replace(docs["blind"], machine_types=(
+        dataclasses.replace(mp, static_expansion=None, full_expansion=None),))
+    with store.run_writer("collect", started_at=now) as writer:
+        for host, doc in docs.items():
+            writer.add(HostOutcome(host=host, pool="p", collected_at=now, document=doc,
+                                   connection=ConnectionSpec("local")))
+    chosen = select_members(store, "p")
+    assert [m.host for m in chosen.members] == ["good"]
+    [missing] = chosen.missing
+    assert (missing.host, missing.code) == ("blind", "no-successful-probe")
+    assert "recorded no host CPU expansion" in missing.message
+    with pytest.raises(NoUsableDataError):
+        select_members(store, "p", strict=True)

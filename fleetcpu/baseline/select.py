@@ -200,10 +200,6 @@ def select_members(
         else:
             missing.append(Missing(state.host, "no-successful-probe",
                                    f"no CPU data stored for its successful {accel} run"))
-    missing.sort(key=lambda m: m.host)
-    if strict and missing:
-        raise NoUsableDataError(
-            f"pool {pool!r}: --strict and {len(missing)} member(s) missing: {_missing_text(missing)}")
     if not usable:
         raise NoUsableDataError(
             f"pool {pool!r}: no member has usable {accel} data"
@@ -214,7 +210,26 @@ def select_members(
     }
     chosen, machine_notices = choose_machine_type(
         probed, explicit=machine_type, declared=_declared(usable))
-    members = build_members([snapshots[s.host] for s in usable], chosen)
+    with_cpu = []
+    for state in usable:
+        probe = snapshots[state.host].machines[chosen]
+        if probe.static_expansion is None and probe.full_expansion is None:
+            # A launch that answered no host expansion says nothing a guest could be offered;
+            # counting it as "offers nothing" would silently empty the pool's CPU.
+            failed = "; ".join(f"{e.query}: {e.message}" for e in probe.errors[:2])
+            missing.append(Missing(state.host, "no-successful-probe",
+                                   f"its {accel} probe of {chosen} recorded no host CPU expansion"
+                                   + (f" ({failed})" if failed else "")))
+        else:
+            with_cpu.append(state)
+    missing.sort(key=lambda m: m.host)
+    if strict and missing:
+        raise NoUsableDataError(
+            f"pool {pool!r}: --strict and {len(missing)} member(s) missing: {_missing_text(missing)}")
+    if not with_cpu:
+        raise NoUsableDataError(
+            f"pool {pool!r}: no member has usable {accel} data on {chosen}: {_missing_text(missing)}")
+    members = build_members([snapshots[s.host] for s in with_cpu], chosen)
     return Selection(
         pool=pool,
         accel=accel,

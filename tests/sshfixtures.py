@@ -50,7 +50,7 @@ SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
 # Fault names understood by FakeFleet.
 FAULTS = (
     "ok", "garbage", "truncated", "hang", "hang-hard", "old-python", "exit127",
-    "disconnect", "killed", "auth-fail", "bad-upload",
+    "disconnect", "killed", "auth-fail", "bad-upload", "linger",
 )
 
 
@@ -494,7 +494,9 @@ class FakeFleet:
             process.stdout.write(doc[: len(doc) // 3])
             await process.stdout.drain()
             process.get_extra_info("connection").abort()
-        elif fault == "hang":
+        elif fault in ("hang", "linger"):
+            if fault == "linger":  # answers, then does not exit (stuck stopping its QEMU)
+                process.stdout.write(doc)
             # Like the real bootstrap: a TERM signal request or EOF on stdin means "stop".
             told: list[str] = []
             while True:

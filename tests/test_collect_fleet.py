@@ -123,6 +123,7 @@ FAULT_STAGES = {
     "exit127": "python",
     "auth-fail": "auth",
     "bad-upload": "upload",
+    "linger": "cleanup",
 }
 
 
@@ -151,8 +152,10 @@ def test_every_remote_fault_is_a_row_and_leaves_no_session_open(fresh: FakeFleet
     assert "Python 3.6.8" in str(by_fault["old-python"]["error"])
     assert rows[unknown.name]["error_code"] == "hostkey-unknown"
     assert rows[changed.name]["error_code"] == "hostkey-changed"
-    hang = next(h.name for h, fault in zip(hosts, FAULT_STAGES, strict=False) if fault == "hang")
-    assert fresh.stops == {hang: ["TERM", "EOF"]}, "the hanging host was told to stop: signal and EOF"
+    stopped = {fault: fresh.stops.get(h.name) for h, fault in zip(hosts, FAULT_STAGES, strict=False)}
+    assert stopped["hang"] == stopped["linger"] == ["TERM", "EOF"], "told to stop: signal, then EOF"
+    assert by_fault["linger"]["error_code"] == "cleanup" and by_fault["linger"]["cpu_digest"], \
+        "an answer that did not exit cleanly keeps its data"
     assert fresh.leftovers() == 0
 
 

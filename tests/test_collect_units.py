@@ -331,17 +331,19 @@ def remote(stdout: bytes = b"", stderr: bytes = b"", status: int | None = 0, sig
         (remote(DOC[:5000], b"", None, lost="ConnectionError: Connection lost"), "output",
          "connection-lost"),
         (remote(b"", b"", None, timed_out=True), "timeout", "timeout"),
-        (remote(DOC, b"", 0, timed_out=True), None, None),  # finished just as time ran out: keep it
+        (remote(DOC, b"", None, timed_out=True), "cleanup", "cleanup"),  # answered, never exited
+        (remote(DOC, b"Segfault\n", None, "SEGV"), "cleanup", "cleanup"),
         (remote(b"x" * 10, b"", 0, stdout_overflow=True), "output", "output-too-large"),
     ],
 )
 def test_verdicts(run: RemoteRun, stage: str | None, code: str | None) -> None:
     verdict = interpret(run, "python3")
     assert (verdict.stage, verdict.code) == (stage, code), verdict.error
-    if stage is None:
+    if stage in (None, "cleanup"):  # the data is valid and kept
         assert verdict.document is not None and verdict.document.ok
     else:
-        assert verdict.document is None and verdict.error
+        assert verdict.document is None
+    assert bool(verdict.error) is (stage is not None)
     if stage == "output" and run.stdout:
         assert repr(run.stdout[:20])[2:12] in (verdict.error or ""), "stdout evidence kept"
 

@@ -61,6 +61,22 @@ def _how_it_ended(run: RemoteRun) -> str:
     return "no exit status"
 
 
+def _with_document(run: RemoteRun, document: ProbeDocument, stderr: str) -> Verdict:
+    """A document arrived; an ok one whose command then did not end cleanly is a ``cleanup`` failure.
+
+    The data is kept (it is valid), but the host may still run what the probe
+    could not stop, so the row says so instead of claiming success.
+    """
+    if document.ok and run.timed_out:
+        how = "was closed hard" if run.killed else "was stopped with SIGTERM"
+        return Verdict(document, "cleanup", "the probe printed its document but did not exit "
+                       f"before the command timeout; it {how}", "cleanup", stderr)
+    if document.ok and (run.exit_signal is not None or run.exit_status not in (0, None)):
+        return Verdict(document, "cleanup", "the probe printed its document, then ended with "
+                       f"{_how_it_ended(run)}: {_last_line(stderr)}", "cleanup", stderr)
+    return Verdict(document, stderr_tail=stderr)
+
+
 def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912 - a decision table
     """The verdict for one run; ``python`` is the interpreter the command asked for (for messages)."""
     stderr = _text(run.stderr_tail)
@@ -104,7 +120,7 @@ def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912
         return fail("timeout", f"no probe document within the command timeout; the probe {how}",
                     "timeout")
     if document is not None:
-        return Verdict(document, stderr_tail=stderr)
+        return _with_document(run, document, stderr)
     if run.lost is not None:
         return fail("output", f"connection lost before the probe finished ({run.lost})",
                     "connection-lost")

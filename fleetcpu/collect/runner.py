@@ -51,12 +51,13 @@ __all__ = [
     "run_collect",
 ]
 
-#: Why 32: each in-flight host costs the orchestrator one TCP connection, an
-#: SSH key exchange (a few ms of CPU) and at most one probe document (~100 KB
-#: per machine type) in memory, while the host spends 0.2-1 s in QEMU. 32 keeps
-#: a 2-core orchestrator busy (see benchmarks/collect_bench.py) far below the
-#: default 1024-descriptor limit, and a shared bastion's sshd (MaxStartups
-#: 10:30:100) sees drops that the retries absorb rather than a flood.
+#: Why 32: the orchestrator is one event loop, and it spends ~20 ms of CPU per
+#: host (SSH crypto ~6 ms, validating the ~100 KB document ~9 ms, the store;
+#: benchmarks/collect_bench.py), so it saturates one core at ~50 hosts/s. A real
+#: probe keeps a host busy 0.5-1 s, so ~32 hosts in flight is what it takes to
+#: reach that rate; more only queues work in memory (one document per host in
+#: flight) and makes a shared bastion's sshd (MaxStartups 10:30:100) drop more
+#: connections. Far below the default 1024-descriptor limit either way.
 DEFAULT_CONCURRENCY = 32
 #: Per-host command timeout: a KVM probe of a few machine types takes ~1 s; a
 #: loaded host with a slow disk may take tens of seconds to start QEMU.

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -190,7 +191,11 @@ async def _collect_into_store(inventory: Inventory, collector: Collector, store_
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    # SIGTERM (a scheduler, systemd) stops the run like Ctrl-C. Only the main
+    # thread can own signals; an embedding caller in another thread keeps its own.
+    handles_term = threading.current_thread() is threading.main_thread()
+    if handles_term:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
     store = Store.create_or_open(resolve_location(store_dir))
     in_flight: dict[str, HostSpec] = {}
 
@@ -218,7 +223,8 @@ async def _collect_into_store(inventory: Inventory, collector: Collector, store_
                 tally.add(outcome)
             raise
         finally:
-            loop.remove_signal_handler(signal.SIGTERM)
+            if handles_term:
+                loop.remove_signal_handler(signal.SIGTERM)
 
 
 def run_collect(

@@ -20,7 +20,7 @@ import dataclasses
 import json
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 from ..errors import ProbeDocumentError
 
@@ -292,6 +292,121 @@ def _convert(tp: Any, value: Any, path: str, source: str) -> Any:  # noqa: PLR09
     raise TypeError("records: unsupported field type %r" % (tp,))
 
 
+class _Bad(Exception):
+    """Raised by the fast path; the slow path then finds and names the key at fault."""
+
+
+_Fast = Callable[[Any], Any]
+_FAST: Dict[Any, _Fast] = {}
+
+
+def _bad() -> Any:
+    raise _Bad()
+
+
+def _exact(kind: type) -> _Fast:
+    def conv(v: Any) -> Any:
+        return v if type(v) is kind else _bad()  # bool is not an int here
+
+    return conv
+
+
+def _number(v: Any) -> Any:
+    return float(v) if type(v) in (int, float) else _bad()
+
+
+def _optional(inner: _Fast) -> _Fast:
+    def conv(v: Any) -> Any:
+        return None if v is None else inner(v)
+
+    return conv
+
+
+def _scalar_union(kinds: Tuple[Any, ...]) -> _Fast:
+    def conv(v: Any) -> Any:
+        return v if v is None or type(v) in kinds else _bad()
+
+    return conv
+
+
+def _record(tp: Any) -> _Fast:
+    hints = _hints(tp)
+    spec = [
+        (f.name, _fast(hints[f.name]),
+         f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+        for f in dataclasses.fields(tp)
+    ]
+
+    def conv(v: Any) -> Any:
+        if type(v) is not dict:
+            _bad()
+        kwargs = {}
+        for name, sub, required in spec:
+            if name in v:
+                kwargs[name] = sub(v[name])
+            elif required:
+                _bad()
+        return tp(**kwargs)
+
+    return conv
+
+
+def _sequence(item_type: Any) -> _Fast:
+    item = _fast(item_type)
+
+    def conv(v: Any) -> Any:
+        if type(v) is not list:
+            _bad()
+        if item_type is str and all(type(x) is str for x in v):
+            return tuple(v)
+        return tuple(item(x) for x in v)
+
+    return conv
+
+
+def _mapping(value_type: Any) -> _Fast:
+    item = _fast(value_type)
+
+    def conv(v: Any) -> Any:
+        if type(v) is not dict:
+            _bad()
+        if value_type is bool and all(type(x) is bool for x in v.values()):
+            return dict(v)
+        return {k: item(x) for k, x in v.items()}
+
+    return conv
+
+
+def _fast(tp: Any) -> _Fast:
+    """A converter for ``tp`` compiled once: no path strings, no typing introspection per value.
+
+    Collect parses a 100 KB document per host; the generic walker spent 9 ms
+    on it, mostly building error paths that are only needed on failure.
+    """
+    if tp not in _FAST:
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        options = tuple(a for a in args if a is not type(None))
+        conv: _Fast
+        if tp in (str, bool, int):
+            conv = _exact(tp)
+        elif tp is float:
+            conv = _number
+        elif origin is Union and len(options) == 1:
+            conv = _optional(_fast(options[0]))
+        elif origin is Union and set(options) <= {bool, int, float, str}:
+            conv = _scalar_union(options)
+        elif dataclasses.is_dataclass(tp):
+            conv = _record(tp)
+        elif origin is tuple:
+            conv = _sequence(args[0])
+        elif origin in (dict, collections.abc.Mapping):
+            conv = _mapping(args[1])
+        else:
+            raise TypeError("records: unsupported field type %r" % (tp,))
+        _FAST[tp] = conv
+    return _FAST[tp]
+
+
 def _from_dict(cls: Type[T], value: Any, path: str, source: str) -> T:
     if not isinstance(value, dict):
         raise ProbeDocumentError(source, path or "<document>", "must be an object")
@@ -317,7 +432,10 @@ def document_from_dict(value: Any, source: str = "<probe>") -> ProbeDocument:
         raise ProbeDocumentError(
             source, "schema", "unsupported version %r (this fleetcpu reads %r)" % (schema, SCHEMA)
         )
-    doc = _from_dict(ProbeDocument, value, "", source)
+    try:
+        doc = typing.cast(ProbeDocument, _fast(ProbeDocument)(value))
+    except _Bad:
+        doc = _from_dict(ProbeDocument, value, "", source)  # raises, naming the key
     if doc.status not in ("ok", "failed"):
         raise ProbeDocumentError(source, "status", "must be 'ok' or 'failed'")
     if doc.status == "failed" and not doc.stage:

@@ -308,6 +308,28 @@ def test_no_candidate_falls_back_to_base_spelt_in_full() -> None:
     assert "no-common-model" in codes(b)
 
 
+def test_mixed_qemu_generations_fall_back_to_a_resolving_name() -> None:
+    """Naples' QEMU has no -vN names, Rome's makes the old names aliases: no stable name is
+    common, so the second tier picks a name resolved per machine type, and warns."""
+    naples = replay.member("EPYC-7601-32-Core-ibpb", host="naples")
+    rome = replay.member("Ryzen-9-3900X-12-Core", host="rome")
+    assert not any(split_version(c.name)[1] for c in naples.models)
+    b = compute([naples, rome])
+    assert b.model != "base"
+    chosen = next(v for v in b.models if v.model == b.model)
+    assert chosen.candidate and chosen.resolves_on
+    assert "model-resolves-per-machine-type" in codes(b)
+    # The string is still exact on both: each member's resolved model plus the changes.
+    for m in (naples, rome):
+        c = next(c for c in m.models if c.name == b.model)
+        target = next(t for t in m.models if t.name == (c.alias_of or c.name))
+        assert not c.unavailable_features
+        assert (set(target.features or ()) | set(b.enable)) - set(b.disable) == set(b.features)
+    # A stable name common to every member always wins over a resolving one.
+    assert not compute([rome]).models[0].resolves_on
+    assert "model-resolves-per-machine-type" not in codes(compute([rome]))
+
+
 def test_models_missing_on_one_member_are_absent_there() -> None:
     old, new = replay.member("qemu-8.2-Ryzen-9-3900X"), replay.member("qemu-10.0-Ryzen-9-3900X")
     verdicts = {v.model: v for v in compute([old, new]).models}

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from fleetcpu.baseline import Baseline, Member, Policy, compute_baseline
 from fleetcpu.probe.features import NON_MIGRATABLE, is_nested
+from fleetcpu.probe.records import CpuModel
 
 from .replay import members as replay
 from .replay.hosts import catalogue
@@ -73,10 +74,19 @@ def assert_named_string_yields_result(b: Baseline, members: list[Member]) -> Non
         if b.model == "base":
             own: frozenset[str] = frozenset()
         else:
-            [model] = [c for c in m.models if c.name == b.model]
+            model = resolved(m, b.model)
             assert model.features is not None
             own = frozenset(model.features)
         assert (own | set(b.enable)) - set(b.disable) == set(b.features), m.host
+
+
+def resolved(m: Member, name: str) -> CpuModel:
+    """What ``-cpu name`` means on this member: the model, or its alias target."""
+    [model] = [c for c in m.models if c.name == name]
+    if model.alias_of is None:
+        return model
+    [target] = [c for c in m.models if c.name == model.alias_of]
+    return target
 
 
 @EXAMPLES
@@ -148,10 +158,16 @@ def test_named_model_is_usable_on_every_member(members: list[Member]) -> None:
         assert b.cpu == b.custom
         return
     assert b.cpu.startswith(b.model + ",") or b.cpu == b.model
+    [verdict] = [v for v in b.models if v.model == b.model]
     for m in members:
         [model] = [c for c in m.models if c.name == b.model]
-        assert model.usable and model.alias_of is None and not model.deprecated, m.host
-        assert model.migration_safe is True and model.features is not None
+        assert model.usable and not model.deprecated and model.migration_safe is True, m.host
+        # A name that moves with the machine type only when no stable one was common.
+        assert model.alias_of is None or m.host in verdict.resolves_on, m.host
+        assert resolved(m, b.model).features is not None
+    if verdict.resolves_on:
+        assert not [v for v in b.models if v.candidate and not v.resolves_on]
+        assert any(w.code == "model-resolves-per-machine-type" for w in b.warnings)
     assert_named_string_yields_result(b, members)
 
 

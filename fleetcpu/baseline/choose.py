@@ -24,6 +24,16 @@ features recorded. Two rules go beyond the issue's list:
   whose QEMU lacks a name another member's model enables would refuse the
   string ("Property not found").
 
+A second tier exists for pools mixing QEMU generations: a QEMU without
+versioned models (2.x, some of libvirt's captures) lists ``Westmere`` where a
+newer one lists ``Westmere-v1`` and makes ``Westmere`` an alias. No stable
+name is then common, and rather than fall back to ``base`` the chooser
+accepts a name that is an alias (or a superseded unversioned name) on some
+members, judged through what it resolves to there *for the pool's machine
+type* (the probe recorded ``alias-of`` per machine type). Such a verdict
+carries ``resolves_on`` and the baseline warns: the string is exact for this
+machine type only. A stable candidate always wins over a resolving one.
+
 Hosts sharing one ``models`` tuple (the store hands hosts of one CPU digest
 the same frozen records) are judged once: a 10,000-host pool of five CPU
 types costs five judgements per model.
@@ -67,6 +77,25 @@ def _views(members: Sequence[Member]) -> list[_View]:
             view = by_id[id(m.models)] = _View({c.name: c for c in m.models})
         view.hosts.append(m.host)
     return list(by_id.values())
+
+
+#: Block reasons the second tier forgives (the name resolves per machine type).
+RESOLVING = frozenset({"alias", "superseded"})
+
+
+def _resolved(view: _View, name: str) -> CpuModel | None:
+    """The model ``name`` stands for in this view: itself, or its alias target's data.
+
+    Usability stays the alias's own (QEMU judges the alias for this machine
+    type); the features are the target's, which the probe recorded.
+    """
+    model = view.by_name.get(name)
+    if model is None or model.alias_of is None:
+        return model
+    target = view.by_name.get(model.alias_of)
+    features = target.features if target is not None else None
+    return CpuModel(model.name, model.unavailable_features, None, model.deprecated,
+                    model.migration_safe, model.static, model.typename, features)
 
 
 def _model_block(model: CpuModel | None, superseded_by: str | None) -> tuple[str, str] | None:
@@ -126,39 +155,58 @@ def judge_models(members: Sequence[Member], result: frozenset[str]) -> tuple[Mod
             if number:
                 versions.setdefault(base, []).append(n)
 
-    verdicts: list[ModelVerdict] = []
+    superseded_by: dict[str, str] = {}
     for name in names:
         base, number = split_version(name)
-        superseded = None
         if number == 0 and base in versions:
-            superseded = ", ".join(sorted(set(versions[base]), key=split_version)[-3:])
-        blocks: dict[tuple[str, str], list[str]] = {}
-        for v in views:
-            why = _model_block(v.by_name.get(name), superseded)
-            if why is not None:
-                blocks.setdefault(why, []).extend(v.hosts)
-        if blocks:
-            verdicts.append(ModelVerdict(name, candidate=False, blocks=_collect(blocks)))
-            continue
-        feature_sets = []
-        for v in views:
-            feats = v.features.get(name)
-            if feats is None:
-                recorded = v.by_name[name].features
-                assert recorded is not None  # _model_block refused None
-                feats = v.features[name] = frozenset(recorded)
-            feature_sets.append(feats)
-        inter = frozenset.intersection(*feature_sets)
-        union = frozenset.union(*feature_sets)
-        enable = tuple(sorted(result - inter))
-        disable = tuple(sorted(union - result))
-        bad = _unspeakable(disable, vocabularies)
-        if bad:
-            verdicts.append(ModelVerdict(name, candidate=False, blocks=_collect(bad)))
-            continue
-        verdicts.append(ModelVerdict(name, candidate=True, enable=enable, disable=disable,
-                                     own_features=len(inter)))
+            superseded_by[name] = ", ".join(sorted(set(versions[base]), key=split_version)[-3:])
+    verdicts = [_judge(name, views, superseded_by.get(name), result, vocabularies, loose=False)
+                for name in names]
+    if not any(v.candidate for v in verdicts):
+        verdicts = [_judge(v.model, views, superseded_by.get(v.model), result, vocabularies,
+                           loose=True)
+                    if v.blocks and {b.reason for b in v.blocks} <= RESOLVING else v
+                    for v in verdicts]
     return tuple(sorted(verdicts, key=_rank))
+
+
+def _judge(name: str, views: Sequence[_View], superseded: str | None, result: frozenset[str],
+           vocabularies: Sequence[tuple[frozenset[str], list[str]]], *, loose: bool) -> ModelVerdict:
+    """One model for the pool; ``loose`` forgives names that resolve per machine type."""
+    blocks: dict[tuple[str, str], list[str]] = {}
+    resolves_on: list[str] = []
+    models: list[CpuModel] = []
+    for v in views:
+        model = v.by_name.get(name)
+        if loose and model is not None and (model.alias_of is not None or superseded):
+            resolves_on.extend(v.hosts)
+            model = _resolved(v, name)
+            why = _model_block(model, None)
+        else:
+            why = _model_block(model, superseded)
+        if why is not None:
+            blocks.setdefault(why, []).extend(v.hosts)
+        elif model is not None:
+            models.append(model)
+    if blocks:
+        return ModelVerdict(name, candidate=False, blocks=_collect(blocks))
+    feature_sets = []
+    for v, model in zip(views, models, strict=True):
+        key = name if model.alias_of is None and v.by_name[name] is model else "=" + name
+        feats = v.features.get(key)
+        if feats is None:
+            assert model.features is not None  # _model_block refused None
+            feats = v.features[key] = frozenset(model.features)
+        feature_sets.append(feats)
+    inter = frozenset.intersection(*feature_sets)
+    union = frozenset.union(*feature_sets)
+    enable = tuple(sorted(result - inter))
+    disable = tuple(sorted(union - result))
+    bad = _unspeakable(disable, vocabularies)
+    if bad:
+        return ModelVerdict(name, candidate=False, blocks=_collect(bad))
+    return ModelVerdict(name, candidate=True, enable=enable, disable=disable,
+                        own_features=len(inter), resolves_on=tuple(sorted(resolves_on)))
 
 
 def _rank(v: ModelVerdict) -> tuple[int, int, int, int, str]:

@@ -283,6 +283,14 @@ def compute_baseline(
     else:
         model, enable, disable = chosen.model, chosen.enable, chosen.disable
         cpu = cpuarg.named(model, vendor, enable, disable)
+        if chosen.resolves_on:
+            own.append(Notice(
+                "model-resolves-per-machine-type",
+                f"no model name is stable on every member's QEMU; {model} is an alias or "
+                f"unversioned name on {host_list(chosen.resolves_on)}, resolved for "
+                f"{machine_type} only: keep the machine type pinned",
+                hosts=chosen.resolves_on,
+            ))
 
     return Baseline(
         pool=pool,

@@ -143,6 +143,9 @@ class ModelVerdict:
     #: Features the model enables on every member.
     own_features: int = 0
     blocks: tuple[ModelBlock, ...] = ()
+    #: Hosts where the name is an alias or an unversioned name that QEMU resolves per
+    #: machine type: usable only when no name is stable on every member.
+    resolves_on: tuple[str, ...] = ()
 
     @property
     def cost(self) -> int:

@@ -1,7 +1,8 @@
 """``python3 -m fleetcpu.probe``: the probe as shipped to hosts, stdlib argparse only.
 
 Same flags and output as ``fleetcpu probe``: one JSON document on stdout,
-the exit code from the table in ``fleetcpu.errors``.
+the exit code from the table in ``fleetcpu.errors``. ``verify ARGS`` runs
+``fleetcpu.probe.verify`` instead (the host half of ``fleetcpu verify``).
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ def emit(doc: ProbeDocument, indent: Optional[int]) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["verify"]:
+        # ``fleetcpu verify``'s host half, shipped in the same bundle and started by
+        # the same bootstrap, which always enters here.
+        from .verify import main as verify_main
+
+        return verify_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.timeout <= 0:
         sys.stderr.write("error: --timeout must be positive\n")

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --dev
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff" >&2
-ruff check fleetcpu tests benchmarks
+ruff check fleetcpu tests benchmarks notebooks
 echo "== mypy --strict" >&2
 mypy --strict fleetcpu
 echo "== vermin --target=3.9- (what ships to hosts)" >&2

@@ -25,7 +25,12 @@ def offered(probe: MachineProbe) -> frozenset[str]:
     ``osxsave``/``ospke`` mirror the guest OS's CR4, not the CPU: a baseline
     that "requires" them is meaningless, so they are never offered.
     """
-    exp = _host_expansion(probe)
+    return offered_from(probe.static_expansion, probe.full_expansion)
+
+
+def offered_from(static: Expansion | None, full: Expansion | None) -> frozenset[str]:
+    """``offered`` for expansions read back from anywhere (the store's history, a notebook)."""
+    exp = static if static is not None else full
     if exp is None:
         return frozenset()
     return frozenset(name for name, on in exp.features.items() if on) - OS_CONTROLLED
@@ -38,10 +43,6 @@ def vocabulary(probe: MachineProbe) -> frozenset[str]:
         if exp is not None:
             names.update(exp.features)
     return frozenset(names)
-
-
-def _host_expansion(probe: MachineProbe) -> Expansion | None:
-    return probe.static_expansion if probe.static_expansion is not None else probe.full_expansion
 
 
 def _prop_int(props: dict[str, Scalar], key: str) -> int | None:

@@ -41,12 +41,16 @@ from . import journal
 from .atomic import ParquetSink, write_table
 from .layout import new_run_id, utc
 from .rows import Row, cpu_digest, detail_rows, host_row, unique_machines
-from .schema import DETAIL_TABLES, HOSTS, RUNS, TableSpec
+from .schema import DETAIL_TABLES, HOSTS, RUNS, VERIFY, TableSpec
 
 if TYPE_CHECKING:
     from .store import Store
 
 DEFAULT_FLUSH_EVERY = 500
+#: Also flush once this many detail rows wait: a first run (or a fleet-wide QEMU
+#: update) gives every host ~300 new rows, and 500 hosts of them as Python
+#: dicts held ~150 MiB; 20,000 rows keep a collect of any size near 100 MiB.
+DEFAULT_FLUSH_ROWS = 20_000
 _HOOK_KILL_AFTER = "FLEETCPU_TEST_HOOK_KILL_AFTER"
 _HOOK_KILL_AT = "FLEETCPU_TEST_HOOK_KILL_AT"
 _flushed_in_process = 0
@@ -55,6 +59,10 @@ _flushed_in_process = 0
 def _hook_kill_at(point: str) -> None:
     if os.environ.get(_HOOK_KILL_AT) == point:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+#: Tables a run streams rows into, in publishing order (the commit record comes after).
+_BUFFERED = (*DETAIL_TABLES, HOSTS, VERIFY)
 
 
 class RunWriter:
@@ -85,9 +93,10 @@ class RunWriter:
         self._known = store._known_digests()
         self._seen: set[str] = set()
         self._buffers: dict[str, list[Row]] = {
-            spec.name: [] for spec in (*DETAIL_TABLES, HOSTS)
+            spec.name: [] for spec in _BUFFERED
         }
         self._buffered_hosts = 0
+        self._buffered_rows = 0
         self._sinks: dict[str, ParquetSink] = {}
         self._closed = False
         kill_after = os.environ.get(_HOOK_KILL_AFTER)
@@ -113,9 +122,37 @@ class RunWriter:
             self.hosts_detail += 1
             for table, rows in detail_rows(self.run_id, outcome.host, machines).by_table().items():
                 self._buffers[table].extend(rows)
+                self._buffered_rows += len(rows)
         self._buffers[HOSTS.name].append(row)
         self._seen.add(outcome.host)
         if outcome.ok:
+            self.hosts_ok += 1
+        else:
+            self.hosts_failed += 1
+        self._buffered_hosts += 1
+        if self._buffered_hosts >= self.flush_every or self._buffered_rows >= DEFAULT_FLUSH_ROWS:
+            self.flush()
+
+    def add_verify(self, row: Row, *, passed: bool) -> None:
+        """One host's ``fleetcpu verify`` result: a ``verify`` row, never a ``hosts`` row.
+
+        A verify run starts a CPU model on the host, it does not probe it, so
+        it must not become the host's latest record (which the baseline
+        reads); the run's ``hosts_ok``/``hosts_failed`` count passed and
+        failed hosts. ``row`` holds every column but ``run_id`` (the
+        writer's); it is checked against the schema here, so a bad row fails
+        its caller and leaves no trace in the buffers.
+        """
+        if self._closed:
+            raise RuntimeError(f"run {self.run_id} is already committed")
+        host = str(row.get("host"))
+        if host in self._seen:
+            raise ValueError(f"host {host!r} added twice to run {self.run_id}")
+        row = {**row, "run_id": self.run_id}
+        pa.Table.from_pylist([row], schema=VERIFY.schema)
+        self._buffers[VERIFY.name].append(row)
+        self._seen.add(host)
+        if passed:
             self.hosts_ok += 1
         else:
             self.hosts_failed += 1
@@ -126,7 +163,7 @@ class RunWriter:
     def flush(self) -> None:
         """Write the buffered rows as one row group per table."""
         global _flushed_in_process  # noqa: PLW0603 - a process-wide counter for the test hook
-        for spec in (*DETAIL_TABLES, HOSTS):
+        for spec in _BUFFERED:
             rows = self._buffers[spec.name]
             if not rows:
                 continue
@@ -134,6 +171,7 @@ class RunWriter:
             rows.clear()
         _flushed_in_process += self._buffered_hosts
         self._buffered_hosts = 0
+        self._buffered_rows = 0
         if self._kill_after is not None and _flushed_in_process >= self._kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -165,7 +203,7 @@ class RunWriter:
         self.status = status
         layout = self._store.layout
         journal.begin(layout, self.run_id)
-        for spec in (*DETAIL_TABLES, HOSTS):  # hosts after the rows its detail_run points at
+        for spec in _BUFFERED:  # hosts after the rows its detail_run points at
             if spec.name in self._sinks:
                 self._sinks[spec.name].publish()
         _hook_kill_at("before-runs")

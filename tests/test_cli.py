@@ -46,6 +46,7 @@ def test_broken_pipe_is_quiet(tmp_path: Path) -> None:
     proc.stdout.read(1)
     proc.stdout.close()  # the reader goes away, like `| head -c 1`
     err = proc.stderr.read().decode()
+    proc.stderr.close()
     assert proc.wait(timeout=60) == 0
     assert "Traceback" not in err and "error" not in err
 

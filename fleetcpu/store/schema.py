@@ -219,6 +219,53 @@ EXPANSION = TableSpec(
     ),
 )
 
+#: ``fleetcpu verify``: one row per host per verify run. Why its own table and
+#: not ``hosts`` rows: a verify run starts the pool's CPU, it does not probe the
+#: host, so it must never become a host's latest record (the baseline reads
+#: those); and history must still show when a pool stopped verifying.
+VERIFY = TableSpec(
+    "verify",
+    1,
+    pa.schema(
+        [
+            _f("run_id", pa.string(), False),
+            _f("host", pa.string(), False),
+            _f("pool", pa.string(), False),
+            _f("collected_at", TIME, False),
+            _f("accel", pa.string(), False),
+            # As asked (the baseline's, or --machine-type) and as the host's QEMU resolved it.
+            _f("machine_type", pa.string(), False),
+            _f("resolved_machine_type", pa.string()),
+            # The -cpu string verified, without the ",enforce" verify always adds.
+            _f("cpu", pa.string(), False),
+            _f("passed", pa.bool_(), False),
+            # pass | refused | filtered | differs | unverified | failed (fleetcpu.verify.VERDICTS)
+            _f("verdict", pa.string(), False),
+            # null: QEMU was never launched (connect, python, qemu missing...).
+            _f("started", pa.bool_()),
+            _f("exit_status", pa.int32()),
+            # Features QEMU named when it refused to start under enforce.
+            _f("missing", STRINGS),
+            # Features the started vCPU filtered (must be none).
+            _f("filtered", STRINGS),
+            # sha256 of the vCPU's feature-words; null when they could not be read.
+            _f("words_digest", pa.string()),
+            # null: not compared (did not start, or feature-words unreadable).
+            _f("equal_to_pool", pa.bool_()),
+            # The host whose vCPU was the pool's reference in this run.
+            _f("reference", pa.string()),
+            # How this vCPU differs from the reference (registers, scalars), as JSON.
+            _f("differences", pa.string()),
+            _f("stage", pa.string()),
+            _f("error", pa.string()),
+            _f("error_code", pa.string()),
+            _f("stderr_tail", pa.string()),
+            _f("qemu_version", pa.string()),
+            _f("duration_s", pa.float64()),
+        ]
+    ),
+)
+
 #: The latest-state index: derived data, rebuildable from ``hosts``.
 INDEX = TableSpec(
     "index",
@@ -255,5 +302,5 @@ INDEX_ACCELS = ("kvm", "tcg")
 
 #: Tables written per run, the commit record (``runs``) last.
 DETAIL_TABLES = (MACHINES, FEATURE_WORDS, MODELS, EXPANSION)
-RUN_TABLES = (*DETAIL_TABLES, HOSTS, RUNS)
+RUN_TABLES = (*DETAIL_TABLES, HOSTS, VERIFY, RUNS)
 TABLES = {spec.name: spec for spec in (*RUN_TABLES, INDEX)}

@@ -175,7 +175,7 @@ def _verdict(run: HostRun, ref: _Reference | None, target: Target) -> HostVerdic
         missing = f"lacks {', '.join(doc.missing)}" if doc.missing else first_error_line(
             doc.stderr_tail)
         return dataclasses.replace(base, verdict="refused",
-                        reason=f"QEMU refused -cpu {target.cpu},enforce: {missing}")
+                        reason=f"QEMU refused to start the CPU with enforce: {missing}")
     if doc.filtered_features is not None and base.filtered:
         return dataclasses.replace(base, verdict="filtered",
                         reason=f"started but filtered {', '.join(base.filtered)} "

@@ -21,6 +21,7 @@ from fleetcpu.store import Store
 from . import fakeqemu
 from .conftest import PYTHON, REPO, run_cli
 from .sshfixtures import wait_no_processes
+from .test_collect_units import python39
 
 REPORT_SCHEMA = json.loads((REPO / "fleetcpu" / "schemas" / "verify-report-1.json").read_text())
 
@@ -67,8 +68,11 @@ def test_a_pool_the_store_or_inventory_does_not_know_is_20_and_nothing_is_writte
 
 def test_stored_specs_reach_local_members_and_an_imported_one_is_a_failure_row(
         tmp_path: Path, isolated_tmp: Path) -> None:
+    # h2's stored python= is the hosts' oldest supported Python: the host half runs on it.
     _, store = collected(tmp_path, isolated_tmp, "h1 transport=local pool=lab accel=tcg\n"
-                                                 "h2 transport=local pool=lab accel=tcg\n")
+                         f"h2 transport=local pool=lab accel=tcg python={python39(tmp_path)}\n")
+    conn = {r["host"]: r["conn_python"] for r in Store.open(store).table("hosts").to_pylist()}
+    assert conn == {"h1": None, "h2": python39(tmp_path)}
     e = env(tmp_path, isolated_tmp)
     probe = run_cli("probe", "--accel", "tcg", env=e)
     assert probe.returncode == 0, probe.stderr

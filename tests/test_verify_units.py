@@ -370,3 +370,27 @@ def test_a_pool_the_inventory_does_not_name_is_exit_20_before_anything(tmp_path:
     with pytest.raises(UsageError, match="--machine-type"):
         plan("dev", store=None, inventory_path=str(inv), accel="kvm", cpu="qemu64")
     assert VerifyFailedError.exit_code == 24
+
+
+def test_the_history_queries_of_docs_verify_md_run_as_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    import duckdb
+
+    text = (REPO / "docs" / "verify.md").read_text()
+    store = Store.create_or_open(tmp_path / "store")
+    _, failing = mixed_report()
+    passing = judge(TARGET, [run_of(h, started()) for h in "ab"])
+    for when, report in ((WHEN, passing), (WHEN.replace(hour=11), failing)):
+        with store.run_writer(command="verify", started_at=when) as w:
+            for h in report.hosts:
+                w.add_verify(verify_row(h, TARGET, report.reference), passed=h.passed)
+    [sql] = re.findall(r"```sql\n(.*?)```", text, flags=re.DOTALL)
+    rows = duckdb.sql(sql.replace("STORE", str(tmp_path / "store"))).fetchall()
+    assert [(r[2], r[3], r[4]) for r in rows] == [(2, 2, None),
+                                                   (4, 1, "b differs, c refused, d failed")]
+    [python] = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    exec(compile(python, "docs/verify.md", "exec"), {"store": str(tmp_path / "store")})  # noqa: S102
+    out = capsys.readouterr().out
+    assert "lab" in out and "11:00:00" in out and "10:00:00" not in out  # the first failing run

@@ -252,7 +252,7 @@ def collect(
 # --------------------------------------------------------------------------- baseline
 #: ``fleetcpu.render.FORMATS`` (a test keeps them equal): listed here so that
 #: defining the command imports nothing of the baseline.
-_BASELINE_FORMATS = ("qemu", "json")
+_BASELINE_FORMATS = ("qemu", "json", "readconfig", "libvirt", "nova", "kubevirt", "proxmox")
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -285,12 +285,15 @@ def _parse_age(_ctx: click.Context | None, _param: click.Parameter | None, value
 @click.option("--no-kvm-pv", is_flag=True, help="Drop every KVM paravirtual feature.")
 @click.option("--no-tsx", is_flag=True, help="Drop hle/rtm even when every member offers them.")
 @click.option("--format", "fmt", type=click.Choice(_BASELINE_FORMATS), default="qemu",
-              show_default=True, help="qemu: the two -cpu strings; json: fleetcpu.baseline/1.")
+              show_default=True, help="qemu: the two -cpu strings; json: fleetcpu.baseline/1; "
+              "readconfig, libvirt, nova, kubevirt, proxmox: see docs/export.md.")
+@click.option("--libvirt-cpu-map", metavar="DIR", default=None,
+              help="cpu_map for --format libvirt|nova|kubevirt (default: /usr/share/libvirt/cpu_map).")
 @_STORE_OPTION
 @mapped_errors
 def baseline(pool: str, accel: str, machine_type: str | None, max_age: Any, strict: bool,
              nested: bool, allow_non_migratable: bool, no_kvm_pv: bool, no_tsx: bool, fmt: str,
-             store_dir: str | None) -> None:
+             libvirt_cpu_map: str | None, store_dir: str | None) -> None:
     """The richest guest CPU every member of POOL can run, from the store; nothing is written.
 
     Prints the named form (a CPU model plus explicit changes) and the custom
@@ -308,7 +311,7 @@ def baseline(pool: str, accel: str, machine_type: str | None, max_age: Any, stri
                     tsx=not no_tsx)
     result = compute_baseline(pool, chosen.machine_type, accel, chosen.members, policy,
                               missing=chosen.missing, notices=chosen.notices)
-    out = render(result, fmt)
+    out = render(result, fmt, _render_options(fmt, libvirt_cpu_map))
     click.echo(out.stderr, err=True, nl=False)
     click.echo(out.stdout, nl=False)
 
@@ -397,3 +400,107 @@ def verify(
                              strict_inventory=strict_inventory)
     run_verify(pool, options, inventory=inventory, store_dir=store_dir, accel=accel,
                machine_type=machine_type, cpu=cpu, fmt=fmt)
+
+
+# --------------------------------------------------------------------------- explain and export
+def _render_options(fmt: str, cpu_map_dir: str | None) -> Any:
+    """What ``--format fmt`` needs besides the baseline: the cpu_map, read here (I/O at the edge)."""
+    from .libvirt import SYSTEM_CPU_MAP, load_cpu_map
+    from .render import NEEDS_CPU_MAP, RenderOptions
+
+    if fmt not in NEEDS_CPU_MAP:
+        if cpu_map_dir is not None:
+            raise click.UsageError(f"--libvirt-cpu-map applies to --format "
+                                   f"{'|'.join(sorted(NEEDS_CPU_MAP))}, not {fmt}")
+        return RenderOptions()
+    return RenderOptions(cpu_map=load_cpu_map(cpu_map_dir or SYSTEM_CPU_MAP))
+
+
+def _selection_options(func: F) -> F:
+    """The data-selection and policy flags of ``baseline``, shared by ``blockers`` and ``check``."""
+    options = [
+        click.option("--pool", required=True, metavar="P",
+                     help="The pool (as named in the inventory)."),
+        click.option("--accel", type=click.Choice(["kvm", "tcg"]), default="kvm",
+                     show_default=True, help="Use only data probed with this accelerator."),
+        click.option("--machine-type", metavar="T", default=None,
+                     help="Machine type (default: as for fleetcpu baseline)."),
+        click.option("--max-age", default="7d", show_default=True, metavar="AGE",
+                     callback=_parse_age, help="Older data is reported missing (stale)."),
+        click.option("--strict", is_flag=True, help="Any missing member is an error (exit 21)."),
+        click.option("--nested", is_flag=True, help="As for fleetcpu baseline."),
+        click.option("--allow-non-migratable", is_flag=True, help="As for fleetcpu baseline."),
+        click.option("--no-kvm-pv", is_flag=True, help="As for fleetcpu baseline."),
+        click.option("--no-tsx", is_flag=True, help="As for fleetcpu baseline."),
+        click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+                     show_default=True),
+        _STORE_OPTION,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _select(store_dir: str | None, pool: str, accel: str, machine_type: str | None,
+            max_age: Any, strict: bool, policy_flags: tuple[bool, bool, bool, bool]) -> Any:
+    """(store, selection, policy) exactly as ``baseline`` computes them."""
+    from .baseline import Policy
+    from .baseline.select import select_members
+    from .store import Store, resolve_location
+
+    nested, allow_non_migratable, no_kvm_pv, no_tsx = policy_flags
+    store = Store.open(resolve_location(store_dir))
+    chosen = select_members(store, pool, accel=accel, machine_type=machine_type,
+                            max_age=max_age, strict=strict)
+    policy = Policy(non_migratable=allow_non_migratable, nested=nested, kvm_pv=not no_kvm_pv,
+                    tsx=not no_tsx)
+    return store, chosen, policy
+
+
+@main.command()
+@_selection_options
+@mapped_errors
+def blockers(pool: str, accel: str, machine_type: str | None, max_age: Any, strict: bool,
+             nested: bool, allow_non_migratable: bool, no_kvm_pv: bool, no_tsx: bool, fmt: str,
+             store_dir: str | None) -> None:
+    """Why POOL's CPU is what it is: every feature and model it does not get, the hosts
+    blocking each, and what the pool would gain without each group of identical hosts."""
+    from .explain import explain_blockers
+    from .explain.report import blockers_json, blockers_table, dumps
+
+    _store, chosen, policy = _select(store_dir, pool, accel, machine_type, max_age, strict,
+                                     (nested, allow_non_migratable, no_kvm_pv, no_tsx))
+    found = explain_blockers(pool, chosen.machine_type, accel, chosen.members, policy,
+                             missing=chosen.missing, notices=chosen.notices)
+    click.echo(dumps(blockers_json(found)) if fmt == "json" else blockers_table(found), nl=False)
+
+
+@main.command()
+@click.argument("host", metavar="HOST|PROBE.json")
+@_selection_options
+@mapped_errors
+def check(host: str, pool: str, accel: str, machine_type: str | None, max_age: Any,
+          strict: bool, nested: bool, allow_non_migratable: bool, no_kvm_pv: bool,
+          no_tsx: bool, fmt: str, store_dir: str | None) -> None:
+    """Can HOST (a stored host, or a probe document not stored) join POOL without lowering
+    its CPU? Exit 0 if it can, 25 if it cannot (what it would take away is printed)."""
+    from .errors import CheckRefusedError
+    from .explain import check_join
+    from .explain.candidate import load_candidate
+    from .explain.check import refused
+    from .explain.report import check_json, check_table, dumps
+
+    store, chosen, policy = _select(store_dir, pool, accel, machine_type, max_age, strict,
+                                    (nested, allow_non_migratable, no_kvm_pv, no_tsx))
+    candidate = load_candidate(store, host, chosen.machine_type, accel, max_age)
+    if candidate.member is None:
+        assert candidate.refusal is not None
+        member = candidate.host in {m.host for m in chosen.members}
+        result = refused(pool, chosen.machine_type, accel, candidate.host, candidate.source,
+                         member, candidate.refusal)
+    else:
+        result = check_join(pool, chosen.machine_type, accel, chosen.members, candidate.member,
+                            policy, source=candidate.source)
+    click.echo(dumps(check_json(result)) if fmt == "json" else check_table(result), nl=False)
+    if not result.can_join:
+        raise CheckRefusedError(result.summary())

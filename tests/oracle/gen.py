@@ -168,7 +168,10 @@ def render(results: Mapping[str, Any]) -> str:
         "`virsh -c test:///default cpu-baseline` (Debian 12's libvirt, no daemon) on the same "
         "two hosts, each written as a host-CPU definition for virsh's own, older `cpu_map`. "
         "It is compared with libvirt 11.3's expected answer on the features virsh can name; "
-        "where it errs or differs, the row says \"oracles disagree\" instead of failing.",
+        "where it errs or differs, the row says \"oracles disagree\" instead of failing. "
+        "Beyond libvirt's eight pairs, `python -m tests.oracle.sweep` asks virsh about every "
+        "same-vendor pair of captured hosts and lists where it and fleetcpu part (about 20 s, "
+        "so not part of the suite).",
         "",
         *_virsh_hosts(results["pairs"]),
         "",

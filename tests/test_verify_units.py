@@ -18,7 +18,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from fleetcpu.collect.transport import RemoteRun
+from fleetcpu.collect.inventory import HostSpec
+from fleetcpu.collect.transport import HostFailure, RemoteRun
 from fleetcpu.errors import ProbeDocumentError, UnknownPoolError, UsageError, VerifyFailedError
 from fleetcpu.outcome import ConnectionSpec
 from fleetcpu.probe.records import FeatureWord, QueryFailure
@@ -394,3 +395,73 @@ def test_the_history_queries_of_docs_verify_md_run_as_written(
     exec(compile(python, "docs/verify.md", "exec"), {"store": str(tmp_path / "store")})  # noqa: S102
     out = capsys.readouterr().out
     assert "lab" in out and "11:00:00" in out and "10:00:00" not in out  # the first failing run
+
+
+# --------------------------------------------------------------------------- collect's guarantees
+
+
+class FakeTransport:
+    """Answers like a host would, records the peak of commands in flight, resets some connects."""
+
+    name = "ssh"
+
+    def __init__(self, resets: dict[str, int]) -> None:
+        self.resets = dict(resets)
+        self.in_flight = 0
+        self.peak = 0
+        self.commands: list[str] = []
+
+    async def run(self, host: HostSpec, command: str, stdin: bytes,
+                  timeout: float) -> RemoteRun:  # noqa: ARG002 - the Transport protocol
+        import asyncio
+
+        if self.resets.get(host.name, 0) > 0:
+            self.resets[host.name] -= 1
+            raise HostFailure("connect", "connection reset during the handshake", transient=True)
+        if host.name == "changed":
+            raise HostFailure("hostkey", "REMOTE HOST KEY CHANGED", code="hostkey-changed")
+        assert stdin.startswith(b"FLEETCPU-BUNDLE/1 ")
+        self.commands.append(command)
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        await asyncio.sleep(0.01)
+        self.in_flight -= 1
+        return remote(real("qemu64,+avx2")[0].encode())
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_verifier_keeps_collects_bounds_retries_and_failure_rows(tmp_path: Path) -> None:
+    import asyncio
+
+    from fleetcpu.collect.bundle import load_bundle
+    from fleetcpu.collect.fanout import RetryPolicy, fan_out
+    from fleetcpu.collect.runner import CollectOptions
+    from fleetcpu.verify.runner import Verifier
+
+    bundle = load_bundle(tmp_path)
+    assert "fleetcpu/probe/verify.py" in bundle.names, "the host half travels in the bundle"
+    names = [f"h{i:02d}" for i in range(20)] + ["changed"]
+    hosts = [HostSpec(name=n, address=n, port=None, user=None, pool="lab", machine_types=(),
+                      qemu="/opt/qemu 7.2/bin/qemu-system-x86_64", python=None, accel="tcg",
+                      transport="ssh", groups=(), source="t") for n in names]
+    transport = FakeTransport({"h03": 2, "h07": 5})
+    verifier = Verifier(CollectOptions(concurrency=4, retries=2), {"ssh": transport}, bundle,
+                        TARGET, retry=RetryPolicy(retries=2, base=0.001))
+    runs: list[HostRun] = []
+    asyncio.run(fan_out(hosts, verifier.verify_host, concurrency=4, on_result=runs.append))
+    assert transport.peak == 4, "at most --concurrency hosts in flight, and that many"
+    report = judge(TARGET, runs)
+    verdicts = {h.host: h for h in report.hosts}
+    assert verdicts["h03"].verdict == "pass", "a reset connection is retried"
+    assert (verdicts["h07"].stage, verdicts["h07"].verdict) == ("connect", "failed")
+    assert "after 3 attempts" in str(verdicts["h07"].error)
+    assert (verdicts["changed"].stage, verdicts["changed"].error_code) == ("hostkey",
+                                                                            "hostkey-changed")
+    assert sum(h.passed for h in report.hosts) == 19
+    # Every command is the bootstrap with the host half's arguments, each one shell-quoted.
+    assert all(c.startswith("exec python3 -E -s -c ") for c in transport.commands)
+    assert all(c.endswith(" verify --cpu qemu64,+avx2 --machine-type pc-q35-7.2 --accel tcg "
+                          "--timeout 80 --qemu-binary '/opt/qemu 7.2/bin/qemu-system-x86_64'")
+               for c in transport.commands)

@@ -13,9 +13,10 @@ The model, in order of preference:
 2. its unversioned name: ``X-vN`` -> ``X`` (libvirt <= 10 has no versions),
    the features that differ listed explicitly;
 3. the *closest* model this cpu_map knows: fewest explicit changes to reach
-   the result, preferring models the pool's QEMUs judged usable (their QEMU
-   view is recorded, see below), then the pool's vendor (or a vendorless
-   generic model), then the name. Used when the pool has no common model
+   the result (nesting features the result lacks not counted: they are
+   disabled whatever the model), preferring models the pool's QEMUs judged
+   usable (their QEMU view is recorded, see below), then the pool's vendor
+   (or a vendorless generic model), then the name. Used when the pool has no common model
    (``base``) or the cpu_map is older than the pool's QEMUs.
 
 The features, with R the result in libvirt names, F the cpu_map model's
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 
 from ..baseline.choose import split_version
 from ..baseline.records import Baseline, ModelVerdict
-from ..probe.features import KVM_PV
+from ..probe.features import KVM_PV, is_nested
 from .cpumap import CpuMap, LibvirtModel
 
 #: KVM paravirtual feature -> the libvirt domain XML that switches it, as a format string
@@ -144,7 +145,14 @@ def _names(cpu_map: CpuMap, qemu: Iterable[str]) -> tuple[set[str], set[str]]:
 
 
 def _cost(model: LibvirtModel, result: set[str]) -> int:
-    return len(result - model.features) + len(model.features - result)
+    """Explicit changes to reach ``result``; nesting features the result lacks count as none.
+
+    Newer cpu_maps list ~70 ``vmx-*`` in every Intel model: a pool without
+    nesting disables them all anyway, whichever model, so counting them would
+    rank an unrelated model without them (KnightsMill) above the right one.
+    """
+    extra = {f for f in model.features - result if not is_nested(f)}
+    return len(result - model.features) + len(extra)
 
 
 def _choose(b: Baseline, cpu_map: CpuMap, result: set[str]) -> _Choice:
@@ -168,7 +176,7 @@ def _choose(b: Baseline, cpu_map: CpuMap, result: set[str]) -> _Choice:
         options.append((key, _Choice(lm, CLOSEST, "", view)))
     key, choice = min(options, key=lambda kv: kv[0])
     why = (f"the pool's model {b.model} is unknown to this cpu_map; {choice.model.name} is the "
-           f"closest model it knows ({key[1]} explicit changes)")
+           f"closest model it knows ({key[1]} explicit changes, nesting features aside)")
     return _Choice(choice.model, CLOSEST, why, choice.view)
 
 

@@ -248,6 +248,23 @@ def test_virsh_second_opinion(judged: dict[str, PairResult]) -> None:
 
 
 @pytest.mark.skipif(not virsh.available(), reason="Debian's libvirt-clients (virsh) not installed")
+def test_virsh_errors_and_differences_are_recorded_not_failed() -> None:
+    """The path the eight real pairs do not take here: virsh refusing, or answering otherwise."""
+    new, old = cpu_map.load(CPU_MAP), cpu_map.load(virsh.SYSTEM_CPU_MAP)
+    pair = PAIRS[0]
+    a, b = (virsh.host_definition(c, new.expand(CPUTESTDATA / judge.host_file(c)), new, old)
+            for c in pair.hosts)
+    expected = new.to_qemu(new.expand(CPUTESTDATA / judge.baseline_file(pair)).features)
+    bogus = dataclasses.replace(a, xml=a.xml.replace("</cpu>", "  <feature name='no-such-bit'/>\n</cpu>"))
+    refused = virsh.opinion((bogus, b), expected, "Broadwell-IBRS", old)
+    assert refused.verdict == "oracles disagree" and "no-such-bit" in refused.detail
+    other = virsh.opinion((a, b), expected | {"avx512f"}, "Skylake-Server", old)
+    assert other.verdict == "oracles disagree"
+    assert other.detail.startswith("features differ from libvirt 11.3's: -avx512f")
+    assert "names the model Broadwell-IBRS, libvirt 11.3 Skylake-Server" in other.detail
+
+
+@pytest.mark.skipif(not virsh.available(), reason="Debian's libvirt-clients (virsh) not installed")
 def test_virsh_reads_every_capture_back_as_the_host() -> None:
     """The rewriting is faithful for every captured host virsh's cpu_map can describe at all.
 

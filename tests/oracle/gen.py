@@ -89,6 +89,19 @@ def _figures(pairs: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
 
 
+def _virsh_answers(pairs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What virsh said, verbatim in libvirt's names, beside libvirt 11.3's expected model."""
+    out = ["| pair | libvirt 11.3 expects | virsh says (model +required -disabled) | verdict |",
+           "|---|---|---|---|"]
+    for p in pairs:
+        v = p.get("virsh")
+        if v is None:
+            out.append(f"| {p['pair']} | {p['libvirt_model']} | not run | |")
+            continue
+        out.append(f"| {p['pair']} | {p['libvirt_model']} | `{v['answer']}` | {v['verdict']} |")
+    return out
+
+
 def _virsh_hosts(pairs: Sequence[Mapping[str, Any]]) -> list[str]:
     seen: dict[str, Mapping[str, Any]] = {}
     for p in pairs:
@@ -172,6 +185,10 @@ def render(results: Mapping[str, Any]) -> str:
         "Beyond libvirt's eight pairs, `python -m tests.oracle.sweep` asks virsh about every "
         "same-vendor pair of captured hosts and lists where it and fleetcpu part (about 20 s, "
         "so not part of the suite).",
+        "",
+        *_virsh_answers(results["pairs"]),
+        "",
+        "How each host was written for virsh:",
         "",
         *_virsh_hosts(results["pairs"]),
         "",

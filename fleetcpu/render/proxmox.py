@@ -17,11 +17,15 @@ under KVM). So:
   its ``flags`` are exactly that model's ``enable``/``disable`` (so the guest
   gets exactly the pool's features, as with the named ``-cpu`` string);
 * with no such model (this project's own host: only Intel-generic models are
-  usable under its KVM, on an AMD pool), the generic ``kvm64`` (``qemu64``
-  for a TCG pool) is reported and ``flags`` names every feature: ``+`` for
-  the result, ``-`` for every feature some member offers that the result
-  lacks. With Proxmox's forced ``enforce`` that is exact or a refusal to
-  start, never a silently different CPU;
+  usable under its KVM, on an AMD pool), the generic ``kvm64`` is reported
+  (under TCG, where a model keeps its own vendor, ``kvm64`` for Intel pools
+  and ``qemu64``, QEMU's AMD generic model, otherwise) and ``flags`` names
+  every feature: ``+`` for the result, ``-`` for every feature some member
+  offers that the result lacks and for every feature of that model some
+  member lacks (its ``unavailable-features``), so whatever the model holds
+  is either in the result or switched off. With Proxmox's forced
+  ``enforce`` that is exact or a refusal to start, never a silently
+  different CPU;
 * every flag Proxmox forces is overridden explicitly, under Proxmox's own
   spelling (``kvm_pv_unhalt``, ``lahf_lm``) so its override rule applies.
 
@@ -100,7 +104,10 @@ def choose(b: Baseline) -> tuple[str, ModelVerdict | None]:
     if options:
         _, name, verdict = min(options, key=lambda o: o[0])
         return name, verdict
-    return ("kvm64" if b.accel == "kvm" else "qemu64"), None
+    if b.accel == "kvm":
+        return "kvm64", None  # no vendor forced: KVM gives the guest the host's, the pool's
+    # Under TCG the model's own vendor applies: QEMU's kvm64 is Intel, qemu64 AMD.
+    return ("kvm64" if b.vendor == "GenuineIntel" else "qemu64"), None
 
 
 def unavailable(b: Baseline, model: str) -> set[str]:

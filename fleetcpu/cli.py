@@ -405,13 +405,14 @@ def verify(
 # --------------------------------------------------------------------------- explain and export
 def _render_options(fmt: str, cpu_map_dir: str | None) -> Any:
     """What ``--format fmt`` needs besides the baseline: the cpu_map, read here (I/O at the edge)."""
+    from .errors import UsageError
     from .libvirt import SYSTEM_CPU_MAP, load_cpu_map
     from .render import NEEDS_CPU_MAP, RenderOptions
 
     if fmt not in NEEDS_CPU_MAP:
         if cpu_map_dir is not None:
-            raise click.UsageError(f"--libvirt-cpu-map applies to --format "
-                                   f"{'|'.join(sorted(NEEDS_CPU_MAP))}, not {fmt}")
+            raise UsageError(f"--libvirt-cpu-map applies to --format "
+                             f"{'|'.join(sorted(NEEDS_CPU_MAP))}, not {fmt}")
         return RenderOptions()
     return RenderOptions(cpu_map=load_cpu_map(cpu_map_dir or SYSTEM_CPU_MAP))
 

@@ -155,7 +155,7 @@ def _qom_error(doc: VerifyDocument) -> str:
     return "; ".join(failed[:2]) or "QEMU reported no vCPU"
 
 
-def _verdict(run: HostRun, ref: _Reference | None, target: Target) -> HostVerdict:  # noqa: PLR0911
+def _verdict(run: HostRun, ref: _Reference | None) -> HostVerdict:  # noqa: PLR0911
     doc = run.document
     base = HostVerdict(
         host=run.host, pool=run.pool, collected_at=run.collected_at, duration_s=run.duration_s,
@@ -217,7 +217,7 @@ def judge(target: Target, runs: Sequence[HostRun], *, run_id: str | None = None,
     if len(set(names)) != len(names):
         raise ValueError("a host answered twice in one verify run")
     ref = _reference(runs)
-    verdicts = tuple(_verdict(r, ref, target) for r in sorted(runs, key=lambda r: r.host))
+    verdicts = tuple(_verdict(r, ref) for r in sorted(runs, key=lambda r: r.host))
     return VerifyReport(
         target=target,
         hosts=verdicts,

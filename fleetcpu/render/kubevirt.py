@@ -33,7 +33,7 @@ def quoted(value: str) -> str:
 def render_kubevirt(b: Baseline, cpu_map: CpuMap) -> Rendered:
     cpu = spell(b, cpu_map)
     notes = [*origin(b), f"libvirt cpu_map: {cpu.cpu_map}", f"model {cpu.model}: {cpu.why}",
-             *gaps(cpu), *pv_notes(cpu),
+             *gaps(cpu), *pv_notes(cpu, "KubeVirt"),
              "KubeVirt cannot set the CPUID vendor or phys-bits: under KVM QEMU gives the "
              f"guest the host's vendor, which is the pool's ({b.vendor or 'unknown'})",
              "in a VirtualMachine this goes under spec.template.spec.domain.cpu"]

@@ -36,8 +36,11 @@ def comment(text: str) -> str:
     return f"<!-- {text.rstrip('-')} -->"
 
 
-def pv_notes(cpu: LibvirtCpu) -> list[str]:
-    """Sentences on the KVM paravirtual features: not <cpu> features in libvirt."""
+def pv_notes(cpu: LibvirtCpu, writer: str | None = None) -> list[str]:
+    """Sentences on the KVM paravirtual features: not <cpu> features in libvirt.
+
+    ``writer`` names who writes the domain XML (Nova, KubeVirt) when it is not the reader.
+    """
     if not cpu.pv:
         return []
     knobs = [f"{cpu.knob(f, on)} ({f} {'on' if on else 'off'})" for f, on in cpu.pv
@@ -47,7 +50,8 @@ def pv_notes(cpu: LibvirtCpu) -> list[str]:
              "names for them) and are left out here; the pool wants: "
              + ", ".join(f"{f} {'on' if on else 'off'}" for f, on in cpu.pv)]
     if knobs:
-        notes.append("set them in the domain: " + "; ".join(knobs))
+        where = f"in the domain XML {writer} writes" if writer else "set them in the domain"
+        notes.append(f"{where}: " + "; ".join(knobs))
     if without:
         notes.append("no libvirt knob (QEMU's KVM defaults and the host kernel decide): "
                      + ", ".join(without))

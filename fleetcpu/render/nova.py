@@ -30,7 +30,7 @@ def flags(require: tuple[str, ...], disable: tuple[str, ...]) -> list[str]:
 def render_nova(b: Baseline, cpu_map: CpuMap) -> Rendered:
     cpu = spell(b, cpu_map)
     notes = [*origin(b), f"libvirt cpu_map: {cpu.cpu_map}", f"model {cpu.model}: {cpu.why}",
-             *gaps(cpu), *pv_notes(cpu),
+             *gaps(cpu), *pv_notes(cpu, "Nova"),
              "Nova cannot set the CPUID vendor: under KVM QEMU gives the guest the host's, "
              f"which is the pool's ({b.vendor or 'unknown'}) on every member"]
     if b.scalars.phys_bits is not None:

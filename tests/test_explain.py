@@ -178,6 +178,7 @@ def test_a_poorer_newcomer_is_refused_with_everything_it_takes_away() -> None:
     removed = [ch.feature for ch in c.changes if ch.kind == "feature-removed"]
     assert removed == sorted(set(before.features) - set(after.features))
     assert "avx512f" in removed
+    assert {ch.kind for ch in c.changes} == {"feature-removed", "model-changed"}
     [model] = [ch for ch in c.changes if ch.kind == "model-changed"]
     assert (model.before, model.after) == (before.model, after.model)
     assert f"{before.model} on e3: absent" in model.message
@@ -229,6 +230,7 @@ def test_a_qemu_defining_the_model_differently_changes_the_spelling() -> None:
     assert [ch.kind for ch in c.changes] == ["spelling-changed"]
     assert c.after is not None and c.after.model == chosen and f"-{extra}" in c.after.cpu
     assert c.changes[0].after == c.after.cpu
+    assert c.changes[0].message.endswith(f"loses nothing and gains -{extra}")
 
 
 def test_another_vendor_is_refused() -> None:

@@ -10,9 +10,9 @@ The host lowers the pool when ``compute_baseline(P + host)`` differs from
 * the named model changed (the old string may not even start on the host:
   its QEMU may lack the model or find it unusable), reported with the
   reason the old model no longer qualifies;
-* the same model with other explicit ``+``/``-`` changes (the host's QEMU
-  defines the model differently, so the old string would give its guests
-  another CPU);
+* the same features and model with other explicit ``+``/``-`` changes (the
+  host's QEMU defines the model differently, so the old string would give
+  its guests another CPU);
 * a scalar dropped: level, xlevel, phys-bits, or the family/model/stepping
   signature (the oldest member's);
 * a vendor other than the pool's (the core refuses mixed vendors);
@@ -65,12 +65,17 @@ def changes_between(before: Baseline, after: Baseline, host: str) -> tuple[Chang
     if after.model != before.model:
         out.append(Change("model-changed", _model_reason(before, after, host),
                           before=before.model, after=after.model))
-    elif (after.enable, after.disable) != (before.enable, before.disable):
+    elif not out and (after.enable, after.disable) != (before.enable, before.disable):
+        # Same features, same model, other +/-: the host's QEMU defines the model otherwise.
+        # (With features removed the string changes anyway; that is not reported twice.)
+        old, new = before.cpu.split(","), after.cpu.split(",")
+        dropped = [t for t in old if t not in new]
+        added = [t for t in new if t not in old]
         out.append(Change(
             "spelling-changed",
             f"{before.model} needs other explicit changes with {host} (its QEMU defines "
-            f"{before.model} differently): the named string changes from "
-            f"{before.cpu!r} to {after.cpu!r}", before=before.cpu, after=after.cpu))
+            f"{before.model} differently): the named string loses {' '.join(dropped) or 'nothing'}"
+            f" and gains {' '.join(added) or 'nothing'}", before=before.cpu, after=after.cpu))
     for sc in scalar_changes(before.scalars, after.scalars, raised=False):
         label = _LABELS.get(sc.scalar, sc.scalar)
         out.append(Change("scalar-dropped", f"{label} drops from {sc.before} to {sc.after}",

@@ -498,10 +498,10 @@ def check(host: str, pool: str, accel: str, machine_type: str | None, max_age: A
         assert candidate.refusal is not None
         member = candidate.host in {m.host for m in chosen.members}
         result = refused(pool, chosen.machine_type, accel, candidate.host, candidate.source,
-                         member, candidate.refusal)
+                         member, candidate.refusal, chosen.missing)
     else:
         result = check_join(pool, chosen.machine_type, accel, chosen.members, candidate.member,
-                            policy, source=candidate.source)
+                            policy, source=candidate.source, missing=chosen.missing)
     click.echo(dumps(check_json(result)) if fmt == "json" else check_table(result), nl=False)
     if not result.can_join:
         raise CheckRefusedError(result.summary())

@@ -247,3 +247,15 @@ def test_a_member_is_compared_with_the_pool_without_it() -> None:
     assert c.before == compute_baseline("prod", MT, "kvm", pool[:2])
     alone = check_join("prod", MT, "kvm", [gold(0)], gold(0), source="store")
     assert alone.can_join and alone.member and alone.before is None
+
+
+def test_the_pure_core_loads_no_store_libraries() -> None:
+    """explain, libvirt and render stay pure: the store (pyarrow, pandas) is the CLI's business."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fleetcpu.explain, fleetcpu.explain.report, fleetcpu.libvirt, "
+            "fleetcpu.render, fleetcpu.render.libvirt, fleetcpu.render.proxmox; print(sorted(m for m"
+            " in ('pyarrow', 'pandas', 'fleetcpu.store') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

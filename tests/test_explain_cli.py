@@ -103,6 +103,7 @@ def test_blockers_table_puts_the_cheapest_win_first(fleet: dict[str, Any]) -> No
     assert "avx512f" in out[first:out.index("\n\n", first)]
     assert "Features the pool does not get" in out and "not-offered (e3): " in out
     assert "Models some hosts block" in out
+    assert "Members not counted (1):\n  stale (stale): " in out
 
 
 def test_blockers_json_is_the_documented_shape(fleet: dict[str, Any]) -> None:
@@ -154,6 +155,7 @@ def test_a_member_holding_the_pool_back_is_25(fleet: dict[str, Any]) -> None:
                                                                            False)
     assert {"avx512f", "avx512bw"} <= {c["feature"] for c in doc["changes"]
                                        if c["kind"] == "feature-removed"}
+    assert [(m["host"], m["code"]) for m in doc["missing"]] == [("stale", "stale")]
 
 
 def test_probe_documents_not_stored(fleet: dict[str, Any]) -> None:

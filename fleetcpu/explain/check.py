@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..baseline.compute import compute_baseline
-from ..baseline.records import Baseline, Member, Policy
+from ..baseline.records import Baseline, Member, Missing, Policy
 from ..errors import MixedVendorsError
 from .blockers import scalar_changes
 from .records import Change, CheckResult
@@ -90,10 +90,10 @@ def _new_warnings(before: Baseline | None, after: Baseline) -> tuple[str, ...]:
 
 
 def refused(pool: str, machine_type: str, accel: str, host: str, source: str, member: bool,
-            change: Change) -> CheckResult:
+            change: Change, missing: Sequence[Missing] = ()) -> CheckResult:
     """A refusal decided before any computation (no machine type, other vendor)."""
     return CheckResult(pool, machine_type, accel, host, source, member, False, None, None,
-                       (change,))
+                       (change,), missing=tuple(missing))
 
 
 def check_join(
@@ -105,6 +105,7 @@ def check_join(
     policy: Policy | None = None,
     *,
     source: str,
+    missing: Sequence[Missing] = (),
 ) -> CheckResult:
     """Compare the pool without ``candidate.host`` to the pool with ``candidate``."""
     others = [m for m in members if m.host != candidate.host]
@@ -117,7 +118,7 @@ def check_join(
         return refused(pool, machine_type, accel, candidate.host, source, member, Change(
             "vendor-differs",
             f"{candidate.host} reports vendor {candidate.vendor}, the pool {vendor} ({exc.message})",
-            before=vendor, after=candidate.vendor))
+            before=vendor, after=candidate.vendor), missing)
     changes = changes_between(before, after, candidate.host) if before else ()
     return CheckResult(pool, machine_type, accel, candidate.host, source, member, not changes,
-                       before, after, changes, _new_warnings(before, after))
+                       before, after, changes, _new_warnings(before, after), tuple(missing))

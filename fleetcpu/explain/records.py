@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..baseline.records import Baseline, FeatureBlock, ModelBlock
+from ..baseline.records import Baseline, FeatureBlock, Missing, ModelBlock
 
 BLOCKERS_SCHEMA = "fleetcpu.blockers/1"
 CHECK_SCHEMA = "fleetcpu.check/1"
@@ -104,6 +104,8 @@ class CheckResult:
     changes: tuple[Change, ...]
     #: Warning codes the host would add (``security-feature-mixed``...), as "code: message".
     new_warnings: tuple[str, ...] = ()
+    #: Pool members whose data could not be used (not part of the comparison).
+    missing: tuple[Missing, ...] = ()
     schema: str = CHECK_SCHEMA
 
     def summary(self) -> str:

@@ -121,11 +121,17 @@ def blockers_table(x: Blockers, limit: int = 20) -> str:
     for m in some:
         key = tuple((blk.reason, blk.detail, blk.hosts) for blk in m.blocks)
         by_blocks.setdefault(key, []).append(m.model)
-    for key, models in sorted(by_blocks.items(),
-                              key=lambda kv: (len({h for b in kv[0] for h in b[2]}), kv[0])):
+    ranked = sorted(by_blocks.items(),
+                    key=lambda kv: (len({h for b in kv[0] for h in b[2]}), kv[0]))
+    for key, models in ranked[:limit]:
         reasons = "; ".join(f"{reason} on {host_list(list(hosts), 4)} ({detail})"
                             for reason, detail, hosts in key)
         out.append(f"  {_names(models, limit)}: {reasons}")
+    if len(ranked) > limit:
+        out.append(f"  ... and {len(ranked) - limit} more lines (--format json lists all)")
+    if b.missing:
+        out += ["", f"Members not counted ({len(b.missing)}):"]
+        out += [f"  {m.host} ({m.code}): {m.message}" for m in b.missing]
     return "\n".join(out) + "\n"
 
 
@@ -144,6 +150,7 @@ def check_json(c: CheckResult) -> dict[str, Any]:
         "changes": [{"kind": ch.kind, "message": ch.message, "feature": ch.feature,
                      "before": ch.before, "after": ch.after} for ch in c.changes],
         "new_warnings": list(c.new_warnings),
+        "missing": [{"host": m.host, "code": m.code, "message": m.message} for m in c.missing],
     }
 
 
@@ -159,6 +166,7 @@ def check_table(c: CheckResult) -> str:
                    f"-{len(c.after.disable)}), {len(c.after.features)} features")
     out += [f"  - {ch.message}" for ch in c.changes]
     out += [f"  note {w}" for w in c.new_warnings]
+    out += [f"  not counted: {m.host} ({m.code}): {m.message}" for m in c.missing]
     return "\n".join(out) + "\n"
 
 
@@ -242,7 +250,7 @@ CHECK_JSON_SCHEMA: dict[str, Any] = {
     "title": "fleetcpu.check/1",
     "type": "object",
     "required": ["schema", "pool", "machine_type", "accel", "host", "source", "member",
-                 "can_join", "before", "after", "changes", "new_warnings"],
+                 "can_join", "before", "after", "changes", "new_warnings", "missing"],
     "properties": {
         **_COMMON,
         "schema": {"const": "fleetcpu.check/1"},
@@ -262,5 +270,7 @@ CHECK_JSON_SCHEMA: dict[str, Any] = {
                 "before": _nullable(["integer", "string"]),
                 "after": _nullable(["integer", "string"])}}},
         "new_warnings": _STRINGS,
+        "missing": {"type": "array", "items": {
+            "type": "object", "required": ["host", "code", "message"]}},
     },
 }

@@ -143,6 +143,19 @@ def test_removed_features_are_kept_apart() -> None:
     assert "mpx" in system_map().models["Cascadelake-Server"].features  # before it was removed
 
 
+def test_removed_features_are_disabled_unless_wanted() -> None:
+    """Cascadelake-Server-v1 inherits Cascadelake-Server's ``mpx removed='yes'``."""
+    b = pools()["nested"]
+    without = dataclasses.replace(b, model="Cascadelake-Server-v1",
+                                  features=tuple(f for f in b.features if f != "mpx"))
+    cpu = spell(without, load_cpu_map(NEW_MAP))
+    assert (cpu.model, cpu.how) == ("Cascadelake-Server-v1", "same")
+    assert "mpx" in cpu.disable  # never trusted to stay out
+    wanted = dataclasses.replace(without, features=(*without.features, "mpx"))
+    cpu = spell(wanted, load_cpu_map(NEW_MAP))
+    assert "mpx" in cpu.require and "mpx" not in cpu.disable  # never counted as given
+
+
 def test_qemu_spellings_become_libvirt_names() -> None:
     for cpu_map in (system_map(), load_cpu_map(NEW_MAP)):
         assert cpu_map.libvirt_name("pclmulqdq") == "pclmuldq"

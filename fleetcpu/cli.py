@@ -184,35 +184,73 @@ def hosts(pool: str | None, fmt: str, store_dir: str | None) -> None:
         click.echo(hosts_table(states))
 
 
+def _transport_options(verb: str) -> Callable[[F], F]:
+    """collect's SSH and fan-out flags, shared with ``verify`` (same transport, same guarantees)."""
+    options = [
+        click.option("--concurrency", type=click.IntRange(1, 4096), default=32, show_default=True,
+                     metavar="N",
+                     help=f"Hosts {verb} at once. 32 keeps a 2-core orchestrator busy while hosts "
+                          "run QEMU, far below the fd limit, and gentle on a shared bastion's sshd."),
+        click.option("--user", metavar="U", default=None,
+                     help="SSH user for hosts whose inventory (or stored spec) sets none "
+                          "(default: ssh_config, else you)."),
+        click.option("-i", "identity_files", multiple=True, metavar="KEY",
+                     help="SSH private key (repeatable); the agent is used as well."),
+        click.option("--ssh-config", metavar="PATH", default=None,
+                     help="OpenSSH client config to honour (default: ~/.ssh/config)."),
+        click.option("--known-hosts", "known_hosts", multiple=True, metavar="PATH",
+                     help="known_hosts file(s), read once (default: ~/.ssh/known_hosts and "
+                          "/etc/ssh/ssh_known_hosts); new keys are added to the first."),
+        click.option("--accept-new-host-keys", is_flag=True,
+                     help="Trust a host's key on first use and add it to known_hosts. "
+                          "A changed key is always refused."),
+        click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True),
+                     default=10.0, show_default=True, metavar="S",
+                     help="Per attempt: TCP connect, key exchange and authentication."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=90.0,
+                     show_default=True, metavar="S",
+                     help="Per host: the remote command (the probe gets a slightly shorter "
+                          "deadline)."),
+        click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True,
+                     metavar="N",
+                     help="Retries of refused, reset or timed-out connections (backoff with "
+                          "jitter)."),
+        click.option("--strict-inventory", is_flag=True,
+                     help="Unknown inventory keys are errors, not warnings."),
+    ]
+
+    def apply(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
+def _collect_options(concurrency: int, user: str | None, identity_files: tuple[str, ...],
+                     ssh_config: str | None, known_hosts: tuple[str, ...],
+                     accept_new_host_keys: bool, connect_timeout: float, timeout: float,
+                     retries: int, strict_inventory: bool) -> Any:
+    """The flags of ``_transport_options`` as collect's ``CollectOptions``."""
+    from .collect.runner import CollectOptions
+    from .collect.ssh import SshSettings
+
+    ssh = SshSettings(
+        user=user,
+        identity_files=identity_files,
+        ssh_config=(ssh_config,) if ssh_config is not None else None,
+        known_hosts=known_hosts,
+        accept_new_host_keys=accept_new_host_keys,
+        connect_timeout=connect_timeout,
+    )
+    return CollectOptions(concurrency=concurrency, timeout=timeout, retries=retries, ssh=ssh,
+                          strict_inventory=strict_inventory)
+
+
 @main.command()
 @click.argument("inventory", metavar="INVENTORY")
 @_STORE_OPTION
-@click.option("--concurrency", type=click.IntRange(1, 4096), default=32, show_default=True,
-              metavar="N",
-              help="Hosts probed at once. 32 keeps a 2-core orchestrator busy while hosts run QEMU, "
-                   "far below the fd limit, and gentle on a shared bastion's sshd.")
-@click.option("--user", metavar="U", default=None,
-              help="SSH user for hosts whose inventory sets none (default: ssh_config, else you).")
-@click.option("-i", "identity_files", multiple=True, metavar="KEY",
-              help="SSH private key (repeatable); the agent is used as well.")
-@click.option("--ssh-config", metavar="PATH", default=None,
-              help="OpenSSH client config to honour (default: ~/.ssh/config).")
-@click.option("--known-hosts", "known_hosts", multiple=True, metavar="PATH",
-              help="known_hosts file(s), read once (default: ~/.ssh/known_hosts and "
-                   "/etc/ssh/ssh_known_hosts); new keys are added to the first.")
-@click.option("--accept-new-host-keys", is_flag=True,
-              help="Trust a host's key on first use and add it to known_hosts. "
-                   "A changed key is always refused.")
-@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
-              show_default=True, metavar="S",
-              help="Per attempt: TCP connect, key exchange and authentication.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=90.0,
-              show_default=True, metavar="S",
-              help="Per host: the probe command (the probe gets a slightly shorter deadline).")
-@click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True, metavar="N",
-              help="Retries of refused, reset or timed-out connections (backoff with jitter).")
-@click.option("--strict-inventory", is_flag=True,
-              help="Unknown inventory keys are errors, not warnings.")
+@_transport_options("probed")
 @mapped_errors
 def collect(
     inventory: str,
@@ -233,19 +271,11 @@ def collect(
     Failures are stored too, with their stage (connect, hostkey, auth, python, qemu, timeout,
     output...). Exit 0: all hosts ok; 5: some failed; 6: all failed; 3: bad inventory.
     """
-    from .collect.runner import CollectOptions, run_collect
-    from .collect.ssh import SshSettings
+    from .collect.runner import run_collect
 
-    ssh = SshSettings(
-        user=user,
-        identity_files=identity_files,
-        ssh_config=(ssh_config,) if ssh_config is not None else None,
-        known_hosts=known_hosts,
-        accept_new_host_keys=accept_new_host_keys,
-        connect_timeout=connect_timeout,
-    )
-    options = CollectOptions(concurrency=concurrency, timeout=timeout, retries=retries, ssh=ssh,
-                             strict_inventory=strict_inventory)
+    options = _collect_options(concurrency, user, identity_files, ssh_config, known_hosts,
+                               accept_new_host_keys, connect_timeout, timeout, retries,
+                               strict_inventory)
     run_collect(inventory, options, store_dir=store_dir)
 
 
@@ -334,29 +364,7 @@ _VERIFY_FORMATS = ("table", "json")
 @click.option("--format", "fmt", type=click.Choice(_VERIFY_FORMATS), default="table",
               show_default=True, help="table, or json: fleetcpu.verify-report/1.")
 @_STORE_OPTION
-@click.option("--concurrency", type=click.IntRange(1, 4096), default=32, show_default=True,
-              metavar="N", help="Hosts verified at once (as collect).")
-@click.option("--user", metavar="U", default=None,
-              help="SSH user for hosts whose inventory or stored spec sets none.")
-@click.option("-i", "identity_files", multiple=True, metavar="KEY",
-              help="SSH private key (repeatable); the agent is used as well.")
-@click.option("--ssh-config", metavar="PATH", default=None,
-              help="OpenSSH client config to honour (default: ~/.ssh/config).")
-@click.option("--known-hosts", "known_hosts", multiple=True, metavar="PATH",
-              help="known_hosts file(s), read once (default: ~/.ssh/known_hosts and "
-                   "/etc/ssh/ssh_known_hosts); new keys are added to the first.")
-@click.option("--accept-new-host-keys", is_flag=True,
-              help="Trust a host's key on first use and add it to known_hosts. "
-                   "A changed key is always refused.")
-@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
-              show_default=True, metavar="S",
-              help="Per attempt: TCP connect, key exchange and authentication.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=90.0,
-              show_default=True, metavar="S", help="Per host: the verify command.")
-@click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True, metavar="N",
-              help="Retries of refused, reset or timed-out connections (backoff with jitter).")
-@click.option("--strict-inventory", is_flag=True,
-              help="Unknown inventory keys are errors, not warnings.")
+@_transport_options("verified")
 @mapped_errors
 def verify(
     pool: str,
@@ -384,20 +392,11 @@ def verify(
     Exit 0: every member passed; 24: some did not (refused, filtered, differs, unverified,
     failed); 20-23 as baseline, before any host is contacted.
     """
-    from .collect.runner import CollectOptions
-    from .collect.ssh import SshSettings
     from .verify.runner import run_verify
 
-    ssh = SshSettings(
-        user=user,
-        identity_files=identity_files,
-        ssh_config=(ssh_config,) if ssh_config is not None else None,
-        known_hosts=known_hosts,
-        accept_new_host_keys=accept_new_host_keys,
-        connect_timeout=connect_timeout,
-    )
-    options = CollectOptions(concurrency=concurrency, timeout=timeout, retries=retries, ssh=ssh,
-                             strict_inventory=strict_inventory)
+    options = _collect_options(concurrency, user, identity_files, ssh_config, known_hosts,
+                               accept_new_host_keys, connect_timeout, timeout, retries,
+                               strict_inventory)
     run_verify(pool, options, inventory=inventory, store_dir=store_dir, accel=accel,
                machine_type=machine_type, cpu=cpu, fmt=fmt)
 

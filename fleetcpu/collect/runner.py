@@ -74,6 +74,18 @@ class CollectOptions:
     ssh: SshSettings = field(default_factory=SshSettings)
     strict_inventory: bool = False
 
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(retries=self.retries, base=self.backoff)
+
+    def host_deadline(self, retry: RetryPolicy) -> float:
+        """Safety net over one host's retries + command + cleanup (collect's and verify's).
+
+        The transports' own bounds normally end first; this catches a bug or
+        a stuck library, so a host can never hold a worker forever.
+        """
+        return ((self.retries + 1) * self.ssh.connect_timeout + retry.worst_case()
+                + self.timeout + 2 * self.ssh.grace + 5.0)
+
 
 @dataclass
 class CollectResult:
@@ -119,15 +131,8 @@ class Collector:
         self.options = options
         self.transports = transports
         self.payload = bootstrap.payload(bundle)
-        self.retry = retry or RetryPolicy(retries=options.retries, base=options.backoff)
-        #: Safety net over retries + command + cleanup; the transports' own bounds normally end first.
-        self.host_deadline = (
-            (options.retries + 1) * options.ssh.connect_timeout
-            + self.retry.worst_case()
-            + options.timeout
-            + 2 * options.ssh.grace
-            + 5.0
-        )
+        self.retry = retry or options.retry_policy()
+        self.host_deadline = options.host_deadline(self.retry)
 
     def outcome(self, host: HostSpec, started: float, *, document: ProbeDocument | None = None,
                 stage: str | None = None, error: str | None = None, code: str | None = None,

@@ -177,8 +177,21 @@ class HostFacts:
     synthetic: Optional[str] = None
 
 
+class JsonDocument:
+    """What every document a host prints shares: ``schema`` first, then its fields, as JSON."""
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = _plain(self)
+        assert isinstance(out, dict)
+        # schema first, for humans reading the file
+        return {"schema": out.pop("schema"), **out}
+
+    def to_json(self, indent: Optional[int] = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+
 @dataclass(frozen=True)
-class ProbeDocument:
+class ProbeDocument(JsonDocument):
     """The probe's whole output; ``status`` failed documents carry stage, error and attempts."""
 
     status: str
@@ -200,15 +213,6 @@ class ProbeDocument:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
-
-    def to_dict(self) -> Dict[str, Any]:
-        out = _plain(self)
-        assert isinstance(out, dict)
-        # schema first, for humans reading the file
-        return {"schema": out.pop("schema"), **out}
-
-    def to_json(self, indent: Optional[int] = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
 
 
 def _plain(value: Any) -> Any:

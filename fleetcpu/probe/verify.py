@@ -54,7 +54,7 @@ from ..errors import (
 from . import features
 from .decode import resolve_machine
 from .qemu import QemuInstance, check_version, find_binary
-from .records import REGISTERS, FeatureWord, QueryFailure, VcpuProps, _from_dict, _plain
+from .records import REGISTERS, FeatureWord, JsonDocument, QueryFailure, VcpuProps, _from_dict
 from .session import Session
 
 SCHEMA = "fleetcpu.verify/1"
@@ -85,7 +85,7 @@ class QemuBrief:
 
 
 @dataclass(frozen=True)
-class VerifyDocument:
+class VerifyDocument(JsonDocument):
     """Everything one verify launch told us; ``status`` failed means no answer was reached."""
 
     status: str
@@ -123,14 +123,6 @@ class VerifyDocument:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
-
-    def to_dict(self) -> Dict[str, Any]:
-        out = _plain(self)
-        assert isinstance(out, dict)
-        return {"schema": out.pop("schema"), **out}
-
-    def to_json(self, indent: Optional[int] = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
 
 
 def verify_from_json(text: str, source: str = "<verify>") -> VerifyDocument:

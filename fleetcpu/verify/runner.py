@@ -82,15 +82,8 @@ class Verifier:
         self.transports = transports
         self.target = target
         self.payload = bootstrap.payload(bundle)
-        self.retry = retry or RetryPolicy(retries=options.retries, base=options.backoff)
-        #: As collect's: retries + command + cleanup; the transports' own bounds normally end first.
-        self.host_deadline = (
-            (options.retries + 1) * options.ssh.connect_timeout
-            + self.retry.worst_case()
-            + options.timeout
-            + 2 * options.ssh.grace
-            + 5.0
-        )
+        self.retry = retry or options.retry_policy()
+        self.host_deadline = options.host_deadline(self.retry)
 
     def failure(self, host: HostSpec, started: float, stage: str, error: str,
                 code: str | None, stderr_tail: str = "") -> HostRun:

@@ -14,8 +14,6 @@ Under KVM and, as the TCG twin, under TCG (a TCG pool).
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,9 +24,9 @@ import jsonschema
 from fleetcpu.baseline.cpuarg import MODEL_ID
 from fleetcpu.probe.decode import decode_feature_words, words_to_features
 from fleetcpu.probe.features import cpuid_bit
-from fleetcpu.probe.qemu import launch_argv
 
 from .conftest import REPO, run_cli
+from .liveqemu import paused
 from .replay.hosts import QmpConnection
 
 SCHEMA = json.loads((REPO / "fleetcpu" / "schemas" / "baseline-1.json").read_text())
@@ -38,29 +36,8 @@ VCPU = ("feature-words", "filtered-features", "vendor", "family", "model", "step
 
 @contextmanager
 def qemu(binary: str, machine: str, accel: str, cpu: str) -> Iterator[QmpConnection]:
-    """A paused real QEMU with QMP on a socketpair; killed and reaped whatever happens."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        proc = subprocess.Popen(launch_argv(binary, machine, accel, cpu, theirs.fileno()),
-                                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    finally:
-        theirs.close()
-    conn = QmpConnection(ours, timeout=30)
-    try:
-        try:
-            conn.read()
-        except EOFError:
-            proc.wait(timeout=30)
-            assert proc.stderr is not None
-            raise AssertionError(f"QEMU refused -cpu {cpu}: {proc.stderr.read().decode()}") from None
-        assert "return" in conn.command("qmp_capabilities")
+    with paused(binary, machine, accel, ["-cpu", cpu]) as conn:
         yield conn
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
-        conn.close()
 
 
 def vcpu(binary: str, machine: str, accel: str, cpu: str) -> dict[str, Any]:

@@ -28,11 +28,8 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +41,7 @@ from fleetcpu.probe.decode import decode_feature_words
 from fleetcpu.render.proxmox import PVE_MODELS
 
 from .conftest import REALDATA, kvm_usable, run_cli
-from .replay.hosts import QmpConnection
+from .liveqemu import paused as qemu
 from .test_export import libvirt_cpu, proxmox_entry, readconfig_sections
 
 VCPU = ("feature-words", "filtered-features", "vendor", "family", "model", "stepping", "level",
@@ -87,39 +84,6 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 
 # --------------------------------------------------------------------------- QEMU
-
-
-def launch_argv(binary: str, machine: str, accel: str, cpu_args: list[str], fd: int) -> list[str]:
-    return [binary, "-nodefaults", "-no-user-config", "-display", "none", "-S", "-m", "64",
-            "-smp", "1", "-machine", machine, "-accel", accel, *cpu_args,
-            "-chardev", f"socket,id=qmp,fd={fd}", "-mon", "chardev=qmp,mode=control"]
-
-
-@contextmanager
-def qemu(binary: str, machine: str, accel: str, cpu_args: list[str]) -> Iterator[QmpConnection]:
-    """A paused real QEMU with QMP on a socketpair; killed and reaped whatever happens."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        proc = subprocess.Popen(launch_argv(binary, machine, accel, cpu_args, theirs.fileno()),
-                                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    finally:
-        theirs.close()
-    conn = QmpConnection(ours, timeout=30)
-    try:
-        try:
-            conn.read()
-        except EOFError:
-            proc.wait(timeout=30)
-            assert proc.stderr is not None
-            raise AssertionError(f"QEMU refused {cpu_args}: {proc.stderr.read().decode()}") from None
-        assert "return" in conn.command("qmp_capabilities")
-        yield conn
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
-        conn.close()
 
 
 def vcpu(binary: str, machine: str, accel: str, cpu_args: list[str]) -> dict[str, Any]:

@@ -32,7 +32,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 QUERIES_FIRST = ["query-version", "query-machines"]
-QUERIES_EACH = ["query-kvm", "query-cpu-definitions"]
 VCPU_PROPS = ["feature-words", "filtered-features", "vendor", "family", "model", "stepping",
               "model-id", "level", "xlevel", "phys-bits"]
 
@@ -70,8 +69,9 @@ def reference(plan: list[list[str]]) -> None:
         try:
             f.readline()  # the greeting; EOF shows up as a JSON error below
             cmd("qmp_capabilities")
-            for q in (QUERIES_FIRST if first else []) + QUERIES_EACH:
+            for q in (QUERIES_FIRST if first else []) + ["query-kvm"]:
                 cmd(q)
+            definitions = cmd("query-cpu-definitions")
             name, *props = cpu.split(",")
             model: dict[str, object] = {"name": name}
             if props:
@@ -79,6 +79,12 @@ def reference(plan: list[list[str]]) -> None:
                                   for p in props}
             cmd("query-cpu-model-expansion", {"type": "static", "model": model})
             cmd("query-cpu-model-expansion", {"type": "full", "model": model})
+            for d in definitions:  # type: ignore[attr-defined]
+                # Like the probe: each usable, non-alias pool candidate's own features.
+                if (not d.get("unavailable-features") and "alias-of" not in d
+                        and d["name"] not in ("host", "max", "base")):
+                    cmd("query-cpu-model-expansion",
+                        {"type": "static", "model": {"name": d["name"]}})
             path = cmd("query-cpus-fast")[0]["qom-path"]  # type: ignore[index]
             for prop in VCPU_PROPS:
                 cmd("qom-get", {"path": path, "property": prop})

@@ -22,7 +22,10 @@ retries plus command plus cleanup, so no single host can stall a run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import signal
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -108,3 +111,23 @@ async def fan_out(
     async with asyncio.TaskGroup() as group:
         for _ in range(concurrency):
             group.create_task(worker())
+
+
+@contextlib.contextmanager
+def term_cancels_run() -> Iterator[None]:
+    """SIGTERM (a scheduler, systemd) stops a fan-out like Ctrl-C: the current task is cancelled.
+
+    Only the main thread can own signals; an embedding caller in another
+    thread keeps its own handling.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    handles = threading.current_thread() is threading.main_thread()
+    if handles:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        yield
+    finally:
+        if handles:
+            loop.remove_signal_handler(signal.SIGTERM)

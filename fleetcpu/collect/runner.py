@@ -21,9 +21,7 @@ flight are stopped by their transports (EOF, SIGTERM, grace), recorded as
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ from ..outcome import ConnectionSpec, HostOutcome
 from ..probe.records import ProbeDocument
 from . import bootstrap
 from .bundle import Bundle, load_bundle
-from .fanout import RetryPolicy, fan_out, with_retries
+from .fanout import RetryPolicy, fan_out, term_cancels_run, with_retries
 from .interpret import interpret
 from .inventory import HostSpec, Inventory, load_inventory
 from .progress import Progress, Tally
@@ -193,18 +191,10 @@ async def _collect_into_store(inventory: Inventory, collector: Collector, store_
                               tally: Tally, progress: Progress, result: CollectResult) -> None:
     from ..store import Store, resolve_location
 
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    # SIGTERM (a scheduler, systemd) stops the run like Ctrl-C. Only the main
-    # thread can own signals; an embedding caller in another thread keeps its own.
-    handles_term = threading.current_thread() is threading.main_thread()
-    if handles_term:
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
     store = Store.create_or_open(resolve_location(store_dir))
     in_flight: dict[str, HostSpec] = {}
 
-    with store.run_writer(command="collect", inventory=inventory.path) as writer:
+    with term_cancels_run(), store.run_writer(command="collect", inventory=inventory.path) as writer:
         result.run_id = writer.run_id
 
         def started(host: HostSpec) -> None:
@@ -227,9 +217,6 @@ async def _collect_into_store(inventory: Inventory, collector: Collector, store_
                 writer.add(outcome)
                 tally.add(outcome)
             raise
-        finally:
-            if handles_term:
-                loop.remove_signal_handler(signal.SIGTERM)
 
 
 def run_collect(

@@ -32,9 +32,7 @@ committed as interrupted, exit 130.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -42,7 +40,7 @@ from typing import TextIO
 
 from ..collect import bootstrap
 from ..collect.bundle import Bundle, load_bundle
-from ..collect.fanout import RetryPolicy, fan_out, with_retries
+from ..collect.fanout import RetryPolicy, fan_out, term_cancels_run, with_retries
 from ..collect.inventory import HostSpec
 from ..collect.progress import Progress, Tally
 from ..collect.runner import CollectOptions, build_transports
@@ -123,13 +121,6 @@ def _unreachable(item: Unreachable) -> HostRun:
 
 async def _verify_all(hosts: Sequence[HostSpec], verifier: Verifier, runs: list[HostRun],
                       tally: Tally, progress: Progress) -> None:
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    # SIGTERM stops the run like Ctrl-C; only the main thread can own signals.
-    handles_term = threading.current_thread() is threading.main_thread()
-    if handles_term:
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
     in_flight: dict[str, HostSpec] = {}
 
     def started(host: HostSpec) -> None:
@@ -148,17 +139,15 @@ async def _verify_all(hosts: Sequence[HostSpec], verifier: Verifier, runs: list[
         progress.update(force=tally.done == tally.total)
 
     try:
-        await fan_out(hosts, verifier.verify_host, concurrency=verifier.options.concurrency,
-                      on_result=finished, on_start=started)
+        with term_cancels_run():
+            await fan_out(hosts, verifier.verify_host, concurrency=verifier.options.concurrency,
+                          on_result=finished, on_start=started)
     except asyncio.CancelledError:
         for host in in_flight.values():
             runs.append(verifier.failure(host, time.monotonic(), "interrupted",
                                          "the run was interrupted while this host was being "
                                          "verified; its QEMU was stopped", "interrupted"))
         raise
-    finally:
-        if handles_term:
-            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _open_store(store_dir: str | None, *, required: bool) -> Store | None:

@@ -12,11 +12,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..outcome import STAGES, HostOutcome
 
-__all__ = ["Progress", "Tally"]
+if TYPE_CHECKING:
+    from .inventory import HostSpec
+
+__all__ = ["InFlight", "Progress", "Tally"]
 
 #: Host names listed per failed stage in the summary; the store has them all.
 EXAMPLES = 5
@@ -37,14 +40,21 @@ class Tally:
     def done(self) -> int:
         return self.ok + sum(self.failed.values())
 
+    def count(self, stage: str | None) -> None:
+        """One host done: ok when it stopped at no stage."""
+        if stage is None:
+            self.ok += 1
+        else:
+            self.failed[stage] += 1
+
     def add(self, outcome: HostOutcome) -> None:
         if outcome.ok:
-            self.ok += 1
+            self.count(None)
             if outcome.document is not None:
                 self.accels[outcome.document.accel or "unknown"] += 1
             return
         stage = outcome.failure_stage or "output"
-        self.failed[stage] += 1
+        self.count(stage)
         names = self.examples.setdefault(stage, [])
         if len(names) < EXAMPLES:
             message = (outcome.failure_message or "").splitlines()[0:1]
@@ -103,3 +113,26 @@ class Progress:
         if self.enabled and self._shown:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
+
+
+class InFlight:
+    """Hosts a fan-out has started and not finished, kept in step with the progress line.
+
+    Collect and verify both need it: on Ctrl-C exactly these hosts are
+    recorded as interrupted, never silently dropped.
+    """
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.hosts: dict[str, HostSpec] = {}
+
+    def started(self, host: HostSpec) -> None:
+        self.hosts[host.name] = host
+        self.progress.tally.started += 1
+        self.progress.update()
+
+    def finished(self, name: str) -> None:
+        """Call once the tally has counted the host."""
+        self.hosts.pop(name, None)
+        tally = self.progress.tally
+        self.progress.update(force=tally.done == tally.total)

@@ -36,7 +36,7 @@ from .bundle import Bundle, load_bundle
 from .fanout import RetryPolicy, fan_out, term_cancels_run, with_retries
 from .interpret import interpret
 from .inventory import HostSpec, Inventory, load_inventory
-from .progress import Progress, Tally
+from .progress import InFlight, Progress, Tally
 from .ssh import SshSettings
 from .transport import HostFailure, Transport
 
@@ -192,27 +192,21 @@ async def _collect_into_store(inventory: Inventory, collector: Collector, store_
     from ..store import Store, resolve_location
 
     store = Store.create_or_open(resolve_location(store_dir))
-    in_flight: dict[str, HostSpec] = {}
+    in_flight = InFlight(progress)
 
     with term_cancels_run(), store.run_writer(command="collect", inventory=inventory.path) as writer:
         result.run_id = writer.run_id
 
-        def started(host: HostSpec) -> None:
-            in_flight[host.name] = host
-            tally.started += 1
-            progress.update()
-
         def finished(outcome: HostOutcome) -> None:
-            in_flight.pop(outcome.host, None)
             writer.add(outcome)
             tally.add(outcome)
-            progress.update(force=tally.done == tally.total)
+            in_flight.finished(outcome.host)
 
         try:
-            await collector.collect(inventory.hosts, finished, started)
+            await collector.collect(inventory.hosts, finished, in_flight.started)
         except asyncio.CancelledError:
             result.interrupted = True
-            for host in in_flight.values():
+            for host in list(in_flight.hosts.values()):
                 outcome = _interrupted(collector, host)
                 writer.add(outcome)
                 tally.add(outcome)

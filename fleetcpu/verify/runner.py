@@ -42,7 +42,7 @@ from ..collect import bootstrap
 from ..collect.bundle import Bundle, load_bundle
 from ..collect.fanout import RetryPolicy, fan_out, term_cancels_run, with_retries
 from ..collect.inventory import HostSpec
-from ..collect.progress import Progress, Tally
+from ..collect.progress import InFlight, Progress, Tally
 from ..collect.runner import CollectOptions, build_transports
 from ..collect.transport import HostFailure, Transport
 from ..errors import InterruptedByUserError, NoUsableDataError, VerifyFailedError
@@ -121,29 +121,20 @@ def _unreachable(item: Unreachable) -> HostRun:
 
 async def _verify_all(hosts: Sequence[HostSpec], verifier: Verifier, runs: list[HostRun],
                       tally: Tally, progress: Progress) -> None:
-    in_flight: dict[str, HostSpec] = {}
-
-    def started(host: HostSpec) -> None:
-        in_flight[host.name] = host
-        tally.started += 1
-        progress.update()
+    in_flight = InFlight(progress)
 
     def finished(run: HostRun) -> None:
-        in_flight.pop(run.host, None)
         runs.append(run)
         # The progress line counts answers; verdicts need every host and come after.
-        if run.stage is None:
-            tally.ok += 1
-        else:
-            tally.failed[run.stage] += 1
-        progress.update(force=tally.done == tally.total)
+        tally.count(run.stage)
+        in_flight.finished(run.host)
 
     try:
         with term_cancels_run():
             await fan_out(hosts, verifier.verify_host, concurrency=verifier.options.concurrency,
-                          on_result=finished, on_start=started)
+                          on_result=finished, on_start=in_flight.started)
     except asyncio.CancelledError:
-        for host in in_flight.values():
+        for host in list(in_flight.hosts.values()):
             runs.append(verifier.failure(host, time.monotonic(), "interrupted",
                                          "the run was interrupted while this host was being "
                                          "verified; its QEMU was stopped", "interrupted"))

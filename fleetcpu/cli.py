@@ -12,6 +12,7 @@ import functools
 import importlib.abc
 import os
 import sys
+import typing
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -220,31 +221,35 @@ def _transport_options(verb: str) -> Callable[[F], F]:
     ]
 
     def apply(func: F) -> F:
+        @functools.wraps(func)
+        def with_options(*args: Any, **kwargs: Any) -> Any:
+            return func(*args, options=_collect_options(kwargs), **kwargs)
+
+        wrapped: Any = with_options
         for option in reversed(options):
-            func = option(func)
-        return func
+            wrapped = option(wrapped)
+        return typing.cast(F, wrapped)
 
     return apply
 
 
-def _collect_options(concurrency: int, user: str | None, identity_files: tuple[str, ...],
-                     ssh_config: str | None, known_hosts: tuple[str, ...],
-                     accept_new_host_keys: bool, connect_timeout: float, timeout: float,
-                     retries: int, strict_inventory: bool) -> Any:
-    """The flags of ``_transport_options`` as collect's ``CollectOptions``."""
+def _collect_options(flags: dict[str, Any]) -> Any:
+    """Pop the flags of ``_transport_options`` out of ``flags`` as collect's ``CollectOptions``."""
     from .collect.runner import CollectOptions
     from .collect.ssh import SshSettings
 
+    ssh_config = flags.pop("ssh_config")
     ssh = SshSettings(
-        user=user,
-        identity_files=identity_files,
+        user=flags.pop("user"),
+        identity_files=flags.pop("identity_files"),
         ssh_config=(ssh_config,) if ssh_config is not None else None,
-        known_hosts=known_hosts,
-        accept_new_host_keys=accept_new_host_keys,
-        connect_timeout=connect_timeout,
+        known_hosts=flags.pop("known_hosts"),
+        accept_new_host_keys=flags.pop("accept_new_host_keys"),
+        connect_timeout=flags.pop("connect_timeout"),
     )
-    return CollectOptions(concurrency=concurrency, timeout=timeout, retries=retries, ssh=ssh,
-                          strict_inventory=strict_inventory)
+    return CollectOptions(concurrency=flags.pop("concurrency"), timeout=flags.pop("timeout"),
+                          retries=flags.pop("retries"), ssh=ssh,
+                          strict_inventory=flags.pop("strict_inventory"))
 
 
 @main.command()
@@ -252,20 +257,7 @@ def _collect_options(concurrency: int, user: str | None, identity_files: tuple[s
 @_STORE_OPTION
 @_transport_options("probed")
 @mapped_errors
-def collect(
-    inventory: str,
-    store_dir: str | None,
-    concurrency: int,
-    user: str | None,
-    identity_files: tuple[str, ...],
-    ssh_config: str | None,
-    known_hosts: tuple[str, ...],
-    accept_new_host_keys: bool,
-    connect_timeout: float,
-    timeout: float,
-    retries: int,
-    strict_inventory: bool,
-) -> None:
+def collect(inventory: str, store_dir: str | None, options: Any) -> None:
     """Probe every host of INVENTORY (over SSH, or locally) and store one row per host.
 
     Failures are stored too, with their stage (connect, hostkey, auth, python, qemu, timeout,
@@ -273,9 +265,6 @@ def collect(
     """
     from .collect.runner import run_collect
 
-    options = _collect_options(concurrency, user, identity_files, ssh_config, known_hosts,
-                               accept_new_host_keys, connect_timeout, timeout, retries,
-                               strict_inventory)
     run_collect(inventory, options, store_dir=store_dir)
 
 
@@ -374,16 +363,7 @@ def verify(
     accel: str,
     fmt: str,
     store_dir: str | None,
-    concurrency: int,
-    user: str | None,
-    identity_files: tuple[str, ...],
-    ssh_config: str | None,
-    known_hosts: tuple[str, ...],
-    accept_new_host_keys: bool,
-    connect_timeout: float,
-    timeout: float,
-    retries: int,
-    strict_inventory: bool,
+    options: Any,
 ) -> None:
     """Start the pool's CPU with enforce on every member; all must start it and present the same CPU.
 
@@ -394,9 +374,6 @@ def verify(
     """
     from .verify.runner import run_verify
 
-    options = _collect_options(concurrency, user, identity_files, ssh_config, known_hosts,
-                               accept_new_host_keys, connect_timeout, timeout, retries,
-                               strict_inventory)
     run_verify(pool, options, inventory=inventory, store_dir=store_dir, accel=accel,
                machine_type=machine_type, cpu=cpu, fmt=fmt)
 

@@ -20,39 +20,20 @@ allocations during one run, for:
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from baseline_bench import pool, real_cpus  # noqa: E402
+from baseline_bench import measure, pool, real_cpus  # noqa: E402
 
 from fleetcpu.baseline import Member, compute_baseline  # noqa: E402
 from fleetcpu.explain import explain_blockers  # noqa: E402
 from fleetcpu.explain.groups import group_members  # noqa: E402
 
 MT = "pc-q35-0.0"
-
-
-def measure(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    """(median seconds, peak MiB of Python allocations during one run)."""
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    tracemalloc.start()
-    fn()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return statistics.median(times), peak / 2**20
 
 
 def naive(members: list[Member]) -> None:

@@ -23,34 +23,30 @@ def _write(directory: Path, body: str) -> str:
     return str(path)
 
 
-def refuse_cpu(directory: Path, real: str, refused: str = "host") -> str:
-    """Real QEMU, except that ``-cpu <refused>`` (exactly) dies at start, like a broken host."""
+def _refuse(directory: Path, real: str, flag: str, value: str, message: str) -> str:
+    """Real QEMU, except that ``flag value`` (exactly) dies at start with ``message``."""
     return _write(directory, f"""#!/bin/bash
 prev=
 for a in "$@"; do
-  if [ "$prev" = "-cpu" ] && [ "$a" = "{refused}" ]; then
-    echo "qemu-system-x86_64: error: wrapper refuses -cpu {refused}" >&2
+  if [ "$prev" = "{flag}" ] && [ "$a" = "{value}" ]; then
+    echo "qemu-system-x86_64: error: {message}" >&2
     exit 1
   fi
   prev=$a
 done
 exec {real} "$@"
 """)
+
+
+def refuse_cpu(directory: Path, real: str, refused: str = "host") -> str:
+    """``-cpu <refused>`` dies at start, like a broken host."""
+    return _refuse(directory, real, "-cpu", refused, f"wrapper refuses -cpu {refused}")
 
 
 def refuse_kvm(directory: Path, real: str) -> str:
-    """Real QEMU whose KVM accelerator always fails, as on a host with a broken kvm module."""
-    return _write(directory, f"""#!/bin/bash
-prev=
-for a in "$@"; do
-  if [ "$prev" = "-accel" ] && [ "$a" = "kvm" ]; then
-    echo "qemu-system-x86_64: error: failed to initialize kvm: Permission denied" >&2
-    exit 1
-  fi
-  prev=$a
-done
-exec {real} "$@"
-""")
+    """KVM always fails, as on a host with a broken kvm module."""
+    return _refuse(directory, real, "-accel", "kvm",
+                   "failed to initialize kvm: Permission denied")
 
 
 def dies_at_start(directory: Path, real: str) -> str:

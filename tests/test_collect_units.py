@@ -29,7 +29,7 @@ import pytest
 from fleetcpu.collect import bootstrap_host
 from fleetcpu.collect.bootstrap import payload, probe_args, probe_timeout, remote_command
 from fleetcpu.collect.bundle import build_bundle, bundle_sources, load_bundle
-from fleetcpu.collect.fanout import RetryPolicy, fan_out, with_retries
+from fleetcpu.collect.fanout import RetryPolicy, fan_out, with_retries, within_deadline
 from fleetcpu.collect.hostkeys import HostKeyPolicy, known_hosts_name
 from fleetcpu.collect.interpret import interpret
 from fleetcpu.collect.inventory import HostSpec, parse_inventory
@@ -454,6 +454,27 @@ def test_retries_only_transient_failures_with_growing_jittered_pauses(
     with pytest.raises(HostFailure, match="changed"):
         asyncio.run(with_retries(bad_key, policy))
     assert calls == 1
+
+
+def test_a_host_never_outlives_its_deadline() -> None:
+    """The safety net over retries + command: a stuck attempt becomes a timeout failure row."""
+    policy = RetryPolicy(retries=5, base=0.01, rng=random.Random(0))
+
+    async def stuck() -> str:
+        await asyncio.sleep(60)
+        return "never"
+
+    started = time.monotonic()
+    with pytest.raises(HostFailure) as info:
+        asyncio.run(within_deadline(stuck, policy, 0.2))
+    assert time.monotonic() - started < 5
+    assert (info.value.stage, info.value.code) == ("timeout", "host-deadline")
+    assert "within its deadline" in info.value.message
+
+    async def quick() -> str:
+        return "ok"
+
+    assert asyncio.run(within_deadline(quick, policy, 1.0)) == "ok"
 
 
 def test_jitter_spreads_hosts_that_failed_together() -> None:

@@ -32,7 +32,7 @@ from typing import TypeVar
 
 from .transport import HostFailure
 
-__all__ = ["RetryPolicy", "fan_out", "with_retries"]
+__all__ = ["RetryPolicy", "fan_out", "term_cancels_run", "with_retries", "within_deadline"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -82,6 +82,21 @@ async def with_retries(
             if on_retry is not None:
                 on_retry(tries, failure)
             await asyncio.sleep(policy.delay(tries))
+
+
+async def within_deadline(attempt: Callable[[], Awaitable[R]], policy: RetryPolicy,
+                          deadline: float) -> R:
+    """``with_retries`` under one host's whole deadline; running out is a ``timeout`` failure.
+
+    The safety net collect and verify share: whatever the transports' own
+    bounds, a host never holds a worker longer than ``deadline`` seconds.
+    """
+    try:
+        async with asyncio.timeout(deadline):
+            return await with_retries(attempt, policy)
+    except TimeoutError as exc:
+        raise HostFailure("timeout", f"host not done within its deadline of {deadline:.0f}s "
+                                     "(retries, command, cleanup)", code="host-deadline") from exc
 
 
 async def fan_out(

@@ -33,7 +33,7 @@ from ..outcome import ConnectionSpec, HostOutcome
 from ..probe.records import ProbeDocument
 from . import bootstrap
 from .bundle import Bundle, load_bundle
-from .fanout import RetryPolicy, fan_out, term_cancels_run, with_retries
+from .fanout import RetryPolicy, fan_out, term_cancels_run, within_deadline
 from .interpret import interpret
 from .inventory import HostSpec, Inventory, load_inventory
 from .progress import InFlight, Progress, Tally
@@ -156,19 +156,12 @@ class Collector:
         python = host.python or bootstrap.DEFAULT_PYTHON
         command = bootstrap.remote_command(host.python, bootstrap.probe_args(host, self.options.timeout))
         try:
-            async with asyncio.timeout(self.host_deadline):
-                run = await with_retries(
-                    lambda: transport.run(host, command, self.payload, self.options.timeout),
-                    self.retry,
-                )
+            run = await within_deadline(
+                lambda: transport.run(host, command, self.payload, self.options.timeout),
+                self.retry, self.host_deadline)
         except HostFailure as failure:
             return self.outcome(host, started, stage=failure.stage, error=failure.message,
                                 code=failure.code, stderr_tail=failure.evidence)
-        except TimeoutError:
-            return self.outcome(host, started, stage="timeout",
-                                error=f"host not done within its deadline of "
-                                      f"{self.host_deadline:.0f}s (retries, command, cleanup)",
-                                code="host-deadline")
         verdict = interpret(run, python)
         return self.outcome(host, started, document=verdict.document, stage=verdict.stage,
                             error=verdict.error, code=verdict.code, stderr_tail=verdict.stderr_tail)

@@ -40,7 +40,7 @@ from typing import TextIO
 
 from ..collect import bootstrap
 from ..collect.bundle import Bundle, load_bundle
-from ..collect.fanout import RetryPolicy, fan_out, term_cancels_run, with_retries
+from ..collect.fanout import RetryPolicy, fan_out, term_cancels_run, within_deadline
 from ..collect.inventory import HostSpec
 from ..collect.progress import InFlight, Progress, Tally
 from ..collect.runner import CollectOptions, build_transports
@@ -96,18 +96,12 @@ class Verifier:
         command = bootstrap.remote_command(
             host.python, verify_args(self.target, host, self.options.timeout))
         try:
-            async with asyncio.timeout(self.host_deadline):
-                run = await with_retries(
-                    lambda: transport.run(host, command, self.payload, self.options.timeout),
-                    self.retry,
-                )
+            run = await within_deadline(
+                lambda: transport.run(host, command, self.payload, self.options.timeout),
+                self.retry, self.host_deadline)
         except HostFailure as failure:
             return self.failure(host, started, failure.stage, failure.message, failure.code,
                                 failure.evidence)
-        except TimeoutError:
-            return self.failure(host, started, "timeout", "host not done within its deadline of "
-                                f"{self.host_deadline:.0f}s (retries, command, cleanup)",
-                                "host-deadline")
         answer = interpret(run, python)
         return HostRun(host.name, host.pool, _now(), round(time.monotonic() - started, 4),
                        answer.document, stage=answer.stage, error=answer.error,

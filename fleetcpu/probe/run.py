@@ -135,7 +135,8 @@ def _first_line(text: str) -> str:
     return (causes[0] if causes else lines[0] if lines else "no output")[:300]
 
 
-async def _within(aw: Awaitable[T], deadline: float) -> T:
+async def within(aw: Awaitable[T], deadline: float) -> T:
+    """``aw`` bounded by the probe's (or verify's) one absolute deadline."""
     remaining = deadline - asyncio.get_running_loop().time()
     if remaining <= 0:
         raise asyncio.TimeoutError()
@@ -211,9 +212,9 @@ async def _launch(
     outcome = "ok"
     try:
         sock = await inst.start()
-        await _within(session.open(sock), deadline)
-        probe = await _within(_ask(session, state, requested, target, accel, cpu), deadline)
-        await _within(session.close(), deadline)
+        await within(session.open(sock), deadline)
+        probe = await within(_ask(session, state, requested, target, accel, cpu), deadline)
+        await within(session.close(), deadline)
         await inst.wait_exit(2.0)
     except asyncio.TimeoutError:
         outcome = "timeout"
@@ -292,7 +293,7 @@ async def _probe(opts: ProbeOptions, state: _State, deadline: float) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _now() -> str:
+def now_rfc3339() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -336,18 +337,26 @@ def _document(
     return ProbeDocument(**base)
 
 
+async def failure_of(work: Awaitable[None], what: str) -> Optional[FleetcpuError]:
+    """Run ``work``; the error that ended it, as data (a host's trouble is never a traceback).
+
+    Shared by the probe and verify, whose documents always get printed.
+    """
+    logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
+    try:
+        await work
+    except FleetcpuError as exc:
+        return exc
+    except asyncio.CancelledError:
+        return InterruptedByUserError("%s interrupted; QEMU stopped" % what)
+    return None
+
+
 async def run_probe(opts: ProbeOptions) -> ProbeDocument:
     """Probe this host; always returns a document (``status`` says whether it worked)."""
-    logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
     started = time.monotonic()
-    when = _now()
+    when = now_rfc3339()
     state = _State(facts=read_facts(opts.host_root))
     deadline = asyncio.get_running_loop().time() + opts.timeout
-    error: Optional[FleetcpuError] = None
-    try:
-        await _probe(opts, state, deadline)
-    except FleetcpuError as exc:
-        error = exc
-    except asyncio.CancelledError:
-        error = InterruptedByUserError("probe interrupted; QEMU stopped")
+    error = await failure_of(_probe(opts, state, deadline), "probe")
     return _document(state, started, when, error)

@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import re
 import shutil
 import signal
@@ -39,13 +38,10 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import __version__
 from ..errors import (
-    FleetcpuError,
-    InterruptedByUserError,
     ProbeDocumentError,
     ProbeError,
     ProbeTimeoutError,
@@ -55,6 +51,7 @@ from . import features
 from .decode import resolve_machine
 from .qemu import QemuInstance, check_version, find_binary
 from .records import REGISTERS, FeatureWord, JsonDocument, QueryFailure, VcpuProps, _from_dict
+from .run import failure_of, now_rfc3339, within
 from .session import Session
 
 SCHEMA = "fleetcpu.verify/1"
@@ -196,13 +193,6 @@ class _State:
         self.fields: Dict[str, Any] = {}
 
 
-async def _within(aw: Any, deadline: float) -> Any:
-    remaining = deadline - asyncio.get_running_loop().time()
-    if remaining <= 0:
-        raise asyncio.TimeoutError()
-    return await asyncio.wait_for(aw, remaining)
-
-
 def _failed_query(session: Session, prop: str) -> bool:
     return any(f.query == "qom-get " + prop for f in session.failures)
 
@@ -236,7 +226,7 @@ async def _launch(opts: VerifyOptions, state: _State, binary: str, workdir: str,
         sock = await inst.start()
         fields["argv"] = inst.argv
         try:
-            await _within(session.open(sock), deadline)
+            await within(session.open(sock), deadline)
         except asyncio.TimeoutError:
             raise
         except Exception as exc:  # QEMU closed the monitor: did it refuse to start?
@@ -247,13 +237,13 @@ async def _launch(opts: VerifyOptions, state: _State, binary: str, workdir: str,
             return
         fields["started"] = True
         try:
-            await _within(_read_vcpu(session, state, opts), deadline)
+            await within(_read_vcpu(session, state, opts), deadline)
         except asyncio.TimeoutError:
             raise
         except Exception as exc:  # an essential query failed, or QEMU died under us
             raise QmpProtocolError("QMP failure with %s (-cpu %s%s): %s" % (
                 binary, opts.cpu, ENFORCE, str(exc) or type(exc).__name__)) from exc
-        await _within(session.close(), deadline)
+        await within(session.close(), deadline)
         await inst.wait_exit(2.0)
     finally:
         fields["errors"] = tuple(session.failures)
@@ -284,24 +274,13 @@ async def _verify(opts: VerifyOptions, state: _State, deadline: float) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 async def run_verify(opts: VerifyOptions) -> VerifyDocument:
     """Verify ``opts.cpu`` on this host; always returns a document, never raises for host trouble."""
-    logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
     started = time.monotonic()
-    when = _now()
+    when = now_rfc3339()
     state = _State()
     deadline = asyncio.get_running_loop().time() + opts.timeout
-    error: Optional[FleetcpuError] = None
-    try:
-        await _verify(opts, state, deadline)
-    except FleetcpuError as exc:
-        error = exc
-    except asyncio.CancelledError:
-        error = InterruptedByUserError("verify interrupted; QEMU stopped")
+    error = await failure_of(_verify(opts, state, deadline), "verify")
     base: Dict[str, Any] = {
         "status": "ok",
         "probe_version": __version__,

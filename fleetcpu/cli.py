@@ -481,3 +481,60 @@ def check(host: str, pool: str, accel: str, machine_type: str | None, max_age: A
     click.echo(dumps(check_json(result)) if fmt == "json" else check_table(result), nl=False)
     if not result.can_join:
         raise CheckRefusedError(result.summary())
+
+
+# --------------------------------------------------------------------------- report
+def _allow_pandas() -> None:
+    """``report`` is the one command built on pandas (``fleetcpu.analysis``): lift the block."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _NoPandas)]
+
+
+@main.command()
+@click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory).")
+@click.option("-o", "--output", metavar="FILE", default=None,
+              help="Where to write the HTML (default: fleetcpu-report-POOL.html; - for stdout).")
+@click.option("--accel", type=click.Choice(["kvm", "tcg"]), default="kvm", show_default=True,
+              help="Use only data probed with this accelerator.")
+@click.option("--machine-type", metavar="T", default=None,
+              help="Machine type (default: as for fleetcpu baseline).")
+@click.option("--max-age", default="7d", show_default=True, metavar="AGE", callback=_parse_age,
+              help="Older data is reported missing (stale).")
+@_STORE_OPTION
+@mapped_errors
+def report(pool: str, output: str | None, accel: str, machine_type: str | None, max_age: Any,
+           store_dir: str | None) -> None:
+    """POOL's summary, feature coverage, model usability, blockers and drift as one
+    self-contained HTML file (figures embedded, nothing fetched from the network).
+    Missing data (empty store, failed hosts, a single run) is reported in the file."""
+    from pathlib import Path
+
+    from .errors import NoUsableDataError, UsageError
+    from .store import Store, resolve_location
+    from .store.atomic import write_bytes
+
+    _allow_pandas()
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    from .analysis.report import build_report
+
+    root = Path(resolve_location(store_dir))
+    try:
+        store: Store | None = Store.open(root)
+    except NoUsableDataError:
+        store = None  # missing or empty: the report says so
+    text, data, secs = build_report(store, pool, root=root, accel=accel,
+                                    machine_type=machine_type, max_age=max_age)
+    target = output or f"fleetcpu-report-{pool}.html"
+    if target == "-":
+        click.echo(text, nl=False)
+    else:
+        try:
+            write_bytes(Path(target), text.encode())
+        except OSError as exc:
+            raise UsageError(f"cannot write the report to {target}: {exc.strerror or exc}"
+                             ) from exc
+    figures = sum(s.image is not None for s in secs)
+    gaps = [s.title for s in secs if s.missing]
+    click.echo(f"{target}: pool {pool}, {len(data.members)} member(s), {figures} figure(s)"
+               + (f"; missing data in: {', '.join(gaps)}" if gaps else ""), err=True)
+    if data.problem:
+        click.echo(f"warning: {data.problem}", err=True)

@@ -1,10 +1,11 @@
-"""Write ``fleet-overview.ipynb`` from the cells below, so the notebook is reviewed as code.
+"""Write ``fleet_overview.ipynb`` from the cells below, so the notebook is reviewed as code.
 
-    python notebooks/build.py        # rewrites notebooks/fleet-overview.ipynb (outputs empty)
+    python notebooks/build.py        # rewrites notebooks/fleet_overview.ipynb (outputs empty)
 
 The notebook only calls ``fleetcpu.analysis`` (tested); it reads the store at
 ``$FLEETCPU_STORE`` (else the default location) and the pool in
-``$FLEETCPU_POOL`` (else the first pool).
+``$FLEETCPU_POOL`` (else the first pool). On an empty store it builds a demo
+store by probing this machine (``inventories/local.txt``), so it always runs.
 """
 
 from __future__ import annotations
@@ -18,57 +19,102 @@ CELLS = [
 
 What the store knows about the fleet: which hosts answer, what each CPU offers,
 which models run where, what holds each pool back, and what changed on a host
-over time. Every cell calls `fleetcpu.analysis`; nothing here is logic of its own."""),
-    ("code", """import os
+over time. Every cell calls `fleetcpu.analysis`; nothing here is logic of its own.
+`fleetcpu report --pool P -o report.html` renders the same figures for people
+without Jupyter."""),
+    ("code", """%matplotlib inline
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 
+import fleetcpu
 from fleetcpu import analysis
+from fleetcpu.analysis import plots
+from fleetcpu.errors import NoUsableDataError
 from fleetcpu.store import Store, resolve_location
 
 pd.set_option("display.max_colwidth", 80)
-store = Store.open(resolve_location(None))
+
+
+def open_or_demo(location):
+    \"\"\"The store, or (when it is missing or empty) a demo store of this machine alone.\"\"\"
+    try:
+        return Store.open(location)
+    except NoUsableDataError:
+        pass
+    demo = Path(tempfile.mkdtemp(prefix="fleetcpu-demo-")) / "store"
+    inventory = Path(fleetcpu.__file__).resolve().parents[1] / "inventories" / "local.txt"
+    if not inventory.exists():  # an installed package: the same one line
+        inventory = demo.parent / "local.txt"
+        inventory.write_text("localhost transport=local pool=local\\n")
+    print(f"{location}: empty; building a demo store at {demo} by probing this machine")
+    subprocess.run([sys.executable, "-m", "fleetcpu", "collect", str(inventory), "--store",
+                    str(demo)], check=False)
+    return Store.open(demo)
+
+
+store = open_or_demo(resolve_location(None))
 pools = store.pools()
 pool = os.environ.get("FLEETCPU_POOL") or pools[0]
-print(f"store {store.root}: pools {pools}; looking at {pool!r}")"""),
-    ("markdown", "## Latest state of every host"),
-    ("code", "analysis.latest_hosts(store)"),
-    ("markdown", "## Where collection fails, run by run"),
-    ("code", """fails = analysis.failures(store)
-analysis.plot_failures(fails)
-fails.tail(20)"""),
-    ("markdown", """## What each host of the pool offers
+print(f"store {store.root}: {len(store.runs())} run(s), pools {pools}; looking at {pool!r}")"""),
+    ("markdown", """## Pool summary
 
-Green is offered. Features every host offers are on the left; the white gaps on
-the right are the blockers."""),
-    ("code", """matrix = analysis.feature_matrix(store, pool)
-analysis.plot_matrix(matrix, title=f"{pool}: offered features")
-matrix.sum().sort_values().head(15)"""),
-    ("markdown", "## Which CPU models are usable where"),
-    ("code", """models = analysis.model_matrix(store, pool)
-models.loc[:, models.any()].T.head(30)"""),
-    ("markdown", "## The features the pool loses, and who blocks them"),
-    ("code", """summary = analysis.pool_summary(store, pool)
-summary[summary["hosts_offering"] < summary["hosts"]].head(30)"""),
-    ("markdown", """## The pool's CPU
+One row per pool: who is in it, what they run, and the CPU every member can run
+(`model`, `cpu`); `problem` says why a pool has no answer."""),
+    ("code", """summary = analysis.pool_summary(store)
+summary"""),
+    ("markdown", """## Feature coverage
 
-The same computation as `fleetcpu baseline --pool`."""),
-    ("code", """from fleetcpu.baseline import compute_baseline
-from fleetcpu.baseline.select import select_members
+A row per group of identical hosts, a column per feature that differs between
+them: a white cell is a feature that host cannot give a guest, so the pool cannot
+have it."""),
+    ("code", """data = analysis.load_pool(store, pool)
+if data.problem:
+    print("missing:", data.problem)
+for m in data.missing:
+    print(f"missing {m.host}: {m.code}: {m.message}")
+cov = analysis.coverage(data)
+plots.plot_coverage(cov, f"{pool}: features offered") if not cov.empty else \\
+    plots.message_figure(f"no coverage to draw: {data.problem or 'no member data'}")"""),
+    ("markdown", """## Model usability
 
-sel = select_members(store, pool, accel="kvm")
-b = compute_baseline(pool, sel.machine_type, "kvm", sel.members, missing=sel.missing,
-                     notices=sel.notices)
-print("-cpu", b.cpu)
-print("-cpu", b.custom)
-pd.DataFrame([(w.code, w.feature, ", ".join(w.hosts)) for w in b.warnings],
-             columns=["warning", "feature", "hosts"])"""),
-    ("markdown", """## What changed on one host over time
+A column per QEMU CPU model usable on some hosts only: white means that host's
+QEMU refuses it; the table lists the features each refusing host lacks."""),
+    ("code", """models = analysis.usability_matrix(data)
+usable = analysis.usability(data)
+display(usable[~usable["usable"]].head(20))
+plots.plot_usability(models, f"{pool}: CPU models usable") if not models.empty else \\
+    plots.message_figure(f"no models to draw: {data.problem or 'no member data'}")"""),
+    ("markdown", """## Blockers
 
-One row per change of the CPU a host offers, with the microcode, kernel and
-QEMU of that moment: "since when has this host lacked TSX, and why?\""""),
-    ("code", """host = os.environ.get("FLEETCPU_HOST") or matrix.index[0]
-analysis.feature_changes(store, host)"""),
+Left: each feature some member offers but the pool lacks, by how many hosts
+block it (one blocker is cheap to fix). Right: what removing each group of
+identical hosts would gain; the same numbers as `fleetcpu blockers`."""),
+    ("code", """tables = analysis.blockers(data)
+display(tables.groups.head(10))
+plots.plot_blockers(tables.features, tables.groups, pool) if tables.baseline else \\
+    plots.message_figure(f"no blockers to explain: {data.problem}")"""),
+    ("markdown", """## Drift
+
+One marker per change of a host between two successful runs: red lost features,
+green gained, grey only QEMU/kernel/microcode changed. A microcode update that
+removed TSX is one red marker labelled `-hle -rtm microcode a->b`."""),
+    ("code", """changes = analysis.drift(store, pool)
+if len(store.runs()) < 2:
+    print("one run stored: drift needs two runs of the same host (collect again later)")
+display(changes[["collected_at", "host", "features_removed", "features_added", "models_lost",
+                 "models_gained", "changed", "microcode_before", "microcode"]].tail(20))
+plots.plot_drift(changes)"""),
+    ("markdown", """## Where collection fails
+
+The latest record of each host, and failed hosts per run by the stage that
+failed: a growing bar is a fleet problem, not a host problem."""),
+    ("code", """display(analysis.latest_hosts(store, pool))
+plots.plot_failures(analysis.failures(store, pool))"""),
 ]
 
 
@@ -84,4 +130,4 @@ def build() -> nbformat.NotebookNode:
 
 
 if __name__ == "__main__":
-    nbformat.write(build(), Path(__file__).with_name("fleet-overview.ipynb"))
+    nbformat.write(build(), Path(__file__).with_name("fleet_overview.ipynb"))

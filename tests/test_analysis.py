@@ -8,7 +8,8 @@ imported with ``fleetcpu import``, times spread over two days:
   (the EPYC 7601 captured before and after its IBPB microcode: ``ibpb``
   appears, and that host's newer kernel lost ``rdtscp`` under KVM);
   ``kvm18`` fails once after a good run; ``kvm19`` answers the same twice;
-  ``kvm20`` never succeeded;
+  ``kvm20`` never succeeded; ``kvm21`` got a microcode update that changed
+  no feature (drift of the facts alone);
 * pool ``solo``: one Intel host, one run.
 
 Plus the edge cases the report and the notebook must survive: an empty
@@ -49,6 +50,8 @@ PLAN = [
      ("--qemu-binary", "/nonexistent")),
     ("prod", "kvm17", "EPYC-7601-32-Core-ibpb", "0x8001250", timedelta(hours=1), ()),
     ("prod", "kvm19", "Ryzen-9-3900X-12-Core", "0x8701013", timedelta(hours=1), ()),
+    ("prod", "kvm21", "Ryzen-9-3900X-12-Core", "0x8701013", timedelta(hours=30), ()),
+    ("prod", "kvm21", "Ryzen-9-3900X-12-Core", "0x8701021", timedelta(hours=3), ()),
     ("solo", "solo1", "Xeon-Gold-6130", "0xb000038", timedelta(hours=2), ()),
 ]
 
@@ -89,7 +92,7 @@ def failed_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_latest_hosts_and_failures(store: Path) -> None:
     s = Store.open(store)
     latest = analysis.latest_hosts(s, "prod").set_index("host")
-    assert list(latest.index) == ["kvm17", "kvm18", "kvm19", "kvm20"]
+    assert list(latest.index) == ["kvm17", "kvm18", "kvm19", "kvm20", "kvm21"]
     assert latest.loc["kvm18", "status"] == "failed" and latest.loc["kvm18", "stage"] == "qemu"
     assert latest.loc["kvm18", "last_ok_kvm"] is not None
     assert pd.isna(latest.loc["kvm20", "last_ok_kvm"])
@@ -105,7 +108,7 @@ def test_coverage_is_what_each_member_offers(store: Path) -> None:
     assert [m.host for m in data.missing] == ["kvm20"]
     assert data.missing[0].code == "no-successful-probe"
     cov = analysis.coverage(data)
-    assert list(cov.index) == ["kvm17", "kvm18", "kvm19"]
+    assert list(cov.index) == ["kvm17", "kvm18", "kvm19", "kvm21"]
     for m in data.members:
         assert set(cov.columns[cov.loc[m.host]]) == set(m.offered)
     # The IBPB microcode gave kvm17 ibpb, but its host lost rdtscp: both now block.
@@ -130,7 +133,7 @@ def test_usability_names_the_blocking_features(store: Path) -> None:
         assert row.usable == (not model.unavailable_features)
         assert list(row.blocking) == list(model.unavailable_features)
     matrix = analysis.usability_matrix(data)
-    assert matrix.shape == (3, long["model"].nunique()) and matrix.dtypes.eq(bool).all()
+    assert matrix.shape == (4, long["model"].nunique()) and matrix.dtypes.eq(bool).all()
     counts = matrix.sum().tolist()
     assert counts == sorted(counts, reverse=True)
     assert not long[~long["usable"]].empty, "EPYC and Ryzen QEMU models differ per host"
@@ -160,8 +163,8 @@ def test_pool_summary(store: Path) -> None:
     summary = analysis.pool_summary(Store.open(store)).set_index("pool")
     assert list(summary.index) == ["prod", "solo"]
     prod = summary.loc["prod"]
-    assert (prod["hosts"], prod["members"], prod["missing"], prod["latest_failed"]) == (4, 3, 1, 2)
-    assert prod["vendors"] == "AuthenticAMD (3)"
+    assert (prod["hosts"], prod["members"], prod["missing"], prod["latest_failed"]) == (5, 4, 1, 2)
+    assert prod["vendors"] == "AuthenticAMD (4)"
     assert prod["machine_type"] in prod["machine_types"]
     res = run_cli("baseline", "--store", str(store), "--pool", "prod", "--format", "json")
     doc = json.loads(res.stdout)
@@ -185,8 +188,12 @@ def test_pool_problems_are_data_not_exceptions(store: Path, failed_only: Path) -
 def test_drift_is_one_row_per_change_beside_the_facts(store: Path) -> None:
     s = Store.open(store)
     changes = analysis.drift(s, "prod")
-    assert list(changes["host"]) == ["kvm17"], "kvm19 answered the same twice: no drift"
-    row = changes.iloc[0]
+    assert list(changes["host"]) == ["kvm21", "kvm17"], "kvm19 answered the same twice: no drift"
+    facts_only = changes.iloc[0]
+    assert facts_only["changed"] == ["microcode"] and facts_only["microcode"] == "0x8701021"
+    assert not (facts_only["features_added"] or facts_only["features_removed"]
+                or facts_only["models_gained"] or facts_only["models_lost"])
+    row = changes.iloc[1]
     assert row["features_added"] == ["ibpb"] and row["features_removed"] == ["rdtscp"]
     assert "microcode" in row["changed"]
     assert (row["microcode_before"], row["microcode"]) == ("0x8001227", "0x8001250")
@@ -199,8 +206,15 @@ def test_drift_is_one_row_per_change_beside_the_facts(store: Path) -> None:
     # Between two named runs: the first and the last.
     runs = [r.run_id for r in s.runs()]
     window = analysis.drift(s, since=runs[0], until=runs[-1])
-    assert list(window["host"]) == ["kvm17"]
+    assert list(window["host"]) == ["kvm17"], "kvm21 had no record at or before the first run"
     assert window.iloc[0]["features_removed"] == ["rdtscp"]
+    assert list(analysis.drift(s, until=runs[-1], hosts=["kvm21"])["host"]) == ["kvm21"]
+    assert analysis.drift(s, until=runs[0], hosts=["kvm21"]).empty
+    hosts = s.table("hosts", columns=["host", "run_id"]).to_pandas()
+    first21, last21 = sorted(hosts[hosts["host"] == "kvm21"]["run_id"])
+    assert list(analysis.drift(s, since=first21, hosts=["kvm21"])["host"]) == ["kvm21"]
+    assert analysis.drift(s, since=first21, until=last21).set_index("host").loc[
+        "kvm21", "microcode_before"] == "0x8701013"
     assert analysis.drift(s, since=runs[-1], until=runs[-1]).empty
     assert analysis.drift(s, "solo").empty
 
@@ -253,7 +267,7 @@ def test_report_embeds_every_figure(store: Path, tmp_path: Path) -> None:
     assert f"-cpu {doc['cpu']}" in text.replace("&quot;", '"')
     assert "kvm20" in text and "no-successful-probe" in text
     assert "0x8001227" in text and "0x8001250" in text
-    assert f"{out}: pool prod, 3 member(s), 5 figure(s)" in res.stderr
+    assert f"{out}: pool prod, 4 member(s), 5 figure(s)" in res.stderr
 
 
 @pytest.mark.parametrize("case", ["empty-store", "one-host-pool", "single-run", "failed-only"])

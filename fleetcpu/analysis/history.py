@@ -115,7 +115,9 @@ def _pairs(records: list[Record], since: str | None, until: str | None
     start: dict[str, Record] = {}
     end: dict[str, Record] = {}
     for r in records:  # ordered by time within a host: the last assignment wins
-        if since is None or r["run_id"] <= since:
+        if since is None:
+            start.setdefault(r["host"], r)  # no start given: from the host's first record
+        elif r["run_id"] <= since:
             start[r["host"]] = r
         if until is None or r["run_id"] <= until:
             end[r["host"]] = r
@@ -156,8 +158,9 @@ def drift(store: Store, pool: str | None = None, *, accel: str = "kvm",
     Over all history by default: one row per successful record that differs
     from the host's previous successful record under ``accel`` (a change of
     CPU data or of a fact). With ``since`` and/or ``until`` (run ids), one row
-    per host whose last record at or before ``since`` differs from its last
-    at or before ``until``: "what changed between last month's run and now".
+    per host whose last record at or before ``since`` (else its first) differs
+    from its last at or before ``until`` (else its latest): "what changed
+    between last month's run and now".
     A host's first record is not drift and makes no row.
 
     ``pool`` keeps the hosts whose later record names it; ``machine_type``

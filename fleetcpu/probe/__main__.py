@@ -3,18 +3,23 @@
 Same flags and output as ``fleetcpu probe``: one JSON document on stdout,
 the exit code from the table in ``fleetcpu.errors``. ``verify ARGS`` runs
 ``fleetcpu.probe.verify`` instead (the host half of ``fleetcpu verify``).
+
+This module imports nothing heavy: ``main`` starts QEMU (``early``) before
+it imports asyncio, qemu.qmp and the rest of the probe, so that those
+imports overlap QEMU's own start-up.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
-from .records import ProbeDocument
-from .run import ACCELS, DEFAULT_TIMEOUT, ProbeOptions, run_probe
+from .plan import ACCELS, DEFAULT_TIMEOUT, ProbeOptions
+
+if TYPE_CHECKING:
+    from .early import Early
+    from .records import ProbeDocument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _main(opts: ProbeOptions) -> ProbeDocument:
+async def _main(opts: ProbeOptions, early: Optional[Early] = None) -> ProbeDocument:
+    import asyncio
+    import signal
+
+    from .run import run_probe
+
     # SSH teardown sends SIGHUP, schedulers send SIGTERM: both must stop QEMU
     # and remove the work directory, exactly like Ctrl-C.
     loop = asyncio.get_running_loop()
@@ -43,7 +53,9 @@ async def _main(opts: ProbeOptions) -> ProbeDocument:
     assert task is not None
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, task.cancel)
-    return await run_probe(opts)
+    if early is not None and early.signals:  # one came before the loop could act on it
+        task.cancel()
+    return await run_probe(opts, early)
 
 
 def options_from_args(args: argparse.Namespace) -> ProbeOptions:
@@ -77,7 +89,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.timeout <= 0:
         sys.stderr.write("error: --timeout must be positive\n")
         return 2
-    return emit(asyncio.run(_main(options_from_args(args))), args.indent)
+    opts = options_from_args(args)
+    from .early import begin
+
+    early = begin(opts)  # QEMU is starting: now import the rest while it boots
+    import asyncio
+
+    return emit(asyncio.run(_main(opts, early)), args.indent)
 
 
 if __name__ == "__main__":

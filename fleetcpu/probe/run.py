@@ -1,11 +1,9 @@
 """One probe of one host: facts, then one paused QEMU per machine type.
 
-The fallback chain exists because real hosts refuse ``-cpu host`` in ways
-nobody predicts (this project's own CI hosts abort with ``failed to set MSR
-0x10a``): try ``host``, then ``host,arch-capabilities=off``, then TCG with
-``max`` when KVM is absent, forbidden or broken, and write down why. The
-accelerator finally used is part of the data, because a TCG answer says what
-QEMU can emulate, not what a KVM guest gets.
+The fallback chain (``plan``) is walked here: a QEMU that dies at start is
+followed by the next attempt, and why is written down. The accelerator
+finally used is part of the data, because a TCG answer says what QEMU can
+emulate, not what a KVM guest gets.
 
 ``run_probe`` never raises for host trouble: it returns a failed document
 carrying the stage, the error and every QEMU attempt as evidence.
@@ -23,7 +21,6 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Awaitable, Dict, List, Optional, Set, Tuple, TypeVar
 
 from .. import __version__
@@ -36,8 +33,11 @@ from ..errors import (
     QmpProtocolError,
     UnknownMachineTypeError,
 )
+from .child import Launch, tail
 from .decode import resolve_machine
+from .early import Early, now_rfc3339
 from .facts import read_facts
+from .plan import ACCELS, DEFAULT_MACHINE, DEFAULT_TIMEOUT, WORKDIR_PREFIX, ProbeOptions, chain
 from .qemu import QemuInstance, check_version, find_binary
 from .records import (
     Attempt,
@@ -53,23 +53,21 @@ from .records import (
 )
 from .session import Session
 
+__all__ = [
+    "ACCELS",
+    "DEFAULT_TIMEOUT",
+    "NOT_POOL_MODELS",
+    "ProbeOptions",
+    "failure_of",
+    "now_rfc3339",
+    "parse_cpu_arg",
+    "run_probe",
+    "within",
+]
+
 T = TypeVar("T")
 
-DEFAULT_MACHINE = "q35"
-DEFAULT_TIMEOUT = 60.0
-ACCELS = ("auto", "kvm", "tcg")
-KVM_CHAIN = (("kvm", "host"), ("kvm", "host,arch-capabilities=off"))
-TCG_CHAIN = (("tcg", "max"),)
 _UNKNOWN_MACHINE_MARKERS = ("unsupported machine type", "machine type not found")
-
-
-@dataclass(frozen=True)
-class ProbeOptions:
-    machine_types: Tuple[str, ...] = ()
-    qemu_binary: Optional[str] = None
-    accel: str = "auto"
-    timeout: float = DEFAULT_TIMEOUT
-    host_root: str = "/"
 
 
 @dataclass
@@ -111,18 +109,6 @@ def parse_cpu_arg(cpu: str) -> Tuple[str, Dict[str, Scalar]]:
         else:
             props[key] = value
     return name, props
-
-
-def _chain(accel: str, dev_kvm: str) -> Tuple[Tuple[Tuple[str, str], ...], Optional[str]]:
-    if accel == "tcg":
-        return TCG_CHAIN, "requested"
-    if accel == "kvm":
-        return KVM_CHAIN, None
-    if dev_kvm == "missing":
-        return TCG_CHAIN, "no /dev/kvm"
-    if dev_kvm == "no-permission":
-        return TCG_CHAIN, "/dev/kvm is not accessible to this user"
-    return KVM_CHAIN + TCG_CHAIN, None
 
 
 _CAUSE_MARKERS = ("error", "failed", "unsupported", "could not", "cannot", "not found", "invalid")
@@ -203,11 +189,15 @@ async def _ask(session: Session, state: _State, requested: str, target: str, acc
 
 
 async def _launch(
-    state: _State, requested: str, target: str, accel: str, cpu: str, workdir: str, deadline: float
+    state: _State, requested: str, target: str, accel: str, cpu: str, workdir: str, deadline: float,
+    launch: Optional[Launch] = None,
 ) -> MachineProbe:
-    """One QEMU for one machine type; classifies any failure as death, QMP trouble or timeout."""
+    """One QEMU for one machine type; classifies any failure as death, QMP trouble or timeout.
+
+    ``launch``: that QEMU, already started by ``early``.
+    """
     assert state.binary is not None
-    inst = QemuInstance(state.binary, target, accel, cpu, workdir)
+    inst = QemuInstance(state.binary, target, accel, cpu, workdir, launch)
     session = Session()
     outcome = "ok"
     try:
@@ -239,16 +229,54 @@ async def _launch(
     return probe
 
 
-async def _probe(opts: ProbeOptions, state: _State, deadline: float) -> None:
+def _discarded(launch: Launch, outcome: str) -> Attempt:
+    """The attempt of a pre-started QEMU the probe ended before taking it over."""
+    assert launch.proc is not None
+    assert launch.stderr is not None
+    launch.discard()
+    return Attempt(
+        machine_type=launch.machine,
+        accel=launch.accel,
+        cpu=launch.cpu,
+        argv=launch.argv,
+        outcome=outcome,
+        exit_status=launch.proc.returncode,
+        stderr_tail=tail(bytes(launch.stderr.data)),
+        duration_s=round(time.monotonic() - launch.started, 4),
+    )
+
+
+async def _probe(opts: ProbeOptions, state: _State, deadline: float, early: Optional[Early]) -> None:
     state.binary = find_binary(opts.qemu_binary)
+    version_run = early.version if early is not None else None
+    if version_run is not None and version_run.binary != state.binary:
+        version_run = None
     remaining = max(0.1, deadline - asyncio.get_running_loop().time())
+    outcome = "interrupted"
+    workdir = early.workdir if early is not None else None
     try:
-        _, attempt = await check_version(state.binary, min(10.0, remaining))
-    except asyncio.TimeoutError as exc:
-        raise ProbeTimeoutError("probe timed out running %s -version" % state.binary) from exc
-    state.attempts.append(attempt)
-    chain, state.accel_reason = _chain(opts.accel, state.facts.dev_kvm)
-    workdir = tempfile.mkdtemp(prefix="fleetcpu-probe-")
+        try:
+            _, attempt = await check_version(state.binary, min(10.0, remaining), version_run)
+        except asyncio.TimeoutError as exc:
+            outcome = "timeout"
+            raise ProbeTimeoutError("probe timed out running %s -version" % state.binary) from exc
+        state.attempts.append(attempt)
+        if workdir is None:
+            workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
+        await _machines(opts, state, deadline, early, workdir)
+    finally:
+        if early is not None and early.launch is not None:  # never taken over: still evidence
+            leftover, early.launch = early.launch, None
+            state.attempts.append(_discarded(leftover, outcome))
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _machines(
+    opts: ProbeOptions, state: _State, deadline: float, early: Optional[Early], workdir: str
+) -> None:
+    """Each requested machine type once, walking the fallback chain until a QEMU stays up."""
+    attempts, state.accel_reason = chain(opts.accel, state.facts.dev_kvm)
     try:
         step = 0
         done: Set[str] = set()
@@ -265,9 +293,12 @@ async def _probe(opts: ProbeOptions, state: _State, deadline: float) -> None:
                     continue
                 target = resolved
             while True:
-                accel, cpu = chain[step]
+                accel, cpu = attempts[step]
+                launch = early.take_launch(target, accel, cpu) if early is not None else None
                 try:
-                    probe = await _launch(state, requested, target, accel, cpu, workdir, deadline)
+                    probe = await _launch(
+                        state, requested, target, accel, cpu, workdir, deadline, launch
+                    )
                     break
                 except _Died as died:
                     if any(m in died.stderr.lower() for m in _UNKNOWN_MACHINE_MARKERS):
@@ -276,12 +307,12 @@ async def _probe(opts: ProbeOptions, state: _State, deadline: float) -> None:
                             % (requested, state.binary, _first_line(died.stderr))
                         ) from None
                     step += 1
-                    if step == len(chain):
+                    if step == len(attempts):
                         raise QemuDiedError(
                             "QEMU died at start (%s -machine %s -accel %s -cpu %s): %s"
                             % (state.binary, target, accel, cpu, _first_line(died.stderr))
                         ) from None
-                    if chain[step][0] != accel:
+                    if attempts[step][0] != accel:
                         state.accel_reason = "KVM failed: " + _first_line(died.stderr)
             state.results.append(probe)
             done.add(probe.machine_type)
@@ -289,12 +320,6 @@ async def _probe(opts: ProbeOptions, state: _State, deadline: float) -> None:
         raise ProbeTimeoutError(
             "probe timed out after %.1fs (QEMU %s did not answer)" % (opts.timeout, state.binary)
         ) from exc
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _document(
@@ -352,11 +377,16 @@ async def failure_of(work: Awaitable[None], what: str) -> Optional[FleetcpuError
     return None
 
 
-async def run_probe(opts: ProbeOptions) -> ProbeDocument:
-    """Probe this host; always returns a document (``status`` says whether it worked)."""
-    started = time.monotonic()
-    when = now_rfc3339()
-    state = _State(facts=read_facts(opts.host_root))
-    deadline = asyncio.get_running_loop().time() + opts.timeout
-    error = await failure_of(_probe(opts, state, deadline), "probe")
+async def run_probe(opts: ProbeOptions, early: Optional[Early] = None) -> ProbeDocument:
+    """Probe this host; always returns a document (``status`` says whether it worked).
+
+    ``early``: what the entry point started before the loop; the probe's
+    clock and deadline then run from there.
+    """
+    started = early.started if early is not None else time.monotonic()
+    when = early.when if early is not None else now_rfc3339()
+    facts = early.facts if early is not None and early.facts is not None else None
+    state = _State(facts=facts if facts is not None else read_facts(opts.host_root))
+    deadline = asyncio.get_running_loop().time() + opts.timeout - (time.monotonic() - started)
+    error = await failure_of(_probe(opts, state, deadline, early), "probe")
     return _document(state, started, when, error)

@@ -1,0 +1,48 @@
+"""What one probe will launch, decided from its options and ``/dev/kvm`` alone.
+
+The fallback chain exists because real hosts refuse ``-cpu host`` in ways
+nobody predicts (this project's own CI hosts abort with ``failed to set MSR
+0x10a``): try ``host``, then ``host,arch-capabilities=off``, then TCG with
+``max`` when KVM is absent, forbidden or broken, and write down why.
+
+A module of its own, importing nothing heavy, because the shipped entry
+point starts the chain's first QEMU before it imports asyncio (``early``).
+
+Python 3.9, stdlib only: this module ships to hosts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+DEFAULT_MACHINE = "q35"
+DEFAULT_TIMEOUT = 60.0
+ACCELS = ("auto", "kvm", "tcg")
+KVM_CHAIN = (("kvm", "host"), ("kvm", "host,arch-capabilities=off"))
+TCG_CHAIN = (("tcg", "max"),)
+WORKDIR_PREFIX = "fleetcpu-probe-"
+
+Chain = Tuple[Tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    machine_types: Tuple[str, ...] = ()
+    qemu_binary: Optional[str] = None
+    accel: str = "auto"
+    timeout: float = DEFAULT_TIMEOUT
+    host_root: str = "/"
+
+
+def chain(accel: str, dev_kvm: str) -> Tuple[Chain, Optional[str]]:
+    """The (accel, -cpu) attempts in order, and why TCG when TCG is all there is."""
+    if accel == "tcg":
+        return TCG_CHAIN, "requested"
+    if accel == "kvm":
+        return KVM_CHAIN, None
+    if dev_kvm == "missing":
+        return TCG_CHAIN, "no /dev/kvm"
+    if dev_kvm == "no-permission":
+        return TCG_CHAIN, "/dev/kvm is not accessible to this user"
+    return KVM_CHAIN + TCG_CHAIN, None

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from fleetcpu.baseline import Member, Scalars, compute_baseline
 from fleetcpu.explain import check_join, explain_blockers
+from fleetcpu.explain.blockers import scalar_changes
 from fleetcpu.explain.groups import group_members
 from fleetcpu.explain.report import (
     BLOCKERS_JSON_SCHEMA,
@@ -101,6 +102,31 @@ def test_what_ifs_are_the_core_without_that_group() -> None:
         assert (w.model_before, w.model_after) == (base.model, without.model)
         assert set(w.new_models) == ({v.model for v in without.models if v.candidate}
                                      - {v.model for v in base.models if v.candidate})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(intel_cpus()), st.integers(0, 3)), min_size=2,
+                max_size=9))
+def test_every_what_if_is_the_full_core_without_its_group(picks: list[tuple[str, int]]) -> None:
+    """Random pools of real CPUs, some with a feature hidden (a kernel, say): the what-ifs
+    reuse the pool's model verdicts (``Subpool``); each must equal ``compute_baseline`` on
+    every member outside the group, judged from scratch."""
+    members = []
+    for i, (name, drop) in enumerate(picks):
+        mm = m(name, f"h{i}-{name}")
+        if drop:
+            gone = sorted(mm.offered)[drop * 7 % len(mm.offered)]
+            mm = dataclasses.replace(mm, offered=mm.offered - {gone})
+        members.append(mm)
+    x = explain_blockers("p", MT, "kvm", members)
+    base = compute_baseline("p", MT, "kvm", members)
+    candidates = {v.model for v in base.models if v.candidate}
+    for w in x.groups:
+        without = compute_baseline("p", MT, "kvm", [mm for mm in members if mm.host not in w.hosts])
+        assert w.features == tuple(sorted(set(without.features) - set(base.features)))
+        assert (w.model_before, w.model_after) == (base.model, without.model)
+        assert set(w.new_models) == {v.model for v in without.models if v.candidate} - candidates
+        assert w.scalars == scalar_changes(base.scalars, without.scalars, raised=True)
 
 
 def test_cheapest_big_win_first() -> None:

@@ -42,6 +42,7 @@ types costs five judgements per model.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -60,21 +61,62 @@ def split_version(name: str) -> tuple[str, int]:
     return (m.group("base"), int(m.group("n"))) if m else (name, 0)
 
 
+class _ModelsData:
+    """What judging reads from one distinct ``models`` tuple, whatever pool it is in."""
+
+    __slots__ = ("blocks", "by_name", "features", "models", "versioned")
+
+    def __init__(self, models: tuple[CpuModel, ...]) -> None:
+        self.models = models  # held: its id is the memo's key
+        self.by_name = {c.name: c for c in models}
+        self.versioned = [(base, n) for n in self.by_name
+                          for base, number in (split_version(n),) if number]
+        #: name or "=name" (resolved through an alias) -> the model's feature set.
+        self.features: dict[str, frozenset[str]] = {}
+        #: (name, superseded, loose) -> (why blocked or None, the model judged, resolves)
+        self.blocks: dict[tuple[str, str | None, bool],
+                          tuple[tuple[str, str] | None, CpuModel | None, bool]] = {}
+
+
+class JudgeMemo:
+    """Per ``models`` tuple, everything judging computes that no pool changes.
+
+    ``blockers`` judges the pool once per group of identical hosts, each time
+    without one group: about a hundred pools made of the same few hundred
+    tuples. Sharing one memo across those calls judges each (tuple, model)
+    once instead of once per pool. Holding the tuples keeps their ids valid.
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[int, _ModelsData] = {}
+        #: The latest judgement made with this memo (a parent for ``Subpool``).
+        self.last: Judged | None = None
+
+    def data(self, models: tuple[CpuModel, ...]) -> _ModelsData:
+        found = self._data.get(id(models))
+        if found is None:
+            found = self._data[id(models)] = _ModelsData(models)
+        return found
+
+
 @dataclass
 class _View:
     """One distinct ``models`` tuple and the hosts that reported it."""
 
-    by_name: dict[str, CpuModel]
+    data: _ModelsData
     hosts: list[str] = field(default_factory=list)
-    features: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    @property
+    def by_name(self) -> dict[str, CpuModel]:
+        return self.data.by_name
 
 
-def _views(members: Sequence[Member]) -> list[_View]:
+def _views(members: Sequence[Member], memo: JudgeMemo) -> list[_View]:
     by_id: dict[int, _View] = {}
     for m in members:
         view = by_id.get(id(m.models))
         if view is None:
-            view = by_id[id(m.models)] = _View({c.name: c for c in m.models})
+            view = by_id[id(m.models)] = _View(memo.data(m.models))
         view.hosts.append(m.host)
     return list(by_id.values())
 
@@ -83,7 +125,7 @@ def _views(members: Sequence[Member]) -> list[_View]:
 RESOLVING = frozenset({"alias", "superseded"})
 
 
-def _resolved(view: _View, name: str) -> CpuModel | None:
+def _resolved(view: _ModelsData, name: str) -> CpuModel | None:
     """The model ``name`` stands for in this view: itself, or its alias target's data.
 
     Usability stays the alias's own (QEMU judges the alias for this machine
@@ -118,6 +160,21 @@ def _model_block(model: CpuModel | None, superseded_by: str | None) -> tuple[str
     return next(((reason, detail) for failed, reason, detail in checks if failed), None)
 
 
+def _block(data: _ModelsData, key: tuple[str, str | None, bool]
+           ) -> tuple[tuple[str, str] | None, CpuModel | None, bool]:
+    """(why model ``name`` is blocked in this view or None, the model judged, whether it
+    resolves per machine type), for ``key`` = (name, superseded by, loose); memoized."""
+    name, superseded, loose = key
+    model = data.by_name.get(name)
+    if loose and model is not None and (model.alias_of is not None or superseded):
+        model = _resolved(data, name)
+        found = (_model_block(model, None), model, True)
+    else:
+        found = (_model_block(model, superseded), model, False)
+    data.blocks[key] = found
+    return found
+
+
 def _collect(blocks: dict[tuple[str, str], list[str]]) -> tuple[ModelBlock, ...]:
     return tuple(
         ModelBlock(reason, detail, tuple(sorted(hosts)))
@@ -140,34 +197,112 @@ def _unspeakable(names: Iterable[str], vocabularies: Sequence[tuple[frozenset[st
     return out
 
 
-def judge_models(members: Sequence[Member], result: frozenset[str]) -> tuple[ModelVerdict, ...]:
-    """Every model any member lists (host/max/base aside), judged; sorted best candidate first."""
-    views = _views(members)
+@dataclass(frozen=True)
+class Judged:
+    """One pool's judgement, kept so that a smaller pool of the same records can reuse it."""
+
+    verdicts: tuple[ModelVerdict, ...]
+    #: name -> its first-tier verdict; name -> its second-tier verdict, where one was made.
+    strict: dict[str, ModelVerdict]
+    loose: dict[str, ModelVerdict]
+    superseded_by: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Subpool:
+    """The pool being judged is ``parent``'s pool without the hosts ``removed``, every
+    other member with the very same records.
+
+    Then a model blocked for reasons that belong to the models alone (absent,
+    unusable, alias...) stays blocked for the same reasons on the same hosts,
+    minus the removed ones, as long as its superseded-by text is unchanged: no
+    member needs judging again. Only a verdict that may change is judged
+    afresh: a candidate (its spelling follows the result), one blocked only
+    on removed hosts, one blocked by feature names (they follow the result).
+    ``blockers`` judges ~100 such pools, each its pool without one group.
+    """
+
+    parent: Judged
+    removed: frozenset[str]
+
+
+#: Block reasons that follow the pool's result, not the models: never reused by a Subpool.
+_RESULT_REASONS = frozenset({"unknown-feature-name"})
+
+
+def _without(blocks: tuple[ModelBlock, ...], removed: frozenset[str]) -> tuple[ModelBlock, ...]:
+    """The blocks minus the removed hosts (block host lists are sorted: found by bisection)."""
+    out = []
+    for b in blocks:
+        hosts = b.hosts
+        for host in removed:
+            i = bisect_left(hosts, host)
+            if i < len(hosts) and hosts[i] == host:
+                hosts = hosts[:i] + hosts[i + 1:]
+        if hosts:
+            out.append(b if hosts is b.hosts else ModelBlock(b.reason, b.detail, hosts))
+    return tuple(out)
+
+
+def _reused(previous: ModelVerdict | None, sub: Subpool | None, same_text: bool
+            ) -> ModelVerdict | None:
+    """``previous`` minus the removed hosts, when that is surely the verdict; else None."""
+    if previous is None or sub is None or previous.candidate or not same_text:
+        return None
+    if any(b.reason in _RESULT_REASONS for b in previous.blocks):
+        return None
+    blocks = _without(previous.blocks, sub.removed)
+    return ModelVerdict(previous.model, candidate=False, blocks=blocks) if blocks else None
+
+
+def judge_models(members: Sequence[Member], result: frozenset[str],
+                 memo: JudgeMemo | None = None) -> tuple[ModelVerdict, ...]:
+    """Every model any member lists (host/max/base aside), judged; sorted best candidate first.
+
+    ``memo`` may be shared by calls on pools of the same members' records (see ``JudgeMemo``).
+    """
+    return judge(members, result, memo).verdicts
+
+
+def judge(members: Sequence[Member], result: frozenset[str], memo: JudgeMemo | None = None,
+          sub: Subpool | None = None) -> Judged:
+    """``judge_models`` with what a smaller pool can reuse; ``sub`` says this pool is one."""
+    memo = memo or JudgeMemo()
+    views = _views(members, memo)
     vocab_hosts: dict[frozenset[str], list[str]] = {}
     for m in members:
         vocab_hosts.setdefault(m.vocabulary, []).append(m.host)
     vocabularies = list(vocab_hosts.items())
     names = sorted({n for v in views for n in v.by_name} - NOT_POOL_MODELS)
-    versions: dict[str, list[str]] = {}
+    versions: dict[str, set[str]] = {}
     for v in views:
-        for n in v.by_name:
-            base, number = split_version(n)
-            if number:
-                versions.setdefault(base, []).append(n)
+        for base, n in v.data.versioned:
+            versions.setdefault(base, set()).add(n)
 
     superseded_by: dict[str, str] = {}
     for name in names:
         base, number = split_version(name)
         if number == 0 and base in versions:
-            superseded_by[name] = ", ".join(sorted(set(versions[base]), key=split_version)[-3:])
-    verdicts = [_judge(name, views, superseded_by.get(name), result, vocabularies, loose=False)
-                for name in names]
-    if not any(v.candidate for v in verdicts):
-        verdicts = [_judge(v.model, views, superseded_by.get(v.model), result, vocabularies,
-                           loose=True)
-                    if v.blocks and {b.reason for b in v.blocks} <= RESOLVING else v
-                    for v in verdicts]
-    return tuple(sorted(verdicts, key=_rank))
+            superseded_by[name] = ", ".join(sorted(versions[base], key=split_version)[-3:])
+    before = sub.parent if sub is not None else None
+
+    def verdict(name: str, *, loose: bool) -> ModelVerdict:
+        superseded = superseded_by.get(name)
+        if before is not None:
+            same = before.superseded_by.get(name) == superseded
+            found = _reused((before.loose if loose else before.strict).get(name), sub, same)
+            if found is not None:
+                return found
+        return _judge(name, views, superseded, result, vocabularies, loose=loose)
+
+    strict = {name: verdict(name, loose=False) for name in names}
+    loose: dict[str, ModelVerdict] = {}
+    if not any(v.candidate for v in strict.values()):
+        loose = {name: verdict(name, loose=True) for name, v in strict.items()
+                 if v.blocks and {b.reason for b in v.blocks} <= RESOLVING}
+    verdicts = [loose.get(name, v) for name, v in strict.items()]
+    memo.last = Judged(tuple(sorted(verdicts, key=_rank)), strict, loose, superseded_by)
+    return memo.last
 
 
 def _judge(name: str, views: Sequence[_View], superseded: str | None, result: frozenset[str],
@@ -176,14 +311,12 @@ def _judge(name: str, views: Sequence[_View], superseded: str | None, result: fr
     blocks: dict[tuple[str, str], list[str]] = {}
     resolves_on: list[str] = []
     models: list[CpuModel] = []
+    key = (name, superseded, loose)
     for v in views:
-        model = v.by_name.get(name)
-        if loose and model is not None and (model.alias_of is not None or superseded):
+        found = v.data.blocks.get(key)
+        why, model, resolves = found if found is not None else _block(v.data, key)
+        if resolves:
             resolves_on.extend(v.hosts)
-            model = _resolved(v, name)
-            why = _model_block(model, None)
-        else:
-            why = _model_block(model, superseded)
         if why is not None:
             blocks.setdefault(why, []).extend(v.hosts)
         elif model is not None:
@@ -192,11 +325,11 @@ def _judge(name: str, views: Sequence[_View], superseded: str | None, result: fr
         return ModelVerdict(name, candidate=False, blocks=_collect(blocks))
     feature_sets = []
     for v, model in zip(views, models, strict=True):
-        key = name if model.alias_of is None and v.by_name[name] is model else "=" + name
-        feats = v.features.get(key)
+        fkey = name if model.alias_of is None and v.by_name[name] is model else "=" + name
+        feats = v.data.features.get(fkey)
         if feats is None:
             assert model.features is not None  # _model_block refused None
-            feats = v.features[key] = frozenset(model.features)
+            feats = v.data.features[fkey] = frozenset(model.features)
         feature_sets.append(feats)
     inter = frozenset.intersection(*feature_sets)
     union = frozenset.union(*feature_sets)

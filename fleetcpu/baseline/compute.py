@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from ..errors import MixedVendorsError, NoUsableDataError
 from ..probe.features import KVM_PV, NON_MIGRATABLE, SECURITY, TSX, is_nested
 from . import cpuarg
-from .choose import FALLBACK_MODEL, best, judge_models
+from .choose import FALLBACK_MODEL, JudgeMemo, Subpool, best, judge
 from .records import (
     Baseline,
     FeatureBlock,
@@ -226,12 +226,21 @@ def compute_baseline(
     *,
     missing: Sequence[Missing] = (),
     notices: Sequence[Notice] = (),
+    memo: JudgeMemo | None = None,
+    reasons: bool = True,
+    sub: Subpool | None = None,
 ) -> Baseline:
     """The richest CPU every member runs on ``machine_type``, spelt two ways, with its reasons.
 
     ``missing`` and ``notices`` come from the data selection and are passed
-    through; the core adds its own notices after them. Raises
-    ``MixedVendorsError`` (23) and ``NoUsableDataError`` (21, no member).
+    through; the core adds its own notices after them. ``memo`` lets calls on
+    pools made of the same records share the model judging (``blockers``
+    what-ifs); it never changes the result, and neither does ``sub`` (these
+    members are a judged pool without some hosts, see ``Subpool``), which
+    lets the judging reuse that pool's verdicts. ``reasons=False`` leaves out
+    what only explains the result (the hosts lacking each feature, the
+    notices): for callers that compare results only, as the what-ifs do.
+    Raises ``MixedVendorsError`` (23) and ``NoUsableDataError`` (21, no member).
     """
     policy = policy or Policy()
     if not members:
@@ -250,7 +259,8 @@ def compute_baseline(
     own: list[Notice] = [*vendor_notices, *rules.notices, *_microcode_notices(rules.result, ordered)]
     microcode = {m.host: m.microcode or "unknown" for m in ordered}
     total = len(ordered)
-    for name, hosts in sorted(_lacking(groups, union, common).items()):
+    lacking = _lacking(groups, union, common) if reasons else {}
+    for name, hosts in sorted(lacking.items()):
         blocked.append(FeatureBlock(
             name, "not-offered", tuple(hosts),
             f"{_kind(name)} not offered by {len(hosts)} of {total} members: {host_list(hosts)}",
@@ -267,7 +277,7 @@ def compute_baseline(
 
     scalars, scalar_notices = pool_scalars(ordered)
     own.extend(scalar_notices)
-    verdicts = judge_models(ordered, result)
+    verdicts = judge(ordered, result, memo, sub).verdicts
     chosen = best(verdicts)
     custom = cpuarg.custom(vendor, scalars, result)
     enable: tuple[str, ...]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..baseline.choose import JudgeMemo, Subpool
 from ..baseline.compute import compute_baseline
 from ..baseline.records import Baseline, Member, Missing, Notice, Policy, Scalars
 from .groups import group_members
@@ -101,18 +102,23 @@ def explain_blockers(
     notices: Sequence[Notice] = (),
 ) -> Blockers:
     """The pool's blockers and per-group what-ifs; raises like ``compute_baseline``."""
+    memo = JudgeMemo()  # the what-ifs judge the same models tuples over and over
     full = compute_baseline(pool, machine_type, accel, members, policy, missing=missing,
-                            notices=notices)
+                            notices=notices, memo=memo)
     groups = group_members(members)
     reps = [g.member for g in groups]
-    base = compute_baseline(pool, machine_type, accel, reps, policy)
+    base = compute_baseline(pool, machine_type, accel, reps, policy, memo=memo, reasons=False)
+    judged = memo.last
+    assert judged is not None
     # The representatives' pool is the full pool's answer (see groups): a difference is a bug.
     assert (base.features, base.model, base.enable, base.disable, base.scalars) == (
         full.features, full.model, full.enable, full.disable, full.scalars)
     ranked = []
     if len(groups) > 1:
         for i, g in enumerate(groups):
-            without = compute_baseline(pool, machine_type, accel, reps[:i] + reps[i + 1:], policy)
+            without = compute_baseline(pool, machine_type, accel, reps[:i] + reps[i + 1:], policy,
+                                       memo=memo, reasons=False,
+                                       sub=Subpool(judged, frozenset({g.member.host})))
             w = _what_if(g.label, g.hosts, base, without)
             ranked.append(((-w.score, len(w.hosts), -len(w.features), i), w))
     ranked.sort(key=lambda kw: kw[0])

@@ -499,10 +499,12 @@ def _allow_pandas() -> None:
               help="Machine type (default: as for fleetcpu baseline).")
 @click.option("--max-age", default="7d", show_default=True, metavar="AGE", callback=_parse_age,
               help="Older data is reported missing (stale).")
+@click.option("--history", default="30d", show_default=True, metavar="AGE", callback=_parse_age,
+              help="How far back drift and failures look.")
 @_STORE_OPTION
 @mapped_errors
 def report(pool: str, output: str | None, accel: str, machine_type: str | None, max_age: Any,
-           store_dir: str | None) -> None:
+           history: Any, store_dir: str | None) -> None:
     """POOL's summary, feature coverage, model usability, blockers and drift as one
     self-contained HTML file (figures embedded, nothing fetched from the network).
     Missing data (empty store, failed hosts, a single run) is reported in the file."""
@@ -522,7 +524,7 @@ def report(pool: str, output: str | None, accel: str, machine_type: str | None, 
     except NoUsableDataError:
         store = None  # missing or empty: the report says so
     text, data, secs = build_report(store, pool, root=root, accel=accel,
-                                    machine_type=machine_type, max_age=max_age)
+                                    machine_type=machine_type, max_age=max_age, history=history)
     target = output or f"fleetcpu-report-{pool}.html"
     if target == "-":
         click.echo(text, nl=False)

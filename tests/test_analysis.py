@@ -203,19 +203,19 @@ def test_drift_is_one_row_per_change_beside_the_facts(store: Path) -> None:
     now_usable = set(models[(models["host"] == "kvm17") & models["usable"]]["model"])
     assert not set(row["models_gained"]) - now_usable
     assert not set(row["models_lost"]) & now_usable
-    # Between two named runs: the first and the last.
+    # Between two named runs, first against last: one row per host that differs.
     runs = [r.run_id for r in s.runs()]
-    window = analysis.drift(s, since=runs[0], until=runs[-1])
-    assert list(window["host"]) == ["kvm17"], "kvm21 had no record at or before the first run"
-    assert window.iloc[0]["features_removed"] == ["rdtscp"]
+    window = analysis.drift(s, since=runs[0], until=runs[-1], ends=True)
+    assert list(window["host"]) == ["kvm21", "kvm17"]
+    assert window.iloc[1]["features_removed"] == ["rdtscp"]
+    assert analysis.drift(s, since=runs[-1], until=runs[-1], ends=True).empty
     assert list(analysis.drift(s, until=runs[-1], hosts=["kvm21"])["host"]) == ["kvm21"]
     assert analysis.drift(s, until=runs[0], hosts=["kvm21"]).empty
     hosts = s.table("hosts", columns=["host", "run_id"]).to_pandas()
     first21, last21 = sorted(hosts[hosts["host"] == "kvm21"]["run_id"])
-    assert list(analysis.drift(s, since=first21, hosts=["kvm21"])["host"]) == ["kvm21"]
-    assert analysis.drift(s, since=first21, until=last21).set_index("host").loc[
-        "kvm21", "microcode_before"] == "0x8701013"
-    assert analysis.drift(s, since=runs[-1], until=runs[-1]).empty
+    assert analysis.drift(s, since=last21, hosts=["kvm21"]).empty, "one record is no drift"
+    between = analysis.drift(s, since=first21, until=last21, ends=True)
+    assert list(between["host"]) == ["kvm21"] and between.iloc[0]["microcode_before"] == "0x8701013"
     assert analysis.drift(s, "solo").empty
 
 
@@ -288,6 +288,17 @@ def test_report_says_what_is_missing(case: str, store: Path, single_run: Path, f
     for image in _images(text):
         assert image.startswith(PNG)
     assert "missing data in:" in res.stderr
+
+
+def test_report_history_bounds_drift_and_failures(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    res = run_cli("report", "--store", str(store), "--pool", "prod", "-o", str(out),
+                  "--history", "90m")
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    assert "changed between its successful runs in 1h 30m" in text
+    assert "no host of the pool failed in the last 1h 30m" in text
+    assert len(_images(text)) == 3
 
 
 def test_report_unknown_pool_and_unwritable_output(store: Path, tmp_path: Path) -> None:

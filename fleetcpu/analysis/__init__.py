@@ -14,7 +14,7 @@ tables read the store's committed runs through its current schema.
 * figures (matplotlib, imported on first use): ``fleetcpu.analysis.plots``.
 """
 
-from .history import drift, failures, latest_hosts, run_history
+from .history import drift, failures, latest_hosts, run_history, runs_since
 from .pool import (
     BlockerTables,
     PoolData,
@@ -38,6 +38,7 @@ __all__ = [
     "load_pool",
     "pool_summary",
     "run_history",
+    "runs_since",
     "summary_row",
     "usability",
     "usability_matrix",

@@ -4,15 +4,16 @@ Drift is the question after an incident: "since when has kvm17 lacked TSX,
 and what changed on it then?". One row is one host between two of its
 successful records: the features and usable models it gained and lost, next
 to the QEMU, kernel and microcode before and after. A microcode update that
-removed ``hle``/``rtm`` is one row naming both. Only the CPU data of records
-whose digest changed is read back, so years of unchanged hourly runs cost
-the ``hosts`` rows alone.
+removed ``hle``/``rtm`` is one row naming both. Runs are read one at a
+time and only the CPU data of records that changed is read back, so years
+of unchanged hourly runs cost one pass over the ``hosts`` rows, in memory
+bounded by the number of hosts.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -22,7 +23,8 @@ import pyarrow.compute as pc
 from ..baseline.member import offered
 from ..probe.records import MachineProbe
 from ..store import Store
-from ..store.schema import DETAIL_TABLES
+from ..store.reader import empty, read_file
+from ..store.schema import DETAIL_TABLES, HOSTS
 from ..store.snapshot import columns as rows_of
 from ..store.snapshot import machine_probes
 
@@ -50,11 +52,21 @@ def run_history(store: Store) -> pd.DataFrame:
     return runs.sort_values("run_id").reset_index(drop=True)
 
 
-def failures(store: Store, pool: str | None = None) -> pd.DataFrame:
-    """Failed host rows over history, counted per run and stage: where collection breaks."""
+def runs_since(store: Store, age: timedelta, now: datetime | None = None) -> str | None:
+    """The first run id started within ``age`` of ``now``: the ``since`` of "the last 30 days"."""
+    cutoff = (now or datetime.now(UTC)) - age
+    recent = [r.run_id for r in store.runs() if r.started_at >= cutoff]
+    return min(recent) if recent else None
+
+
+def failures(store: Store, pool: str | None = None, *, since: str | None = None
+             ) -> pd.DataFrame:
+    """Failed host rows per run and stage (runs from ``since`` on): where collection breaks."""
+    runs = None if since is None else [r.run_id for r in store.runs() if r.run_id >= since]
     hosts = store.table("hosts", columns=["run_id", "collected_at", "host", "pool", "status",
-                                          "stage"]).to_pandas()
-    failed = hosts[hosts["status"] == "failed"]
+                                          "stage"], runs=runs)
+    hosts = hosts.filter(pc.equal(hosts["status"], pa.scalar("failed")))
+    failed = hosts.to_pandas()
     if pool is not None:
         failed = failed[failed["pool"] == pool]
     return (failed.groupby(["run_id", "stage"]).agg(hosts=("host", "nunique"),
@@ -86,15 +98,21 @@ def _pick(machines: Mapping[str, MachineProbe], machine_type: str | None) -> Mac
 
 def _cpu_states(store: Store, wanted: Iterable[tuple[str, str]], machine_type: str | None
                 ) -> dict[tuple[str, str], CpuState | None]:
-    """(host, detail run) -> (machine type, offered features, usable named models), read per run."""
+    """(host, detail run) -> (machine type, offered features, usable named models).
+
+    Reads only the row groups holding the wanted hosts of each detail run: a
+    run's detail files hold every host that changed then (all of them, for a
+    fleet's first run), and drift needs a handful.
+    """
     by_run: dict[str, set[str]] = {}
     for host, run in wanted:
         by_run.setdefault(run, set()).add(host)
     out: dict[tuple[str, str], CpuState | None] = {}
     for run, hosts in sorted(by_run.items()):
-        keep = pa.array(sorted(hosts))
-        tables = [store.table(spec.name, runs=[run]) for spec in DETAIL_TABLES]
-        tables = [t.filter(pc.is_in(t["host"], value_set=keep)) for t in tables]
+        tables = []
+        for spec in DETAIL_TABLES:
+            path = store.layout.run_file(spec.name, run)
+            tables.append(read_file(path, spec, hosts=hosts) if path.exists() else empty(spec))
         probes = machine_probes(*tables)
         for host in hosts:
             mp = _pick(probes.get(host, {}), machine_type)
@@ -107,23 +125,9 @@ def _cpu_states(store: Store, wanted: Iterable[tuple[str, str]], machine_type: s
 Record = dict[str, Any]
 
 
-def _pairs(records: list[Record], since: str | None, until: str | None
-           ) -> list[tuple[Record, Record]]:
-    """(before, after) record pairs to compare: consecutive ones, or each host's state at two runs."""
-    if since is None and until is None:
-        return [(b, a) for b, a in itertools.pairwise(records) if b["host"] == a["host"]]
-    start: dict[str, Record] = {}
-    end: dict[str, Record] = {}
-    for r in records:  # ordered by time within a host: the last assignment wins
-        if since is None:
-            start.setdefault(r["host"], r)  # no start given: from the host's first record
-        elif r["run_id"] <= since:
-            start[r["host"]] = r
-        if until is None or r["run_id"] <= until:
-            end[r["host"]] = r
-    return [(start[h], end[h]) for h in sorted(start.keys() & end.keys())
-            if start[h]["run_id"] != end[h]["run_id"]]
-
+def _differs(before: Record, after: Record) -> bool:
+    return before["cpu_digest"] != after["cpu_digest"] or any(
+        before[fact] != after[fact] for fact in _FACTS)
 
 
 def _row(before: Record, after: Record, old: CpuState | None, new: CpuState | None
@@ -150,36 +154,59 @@ def _row(before: Record, after: Record, old: CpuState | None, new: CpuState | No
     return row
 
 
+def _records(store: Store, runs: Iterable[str], accel: str, hosts: set[str] | None
+             ) -> Iterator[Record]:
+    """The successful ``accel`` records of ``hosts`` (None: all), run by run, oldest first."""
+    ok, under = pa.scalar("ok"), pa.scalar(accel)
+    for run in runs:
+        path = store.layout.run_file(HOSTS.name, run)
+        if not path.exists():  # a verify run writes no hosts rows
+            continue
+        table = read_file(path, HOSTS, columns=_HOST_COLUMNS, hosts=hosts)
+        table = table.filter(pc.and_(pc.equal(table["status"], ok),
+                                     pc.equal(table["accel"], under)))
+        yield from rows_of(table)
+
+
 def drift(store: Store, pool: str | None = None, *, accel: str = "kvm",
           machine_type: str | None = None, since: str | None = None, until: str | None = None,
-          hosts: Iterable[str] | None = None) -> pd.DataFrame:
-    """What changed on each host, run to run: features and usable models, QEMU, kernel, microcode.
+          ends: bool = False, hosts: Iterable[str] | None = None) -> pd.DataFrame:
+    """What changed on each host: features and usable models, next to QEMU, kernel, microcode.
 
-    Over all history by default: one row per successful record that differs
-    from the host's previous successful record under ``accel`` (a change of
-    CPU data or of a fact). With ``since`` and/or ``until`` (run ids), one row
-    per host whose last record at or before ``since`` (else its first) differs
-    from its last at or before ``until`` (else its latest): "what changed
-    between last month's run and now".
-    A host's first record is not drift and makes no row.
+    Reads the committed runs from ``since`` to ``until`` (run ids, inclusive;
+    default: all), one run at a time, keeping one record per host: memory is
+    bounded by the fleet, not by its history. By default one row per
+    successful record that differs from the host's previous one in the window
+    (CPU data or a fact); with ``ends``, one row per host comparing its first
+    and last record in the window ("what changed between last month's run
+    and now"). A host's first record is not drift and makes no row.
 
-    ``pool`` keeps the hosts whose later record names it; ``machine_type``
+    ``pool`` keeps the hosts whose latest record names it; ``machine_type``
     (resolved or alias) picks the machine type compared, else each record's
-    first probed one, shown in ``machine_type``.
+    first probed one, shown in ``machine_type``. CPU data is read back only
+    for the records that changed.
     """
-    table = store.table("hosts", columns=_HOST_COLUMNS)
-    ok = pc.and_(pc.equal(table["status"], pa.scalar("ok")),
-                 pc.equal(table["accel"], pa.scalar(accel)))
-    table = table.filter(ok)
-    if hosts is not None:
-        table = table.filter(pc.is_in(table["host"], value_set=pa.array(sorted(set(hosts)))))
-    records = sorted(rows_of(table), key=lambda r: (r["host"], r["collected_at"], r["run_id"]))
-    pairs = _pairs(records, since, until)
+    runs = [r.run_id for r in store.runs()
+            if (since is None or r.run_id >= since) and (until is None or r.run_id <= until)]
+    wanted = set(hosts) if hosts is not None else None
     if pool is not None:
-        pairs = [(b, a) for b, a in pairs if a["pool"] == pool]
-    wanted = {(r["host"], r["detail_run"]) for pair in pairs for r in pair
-              if r["detail_run"] is not None}
-    cpu = _cpu_states(store, wanted, machine_type)
+        members = {s.host for s in store.latest(pool)}
+        wanted = members if wanted is None else wanted & members
+    first: dict[str, Record] = {}
+    last: dict[str, Record] = {}
+    pairs: list[tuple[Record, Record]] = []
+    for record in _records(store, runs, accel, wanted):
+        host = record["host"]
+        previous = last.get(host)
+        if previous is None:
+            first[host] = record
+        elif not ends and _differs(previous, record):
+            pairs.append((previous, record))
+        last[host] = record
+    if ends:
+        pairs = [(first[h], last[h]) for h in sorted(first) if _differs(first[h], last[h])]
+    cpu = _cpu_states(store, {(r["host"], r["detail_run"]) for pair in pairs for r in pair
+                              if r["detail_run"] is not None}, machine_type)
     rows = [row for before, after in pairs
             if (row := _row(before, after, cpu.get((before["host"], before["detail_run"])),
                             cpu.get((after["host"], after["detail_run"])))) is not None]

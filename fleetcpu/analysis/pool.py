@@ -63,10 +63,8 @@ def load_pool(store: Store, pool: str, *, accel: str = "kvm", machine_type: str 
         found = classify(states, accel, max_age, now)
         return PoolData(pool, accel, None, (), found.missing, found.notices, states, policy,
                         problem=str(exc))
-    snaps = store.snapshots([m.host for m in sel.members], accel)
-    probed = Counter(mt for s in snaps.values() for mt in s.machines)
     return PoolData(pool, accel, sel.machine_type, sel.members, sel.missing, sel.notices, states,
-                    policy, tuple(sorted(probed.items(), key=lambda kv: (-kv[1], kv[0]))))
+                    policy, sel.probed)
 
 
 def coverage(data: PoolData) -> pd.DataFrame:

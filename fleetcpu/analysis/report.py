@@ -22,16 +22,18 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .. import __version__
-from ..baseline.select import DEFAULT_MAX_AGE
+from ..baseline.select import DEFAULT_MAX_AGE, age_text
 from ..store import Store
 from . import plots
-from .history import drift, failures, latest_hosts
+from .history import drift, failures, latest_hosts, runs_since
 from .pool import PoolData, blockers, coverage, load_pool, summary_row, usability_matrix
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 TABLE_ROWS = 30
+#: How far back drift and failures look: a month of hourly runs, read one run at a time.
+DEFAULT_HISTORY = timedelta(days=30)
 
 
 @dataclass
@@ -139,7 +141,7 @@ def _blockers(data: PoolData) -> Section:
     return sec
 
 
-def _drift(store: Store, data: PoolData, runs: int) -> Section:
+def _drift(store: Store, data: PoolData, runs: int, since: str | None, history: str) -> Section:
     sec = Section("Drift", "One marker per change of a host between two successful runs: red "
                   "lost features, green gained, grey only QEMU/kernel/microcode changed; the "
                   "label says what.")
@@ -147,11 +149,15 @@ def _drift(store: Store, data: PoolData, runs: int) -> Section:
         sec.missing = (f"{runs} run stored: drift needs two runs of the same host "
                        "(collect again later)")
         return sec
-    frame = drift(store, data.pool, accel=data.accel, machine_type=data.machine_type)
-    sec.image = png(plots.plot_drift(frame))
-    if frame.empty:
-        sec.missing = "no host of the pool changed between its successful runs"
+    if since is None:
+        sec.missing = f"no run in the last {history} (--history)"
         return sec
+    frame = drift(store, data.pool, accel=data.accel, machine_type=data.machine_type,
+                  since=since)
+    if frame.empty:
+        sec.missing = f"no host of the pool changed between its successful runs in {history}"
+        return sec
+    sec.image = png(plots.plot_drift(frame))
     sec.tables.append(("latest changes", frame.sort_values("collected_at", ascending=False)[
         ["collected_at", "host", "features_removed", "features_added", "models_lost",
          "models_gained", "changed", "microcode_before", "microcode", "kernel_release",
@@ -159,15 +165,15 @@ def _drift(store: Store, data: PoolData, runs: int) -> Section:
     return sec
 
 
-def _failures(store: Store, data: PoolData, runs: int) -> Section:
+def _failures(store: Store, data: PoolData, since: str | None, history: str) -> Section:
     sec = Section("Failures", "Failed hosts of the pool per run, by the stage that failed "
                   "(ssh, bootstrap, qemu, ...): a bar that grows is a fleet problem.")
     if data.problem and not data.states:
         sec.missing = data.problem
         return sec
-    frame = failures(store, data.pool)
-    if frame.empty:
-        sec.missing = f"no host of the pool failed in {runs} run(s)"
+    frame = failures(store, data.pool, since=since) if since is not None else None
+    if frame is None or frame.empty:
+        sec.missing = f"no host of the pool failed in the last {history}"
         return sec
     sec.image = png(plots.plot_failures(frame))
     return sec
@@ -189,7 +195,8 @@ def _empty(root: Path, pool: str, accel: str) -> tuple[PoolData, list[Section]]:
 
 def sections(store: Store | None, pool: str, *, root: Path, accel: str = "kvm",
              machine_type: str | None = None, max_age: timedelta = DEFAULT_MAX_AGE,
-             now: datetime | None = None) -> tuple[PoolData, list[Section]]:
+             history: timedelta = DEFAULT_HISTORY, now: datetime | None = None
+             ) -> tuple[PoolData, list[Section]]:
     """Every section of the report for one pool, figures rendered. ``store`` is None for a
     missing or empty store: the report then says so. Raises UnknownPoolError only for a pool
     a non-empty store does not know: a typo in --pool is an error, not an empty report."""
@@ -200,6 +207,8 @@ def sections(store: Store | None, pool: str, *, root: Path, accel: str = "kvm",
     data = load_pool(store, pool, accel=accel, machine_type=machine_type, max_age=max_age,
                      now=now)
     runs = len(store.runs())
+    since = runs_since(store, history, now)
+    window = age_text(history)
     return data, [
         _summary(data, summary_row(data)),
         _hosts(store, data),
@@ -212,8 +221,8 @@ def sections(store: Store | None, pool: str, *, root: Path, accel: str = "kvm",
                         "table names the features it lacks).", usability_matrix(data), data,
                         plots.plot_usability),
         _blockers(data),
-        _drift(store, data, runs),
-        _failures(store, data, runs),
+        _drift(store, data, runs, since, window),
+        _failures(store, data, since, window),
     ]
 
 
@@ -268,12 +277,13 @@ def render_html(root: Path, data: PoolData, secs: Sequence[Section],
 
 def build_report(store: Store | None, pool: str, *, root: Path, accel: str = "kvm",
                  machine_type: str | None = None, max_age: timedelta = DEFAULT_MAX_AGE,
-                 now: datetime | None = None) -> tuple[str, PoolData, list[Section]]:
+                 history: timedelta = DEFAULT_HISTORY, now: datetime | None = None
+                 ) -> tuple[str, PoolData, list[Section]]:
     """The report's HTML, and the pool data and sections it was made from (for the CLI's
     summary line)."""
     now = now or datetime.now(UTC)
     data, secs = sections(store, pool, root=root, accel=accel, machine_type=machine_type,
-                          max_age=max_age, now=now)
+                          max_age=max_age, history=history, now=now)
     return render_html(root, data, secs, now), data, secs
 
 

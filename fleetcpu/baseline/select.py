@@ -58,6 +58,9 @@ class Selection:
     members: tuple[Member, ...]
     missing: tuple[Missing, ...]
     notices: tuple[Notice, ...]
+    #: Every machine type the usable members were probed with, and on how many of them
+    #: (commonest first): the choices ``--machine-type`` has, for reports.
+    probed: tuple[tuple[str, int], ...] = ()
 
 
 def age_text(age: timedelta) -> str:
@@ -230,6 +233,10 @@ def select_members(
         raise NoUsableDataError(
             f"pool {pool!r}: no member has usable {accel} data on {chosen}: {_missing_text(missing)}")
     members = build_members([snapshots[s.host] for s in with_cpu], chosen)
+    counts: dict[str, int] = {}
+    for types in probed.values():
+        for mt in types:
+            counts[mt] = counts.get(mt, 0) + 1
     return Selection(
         pool=pool,
         accel=accel,
@@ -237,6 +244,7 @@ def select_members(
         members=members,
         missing=tuple(missing),
         notices=(*found.notices, *machine_notices),
+        probed=tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
     )
 
 

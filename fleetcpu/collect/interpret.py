@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ProbeDocumentError
-from ..probe.records import ProbeDocument, document_from_json
+from ..probe.records import ProbeDocument
 from .bootstrap import EXIT_BAD_BUNDLE, EXIT_OLD_PYTHON, MARKER
+from .docmemo import read_document
 from .transport import STDOUT_CAP, RemoteRun
 
 __all__ = ["STDOUT_EVIDENCE", "Verdict", "interpret"]
@@ -111,7 +112,7 @@ def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912
     problem = ""
     if run.stdout.strip():
         try:
-            document = document_from_json(_text(run.stdout), "probe output")
+            document = read_document(_text(run.stdout), "probe output")
         except ProbeDocumentError as exc:
             problem = exc.message
     if run.timed_out and (document is None or not document.ok):

@@ -1,0 +1,120 @@
+"""The fleet-rate document reader gives exactly what the reference parser gives, errors included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetcpu.collect.docmemo import MachineTypesMemo, read_document
+from fleetcpu.collect.ssh import _config_chooses_ciphers, preferred_ciphers
+from fleetcpu.errors import ProbeDocumentError
+from fleetcpu.probe.records import document_from_json
+
+from .conftest import REPO
+
+GOLDEN = [REPO / "tests" / "golden" / name for name in ("probe-kvm-q35.json", "probe-tcg-i440fx-2.0.json")]
+
+
+def _raw(path: Path) -> dict[str, Any]:
+    return json.loads(document_from_json(path.read_text()).to_json())  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.name)
+def test_same_document_on_a_miss_and_on_a_hit_and_records_are_shared(path: Path) -> None:
+    memo = MachineTypesMemo()
+    for text in (path.read_text(), document_from_json(path.read_text()).to_json() + "\n"):
+        first = read_document(text, memo=memo)
+        second = read_document(text, memo=memo)
+        assert first == second == document_from_json(text)
+        assert second.machine_types is first.machine_types
+    assert memo.hits >= 2
+
+
+def test_a_host_with_the_same_cpu_keeps_its_own_facts() -> None:
+    memo = MachineTypesMemo()
+    raw = _raw(GOLDEN[0])
+    read_document(json.dumps(raw), memo=memo)
+    raw["host"]["hostname"] = "other-host"
+    raw["attempts"] = []
+    doc = read_document(json.dumps(raw), memo=memo)
+    assert memo.hits == 1
+    assert doc == document_from_json(json.dumps(raw))
+    assert doc.host.hostname == "other-host" and doc.attempts == ()
+
+
+def test_another_cpu_is_decoded_not_matched() -> None:
+    memo = MachineTypesMemo()
+    raw = _raw(GOLDEN[0])
+    read_document(json.dumps(raw), memo=memo)
+    raw["machine_types"][0]["vcpu"]["model_id"] = "another CPU"
+    doc = read_document(json.dumps(raw), memo=memo)
+    assert memo.hits == 0
+    assert doc.machine_types[0].vcpu.model_id == "another CPU"
+
+
+def _variants() -> list[tuple[str, str]]:
+    raw = _raw(GOLDEN[0])
+    good = json.dumps(raw)
+    bad_family = json.loads(good)
+    bad_family["host"]["cpu"]["family"] = "twenty-five"
+    bad_status = json.loads(good)
+    bad_status["status"] = "maybe"
+    failed_no_stage = json.loads(good)
+    failed_no_stage["status"] = "failed"
+    mt = json.dumps(raw["machine_types"])
+    return [
+        ("wrong type outside machine_types", json.dumps(bad_family)),
+        ("bad status", json.dumps(bad_status)),
+        ("failed without a stage", json.dumps(failed_no_stage)),
+        ("truncated", good[: len(good) // 2]),
+        ("trailing garbage", good + " x"),
+        ("two documents", good + good),
+        ("duplicate machine_types, the last one empty", good[:-1] + ', "machine_types": []}'),
+        ("duplicate machine_types, the last one good", good[:-1] + f', "machine_types": {mt}}}'),
+        ("BOM", "\ufeff" + good),
+        ("not an object", f"[{good}]"),
+        ("garbage", "\x89PNG <html>Segmentation fault</html>"),
+    ]
+
+
+@pytest.mark.parametrize(("label", "text"), _variants(), ids=[v[0] for v in _variants()])
+def test_hits_and_misses_fail_or_succeed_exactly_like_the_reference(label: str, text: str) -> None:
+    memo = MachineTypesMemo()
+    read_document(json.dumps(_raw(GOLDEN[0])), memo=memo)  # machine_types remembered
+    try:
+        expected: object = document_from_json(text, "probe output")
+    except ProbeDocumentError as exc:
+        expected = ("error", exc.message)
+    for _ in range(2):
+        try:
+            got: object = read_document(text, "probe output", memo=memo)
+        except ProbeDocumentError as exc:
+            got = ("error", exc.message)
+        assert got == expected, label
+
+
+def test_the_memo_is_bounded() -> None:
+    memo = MachineTypesMemo(size=2)
+    raw = _raw(GOLDEN[0])
+    for i in range(5):
+        raw["machine_types"][0]["vcpu"]["model_id"] = f"cpu {i}"
+        read_document(json.dumps(raw), memo=memo)
+    assert len(memo._entries) == 2
+
+
+def test_aes_gcm_is_preferred_unless_the_ssh_config_speaks(tmp_path: Path) -> None:
+    ciphers = preferred_ciphers()
+    assert ciphers[0] == "aes128-gcm@openssh.com"
+    assert "chacha20-poly1305@openssh.com" in ciphers
+    plain = tmp_path / "plain"
+    plain.write_text("Host *\n  User ops\n  Port 2222\n")
+    chosen = tmp_path / "chosen"
+    chosen.write_text("Host kvm*\n  Ciphers=chacha20-poly1305@openssh.com\n")
+    included = tmp_path / "included"
+    included.write_text("Include ~/.ssh/config.d/*\n")
+    assert not _config_chooses_ciphers([str(plain), str(tmp_path / "absent")])
+    assert _config_chooses_ciphers([str(plain), str(chosen)])
+    assert _config_chooses_ciphers([str(included)])

@@ -37,6 +37,7 @@ import pyarrow as pa
 from .. import __version__
 from ..errors import StoreLockedError
 from ..outcome import HostOutcome
+from ..probe.records import MachineProbe
 from . import journal
 from .atomic import ParquetSink, write_table
 from .layout import new_run_id, utc
@@ -92,6 +93,7 @@ class RunWriter:
         #: (host, cpu_digest) -> the committed run already holding that data.
         self._known = store._known_digests()
         self._seen: set[str] = set()
+        self._digests: dict[int, tuple[tuple[MachineProbe, ...], tuple[MachineProbe, ...], str | None]] = {}
         self._buffers: dict[str, list[Row]] = {
             spec.name: [] for spec in _BUFFERED
         }
@@ -110,8 +112,7 @@ class RunWriter:
         if outcome.host in self._seen:
             raise ValueError(f"host {outcome.host!r} added twice to run {self.run_id}")
         doc = outcome.document
-        machines = unique_machines(doc.machine_types) if doc is not None else ()
-        digest = cpu_digest(machines)
+        machines, digest = self._digest(doc.machine_types if doc is not None else ())
         detail_run = None if digest is None else self._known.get((outcome.host, digest))
         new_detail = digest is not None and detail_run is None
         if new_detail:
@@ -132,6 +133,22 @@ class RunWriter:
         self._buffered_hosts += 1
         if self._buffered_hosts >= self.flush_every or self._buffered_rows >= DEFAULT_FLUSH_ROWS:
             self.flush()
+
+    def _digest(self, machine_types: tuple[MachineProbe, ...]) -> tuple[tuple[MachineProbe, ...], str | None]:
+        """``cpu_digest`` once per records object: hosts of one CPU share theirs (``collect.docmemo``).
+
+        Keyed by identity, and the records are held, so an id is never reused
+        while its entry lives; equal-but-distinct records are digested again.
+        """
+        hit = self._digests.get(id(machine_types))
+        if hit is not None and hit[0] is machine_types:
+            return hit[1], hit[2]
+        machines = unique_machines(machine_types)
+        digest = cpu_digest(machines)
+        if len(self._digests) >= 64:
+            self._digests.clear()
+        self._digests[id(machine_types)] = (machine_types, machines, digest)
+        return machines, digest
 
     def add_verify(self, row: Row, *, passed: bool) -> None:
         """One host's ``fleetcpu verify`` result: a ``verify`` row, never a ``hosts`` row.

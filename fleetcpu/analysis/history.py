@@ -12,7 +12,7 @@ bounded by the number of hosts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,13 +20,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..baseline.member import offered
-from ..probe.records import MachineProbe
+from ..baseline.member import offered_from
+from ..probe.records import Expansion
 from ..store import Store
 from ..store.reader import empty, read_file
-from ..store.schema import DETAIL_TABLES, HOSTS
+from ..store.schema import HOSTS, TABLES
 from ..store.snapshot import columns as rows_of
-from ..store.snapshot import machine_probes
 
 
 def latest_hosts(store: Store, pool: str | None = None) -> pd.DataFrame:
@@ -87,38 +86,60 @@ DRIFT_COLUMNS = [
 CpuState = tuple[str, frozenset[str], frozenset[str]]
 
 
-def _pick(machines: Mapping[str, MachineProbe], machine_type: str | None) -> MachineProbe | None:
-    """The machine type drift compares: the one asked for (resolved or alias), else the first probed."""
+def _pick(probed: list[tuple[str, str]], machine_type: str | None) -> str | None:
+    """The machine type drift compares, from (resolved, requested) in probe order: the one
+    asked for (resolved name or alias), else the first probed."""
     if machine_type is not None:
-        if machine_type in machines:
-            return machines[machine_type]
-        return next((mp for mp in machines.values() if mp.requested == machine_type), None)
-    return next((mp for name, mp in machines.items() if name != "none"), None)
+        return next((mt for mt, req in probed if machine_type in (mt, req)), None)
+    return next((mt for mt, _ in probed if mt != "none"), None)
+
+
+def _narrow(store: Store, name: str, run: str, hosts: set[str], columns: list[str]
+            ) -> list[Record]:
+    spec = TABLES[name]
+    path = store.layout.run_file(name, run)
+    table = (read_file(path, spec, columns=columns, hosts=hosts) if path.exists()
+             else empty(spec, columns))
+    return list(rows_of(table))
 
 
 def _cpu_states(store: Store, wanted: Iterable[tuple[str, str]], machine_type: str | None
                 ) -> dict[tuple[str, str], CpuState | None]:
     """(host, detail run) -> (machine type, offered features, usable named models).
 
-    Reads only the row groups holding the wanted hosts of each detail run: a
-    run's detail files hold every host that changed then (all of them, for a
-    fleet's first run), and drift needs a handful.
+    Reads only the columns drift compares (not the per-model feature lists, the
+    bulk of the CPU data) and only the row groups holding the wanted hosts: a
+    run's detail files hold every host that changed then (the whole fleet, for
+    its first run), and drift needs a handful.
     """
     by_run: dict[str, set[str]] = {}
     for host, run in wanted:
         by_run.setdefault(run, set()).add(host)
     out: dict[tuple[str, str], CpuState | None] = {}
     for run, hosts in sorted(by_run.items()):
-        tables = []
-        for spec in DETAIL_TABLES:
-            path = store.layout.run_file(spec.name, run)
-            tables.append(read_file(path, spec, hosts=hosts) if path.exists() else empty(spec))
-        probes = machine_probes(*tables)
+        probed: dict[str, list[tuple[str, str]]] = {}
+        for r in _narrow(store, "machines", run, hosts, ["host", "machine_type", "requested"]):
+            probed.setdefault(r["host"], []).append((r["machine_type"], r["requested"]))
+        chosen = {h: _pick(p, machine_type) for h, p in probed.items()}
+        usable: dict[str, set[str]] = {}
+        for r in _narrow(store, "models", run, hosts,
+                         ["host", "machine_type", "model", "usable", "alias_of"]):
+            if r["machine_type"] == chosen.get(r["host"]) and r["usable"] and not r["alias_of"]:
+                usable.setdefault(r["host"], set()).add(r["model"])
+        expansions: dict[str, dict[str, Expansion]] = {}
+        for r in _narrow(store, "expansion", run, hosts,
+                         ["host", "machine_type", "kind", "model", "enabled", "disabled"]):
+            if r["machine_type"] == chosen.get(r["host"]):
+                features = dict.fromkeys(r["disabled"], False)
+                features.update(dict.fromkeys(r["enabled"], True))
+                expansions.setdefault(r["host"], {})[r["kind"]] = Expansion(
+                    model=r["model"], features=features)
         for host in hosts:
-            mp = _pick(probes.get(host, {}), machine_type)
-            out[(host, run)] = None if mp is None else (
-                mp.machine_type, offered(mp),
-                frozenset(m.name for m in mp.models if m.alias_of is None and m.usable))
+            mt = chosen.get(host)
+            kinds = expansions.get(host, {})
+            out[(host, run)] = None if mt is None else (
+                mt, offered_from(kinds.get("static"), kinds.get("full")),
+                frozenset(usable.get(host, ())))
     return out
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import io
 import json
+import marshal
 import os
 import random
 import signal
@@ -28,7 +30,7 @@ import pytest
 
 from fleetcpu.collect import bootstrap_host
 from fleetcpu.collect.bootstrap import payload, probe_args, probe_timeout, remote_command
-from fleetcpu.collect.bundle import build_bundle, bundle_sources, load_bundle
+from fleetcpu.collect.bundle import Bundle, build_bundle, bundle_sources, load_bundle, pyc_name
 from fleetcpu.collect.fanout import RetryPolicy, fan_out, with_retries, within_deadline
 from fleetcpu.collect.hostkeys import HostKeyPolicy, known_hosts_name
 from fleetcpu.collect.interpret import interpret
@@ -148,6 +150,57 @@ def test_bundle_cache_that_cannot_be_written_is_not_an_error(tmp_path: Path) -> 
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert load_bundle(blocker / "sub").sha256 == load_bundle(tmp_path).sha256
+
+
+def test_bundle_carries_each_module_precompiled_for_this_python_the_same_on_every_build(
+        tmp_path: Path) -> None:
+    import pandas  # noqa: F401 - a busy process: marshal's output must not depend on it
+
+    one, two = load_bundle(tmp_path / "a"), load_bundle(tmp_path / "b")
+    assert one.data == two.data, "the code is compiled in a fresh process, so the same each time"
+    sources = [n for n in one.names if n.endswith(".py")]
+    tag = sys.implementation.cache_tag
+    assert sorted(sources + [pyc_name(n, tag) for n in sources]) == list(one.names)
+    assert not {"qemu/qmp/qmp_shell.py", "qemu/qmp/qmp_tui.py"} & set(sources), "tools stay home"
+    with zipfile.ZipFile(io.BytesIO(one.data)) as z:
+        pyc = z.read(pyc_name("fleetcpu/probe/run.py", tag))
+        source = z.read("fleetcpu/probe/run.py")
+    assert pyc[:4] == importlib.util.MAGIC_NUMBER and pyc[8:16] == importlib.util.source_hash(source)
+    code = marshal.loads(pyc[16:])  # noqa: S302 - this test built it
+    assert code.co_filename == bootstrap_host.ORIGIN + "fleetcpu/probe/run.py"
+
+
+def _with_main_pyc(bundle_data: bytes, main_code: str, *, source: bytes | None = None,
+                   magic: bytes = importlib.util.MAGIC_NUMBER) -> Bundle:
+    """The bundle with ``__main__``'s precompiled code swapped for ``main_code``'s, under a header
+    claiming ``magic`` and the hash of ``source`` (default: the real source beside it)."""
+    name = "fleetcpu/probe/__main__.py"
+    target = pyc_name(name, sys.implementation.cache_tag)
+    with zipfile.ZipFile(io.BytesIO(bundle_data)) as z:
+        entries = [(n, z.read(n)) for n in z.namelist()]
+    real = dict(entries)[name]
+    pyc = (magic + (3).to_bytes(4, "little") + importlib.util.source_hash(source or real)
+           + marshal.dumps(compile(main_code, "swapped", "exec")))
+    return build_bundle([(n, pyc if n == target else data) for n, data in entries])
+
+
+@pytest.mark.parametrize("case", ["ours", "stale", "other-magic"])
+def test_the_host_runs_the_precompiled_code_only_when_it_is_its_own_and_the_source_s(
+        tmp_path: Path, isolated_tmp: Path, case: str) -> None:
+    marker = "def main(argv):\n    print('ran the precompiled code')\n    return 0\n"
+    data = load_bundle(tmp_path).data
+    if case == "ours":
+        swapped = _with_main_pyc(data, marker)
+    elif case == "stale":  # compiled from another version of the source
+        swapped = _with_main_pyc(data, marker, source=b"# an older __main__.py\n")
+    else:  # compiled by another Python with the same cache tag (a pre-release, say)
+        swapped = _with_main_pyc(data, marker, magic=b"\x00\x00\r\n")
+    res = run_remote(remote_command(sys.executable, ["--help"]), payload(swapped), tmpdir=isolated_tmp)
+    assert res.returncode == 0, res.stderr.decode()
+    if case == "ours":
+        assert res.stdout == b"ran the precompiled code\n"
+    else:  # the source was compiled instead: the real probe's help
+        assert b"python3 -m fleetcpu.probe" in res.stdout
 
 
 # ----------------------------------------------------------------- bootstrap on this machine's Pythons

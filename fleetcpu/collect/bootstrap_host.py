@@ -113,18 +113,25 @@ def _install(data):
     First on ``sys.meta_path`` so a host's own ``fleetcpu`` or ``qemu``
     package can never be mixed with the bundled one. A directory without
     ``__init__.py`` (``qemu``, a namespace package) becomes an empty package.
+    A module's code comes from its ``__pycache__/NAME.<cache_tag>.pyc`` entry
+    when that was compiled by a Python with this one's magic number from the
+    very source beside it (PEP 552 source hash), else from compiling the
+    source.
     """
     import importlib.abc
     import importlib.machinery
     import importlib.util
     import io
+    import marshal
     import types  # noqa: F401 - named in type comments
     import zipfile
 
     archive = zipfile.ZipFile(io.BytesIO(data))
+    entries = set(archive.namelist())
+    tag = getattr(sys.implementation, "cache_tag", None)  # type: str | None  # None: no caching
     # module name -> (archive path, or None for a namespace directory; is a package)
     modules = {}  # type: dict[str, tuple[str | None, bool]]
-    for name in archive.namelist():
+    for name in entries:
         if not name.endswith(".py"):
             continue
         parts = name[:-3].split("/")
@@ -134,6 +141,23 @@ def _install(data):
             modules[".".join(parts[:-1])] = (name, True)
         else:
             modules[".".join(parts)] = (name, False)
+
+    def precompiled(path, source):
+        # type: (str, bytes) -> types.CodeType | None
+        if tag is None:
+            return None
+        directory, _, file = path.rpartition("/")
+        pyc = "%s/__pycache__/%s.%s.pyc" % (directory, file[:-3], tag)
+        if pyc not in entries:
+            return None
+        blob = archive.read(pyc)
+        if blob[:4] != importlib.util.MAGIC_NUMBER or blob[8:16] != importlib.util.source_hash(source):
+            return None
+        try:
+            code = marshal.loads(blob[16:])  # type: types.CodeType  # noqa: S302
+        except (ValueError, EOFError, TypeError):
+            return None
+        return code
 
     class BundleImporter(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader):
         def find_spec(self, fullname, path=None, target=None):
@@ -164,8 +188,14 @@ def _install(data):
 
         def get_code(self, fullname):
             # type: (str) -> types.CodeType
-            path = modules[fullname][0] or fullname
-            return compile(self.get_source(fullname), ORIGIN + path, "exec", dont_inherit=True)
+            path = modules[fullname][0]
+            if path is None:
+                return compile("", ORIGIN + fullname, "exec", dont_inherit=True)
+            source = archive.read(path)
+            code = precompiled(path, source)
+            if code is None:
+                code = compile(source.decode("utf-8"), ORIGIN + path, "exec", dont_inherit=True)
+            return code
 
     sys.meta_path.insert(0, BundleImporter())
 
@@ -216,7 +246,6 @@ def _run_probe(data, private, parent):
     import importlib
     import os
     import tempfile
-    import traceback
 
     os.environ["TMPDIR"] = private  # for QEMU too
     tempfile.tempdir = private
@@ -232,6 +261,8 @@ def _run_probe(data, private, parent):
     except SystemExit as exc:  # argparse on a bad flag
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:
+        import traceback  # only now: the probe starts QEMU before it imports what it needs
+
         traceback.print_exc()
     try:
         sys.stdout.flush()

@@ -25,6 +25,11 @@ from .transport import HostFailure, RemoteRun, drive
 __all__ = ["LocalTransport"]
 
 SHELL = "/bin/sh"
+#: What an SSH sender may write before the other side reads: the channel window (2 MiB in
+#: OpenSSH and asyncssh). The pipe here buffers as much, so a command that never reads its
+#: stdin sees the same upload over both transports; the bundle (~230 KB with its precompiled
+#: code) is more than a pipe (64 KiB) and asyncio's default write buffer (64 KiB) hold.
+WINDOW = 2 * 1024 * 1024
 
 
 class _LocalChannel:
@@ -34,6 +39,7 @@ class _LocalChannel:
         assert proc.stdout is not None
         assert proc.stderr is not None
         self.stdin = proc.stdin
+        self.stdin.transport.set_write_buffer_limits(high=WINDOW)
         self.stdout = proc.stdout
         self.stderr = proc.stderr
 

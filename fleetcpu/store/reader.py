@@ -81,6 +81,42 @@ def hosts_by_row_group(path: Path, spec: TableSpec) -> list[set[str]]:
     return _host_sets(path, _open(path, host_dictionary=True))
 
 
+def _row_groups_with(path: Path, pf: pq.ParquetFile, hosts: Collection[str]) -> list[int]:
+    """The row groups holding any of ``hosts``: one read of the (dictionary) host column,
+    not one read per row group; a 100,000-host run file has hundreds of them."""
+    try:
+        column = pf.read(columns=["host"])["host"]
+        mask = pc.is_in(column.cast(pa.string()), value_set=pa.array(sorted(hosts), pa.string()))
+    except (pa.ArrowException, OSError) as exc:
+        raise StoreCorruptError(f"{path}: unreadable Parquet data ({exc})") from exc
+    groups = []
+    start = 0
+    for i in range(pf.num_row_groups):
+        rows = pf.metadata.row_group(i).num_rows
+        if rows and pc.any(mask.slice(start, rows)).as_py():
+            groups.append(i)
+        start += rows
+    return groups
+
+
+def row_group_of_hosts(path: Path, spec: TableSpec) -> dict[str, int]:
+    """host -> the first row group of the file holding it (one read of the host column)."""
+    pf = _open(path)
+    _check(path, spec, pf.schema_arrow)
+    try:
+        hosts = pf.read(columns=["host"])["host"].to_pylist()
+    except (pa.ArrowException, OSError) as exc:
+        raise StoreCorruptError(f"{path}: unreadable Parquet data ({exc})") from exc
+    out: dict[str, int] = {}
+    start = 0
+    for i in range(pf.num_row_groups):
+        rows = pf.metadata.row_group(i).num_rows
+        for host in hosts[start:start + rows]:
+            out.setdefault(str(host), i)
+        start += rows
+    return out
+
+
 def read_file(
     path: Path,
     spec: TableSpec,
@@ -104,9 +140,7 @@ def read_file(
         if hosts is None:
             table = pf.read(columns=present)
         else:
-            wanted_hosts = set(hosts)
-            groups = [i for i, held in enumerate(_host_sets(path, pf)) if held & wanted_hosts]
-            table = pf.read_row_groups(groups, columns=present)
+            table = pf.read_row_groups(_row_groups_with(path, pf, set(hosts)), columns=present)
     except (pa.ArrowException, OSError) as exc:
         raise StoreCorruptError(f"{path}: unreadable Parquet data ({exc})") from exc
     if hosts is not None:

@@ -39,11 +39,15 @@ def pylist(column: pa.ChunkedArray[Any]) -> list[Any]:
 
     Times are converted by hand: pyarrow's own conversion of a zoned
     timestamp imports pandas (a quarter of a second) only to look up "UTC".
+    And each distinct time once: a column of 100,000 hosts holds a few run
+    times, and the ``datetime`` objects are immutable, so rows share them.
     """
     if pa.types.is_timestamp(column.type) and column.type.tz is not None:
         assert column.type.unit == "ms"
-        millis: list[int | None] = column.cast(pa.int64()).to_pylist()
-        return [None if v is None else _EPOCH + timedelta(milliseconds=v) for v in millis]
+        encoded = column.cast(pa.int64()).combine_chunks().dictionary_encode()
+        distinct = cast("list[int]", encoded.dictionary.to_pylist())  # nulls are not in it
+        moments = [_EPOCH + timedelta(milliseconds=v) for v in distinct]
+        return [None if i is None else moments[i] for i in encoded.indices.to_pylist()]
     return column.to_pylist()
 
 
@@ -89,15 +93,61 @@ def connection(row: Mapping[str, Any]) -> ConnectionSpec:
     )
 
 
-def _accels(index: pa.Table, accel: str) -> list[AccelLatest | None]:
+_CPU_COLUMNS = ("cpu_vendor", "cpu_family", "cpu_model", "cpu_stepping", "cpu_model_name",
+                "microcode")
+
+
+def facts_and_connections(hosts: pa.Table) -> dict[str, tuple[HostFacts, ConnectionSpec]]:
+    """``hosts`` rows -> host -> (``host_facts``, ``connection``), column by column.
+
+    The records are the ones ``host_facts`` and ``connection`` build from a row
+    dict; but a pool of 100,000 hosts holds a few hundred distinct CPUs
+    (vendor, signature, microcode), so each ``CpuFacts`` is built once and
+    shared, and no dict is made per row.
+    """
+    c = {name: pylist(hosts[name]) for name in hosts.column_names}
+    cpus: dict[tuple[Any, ...], CpuFacts] = {}
+    out: dict[str, tuple[HostFacts, ConnectionSpec]] = {}
+    for i, key in enumerate(zip(*(c[n] for n in _CPU_COLUMNS), strict=True)):
+        cpu = cpus.get(key)
+        if cpu is None:
+            vendor, family, model, stepping, model_name, microcode = key
+            cpu = cpus[key] = CpuFacts(vendor=vendor, family=_opt_int(family),
+                                       model=_opt_int(model), stepping=_opt_int(stepping),
+                                       model_name=model_name, microcode=microcode)
+        nested, dev_kvm = c["kvm_nested"][i], c["dev_kvm"][i]
+        out[str(c["host"][i])] = (
+            HostFacts(hostname=c["hostname"][i], kernel_release=c["kernel_release"][i], cpu=cpu,
+                      kvm_module=c["kvm_module"][i],
+                      kvm_nested=nested if nested is not None else "unknown",
+                      dev_kvm=dev_kvm if dev_kvm is not None else "missing",
+                      synthetic=c["synthetic"][i]),
+            ConnectionSpec(transport=c["conn_transport"][i] or "unknown",
+                           address=c["conn_address"][i], port=c["conn_port"][i],
+                           user=c["conn_user"][i], python=c["conn_python"][i],
+                           qemu=c["conn_qemu"][i]),
+        )
+    return out
+
+
+def accel_slots(index: pa.Table, accel: str) -> list[AccelLatest | None]:
+    """Per index row, its latest successful run under ``accel``; equal slots are one object
+    (hosts of one CPU collected in one run share it)."""
     runs = pylist(index[f"{accel}_run"])
     times = pylist(index[f"{accel}_collected_at"])
     details = pylist(index[f"{accel}_detail_run"])
     digests = pylist(index[f"{accel}_cpu_digest"])
-    return [
-        None if run is None else AccelLatest(run, when, detail, digest)
-        for run, when, detail, digest in zip(runs, times, details, digests, strict=True)
-    ]
+    shared: dict[tuple[Any, ...], AccelLatest] = {}
+    out: list[AccelLatest | None] = []
+    for key in zip(runs, times, details, digests, strict=True):
+        if key[0] is None:
+            out.append(None)
+            continue
+        slot = shared.get(key)
+        if slot is None:
+            slot = shared[key] = AccelLatest(*key)
+        out.append(slot)
+    return out
 
 
 def host_states(index: pa.Table) -> list[HostState]:
@@ -114,8 +164,8 @@ def host_states(index: pa.Table) -> list[HostState]:
         declared, kvm, tcg in zip(
             c["host"], c["pool"], c["run_id"], c["collected_at"], c["status"], c["stage"],
             c["error"], c["error_code"], c["accel"], c["qemu_version"], c["cpu_digest"],
-            c["detail_run"], c["declared_machine_types"], _accels(index, "kvm"),
-            _accels(index, "tcg"), strict=True)
+            c["detail_run"], c["declared_machine_types"], accel_slots(index, "kvm"),
+            accel_slots(index, "tcg"), strict=True)
     ]
 
 

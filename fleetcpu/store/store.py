@@ -21,9 +21,9 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import __version__
 from ..errors import (
@@ -33,12 +33,13 @@ from ..errors import (
     StoreLockedError,
     UnknownPoolError,
 )
-from ..probe.records import MachineProbe
+from ..outcome import ConnectionSpec
+from ..probe.records import HostFacts, MachineProbe
 from . import index as idx
 from . import journal
 from .atomic import locked, remove_stale_temporaries, write_bytes, write_table
 from .layout import LOCK, MARKER, MARKER_FORMAT, Layout, is_run_id, is_temporary, rfc3339
-from .reader import empty, read_file
+from .reader import empty, read_file, row_group_of_hosts
 from .records import HostSnapshot, HostState, RunInfo
 from .schema import (
     DETAIL_TABLES,
@@ -51,7 +52,7 @@ from .schema import (
     TABLES,
     TableSpec,
 )
-from .snapshot import columns, connection, host_facts, host_states, machine_probes, run_infos
+from .snapshot import accel_slots, facts_and_connections, host_states, machine_probes, run_infos
 from .writer import DEFAULT_FLUSH_EVERY, RunWriter
 
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -324,16 +325,17 @@ class Store:
 
     def latest(self, pool: str | None = None) -> list[HostState]:
         """The latest record of every host (of ``pool``), sorted by pool then host."""
-        states = host_states(self._index_table())
+        index = self._index_table()
         if pool is not None:
-            chosen = [s for s in states if s.pool == pool]
-            if not chosen:
-                known = sorted({s.pool for s in states})
+            # Filtered in Arrow: one pool of a 100,000-host fleet builds only its own records.
+            chosen = index.filter(pc.equal(index["pool"], pa.scalar(pool, pa.string())))
+            if chosen.num_rows == 0:
+                known = sorted(str(p) for p in pc.unique(index["pool"]).to_pylist())
                 raise UnknownPoolError(
                     f"unknown pool {pool!r}; pools in the store: {', '.join(known) or 'none'}"
                 )
-            states = chosen
-        return sorted(states, key=lambda s: (s.pool, s.host))
+            index = chosen
+        return sorted(host_states(index), key=lambda s: (s.pool, s.host))
 
     def pools(self) -> list[str]:
         return sorted({str(p) for p in self._index_table()["pool"].to_pylist()})
@@ -349,25 +351,35 @@ class Store:
         """
         if accel not in INDEX_ACCELS:
             raise ValueError(f"accel must be one of {', '.join(INDEX_ACCELS)}, not {accel!r}")
-        wanted = set(hosts)
-        by_host = {s.host: s for s in host_states(self._index_table()) if s.host in wanted}
-        slots = {h: s.latest_ok(accel) for h, s in by_host.items()}
-        chosen = {h: a for h, a in slots.items() if a is not None and a.detail_run is not None}
+        index = self._index_table()
+        wanted = pa.array(sorted(set(hosts)), pa.string())
+        index = index.filter(pc.is_in(index["host"], value_set=wanted))
+        # Only the slot of ``accel`` is needed: no whole HostState per host.
+        chosen = {
+            str(host): slot
+            for host, slot in zip(index["host"].to_pylist(), accel_slots(index, accel),
+                                  strict=True)
+            if slot is not None and slot.detail_run is not None
+        }
         by_run: dict[str, set[str]] = {}
-        sample: dict[str, tuple[str, str]] = {}  # content key -> (host, detail run) holding it
+        holders: dict[str, list[tuple[str, str]]] = {}  # content key -> (host, detail run)s
         for host, slot in chosen.items():
             by_run.setdefault(slot.run, set()).add(host)
-            sample.setdefault(_content_key(host, slot.cpu_digest), (host, str(slot.detail_run)))
+            holders.setdefault(_content_key(host, slot.cpu_digest), []).append(
+                (host, str(slot.detail_run)))
+        sample = self._samples(holders)
         by_detail: dict[str, set[str]] = {}
         for host, run in sample.values():
             by_detail.setdefault(run, set()).add(host)
 
-        host_rows: dict[str, dict[str, Any]] = {}
+        host_rows: dict[str, tuple[HostFacts, ConnectionSpec]] = {}
+        qemu: dict[str, tuple[str | None, ...]] = {}
         for run, members in sorted(by_run.items()):
             path = self.layout.run_file(HOSTS.name, run)
-            for found in columns(read_file(path, HOSTS, columns=_SNAPSHOT_COLUMNS,
-                                           hosts=members)):
-                host_rows[str(found["host"])] = found
+            table = read_file(path, HOSTS, columns=_SNAPSHOT_COLUMNS, hosts=members)
+            host_rows.update(facts_and_connections(table))
+            qemu.update(zip((str(h) for h in table["host"].to_pylist()), zip(
+                *(table[n].to_pylist() for n in _QEMU_COLUMNS), strict=True), strict=True))
 
         detail: dict[str, dict[str, MachineProbe]] = {}
         for run, members in sorted(by_detail.items()):
@@ -394,23 +406,54 @@ class Store:
                 holder, run = sample[_content_key(host, slot.cpu_digest)]
                 raise StoreCorruptError(f"{self.layout.run_file('machines', run)}: host "
                                         f"{holder!r} missing although the index points there")
+            facts, conn = row
+            pool, qemu_version, qemu_package, qemu_binary, probe_version = qemu[host]
             out[host] = HostSnapshot(
                 host=host,
-                pool=str(row["pool"]),
+                pool=str(pool),
                 accel=accel,
                 run=slot.run,
                 collected_at=slot.collected_at,
                 detail_run=str(slot.detail_run),
                 cpu_digest=str(slot.cpu_digest),
-                facts=host_facts(row),
-                qemu_version=_opt_str(row["qemu_version"]),
-                qemu_package=_opt_str(row["qemu_package"]),
-                qemu_binary=_opt_str(row["qemu_binary"]),
-                probe_version=_opt_str(row["probe_version"]),
-                connection=connection(row),
+                facts=facts,
+                qemu_version=qemu_version,
+                qemu_package=qemu_package,
+                qemu_binary=qemu_binary,
+                probe_version=probe_version,
+                connection=conn,
                 machines=machines,
             )
         return out
+
+    def _samples(self, holders: dict[str, list[tuple[str, str]]]) -> dict[str, tuple[str, str]]:
+        """One (host, detail run) per content key, chosen so that their rows share few row groups.
+
+        Any holder of a digest has the same rows, but the first holder of each
+        of 150 digests in a first run of 10,000 hosts sits in most of that
+        run's 150 row groups: reading them decodes most of the file. Choosing
+        greedily the row group that holds the most digests still missing
+        reads a handful instead (row groups as the ``machines`` file has them:
+        the writer flushes every table at once, so the others follow).
+        """
+        if all(len(found) == 1 for found in holders.values()):
+            return {key: found[0] for key, found in holders.items()}
+        where: dict[str, dict[str, int]] = {}
+        for run in sorted({run for found in holders.values() for _, run in found}):
+            path = self.layout.run_file("machines", run)
+            where[run] = row_group_of_hosts(path, TABLES["machines"]) if path.exists() else {}
+        bins: dict[tuple[str, int], dict[str, str]] = {}  # (run, row group) -> key -> host
+        for key, found in holders.items():
+            for host, run in found:
+                bins.setdefault((run, where[run].get(host, -1)), {}).setdefault(key, host)
+        order = sorted(bins)
+        sample: dict[str, tuple[str, str]] = {}
+        while len(sample) < len(holders):
+            best = max(order, key=lambda b: sum(k not in sample for k in bins[b]))
+            for key, host in bins[best].items():
+                sample.setdefault(key, (host, best[0]))
+            order.remove(best)
+        return sample
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -425,10 +468,10 @@ _SNAPSHOT_COLUMNS = [
 ]
 
 
+#: Snapshot fields taken from the ``hosts`` row as they are (strings or None).
+_QEMU_COLUMNS = ("pool", "qemu_version", "qemu_package", "qemu_binary", "probe_version")
+
+
 def _content_key(host: str, digest: str | None) -> str:
     """Hosts with one digest share detail content; without a digest, a host is its own."""
     return f"sha256:{digest}" if digest is not None else f"host:{host}"
-
-
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fleetcpu.collect.docmemo import MachineTypesMemo, read_document
+from fleetcpu.collect.docmemo import DocumentMemo, read_document
 from fleetcpu.collect.ssh import _config_chooses_ciphers, preferred_ciphers
 from fleetcpu.errors import ProbeDocumentError
 from fleetcpu.probe.records import document_from_json
@@ -24,7 +24,7 @@ def _raw(path: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.name)
 def test_same_document_on_a_miss_and_on_a_hit_and_records_are_shared(path: Path) -> None:
-    memo = MachineTypesMemo()
+    memo = DocumentMemo()
     for text in (path.read_text(), document_from_json(path.read_text()).to_json() + "\n"):
         first = read_document(text, memo=memo)
         second = read_document(text, memo=memo)
@@ -34,25 +34,30 @@ def test_same_document_on_a_miss_and_on_a_hit_and_records_are_shared(path: Path)
 
 
 def test_a_host_with_the_same_cpu_keeps_its_own_facts() -> None:
-    memo = MachineTypesMemo()
+    memo = DocumentMemo()
     raw = _raw(GOLDEN[0])
     read_document(json.dumps(raw), memo=memo)
     raw["host"]["hostname"] = "other-host"
     raw["attempts"] = []
     doc = read_document(json.dumps(raw), memo=memo)
-    assert memo.hits == 1
+    assert memo.hits == 2  # machine_types and qemu
     assert doc == document_from_json(json.dumps(raw))
     assert doc.host.hostname == "other-host" and doc.attempts == ()
 
 
 def test_another_cpu_is_decoded_not_matched() -> None:
-    memo = MachineTypesMemo()
+    memo = DocumentMemo()
     raw = _raw(GOLDEN[0])
     read_document(json.dumps(raw), memo=memo)
     raw["machine_types"][0]["vcpu"]["model_id"] = "another CPU"
     doc = read_document(json.dumps(raw), memo=memo)
-    assert memo.hits == 0
+    assert memo.hits == 1  # qemu only
     assert doc.machine_types[0].vcpu.model_id == "another CPU"
+    raw["qemu"]["version"] = "9.9.9"
+    doc = read_document(json.dumps(raw), memo=memo)
+    assert memo.hits == 2  # machine_types only
+    assert doc.qemu is not None and doc.qemu.version == "9.9.9"
+    assert doc == document_from_json(json.dumps(raw))
 
 
 def _variants() -> list[tuple[str, str]]:
@@ -82,7 +87,7 @@ def _variants() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("label", "text"), _variants(), ids=[v[0] for v in _variants()])
 def test_hits_and_misses_fail_or_succeed_exactly_like_the_reference(label: str, text: str) -> None:
-    memo = MachineTypesMemo()
+    memo = DocumentMemo()
     read_document(json.dumps(_raw(GOLDEN[0])), memo=memo)  # machine_types remembered
     try:
         expected: object = document_from_json(text, "probe output")
@@ -97,12 +102,12 @@ def test_hits_and_misses_fail_or_succeed_exactly_like_the_reference(label: str, 
 
 
 def test_the_memo_is_bounded() -> None:
-    memo = MachineTypesMemo(size=2)
+    memo = DocumentMemo(size=2)
     raw = _raw(GOLDEN[0])
     for i in range(5):
         raw["machine_types"][0]["vcpu"]["model_id"] = f"cpu {i}"
         read_document(json.dumps(raw), memo=memo)
-    assert len(memo._entries) == 2
+    assert len(memo._entries["machine_types"]) == 2
 
 
 def test_aes_gcm_is_preferred_unless_the_ssh_config_speaks(tmp_path: Path) -> None:

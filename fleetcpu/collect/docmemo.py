@@ -9,12 +9,13 @@ few CPU types, so at 10,000 hosts nearly every host repeats a
 
 How, without giving up any check: the document's top level is walked with
 the ``json`` module's own C scanner, one value at a time. At
-``machine_types`` the text is compared with the few most recent
-``machine_types`` texts that decoded cleanly; a JSON array is
+``machine_types`` (and ``qemu``, ~5 KB, the same for every host of one QEMU
+build) the text is compared with the few most recent texts of that part
+that decoded cleanly; a JSON array is
 self-delimiting, so a text that starts with one of them holds exactly that
 array there, and its already validated records are reused (records are
 frozen; hosts may share them). Everything else in the document (host facts,
-QEMU, attempts, status) is decoded and validated as always, by
+attempts, status) is decoded and validated as always, by
 ``document_from_dict``. Anything unusual (not an object, a duplicate key, a
 value the scanner rejects, a record error) falls back to
 ``document_from_json`` on the whole text, so errors and their messages are
@@ -31,7 +32,7 @@ from typing import Any
 
 from ..probe.records import MachineProbe, ProbeDocument, VcpuProps, document_from_dict, document_from_json
 
-__all__ = ["MachineTypesMemo", "read_document"]
+__all__ = ["DocumentMemo", "read_document"]
 
 #: The C scanner ``json.loads`` itself uses: one JSON value from an index, and where it ends.
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
@@ -43,42 +44,48 @@ def _skip(text: str, i: int) -> int:
     m = _WS.match(text, i)
     return i if m is None else m.end()
 
-#: A valid one-entry ``machine_types`` stand-in: decoding it is cheap, and the
-#: document it validates is then given the remembered records instead.
-_STAND_IN = [json.loads(json.dumps(dataclasses.asdict(
-    MachineProbe("", "", "", "", (), None, None, VcpuProps(), (), ()))))]
+#: The parts worth remembering, each with a valid stand-in: decoding the
+#: stand-in is cheap, and the document it validates is then given the
+#: remembered records instead. ``qemu`` (~5 KB: every machine type the binary
+#: knows) is the same on every host running one QEMU build.
+_STAND_INS: dict[str, Any] = {
+    "machine_types": [json.loads(json.dumps(dataclasses.asdict(
+        MachineProbe("", "", "", "", (), None, None, VcpuProps(), (), ()))))],
+    "qemu": None,
+}
 
 
-class MachineTypesMemo:
-    """The ``size`` most recently used ``machine_types`` texts and their validated records."""
+class DocumentMemo:
+    """Per remembered part, the ``size`` most recently used texts and their validated records."""
 
     def __init__(self, size: int = 16) -> None:
         self.size = size
-        self._entries: dict[str, tuple[MachineProbe, ...]] = {}
+        self._entries: dict[str, dict[str, Any]] = {key: {} for key in _STAND_INS}
         self.hits = 0
 
-    def match(self, text: str, at: int) -> tuple[str, tuple[MachineProbe, ...]] | None:
-        for known, records in list(self._entries.items()):
+    def match(self, key: str, text: str, at: int) -> tuple[str, Any] | None:
+        for known, records in list(self._entries[key].items()):
             if text.startswith(known, at):
                 self.hits += 1
                 return known, records
         return None
 
-    def remember(self, known: str, records: tuple[MachineProbe, ...]) -> None:
-        self._entries.pop(known, None)
-        self._entries[known] = records
-        while len(self._entries) > self.size:
-            del self._entries[next(iter(self._entries))]
+    def remember(self, key: str, known: str, records: Any) -> None:
+        entries = self._entries[key]
+        entries.pop(known, None)
+        entries[known] = records
+        while len(entries) > self.size:
+            del entries[next(iter(entries))]
 
 
-_MEMO = MachineTypesMemo()
+_MEMO = DocumentMemo()
 
 
-def _walk(text: str, memo: MachineTypesMemo) -> tuple[dict[str, Any], str | None,
-                                                      tuple[MachineProbe, ...] | None] | None:
-    """The top-level object with ``machine_types`` left out when remembered; None: not the usual shape.
+def _walk(text: str, memo: DocumentMemo) -> tuple[dict[str, Any], dict[str, str],
+                                                  dict[str, Any]] | None:
+    """The top-level object, remembered parts left out; None: not the usual shape.
 
-    Returns (value, machine_types text, remembered records or None).
+    Returns (value, the texts of the memo's parts, the records reused for some of them).
     """
     ws = _skip
     i = ws(text, 0)
@@ -86,39 +93,38 @@ def _walk(text: str, memo: MachineTypesMemo) -> tuple[dict[str, Any], str | None
         return None
     i = ws(text, i + 1)
     value: dict[str, Any] = {}
-    span: str | None = None
-    records: tuple[MachineProbe, ...] | None = None
+    spans: dict[str, str] = {}
+    reused: dict[str, Any] = {}
     while text.startswith('"', i):
         key, i = _scan(text, i)
-        if key in value or (key == "machine_types" and span is not None):
+        if key in value or key in spans:
             return None  # duplicate key: json.loads keeps the last; let it
         i = ws(text, i)
         if not text.startswith(":", i):
             return None
         i = ws(text, i + 1)
-        if key == "machine_types":
-            found = memo.match(text, i)
-            if found is not None:
-                span, records = found
-                i += len(span)
-            else:
-                value[key], end = _scan(text, i)
-                span, i = text[i:end], end
+        found = memo.match(key, text, i) if key in _STAND_INS else None
+        if found is not None:
+            spans[key], reused[key] = found
+            i += len(spans[key])
         else:
-            value[key], i = _scan(text, i)
+            value[key], end = _scan(text, i)
+            if key in _STAND_INS:
+                spans[key] = text[i:end]
+            i = end
         i = ws(text, i)
         if text.startswith(",", i):
             i = ws(text, i + 1)
             continue
         if text.startswith("}", i) and ws(text, i + 1) == len(text):
-            return value, span, records
+            return value, spans, reused
         return None
     return None
 
 
 def read_document(text: str, source: str = "probe output",
-                  memo: MachineTypesMemo | None = None) -> ProbeDocument:
-    """``document_from_json(text, source)``, reusing remembered ``machine_types`` records.
+                  memo: DocumentMemo | None = None) -> ProbeDocument:
+    """``document_from_json(text, source)``, reusing remembered ``machine_types`` and ``qemu`` records.
 
     Raises ``ProbeDocumentError`` exactly as ``document_from_json`` does.
     """
@@ -129,14 +135,14 @@ def read_document(text: str, source: str = "probe output",
         walked = None
     if walked is None:
         return document_from_json(text, source)
-    value, span, records = walked
-    if records is None:
-        doc = document_from_dict(value, source)
-        if span is not None and doc.machine_types:
-            memo.remember(span, doc.machine_types)
-        return doc
+    value, spans, reused = walked
     try:
-        doc = document_from_dict({**value, "machine_types": _STAND_IN}, source)
-    except Exception:  # noqa: BLE001 - the reference parser decides, and words the error
+        doc = document_from_dict({**value, **{k: _STAND_INS[k] for k in reused}}, source)
+    except Exception:  # the reference parser decides, and words the error
+        if not reused:
+            raise
         return document_from_json(text, source)
-    return dataclasses.replace(doc, machine_types=records)
+    for key, span in spans.items():
+        if key not in reused and getattr(doc, key):
+            memo.remember(key, span, getattr(doc, key))
+    return dataclasses.replace(doc, **reused) if reused else doc

@@ -1,6 +1,10 @@
 """How the pool baseline scales with the pool: 10, 1,000 and 10,000 members of real CPUs.
 
-    python benchmarks/baseline_bench.py [--sizes 10,1000,10000] [--repeat 5] [--no-store]
+    python benchmarks/baseline_bench.py [--sizes 10,1000,10000] [--repeat 5] [--no-store] [--quick]
+
+``--quick``: 10 and 1,000 members, 3 repeats (well under a minute).
+``benchmarks/fleet_bench.py`` measures the same at 1,000 to 100,000 hosts
+through the real CLI.
 
 Members come from the real CPUs of ``../shared/realdata`` through
 ``tests/replay/members.py`` (the stand-in's answers, decoded by the probe's
@@ -114,7 +118,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,1000,10000")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-store", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="10 and 1,000 members, 3 repeats")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.repeat = "10,1000", 3
     names = real_cpus()
     print(f"{len(names)} real {VENDOR} CPUs from the catalogue, cycled")
     rows = []

@@ -227,8 +227,11 @@ class SshdFleet:
 
 
 def start_sshd_fleet(root: Path, names: list[str], *, unauthorized: Iterable[str] = (),
-                     first: int = 2) -> SshdFleet:
-    """One sshd per name on 127.0.0.<first>, <first+1>, ...; ``unauthorized`` hosts refuse the client key."""
+                     first: int = 2, setenv: str = "") -> SshdFleet:
+    """One sshd per name on 127.0.0.<first>, <first+1>, ...; ``unauthorized`` hosts refuse the client key.
+
+    ``setenv``: more ``NAME=VALUE`` for every session (sshd reads one ``SetEnv`` line only).
+    """
     if os.geteuid() != 0:
         raise RuntimeError("the sshd fixture needs root (sshd must switch to the session user)")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # Debian's privilege-separation directory
@@ -264,7 +267,7 @@ def start_sshd_fleet(root: Path, names: list[str], *, unauthorized: Iterable[str
                 "UseDNS no\n"
                 "PrintMotd no\n"
                 "LogLevel ERROR\n"
-                f"SetEnv TMPDIR={tmpdir}\n"
+                f"SetEnv TMPDIR={tmpdir} {setenv}\n"
             )
             proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -24,6 +24,12 @@ row with pipelining on. fleetcpu with ``--concurrency`` equal to Ansible's ``-f`
 Ansible runs from its own venv, ``.bench/ansible-venv`` (git-ignored), created with
 ansible-core from PyPI on the first run and reused after; it is no dependency of fleetcpu.
 
+The hosts' login shell is this machine's root shell, whose ``~/.bashrc`` (pyenv and cargo
+set-up) costs ~110 ms of CPU in every SSH session: bash reads it for any command sshd runs.
+``--plain-shell`` gives the hosts a shell that skips it (sshd sets ``SHLVL=1``), as on a KVM
+host whose root has a stock ``.bashrc``: the same hosts minus that per-session cost, which
+Ansible pays once per remote command and fleetcpu once per host.
+
 Each run is a fresh process timed from exec to exit (wall time, and user+sys CPU of it and the
 children it waited for, from ``wait4``; Ansible's ControlPersist masters detach, so their CPU is
 not in its figure); runs are interleaved, and the table shows the median of ``--repeat``.
@@ -96,13 +102,15 @@ def ansible_venv() -> Path:
 
 
 class Bench:
-    def __init__(self, work: Path, hosts: int, forks: int) -> None:
+    def __init__(self, work: Path, hosts: int, forks: int, *, plain_shell: bool = False) -> None:
         from tests.sshfixtures import start_sshd_fleet
 
         self.work = work
         self.forks = forks
         self.names = [f"h{i:02d}" for i in range(1, hosts + 1)]
-        self.sshd = start_sshd_fleet(work / "sshd", self.names)
+        # SHLVL=1: bash then counts itself a nested shell and skips ~/.bashrc (see PLAIN_SHELL).
+        self.sshd = start_sshd_fleet(work / "sshd", self.names,
+                                     setenv="SHLVL=1" if plain_shell else "")
         self.known_hosts = self.sshd.write_known_hosts(work / "known_hosts")
         self.inventory = work / "hosts.ini"
         # The system Python, named: root's shell here puts pyenv's shims first on PATH, where
@@ -171,6 +179,9 @@ class Bench:
                              f"{failed}\n{run.stderr[-3000:]}")
         accels = sorted({str(r["accel"]) for r in rows.values()})
         self.fleetcpu_accel = ",".join(accels)
+        procs, files = self.sshd.wait_no_leftovers()
+        if procs or files:
+            raise SystemExit(f"fleetcpu collect left on the hosts: {procs} {files}")
 
     def ansible_module(self, module: str, *, pipelining: bool = False) -> Run:
         self.runs += 1
@@ -210,11 +221,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one run of each: within a minute")
     parser.add_argument("--pipelining", action="store_true",
                         help="also time -m setup with Ansible's pipelining on (not a default)")
+    parser.add_argument("--plain-shell", action="store_true",
+                        help="hosts whose login shell reads no ~/.bashrc (see the docstring)")
     args = parser.parse_args()
     repeat = 1 if args.quick else args.repeat
 
     work = Path(tempfile.mkdtemp(prefix="peer-bench-"))
-    bench = Bench(work, args.hosts, args.forks)
+    bench = Bench(work, args.hosts, args.forks, plain_shell=args.plain_shell)
     paths = {"fleetcpu collect": bench.fleetcpu,
              "ansible -m setup": lambda: bench.ansible_module("setup"),
              "ansible -m ping": lambda: bench.ansible_module("ping")}
@@ -232,8 +245,9 @@ def main() -> None:
     n = args.hosts
     version = subprocess.run([str(bench.ansible), "--version"], capture_output=True, text=True,
                              check=False).stdout.split("\n")[0]
-    print(f"{n} real sshd hosts, -f/--concurrency {args.forks}, median of {repeat}; {version}; "
-          f"fleetcpu probe accel: {bench.fleetcpu_accel}")
+    shell = "login shell without ~/.bashrc" if args.plain_shell else "this machine's login shell"
+    print(f"{n} real sshd hosts ({shell}), -f/--concurrency {args.forks}, median of {repeat}; "
+          f"{version}; fleetcpu probe accel: {bench.fleetcpu_accel}")
     print(f"{'program':<30} {'wall s':>7} {'min s':>7} {'s/host':>7} {'CPU s':>7} {'host CPU s':>10}")
     median = {}
     for name, runs in times.items():

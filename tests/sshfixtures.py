@@ -227,10 +227,11 @@ class SshdFleet:
 
 
 def start_sshd_fleet(root: Path, names: list[str], *, unauthorized: Iterable[str] = (),
-                     first: int = 2, setenv: str = "") -> SshdFleet:
+                     first: int = 2, setenv: str = "", extra_config: str = "") -> SshdFleet:
     """One sshd per name on 127.0.0.<first>, <first+1>, ...; ``unauthorized`` hosts refuse the client key.
 
-    ``setenv``: more ``NAME=VALUE`` for every session (sshd reads one ``SetEnv`` line only).
+    ``setenv``: more ``NAME=VALUE`` for every session (sshd reads one ``SetEnv`` line only);
+    ``extra_config``: more sshd_config lines for every host (a benchmark's host variant).
     """
     if os.geteuid() != 0:
         raise RuntimeError("the sshd fixture needs root (sshd must switch to the session user)")
@@ -268,6 +269,7 @@ def start_sshd_fleet(root: Path, names: list[str], *, unauthorized: Iterable[str
                 "PrintMotd no\n"
                 "LogLevel ERROR\n"
                 f"SetEnv TMPDIR={tmpdir} {setenv}\n"
+                + extra_config
             )
             proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -15,6 +15,9 @@ Python, QEMU) is not counted as either tool's CPU, only as its wall time. Both t
 the same user with the same key, read the same inventory file (fleetcpu's inventory is a subset
 of Ansible's INI) and the same empty ssh_config, and check host keys against one known_hosts
 that holds every host's key (Ansible: ``StrictHostKeyChecking=yes``; fleetcpu: its default).
+Each sshd has Debian's stock ``Subsystem sftp``, so Ansible copies its module as it would to a
+real host (per host and module: five shell commands and one sftp transfer, six sessions on one
+ControlPersist connection).
 
 Everything else is each tool's production default, from cold: Ansible with its SSH
 ControlPersist (a fresh control directory per run, its masters stopped after the run, outside
@@ -61,6 +64,7 @@ sys.path.insert(0, str(REPO))
 
 ANSIBLE_VENV = REPO / ".bench" / "ansible-venv"
 ANSIBLE_REQUIREMENT = "ansible-core"
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 _RESULT = re.compile(r"^(\S+) \| (SUCCESS|CHANGED|FAILED!|UNREACHABLE!)", re.MULTILINE)
 
 
@@ -108,9 +112,12 @@ class Bench:
         self.work = work
         self.forks = forks
         self.names = [f"h{i:02d}" for i in range(1, hosts + 1)]
-        # SHLVL=1: bash then counts itself a nested shell and skips ~/.bashrc (see PLAIN_SHELL).
+        # SHLVL=1: bash then counts itself a nested shell and skips ~/.bashrc. The sftp
+        # subsystem is Debian's stock sshd_config: without it Ansible's file transfer would
+        # first fail over sftp, then scp, before falling back to dd through a shell.
         self.sshd = start_sshd_fleet(work / "sshd", self.names,
-                                     setenv="SHLVL=1" if plain_shell else "")
+                                     setenv="SHLVL=1" if plain_shell else "",
+                                     extra_config=f"Subsystem sftp {SFTP_SERVER}\n")
         self.known_hosts = self.sshd.write_known_hosts(work / "known_hosts")
         self.inventory = work / "hosts.ini"
         # The system Python, named: root's shell here puts pyenv's shims first on PATH, where

@@ -1,13 +1,14 @@
 """``fleetcpu collect`` against Ansible on the same real-sshd hosts, in one run.
 
-    python benchmarks/peer_bench.py [--hosts 16] [--forks 16] [--repeat 3] [--quick] [--pipelining]
+    python benchmarks/peer_bench.py [--hosts 16] [--forks 16] [--repeat 3] [--quick]
+                                    [--plain-shell] [--pipelining]
 
 Why Ansible: it is what operators of a KVM fleet already run against every host, and
 ``ansible -m setup`` (gather the host's facts) is the nearest thing it has to a probe. If
 fleetcpu, which starts the host's own QEMU under KVM and asks it about every CPU model, took
 about as long as ``-m setup``, a fleet-wide probe would be a slow chore; the target is at most
-a quarter of ``-m setup``'s time. ``-m ping`` (connect, find a Python, run the smallest module)
-is Ansible's floor on these hosts.
+a quarter of ``-m setup``'s time. ``-m ping`` (connect, copy and run the smallest module) is
+Ansible's floor on these hosts.
 
 The hosts: ``--hosts`` real OpenSSH sshd on 127.0.0.2, .3, ... (``tests/sshfixtures``), each in
 a process of its own, so what the sessions cost on the host side (sshd, the login shell,
@@ -21,9 +22,10 @@ ControlPersist connection).
 
 Everything else is each tool's production default, from cold: Ansible with its SSH
 ControlPersist (a fresh control directory per run, its masters stopped after the run, outside
-the timing), interpreter discovery and no pipelining; ``--pipelining`` adds an informational
-row with pipelining on. fleetcpu with ``--concurrency`` equal to Ansible's ``-f``, the KVM probe
-(``accel=auto``: KVM when ``/dev/kvm`` works, TCG otherwise) with the host's real QEMU.
+the timing) and no pipelining (``--pipelining`` adds an informational row with it on); both
+use the host's ``/usr/bin/python3``, named in the inventory. fleetcpu with ``--concurrency``
+equal to Ansible's ``-f``, the KVM probe (``accel=auto``: KVM when ``/dev/kvm`` works, TCG
+otherwise) with the host's real QEMU.
 Ansible runs from its own venv, ``.bench/ansible-venv`` (git-ignored), created with
 ansible-core from PyPI on the first run and reused after; it is no dependency of fleetcpu.
 
@@ -39,9 +41,11 @@ not in its figure); runs are interleaved, and the table shows the median of ``--
 ``host CPU`` is what the run cost the simulated hosts (every session: sshd, the login shell,
 Python, QEMU), read from the sshds' reaped-children times once no session is left: on this
 machine the hosts share the cores with the orchestrator, so (CPU + host CPU) / cores bounds the
-wall time from below. A run counts only if every host succeeded: Ansible's exit status 0 and a
-``SUCCESS`` line for every host, fleetcpu's exit status 0 and an ``ok`` row for every host in
-the store. Ratios (fleetcpu / Ansible) are printed last.
+wall time from below, and the ratio of those sums is the comparison that other work on the
+machine disturbs least (printed after the wall-time ratios). A run counts only if every host
+succeeded: Ansible's exit status 0 and a ``SUCCESS`` line for every host; fleetcpu's exit
+status 0, an ``ok`` row for every host in the store, and nothing of its left on a host.
+Ratios (fleetcpu / Ansible) are printed last.
 """
 
 from __future__ import annotations
@@ -268,6 +272,10 @@ def main() -> None:
         if name != "fleetcpu collect":
             print(f"ratio fleetcpu / {name:<21} {ours / median[name]:>6.3f}"
                   + ("   (target <= 0.25)" if name == "ansible -m setup" else ""))
+    total = {name: statistics.median(r.cpu + r.host_cpu for r in runs) for name, runs in times.items()}
+    for name in paths:
+        if name != "fleetcpu collect":
+            print(f"CPU (tool + hosts) fleetcpu / {name:<8} {total['fleetcpu collect'] / total[name]:>6.3f}")
 
 
 if __name__ == "__main__":

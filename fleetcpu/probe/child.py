@@ -23,12 +23,15 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import time
-from typing import IO, Any, List, Optional, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import NotQemuError, QemuMissingError
+
+if TYPE_CHECKING:  # no typing or socket import before QEMU -version is on its way
+    import socket
+    from typing import IO, Any, List, Optional, Sequence
 
 #: Where distributions install the x86 system emulator; RHEL's is /usr/libexec/qemu-kvm.
 DEFAULT_BINARIES = ("qemu-system-x86_64", "/usr/libexec/qemu-kvm")
@@ -219,6 +222,8 @@ class Launch:
     """
 
     def __init__(self, binary: str, machine: str, accel: str, cpu: str) -> None:
+        import socket
+
         self.machine = machine
         self.accel = accel
         self.cpu = cpu

@@ -133,16 +133,21 @@ async def within(aw: Awaitable[T], deadline: float) -> T:
 NOT_POOL_MODELS = frozenset({"host", "max", "base"})
 
 
-async def _with_model_features(session: Session, models: Tuple[CpuModel, ...]) -> Tuple[CpuModel, ...]:
-    """Expand each usable, non-alias model: about 1 ms each, asked only where it can matter.
+def _wants_features(model: CpuModel) -> bool:
+    """Usable, not an alias, a pool candidate: the models whose features are asked.
 
     A model unusable here can never be a pool's model, and an alias is
     resolved through its ``alias_of``; expanding all 130+ would double a
     probe's QMP time for nothing.
     """
+    return model.usable and model.alias_of is None and model.name not in NOT_POOL_MODELS
+
+
+async def _with_model_features(session: Session, models: Tuple[CpuModel, ...]) -> Tuple[CpuModel, ...]:
+    """Each wanted model with its features (its static expansion, about 1 ms of QEMU's time)."""
     out = []
     for model in models:
-        if model.usable and model.alias_of is None and model.name not in NOT_POOL_MODELS:
+        if _wants_features(model):
             exp = await session.expansion("static", model.name, {})
             if exp is not None:
                 model = dataclasses.replace(model, features=exp.enabled())  # noqa: PLW2901
@@ -152,7 +157,13 @@ async def _with_model_features(session: Session, models: Tuple[CpuModel, ...]) -
 
 async def _ask(session: Session, state: _State, requested: str, target: str, accel: str, cpu: str
                ) -> MachineProbe:
-    """Every query of one launch, in the order that lets later ones reuse earlier answers."""
+    """Every query of one launch, in the order that lets later ones reuse earlier answers.
+
+    Each query is sent ahead as soon as what it needs is known (three waves:
+    launch, models, vCPU), and read in this order.
+    """
+    name, props = parse_cpu_arg(cpu)
+    session.expect_launch(state.version is None, name, props)
     if state.version is None:
         state.version, state.package = await session.version()
         state.machines = await session.machines()
@@ -160,7 +171,7 @@ async def _ask(session: Session, state: _State, requested: str, target: str, acc
     if kvm != (None, None) and state.kvm == (None, None):
         state.kvm = kvm
     models = await session.cpu_definitions()
-    name, props = parse_cpu_arg(cpu)
+    session.expect_models(m.name for m in models if _wants_features(m))
     static = await session.expansion("static", name, props)
     vocab = tuple(static.features) if static is not None else None
     full = await session.expansion("full", name, props, vocab)
@@ -170,6 +181,7 @@ async def _ask(session: Session, state: _State, requested: str, target: str, acc
     filtered: Tuple[FeatureWord, ...] = ()
     vcpu = VcpuProps()
     if path is not None:
+        session.expect_vcpu(path)
         words = await session.feature_words(path, "feature-words")
         filtered = await session.feature_words(path, "filtered-features")
         vcpu = await session.vcpu(path)
@@ -222,6 +234,7 @@ async def _launch(
             % (state.binary, target, cpu, str(exc) or type(exc).__name__)
         ) from exc
     finally:
+        session.drop_expected()
         with contextlib.suppress(Exception):
             await session.qmp.disconnect()
         await inst.stop()

@@ -5,15 +5,23 @@ loses part of the picture (definitions, expansions, vCPU properties) report a
 ``QueryFailure`` instead of raising, so one odd QEMU build still yields the
 rest of its data; the caller treats a lost connection as QEMU's death.
 
+The ``expect_*`` methods send queries ahead, all at once, so QEMU answers
+the next while the last reply is decoded instead of waiting a round trip
+each (a launch asks some forty). The query methods then take those replies
+in their usual order, so answers, failures and their order are the same
+whether or not a query was sent ahead.
+
 Python 3.9: this module ships to hosts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import logging
 import socket
-from typing import Any, Dict, List, Mapping, Optional, Tuple, TypeVar
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar
 
 from qemu.qmp import ExecuteError, Message, QMPClient
 
@@ -29,6 +37,24 @@ from .records import (
 )
 
 T = TypeVar("T")
+
+_Call = Tuple[str, Optional[Mapping[str, object]]]
+
+
+def _key(command: str, args: Optional[Mapping[str, object]]) -> str:
+    return command + json.dumps(args, sort_keys=True) if args else command
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a sent-ahead query's error as seen: its reader re-raises it, or nobody needed it."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _expansion_args(kind: str, model: str, props: Mapping[str, Scalar]) -> Dict[str, object]:
+    if props:
+        return {"type": kind, "model": {"name": model, "props": dict(props)}}
+    return {"type": kind, "model": {"name": model}}
 
 
 class _QuietClient(QMPClient):
@@ -55,6 +81,7 @@ class Session:
     def __init__(self, name: str = "fleetcpu-probe") -> None:
         self.qmp: QMPClient = _QuietClient(name)
         self.failures: List[QueryFailure] = []
+        self._ahead: Dict[str, asyncio.Future[Any]] = {}
 
     async def open(self, sock: socket.socket) -> None:
         """Greeting and capabilities negotiation over the inherited socket."""
@@ -64,13 +91,55 @@ class Session:
         """Ask QEMU to quit, then drop the connection; QEMU's EOF on quit is expected."""
         # QEMU may close before replying to quit, and disconnect() after quit can
         # raise EOFError: neither matters, the caller reaps the process.
+        self.drop_expected()
         with contextlib.suppress(Exception):
             await self.qmp.execute("quit")
         with contextlib.suppress(Exception):
             await self.qmp.disconnect()
 
     async def _run(self, command: str, args: Optional[Mapping[str, object]] = None) -> Any:
+        ahead = self._ahead.pop(_key(command, args), None)
+        if ahead is not None:
+            return await ahead
         return await self.qmp.execute(command, args)
+
+    def _send_ahead(self, calls: Iterable[_Call]) -> None:
+        for command, args in calls:
+            key = _key(command, args)
+            if key not in self._ahead:
+                task = asyncio.ensure_future(self.qmp.execute(command, args))
+                task.add_done_callback(_retrieve)
+                self._ahead[key] = task
+
+    def expect_launch(self, first: bool, model: str, props: Mapping[str, Scalar]) -> None:
+        """Send what a fresh launch is asked before its models: version and machines if
+        ``first``, then KVM, definitions, both expansions of ``model`` and the vCPU list."""
+        calls: List[_Call] = [("query-version", None), ("query-machines", None)] if first else []
+        calls += [
+            ("query-kvm", None),
+            ("query-cpu-definitions", None),
+            ("query-cpu-model-expansion", _expansion_args("static", model, props)),
+            ("query-cpu-model-expansion", _expansion_args("full", model, props)),
+            ("query-cpus-fast", None),
+        ]
+        self._send_ahead(calls)
+
+    def expect_models(self, models: Iterable[str]) -> None:
+        """Send the static expansion of each of ``models``."""
+        self._send_ahead(
+            ("query-cpu-model-expansion", _expansion_args("static", m, {})) for m in models
+        )
+
+    def expect_vcpu(self, path: str) -> None:
+        """Send every ``qom-get`` that ``feature_words`` and ``vcpu`` ask of ``path``."""
+        props = ["feature-words", "filtered-features", *decode.VCPU_PROPS]
+        self._send_ahead(("qom-get", {"path": path, "property": p}) for p in props)
+
+    def drop_expected(self) -> None:
+        """Forget queries sent ahead and not read (the conversation ended early)."""
+        for task in self._ahead.values():
+            task.cancel()
+        self._ahead.clear()
 
     def _failed(self, query: str, exc: BaseException) -> None:
         if isinstance(exc, ExecuteError):
@@ -107,11 +176,10 @@ class Session:
         props: Mapping[str, Scalar],
         vocabulary: Optional[Tuple[str, ...]] = None,
     ) -> Optional[Expansion]:
-        args: Dict[str, object] = {"type": kind, "model": {"name": model}}
-        if props:
-            args["model"] = {"name": model, "props": dict(props)}
         try:
-            reply = await self._run("query-cpu-model-expansion", args)
+            reply = await self._run(
+                "query-cpu-model-expansion", _expansion_args(kind, model, props)
+            )
             return decode.decode_expansion(reply, vocabulary)
         except (ExecuteError, decode.ReplyShapeError) as exc:
             self._failed("query-cpu-model-expansion %s %s" % (kind, model), exc)

@@ -35,6 +35,20 @@ def assert_clean(tmpdir: Path) -> None:
     assert list(tmpdir.iterdir()) == [], "the probe left files behind"
 
 
+def qemus_of(parent: int) -> set[int]:
+    """The guests ``parent`` launched: not its ``-version`` run, nor a QEMU other work started."""
+    out = set()
+    for pid in qemu_pids():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"-version" not in cmd:
+            out.add(pid)
+    return out
+
+
 def test_probe_default_machine_resolves_q35(accel: str, isolated_tmp: Path) -> None:
     rc, doc, err = probe("--accel", accel, tmpdir=isolated_tmp)
     assert rc == 0, err
@@ -209,16 +223,15 @@ def test_timeout_kills_hung_qemu(tmp_path: Path, isolated_tmp: Path) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_stops_qemu(sig: signal.Signals, tmp_path: Path, isolated_tmp: Path) -> None:
     fake = fakeqemu.hangs(tmp_path / "bin")
-    before = qemu_pids()
     proc = subprocess.Popen(
         [PYTHON, "-m", "fleetcpu", "probe", "--qemu-binary", fake, "--accel", "tcg"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         env={**os.environ, "TMPDIR": str(isolated_tmp)},
     )
     deadline = time.monotonic() + 20
-    while not (qemu_pids() - before - {proc.pid}) and time.monotonic() < deadline:
+    while not qemus_of(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert qemu_pids() - before, "the fake QEMU never started"
+    assert qemus_of(proc.pid), "the fake QEMU never started"
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -230,22 +243,21 @@ def test_signal_stops_qemu(sig: signal.Signals, tmp_path: Path, isolated_tmp: Pa
 def test_sigkill_of_probe_takes_qemu_down(tmp_path: Path, isolated_tmp: Path) -> None:
     """Nothing can clean up after SIGKILL, so QEMU must die with its parent (PDEATHSIG)."""
     fake = fakeqemu.hangs(tmp_path / "bin")
-    before = qemu_pids()
     proc = subprocess.Popen(
         [PYTHON, "-m", "fleetcpu.probe", "--qemu-binary", fake, "--accel", "tcg"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
         env={**os.environ, "TMPDIR": str(isolated_tmp)},
     )
     deadline = time.monotonic() + 20
-    while not (qemu_pids() - before - {proc.pid}) and time.monotonic() < deadline:
+    while not (started := qemus_of(proc.pid)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert qemu_pids() - before - {proc.pid}, "the fake QEMU never started"
+    assert started, "the fake QEMU never started"
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 5
-    while qemu_pids() - before and time.monotonic() < deadline:
+    while qemu_pids() & started and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not qemu_pids() - before, "QEMU outlived a SIGKILLed probe"
+    assert not qemu_pids() & started, "QEMU outlived a SIGKILLed probe"
 
 
 def test_stdlib_main_matches_cli(isolated_tmp: Path) -> None:

@@ -182,6 +182,25 @@ def _collect(blocks: dict[tuple[str, str], list[str]]) -> tuple[ModelBlock, ...]
     )
 
 
+def _collect_views(blocks: dict[tuple[str, str], list[_View]],
+                   merged: dict[tuple[int, ...], tuple[str, ...]]) -> tuple[ModelBlock, ...]:
+    """``_collect`` of blocks given as views (each view's hosts are sorted already).
+
+    At 10,000 members a hundred models are blocked on the same few sets of
+    views ("absent" on every QEMU of one generation): each set's hosts are
+    merged and sorted once per judgement (``merged``), not once per model.
+    """
+    out = []
+    for (reason, detail), views in sorted(blocks.items()):
+        key = tuple(id(v) for v in views)
+        hosts = merged.get(key)
+        if hosts is None:
+            hosts = merged[key] = (tuple(views[0].hosts) if len(views) == 1 else
+                                   tuple(sorted(h for v in views for h in v.hosts)))
+        out.append(ModelBlock(reason, detail, hosts))
+    return tuple(out)
+
+
 def _unspeakable(names: Iterable[str], vocabularies: Sequence[tuple[frozenset[str], list[str]]]
                  ) -> dict[tuple[str, str], list[str]]:
     """``-feat`` names some member's QEMU does not know, grouped like model blocks."""
@@ -285,6 +304,7 @@ def judge(members: Sequence[Member], result: frozenset[str], memo: JudgeMemo | N
         if number == 0 and base in versions:
             superseded_by[name] = ", ".join(sorted(versions[base], key=split_version)[-3:])
     before = sub.parent if sub is not None else None
+    merged: dict[tuple[int, ...], tuple[str, ...]] = {}
 
     def verdict(name: str, *, loose: bool) -> ModelVerdict:
         superseded = superseded_by.get(name)
@@ -293,7 +313,7 @@ def judge(members: Sequence[Member], result: frozenset[str], memo: JudgeMemo | N
             found = _reused((before.loose if loose else before.strict).get(name), sub, same)
             if found is not None:
                 return found
-        return _judge(name, views, superseded, result, vocabularies, loose=loose)
+        return _judge(name, views, superseded, result, vocabularies, loose=loose, merged=merged)
 
     strict = {name: verdict(name, loose=False) for name in names}
     loose: dict[str, ModelVerdict] = {}
@@ -306,9 +326,11 @@ def judge(members: Sequence[Member], result: frozenset[str], memo: JudgeMemo | N
 
 
 def _judge(name: str, views: Sequence[_View], superseded: str | None, result: frozenset[str],
-           vocabularies: Sequence[tuple[frozenset[str], list[str]]], *, loose: bool) -> ModelVerdict:
-    """One model for the pool; ``loose`` forgives names that resolve per machine type."""
-    blocks: dict[tuple[str, str], list[str]] = {}
+           vocabularies: Sequence[tuple[frozenset[str], list[str]]], *, loose: bool,
+           merged: dict[tuple[int, ...], tuple[str, ...]]) -> ModelVerdict:
+    """One model for the pool; ``loose`` forgives names that resolve per machine type.
+    ``merged`` caches sorted host lists of view sets for one judgement (``_collect_views``)."""
+    blocks: dict[tuple[str, str], list[_View]] = {}
     resolves_on: list[str] = []
     models: list[CpuModel] = []
     key = (name, superseded, loose)
@@ -318,11 +340,11 @@ def _judge(name: str, views: Sequence[_View], superseded: str | None, result: fr
         if resolves:
             resolves_on.extend(v.hosts)
         if why is not None:
-            blocks.setdefault(why, []).extend(v.hosts)
+            blocks.setdefault(why, []).append(v)
         elif model is not None:
             models.append(model)
     if blocks:
-        return ModelVerdict(name, candidate=False, blocks=_collect(blocks))
+        return ModelVerdict(name, candidate=False, blocks=_collect_views(blocks, merged))
     feature_sets = []
     for v, model in zip(views, models, strict=True):
         fkey = name if model.alias_of is None and v.by_name[name] is model else "=" + name

@@ -208,13 +208,27 @@ def _microcode_notices(result: set[str], members: Sequence[Member]) -> list[Noti
 
 def _lacking(groups: dict[frozenset[str], list[str]], union: frozenset[str],
              common: frozenset[str]) -> dict[str, list[str]]:
-    """Feature -> hosts lacking it, for every feature some but not all members offer."""
-    lacking: dict[str, list[str]] = {}
-    for offered, hosts in groups.items():
+    """Feature -> hosts lacking it, for every feature some but not all members offer.
+
+    Each group's hosts are sorted (members are); features lacking on the same
+    groups (a CPU generation's whole AVX-512 family) share one merged list.
+    """
+    lists = list(groups.values())
+    by_feature: dict[str, list[int]] = {}
+    for i, offered in enumerate(groups):
         for name in union - offered:
-            lacking.setdefault(name, []).extend(hosts)
-    assert set(lacking) == set(union - common)
-    return {name: sorted(hosts) for name, hosts in lacking.items()}
+            by_feature.setdefault(name, []).append(i)
+    assert set(by_feature) == set(union - common)
+    merged: dict[tuple[int, ...], list[str]] = {}
+    out = {}
+    for name, where in by_feature.items():
+        key = tuple(where)
+        hosts = merged.get(key)
+        if hosts is None:
+            hosts = merged[key] = (lists[where[0]] if len(where) == 1 else
+                                   sorted(h for i in where for h in lists[i]))
+        out[name] = hosts
+    return out
 
 
 def compute_baseline(
@@ -266,11 +280,14 @@ def compute_baseline(
             f"{_kind(name)} not offered by {len(hosts)} of {total} members: {host_list(hosts)}",
         ))
         if name in SECURITY:
-            with_code = [f"{h} (microcode {microcode[h]})" for h in hosts]
+            # host_list of every host with its microcode, building only the named ones.
+            with_code = ", ".join(f"{h} (microcode {microcode[h]})" for h in hosts[:NAMED_HOSTS])
+            if len(hosts) > NAMED_HOSTS:
+                with_code += f" and {len(hosts) - NAMED_HOSTS} more"
             own.append(Notice(
                 "security-feature-mixed",
                 f"{name} is offered by {total - len(hosts)} of {total} members, so the guest does "
-                f"not get it; lacking on {host_list(with_code)} (a microcode or kernel update "
+                f"not get it; lacking on {with_code} (a microcode or kernel update "
                 "there may add it)",
                 feature=name, hosts=tuple(hosts),
             ))

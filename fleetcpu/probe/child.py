@@ -21,6 +21,7 @@ import ctypes
 import os
 import re
 import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -158,6 +159,28 @@ class VersionRun:
         assert self.proc.stderr is not None
         self.stdout = Output(self.proc.stdout)
         self.stderr = Output(self.proc.stderr)
+
+    def wait(self, timeout: float) -> bool:
+        """Block until it finished or ``timeout`` passed; True if it finished.
+
+        Waits on its pipes, not with ``Popen.wait(timeout)``, whose polling
+        backs off to 50 ms sleeps: the end of ``-version`` is on the probe's
+        critical path.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            still_open = [o.fd for o in (self.stdout, self.stderr) if not o.drain()]
+            left = deadline - time.monotonic()
+            if not still_open or left <= 0:
+                break
+            select.select(still_open, [], [], left)
+        if still_open:
+            return False
+        try:  # both pipes closed: QEMU is exiting, if not already gone
+            self.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return False
+        return self.finished()
 
     def finished(self) -> bool:
         """Exited with both pipes at EOF; never blocks."""

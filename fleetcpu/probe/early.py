@@ -24,7 +24,6 @@ Python 3.9, stdlib only: this module ships to hosts.
 from __future__ import annotations
 
 import signal
-import subprocess
 import tempfile
 import time
 from types import FrameType
@@ -86,11 +85,7 @@ def begin(opts: ProbeOptions) -> Early:
     from .facts import read_facts  # imports the records, while -version runs
 
     early.facts = read_facts(opts.host_root)
-    try:
-        early.version.proc.wait(VERSION_WAIT)
-    except subprocess.TimeoutExpired:
-        return early
-    if not early.version.finished() or early.signals:
+    if not early.version.wait(VERSION_WAIT) or early.signals:
         return early
     try:
         early.version.version()

@@ -50,13 +50,15 @@ __all__ = [
     "run_collect",
 ]
 
-#: Why 32: the orchestrator is one event loop, and it spends ~20 ms of CPU per
-#: host (SSH crypto ~6 ms, validating the ~100 KB document ~9 ms, the store;
-#: benchmarks/collect_bench.py), so it saturates one core at ~50 hosts/s. A real
-#: probe keeps a host busy 0.5-1 s, so ~32 hosts in flight is what it takes to
-#: reach that rate; more only queues work in memory (one document per host in
-#: flight) and makes a shared bastion's sshd (MaxStartups 10:30:100) drop more
-#: connections. Far below the default 1024-descriptor limit either way.
+#: Why 32: the orchestrator is one event loop, and it spends ~5.5 ms of CPU per
+#: host, of which ~4.3 ms is the bare SSH session (key exchange, login, close)
+#: and the rest the ~80 KB upload, the ~80 KB document and the store
+#: (benchmarks/collect_bench.py), so it saturates one core at ~170 hosts/s. A real
+#: probe keeps a host busy 0.5-1 s, so ~32 hosts in flight reach 30-60 hosts/s
+#: and ~128 would reach the core's limit; more only queues work in memory (one
+#: document per host in flight) and makes a shared bastion's sshd (MaxStartups
+#: 10:30:100) drop more connections. Far below the default 1024-descriptor limit
+#: either way.
 DEFAULT_CONCURRENCY = 32
 #: Per-host command timeout: a KVM probe of a few machine types takes ~1 s; a
 #: loaded host with a slow disk may take tens of seconds to start QEMU.

@@ -118,11 +118,12 @@ def blockers_table(x: Blockers, limit: int = 20) -> str:
     out += ["", f"Models some hosts block ({len(some)}; {len(x.models) - len(some)} more are "
             "blocked on every member or by naming rules, see --format json):"]
     by_blocks: dict[tuple[tuple[str, str, tuple[str, ...]], ...], list[str]] = {}
+    size: dict[tuple[tuple[str, str, tuple[str, ...]], ...], int] = {}
     for m in some:
         key = tuple((blk.reason, blk.detail, blk.hosts) for blk in m.blocks)
         by_blocks.setdefault(key, []).append(m.model)
-    ranked = sorted(by_blocks.items(),
-                    key=lambda kv: (len({h for b in kv[0] for h in b[2]}), kv[0]))
+        size[key] = len(m.hosts)  # the blocks' hosts, counted once (no set per key)
+    ranked = sorted(by_blocks.items(), key=lambda kv: (size[kv[0]], kv[0]))
     for key, models in ranked[:limit]:
         reasons = "; ".join(f"{reason} on {host_list(list(hosts), 4)} ({detail})"
                             for reason, detail, hosts in key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -89,14 +90,21 @@ def _row_groups_with(path: Path, pf: pq.ParquetFile, hosts: Collection[str]) -> 
         mask = pc.is_in(column.cast(pa.string()), value_set=pa.array(sorted(hosts), pa.string()))
     except (pa.ArrowException, OSError) as exc:
         raise StoreCorruptError(f"{path}: unreadable Parquet data ({exc})") from exc
-    groups = []
-    start = 0
+    # Matches up to each row group's end, in two vectorised calls, not one call per group.
+    groups: list[int] = []
+    ends: list[int] = []
+    total = 0
     for i in range(pf.num_row_groups):
         rows = pf.metadata.row_group(i).num_rows
-        if rows and pc.any(mask.slice(start, rows)).as_py():
+        if rows:
+            total += rows
             groups.append(i)
-        start += rows
-    return groups
+            ends.append(total - 1)
+    if not groups:
+        return []
+    seen = pc.cumulative_sum(mask.cast(pa.int64()).fill_null(0))
+    upto = cast("list[int]", seen.take(pa.array(ends, pa.int64())).to_pylist())
+    return [g for k, g in enumerate(groups) if upto[k] > (upto[k - 1] if k else 0)]
 
 
 def row_group_of_hosts(path: Path, spec: TableSpec) -> dict[str, int]:

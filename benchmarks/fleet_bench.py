@@ -193,6 +193,7 @@ def fleet(size: int, cpus: dict[str, list[str]], when: datetime) -> Fleet:
 @dataclasses.dataclass
 class Append:
     seconds: float
+    cpu: float
     bytes: int
     detail_hosts: int
 
@@ -202,7 +203,7 @@ def run_bytes(root: Path, run_id: str) -> int:
 
 
 def append_run(store: Store, f: Fleet, when: datetime, failed: set[int]) -> Append:
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     with store.run_writer("collect", "fleet.txt", started_at=when) as w:
         for i in range(len(f.pool)):
             host = f"kvm{i:06d}"
@@ -212,8 +213,8 @@ def append_run(store: Store, f: Fleet, when: datetime, failed: set[int]) -> Appe
                 connection=ConnectionSpec("ssh", f"{host}.example.com", 22, "root"),
                 stage="connect" if doc is None else None,
                 error="connection refused" if doc is None else None))
-    seconds = time.perf_counter() - t
-    return Append(seconds, run_bytes(store.root, w.run_id), w.hosts_detail)
+    seconds, cpu = time.perf_counter() - t, time.process_time() - c
+    return Append(seconds, cpu, run_bytes(store.root, w.run_id), w.hosts_detail)
 
 
 def build(root: Path, size: int, runs: int, cpus: dict[str, list[str]], now: datetime
@@ -332,8 +333,9 @@ def report(rows: list[dict[str, Any]]) -> None:
         print(f"== {n:,} hosts ({r['members']:,} intel members used, {r['missing']} missing, "
               f"{r['distinct']} distinct offered sets)")
         for k, a in enumerate(r["appends"]):
-            print(f"  append {'first' if k == 0 else 'later'} run:    {a.seconds:7.2f} s  "
-                  f"{a.bytes / n:8.0f} B/host ({a.detail_hosts:,} hosts wrote CPU data)")
+            print(f"  append {'first' if k == 0 else 'later'} run:    {a.seconds:7.2f} s wall "
+                  f"{a.cpu:7.2f} s cpu {a.bytes / n:8.0f} B/host ({a.detail_hosts:,} hosts wrote "
+                  "CPU data)")
         if not r["appends"]:
             print("  append: store reused (--reuse), not timed")
         print(f"  index:               {r['index bytes'] / n:8.0f} B/host")

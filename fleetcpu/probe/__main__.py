@@ -17,20 +17,25 @@ would cost more CPU than anything the probe does after QEMU quits.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import sys
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from .plan import ACCELS, DEFAULT_TIMEOUT, ProbeOptions
 
 if TYPE_CHECKING:
+    import argparse
+
     from .early import Early
     from .records import ProbeDocument
 
+_VALUED_FLAGS = ("--qemu-binary", "--accel", "--timeout", "--host-root", "--indent")
+
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     p = argparse.ArgumentParser(
         prog="python3 -m fleetcpu.probe",
         description="Probe this host's QEMU/KVM CPU capabilities; print one JSON document.",
@@ -66,6 +71,46 @@ async def _main(opts: ProbeOptions, early: Optional[Early] = None) -> ProbeDocum
     return await run_probe(opts, early)
 
 
+def parse_plain(argv: List[str]) -> Optional[Tuple[ProbeOptions, Optional[int]]]:
+    """``--flag value`` pairs, as collect and scripts pass them, without argparse.
+
+    Importing argparse and building the parser would hold back ``QEMU
+    -version`` by some 4 ms. Anything else (help, a bad value, ``--flag=value``,
+    abbreviations, a value starting with ``-``) returns None and goes to
+    argparse, which accepts or rejects it as it always did.
+    """
+    if len(argv) % 2:
+        return None
+    machine_types: List[str] = []
+    single: Dict[str, str] = {}
+    for i in range(0, len(argv), 2):
+        flag, value = argv[i], argv[i + 1]
+        if value.startswith("-"):
+            return None
+        if flag == "--machine-type":
+            machine_types.append(value)
+        elif flag in _VALUED_FLAGS:
+            single[flag] = value
+        else:
+            return None
+    accel = single.get("--accel", "auto")
+    if accel not in ACCELS:
+        return None
+    try:
+        timeout = float(single.get("--timeout", DEFAULT_TIMEOUT))
+        indent = int(single["--indent"]) if "--indent" in single else None
+    except ValueError:
+        return None
+    opts = ProbeOptions(
+        machine_types=tuple(machine_types),
+        qemu_binary=single.get("--qemu-binary"),
+        accel=accel,
+        timeout=timeout,
+        host_root=single.get("--host-root", "/"),
+    )
+    return opts, indent
+
+
 def options_from_args(args: argparse.Namespace) -> ProbeOptions:
     return ProbeOptions(
         machine_types=tuple(args.machine_type),
@@ -93,11 +138,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .verify import main as verify_main
 
         return verify_main(argv[1:])
-    args = build_parser().parse_args(argv)
-    if args.timeout <= 0:
+    plain = parse_plain(argv)
+    if plain is not None:
+        opts, indent = plain
+    else:
+        args = build_parser().parse_args(argv)
+        opts, indent = options_from_args(args), args.indent
+    if opts.timeout <= 0:
         sys.stderr.write("error: --timeout must be positive\n")
         return 2
-    opts = options_from_args(args)
     gc.disable()
     try:
         from .early import begin
@@ -105,7 +154,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         early = begin(opts)  # QEMU is starting: now import the rest while it boots
         import asyncio
 
-        return emit(asyncio.run(_main(opts, early)), args.indent)
+        return emit(asyncio.run(_main(opts, early)), indent)
     finally:
         gc.enable()
 

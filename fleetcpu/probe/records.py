@@ -134,6 +134,12 @@ class Attempt:
 
 @dataclass(frozen=True)
 class MachineInfo:
+    """One ``query-machines`` entry: a versioned type and the alias (``q35``) naming it now.
+
+    (Every record has a docstring: without one, ``dataclass`` computes an
+    ``inspect.signature`` for it at import, on the probe's start-up path.)
+    """
+
     name: str
     alias: Optional[str] = None
     is_default: bool = False
@@ -142,6 +148,8 @@ class MachineInfo:
 
 @dataclass(frozen=True)
 class QemuInfo:
+    """The QEMU that answered: binary, build, whether KVM worked, its machine types."""
+
     binary: str
     version: str
     package: str
@@ -164,6 +172,8 @@ class CpuFacts:
 
 @dataclass(frozen=True)
 class HostFacts:
+    """What the host's own files say about it: explains a CPU, never decides what a guest gets."""
+
     hostname: Optional[str] = None
     kernel_release: Optional[str] = None
     cpu: CpuFacts = field(default_factory=CpuFacts)

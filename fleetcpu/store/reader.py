@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -85,9 +85,16 @@ def hosts_by_row_group(path: Path, spec: TableSpec) -> list[set[str]]:
 def _row_groups_with(path: Path, pf: pq.ParquetFile, hosts: Collection[str]) -> list[int]:
     """The row groups holding any of ``hosts``: one read of the (dictionary) host column,
     not one read per row group; a 100,000-host run file has hundreds of them."""
+    value_set = pa.array(sorted(hosts), pa.string())
     try:
         column = pf.read(columns=["host"])["host"]
-        mask = pc.is_in(column.cast(pa.string()), value_set=pa.array(sorted(hosts), pa.string()))
+        # Matched on each chunk's small dictionary, then spread by its indices: a first
+        # run of 100,000 hosts has ~10 million model rows, never decoded to strings here.
+        mask: Any = pa.chunked_array([
+            pc.is_in(chunk.dictionary, value_set=value_set).take(chunk.indices)
+            if isinstance(chunk, pa.DictionaryArray) else pc.is_in(chunk, value_set=value_set)
+            for chunk in column.chunks
+        ], pa.bool_())
     except (pa.ArrowException, OSError) as exc:
         raise StoreCorruptError(f"{path}: unreadable Parquet data ({exc})") from exc
     # Matches up to each row group's end, in two vectorised calls, not one call per group.

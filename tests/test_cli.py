@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -12,7 +13,10 @@ GOLDEN = REPO / "tests" / "golden" / "probe-kvm-q35.json"
 
 def _imported_after(*argv: str) -> set[str]:
     code = (
-        "import sys, runpy\n"
+        "import os, sys, runpy\n"
+        "def no_teardown_skip(status):\n"  # entry() ends with os._exit: return here instead
+        "    raise SystemExit(status)\n"
+        "os._exit = no_teardown_skip\n"
         f"sys.argv = ['fleetcpu', *{list(argv)!r}]\n"
         "try:\n"
         "    runpy.run_module('fleetcpu', run_name='__main__')\n"
@@ -49,6 +53,16 @@ def test_broken_pipe_is_quiet(tmp_path: Path) -> None:
     proc.stderr.close()
     assert proc.wait(timeout=60) == 0
     assert "Traceback" not in err and "error" not in err
+
+
+def test_exit_skips_teardown_but_keeps_output_and_status(tmp_path: Path) -> None:
+    """entry() ends with os._exit: stdout must be flushed and the status kept, piped or not."""
+    store = tmp_path / "store"
+    assert run_cli("import", "--store", str(store), "--host", "h", str(GOLDEN)).returncode == 0
+    res = run_cli("hosts", "--store", str(store), "--format", "json")
+    assert res.returncode == 0 and json.loads(res.stdout)[0]["host"] == "h"
+    res = run_cli("baseline", "--store", str(store), "--pool", "nope")
+    assert res.returncode == 20 and res.stderr.startswith("error: unknown pool")
 
 
 def test_unknown_command_is_usage_error() -> None:

@@ -91,6 +91,10 @@ class JudgeMemo:
         self._data: dict[int, _ModelsData] = {}
         #: The latest judgement made with this memo (a parent for ``Subpool``).
         self.last: Judged | None = None
+        #: Distinct views (their ids, in order) -> (names judged, name -> superseded-by text).
+        #: A what-if removes one group, which rarely removes a whole ``models`` tuple: the
+        #: pool's model names and versions are then the parent's, not recounted per what-if.
+        self.naming: dict[tuple[int, ...], tuple[list[str], dict[str, str]]] = {}
 
     def data(self, models: tuple[CpuModel, ...]) -> _ModelsData:
         found = self._data.get(id(models))
@@ -225,6 +229,27 @@ class Judged:
     strict: dict[str, ModelVerdict]
     loose: dict[str, ModelVerdict]
     superseded_by: dict[str, str]
+    #: id of a verdict held above -> every host its blocks name, or None when a block follows
+    #: the result (filled by ``blocked_hosts``; the verdicts held keep the ids valid).
+    _hosts: dict[int, frozenset[str] | None] = field(default_factory=dict, compare=False,
+                                                       repr=False)
+    #: False for a ``candidates_only`` judgement: its dicts hold only the verdicts it built.
+    complete: bool = True
+
+    def blocked_hosts(self, v: ModelVerdict) -> frozenset[str] | None:
+        """The hosts ``v`` (one of these verdicts) is blocked on; None if it is not reusable.
+
+        Computed once per verdict, not once per what-if: most what-ifs remove a
+        group that one verdict's blocks do not name, and that verdict is then
+        reused as it is.
+        """
+        key = id(v)
+        if key in self._hosts:
+            return self._hosts[key]
+        found = (None if any(b.reason in _RESULT_REASONS for b in v.blocks)
+                 else frozenset(h for b in v.blocks for h in b.hosts))
+        self._hosts[key] = found
+        return found
 
 
 @dataclass(frozen=True)
@@ -268,10 +293,38 @@ def _reused(previous: ModelVerdict | None, sub: Subpool | None, same_text: bool
     """``previous`` minus the removed hosts, when that is surely the verdict; else None."""
     if previous is None or sub is None or previous.candidate or not same_text:
         return None
-    if any(b.reason in _RESULT_REASONS for b in previous.blocks):
+    hosts = sub.parent.blocked_hosts(previous)
+    if hosts is None:
         return None
+    if sub.removed.isdisjoint(hosts):
+        return previous  # equal to what _without would rebuild
     blocks = _without(previous.blocks, sub.removed)
     return ModelVerdict(previous.model, candidate=False, blocks=blocks) if blocks else None
+
+
+def _naming(views: Sequence[_View], memo: JudgeMemo) -> tuple[list[str], dict[str, str]]:
+    """The model names a pool of these views judges, and each superseded name's versions.
+
+    Both depend on the set of ``models`` tuples alone (names are a sorted set,
+    versions a set per base name), so they are memoized on it: the result is
+    equal whatever the order or host counts of the views.
+    """
+    key = tuple(sorted(id(v.data) for v in views))
+    found = memo.naming.get(key)
+    if found is not None:
+        return found
+    names = sorted({n for v in views for n in v.by_name} - NOT_POOL_MODELS)
+    versions: dict[str, set[str]] = {}
+    for v in views:
+        for base, n in v.data.versioned:
+            versions.setdefault(base, set()).add(n)
+    superseded_by: dict[str, str] = {}
+    for name in names:
+        base, number = split_version(name)
+        if number == 0 and base in versions:
+            superseded_by[name] = ", ".join(sorted(versions[base], key=split_version)[-3:])
+    found = memo.naming[key] = (names, superseded_by)
+    return found
 
 
 def judge_models(members: Sequence[Member], result: frozenset[str],
@@ -284,45 +337,79 @@ def judge_models(members: Sequence[Member], result: frozenset[str],
 
 
 def judge(members: Sequence[Member], result: frozenset[str], memo: JudgeMemo | None = None,
-          sub: Subpool | None = None) -> Judged:
-    """``judge_models`` with what a smaller pool can reuse; ``sub`` says this pool is one."""
+          sub: Subpool | None = None, *, candidates_only: bool = False) -> Judged:
+    """``judge_models`` with what a smaller pool can reuse; ``sub`` says this pool is one.
+
+    ``candidates_only`` (with ``sub``) returns the candidates alone: a model
+    the parent's verdict still blocks is known to be no candidate without
+    building its verdict. The what-ifs of ``blockers`` only ask which models
+    are candidates and which one is chosen, and building ~280 verdicts per
+    what-if was most of their cost. Such a judgement cannot be a parent.
+    """
+    assert sub is not None or not candidates_only, "candidates_only needs a Subpool"
     memo = memo or JudgeMemo()
     views = _views(members, memo)
     vocab_hosts: dict[frozenset[str], list[str]] = {}
     for m in members:
         vocab_hosts.setdefault(m.vocabulary, []).append(m.host)
     vocabularies = list(vocab_hosts.items())
-    names = sorted({n for v in views for n in v.by_name} - NOT_POOL_MODELS)
-    versions: dict[str, set[str]] = {}
-    for v in views:
-        for base, n in v.data.versioned:
-            versions.setdefault(base, set()).add(n)
-
-    superseded_by: dict[str, str] = {}
-    for name in names:
-        base, number = split_version(name)
-        if number == 0 and base in versions:
-            superseded_by[name] = ", ".join(sorted(versions[base], key=split_version)[-3:])
+    names, superseded_by = _naming(views, memo)
     before = sub.parent if sub is not None else None
+    assert before is None or before.complete, "a candidates_only judgement is no parent"
     merged: dict[tuple[int, ...], tuple[str, ...]] = {}
 
-    def verdict(name: str, *, loose: bool) -> ModelVerdict:
+    def verdict(name: str, *, loose: bool) -> ModelVerdict | frozenset[str]:
+        """The verdict, or (candidates_only) the reasons of a model that stays blocked."""
         superseded = superseded_by.get(name)
-        if before is not None:
+        if sub is not None and before is not None:
             same = before.superseded_by.get(name) == superseded
-            found = _reused((before.loose if loose else before.strict).get(name), sub, same)
-            if found is not None:
-                return found
+            previous = (before.loose if loose else before.strict).get(name)
+            if candidates_only:
+                still = _still_blocked(previous, sub, same)
+                if still:
+                    return still
+            else:
+                found = _reused(previous, sub, same)
+                if found is not None:
+                    return found
         return _judge(name, views, superseded, result, vocabularies, loose=loose, merged=merged)
 
     strict = {name: verdict(name, loose=False) for name in names}
-    loose: dict[str, ModelVerdict] = {}
-    if not any(v.candidate for v in strict.values()):
+    loose: dict[str, ModelVerdict | frozenset[str]] = {}
+    if not any(isinstance(v, ModelVerdict) and v.candidate for v in strict.values()):
         loose = {name: verdict(name, loose=True) for name, v in strict.items()
-                 if v.blocks and {b.reason for b in v.blocks} <= RESOLVING}
-    verdicts = [loose.get(name, v) for name, v in strict.items()]
-    memo.last = Judged(tuple(sorted(verdicts, key=_rank)), strict, loose, superseded_by)
+                 if (why := _reasons(v)) and why <= RESOLVING}
+    verdicts = [v for name, s in strict.items()
+                if isinstance(v := loose.get(name, s), ModelVerdict)
+                and (v.candidate or not candidates_only)]
+    memo.last = Judged(tuple(sorted(verdicts, key=_rank)), _built(strict), _built(loose),
+                       superseded_by, complete=not candidates_only)
     return memo.last
+
+
+def _reasons(found: ModelVerdict | frozenset[str]) -> frozenset[str]:
+    """The block reasons of a verdict, or the reasons ``_still_blocked`` found."""
+    if isinstance(found, frozenset):
+        return found
+    return frozenset(b.reason for b in found.blocks)
+
+
+def _built(found: dict[str, ModelVerdict | frozenset[str]]) -> dict[str, ModelVerdict]:
+    return {name: v for name, v in found.items() if isinstance(v, ModelVerdict)}
+
+
+def _still_blocked(previous: ModelVerdict | None, sub: Subpool, same_text: bool
+                   ) -> frozenset[str]:
+    """The reasons ``_reused`` would keep blocking ``previous`` with; empty when it must be
+    judged afresh. Builds no verdict: for ``candidates_only``, whose callers never see it."""
+    if previous is None or previous.candidate or not same_text:
+        return frozenset()
+    if sub.parent.blocked_hosts(previous) is None:
+        return frozenset()
+    removed = sub.removed
+    # A block vanishes only when the removal takes every host it names (few: test length first).
+    return frozenset(b.reason for b in previous.blocks
+                     if not (len(b.hosts) <= len(removed) and removed.issuperset(b.hosts)))
 
 
 def _judge(name: str, views: Sequence[_View], superseded: str | None, result: frozenset[str],

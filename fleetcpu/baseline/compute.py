@@ -253,7 +253,9 @@ def compute_baseline(
     members are a judged pool without some hosts, see ``Subpool``), which
     lets the judging reuse that pool's verdicts. ``reasons=False`` leaves out
     what only explains the result (the hosts lacking each feature, the
-    notices): for callers that compare results only, as the what-ifs do.
+    notices; with ``sub``, also the verdicts of models that are no
+    candidates, so ``models`` holds the candidates alone): for callers that
+    compare results only, as the what-ifs do.
     Raises ``MixedVendorsError`` (23) and ``NoUsableDataError`` (21, no member).
     """
     policy = policy or Policy()
@@ -294,7 +296,8 @@ def compute_baseline(
 
     scalars, scalar_notices = pool_scalars(ordered)
     own.extend(scalar_notices)
-    verdicts = judge(ordered, result, memo, sub).verdicts
+    verdicts = judge(ordered, result, memo, sub,
+                     candidates_only=sub is not None and not reasons).verdicts
     chosen = best(verdicts)
     custom = cpuarg.custom(vendor, scalars, result)
     enable: tuple[str, ...]

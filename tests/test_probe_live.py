@@ -282,7 +282,10 @@ def test_cli_usage_error_exit_2() -> None:
 def test_probe_never_imports_heavy_modules() -> None:
     """``fleetcpu probe`` runs on hosts and in loops: pandas/pyarrow/asyncssh must stay out."""
     code = (
-        "import sys, runpy\n"
+        "import os, sys, runpy\n"
+        "def no_teardown_skip(status):\n"  # entry() ends with os._exit: return here instead
+        "    raise SystemExit(status)\n"
+        "os._exit = no_teardown_skip\n"
         "sys.argv = ['fleetcpu', 'probe', '--qemu-binary', '/nonexistent']\n"
         "try:\n"
         "    runpy.run_module('fleetcpu', run_name='__main__')\n"

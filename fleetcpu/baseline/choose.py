@@ -64,13 +64,15 @@ def split_version(name: str) -> tuple[str, int]:
 class _ModelsData:
     """What judging reads from one distinct ``models`` tuple, whatever pool it is in."""
 
-    __slots__ = ("blocks", "by_name", "features", "models", "versioned")
+    __slots__ = ("blocks", "by_name", "features", "models", "names", "versioned")
 
     def __init__(self, models: tuple[CpuModel, ...]) -> None:
         self.models = models  # held: its id is the memo's key
         self.by_name = {c.name: c for c in models}
-        self.versioned = [(base, n) for n in self.by_name
-                          for base, number in (split_version(n),) if number]
+        self.names = frozenset(self.by_name)
+        #: (base, versioned name) pairs: a set, so that a pool's are one C-level union.
+        self.versioned = frozenset((base, n) for n in self.by_name
+                                   for base, number in (split_version(n),) if number)
         #: name or "=name" (resolved through an alias) -> the model's feature set.
         self.features: dict[str, frozenset[str]] = {}
         #: (name, superseded, loose) -> (why blocked or None, the model judged, resolves)
@@ -233,8 +235,23 @@ class Judged:
     #: the result (filled by ``blocked_hosts``; the verdicts held keep the ids valid).
     _hosts: dict[int, frozenset[str] | None] = field(default_factory=dict, compare=False,
                                                        repr=False)
+    #: id of a verdict held above -> (its block reasons, its smallest block's host count), or
+    #: None when a block follows the result (filled by ``block_summary``).
+    _summary: dict[int, tuple[frozenset[str], int] | None] = field(
+        default_factory=dict, compare=False, repr=False)
     #: False for a ``candidates_only`` judgement: its dicts hold only the verdicts it built.
     complete: bool = True
+
+    def block_summary(self, v: ModelVerdict) -> tuple[frozenset[str], int] | None:
+        """``v``'s reasons and smallest block size, once per verdict rather than per what-if:
+        a removal of fewer hosts than every block names leaves every reason in place."""
+        key = id(v)
+        if key in self._summary:
+            return self._summary[key]
+        found = (None if any(b.reason in _RESULT_REASONS for b in v.blocks)
+                 else (frozenset(b.reason for b in v.blocks), min(len(b.hosts) for b in v.blocks)))
+        self._summary[key] = found
+        return found
 
     def blocked_hosts(self, v: ModelVerdict) -> frozenset[str] | None:
         """The hosts ``v`` (one of these verdicts) is blocked on; None if it is not reusable.
@@ -313,11 +330,10 @@ def _naming(views: Sequence[_View], memo: JudgeMemo) -> tuple[list[str], dict[st
     found = memo.naming.get(key)
     if found is not None:
         return found
-    names = sorted({n for v in views for n in v.by_name} - NOT_POOL_MODELS)
+    names = sorted(frozenset().union(*(v.data.names for v in views)) - NOT_POOL_MODELS)
     versions: dict[str, set[str]] = {}
-    for v in views:
-        for base, n in v.data.versioned:
-            versions.setdefault(base, set()).add(n)
+    for base, n in frozenset().union(*(v.data.versioned for v in views)):
+        versions.setdefault(base, set()).add(n)
     superseded_by: dict[str, str] = {}
     for name in names:
         base, number = split_version(name)
@@ -404,9 +420,13 @@ def _still_blocked(previous: ModelVerdict | None, sub: Subpool, same_text: bool
     judged afresh. Builds no verdict: for ``candidates_only``, whose callers never see it."""
     if previous is None or previous.candidate or not same_text:
         return frozenset()
-    if sub.parent.blocked_hosts(previous) is None:
+    summary = sub.parent.block_summary(previous)
+    if summary is None:
         return frozenset()
     removed = sub.removed
+    reasons, smallest = summary
+    if smallest > len(removed):
+        return reasons
     # A block vanishes only when the removal takes every host it names (few: test length first).
     return frozenset(b.reason for b in previous.blocks
                      if not (len(b.hosts) <= len(removed) and removed.issuperset(b.hosts)))

@@ -91,12 +91,29 @@ class JudgeMemo:
 
     def __init__(self) -> None:
         self._data: dict[int, _ModelsData] = {}
+        self._vocab: dict[frozenset[str], frozenset[str]] = {}
+        self._vocab_by_id: dict[int, frozenset[str]] = {}
+        self._vocab_keep: list[frozenset[str]] = []
         #: The latest judgement made with this memo (a parent for ``Subpool``).
         self.last: Judged | None = None
         #: Distinct views (their ids, in order) -> (names judged, name -> superseded-by text).
         #: A what-if removes one group, which rarely removes a whole ``models`` tuple: the
         #: pool's model names and versions are then the parent's, not recounted per what-if.
         self.naming: dict[tuple[int, ...], tuple[list[str], dict[str, str]]] = {}
+
+    def vocabulary(self, names: frozenset[str]) -> frozenset[str]:
+        """The one object standing for a vocabulary equal to ``names``.
+
+        Members of different CPUs on one QEMU hold equal vocabularies in
+        distinct objects: as dict keys, each lookup then compares hundreds of
+        names (a tenth of a second over ``blockers``' what-ifs). Keyed by the
+        shared object, a lookup is an identity check.
+        """
+        found = self._vocab_by_id.get(id(names))
+        if found is None:
+            found = self._vocab_by_id[id(names)] = self._vocab.setdefault(names, names)
+            self._vocab_keep.append(names)  # ids stay valid while we hold the objects
+        return found
 
     def data(self, models: tuple[CpuModel, ...]) -> _ModelsData:
         found = self._data.get(id(models))
@@ -367,7 +384,7 @@ def judge(members: Sequence[Member], result: frozenset[str], memo: JudgeMemo | N
     views = _views(members, memo)
     vocab_hosts: dict[frozenset[str], list[str]] = {}
     for m in members:
-        vocab_hosts.setdefault(m.vocabulary, []).append(m.host)
+        vocab_hosts.setdefault(memo.vocabulary(m.vocabulary), []).append(m.host)
     vocabularies = list(vocab_hosts.items())
     names, superseded_by = _naming(views, memo)
     before = sub.parent if sub is not None else None

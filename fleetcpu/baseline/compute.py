@@ -266,7 +266,6 @@ def compute_baseline(
 
     groups = _offered_groups(ordered)
     common = frozenset.intersection(*groups)
-    union = frozenset.union(*groups)
     rules = _Policy(common, accel)
     rules.apply(policy, ordered)
     result = frozenset(rules.result)
@@ -275,7 +274,8 @@ def compute_baseline(
     own: list[Notice] = [*vendor_notices, *rules.notices, *_microcode_notices(rules.result, ordered)]
     microcode = {m.host: m.microcode or "unknown" for m in ordered}
     total = len(ordered)
-    lacking = _lacking(groups, union, common) if reasons else {}
+    # The union only serves the reasons: the what-ifs (reasons=False) skip it.
+    lacking = _lacking(groups, frozenset.union(*groups), common) if reasons else {}
     for name, hosts in sorted(lacking.items()):
         blocked.append(FeatureBlock(
             name, "not-offered", tuple(hosts),

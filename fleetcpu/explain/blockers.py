@@ -68,6 +68,10 @@ def blocked_models(b: Baseline) -> tuple[ModelBlocked, ...]:
     """
     everyone = tuple(sorted(h.host for h in b.hosts))
     out = []
+    # The core shares one host tuple among the blocks of equal host sets, so many models
+    # are blocked on the same tuples ("absent" on one QEMU, "unusable" on another): each
+    # combination is merged once.
+    seen: dict[tuple[int, ...], tuple[str, ...]] = {}
     for v in b.models:
         if v.candidate:
             continue
@@ -76,10 +80,14 @@ def blocked_models(b: Baseline) -> tuple[ModelBlocked, ...]:
         elif len(v.blocks) == 1:
             hosts = v.blocks[0].hosts
         else:
-            # Each block's hosts are sorted: merging the runs is far cheaper than sorting a
-            # set of 100,000 names; a model's blocks are disjoint, dedupe anyway.
-            merged = sorted(chain.from_iterable(blk.hosts for blk in v.blocks))
-            hosts = tuple(dict.fromkeys(merged))
+            key = tuple(sorted(id(blk.hosts) for blk in v.blocks))
+            found = seen.get(key)
+            if found is None:
+                # Each block's hosts are sorted: merging the runs is far cheaper than sorting
+                # a set of 100,000 names; a model's blocks are disjoint, dedupe anyway.
+                merged = sorted(chain.from_iterable(blk.hosts for blk in v.blocks))
+                found = seen[key] = tuple(dict.fromkeys(merged))
+            hosts = found
         out.append(ModelBlocked(v.model, v.blocks, hosts, 0 < len(hosts) < len(everyone)))
     return tuple(sorted(out, key=lambda m: (not m.by_some_hosts, len(m.hosts), m.model)))
 

@@ -41,6 +41,7 @@ types costs five judgements per model.
 
 from __future__ import annotations
 
+import functools
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
@@ -55,6 +56,7 @@ FALLBACK_MODEL = "base"
 _VERSIONED = re.compile(r"^(?P<base>.+)-v(?P<n>\d+)$")
 
 
+@functools.cache  # pure, and asked for the same few hundred names by every what-if
 def split_version(name: str) -> tuple[str, int]:
     """``EPYC-Rome-v2`` -> ("EPYC-Rome", 2); an unversioned name is version 0."""
     m = _VERSIONED.match(name)
@@ -252,21 +254,27 @@ class Judged:
     #: the result (filled by ``blocked_hosts``; the verdicts held keep the ids valid).
     _hosts: dict[int, frozenset[str] | None] = field(default_factory=dict, compare=False,
                                                        repr=False)
-    #: id of a verdict held above -> (its block reasons, its smallest block's host count), or
+    #: id of a verdict held above -> (its block reasons, its smallest block's host count,
+    #: host -> the reasons left without that host for each host some block names alone), or
     #: None when a block follows the result (filled by ``block_summary``).
-    _summary: dict[int, tuple[frozenset[str], int] | None] = field(
+    _summary: dict[int, tuple[frozenset[str], int, dict[str, frozenset[str]]] | None] = field(
         default_factory=dict, compare=False, repr=False)
     #: False for a ``candidates_only`` judgement: its dicts hold only the verdicts it built.
     complete: bool = True
 
-    def block_summary(self, v: ModelVerdict) -> tuple[frozenset[str], int] | None:
-        """``v``'s reasons and smallest block size, once per verdict rather than per what-if:
-        a removal of fewer hosts than every block names leaves every reason in place."""
+    def block_summary(self, v: ModelVerdict
+                      ) -> tuple[frozenset[str], int, dict[str, frozenset[str]]] | None:
+        """``v``'s reasons, smallest block size and reasons left without each lone host, once
+        per verdict rather than per what-if: a removal of fewer hosts than every block names
+        leaves every reason in place, and a what-if removes one host (a group's label)."""
         key = id(v)
         if key in self._summary:
             return self._summary[key]
-        found = (None if any(b.reason in _RESULT_REASONS for b in v.blocks)
-                 else (frozenset(b.reason for b in v.blocks), min(len(b.hosts) for b in v.blocks)))
+        found = None
+        if not any(b.reason in _RESULT_REASONS for b in v.blocks):
+            lone = {b.hosts[0] for b in v.blocks if len(b.hosts) == 1}
+            found = (frozenset(b.reason for b in v.blocks), min(len(b.hosts) for b in v.blocks),
+                     {h: frozenset(b.reason for b in v.blocks if b.hosts != (h,)) for h in lone})
         self._summary[key] = found
         return found
 
@@ -441,9 +449,12 @@ def _still_blocked(previous: ModelVerdict | None, sub: Subpool, same_text: bool
     if summary is None:
         return frozenset()
     removed = sub.removed
-    reasons, smallest = summary
+    reasons, smallest, without_lone = summary
     if smallest > len(removed):
         return reasons
+    if len(removed) == 1 and smallest:
+        (host,) = removed
+        return without_lone.get(host, reasons)
     # A block vanishes only when the removal takes every host it names (few: test length first).
     return frozenset(b.reason for b in previous.blocks
                      if not (len(b.hosts) <= len(removed) and removed.issuperset(b.hosts)))

@@ -23,7 +23,9 @@ reads the store and builds the ``Member`` records.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -181,6 +183,26 @@ def build_members(snapshots: Sequence[HostSnapshot], machine_type: str) -> tuple
     return tuple(out)
 
 
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """The cyclic garbage collector paused, as it was before afterwards.
+
+    Selecting 10,000 members builds some 50,000 records (index states,
+    facts, snapshots, members) and hundreds of thousands of values. None is
+    in a cycle, yet every 700 allocations the collector scans the young
+    objects and now and then every object the process holds: 0.07 to 0.1 s
+    of a 10,000-host ``baseline`` that frees nothing. Plain reference
+    counting still frees everything dropped on the way.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def select_members(
     store: Store,
     pool: str,
@@ -194,7 +216,14 @@ def select_members(
     """Read the pool's members from the store. Raises UnknownPoolError (20),
     NoUsableDataError (21: no usable member, or any missing with ``strict``),
     NoCommonMachineTypeError (22)."""
-    now = now or datetime.now(UTC)
+    with _no_collection():
+        return _select(store, pool, accel, machine_type, max_age, strict,
+                       now or datetime.now(UTC))
+
+
+def _select(store: Store, pool: str, accel: str, machine_type: str | None,
+            max_age: timedelta, strict: bool, now: datetime) -> Selection:
+    """``select_members``, run with the collector paused."""
     states = store.latest(pool)  # UnknownPoolError when no host names the pool
     found = classify(states, accel, max_age, now)
     snapshots = store.snapshots([s.host for s in found.usable], accel)

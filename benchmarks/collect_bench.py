@@ -57,6 +57,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+from installed import compile_package  # noqa: E402 - benchmarks/installed.py, beside this script
+
 sys.path.insert(0, str(REPO))
 
 GOLDEN = REPO / "tests" / "golden" / "probe-kvm-q35.json"
@@ -339,6 +341,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     parser.add_argument("--serve", metavar="SPEC", help=argparse.SUPPRESS)
     parser.add_argument("--floor", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    compile_package()
     if args.serve:
         asyncio.run(_serve(json.loads(Path(args.serve).read_text())))
         return

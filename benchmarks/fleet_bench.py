@@ -76,6 +76,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parent.parent
+from installed import compile_package  # noqa: E402 - benchmarks/installed.py, beside this script
+
 sys.path.insert(0, str(REPO))
 
 from fleetcpu.baseline import compute_baseline  # noqa: E402
@@ -393,6 +395,7 @@ def main() -> int:
     ap.add_argument("--reuse", action="store_true",
                     help="with --keep: measure the stores already in DIR, without appending")
     args = ap.parse_args()
+    compile_package()
     if args.quick:
         args.sizes, args.runs, args.repeat = "1000,10000", 2, 2
     if args.runs < 2:

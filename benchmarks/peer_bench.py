@@ -64,6 +64,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+from installed import compile_package  # noqa: E402 - benchmarks/installed.py, beside this script
+
 sys.path.insert(0, str(REPO))
 
 ANSIBLE_VENV = REPO / ".bench" / "ansible-venv"
@@ -235,6 +237,7 @@ def main() -> None:
     parser.add_argument("--plain-shell", action="store_true",
                         help="hosts whose login shell reads no ~/.bashrc (see the docstring)")
     args = parser.parse_args()
+    compile_package()
     repeat = 1 if args.quick else args.repeat
 
     work = Path(tempfile.mkdtemp(prefix="peer-bench-"))

@@ -47,3 +47,7 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.fleetcpu-installed-*
   touch "$stamp"
 fi
+# An editable install compiles nothing, and with PYTHONDONTWRITEBYTECODE set
+# (as on some machines) every command would compile ~30 modules again
+# (40-90 ms each time): compile once here, as pip does for a regular install.
+.venv/bin/python -m compileall -q fleetcpu >/dev/null

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import functools
 import re
-from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -250,16 +249,12 @@ class Judged:
     strict: dict[str, ModelVerdict]
     loose: dict[str, ModelVerdict]
     superseded_by: dict[str, str]
-    #: id of a verdict held above -> every host its blocks name, or None when a block follows
-    #: the result (filled by ``blocked_hosts``; the verdicts held keep the ids valid).
-    _hosts: dict[int, frozenset[str] | None] = field(default_factory=dict, compare=False,
-                                                       repr=False)
     #: id of a verdict held above -> (its block reasons, its smallest block's host count,
     #: host -> the reasons left without that host for each host some block names alone), or
     #: None when a block follows the result (filled by ``block_summary``).
     _summary: dict[int, tuple[frozenset[str], int, dict[str, frozenset[str]]] | None] = field(
         default_factory=dict, compare=False, repr=False)
-    #: False for a ``candidates_only`` judgement: its dicts hold only the verdicts it built.
+    #: False for a ``Subpool`` judgement: its dicts hold only the verdicts it built.
     complete: bool = True
 
     def block_summary(self, v: ModelVerdict
@@ -278,21 +273,6 @@ class Judged:
         self._summary[key] = found
         return found
 
-    def blocked_hosts(self, v: ModelVerdict) -> frozenset[str] | None:
-        """The hosts ``v`` (one of these verdicts) is blocked on; None if it is not reusable.
-
-        Computed once per verdict, not once per what-if: most what-ifs remove a
-        group that one verdict's blocks do not name, and that verdict is then
-        reused as it is.
-        """
-        key = id(v)
-        if key in self._hosts:
-            return self._hosts[key]
-        found = (None if any(b.reason in _RESULT_REASONS for b in v.blocks)
-                 else frozenset(h for b in v.blocks for h in b.hosts))
-        self._hosts[key] = found
-        return found
-
 
 @dataclass(frozen=True)
 class Subpool:
@@ -300,12 +280,14 @@ class Subpool:
     other member with the very same records.
 
     Then a model blocked for reasons that belong to the models alone (absent,
-    unusable, alias...) stays blocked for the same reasons on the same hosts,
-    minus the removed ones, as long as its superseded-by text is unchanged: no
-    member needs judging again. Only a verdict that may change is judged
-    afresh: a candidate (its spelling follows the result), one blocked only
-    on removed hosts, one blocked by feature names (they follow the result).
-    ``blockers`` judges ~100 such pools, each its pool without one group.
+    unusable, alias...) stays blocked, as long as its superseded-by text is
+    unchanged and some block names a host still in the pool: no member needs
+    judging again, and no verdict is built for it. Only a model whose verdict
+    may change is judged afresh: a candidate (its spelling follows the
+    result), one blocked only on removed hosts, one blocked by feature names
+    (they follow the result). Such a judgement holds the candidates alone:
+    ``blockers`` judges ~100 such pools, each its pool without one group, and
+    asks only which models are candidates and which one is chosen.
     """
 
     parent: Judged
@@ -314,34 +296,6 @@ class Subpool:
 
 #: Block reasons that follow the pool's result, not the models: never reused by a Subpool.
 _RESULT_REASONS = frozenset({"unknown-feature-name"})
-
-
-def _without(blocks: tuple[ModelBlock, ...], removed: frozenset[str]) -> tuple[ModelBlock, ...]:
-    """The blocks minus the removed hosts (block host lists are sorted: found by bisection)."""
-    out = []
-    for b in blocks:
-        hosts = b.hosts
-        for host in removed:
-            i = bisect_left(hosts, host)
-            if i < len(hosts) and hosts[i] == host:
-                hosts = hosts[:i] + hosts[i + 1:]
-        if hosts:
-            out.append(b if hosts is b.hosts else ModelBlock(b.reason, b.detail, hosts))
-    return tuple(out)
-
-
-def _reused(previous: ModelVerdict | None, sub: Subpool | None, same_text: bool
-            ) -> ModelVerdict | None:
-    """``previous`` minus the removed hosts, when that is surely the verdict; else None."""
-    if previous is None or sub is None or previous.candidate or not same_text:
-        return None
-    hosts = sub.parent.blocked_hosts(previous)
-    if hosts is None:
-        return None
-    if sub.removed.isdisjoint(hosts):
-        return previous  # equal to what _without would rebuild
-    blocks = _without(previous.blocks, sub.removed)
-    return ModelVerdict(previous.model, candidate=False, blocks=blocks) if blocks else None
 
 
 def _naming(views: Sequence[_View], memo: JudgeMemo) -> tuple[list[str], dict[str, str]]:
@@ -378,16 +332,14 @@ def judge_models(members: Sequence[Member], result: frozenset[str],
 
 
 def judge(members: Sequence[Member], result: frozenset[str], memo: JudgeMemo | None = None,
-          sub: Subpool | None = None, *, candidates_only: bool = False) -> Judged:
+          sub: Subpool | None = None) -> Judged:
     """``judge_models`` with what a smaller pool can reuse; ``sub`` says this pool is one.
 
-    ``candidates_only`` (with ``sub``) returns the candidates alone: a model
-    the parent's verdict still blocks is known to be no candidate without
-    building its verdict. The what-ifs of ``blockers`` only ask which models
-    are candidates and which one is chosen, and building ~280 verdicts per
-    what-if was most of their cost. Such a judgement cannot be a parent.
+    With ``sub`` the candidates alone come back: a model the parent's verdict
+    still blocks is known to be no candidate without building its verdict
+    (building ~280 verdicts per what-if was most of the what-ifs' cost). Such
+    a judgement cannot be a parent.
     """
-    assert sub is not None or not candidates_only, "candidates_only needs a Subpool"
     memo = memo or JudgeMemo()
     views = _views(members, memo)
     vocab_hosts: dict[frozenset[str], list[str]] = {}
@@ -396,23 +348,18 @@ def judge(members: Sequence[Member], result: frozenset[str], memo: JudgeMemo | N
     vocabularies = list(vocab_hosts.items())
     names, superseded_by = _naming(views, memo)
     before = sub.parent if sub is not None else None
-    assert before is None or before.complete, "a candidates_only judgement is no parent"
+    assert before is None or before.complete, "a Subpool judgement is no parent"
     merged: dict[tuple[int, ...], tuple[str, ...]] = {}
 
     def verdict(name: str, *, loose: bool) -> ModelVerdict | frozenset[str]:
-        """The verdict, or (candidates_only) the reasons of a model that stays blocked."""
+        """The verdict, or (with ``sub``) the reasons of a model that stays blocked."""
         superseded = superseded_by.get(name)
         if sub is not None and before is not None:
             same = before.superseded_by.get(name) == superseded
             previous = (before.loose if loose else before.strict).get(name)
-            if candidates_only:
-                still = _still_blocked(previous, sub, same)
-                if still:
-                    return still
-            else:
-                found = _reused(previous, sub, same)
-                if found is not None:
-                    return found
+            still = _still_blocked(previous, sub, same)
+            if still:
+                return still
         return _judge(name, views, superseded, result, vocabularies, loose=loose, merged=merged)
 
     strict = {name: verdict(name, loose=False) for name in names}
@@ -422,9 +369,9 @@ def judge(members: Sequence[Member], result: frozenset[str], memo: JudgeMemo | N
                  if (why := _reasons(v)) and why <= RESOLVING}
     verdicts = [v for name, s in strict.items()
                 if isinstance(v := loose.get(name, s), ModelVerdict)
-                and (v.candidate or not candidates_only)]
+                and (v.candidate or sub is None)]
     memo.last = Judged(tuple(sorted(verdicts, key=_rank)), _built(strict), _built(loose),
-                       superseded_by, complete=not candidates_only)
+                       superseded_by, complete=sub is None)
     return memo.last
 
 
@@ -441,8 +388,8 @@ def _built(found: dict[str, ModelVerdict | frozenset[str]]) -> dict[str, ModelVe
 
 def _still_blocked(previous: ModelVerdict | None, sub: Subpool, same_text: bool
                    ) -> frozenset[str]:
-    """The reasons ``_reused`` would keep blocking ``previous`` with; empty when it must be
-    judged afresh. Builds no verdict: for ``candidates_only``, whose callers never see it."""
+    """The reasons still blocking ``previous`` in the smaller pool; empty when it must be
+    judged afresh. Builds no verdict: a ``Subpool`` judgement returns candidates alone."""
     if previous is None or previous.candidate or not same_text:
         return frozenset()
     summary = sub.parent.block_summary(previous)

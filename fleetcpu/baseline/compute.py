@@ -258,6 +258,7 @@ def compute_baseline(
     compare results only, as the what-ifs do.
     Raises ``MixedVendorsError`` (23) and ``NoUsableDataError`` (21, no member).
     """
+    assert sub is None or not reasons, "a Subpool judgement holds candidates only: reasons=False"
     policy = policy or Policy()
     if not members:
         raise NoUsableDataError(f"pool {pool!r}: no member with usable {accel} data on {machine_type}")
@@ -296,8 +297,7 @@ def compute_baseline(
 
     scalars, scalar_notices = pool_scalars(ordered)
     own.extend(scalar_notices)
-    verdicts = judge(ordered, result, memo, sub,
-                     candidates_only=sub is not None and not reasons).verdicts
+    verdicts = judge(ordered, result, memo, sub).verdicts
     chosen = best(verdicts)
     custom = cpuarg.custom(vendor, scalars, result)
     enable: tuple[str, ...]

@@ -86,6 +86,15 @@ def failed_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _build(tmp_path_factory.mktemp("failed"), [PLAN[4]])
 
 
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pool the core refuses: an Intel and an AMD host (exit 23 for ``baseline``)."""
+    return _build(tmp_path_factory.mktemp("mixed"), [
+        ("mixed", "m-intel", "Xeon-Gold-6130", "0xb000038", timedelta(hours=1), ()),
+        ("mixed", "m-amd", "Ryzen-9-3900X-12-Core", "0x8701013", timedelta(hours=1), ()),
+    ])
+
+
 # --------------------------------------------------------------------------- the API
 
 
@@ -183,6 +192,24 @@ def test_pool_problems_are_data_not_exceptions(store: Path, failed_only: Path) -
     assert analysis.blockers(dead).baseline is None
     row = analysis.pool_summary(Store.open(failed_only)).iloc[0]
     assert row["members"] == 0 and row["model"] is None and "no member" in row["problem"]
+
+
+def test_a_pool_the_core_refuses_is_a_problem_too(mixed: Path, tmp_path: Path) -> None:
+    data = analysis.load_pool(Store.open(mixed), "mixed")
+    assert data.problem is None and len(data.members) == 2, "the selection itself is fine"
+    tables = analysis.blockers(data)
+    assert tables.baseline is None and tables.problem is not None
+    assert "mixes CPU vendors" in tables.problem
+    row = analysis.summary_row(data, tables)
+    assert row["model"] is None and row["problem"] == tables.problem
+    assert analysis.summary_row(data)["problem"] == tables.problem
+    assert run_cli("baseline", "--store", str(mixed), "--pool", "mixed").returncode == 23
+    out = tmp_path / "r.html"
+    res = run_cli("report", "--store", str(mixed), "--pool", "mixed", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    assert "nothing to explain: the pool mixes CPU vendors" in text
+    assert len(_images(text)) == 2, "coverage and usability still drawn"
 
 
 def test_drift_is_one_row_per_change_beside_the_facts(store: Path) -> None:

@@ -120,6 +120,8 @@ class BlockerTables:
     """``fleetcpu blockers`` as tables; all empty (and ``baseline`` None) when the pool has a problem."""
 
     baseline: Baseline | None
+    #: Why there is no answer (the selection's or the core's refusal, one line), else None.
+    problem: str | None
     #: feature, reason, hosts, n_hosts, message: every feature some member offers that the pool lacks.
     features: pd.DataFrame
     #: model, reasons, hosts, n_hosts, by_some_hosts: every model the pool does not get.
@@ -135,14 +137,23 @@ GROUP_COLUMNS = ["group", "hosts", "n_hosts", "features_gained", "n_features", "
                  "model_after", "new_models", "score"]
 
 
+def _no_blockers(problem: str) -> BlockerTables:
+    return BlockerTables(None, problem, pd.DataFrame(columns=FEATURE_COLUMNS),
+                         pd.DataFrame(columns=MODEL_COLUMNS), pd.DataFrame(columns=GROUP_COLUMNS))
+
+
 def blockers(data: PoolData) -> BlockerTables:
-    """The numbers of ``fleetcpu blockers --pool`` (same selection, same core), as frames."""
+    """The numbers of ``fleetcpu blockers --pool`` (same selection, same core), as frames.
+
+    A pool the core refuses (mixed vendors) is a ``problem``, as for ``load_pool``.
+    """
     if data.problem is not None or data.machine_type is None:
-        return BlockerTables(None, pd.DataFrame(columns=FEATURE_COLUMNS),
-                             pd.DataFrame(columns=MODEL_COLUMNS),
-                             pd.DataFrame(columns=GROUP_COLUMNS))
-    found = explain_blockers(data.pool, data.machine_type, data.accel, data.members, data.policy,
-                             missing=data.missing, notices=data.notices)
+        return _no_blockers(data.problem or "no machine type")
+    try:
+        found = explain_blockers(data.pool, data.machine_type, data.accel, data.members,
+                                 data.policy, missing=data.missing, notices=data.notices)
+    except FleetcpuError as exc:
+        return _no_blockers(str(exc))
     features = pd.DataFrame(
         [(f.feature, f.reason, list(f.hosts), len(f.hosts), f.message) for f in found.features],
         columns=FEATURE_COLUMNS)
@@ -154,7 +165,7 @@ def blockers(data: PoolData) -> BlockerTables:
         [(w.label, list(w.hosts), len(w.hosts), list(w.features), len(w.features),
           w.model_before, w.model_after, list(w.new_models), w.score) for w in found.groups],
         columns=GROUP_COLUMNS)
-    return BlockerTables(found.baseline, features, models, groups)
+    return BlockerTables(found.baseline, None, features, models, groups)
 
 
 def _counted(values: Sequence[str | None]) -> str:
@@ -167,11 +178,17 @@ SUMMARY_COLUMNS = ["pool", "hosts", "members", "missing", "latest_failed", "vend
                    "custom", "warnings", "problem"]
 
 
-def summary_row(data: PoolData) -> dict[str, object]:
-    """The pool at a glance: who is in it, what they run, and the answer (or why there is none)."""
+def summary_row(data: PoolData, tables: BlockerTables | None = None) -> dict[str, object]:
+    """The pool at a glance: who is in it, what they run, and the answer (or why there is none).
+
+    ``tables`` (``blockers`` of the same data) hold the answer already: a report
+    needs both, and the full baseline is the costly part of each.
+    """
     base: Baseline | None = None
     problem = data.problem
-    if problem is None and data.machine_type is not None:
+    if tables is not None:
+        base, problem = tables.baseline, tables.problem
+    elif problem is None and data.machine_type is not None:
         try:
             base = compute_baseline(data.pool, data.machine_type, data.accel, data.members,
                                     data.policy, missing=data.missing, notices=data.notices)

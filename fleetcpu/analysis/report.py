@@ -26,7 +26,15 @@ from ..baseline.select import DEFAULT_MAX_AGE, age_text
 from ..store import Store
 from . import plots
 from .history import drift, failures, latest_hosts, runs_since
-from .pool import PoolData, blockers, coverage, load_pool, summary_row, usability_matrix
+from .pool import (
+    BlockerTables,
+    PoolData,
+    blockers,
+    coverage,
+    load_pool,
+    summary_row,
+    usability_matrix,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -121,14 +129,13 @@ def _matrix_section(title: str, how: str, matrix: pd.DataFrame, data: PoolData,
     return sec
 
 
-def _blockers(data: PoolData) -> Section:
+def _blockers(data: PoolData, tables: BlockerTables) -> Section:
     sec = Section("Blockers", "Left: each feature some member offers but the pool lacks, by how "
                   "many hosts block it (one blocker is cheap to fix). Right: what removing each "
                   "group of identical hosts would gain; the top bar is the best trade.")
-    if data.problem:
-        sec.missing = f"nothing to explain: {data.problem}"
+    if tables.problem:
+        sec.missing = f"nothing to explain: {tables.problem}"
         return sec
-    tables = blockers(data)
     sec.image = png(plots.plot_blockers(tables.features, tables.groups))
     if len(data.members) < 2:
         sec.missing = "a one-member pool has no blockers: every feature its host offers is kept"
@@ -208,9 +215,10 @@ def sections(store: Store | None, pool: str, *, root: Path, accel: str = "kvm",
                      now=now)
     runs = len(store.runs())
     since = runs_since(store, history, now)
+    tables = blockers(data)
     window = age_text(history)
     return data, [
-        _summary(data, summary_row(data)),
+        _summary(data, summary_row(data, tables)),
         _hosts(store, data),
         _matrix_section("Feature coverage", "A row per group of identical hosts, a column per "
                         "feature that differs between them: a white cell is a feature that host "
@@ -220,7 +228,7 @@ def sections(store: Store | None, pool: str, *, root: Path, accel: str = "kvm",
                         "only: white means that host's QEMU refuses the model (the blockers "
                         "table names the features it lacks).", usability_matrix(data), data,
                         plots.plot_usability),
-        _blockers(data),
+        _blockers(data, tables),
         _drift(store, data, runs, since, window),
         _failures(store, data, since, window),
     ]

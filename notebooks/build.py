@@ -24,39 +24,15 @@ over time. Every cell calls `fleetcpu.analysis`; nothing here is logic of its ow
 without Jupyter."""),
     ("code", """%matplotlib inline
 import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 
-import fleetcpu
 from fleetcpu import analysis
 from fleetcpu.analysis import plots
-from fleetcpu.errors import NoUsableDataError
-from fleetcpu.store import Store, resolve_location
+from fleetcpu.analysis.demo import open_or_demo
+from fleetcpu.store import resolve_location
 
 pd.set_option("display.max_colwidth", 80)
-
-
-def open_or_demo(location):
-    \"\"\"The store, or (when it is missing or empty) a demo store of this machine alone.\"\"\"
-    try:
-        return Store.open(location)
-    except NoUsableDataError:
-        pass
-    demo = Path(tempfile.mkdtemp(prefix="fleetcpu-demo-")) / "store"
-    inventory = Path(fleetcpu.__file__).resolve().parents[1] / "inventories" / "local.txt"
-    if not inventory.exists():  # an installed package: the same one line
-        inventory = demo.parent / "local.txt"
-        inventory.write_text("localhost transport=local pool=local\\n")
-    print(f"{location}: empty; building a demo store at {demo} by probing this machine")
-    subprocess.run([sys.executable, "-m", "fleetcpu", "collect", str(inventory), "--store",
-                    str(demo)], check=False)
-    return Store.open(demo)
-
-
 store = open_or_demo(resolve_location(None))
 pools = store.pools()
 pool = os.environ.get("FLEETCPU_POOL") or pools[0]
@@ -97,7 +73,7 @@ identical hosts would gain; the same numbers as `fleetcpu blockers`."""),
     ("code", """tables = analysis.blockers(data)
 display(tables.groups.head(10))
 plots.plot_blockers(tables.features, tables.groups, pool) if tables.baseline else \\
-    plots.message_figure(f"no blockers to explain: {data.problem}")"""),
+    plots.message_figure(f"no blockers to explain: {tables.problem}")"""),
     ("markdown", """## Drift
 
 One marker per change of a host between two successful runs: red lost features,

@@ -56,6 +56,32 @@ class Section:
     preformatted: list[str] = field(default_factory=list)
 
 
+#: Every section, in report order, with the one line that says how to read it.
+HOW_TO_READ = {
+    "Pool summary": "Who is in the pool, what they run, and the CPU every member can run: "
+                    "start guests with the first -cpu string.",
+    "Hosts": "The latest record of every host in the pool; a failed host keeps its last good "
+             "data until it is older than --max-age.",
+    "Feature coverage": "A row per group of identical hosts, a column per feature that differs "
+                        "between them: a white cell is a feature that host cannot give a guest, "
+                        "so the pool cannot have it.",
+    "Model usability": "A column per QEMU CPU model usable on some hosts only: white means that "
+                       "host's QEMU refuses the model (the blockers table names the features it "
+                       "lacks).",
+    "Blockers": "Left: each feature some member offers but the pool lacks, by how many hosts "
+                "block it (one blocker is cheap to fix). Right: what removing each group of "
+                "identical hosts would gain; the top bar is the best trade.",
+    "Drift": "One marker per change of a host between two successful runs: red lost features, "
+             "green gained, grey only QEMU/kernel/microcode changed; the label says what.",
+    "Failures": "Failed hosts of the pool per run, by the stage that failed (ssh, bootstrap, "
+                "qemu, ...): a bar that grows is a fleet problem.",
+}
+
+
+def _section(title: str) -> Section:
+    return Section(title, HOW_TO_READ[title])
+
+
 def png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -84,8 +110,7 @@ def _when(moment: datetime) -> str:
 
 
 def _summary(data: PoolData, row: dict[str, Any]) -> Section:
-    sec = Section("Pool summary", "Who is in the pool, what they run, and the CPU every member "
-                  "can run: start guests with the first -cpu string.")
+    sec = _section("Pool summary")
     facts = pd.DataFrame([(k, v) for k, v in row.items() if k not in ("cpu", "custom")],
                          columns=["", "value"])
     sec.tables.append(("", facts))
@@ -104,8 +129,7 @@ def _summary(data: PoolData, row: dict[str, Any]) -> Section:
 
 
 def _hosts(store: Store, data: PoolData) -> Section:
-    sec = Section("Hosts", "The latest record of every host in the pool; a failed host keeps "
-                  "its last good data until it is older than --max-age.")
+    sec = _section("Hosts")
     if data.states:
         frame = latest_hosts(store, data.pool)
         sec.tables.append(("", frame[["host", "status", "stage", "error", "accel",
@@ -116,9 +140,8 @@ def _hosts(store: Store, data: PoolData) -> Section:
     return sec
 
 
-def _matrix_section(title: str, how: str, matrix: pd.DataFrame, data: PoolData,
-                    draw: Any) -> Section:
-    sec = Section(title, how)
+def _matrix_section(title: str, matrix: pd.DataFrame, data: PoolData, draw: Any) -> Section:
+    sec = _section(title)
     if data.problem:
         sec.missing = f"nothing to draw: {data.problem}"
     elif matrix.empty:
@@ -130,9 +153,7 @@ def _matrix_section(title: str, how: str, matrix: pd.DataFrame, data: PoolData,
 
 
 def _blockers(data: PoolData, tables: BlockerTables) -> Section:
-    sec = Section("Blockers", "Left: each feature some member offers but the pool lacks, by how "
-                  "many hosts block it (one blocker is cheap to fix). Right: what removing each "
-                  "group of identical hosts would gain; the top bar is the best trade.")
+    sec = _section("Blockers")
     if tables.problem:
         sec.missing = f"nothing to explain: {tables.problem}"
         return sec
@@ -149,9 +170,7 @@ def _blockers(data: PoolData, tables: BlockerTables) -> Section:
 
 
 def _drift(store: Store, data: PoolData, runs: int, since: str | None, history: str) -> Section:
-    sec = Section("Drift", "One marker per change of a host between two successful runs: red "
-                  "lost features, green gained, grey only QEMU/kernel/microcode changed; the "
-                  "label says what.")
+    sec = _section("Drift")
     if runs < 2:
         sec.missing = (f"{runs} run stored: drift needs two runs of the same host "
                        "(collect again later)")
@@ -173,8 +192,7 @@ def _drift(store: Store, data: PoolData, runs: int, since: str | None, history: 
 
 
 def _failures(store: Store, data: PoolData, since: str | None, history: str) -> Section:
-    sec = Section("Failures", "Failed hosts of the pool per run, by the stage that failed "
-                  "(ssh, bootstrap, qemu, ...): a bar that grows is a fleet problem.")
+    sec = _section("Failures")
     if data.problem and not data.states:
         sec.missing = data.problem
         return sec
@@ -190,13 +208,7 @@ def _empty(root: Path, pool: str, accel: str) -> tuple[PoolData, list[Section]]:
     problem = (f"the store at {root} is empty: run fleetcpu collect INVENTORY (or fleetcpu "
                "import) first")
     data = PoolData(pool, accel, None, (), (), (), (), problem=problem)
-    secs = [Section(title, how, missing=problem) for title, how in (
-        ("Pool summary", "Who is in the pool, what they run, and the CPU every member can run."),
-        ("Feature coverage", "Which features each host offers, once hosts are collected."),
-        ("Model usability", "Which QEMU CPU models each host can run, once hosts are collected."),
-        ("Blockers", "Which hosts hold the pool back, once hosts are collected."),
-        ("Drift", "What changed on each host between runs, once two runs are stored."),
-    )]
+    secs = [Section(title, how, missing=problem) for title, how in HOW_TO_READ.items()]
     return data, secs
 
 
@@ -220,14 +232,8 @@ def sections(store: Store | None, pool: str, *, root: Path, accel: str = "kvm",
     return data, [
         _summary(data, summary_row(data, tables)),
         _hosts(store, data),
-        _matrix_section("Feature coverage", "A row per group of identical hosts, a column per "
-                        "feature that differs between them: a white cell is a feature that host "
-                        "cannot give a guest, so the pool cannot have it.", coverage(data), data,
-                        plots.plot_coverage),
-        _matrix_section("Model usability", "A column per QEMU CPU model usable on some hosts "
-                        "only: white means that host's QEMU refuses the model (the blockers "
-                        "table names the features it lacks).", usability_matrix(data), data,
-                        plots.plot_usability),
+        _matrix_section("Feature coverage", coverage(data), data, plots.plot_coverage),
+        _matrix_section("Model usability", usability_matrix(data), data, plots.plot_usability),
         _blockers(data, tables),
         _drift(store, data, runs, since, window),
         _failures(store, data, since, window),

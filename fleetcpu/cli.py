@@ -58,7 +58,7 @@ def mapped_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class _NoPandas(importlib.abc.MetaPathFinder):
+class _NoDataLibraries(importlib.abc.MetaPathFinder):
     """Make ``import pandas`` and ``import numpy`` fail in the CLI process, as if not installed.
 
     No command needs pandas but ``report`` (which lifts this block), yet
@@ -95,9 +95,9 @@ def _exit_now(status: int) -> NoReturn:
 
 
 def entry() -> None:
-    """The console script: the CLI without pandas (see ``_NoPandas``), ended by ``_exit_now``."""
+    """The console script: the CLI without pandas (see ``_NoDataLibraries``), ended by ``_exit_now``."""
     if "pandas" not in sys.modules:
-        sys.meta_path.insert(0, _NoPandas())
+        sys.meta_path.insert(0, _NoDataLibraries())
     status = 0
     try:
         main()
@@ -518,7 +518,7 @@ def check(host: str, pool: str, accel: str, machine_type: str | None, max_age: A
 # --------------------------------------------------------------------------- report
 def _allow_pandas() -> None:
     """``report`` is the one command built on pandas (``fleetcpu.analysis``): lift the block."""
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _NoPandas)]
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _NoDataLibraries)]
 
 
 @main.command()

@@ -36,7 +36,7 @@ def assert_clean(tmpdir: Path) -> None:
 
 
 def qemus_of(parent: int) -> set[int]:
-    """The guests ``parent`` launched: not its ``-version`` run, nor a QEMU other work started."""
+    """The guests ``parent`` launched: not a ``-version`` run, nor a QEMU other work started."""
     out = set()
     for pid in qemu_pids():
         try:
@@ -70,8 +70,9 @@ def test_probe_default_machine_resolves_q35(accel: str, isolated_tmp: Path) -> N
     assert leaf1[(1, "edx")] & 1, "fpu (CPUID[1].EDX bit 0) must be on"
     assert mp.vcpu.level and mp.vcpu.xlevel and mp.vcpu.phys_bits
     assert mp.errors == ()
-    # Attempts: the -version banner check plus at least the launch that worked.
-    assert doc.attempts[0].argv[-1] == "-version"
+    # Attempts: launches only (the guest's QMP greeting proved QEMU: no -version run),
+    # the one that worked last.
+    assert doc.attempts and all(a.machine_type and "-version" not in a.argv for a in doc.attempts)
     assert doc.attempts[-1].outcome == "ok" and doc.attempts[-1].cpu == mp.cpu
     assert doc.host.cpu.vendor in ("GenuineIntel", "AuthenticAMD", "HygonGenuine")
     assert_clean(isolated_tmp)
@@ -90,7 +91,7 @@ def test_two_machine_types_differ(accel: str, isolated_tmp: Path) -> None:
     assert new_models.keys() == old_models.keys()
     differ = [n for n in new_models if new_models[n] != old_models[n]]
     assert differ, "pc-i440fx-2.0 and pc-q35-7.2 must disagree on some model"
-    # One launch per machine type (plus -version, plus the failed variants of this host).
+    # One launch per machine type (plus the failed variants of this host).
     launches = [a for a in doc.attempts if a.machine_type]
     assert [a.machine_type for a in launches if a.outcome == "ok"] == ["pc-q35-7.2", "pc-i440fx-2.0"]
 
@@ -166,6 +167,11 @@ def test_not_qemu(tmp_path: Path, isolated_tmp: Path) -> None:
     rc, doc, err = probe("--qemu-binary", fakeqemu.not_qemu(tmp_path / "bin"), tmpdir=isolated_tmp)
     assert rc == 11 and doc.error_code == "not-qemu"
     assert "is not QEMU" in err and err.count("\n") == 1
+    # No launch greeted, so -version was asked, last: its answer is the evidence.
+    *launches, version = doc.attempts
+    assert launches and all(a.machine_type and a.outcome == "died" for a in launches)
+    assert version.argv[-1] == "-version" and "GNU coreutils pretend" in err
+    assert_clean(isolated_tmp)
 
 
 def test_not_executable_is_not_qemu(tmp_path: Path, isolated_tmp: Path) -> None:
@@ -183,6 +189,8 @@ def test_qemu_dies_at_start(qemu_bin: str, tmp_path: Path, isolated_tmp: Path) -
     launches = [a for a in doc.attempts if a.machine_type]
     assert launches and all(a.outcome == "died" for a in launches)
     assert all("could not open /dev/fake" in a.stderr_tail for a in launches)
+    # Every launch died before greeting: the banner then proved it is QEMU after all.
+    assert doc.attempts[-1].argv[-1] == "-version" and doc.attempts[-1].outcome == "ok"
     assert_clean(isolated_tmp)
 
 

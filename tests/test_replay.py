@@ -214,7 +214,7 @@ def test_probe_replays_capture(cap: HostCapture, tmp_path: Path) -> None:
     assert (mp.vcpu.level, mp.vcpu.xlevel) == (props.get("level"), props.get("xlevel"))
     # The probe's evidence and the stand-in's log agree.
     assert_attempts_match_log(doc, host)
-    assert len(host.launches()) == 2  # -version, then one launch for the one machine type
+    assert len(host.launches()) == 1  # one launch for the one machine type; its greeting proved QEMU
     assert_errors_are_the_refusals(mp, host)
     assert list(tmp_path.glob("fleetcpu-probe-*")) == []
 
@@ -244,7 +244,9 @@ def test_tcg_on_a_kvm_only_capture_fails_cleanly(name: str, tmp_path: Path) -> N
     assert rc == 12 and doc.status == "failed"
     assert "replay: not captured" in (doc.error or "")
     assert_attempts_match_log(doc, host)
-    assert doc.attempts[-1].exit_status == 1 and "KVM capture only" in doc.attempts[-1].stderr_tail
+    *launches, proof = doc.attempts  # no launch greeted: -version then proved it is QEMU
+    assert proof.argv[-1] == "-version" and proof.outcome == "ok"
+    assert launches[-1].exit_status == 1 and "KVM capture only" in launches[-1].stderr_tail
 
 
 def test_one_host_two_qemus_differ(tmp_path: Path) -> None:
@@ -296,7 +298,7 @@ def test_unknown_machine_type(name: str, tmp_path: Path) -> None:
                              "--machine-type", "pc-q35-99.9", tmp=tmp_path)
     assert rc == 13, err
     assert_attempts_match_log(doc, host)
-    assert len(host.launches()) == 2
+    assert len(host.launches()) == 1  # the q35 guest; pc-q35-99.9 refused from its machine list
 
 
 # ---------------------------------------------------------------------------

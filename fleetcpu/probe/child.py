@@ -7,7 +7,7 @@ leak), and dies with the probe (``PR_SET_PDEATHSIG``), so a probe killed by
 SSH teardown or SIGKILL leaves nothing running on a production host.
 
 Why apart from ``qemu`` (which watches the processes under asyncio): the
-shipped entry point starts ``QEMU -version`` and the first guest from here
+shipped entry point starts the first guest from here
 before it imports asyncio, qemu.qmp and the records, so those ~60 ms of
 imports run while QEMU boots instead of before it (``early``).
 
@@ -28,9 +28,9 @@ import subprocess
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import NotQemuError, QemuMissingError
+from ..errors import FleetcpuError, NotQemuError, QemuMissingError
 
-if TYPE_CHECKING:  # no typing or socket import before QEMU -version is on its way
+if TYPE_CHECKING:  # no typing or socket import before the first QEMU is on its way
     import socket
     from typing import IO, Any, List, Optional, Sequence
 
@@ -134,11 +134,22 @@ class Output:
         self._pipe.close()
 
 
-class VersionRun:
-    """``QEMU -version`` started: proves the binary is QEMU before any guest is configured.
+def spawn_error(binary: str, exc: OSError) -> FleetcpuError:
+    """Why ``binary`` could not even be started: missing, or not a program."""
+    if isinstance(exc, FileNotFoundError):
+        return QemuMissingError("QEMU binary not found: %s" % binary)
+    return NotQemuError("%s is not QEMU: cannot execute it (%s)" % (binary, exc.strerror))
 
-    A launch that dies at once cannot tell "not QEMU" from "QEMU refused the
-    machine"; the banner can.
+
+class VersionRun:
+    """``QEMU -version``: tells "not QEMU" from "QEMU refused every launch".
+
+    Run only when no launch of the chain came up to its QMP greeting: a
+    guest that answers ``query-version`` has proved the binary is QEMU, and a
+    separate ``-version`` process per probe would cost every host some 18 ms
+    of CPU (a QEMU start: dynamic linking and exec) for a question that
+    working hosts answer anyway. A launch that dies at once cannot tell the
+    two apart; the banner can.
     """
 
     def __init__(self, binary: str) -> None:
@@ -149,12 +160,8 @@ class VersionRun:
         self.ended: Optional[float] = None
         try:
             self.proc = spawn(self.argv, stdout=True)
-        except FileNotFoundError as exc:
-            raise QemuMissingError("QEMU binary not found: %s" % binary) from exc
         except OSError as exc:
-            raise NotQemuError(
-                "%s is not QEMU: cannot execute it (%s)" % (binary, exc.strerror)
-            ) from exc
+            raise spawn_error(binary, exc) from exc
         assert self.proc.stdout is not None
         assert self.proc.stderr is not None
         self.stdout = Output(self.proc.stdout)
@@ -261,6 +268,9 @@ class Launch:
         try:
             self.started = time.monotonic()
             self.proc = spawn(self.argv, cwd=workdir, pass_fds=(self._theirs.fileno(),))
+        except OSError as exc:
+            self._ours.close()
+            raise spawn_error(self.argv[0], exc) from exc
         except BaseException:
             self._ours.close()
             raise

@@ -15,7 +15,10 @@ import contextlib
 import os
 from typing import Dict, Optional
 
+from .plan import dev_kvm_state
 from .records import CpuFacts, HostFacts
+
+__all__ = ["SYNTHETIC_MARKER", "dev_kvm_state", "parse_cpuinfo", "read_facts"]
 
 #: A file at the host root whose content labels facts as made up for tests.
 SYNTHETIC_MARKER = "fleetcpu-synthetic"
@@ -93,15 +96,6 @@ def _nested(root: str, module: Optional[str]) -> str:
     if value in ("N", "n", "0"):
         return "false"
     return "unknown"
-
-
-def dev_kvm_state(path: str = "/dev/kvm") -> str:
-    """Whether this process (not the host root) can open KVM: ok, missing or no-permission."""
-    if not os.path.exists(path):
-        return "missing"
-    if not os.access(path, os.R_OK | os.W_OK):
-        return "no-permission"
-    return "ok"
 
 
 def read_facts(root: str = "/", dev_kvm: str = "/dev/kvm") -> HostFacts:

@@ -13,6 +13,7 @@ Python 3.9, stdlib only: this module ships to hosts.
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple, Optional, Tuple
 
 DEFAULT_MACHINE = "q35"
@@ -37,6 +38,19 @@ class ProbeOptions(NamedTuple):
     accel: str = "auto"
     timeout: float = DEFAULT_TIMEOUT
     host_root: str = "/"
+
+
+def dev_kvm_state(path: str = "/dev/kvm") -> str:
+    """Whether this process (not the host root) can open KVM: ok, missing or no-permission.
+
+    Here, not with the other host facts: it picks the chain's first launch,
+    which the shipped entry starts before it imports the records.
+    """
+    if not os.path.exists(path):
+        return "missing"
+    if not os.access(path, os.R_OK | os.W_OK):
+        return "no-permission"
+    return "ok"
 
 
 def chain(accel: str, dev_kvm: str) -> Tuple[Chain, Optional[str]]:

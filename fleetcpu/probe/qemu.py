@@ -138,11 +138,13 @@ class _Watch:
 
 
 async def check_version(
-    binary: str, timeout: float, run: Optional[VersionRun] = None
+    binary: str, timeout: float, run: Optional[VersionRun] = None,
+    record: Optional[List[Attempt]] = None,
 ) -> Tuple[str, Attempt]:
     """Run ``QEMU -version`` (or take over ``run``, already started): its version, and the attempt.
 
-    The banner proves the binary is QEMU before any guest is configured.
+    The banner proves the binary is QEMU. ``record`` gets the attempt even
+    when the banner proves it is not (then NotQemuError is raised).
     """
     run = run if run is not None else VersionRun(binary)
     if run.finished():  # taken over after it ended: nothing to wait for
@@ -168,6 +170,8 @@ async def check_version(
         stderr_tail=tail(bytes(run.stderr.data)),
         duration_s=round((run.ended or time.monotonic()) - run.started, 4),
     )
+    if record is not None:
+        record.append(attempt)
     return run.version(), attempt
 
 

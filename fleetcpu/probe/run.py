@@ -212,10 +212,10 @@ async def _launch(
     """
     assert state.binary is not None
     inst = QemuInstance(state.binary, target, accel, cpu, workdir, launch)
+    sock = await inst.start()  # a binary that cannot be executed raises here: no attempt to record
     session = Session()
     outcome = "ok"
     try:
-        sock = await inst.start()
         await within(session.open(sock), deadline)
         probe = await within(_ask(session, state, requested, target, accel, cpu), deadline)
         await within(session.close(), deadline)
@@ -263,34 +263,38 @@ def _discarded(launch: Launch, outcome: str) -> Attempt:
 
 async def _probe(opts: ProbeOptions, state: _State, deadline: float, early: Optional[Early]) -> None:
     state.binary = find_binary(opts.qemu_binary)
-    version_run = early.version if early is not None else None
-    if version_run is not None and version_run.binary != state.binary:
-        version_run = None
-    remaining = max(0.1, deadline - asyncio.get_running_loop().time())
-    outcome = "interrupted"
     workdir = early.workdir if early is not None else None
     try:
-        try:
-            _, attempt = await check_version(state.binary, min(10.0, remaining), version_run)
-        except asyncio.TimeoutError as exc:
-            outcome = "timeout"
-            raise ProbeTimeoutError("probe timed out running %s -version" % state.binary) from exc
-        state.attempts.append(attempt)
         if workdir is None:
             workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
         await _machines(opts, state, deadline, early, workdir)
     finally:
         if early is not None and early.launch is not None:  # never taken over: still evidence
             leftover, early.launch = early.launch, None
-            state.attempts.append(_discarded(leftover, outcome))
+            state.attempts.append(_discarded(leftover, "interrupted"))
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _prove_qemu(state: _State, deadline: float) -> None:
+    """Every launch died before its QMP greeting: is the binary QEMU at all? Its banner says.
+
+    Raises NotQemuError when it is not; the ``-version`` run is evidence either way.
+    """
+    assert state.binary is not None
+    remaining = max(0.1, deadline - asyncio.get_running_loop().time())
+    try:
+        await check_version(state.binary, min(10.0, remaining), record=state.attempts)
+    except asyncio.TimeoutError as exc:
+        raise ProbeTimeoutError("probe timed out running %s -version" % state.binary) from exc
 
 
 async def _machines(
     opts: ProbeOptions, state: _State, deadline: float, early: Optional[Early], workdir: str
 ) -> None:
     """Each requested machine type once, walking the fallback chain until a QEMU stays up."""
+    binary = state.binary
+    assert binary is not None
     attempts, state.accel_reason = chain(opts.accel, state.facts.dev_kvm)
     try:
         step = 0
@@ -309,7 +313,8 @@ async def _machines(
                 target = resolved
             while True:
                 accel, cpu = attempts[step]
-                launch = early.take_launch(target, accel, cpu) if early is not None else None
+                launch = (early.take_launch(binary, target, accel, cpu)
+                          if early is not None else None)
                 try:
                     probe = await _launch(
                         state, requested, target, accel, cpu, workdir, deadline, launch
@@ -323,6 +328,8 @@ async def _machines(
                         ) from None
                     step += 1
                     if step == len(attempts):
+                        if state.version is None:  # no launch ever greeted
+                            await _prove_qemu(state, deadline)
                         raise QemuDiedError(
                             "QEMU died at start (%s -machine %s -accel %s -cpu %s): %s"
                             % (state.binary, target, accel, cpu, _first_line(died.stderr))

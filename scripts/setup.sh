@@ -15,7 +15,8 @@ pkgs=(qemu-system-x86 qemu-utils python3-venv)
 if [ $dev = 1 ]; then
   # openssh-server: the end-to-end tests run a real sshd on 127.0.0.x.
   # libvirt-clients: `virsh -c test:///default` is the independent oracle.
-  pkgs+=(openssh-server openssh-client libvirt-clients util-linux procps)
+  # strace: a test counts the processes an import starts.
+  pkgs+=(openssh-server openssh-client libvirt-clients util-linux procps strace)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import asyncssh
+from .sshlib import asyncssh
 
 __all__ = ["HostKeyCheck", "HostKeyPolicy", "default_known_hosts", "known_hosts_name"]
 

@@ -39,11 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncssh
-
 from ..errors import UsageError
 from .hostkeys import HostKeyCheck, HostKeyPolicy, default_known_hosts, known_hosts_name
 from .inventory import HostSpec
+from .sshlib import asyncssh
 from .transport import HostFailure, RemoteRun, drive
 
 __all__ = ["SshSettings", "SshTransport"]

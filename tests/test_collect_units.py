@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import importlib.util
 import io
 import json
@@ -265,6 +266,40 @@ def test_a_damaged_bundle_is_refused_as_an_upload_failure(tmp_path: Path, isolat
     assert res.returncode == bootstrap_host.EXIT_BAD_BUNDLE, res.stderr.decode()
     verdict = interpret(RemoteRun(res.stdout, res.stderr, res.returncode, None, 0.1), "python3")
     assert verdict.stage == "upload", verdict
+
+
+def test_the_hosts_zip_reader_reads_the_bundle_as_zipfile_does(tmp_path: Path) -> None:
+    """``bootstrap_host`` reads the zip without ``zipfile``: same names, same bytes."""
+    import zlib
+
+    data = load_bundle(tmp_path).data
+    members = bootstrap_host._zip_members(data)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert sorted(members) == sorted(archive.namelist())
+        for name, (method, start, size) in members.items():
+            raw = data[start:start + size]
+            assert (zlib.decompress(raw, -15) if method == 8 else raw) == archive.read(name), name
+
+
+@pytest.mark.parametrize("kind", ["zip64-comment", "not-a-zip"])
+def test_a_zip_fleetcpu_did_not_write_is_refused_even_with_a_good_checksum(
+        tmp_path: Path, isolated_tmp: Path, kind: str) -> None:
+    buf = io.BytesIO()
+    if kind == "not-a-zip":
+        buf.write(b"just bytes, announced with their own true sha256\n" * 100)
+    else:
+        with zipfile.ZipFile(buf, "w") as archive:  # a comment moves the end record
+            archive.writestr("fleetcpu/__init__.py", "")
+            archive.comment = b"made elsewhere"
+    data = buf.getvalue()
+    header = b"%s %d %s\n" % (bootstrap_host.MAGIC, len(data), hashlib.sha256(data).hexdigest().encode())
+    res = run_remote(remote_command(sys.executable, ["--accel", "tcg"]), header + data,
+                     tmpdir=isolated_tmp)
+    assert res.returncode == bootstrap_host.EXIT_BAD_BUNDLE, res.stderr.decode()
+    assert b"is not a fleetcpu zip" in res.stderr
+    verdict = interpret(RemoteRun(res.stdout, res.stderr, res.returncode, None, 0.1), "python3")
+    assert verdict.stage == "upload", verdict
+    assert list(isolated_tmp.iterdir()) == []
 
 
 def test_eof_on_stdin_stops_the_probe_and_its_qemu_and_cleans_up(tmp_path: Path, isolated_tmp: Path) -> None:

@@ -61,10 +61,7 @@ def test_the_readme_default_collects_this_machine(tmp_path: Path, isolated_tmp: 
 
 def test_a_malformed_inventory_fails_before_any_host_is_contacted(tmp_path: Path,
                                                                    isolated_tmp: Path) -> None:
-    touched = tmp_path / "contacted"
-    spy = tmp_path / "spy-python"
-    spy.write_text(f"#!/bin/sh\ntouch {touched}\nexec {PYTHON} \"$@\"\n")
-    spy.chmod(0o755)
+    spy, touched = _spy_python(tmp_path)
     inv = tmp_path / "hosts.txt"
     inv.write_text(f"first transport=local python={spy}\n[broken\nsecond transport=local\n")
     store = tmp_path / "store"
@@ -78,6 +75,56 @@ def test_a_malformed_inventory_fails_before_any_host_is_contacted(tmp_path: Path
                   env=cli_env(tmp_path, isolated_tmp))
     assert res.returncode == 3 and "unknown key 'ansible_become'" in res.stderr
     assert not touched.exists() and not store.exists()
+
+
+def _spy_python(tmp_path: Path) -> tuple[Path, Path]:
+    touched = tmp_path / "contacted"
+    spy = tmp_path / "spy-python"
+    spy.write_text(f"#!/bin/sh\ntouch {touched}\nexec {PYTHON} \"$@\"\n")
+    spy.chmod(0o755)
+    return spy, touched
+
+
+@pytest.mark.parametrize("what", ["foreign", "newer-layout", "a-file"])
+def test_a_store_that_is_not_ours_fails_before_any_host_is_contacted(
+        tmp_path: Path, isolated_tmp: Path, what: str) -> None:
+    """A foreign directory, a newer layout or a file: refused before the fan-out, left as it was."""
+    spy, touched = _spy_python(tmp_path)
+    inv = tmp_path / "hosts.txt"
+    inv.write_text(f"h transport=local python={spy} accel=tcg\n")
+    store = tmp_path / "store"
+    if what == "a-file":
+        store.write_text("notes\n")
+    else:
+        store.mkdir()
+        (store / "fleetcpu-store.json").write_text(
+            '{"format": "fleetcpu.store", "layout": 99}\n' if what == "newer-layout"
+            else '{"format": "someone-else"}\n')
+    before = sorted(p.name for p in store.iterdir()) if store.is_dir() else None
+    res = run_cli("collect", str(inv), "--store", str(store), env=cli_env(tmp_path, isolated_tmp))
+    assert res.returncode == 4, res.stdout + res.stderr  # StoreForeignError
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: ")
+    assert not touched.exists(), "a host was contacted for a store that is not ours"
+    assert (sorted(p.name for p in store.iterdir()) if store.is_dir() else None) == before
+
+
+def test_a_store_that_cannot_be_opened_stops_the_run_and_leaves_nothing(
+        tmp_path: Path, isolated_tmp: Path) -> None:
+    """A damaged index is exit 4 with the file named; no probe is left, the runs are untouched."""
+    store = tmp_path / "store"
+    env = cli_env(tmp_path, isolated_tmp)
+    inv = tmp_path / "hosts.txt"
+    inv.write_text("".join(f"h{i} transport=local accel=tcg\n" for i in range(3)))
+    assert run_cli("collect", str(inv), "--store", str(store), env=env).returncode == 0
+    runs_before = [r.run_id for r in Store.open(store).runs()]
+    index = store / "v1" / "index" / "latest.parquet"
+    index.write_bytes(b"not parquet at all")
+    res = run_cli("collect", str(inv), "--store", str(store), env=env)
+    assert res.returncode == 4, res.stdout + res.stderr  # StoreCorruptError
+    assert res.stderr.count("\n") == 1 and "latest.parquet" in res.stderr
+    assert_nothing_left(isolated_tmp)
+    index.unlink()  # derived data: rebuilt from the runs, which the failed collect left alone
+    assert [r.run_id for r in Store.open(store).runs()] == runs_before
 
 
 def test_every_local_fault_is_a_stored_row_and_the_others_are_stored_too(

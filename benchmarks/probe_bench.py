@@ -55,9 +55,8 @@ VCPU_PROPS = ["feature-words", "filtered-features", "vendor", "family", "model",
 
 
 def main(plan):
-    subprocess.run([plan[0][0], "-version"], capture_output=True, check=False)
     first = True
-    for binary, machine, accel, cpu in plan[1:]:
+    for binary, machine, accel, cpu in plan:
         ours, theirs = socket.socketpair()
         proc = subprocess.Popen(
             [binary, "-nodefaults", "-no-user-config", "-display", "none", "-S", "-m", "64",
@@ -194,8 +193,9 @@ def main() -> int:
                 print(f"{accel}: probe failed ({doc['error']}); skipped")
                 continue
             binary = doc["qemu"]["binary"]
-            plan = [[binary]] + [[binary, a["machine_type"], a["accel"], a["cpu"]]
-                                 for a in doc["attempts"] if a["machine_type"]]
+            # The probe's launches: a working probe runs no -version (the greeting proves QEMU).
+            plan = [[binary, a["machine_type"], a["accel"], a["cpu"]]
+                    for a in doc["attempts"] if a["machine_type"]]
             ref_cmd = [python, "-m", "probe_reference", json.dumps(plan)]
             measure(ref_cmd)  # warm-up, like the probe's
             probe, ref = [], []
@@ -205,7 +205,7 @@ def main() -> int:
             pw, pr, pc = (statistics.median(x[i] for x in probe) for i in range(3))
             rw, rr, rc = (statistics.median(x[i] for x in ref) for i in range(3))
             ratios[accel] = pw / rw
-            print(f"{accel}: {len(plan) - 1} launch(es) + -version | wall probe {pw * 1000:.0f} ms, "
+            print(f"{accel}: {len(plan)} launch(es) | wall probe {pw * 1000:.0f} ms, "
                   f"reference {rw * 1000:.0f} ms | CPU probe {pc * 1000:.0f} ms, reference "
                   f"{rc * 1000:.0f} ms, ratio {pc / rc:.2f}x | peak RSS probe {pr / 1024:.1f} MiB, "
                   f"reference {rr / 1024:.1f} MiB, ratio {pr / rr:.2f}x")

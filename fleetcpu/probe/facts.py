@@ -18,8 +18,6 @@ from typing import Dict, Optional
 from .plan import dev_kvm_state
 from .records import CpuFacts, HostFacts
 
-__all__ = ["SYNTHETIC_MARKER", "dev_kvm_state", "parse_cpuinfo", "read_facts"]
-
 #: A file at the host root whose content labels facts as made up for tests.
 SYNTHETIC_MARKER = "fleetcpu-synthetic"
 

@@ -42,7 +42,9 @@ not in its figure); runs are interleaved, and the table shows the median of ``--
 Python, QEMU), read from the sshds' reaped-children times once no session is left: on this
 machine the hosts share the cores with the orchestrator, so (CPU + host CPU) / cores bounds the
 wall time from below, and the ratio of those sums is the comparison that other work on the
-machine disturbs least (printed after the wall-time ratios). A run counts only if every host
+machine disturbs least (printed after the wall-time ratios). ``--utilisation`` also samples the
+machine's busy share every 50 ms during each fleetcpu run (``/proc/stat``; 1.0 = every core busy)
+and prints it: where the wall time exceeds that bound, the cores were idle. A run counts only if every host
 succeeded: Ansible's exit status 0 and a ``SUCCESS`` line for every host; fleetcpu's exit
 status 0, an ``ok`` row for every host in the store, and nothing of its left on a host.
 Ratios (fleetcpu / Ansible) are printed last.
@@ -58,9 +60,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,6 +86,53 @@ class Run:
     stderr: str
     #: CPU of every session on the simulated hosts during the run (sshd, login shell, Python, QEMU).
     host_cpu: float = 0.0
+    #: The machine's busy share per ``SLOT`` seconds during the run (``--utilisation`` only).
+    busy: list[float] = field(default_factory=list)
+
+
+SLOT = 0.05
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """All and idle (idle + iowait) ticks of every core so far, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
+class Utilisation:
+    """The machine's busy share per ``SLOT`` seconds, sampled in a thread while a run goes on."""
+
+    def __init__(self) -> None:
+        self.busy: list[float] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> Utilisation:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        total, idle = _cpu_ticks()
+        while not self._done.wait(SLOT):
+            now_total, now_idle = _cpu_ticks()
+            spent = max(1, now_total - total)
+            self.busy.append(1 - (now_idle - idle) / spent)
+            total, idle = now_total, now_idle
+
+
+def describe_utilisation(busy: list[float]) -> str:
+    """The profile, and how long the run kept the machine less than three-quarters busy, and when."""
+    low = [u < 0.75 for u in busy]
+    start = next((i for i, x in enumerate(low) if not x), len(low))
+    end = next((i for i, x in enumerate(reversed(low)) if not x), len(low))
+    idle = sum(1 - u for u in busy) * SLOT * (os.cpu_count() or 1)
+    return (f"{' '.join(f'{u:.1f}' for u in busy)}\n    below 3/4 busy: {start * SLOT:.2f} s at the "
+            f"start, {end * SLOT:.2f} s at the end, {sum(low) * SLOT:.2f} s in all; "
+            f"idle core-seconds {idle:.2f}")
 
 
 def timed(argv: list[str], env: dict[str, str], cwd: Path) -> Run:
@@ -166,9 +216,14 @@ class Bench:
             ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
         return ticks / os.sysconf("SC_CLK_TCK")
 
-    def measured(self, path: Callable[[], Run]) -> Run:
+    def measured(self, path: Callable[[], Run], *, sample: bool = False) -> Run:
         before = self.host_cpu()
-        run = path()
+        if sample:
+            with Utilisation() as utilisation:
+                run = path()
+            run.busy = utilisation.busy
+        else:
+            run = path()
         run.host_cpu = self.host_cpu() - before
         return run
 
@@ -236,6 +291,8 @@ def main() -> None:
                         help="also time -m setup with Ansible's pipelining on (not a default)")
     parser.add_argument("--plain-shell", action="store_true",
                         help="hosts whose login shell reads no ~/.bashrc (see the docstring)")
+    parser.add_argument("--utilisation", action="store_true",
+                        help="sample the machine's busy share during each fleetcpu run")
     args = parser.parse_args()
     compile_package()
     repeat = 1 if args.quick else args.repeat
@@ -251,7 +308,8 @@ def main() -> None:
     try:
         for _ in range(repeat):
             for name, run in paths.items():
-                times[name].append(bench.measured(run))
+                sample = args.utilisation and name == "fleetcpu collect"
+                times[name].append(bench.measured(run, sample=sample))
     finally:
         bench.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -270,6 +328,9 @@ def main() -> None:
         host = statistics.median(r.host_cpu for r in runs)
         print(f"{name:<30} {median[name]:>7.2f} {min(r.wall for r in runs):>7.2f} "
               f"{median[name] / n:>7.3f} {cpu:>7.2f} {host:>10.2f}")
+    for run in times["fleetcpu collect"] if args.utilisation else []:
+        print(f"fleetcpu collect, {run.wall:.2f} s, busy share per {SLOT * 1000:.0f} ms: "
+              + describe_utilisation(run.busy))
     ours = median["fleetcpu collect"]
     for name in paths:
         if name != "fleetcpu collect":

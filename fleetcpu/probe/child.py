@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # no typing or socket import before the first QEMU is on its 
     import socket
     from typing import IO, Any, List, Optional, Sequence
 
+    from .records import Attempt
+
 #: Where distributions install the x86 system emulator; RHEL's is /usr/libexec/qemu-kvm.
 DEFAULT_BINARIES = ("qemu-system-x86_64", "/usr/libexec/qemu-kvm")
 STDERR_TAIL = 4096
@@ -283,6 +285,26 @@ class Launch:
     @property
     def sock(self) -> socket.socket:
         return self._ours
+
+    def attempt(self, outcome: str) -> Attempt:
+        """This launch as evidence: argv, outcome, exit status, stderr tail, time since spawn.
+
+        The records are imported here, never before the first QEMU is spawned.
+        """
+        from .records import Attempt
+
+        assert self.proc is not None
+        assert self.stderr is not None
+        return Attempt(
+            machine_type=self.machine,
+            accel=self.accel,
+            cpu=self.cpu,
+            argv=self.argv,
+            outcome=outcome,
+            exit_status=self.proc.returncode,
+            stderr_tail=tail(bytes(self.stderr.data)),
+            duration_s=round(time.monotonic() - self.started, 4),
+        )
 
     def discard(self) -> None:
         """Kill and reap QEMU, keep its stderr, close every descriptor."""

@@ -193,18 +193,14 @@ class QemuInstance:
         self.qmp_socket: Optional[socket.socket] = None
         self._launch = launch
         self._watch: Optional[_Watch] = None
-        self._started = time.monotonic()
 
     async def start(self) -> socket.socket:
         launch = self._launch
         if launch is None:
             launch = Launch(self.binary, self.machine, self.accel, self.cpu)
-            self.argv = launch.argv
-            self._started = time.monotonic()
             launch.spawn(self.workdir)
         self._launch = launch
         self.argv = launch.argv
-        self._started = launch.started
         self.qmp_socket = launch.sock
         assert launch.proc is not None
         assert launch.stderr is not None
@@ -242,13 +238,6 @@ class QemuInstance:
         return tail(bytes(self._launch.stderr.data))
 
     def attempt(self, outcome: str) -> Attempt:
-        return Attempt(
-            machine_type=self.machine,
-            accel=self.accel,
-            cpu=self.cpu,
-            argv=self.argv,
-            outcome=outcome,
-            exit_status=self.returncode,
-            stderr_tail=self.stderr_tail(),
-            duration_s=round(time.monotonic() - self._started, 4),
-        )
+        """The launch as evidence; only after ``start()``, which always made one."""
+        assert self._launch is not None
+        return self._launch.attempt(outcome)

@@ -32,7 +32,7 @@ from ..errors import (
     QmpProtocolError,
     UnknownMachineTypeError,
 )
-from .child import Launch, tail
+from .child import Launch
 from .decode import resolve_machine
 from .early import Early, now_rfc3339
 from .facts import read_facts
@@ -246,19 +246,8 @@ async def _launch(
 
 def _discarded(launch: Launch, outcome: str) -> Attempt:
     """The attempt of a pre-started QEMU the probe ended before taking it over."""
-    assert launch.proc is not None
-    assert launch.stderr is not None
     launch.discard()
-    return Attempt(
-        machine_type=launch.machine,
-        accel=launch.accel,
-        cpu=launch.cpu,
-        argv=launch.argv,
-        outcome=outcome,
-        exit_status=launch.proc.returncode,
-        stderr_tail=tail(bytes(launch.stderr.data)),
-        duration_s=round(time.monotonic() - launch.started, 4),
-    )
+    return launch.attempt(outcome)
 
 
 async def _probe(opts: ProbeOptions, state: _State, deadline: float, early: Optional[Early]) -> None:

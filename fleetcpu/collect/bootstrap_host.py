@@ -167,7 +167,6 @@ def _install(data):
     import zlib
 
     members = _zip_members(data)
-    entries = set(members)
 
     def read(name):
         # type: (str) -> bytes
@@ -178,7 +177,7 @@ def _install(data):
     tag = getattr(sys.implementation, "cache_tag", None)  # type: str | None  # None: no caching
     # module name -> (archive path, or None for a namespace directory; is a package)
     modules = {}  # type: dict[str, tuple[str | None, bool]]
-    for name in entries:
+    for name in members:
         if not name.endswith(".py"):
             continue
         parts = name[:-3].split("/")
@@ -195,7 +194,7 @@ def _install(data):
             return None
         directory, _, file = path.rpartition("/")
         pyc = "%s/__pycache__/%s.%s.pyc" % (directory, file[:-3], tag)
-        if pyc not in entries:
+        if pyc not in members:
             return None
         blob = read(pyc)
         if blob[:4] != importlib.util.MAGIC_NUMBER or blob[8:16] != importlib.util.source_hash(source):

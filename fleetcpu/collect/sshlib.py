@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes.util
+import functools
 import os
 import re
 import struct
@@ -55,14 +56,12 @@ def _ldconfig_listing() -> bytes:
 def cached_finder(standard: Callable[[str], str | None],
                   listing: Callable[[], bytes] = _ldconfig_listing) -> Callable[[str], str | None]:
     """``find_library`` answering from one ldconfig listing; ``standard`` only with LD_LIBRARY_PATH."""
-    seen: list[bytes] = []
+    listed = functools.cache(listing)
     abi = _abi_tag()
 
     def find_library(name: str) -> str | None:
-        if not seen:
-            seen.append(listing())
         pattern = os.fsencode(rf"\s+(lib{re.escape(name)}\.[^\s]+)\s+\({abi}")
-        found = re.search(pattern, seen[0])
+        found = re.search(pattern, listed())
         if found:
             return os.fsdecode(found.group(1))
         return standard(name) if os.environ.get("LD_LIBRARY_PATH") else None

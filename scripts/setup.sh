@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian machine: Debian packages (only those
-# missing), a virtualenv in .venv, and fleetcpu installed into it.
+# missing), then a virtualenv in .venv holding exactly what uv.lock pins,
+# with fleetcpu installed into it (editable).
 #   scripts/setup.sh          what `fleetcpu` itself needs (QEMU)
 #   scripts/setup.sh --dev    plus what the test suite needs (sshd, virsh, dev tools)
-# Re-running is cheap: apt is skipped when everything is there, pip when
-# pyproject.toml has not changed since the last install.
+#   scripts/setup.sh --latest like --dev, but into .venv-latest with the newest
+#                             versions pyproject.toml allows, ignoring the lock
+# Re-running is cheap: apt is skipped when everything is there, the install
+# when uv.lock and pyproject.toml have not changed since the last one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-dev=0
-[ "${1:-}" = "--dev" ] && dev=1
+dev=0 latest=0
+case "${1:-}" in
+  --dev) dev=1 ;;
+  --latest) dev=1 latest=1 ;;
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--dev|--latest]" >&2; exit 2 ;;
+esac
 
 pkgs=(qemu-system-x86 qemu-utils python3-venv)
 if [ $dev = 1 ]; then
@@ -31,24 +39,49 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${missing[@]}" >/dev/null
 fi
 
+. scripts/uvtool.sh
+uv_tool
 PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+
+lock=requirements.txt
+[ $dev = 1 ] && lock=requirements-dev.txt
+venv=.venv
+if [ $latest = 1 ]; then
+  # Outside CI only: what `pip install fleetcpu` resolves today, unlocked.
+  venv=.venv-latest
 fi
-extra="."
-[ $dev = 1 ] && extra=".[dev]"
-stamp=".venv/.fleetcpu-installed-$(sha256sum pyproject.toml | cut -c1-16)-$dev"
-if [ ! -f "$stamp" ]; then
-  log=.venv/pip-install.log
-  if ! .venv/bin/python -m pip install -q -e "$extra" >"$log" 2>&1; then
-    cat "$log" >&2
-    echo "setup: pip install failed (log above, also in $log)" >&2
-    exit 1
+if [ $latest = 0 ]; then
+  # The lock must be made from this pyproject.toml, or the install would not
+  # be what the code was tested with: refuse in one line, with the fix.
+  "$PY" scripts/lockcheck.py check requirements.txt requirements-dev.txt
+fi
+stamp="$venv/.fleetcpu-installed-$(cat "$lock" pyproject.toml scripts/uv-requirements.txt \
+  | sha256sum | cut -c1-16)-$dev-$latest"
+if [ $latest = 1 ] || [ ! -f "$stamp" ]; then
+  [ -x $venv/bin/python ] || "$UV" venv -q --python "$PY" $venv
+  log=.venv-uv/install.log
+  export VIRTUAL_ENV=$PWD/$venv
+  if [ $latest = 1 ]; then
+    steps=("$UV pip install --upgrade --refresh -e .[dev]")
+  else
+    # Exactly the lock, every file checked against its sha256; then fleetcpu
+    # itself, built with the locked setuptools (no unpinned build env).
+    steps=("$UV pip sync --require-hashes $lock"
+           "$UV pip install --no-deps --no-build-isolation -e .")
   fi
-  rm -f .venv/.fleetcpu-installed-*
+  for step in "${steps[@]}"; do
+    if ! $step >"$log" 2>&1; then
+      cat "$log" >&2
+      echo "setup: '$step' failed (log above, also in $log)" >&2
+      exit 1
+    fi
+  done
+  unset VIRTUAL_ENV
+  [ $latest = 1 ] && "$UV" pip list --python $venv/bin/python --format freeze >$venv/versions.txt
+  rm -f $venv/.fleetcpu-installed-*
   touch "$stamp"
 fi
 # An editable install compiles nothing, and with PYTHONDONTWRITEBYTECODE set
 # (as on some machines) every command would compile ~30 modules again
 # (40-90 ms each time): compile once here, as pip does for a regular install.
-.venv/bin/python -m compileall -q fleetcpu >/dev/null
+$venv/bin/python -m compileall -q fleetcpu >/dev/null

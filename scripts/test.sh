@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
 # Set up, then run the whole gate: ruff, mypy --strict, vermin (the probe's
 # Python 3.9 promise) and the test suite. Extra arguments go to pytest.
+#   scripts/test.sh [PYTEST ARGS]           against the lock (what CI runs)
+#   scripts/test.sh --latest [PYTEST ARGS]  against the newest versions that
+#       pyproject.toml allows, unlocked, in .venv-latest: outside CI, to find
+#       out before users do what the next release of a dependency breaks
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --dev
-export PATH="$PWD/.venv/bin:$PATH"
+venv=.venv
+if [ "${1:-}" = "--latest" ]; then
+  shift
+  [ -z "${CI:-}" ] || { echo "test.sh: --latest is not for CI (it is unlocked)" >&2; exit 2; }
+  scripts/setup.sh --latest
+  venv=.venv-latest
+  echo "== unlocked: versions in $venv/versions.txt" >&2
+else
+  scripts/setup.sh --dev
+fi
+export PATH="$PWD/$venv/bin:$PATH"
 echo "== ruff" >&2
-ruff check fleetcpu tests benchmarks notebooks
+ruff check fleetcpu tests benchmarks notebooks scripts
 echo "== mypy --strict" >&2
 mypy --strict fleetcpu
 echo "== vermin --target=3.9- (what ships to hosts)" >&2

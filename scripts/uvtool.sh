@@ -1,0 +1,29 @@
+# Sourced by setup.sh and lock.sh: puts the pinned uv (scripts/uv-requirements.txt)
+# in .venv-uv/ and exports UV, the path of its binary.
+#
+# Why a venv of its own: `uv sync` makes .venv exactly what uv.lock says and
+# would remove a uv installed there; .venv-uv/ holds only the pinned tool.
+# Why pip with --require-hashes: pip comes with python3-venv, so the only
+# thing fetched before the lock can be checked is the tool, and its bytes are
+# checked too.
+uv_tool() {
+  local want stamp
+  want=$(sha256sum scripts/uv-requirements.txt | cut -c1-16)
+  stamp=".venv-uv/.installed-$want"
+  if [ ! -f "$stamp" ]; then
+    rm -rf .venv-uv
+    "${PYTHON:-python3}" -m venv .venv-uv
+    if ! .venv-uv/bin/python -m pip install -q --disable-pip-version-check --require-hashes \
+        --no-deps -r scripts/uv-requirements.txt >.venv-uv.log 2>&1; then
+      cat .venv-uv.log >&2
+      echo "setup: could not install the pinned uv (log above)" >&2
+      return 1
+    fi
+    rm -f .venv-uv.log
+    touch "$stamp"
+  fi
+  UV="$PWD/.venv-uv/bin/uv"
+  export UV
+  # uv may not download interpreters: the venv is built on the machine's python3.
+  export UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1
+}

@@ -95,7 +95,11 @@ def _exit_now(status: int) -> NoReturn:
 
 
 def entry() -> None:
-    """The console script: the CLI without pandas (see ``_NoDataLibraries``), ended by ``_exit_now``."""
+    """The console script: the CLI without pandas (see ``_NoDataLibraries``), ended by ``_exit_now``,
+    and without the third-party warnings listed in ``fleetcpu.probe.quiet``."""
+    from .probe import quiet
+
+    quiet.install()
     if "pandas" not in sys.modules:
         sys.meta_path.insert(0, _NoDataLibraries())
     status = 0

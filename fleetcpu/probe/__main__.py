@@ -131,6 +131,9 @@ def emit(doc: ProbeDocument, indent: Optional[int]) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from .quiet import install
+
+    install()  # no third-party warning on a host's stderr either
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["verify"]:
         # ``fleetcpu verify``'s host half, shipped in the same bundle and started by

@@ -7,92 +7,103 @@ same behaviour on machines without ``/dev/kvm``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from . import qemuguard
+
 REPO = Path(__file__).resolve().parent.parent
 REALDATA = Path(os.environ.get("FLEETCPU_REALDATA", REPO.parent / "shared" / "realdata")).resolve()
 PYTHON = sys.executable
 
 
+#: The system's temp directory as the suite found it, and the private one the session uses.
+SYSTEM_TMP = Path(tempfile.gettempdir())
+_SESSION_TMP = pytest.StashKey[Path]()
+_SYSTEM_BEFORE = pytest.StashKey[set[str]]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Without the real-host captures half the suite would fail obscurely: stop with one line."""
+    """Check the real-host captures are there, and give the session a private temp directory.
+
+    Without the captures half the suite would fail obscurely: stop with one line.
+    The temp directory: every temporary of the session (pytest's tmp_path, and
+    TMPDIR for every process it starts) lives in one directory that the session
+    removes at its end, and whatever a test left there, or in the system's temp
+    directory under a ``fleetcpu`` name, fails the run (see pytest_sessionfinish).
+    """
     if not (REALDATA / "libvirt" / "cpu_map").is_dir():
         raise pytest.UsageError(
             f"real CPU captures not found at {REALDATA}: the checkout must sit beside "
             "shared/ (../shared/realdata), or set FLEETCPU_REALDATA"
         )
+    config.stash[_SYSTEM_BEFORE] = _fleetcpu_entries(SYSTEM_TMP)
+    private = Path(tempfile.mkdtemp(prefix="fleetcpu-suite-", dir=SYSTEM_TMP))
+    private.chmod(0o711)  # traversable by the unprivileged probe test's user, not listable
+    config.stash[_SESSION_TMP] = private
+    if config.option.basetemp is None:
+        config.option.basetemp = str(private / "t")
+    os.environ["TMPDIR"] = str(private)
+    tempfile.tempdir = str(private)
 
 
-def qemu_pids() -> set[int]:
-    """Every live process that is a QEMU or one of our fake QEMUs (named qemu-system-*)."""
-    out = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes()
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if b"qemu-system" in cmd and ") Z " not in stat:
-            out.add(int(entry.name))
-    return out
+def _fleetcpu_entries(where: Path) -> set[str]:
+    """Names a fleetcpu process or test would create there (other suites' private dirs aside)."""
+    return {p.name for p in where.iterdir()
+            if p.name.startswith(("fleetcpu", "pytest-of-")) and not p.name.startswith("fleetcpu-suite-")}
 
 
-def _ppid(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if it left anything behind, then remove the session's temp directory."""
+    private = session.config.stash.get(_SESSION_TMP, None)
+    if private is None or not private.exists():
+        return
+    left = sorted(p.name for p in private.iterdir() if p.name != "t")
+    before = session.config.stash.get(_SYSTEM_BEFORE, set())
+    left += sorted(str(SYSTEM_TMP / n) for n in _fleetcpu_entries(SYSTEM_TMP) - before)
+    shutil.rmtree(private, ignore_errors=True)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"ERROR: the suite left temporary files behind: {left}", red=True)
+        if exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def ours(pids: set[int]) -> set[int]:
-    """The QEMUs this test process started (descendants) or orphaned (re-parented to init).
-
-    Other test runs on the same machine have their own live QEMUs; those are
-    neither our descendants nor orphans, so they never fail our tests.
-    """
-    me = os.getpid()
-    out = set()
-    for pid in pids:
-        cur, hops = pid, 0
-        while cur > 1 and hops < 64:
-            cur, hops = _ppid(cur), hops + 1
-            if cur == me:
-                out.add(pid)
-                break
-        if _ppid(pid) == 1:
-            out.add(pid)
-    return out
+def kill_leaked(before: set[int], *, grace: float = 3.0) -> list[str]:
+    """Wait up to ``grace`` s for this session's QEMUs started since ``before`` to end; SIGKILL
+    those still running and return their command lines. Never signals a QEMU that is not ours."""
+    deadline = time.monotonic() + grace
+    left = qemuguard.ours(qemuguard.qemu_pids() - before)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = qemuguard.ours(qemuguard.qemu_pids() - before)
+    cmds = []
+    for pid in left:
+        cmds.append(qemuguard.describe(pid))
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return cmds
 
 
 @pytest.fixture(autouse=True)
 def no_orphan_qemu() -> Iterator[None]:
-    """Fail any test after which a QEMU it started is still running."""
-    before = qemu_pids()
+    """Fail any test after which a QEMU it started is still running (and stop that QEMU)."""
+    before = qemuguard.qemu_pids()
     yield
-    deadline = time.monotonic() + 3.0
-    left = ours(qemu_pids() - before)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = ours(qemu_pids() - before)
-    if left:
-        cmds = []
-        for pid in left:
-            try:
-                cmds.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
-                os.kill(pid, 9)
-            except OSError:
-                pass
-        pytest.fail(f"QEMU processes left running: {cmds}")
+    leaked = kill_leaked(before)
+    if leaked:
+        pytest.fail(f"QEMU processes left running: {leaked}")
 
 
 @pytest.fixture(scope="session")

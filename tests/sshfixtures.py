@@ -41,6 +41,7 @@ import asyncssh
 from fleetcpu.collect import bootstrap_host
 from fleetcpu.collect.bootstrap import host_script
 
+from . import qemuguard
 from .conftest import REPO
 
 GOLDEN = REPO / "tests" / "golden" / "probe-kvm-q35.json"
@@ -268,7 +269,7 @@ def start_sshd_fleet(root: Path, names: list[str], *, unauthorized: Iterable[str
                 "UseDNS no\n"
                 "PrintMotd no\n"
                 "LogLevel ERROR\n"
-                f"SetEnv TMPDIR={tmpdir} {setenv}\n"
+                f"SetEnv TMPDIR={tmpdir} {qemuguard.ENV}={qemuguard.TOKEN} {setenv}\n"
                 + extra_config
             )
             proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],

@@ -364,7 +364,11 @@ def _execute(store: Path, pool: str, tmp_path: Path) -> tuple[str, int]:
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     env_before = dict(os.environ)
-    os.environ.update(FLEETCPU_STORE=str(store), FLEETCPU_POOL=pool)
+    # The kernel's temporaries (the empty-store demo builds one) go under tmp_path, not the
+    # system's temp directory: the suite leaves nothing there.
+    kernel_tmp = tmp_path / "kernel-tmp"
+    kernel_tmp.mkdir(exist_ok=True)
+    os.environ.update(FLEETCPU_STORE=str(store), FLEETCPU_POOL=pool, TMPDIR=str(kernel_tmp))
     try:
         NotebookClient(nb, timeout=180, kernel_name="python3",
                        resources={"metadata": {"path": str(tmp_path)}}).execute()

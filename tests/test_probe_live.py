@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,14 +23,23 @@ import pytest
 from fleetcpu.probe.records import ProbeDocument, document_from_json
 
 from . import fakeqemu
-from .conftest import PYTHON, REPO, qemu_pids, run_cli
+from .conftest import PYTHON, REPO, run_cli
+from .qemuguard import qemu_pids
 
 
 def probe(*args: str, tmpdir: Path, timeout: float = 120) -> tuple[int, ProbeDocument, str]:
     res = run_cli("probe", *args, env={"TMPDIR": str(tmpdir)}, timeout=timeout)
-    doc = document_from_json(res.stdout, "probe stdout")
+    doc = parsed(res)
     assert doc.exit_code == res.returncode
     return res.returncode, doc, res.stderr
+
+
+def parsed(res: subprocess.CompletedProcess[str]) -> ProbeDocument:
+    """The probe's document; when there is none, fail with the probe's own stderr, the evidence."""
+    try:
+        return document_from_json(res.stdout, "probe stdout")
+    except ValueError as exc:
+        pytest.fail(f"no probe document ({exc}); exit {res.returncode}, stderr: {res.stderr.strip()}")
 
 
 def assert_clean(tmpdir: Path) -> None:
@@ -137,23 +148,49 @@ def test_fallback_to_tcg_when_kvm_fails(qemu_bin: str, tmp_path: Path, isolated_
         assert doc.accel_reason in ("no /dev/kvm", "/dev/kvm is not accessible to this user")
 
 
-def test_tcg_when_dev_kvm_not_accessible(isolated_tmp: Path) -> None:
-    """Run the probe as an unprivileged user: /dev/kvm (root-only here) is refused -> TCG."""
+def test_tcg_when_dev_kvm_not_accessible(tmp_path: Path) -> None:
+    """Run the probe as an unprivileged user: /dev/kvm (root-only here) is refused -> TCG.
+
+    The probe runs from a copy of exactly the files the bundle ships, in a
+    directory the user can read, as it does on a host: the checkout itself may
+    sit under a home directory that user cannot enter.
+    """
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to an unprivileged user")
     if not os.path.exists("/dev/kvm") or os.stat("/dev/kvm").st_mode & 0o006:
         pytest.skip("/dev/kvm is missing or world-accessible here")
-    os.chmod(isolated_tmp, 0o777)
-    res = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-         PYTHON, "-m", "fleetcpu.probe", "--accel", "auto"],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
-        env={**os.environ, "TMPDIR": str(isolated_tmp), "HOME": str(isolated_tmp)}, check=False,
-    )
-    doc = document_from_json(res.stdout)
-    assert res.returncode == 0, res.stderr
-    assert doc.accel == "tcg" and doc.host.dev_kvm == "no-permission"
-    assert doc.accel_reason == "/dev/kvm is not accessible to this user"
+    from fleetcpu.collect.bundle import bundle_sources
+
+    # The host's own Python, as on a host (the venv's may live under a private home too).
+    host_python = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else PYTHON
+    # tmp_path's ancestors are private to root: a world-readable directory of our own,
+    # removed at the end, holds the copy and the probe's TMPDIR.
+    shared = Path(tempfile.mkdtemp(prefix="fleetcpu-test-unpriv-"))
+    try:
+        shared.chmod(0o755)
+        for name, path in bundle_sources():
+            target = shared / "code" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        for d in [shared / "code", *(shared / "code").rglob("*")]:
+            d.chmod(0o755 if d.is_dir() else 0o644)
+        work = shared / "tmp"
+        work.mkdir(mode=0o777)
+        work.chmod(0o777)
+        res = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             host_python, "-S", "-m", "fleetcpu.probe", "--accel", "auto"],
+            capture_output=True, text=True, timeout=120, cwd=shared / "code",
+            env={"PATH": os.environ["PATH"], "PYTHONPATH": str(shared / "code"),
+                 "TMPDIR": str(work), "HOME": str(work)}, check=False,
+        )
+        doc = parsed(res)
+        assert res.returncode == 0, res.stderr
+        assert doc.accel == "tcg" and doc.host.dev_kvm == "no-permission"
+        assert doc.accel_reason == "/dev/kvm is not accessible to this user"
+        assert list(work.iterdir()) == [], "the probe left files behind"
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_missing_qemu(isolated_tmp: Path) -> None:

@@ -2,7 +2,7 @@
 # Idempotent setup for a fresh Debian machine: Debian packages (only those
 # missing), then a virtualenv in .venv holding exactly what uv.lock pins,
 # with fleetcpu installed into it (editable).
-#   scripts/setup.sh          what `fleetcpu` itself needs (QEMU)
+#   scripts/setup.sh          what `fleetcpu` itself needs (QEMU, libvirt's cpu_map)
 #   scripts/setup.sh --dev    plus what the test suite needs (sshd, virsh, dev tools)
 #   scripts/setup.sh --latest like --dev, but into .venv-latest with the newest
 #                             versions pyproject.toml allows, ignoring the lock
@@ -19,7 +19,9 @@ case "${1:-}" in
   *) echo "usage: scripts/setup.sh [--dev|--latest]" >&2; exit 2 ;;
 esac
 
-pkgs=(qemu-system-x86 qemu-utils python3-venv)
+# libvirt0: its /usr/share/libvirt/cpu_map is what --format libvirt, nova and
+# kubevirt translate feature names with (they exit 3 without it).
+pkgs=(qemu-system-x86 qemu-utils python3-venv libvirt0)
 if [ $dev = 1 ]; then
   # openssh-server: the end-to-end tests run a real sshd on 127.0.0.x.
   # libvirt-clients: `virsh -c test:///default` is the independent oracle.

@@ -180,9 +180,12 @@ _STORE_OPTION = click.option(
 @click.option("--pool", metavar="P", default=None, help="Pool of the host(s) (default: default).")
 @click.option("--host", "host", metavar="NAME", default=None,
               help="Host identity (default: the document's hostname).")
+@click.option("--collected-now", is_flag=True,
+              help="Date the runs now, not by the documents' own time (kept as probe_time): "
+                   "for demo and test documents; stored as command 'import --collected-now'.")
 @_STORE_OPTION
 @mapped_errors
-def import_(files: tuple[str, ...], pool: str | None, host: str | None,
+def import_(files: tuple[str, ...], pool: str | None, host: str | None, collected_now: bool,
             store_dir: str | None) -> None:
     """Store probe documents made offline (`fleetcpu probe > host.json`), one run per file.
 
@@ -191,7 +194,8 @@ def import_(files: tuple[str, ...], pool: str | None, host: str | None,
     from .store import resolve_location
     from .store.importer import import_files
 
-    for item in import_files(resolve_location(store_dir), files, pool=pool, host=host):
+    for item in import_files(resolve_location(store_dir), files, pool=pool, host=host,
+                             collected_now=collected_now):
         click.echo(f"{item.path}: host {item.host}, {item.status}, run {item.run_id}")
 
 

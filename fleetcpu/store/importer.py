@@ -7,6 +7,13 @@ read and checked first (the error names the file and the key at fault,
 exit 3); only then is the store opened and each document written as its own
 run, timed by the document, oldest first, so that the digest dedup sees
 each host's previous import.
+
+``collected_now`` is for documents that stand for a host rather than come
+from one now (the demo fleet in examples/, test fixtures): their own time
+would make every member ``stale`` a week after they were made. The run and
+the host rows are then dated at import time, the document's own time stays
+in ``probe_time``, and the run's ``command`` says ``import --collected-now``
+so no one mistakes the date for a measurement's.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import ProbeDocumentError
@@ -24,6 +31,8 @@ from .layout import parse_rfc3339
 from .store import Store
 
 DEFAULT_POOL = "default"
+COMMAND = "import"
+COMMAND_COLLECTED_NOW = "import --collected-now"
 
 
 @dataclass(frozen=True)
@@ -72,11 +81,11 @@ def load(path: str, host: str | None) -> ImportItem:
     return ImportItem(path=path, host=name, time=moment, document=doc)
 
 
-def outcome(item: ImportItem, pool: str) -> HostOutcome:
+def outcome(item: ImportItem, pool: str, collected_at: datetime | None = None) -> HostOutcome:
     return HostOutcome(
         host=item.host,
         pool=pool,
-        collected_at=item.time,
+        collected_at=collected_at or item.time,
         document=item.document,
         connection=ConnectionSpec(transport="import"),
         duration_s=item.document.duration_s,
@@ -84,14 +93,16 @@ def outcome(item: ImportItem, pool: str) -> HostOutcome:
 
 
 def import_files(store_path: Path, files: Sequence[str], *, pool: str | None = None,
-                 host: str | None = None) -> list[Imported]:
+                 host: str | None = None, collected_now: bool = False) -> list[Imported]:
     items = [load(path, host) for path in files]  # all or nothing: validate first
     store = Store.create_or_open(store_path)
     done = []
     for item in sorted(items, key=lambda i: i.time):
+        when = datetime.now(UTC) if collected_now else item.time
         with store.run_writer(
-            command="import", inventory=os.path.abspath(item.path), started_at=item.time
+            command=COMMAND_COLLECTED_NOW if collected_now else COMMAND,
+            inventory=os.path.abspath(item.path), started_at=when,
         ) as writer:
-            writer.add(outcome(item, pool or DEFAULT_POOL))
+            writer.add(outcome(item, pool or DEFAULT_POOL, when))
         done.append(Imported(item.path, item.host, writer.run_id, item.document.status))
     return done

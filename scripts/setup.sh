@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian machine: Debian packages (only those
-# missing), then a virtualenv in .venv holding exactly what uv.lock pins,
-# with fleetcpu installed into it (editable).
+# missing), then a virtualenv in .venv holding exactly what the lock
+# (requirements.txt, or requirements-dev.txt with --dev) pins, with fleetcpu
+# installed into it (editable).
 #   scripts/setup.sh          what `fleetcpu` itself needs (QEMU, libvirt's cpu_map)
 #   scripts/setup.sh --dev    plus what the test suite needs (sshd, virsh, dev tools)
 #   scripts/setup.sh --latest like --dev, but into .venv-latest with the newest
 #                             versions pyproject.toml allows, ignoring the lock
 # Re-running is cheap: apt is skipped when everything is there, the install
-# when uv.lock and pyproject.toml have not changed since the last one.
+# when the lock, pyproject.toml and the pinned uv have not changed since the last one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,9 @@ esac
 
 # libvirt0: its /usr/share/libvirt/cpu_map is what --format libvirt, nova and
 # kubevirt translate feature names with (they exit 3 without it).
-pkgs=(qemu-system-x86 qemu-utils python3-venv libvirt0)
+# ca-certificates: the trust store pip and uv check PyPI's certificate with
+# (a minbase root has none; scripts/uvtool.sh makes uv use it).
+pkgs=(qemu-system-x86 qemu-utils python3-venv libvirt0 ca-certificates)
 if [ $dev = 1 ]; then
   # openssh-server: the end-to-end tests run a real sshd on 127.0.0.x.
   # libvirt-clients: `virsh -c test:///default` is the independent oracle.

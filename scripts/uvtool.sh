@@ -1,8 +1,8 @@
 # Sourced by setup.sh and lock.sh: puts the pinned uv (scripts/uv-requirements.txt)
 # in .venv-uv/ and exports UV, the path of its binary.
 #
-# Why a venv of its own: `uv sync` makes .venv exactly what uv.lock says and
-# would remove a uv installed there; .venv-uv/ holds only the pinned tool.
+# Why a venv of its own: `uv pip sync` makes .venv exactly what the lock says
+# and would remove a uv installed there; .venv-uv/ holds only the pinned tool.
 # Why pip with --require-hashes: pip comes with python3-venv, so the only
 # thing fetched before the lock can be checked is the tool, and its bytes are
 # checked too.
@@ -26,4 +26,8 @@ uv_tool() {
   export UV
   # uv may not download interpreters: the venv is built on the machine's python3.
   export UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1
+  # uv trusts what this machine trusts (Debian's ca-certificates, plus any
+  # local CA an operator added, e.g. a TLS-inspecting proxy's), as apt and
+  # pip do; its built-in roots alone refused such a proxy in a pristine root.
+  export UV_SYSTEM_CERTS=${UV_SYSTEM_CERTS:-1}
 }

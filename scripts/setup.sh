@@ -39,9 +39,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
+  # apt's chatter (debconf's "delaying package configuration" on a minimal
+  # root) goes to a log, shown only if apt fails: the first thing a new
+  # operator reads should be fleetcpu's answer, not apt's notes.
+  aptlog=$(mktemp)
+  if ! { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+         $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+           "${missing[@]}"; } >"$aptlog" 2>&1; then
+    cat "$aptlog" >&2; rm -f "$aptlog"
+    echo "setup: apt-get could not install ${missing[*]} (log above)" >&2
+    exit 1
+  fi
+  rm -f "$aptlog"
 fi
 
 . scripts/uvtool.sh

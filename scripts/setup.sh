@@ -31,6 +31,8 @@ if [ $dev = 1 ]; then
   # strace: a test counts the processes an import starts.
   pkgs+=(openssh-server openssh-client libvirt-clients util-linux procps strace)
 fi
+. scripts/uvtool.sh  # quietly, uv_tool
+
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -42,18 +44,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   # apt's chatter (debconf's "delaying package configuration" on a minimal
   # root) goes to a log, shown only if apt fails: the first thing a new
   # operator reads should be fleetcpu's answer, not apt's notes.
-  aptlog=$(mktemp)
-  if ! { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-         $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-           "${missing[@]}"; } >"$aptlog" 2>&1; then
-    cat "$aptlog" >&2; rm -f "$aptlog"
-    echo "setup: apt-get could not install ${missing[*]} (log above)" >&2
-    exit 1
-  fi
-  rm -f "$aptlog"
+  apt=($SUDO env DEBIAN_FRONTEND=noninteractive apt-get)
+  quietly .setup-apt.log "apt-get update" "${apt[@]}" update -qq || exit 1
+  quietly .setup-apt.log "apt-get install ${missing[*]}" "${apt[@]}" install -y -qq \
+    --no-install-recommends "${missing[@]}" || exit 1
+  rm -f .setup-apt.log
 fi
 
-. scripts/uvtool.sh
 uv_tool
 PY=${PYTHON:-python3}
 
@@ -84,11 +81,8 @@ if [ $latest = 1 ] || [ ! -f "$stamp" ]; then
            "$UV pip install --no-deps --no-build-isolation -e .")
   fi
   for step in "${steps[@]}"; do
-    if ! $step >"$log" 2>&1; then
-      cat "$log" >&2
-      echo "setup: '$step' failed (log above, also in $log)" >&2
-      exit 1
-    fi
+    # shellcheck disable=SC2086 # each step is a command line, split on purpose
+    quietly "$log" "'$step'" $step || exit 1
   done
   unset VIRTUAL_ENV
   [ $latest = 1 ] && "$UV" pip list --python $venv/bin/python --format freeze >$venv/versions.txt

@@ -6,6 +6,18 @@
 # Why pip with --require-hashes: pip comes with python3-venv, so the only
 # thing fetched before the lock can be checked is the tool, and its bytes are
 # checked too.
+# quietly LOG WHAT COMMAND...: COMMAND's output goes to LOG, shown (with WHAT
+# failed) only if it fails, so a working setup prints fleetcpu's lines alone.
+quietly() {
+  local log=$1 what=$2
+  shift 2
+  if ! "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "setup: $what failed (log above, also in $log)" >&2
+    return 1
+  fi
+}
+
 uv_tool() {
   local want stamp
   want=$(sha256sum scripts/uv-requirements.txt | cut -c1-16)
@@ -13,12 +25,9 @@ uv_tool() {
   if [ ! -f "$stamp" ]; then
     rm -rf .venv-uv
     "${PYTHON:-python3}" -m venv .venv-uv
-    if ! .venv-uv/bin/python -m pip install -q --disable-pip-version-check --require-hashes \
-        --no-deps -r scripts/uv-requirements.txt >.venv-uv.log 2>&1; then
-      cat .venv-uv.log >&2
-      echo "setup: could not install the pinned uv (log above)" >&2
-      return 1
-    fi
+    quietly .venv-uv.log "installing the pinned uv" .venv-uv/bin/python -m pip install -q \
+      --disable-pip-version-check --require-hashes --no-deps -r scripts/uv-requirements.txt \
+      || return 1
     rm -f .venv-uv.log
     touch "$stamp"
   fi

@@ -12,6 +12,7 @@ check but not the Parquet column they end up in.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,10 @@ from fleetcpu.collect.interpret import interpret
 from fleetcpu.collect.transport import RemoteRun
 from fleetcpu.errors import ProbeDocumentError
 from fleetcpu.probe.records import document_from_json
+from fleetcpu.store.importer import load, rehearse
 
 from .conftest import REPO, run_cli
 from .sshfixtures import latest_rows
-
-#: Removed by the fix: until then every case here fails (exit 1, a crash or a lost run).
-pytestmark = pytest.mark.xfail(strict=True, reason="issue 17 item 1: not yet fixed")
 
 GOLDEN = REPO / "tests" / "golden" / "probe-kvm-q35.json"
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -187,3 +186,18 @@ def test_import_and_check_of_hostile_documents_exit_3_on_one_line(tmp_path: Path
         assert res.returncode == 3, res.stderr
         assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"error: {bad}: ")
     assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+
+
+def test_import_rehearses_every_row_before_storing_any(tmp_path: Path) -> None:
+    """A value decode let through (here, built past it) is refused by the rehearsal, naming the file."""
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(golden()))
+    item = load(str(good), None)
+    rehearse(item)  # the golden document converts
+    doc = item.document
+    cpu = dataclasses.replace(doc.host.cpu, family=2**40)
+    bad = dataclasses.replace(item, document=dataclasses.replace(
+        doc, host=dataclasses.replace(doc.host, cpu=cpu)))
+    with pytest.raises(ProbeDocumentError) as caught:
+        rehearse(bad)
+    assert caught.value.message.startswith(f"{good}: <document>: a value its store column cannot hold")

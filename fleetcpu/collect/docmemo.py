@@ -19,7 +19,10 @@ attempts, status) is decoded and validated as always, by
 ``document_from_dict``. Anything unusual (not an object, a duplicate key, a
 value the scanner rejects, a record error) falls back to
 ``document_from_json`` on the whole text, so errors and their messages are
-exactly the reference parser's.
+exactly the reference parser's. That includes nesting: the C scanner's own
+recursion guard stops a deeply nested value here, and the reference parser
+then bounds the depth before parsing and says so; an oversized text or one
+that may hold a lone surrogate goes straight to it.
 """
 
 from __future__ import annotations
@@ -30,13 +33,27 @@ import json.scanner
 import re
 from typing import Any
 
-from ..probe.records import MachineProbe, ProbeDocument, VcpuProps, document_from_dict, document_from_json
+from ..errors import ProbeDocumentError
+from ..probe.records import (
+    MAX_DOCUMENT_CHARS,
+    MachineProbe,
+    ProbeDocument,
+    VcpuProps,
+    document_from_dict,
+    document_from_json,
+)
 
 __all__ = ["DocumentMemo", "read_document"]
 
 #: The C scanner ``json.loads`` itself uses: one JSON value from an index, and where it ends.
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 _WS = re.compile(r"[ \t\n\r]*")
+
+
+#: Texts holding an escape that may be half a surrogate pair go to the reference
+#: parser, which checks every string (a cheap ``in``; probe documents rarely have one).
+_SURROGATE_HINT = "\\ud"
+_SURROGATE_HINT_UPPER = "\\uD"
 
 
 def _skip(text: str, i: int) -> int:
@@ -129,6 +146,8 @@ def read_document(text: str, source: str = "probe output",
     Raises ``ProbeDocumentError`` exactly as ``document_from_json`` does.
     """
     memo = _MEMO if memo is None else memo
+    if len(text) > MAX_DOCUMENT_CHARS or _SURROGATE_HINT in text or _SURROGATE_HINT_UPPER in text:
+        return document_from_json(text, source)
     try:
         walked = _walk(text, memo)
     except (StopIteration, ValueError, RecursionError):
@@ -138,9 +157,7 @@ def read_document(text: str, source: str = "probe output",
     value, spans, reused = walked
     try:
         doc = document_from_dict({**value, **{k: _STAND_INS[k] for k in reused}}, source)
-    except Exception:  # the reference parser decides, and words the error
-        if not reused:
-            raise
+    except ProbeDocumentError:  # the reference parser decides, and words the error
         return document_from_json(text, source)
     for key, span in spans.items():
         if key not in reused and getattr(doc, key):

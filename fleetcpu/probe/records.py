@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import itertools
 import json
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
@@ -32,15 +35,32 @@ Scalar = Union[bool, int, float, str, None]
 
 REGISTERS = ("eax", "ebx", "ecx", "edx")
 
+# Every integer a document may hold has a range, checked at decode: a value
+# beyond its Parquet column (int32, int64) passed the type check and then
+# broke the whole run's batch write, and a CPUID word beyond 32 bits or a
+# negative family is no CPU. ``metadata={"range": (lo, hi)}`` on a field
+# narrows the default, which is the int64 column every other integer fits.
+INT64 = (-(2**63), 2**63 - 1)
+#: A ``Scalar`` property (stored as JSON text) is a QEMU int64 or uint64 property.
+SCALAR_INT = (-(2**63), 2**64 - 1)
+#: CPUID leaves, subleaves, register bits, level/xlevel: what CPUID returns.
+U32 = {"range": (0, 2**32 - 1)}
+#: Family, model, stepping, phys-bits: non-negative, int32 columns.
+U31 = {"range": (0, 2**31 - 1)}
+#: A process exit status (negative: killed by that signal), kept in int32.
+STATUS = {"range": (-(2**31), 2**31 - 1)}
+#: Floats (durations) are finite, and integers written for them convert exactly.
+FLOAT_INT = 2**53
+
 
 @dataclass(frozen=True)
 class FeatureWord:
     """One CPUID output register as a bit set; ``subleaf`` is 0 where QEMU omits it."""
 
-    leaf: int
-    subleaf: int
+    leaf: int = field(metadata=U32)
+    subleaf: int = field(metadata=U32)
     register: str
-    bits: int
+    bits: int = field(metadata=U32)
 
 
 @dataclass(frozen=True)
@@ -91,13 +111,13 @@ class VcpuProps:
     """What the realized, paused vCPU reports through ``qom-get``: what a guest would see."""
 
     vendor: Optional[str] = None
-    family: Optional[int] = None
-    model: Optional[int] = None
-    stepping: Optional[int] = None
+    family: Optional[int] = field(default=None, metadata=U31)
+    model: Optional[int] = field(default=None, metadata=U31)
+    stepping: Optional[int] = field(default=None, metadata=U31)
     model_id: Optional[str] = None
-    level: Optional[int] = None
-    xlevel: Optional[int] = None
-    phys_bits: Optional[int] = None
+    level: Optional[int] = field(default=None, metadata=U32)
+    xlevel: Optional[int] = field(default=None, metadata=U32)
+    phys_bits: Optional[int] = field(default=None, metadata=U31)
 
 
 @dataclass(frozen=True)
@@ -127,7 +147,7 @@ class Attempt:
     argv: Tuple[str, ...]
     #: ok | died | unknown-machine-type | qmp-error | timeout | interrupted
     outcome: str
-    exit_status: Optional[int]
+    exit_status: Optional[int] = field(metadata=STATUS)
     stderr_tail: str
     duration_s: float
 
@@ -163,9 +183,9 @@ class CpuFacts:
     """The host CPU as the kernel reports it (``/proc/cpuinfo``): a fact, not a capability."""
 
     vendor: Optional[str] = None
-    family: Optional[int] = None
-    model: Optional[int] = None
-    stepping: Optional[int] = None
+    family: Optional[int] = field(default=None, metadata=U31)
+    model: Optional[int] = field(default=None, metadata=U31)
+    stepping: Optional[int] = field(default=None, metadata=U31)
     model_name: Optional[str] = None
     microcode: Optional[str] = None
 
@@ -225,7 +245,7 @@ class ProbeDocument(JsonDocument):
     stage: Optional[str] = None
     error: Optional[str] = None
     error_code: Optional[str] = None
-    exit_code: int = 0
+    exit_code: int = field(default=0, metadata={"range": (0, 255)})
     schema: str = SCHEMA
 
     @property
@@ -280,6 +300,13 @@ def _convert(tp: Any, value: Any, path: str, source: str) -> Any:  # noqa: PLR09
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
+        if set(options) == {bool, int, float, str}:
+            try:
+                return _scalar(value)
+            except _Bad:
+                raise ProbeDocumentError(
+                    source, path, "must be a boolean, a string, a finite number or an integer "
+                    "from %d to %d" % SCALAR_INT) from None
         if len(options) == 1:  # Optional[X]: keep X's precise error path
             return _convert(options[0], value, path, source)
         errors = []
@@ -306,10 +333,13 @@ def _convert(tp: Any, value: Any, path: str, source: str) -> Any:  # noqa: PLR09
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ProbeDocumentError(source, path, "must be a number")
+        if _finite(value) is None:
+            raise ProbeDocumentError(source, path, "must be a finite number")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ProbeDocumentError(source, path, "must be an integer")
+        _check_range(value, INT64, path, source)
         return value
     if tp in (bool, str):
         if not isinstance(value, tp):
@@ -320,6 +350,18 @@ def _convert(tp: Any, value: Any, path: str, source: str) -> Any:  # noqa: PLR09
             raise ProbeDocumentError(source, path, "must be null")
         return None
     raise TypeError("records: unsupported field type %r" % (tp,))
+
+
+def _finite(value: Any) -> Optional[float]:
+    """``value`` as a float if it is one exactly and finitely, else None (no OverflowError)."""
+    if type(value) is int:
+        return float(value) if -FLOAT_INT <= value <= FLOAT_INT else None
+    return value if math.isfinite(value) else None
+
+
+def _check_range(value: Any, bounds: Tuple[int, int], path: str, source: str) -> None:
+    if value is not None and not bounds[0] <= value <= bounds[1]:
+        raise ProbeDocumentError(source, path, "must be an integer from %d to %d" % bounds)
 
 
 class _Bad(Exception):
@@ -341,8 +383,20 @@ def _exact(kind: type) -> _Fast:
     return conv
 
 
+def _int(lo: int, hi: int) -> _Fast:
+    def conv(v: Any) -> Any:
+        return v if type(v) is int and lo <= v <= hi else _bad()
+
+    return conv
+
+
 def _number(v: Any) -> Any:
-    return float(v) if type(v) in (int, float) else _bad()
+    kind = type(v)
+    if kind is float and v - v == 0.0:  # finite: inf - inf and nan - nan are nan
+        return v
+    if kind is int and -FLOAT_INT <= v <= FLOAT_INT:
+        return float(v)
+    return _bad()
 
 
 def _optional(inner: _Fast) -> _Fast:
@@ -352,17 +406,30 @@ def _optional(inner: _Fast) -> _Fast:
     return conv
 
 
-def _scalar_union(kinds: Tuple[Any, ...]) -> _Fast:
-    def conv(v: Any) -> Any:
-        return v if v is None or type(v) in kinds else _bad()
+def _scalar(v: Any) -> Any:
+    """A ``Scalar``: bool, str, a finite float or an integer of QEMU's int64/uint64 range."""
+    kind = type(v)
+    if v is None or kind is str or kind is bool:
+        return v
+    if kind is int and SCALAR_INT[0] <= v <= SCALAR_INT[1]:
+        return v
+    if kind is float and v - v == 0.0:
+        return v
+    return _bad()
 
-    return conv
+
+def _ranged(hint: Any, bounds: Tuple[int, int]) -> _Fast:
+    """A narrower integer range than the type's own (``metadata={"range": ...}``)."""
+    conv = _int(*bounds)
+    return _optional(conv) if typing.get_origin(hint) is Union else conv
 
 
 def _record(tp: Any) -> _Fast:
     hints = _hints(tp)
     spec = [
-        (f.name, _fast(hints[f.name]),
+        (f.name,
+         _ranged(hints[f.name], f.metadata["range"]) if "range" in f.metadata
+         else _fast(hints[f.name]),
          f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
         for f in dataclasses.fields(tp)
     ]
@@ -417,14 +484,16 @@ def _fast(tp: Any) -> _Fast:
         origin, args = typing.get_origin(tp), typing.get_args(tp)
         options = tuple(a for a in args if a is not type(None))
         conv: _Fast
-        if tp in (str, bool, int):
+        if tp in (str, bool):
             conv = _exact(tp)
+        elif tp is int:
+            conv = _int(*INT64)
         elif tp is float:
             conv = _number
         elif origin is Union and len(options) == 1:
             conv = _optional(_fast(options[0]))
-        elif origin is Union and set(options) <= {bool, int, float, str}:
-            conv = _scalar_union(options)
+        elif origin is Union and set(options) == {bool, int, float, str}:
+            conv = _scalar
         elif dataclasses.is_dataclass(tp):
             conv = _record(tp)
         elif origin is tuple:
@@ -448,6 +517,8 @@ def _from_dict(cls: Type[T], value: Any, path: str, source: str) -> T:
                 raise ProbeDocumentError(source, sub, "missing")
             continue
         kwargs[f.name] = _convert(_hints(cls)[f.name], value[f.name], sub, source)
+        if "range" in f.metadata:
+            _check_range(kwargs[f.name], f.metadata["range"], sub, source)
     return cls(**kwargs)
 
 
@@ -482,9 +553,78 @@ def document_from_dict(value: Any, source: str = "<probe>") -> ProbeDocument:
     return doc
 
 
-def document_from_json(text: str, source: str = "<probe>") -> ProbeDocument:
+#: Most characters a document may have: collect's stdout cap, so both paths take the same.
+MAX_DOCUMENT_CHARS = 32 * 1024 * 1024
+#: Deepest nesting a document may have (a probe document has 6 levels).
+MAX_DEPTH = 32
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+#: A JSON escape that may decode to half a surrogate pair (no UTF-8 for it).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _too_deep(text: str, limit: int) -> bool:
+    """Whether brackets outside strings nest deeper than ``limit``, without recursion.
+
+    Each pass deletes every innermost ``[]`` and ``{}``, so a balanced text of
+    depth D is empty after at most D passes (C-speed string operations, ~1 ms
+    on a 100 KB document); whatever is left after ``limit`` passes, or does
+    not shrink (unbalanced), gets the exact running count.
+    """
+    skeleton = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    rest = skeleton
+    for _ in range(limit):
+        if not rest:
+            return False
+        shorter = rest.replace("[]", "").replace("{}", "")
+        if len(shorter) == len(rest):
+            break
+        rest = shorter
+    if not rest:
+        return False
+    return max(itertools.accumulate(1 if c in "[{" else -1 for c in skeleton)) > limit
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    return False
+
+
+def load_json(text: str, source: str) -> Any:
+    """``json.loads`` for untrusted text: size and depth bounded before parsing, UTF-8 after.
+
+    A host's output must never abort a run: 100,000 levels of ``[`` made the
+    parser raise ``RecursionError``, and a lone surrogate (``"\\ud800"``) is a
+    string no Parquet column can hold. Every such text is a
+    ``ProbeDocumentError`` (a failure row, or exit 3).
+    """
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise ProbeDocumentError(
+            source, "", "%d characters, more than %d: not a probe document"
+            % (len(text), MAX_DOCUMENT_CHARS))
+    if _too_deep(text, MAX_DEPTH):
+        raise ProbeDocumentError(source, "", "nested deeper than %d levels" % MAX_DEPTH)
     try:
         value = json.loads(text)
+    except RecursionError as exc:  # not reachable after _too_deep; kept as the last guard
+        raise ProbeDocumentError(source, "", "nested deeper than %d levels" % MAX_DEPTH) from exc
     except ValueError as exc:
         raise ProbeDocumentError(source, "", "not JSON (%s)" % exc) from exc
-    return document_from_dict(value, source)
+    if (not text.isascii() or _SURROGATE_ESCAPE.search(text)) and _has_surrogate(value):
+        raise ProbeDocumentError(source, "", "a string is not valid Unicode (a lone surrogate)")
+    return value
+
+
+def document_from_json(text: str, source: str = "<probe>") -> ProbeDocument:
+    """The reference reader of a probe document: bounded parse, then ``document_from_dict``."""
+    return document_from_dict(load_json(text, source), source)

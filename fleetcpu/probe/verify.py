@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import re
 import shutil
 import signal
@@ -50,7 +49,15 @@ from ..errors import (
 from . import features
 from .decode import resolve_machine
 from .qemu import QemuInstance, check_version, find_binary
-from .records import REGISTERS, FeatureWord, JsonDocument, QueryFailure, VcpuProps, _from_dict
+from .records import (
+    REGISTERS,
+    FeatureWord,
+    JsonDocument,
+    QueryFailure,
+    VcpuProps,
+    _from_dict,
+    load_json,
+)
 from .run import failure_of, now_rfc3339, within
 from .session import Session
 
@@ -124,10 +131,7 @@ class VerifyDocument(JsonDocument):
 
 def verify_from_json(text: str, source: str = "<verify>") -> VerifyDocument:
     """Validate a verify document; errors name the key at fault (``ProbeDocumentError``)."""
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ProbeDocumentError(source, "", "not JSON (%s)" % exc) from exc
+    value = load_json(text, source)
     if not isinstance(value, dict):
         raise ProbeDocumentError(source, "", "not a JSON object")
     schema = value.get("schema")

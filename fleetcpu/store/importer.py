@@ -4,9 +4,11 @@ Why validate every file before storing any: an operator importing a directory
 of air-gapped hosts' files wants all of them or a clear refusal, not a store
 holding half a batch and an error about the other half. So all files are
 read and checked first (the error names the file and the key at fault,
-exit 3); only then is the store opened and each document written as its own
-run, timed by the document, oldest first, so that the digest dedup sees
-each host's previous import.
+exit 3), and each one's rows are converted to the store's Arrow columns as a
+rehearsal (a value its column cannot hold is refused here, not at the write
+of the second file); only then is the store opened and each document written
+as its own run, timed by the document, oldest first, so that the digest dedup
+sees each host's previous import.
 
 ``collected_now`` is for documents that stand for a host rather than come
 from one now (the demo fleet in examples/, test fixtures): their own time
@@ -24,10 +26,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+
 from ..errors import ProbeDocumentError
 from ..outcome import ConnectionSpec, HostOutcome
-from ..probe.records import ProbeDocument, document_from_json
+from ..probe.records import MAX_DOCUMENT_CHARS, ProbeDocument, document_from_json
 from .layout import parse_rfc3339
+from .rows import cpu_digest, detail_rows, host_row, unique_machines
+from .schema import HOSTS, TABLES
 from .store import Store
 
 DEFAULT_POOL = "default"
@@ -63,7 +69,7 @@ def load(path: str, host: str | None) -> ImportItem:
     """Read and validate one file; every problem is a ProbeDocumentError naming it."""
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            text = f.read(MAX_DOCUMENT_CHARS + 1)  # a bigger file is refused, not read whole
     except (OSError, UnicodeDecodeError) as exc:
         raise ProbeDocumentError(path, "", f"cannot read it ({exc})") from exc
     doc = document_from_json(text, path)
@@ -92,9 +98,24 @@ def outcome(item: ImportItem, pool: str, collected_at: datetime | None = None) -
     )
 
 
+def rehearse(item: ImportItem) -> None:
+    """Convert ``item``'s rows to their Arrow columns, as the write will: an error here stores nothing."""
+    machines = unique_machines(item.document.machine_types)
+    try:
+        row = host_row(outcome(item, DEFAULT_POOL), "rehearsal", cpu_digest(machines), None)
+        pa.Table.from_pylist([row], schema=HOSTS.schema)
+        for table, rows in detail_rows("rehearsal", item.host, machines).by_table().items():
+            pa.Table.from_pylist(rows, schema=TABLES[table].schema)
+    except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
+        raise ProbeDocumentError(item.path, "", f"a value its store column cannot hold ({exc})") \
+            from exc
+
+
 def import_files(store_path: Path, files: Sequence[str], *, pool: str | None = None,
                  host: str | None = None, collected_now: bool = False) -> list[Imported]:
     items = [load(path, host) for path in files]  # all or nothing: validate first
+    for item in items:
+        rehearse(item)
     store = Store.create_or_open(store_path)
     done = []
     for item in sorted(items, key=lambda i: i.time):

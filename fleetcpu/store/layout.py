@@ -65,9 +65,15 @@ def rfc3339(moment: datetime) -> str:
 
 
 def parse_rfc3339(text: str) -> datetime:
-    """An RFC 3339 time with an offset (``Z`` included) -> aware UTC; ValueError otherwise."""
-    moment = datetime.fromisoformat(text)
-    return utc(moment)
+    """An RFC 3339 time with an offset (``Z`` included) -> aware UTC; ValueError otherwise.
+
+    (A document's time is untrusted: ``0001-01-01T00:00:00+14:00`` is valid ISO
+    but has no UTC instant, and its OverflowError must not escape as a crash.)
+    """
+    try:
+        return utc(datetime.fromisoformat(text))
+    except OverflowError as exc:
+        raise ValueError(f"{text!r} is out of the representable range") from exc
 
 
 @dataclass(frozen=True)

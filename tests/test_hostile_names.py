@@ -106,7 +106,6 @@ def realdata_vendors() -> set[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 2: QEMU's '' for an unnamed bit is kept")
 def test_every_real_name_meets_the_rule() -> None:
     names = realdata_names()
     assert len(names) > 700, "the captures hold some 750 distinct names, once decoded"
@@ -118,7 +117,6 @@ def test_every_real_name_meets_the_rule() -> None:
     assert is_vendor("  Shanghai  "), "Zhaoxin's CPUID vendor keeps its spaces"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 2: QEMU's '' for an unnamed bit is kept")
 def test_qemus_empty_name_for_an_unnamed_bit_stays_a_blocker() -> None:
     """Older QEMUs list a feature bit they cannot name as "": the model still lacks it."""
     replies = cputest_replies(REALDATA / "libvirt" / "cputestdata" / "x86_64-cpuid-Core-i7-7600U.json")
@@ -178,7 +176,6 @@ PLACES: list[tuple[str, Any, str]] = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 2: names are not checked yet")
 @pytest.mark.parametrize(("where", "plant", "key"), PLACES, ids=[p[0] for p in PLACES])
 def test_a_bad_name_is_refused_at_decode(where: str, plant: Any, key: str) -> None:
     for name in BAD_NAMES:
@@ -193,7 +190,6 @@ def test_a_bad_name_is_refused_at_decode(where: str, plant: Any, key: str) -> No
         assert repr(name) in str(verdict.error) or "not valid Unicode" in str(verdict.error)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 2: vendors are not checked yet")
 def test_a_bad_vendor_is_refused_at_decode() -> None:
     for path in ((*MP, "vcpu", "vendor"), ("host", "cpu", "vendor"),
                  (*MP, "full_expansion", "props", "vendor")):
@@ -204,7 +200,6 @@ def test_a_bad_vendor_is_refused_at_decode() -> None:
                 document_from_json(json.dumps(doc), "h.json")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 2: names are not checked yet")
 def test_import_of_a_crafted_document_is_one_line_exit_3(tmp_path: Path) -> None:
     doc = golden()
     _rename_key(doc, (*MP, "full_expansion", "features"), "fpu", "y,kvm=off")
@@ -245,7 +240,6 @@ def _options(fmt: str) -> RenderOptions:
         else RenderOptions()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 2: renderers emit what they are given")
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_every_renderer_refuses_a_name_it_cannot_quote(fmt: str) -> None:
     render(_tampered(), fmt, _options(fmt))  # the untampered pool renders

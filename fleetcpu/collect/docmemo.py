@@ -67,7 +67,7 @@ def _skip(text: str, i: int) -> int:
 #: knows) is the same on every host running one QEMU build.
 _STAND_INS: dict[str, Any] = {
     "machine_types": [json.loads(json.dumps(dataclasses.asdict(
-        MachineProbe("", "", "", "", (), None, None, VcpuProps(), (), ()))))],
+        MachineProbe("x", "x", "", "", (), None, None, VcpuProps(), (), ()))))],
     "qemu": None,
 }
 

@@ -108,12 +108,18 @@ def resolve_machine(machines: Iterable[MachineInfo], requested: str) -> Optional
     return by_alias
 
 
+#: What an unavailable feature QEMU has no name for is recorded as. Older QEMUs
+#: list such a bit as ``""`` (the Core-i7-7600U capture): not a name any config
+#: may hold (``names``), but the model still lacks the bit, so it stays a blocker.
+UNNAMED_FEATURE = "unnamed-feature"
+
+
 def canonical_features(names: Iterable[Any], what: str) -> Tuple[str, ...]:
     """De-duplicated, canonical, sorted: QEMU lists some names twice (``pku`` on Skylake)."""
     canonical = features.canonical
     out = set()
     for n in names:
-        out.add(canonical(n if type(n) is str else _str(n, what)))
+        out.add(canonical(n if type(n) is str else _str(n, what)) or UNNAMED_FEATURE)
     return tuple(sorted(out))
 
 

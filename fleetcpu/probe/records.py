@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 from ..errors import ProbeDocumentError
+from .names import is_name, is_vendor, name_problem, vendor_problem
 
 SCHEMA = "fleetcpu.probe/1"
 SCHEMA_MAJOR = "fleetcpu.probe/"
@@ -550,7 +551,57 @@ def document_from_dict(value: Any, source: str = "<probe>") -> ProbeDocument:
                     source, "machine_types[%d] feature word %d: register" % (i, j),
                     "must be one of %s" % ", ".join(REGISTERS),
                 )
+    _check_names(doc, source)
     return doc
+
+
+def _name(text: Optional[str], key: str, source: str) -> None:
+    if text is not None and not is_name(text):
+        raise ProbeDocumentError(source, key, str(name_problem(text)))
+
+
+def _names(texts: Any, key: str, source: str) -> None:
+    for i, text in enumerate(texts):
+        if not is_name(text):
+            raise ProbeDocumentError(source, "%s[%d]" % (key, i), str(name_problem(text)))
+
+
+def _vendor(text: Any, key: str, source: str) -> None:
+    if text is not None and not is_vendor(text):
+        raise ProbeDocumentError(source, key, str(vendor_problem(text)))
+
+
+def _check_names(doc: ProbeDocument, source: str) -> None:
+    """Every name a config could be given meets ``names.NAME_RULE``, every vendor ``is_vendor``.
+
+    Names repeat across machine types and hosts, so ``is_name`` remembers
+    those that passed: after the first host of a kind this is set lookups.
+    """
+    _vendor(doc.host.cpu.vendor, "host.cpu.vendor", source)
+    if doc.qemu is not None:
+        for i, mi in enumerate(doc.qemu.machines):
+            _name(mi.name, "qemu.machines[%d].name" % i, source)
+            _name(mi.alias, "qemu.machines[%d].alias" % i, source)
+    for i, mp in enumerate(doc.machine_types):
+        where = "machine_types[%d]" % i
+        _name(mp.requested, where + ".requested", source)
+        _name(mp.machine_type, where + ".machine_type", source)
+        _vendor(mp.vcpu.vendor, where + ".vcpu.vendor", source)
+        for j, m in enumerate(mp.models):
+            at = "%s.models[%d]" % (where, j)
+            _name(m.name, at + ".name", source)
+            _name(m.alias_of, at + ".alias_of", source)
+            _names(m.unavailable_features, at + ".unavailable_features", source)
+            _names(m.features or (), at + ".features", source)
+        for kind, exp in (("static_expansion", mp.static_expansion),
+                          ("full_expansion", mp.full_expansion)):
+            if exp is None:
+                continue
+            at = "%s.%s" % (where, kind)
+            _name(exp.model, at + ".model", source)
+            _names(exp.features, at + ".features", source)
+            _names(exp.props, at + ".props", source)
+            _vendor(exp.props.get("vendor"), at + ".props.vendor", source)
 
 
 #: Most characters a document may have: collect's stdout cap, so both paths take the same.

@@ -96,6 +96,9 @@ def render(baseline: Baseline, fmt: str, options: RenderOptions | None = None) -
         renderer = FORMATS[fmt]
     except KeyError:
         raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}") from None
+    from .exportcommon import refuse_unquotable
+
+    refuse_unquotable(baseline, fmt)  # before any format writes a host's name
     return renderer(baseline, options or RenderOptions())
 
 

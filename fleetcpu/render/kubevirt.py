@@ -19,8 +19,8 @@ from ..baseline.records import Baseline
 from ..libvirt.cpumap import CpuMap
 from ..libvirt.spell import spell
 from . import Rendered
-from .exportcommon import commentary, origin
-from .libvirt import gaps, pv_notes
+from .exportcommon import commentary, origin, refuse_names
+from .libvirt import gaps, pv_notes, spelled
 
 
 def quoted(value: str) -> str:
@@ -32,6 +32,7 @@ def quoted(value: str) -> str:
 
 def render_kubevirt(b: Baseline, cpu_map: CpuMap) -> Rendered:
     cpu = spell(b, cpu_map)
+    refuse_names("kubevirt", f"cpu_map {cpu.cpu_map}", spelled(cpu), cpu.vendor_id)
     notes = [*origin(b), f"libvirt cpu_map: {cpu.cpu_map}", f"model {cpu.model}: {cpu.why}",
              *gaps(cpu), *pv_notes(cpu, "KubeVirt"),
              "KubeVirt cannot set the CPUID vendor or phys-bits: under KVM QEMU gives the "

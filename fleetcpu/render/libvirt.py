@@ -21,7 +21,7 @@ from ..baseline.records import Baseline
 from ..libvirt.cpumap import CpuMap
 from ..libvirt.spell import LibvirtCpu, spell
 from . import Rendered
-from .exportcommon import commentary, origin
+from .exportcommon import commentary, origin, refuse_names
 
 
 def attr(value: str) -> str:
@@ -58,6 +58,12 @@ def pv_notes(cpu: LibvirtCpu, writer: str | None = None) -> list[str]:
     return notes
 
 
+def spelled(cpu: LibvirtCpu) -> list[str]:
+    """Every name of ``cpu`` a libvirt-spelled format writes (the cpu_map's spellings included)."""
+    return [cpu.model, *cpu.require, *cpu.disable, *cpu.unnamed, *cpu.unremovable,
+            *(f for f, _on in cpu.pv)]
+
+
 def gaps(cpu: LibvirtCpu) -> list[str]:
     """What this cpu_map cannot say: also printed on stderr, since the guest differs."""
     out = []
@@ -72,6 +78,7 @@ def gaps(cpu: LibvirtCpu) -> list[str]:
 
 def render_libvirt(b: Baseline, cpu_map: CpuMap) -> Rendered:
     cpu = spell(b, cpu_map)
+    refuse_names("libvirt", f"cpu_map {cpu.cpu_map}", spelled(cpu), cpu.vendor_id)
     notes = [*origin(b), f"libvirt cpu_map: {cpu.cpu_map}", f"model {cpu.model}: {cpu.why}",
              *gaps(cpu), *pv_notes(cpu)]
     if cpu.vendor_id is None:

@@ -19,8 +19,8 @@ from ..baseline.records import Baseline
 from ..libvirt.cpumap import CpuMap
 from ..libvirt.spell import spell
 from . import Rendered
-from .exportcommon import commentary, origin
-from .libvirt import gaps, pv_notes
+from .exportcommon import commentary, origin, refuse_names
+from .libvirt import gaps, pv_notes, spelled
 
 
 def flags(require: tuple[str, ...], disable: tuple[str, ...]) -> list[str]:
@@ -29,6 +29,7 @@ def flags(require: tuple[str, ...], disable: tuple[str, ...]) -> list[str]:
 
 def render_nova(b: Baseline, cpu_map: CpuMap) -> Rendered:
     cpu = spell(b, cpu_map)
+    refuse_names("nova", f"cpu_map {cpu.cpu_map}", spelled(cpu), cpu.vendor_id)
     notes = [*origin(b), f"libvirt cpu_map: {cpu.cpu_map}", f"model {cpu.model}: {cpu.why}",
              *gaps(cpu), *pv_notes(cpu, "Nova"),
              "Nova cannot set the CPUID vendor: under KVM QEMU gives the guest the host's, "

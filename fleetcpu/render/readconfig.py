@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from ..baseline.cpuarg import MODEL_ID
 from ..baseline.records import Baseline
+from ..errors import BadInputError
 from . import Rendered
 from .exportcommon import commentary, origin
 
@@ -51,7 +52,8 @@ def properties(b: Baseline) -> list[tuple[str, str]]:
     props += [(name, "on") for name in sorted(b.features)]
     for key, text in props:
         if '"' in key + text or "\\" in key + text or "\n" in key + text:
-            raise ValueError(f"cannot quote {key}={text!r} for -readconfig")
+            raise BadInputError(f"baseline of pool {b.pool}: cannot quote {key}={text!r} for "
+                                "-readconfig; --format readconfig refuses to write it")
     return props
 
 

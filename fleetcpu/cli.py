@@ -300,7 +300,7 @@ def _collect_options(flags: dict[str, Any]) -> Any:
 def collect(inventory: str, store_dir: str | None, options: Any) -> None:
     """Probe every host of INVENTORY (over SSH, or locally) and store one row per host.
 
-    Failures are stored too, with their stage (connect, hostkey, auth, python, qemu, timeout,
+    Failures are stored too, with their stage (connect, hostkey, auth, python, facts, qemu, timeout,
     output...). Exit 0: all hosts ok; 5: some failed; 6: all failed; 3: bad inventory.
     """
     from .collect.runner import run_collect

@@ -26,6 +26,7 @@ and must run on Python 3.9.
     |   +-- UnknownMachineTypeError 13
     |   +-- QmpProtocolError       14
     |   +-- ProbeTimeoutError      15
+    |   +-- HostRootError          16  (stage facts)
     +-- UnknownPoolError           20
     +-- NoUsableDataError          21
     +-- NoCommonMachineTypeError   22
@@ -162,6 +163,19 @@ class ProbeTimeoutError(ProbeError):
     code = "timeout"
     stage = "timeout"
     meaning = "probe timeout"
+
+
+class HostRootError(ProbeError):
+    """``--host-root`` (inventory ``host_root``) is not a directory: no fact could be read.
+
+    Reading under a missing root gave every fact null and an ``ok`` document,
+    so a typo in ``host_root`` looked like a host with no CPU facts.
+    """
+
+    exit_code = 16
+    code = "host-root"
+    stage = "facts"
+    meaning = "--host-root is not a directory (no host facts)"
 
 
 class UnknownPoolError(FleetcpuError):

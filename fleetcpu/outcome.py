@@ -1,8 +1,8 @@
 """What happened to one host in one run: the record ``collect`` and ``import`` hand to the store.
 
 A failed host is data, not an exception: it carries the stage where it
-stopped (connect, hostkey, auth, upload, python, qemu, qmp, timeout, output,
-cleanup, ...), the message, and the evidence (stderr tail, the probe's failed
+stopped (connect, hostkey, auth, upload, python, facts, qemu, qmp, timeout,
+output, cleanup, ...), the message, and the evidence (stderr tail, the probe's failed
 document when there is one), so history can answer "since when did kvm17
 stop answering, and why?".
 """
@@ -22,6 +22,7 @@ STAGES = (
     "auth",
     "upload",
     "python",
+    "facts",
     "qemu",
     "qmp",
     "timeout",
@@ -60,6 +61,8 @@ class HostOutcome:
     duration_s: float = 0.0
     #: Machine types the inventory declares for the host's pool (what its VMs pin).
     declared_machine_types: tuple[str, ...] = ()
+    #: Lines of a login banner skipped before the document (noted in ``stderr_tail`` too).
+    banner: int = 0
 
     @property
     def ok(self) -> bool:

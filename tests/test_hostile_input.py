@@ -39,7 +39,6 @@ def ran(stdout: bytes) -> RemoteRun:
 
 
 # --------------------------------------------------------------------------- banners
-@pytest.mark.xfail(strict=True, reason="issue 17 item 3: a banner makes a failure row")
 @pytest.mark.parametrize("banner", BANNERS, ids=["motd", "crlf", "brackets"])
 def test_a_banner_before_the_document_is_skipped_and_recorded(banner: str) -> None:
     verdict = interpret(ran((banner + GOLDEN).encode()), "python3")
@@ -56,7 +55,6 @@ def test_garbage_without_a_document_is_still_an_output_failure() -> None:
         assert verdict.document is None and verdict.stage == "output", junk
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 3: a banner makes a failure row")
 def test_a_collect_through_a_banner_stores_an_ok_row_saying_so(tmp_path: Path) -> None:
     hosts = {"plain": GOLDEN, "chatty": BANNERS[0] + GOLDEN}
     inv = tmp_path / "hosts.txt"
@@ -94,7 +92,6 @@ HOSTILE_LINES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 3: these values reach the host")
 @pytest.mark.parametrize(("line", "named"), HOSTILE_LINES, ids=[repr(x[0]) for x in HOSTILE_LINES])
 def test_a_hostile_inventory_value_is_an_inventory_error(line: str, named: str) -> None:
     text = f"[p]\nfine transport=local\n{line}\n"
@@ -126,7 +123,6 @@ def _spy_python(tmp_path: Path) -> tuple[Path, Path]:
     return spy, touched
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 3: these values reach the host")
 def test_collect_refuses_a_hostile_inventory_before_any_host(tmp_path: Path) -> None:
     spy, touched = _spy_python(tmp_path)
     inv = tmp_path / "hosts.txt"
@@ -141,7 +137,6 @@ def test_collect_refuses_a_hostile_inventory_before_any_host(tmp_path: Path) -> 
 
 
 # --------------------------------------------------------------------------- host_root
-@pytest.mark.xfail(strict=True, reason="issue 17 item 3: a missing host_root is an ok row")
 def test_a_missing_host_root_is_a_facts_failure(tmp_path: Path, isolated_tmp: Path) -> None:
     assert "facts" in STAGES and STAGES.index("python") < STAGES.index("facts") < STAGES.index("qemu")
     missing = tmp_path / "no-such-root"

@@ -10,10 +10,18 @@ probe's own verdict (stage qemu, qmp, timeout...) and wins over the exit code.
 Evidence is kept small and always: the first bytes of stdout (what the
 garbage looked like) and the stderr tail (a traceback, the shell's
 complaint).
+
+A login banner or motd some shells print on stdout before the command's
+output must not turn a valid host into a failure. So, as Ansible does, when
+stdout does not start with ``{`` the document is looked for from the first
+line that does; if it decodes, the lines before it are skipped, and the
+verdict says so (``banner``, and a note first in the stderr tail the row
+keeps). If it does not, the verdict is the one for the whole stdout.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ..errors import ProbeDocumentError
@@ -26,6 +34,8 @@ __all__ = ["STDOUT_EVIDENCE", "Verdict", "interpret"]
 
 #: How much of an unusable stdout is kept as evidence.
 STDOUT_EVIDENCE = 512
+#: How much of a skipped banner the row keeps.
+BANNER_EVIDENCE = 200
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,8 @@ class Verdict:
     error: str | None = None
     code: str | None = None
     stderr_tail: str = ""
+    #: Lines of a banner skipped before the document (0: none).
+    banner: int = 0
 
 
 def _text(data: bytes) -> str:
@@ -78,6 +90,35 @@ def _with_document(run: RemoteRun, document: ProbeDocument, stderr: str) -> Verd
     return Verdict(document, stderr_tail=stderr)
 
 
+def _after_banner(stdout: bytes) -> tuple[bytes, bytes] | None:
+    """(banner, the rest from the first line starting with ``{``), or None when there is no banner."""
+    if stdout.lstrip().startswith(b"{"):
+        return None
+    at = stdout.find(b"\n{")
+    return None if at < 0 else (stdout[: at + 1], stdout[at + 1 :])
+
+
+def _read_past_banner(stdout: bytes) -> tuple[ProbeDocument | None, bytes]:
+    """The document after a banner, and the banner; (None, b"") when that is not what stdout is."""
+    split = _after_banner(stdout)
+    if split is None:
+        return None, b""
+    try:
+        return read_document(_text(split[1]), "probe output"), split[0]
+    except ProbeDocumentError:
+        return None, b""
+
+
+def _banner_lines(banner: bytes) -> int:
+    return banner.count(b"\n") or 1
+
+
+def _banner_note(banner: bytes) -> str:
+    shown = _text(banner[:BANNER_EVIDENCE])
+    return (f"fleetcpu: skipped a {_banner_lines(banner)}-line banner before the probe "
+            f"document ({len(banner)} bytes): {shown!r}\n")
+
+
 def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912 - a decision table
     """The verdict for one run; ``python`` is the interpreter the command asked for (for messages)."""
     stderr = _text(run.stderr_tail)
@@ -110,17 +151,23 @@ def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912
                     "output-too-large")
     document: ProbeDocument | None = None
     problem = ""
+    banner = b""
     if run.stdout.strip():
-        try:
-            document = read_document(_text(run.stdout), "probe output")
-        except ProbeDocumentError as exc:
-            problem = exc.message
+        document, banner = _read_past_banner(run.stdout)
+        if document is None:
+            try:
+                document = read_document(_text(run.stdout), "probe output")
+            except ProbeDocumentError as exc:
+                problem = exc.message
     if run.timed_out and (document is None or not document.ok):
         how = ("did not stop after SIGTERM and was closed hard" if run.killed
                else "was stopped with SIGTERM")
         return fail("timeout", f"no probe document within the command timeout; the probe {how}",
                     "timeout")
     if document is not None:
+        if banner:
+            verdict = _with_document(run, document, _banner_note(banner) + stderr)
+            return dataclasses.replace(verdict, banner=_banner_lines(banner))
         return _with_document(run, document, stderr)
     if run.lost is not None:
         return fail("output", f"connection lost before the probe finished ({run.lost})",

@@ -62,6 +62,13 @@ Choices made where Ansible and the issue leave room (tests pin each one):
   options to the probe.
 * One host pattern may expand to at most ``MAX_EXPANSION`` names, so a typo
   such as ``kvm[0:99999999]`` fails fast instead of exhausting memory.
+* Every value ends up as an argument on some command line (``ssh``,
+  ``exec python``, the probe's flags), so none may start with ``-``
+  (``python=-c`` became an option to ``exec``), no line may hold a NUL byte
+  (it showed up as "connection lost"), and an address may hold none of the
+  characters OpenSSH refuses in a host name (``SSH_HOST_FORBIDDEN``: ``;``,
+  ``$``, backticks, quotes...). Each is an error naming file and line, before
+  any host is contacted, like every other malformed line.
 """
 
 from __future__ import annotations
@@ -114,7 +121,9 @@ _ALIASES: dict[str, str] = {
 _IMPLICIT_GROUPS = frozenset({"all", "ungrouped"})
 _SECTION_KINDS = ("hosts", "vars", "children")
 
-_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_NAME_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
+#: What OpenSSH's ``valid_hostname`` refuses in a host name (besides whitespace).
+SSH_HOST_FORBIDDEN = "'`\"$\\;&<>|(){}"
 _KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DIGITS_RE = re.compile(r"[0-9]+")
 _HEX_GROUP_RE = re.compile(r"[0-9A-Fa-f]{1,4}")
@@ -270,7 +279,8 @@ def _vars_value(raw: str) -> str:
 
 def _check_name(what: str, name: str) -> str:
     if not _NAME_RE.fullmatch(name):
-        raise _LineError(f"invalid {what} {name!r}: use only letters, digits, '_', '.' and '-'")
+        raise _LineError(f"invalid {what} {name!r}: use only letters, digits, '_', '.' and '-'"
+                         + (", and do not start with '-'" if name.startswith("-") else ""))
     return name
 
 
@@ -280,6 +290,9 @@ def _normalise(canon: str, key: str, raw: str) -> str:
         return _normalise_machine_types(raw)
     if not raw:
         raise _LineError(f"{key}= needs a value")
+    if raw.startswith("-"):
+        raise _LineError(f"bad {key} {raw!r}: a value may not start with '-' "
+                         "(the host would read it as an option)")
     if canon == "port":
         return _normalise_port(key, raw)
     if canon == "accel":
@@ -291,12 +304,20 @@ def _normalise(canon: str, key: str, raw: str) -> str:
     elif canon == "pool":
         _check_name("pool name", raw)
     elif canon == "address":
-        if raw.startswith("[") and raw.endswith("]"):
-            raw = raw[1:-1]  # ssh wants a bare IPv6 address
-        if not raw or any(c.isspace() for c in raw):
-            raise _LineError(f"bad {key} {raw!r}")
+        raw = _normalise_address(key, raw)
     elif canon == "user" and any(c.isspace() or c in "@:" for c in raw):
         raise _LineError(f"bad {key} {raw!r}")
+    return raw
+
+
+def _normalise_address(key: str, raw: str) -> str:
+    if raw.startswith("[") and raw.endswith("]"):
+        raw = raw[1:-1]  # ssh wants a bare IPv6 address
+    if not raw or any(c.isspace() for c in raw):
+        raise _LineError(f"bad {key} {raw!r}")
+    if any(c in SSH_HOST_FORBIDDEN for c in raw):
+        raise _LineError(f"bad {key} {raw!r}: OpenSSH refuses host names holding any of "
+                         f"{SSH_HOST_FORBIDDEN}")
     return raw
 
 
@@ -451,6 +472,8 @@ class _Parser:
     # ---- pass 1
 
     def feed(self, lineno: int, raw: str) -> None:
+        if "\0" in raw:
+            raise self.fail(lineno, "a NUL byte in the line: no host can be given such a value")
         line = raw.strip()
         if not line or line[0] in "#;":
             return

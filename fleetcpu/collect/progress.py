@@ -35,6 +35,8 @@ class Tally:
     failed: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     accels: Counter[str] = field(default_factory=Counter)
+    #: Hosts whose document came after a login banner (skipped; each row says so).
+    banners: int = 0
 
     @property
     def done(self) -> int:
@@ -48,6 +50,8 @@ class Tally:
             self.failed[stage] += 1
 
     def add(self, outcome: HostOutcome) -> None:
+        if outcome.banner:
+            self.banners += 1
         if outcome.ok:
             self.count(None)
             if outcome.document is not None:
@@ -76,6 +80,8 @@ class Tally:
             more = self.failed[stage] - len(self.examples.get(stage, ()))
             if more > 0:
                 lines.append(f"    ... and {more} more (fleetcpu hosts)")
+        if self.banners:
+            lines.append(f"  {self.banners} host(s) printed a banner before the document (skipped)")
         return lines
 
 

@@ -136,7 +136,7 @@ class Collector:
 
     def outcome(self, host: HostSpec, started: float, *, document: ProbeDocument | None = None,
                 stage: str | None = None, error: str | None = None, code: str | None = None,
-                stderr_tail: str = "") -> HostOutcome:
+                stderr_tail: str = "", banner: int = 0) -> HostOutcome:
         return HostOutcome(
             host=host.name,
             pool=host.pool,
@@ -149,6 +149,7 @@ class Collector:
             stderr_tail=stderr_tail,
             duration_s=round(time.monotonic() - started, 4),
             declared_machine_types=host.machine_types,
+            banner=banner,
         )
 
     async def probe_host(self, host: HostSpec) -> HostOutcome:
@@ -166,7 +167,8 @@ class Collector:
                                 code=failure.code, stderr_tail=failure.evidence)
         verdict = interpret(run, python)
         return self.outcome(host, started, document=verdict.document, stage=verdict.stage,
-                            error=verdict.error, code=verdict.code, stderr_tail=verdict.stderr_tail)
+                            error=verdict.error, code=verdict.code, stderr_tail=verdict.stderr_tail,
+                            banner=verdict.banner)
 
     async def collect(self, hosts: Sequence[HostSpec], on_result: Callable[[HostOutcome], None],
                       on_start: Callable[[HostSpec], None] | None = None) -> None:

@@ -24,6 +24,7 @@ Python 3.9, stdlib only: this module ships to hosts.
 
 from __future__ import annotations
 
+import os
 import signal
 import tempfile
 import time
@@ -84,6 +85,8 @@ def begin(opts: ProbeOptions) -> Early:
         return early
     if early.signals:
         return early
+    if not os.path.isdir(opts.host_root):
+        return early  # run_probe reports it; no guest to start for it
     (accel, cpu), *_ = chain(opts.accel, dev_kvm_state())[0]
     machine = opts.machine_types[0] if opts.machine_types else DEFAULT_MACHINE
     early.workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)

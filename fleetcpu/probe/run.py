@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -25,6 +26,7 @@ from typing import Any, Awaitable, Dict, List, Optional, Set, Tuple, TypeVar
 from .. import __version__
 from ..errors import (
     FleetcpuError,
+    HostRootError,
     InterruptedByUserError,
     ProbeError,
     ProbeTimeoutError,
@@ -251,9 +253,12 @@ def _discarded(launch: Launch, outcome: str) -> Attempt:
 
 
 async def _probe(opts: ProbeOptions, state: _State, deadline: float, early: Optional[Early]) -> None:
-    state.binary = find_binary(opts.qemu_binary)
     workdir = early.workdir if early is not None else None
     try:
+        if not os.path.isdir(opts.host_root):  # every fact would read as null, "ok"
+            raise HostRootError("host root %s is not a directory: no host facts can be read "
+                                "under it (--host-root, inventory host_root)" % opts.host_root)
+        state.binary = find_binary(opts.qemu_binary)
         if workdir is None:
             workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
         await _machines(opts, state, deadline, early, workdir)

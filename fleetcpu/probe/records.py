@@ -619,22 +619,20 @@ def _too_deep(text: str, limit: int) -> bool:
     """Whether brackets outside strings nest deeper than ``limit``, without recursion.
 
     Each pass deletes every innermost ``[]`` and ``{}``, so a balanced text of
-    depth D is empty after at most D passes (C-speed string operations, ~1 ms
-    on a 100 KB document); whatever is left after ``limit`` passes, or does
-    not shrink (unbalanced), gets the exact running count.
+    depth D is empty after D passes (C-speed string operations, ~1 ms on a
+    100 KB document), and one that still shrinks at pass ``limit + 1`` is
+    deeper than ``limit``; what stops shrinking first (unbalanced brackets:
+    not JSON) gets the running count of what is left.
     """
-    skeleton = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    rest = skeleton
-    for _ in range(limit):
+    rest = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    for _ in range(limit + 1):
         if not rest:
             return False
         shorter = rest.replace("[]", "").replace("{}", "")
-        if len(shorter) == len(rest):
-            break
+        if len(shorter) == len(rest):  # unbalanced: count what is left (not JSON anyway)
+            return max(itertools.accumulate(1 if c in "[{" else -1 for c in rest)) > limit
         rest = shorter
-    if not rest:
-        return False
-    return max(itertools.accumulate(1 if c in "[{" else -1 for c in skeleton)) > limit
+    return True  # still shrinking after limit + 1 passes: a balanced part deeper than limit
 
 
 def _has_surrogate(value: Any) -> bool:

@@ -625,6 +625,8 @@ def _too_deep(text: str, limit: int) -> bool:
     not JSON) gets the running count of what is left.
     """
     rest = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    if re.search(r"[\[{]{%d}" % (limit + 1), rest):  # the usual attack: one long run of openers
+        return True
     for _ in range(limit + 1):
         if not rest:
             return False

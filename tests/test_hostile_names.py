@@ -251,3 +251,32 @@ def test_every_renderer_refuses_a_name_it_cannot_quote(fmt: str) -> None:
             render(baseline, fmt, _options(fmt))
         assert "\n" not in caught.value.message
         assert f"--format {fmt} refuses" in caught.value.message, caught.value.message
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 item 2: verify starts what the store holds")
+def test_verify_refuses_to_start_a_cpu_string_with_a_bad_name(tmp_path: Path) -> None:
+    """``verify`` sends the baseline's -cpu string to every member's QEMU: the same gate.
+
+    The store is written past the decoder (through the store's own writer), as
+    one written before names were checked could be.
+    """
+    from fleetcpu.outcome import ConnectionSpec, HostOutcome
+    from fleetcpu.store import Store
+    from fleetcpu.verify.plan import _target
+
+    doc: ProbeDocument = document_from_json(GOLDEN.read_text(), "golden")
+    [mp] = doc.machine_types
+    assert mp.static_expansion is not None and mp.full_expansion is not None
+    bad = {"y,kvm=off": True}
+    mp = dataclasses.replace(
+        mp, static_expansion=dataclasses.replace(
+            mp.static_expansion, features={**mp.static_expansion.features, **bad}),
+        full_expansion=dataclasses.replace(
+            mp.full_expansion, features={**mp.full_expansion.features, **bad}))
+    store = Store.create_or_open(tmp_path / "store")
+    with store.run_writer(command="import", inventory=None) as writer:
+        writer.add(HostOutcome(host="h1", pool="p", collected_at=datetime.now(UTC),
+                               document=dataclasses.replace(doc, machine_types=(mp,)),
+                               connection=ConnectionSpec(transport="import")))
+    with pytest.raises(BadInputError, match=r"'y,kvm=off' is not a QEMU .* verify refuses"):
+        _target(store, "p", mp.accel, None, None)

@@ -253,7 +253,6 @@ def test_every_renderer_refuses_a_name_it_cannot_quote(fmt: str) -> None:
         assert f"--format {fmt} refuses" in caught.value.message, caught.value.message
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 2: verify starts what the store holds")
 def test_verify_refuses_to_start_a_cpu_string_with_a_bad_name(tmp_path: Path) -> None:
     """``verify`` sends the baseline's -cpu string to every member's QEMU: the same gate.
 

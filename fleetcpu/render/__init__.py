@@ -98,7 +98,7 @@ def render(baseline: Baseline, fmt: str, options: RenderOptions | None = None) -
         raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}") from None
     from .exportcommon import refuse_unquotable
 
-    refuse_unquotable(baseline, fmt)  # before any format writes a host's name
+    refuse_unquotable(baseline, f"--format {fmt}")  # before any format writes a host's name
     return renderer(baseline, options or RenderOptions())
 
 

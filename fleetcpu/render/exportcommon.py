@@ -23,22 +23,26 @@ from ..errors import BadInputError
 from ..probe.names import is_name, is_vendor, name_problem, vendor_problem
 
 
-def refuse_names(fmt: str, what: str, names: Iterable[str], vendor: str | None = None) -> None:
-    """Raise ``BadInputError`` (exit 3, one line) for the first name ``--format fmt`` cannot quote."""
+def refuse_names(who: str, what: str, names: Iterable[str], vendor: str | None = None) -> None:
+    """Raise ``BadInputError`` (exit 3, one line) for the first name ``who`` cannot quote.
+
+    ``who`` names the writer: ``--format nova``, or ``verify`` (which starts
+    the baseline's ``-cpu`` string on every member).
+    """
     for name in names:
         if not is_name(name):
-            raise BadInputError(f"{what}: {name_problem(name)}; --format {fmt} refuses to write it "
+            raise BadInputError(f"{what}: {name_problem(name)}; {who} refuses to write it "
                                 "(re-probe the host: fleetcpu no longer stores such a name)")
     if vendor is not None and not is_vendor(vendor):
-        raise BadInputError(f"{what}: {vendor_problem(vendor)}; --format {fmt} refuses to write "
+        raise BadInputError(f"{what}: {vendor_problem(vendor)}; {who} refuses to write "
                             "it (re-probe the host)")
 
 
-def refuse_unquotable(b: Baseline, fmt: str) -> None:
-    """Every host-given name of ``b`` any format writes, checked before ``fmt`` writes one."""
+def refuse_unquotable(b: Baseline, who: str) -> None:
+    """Every host-given name of ``b`` any format writes, checked before ``who`` writes one."""
     names = [b.machine_type, b.model, *b.enable, *b.disable, *b.features,
              *(v.model for v in b.models), *(blk.feature for blk in b.blocked)]
-    refuse_names(fmt, f"baseline of pool {b.pool}", names, b.vendor)
+    refuse_names(who, f"baseline of pool {b.pool}", names, b.vendor)
 
 
 def origin(b: Baseline) -> list[str]:

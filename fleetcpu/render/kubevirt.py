@@ -32,7 +32,7 @@ def quoted(value: str) -> str:
 
 def render_kubevirt(b: Baseline, cpu_map: CpuMap) -> Rendered:
     cpu = spell(b, cpu_map)
-    refuse_names("kubevirt", f"cpu_map {cpu.cpu_map}", spelled(cpu), cpu.vendor_id)
+    refuse_names("--format kubevirt", f"cpu_map {cpu.cpu_map}", spelled(cpu), cpu.vendor_id)
     notes = [*origin(b), f"libvirt cpu_map: {cpu.cpu_map}", f"model {cpu.model}: {cpu.why}",
              *gaps(cpu), *pv_notes(cpu, "KubeVirt"),
              "KubeVirt cannot set the CPUID vendor or phys-bits: under KVM QEMU gives the "

@@ -78,7 +78,7 @@ def gaps(cpu: LibvirtCpu) -> list[str]:
 
 def render_libvirt(b: Baseline, cpu_map: CpuMap) -> Rendered:
     cpu = spell(b, cpu_map)
-    refuse_names("libvirt", f"cpu_map {cpu.cpu_map}", spelled(cpu), cpu.vendor_id)
+    refuse_names("--format libvirt", f"cpu_map {cpu.cpu_map}", spelled(cpu), cpu.vendor_id)
     notes = [*origin(b), f"libvirt cpu_map: {cpu.cpu_map}", f"model {cpu.model}: {cpu.why}",
              *gaps(cpu), *pv_notes(cpu)]
     if cpu.vendor_id is None:

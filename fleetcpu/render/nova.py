@@ -29,7 +29,7 @@ def flags(require: tuple[str, ...], disable: tuple[str, ...]) -> list[str]:
 
 def render_nova(b: Baseline, cpu_map: CpuMap) -> Rendered:
     cpu = spell(b, cpu_map)
-    refuse_names("nova", f"cpu_map {cpu.cpu_map}", spelled(cpu), cpu.vendor_id)
+    refuse_names("--format nova", f"cpu_map {cpu.cpu_map}", spelled(cpu), cpu.vendor_id)
     notes = [*origin(b), f"libvirt cpu_map: {cpu.cpu_map}", f"model {cpu.model}: {cpu.why}",
              *gaps(cpu), *pv_notes(cpu, "Nova"),
              "Nova cannot set the CPUID vendor: under KVM QEMU gives the guest the host's, "

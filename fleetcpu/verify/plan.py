@@ -116,6 +116,7 @@ def _target(store: Store | None, pool: str, accel: str, machine_type: str | None
         return Target(pool, accel, machine_type, check_cpu(cpu), "option")
     from ..baseline import Policy, compute_baseline
     from ..baseline.select import select_members
+    from ..render.exportcommon import refuse_unquotable
 
     if store is None:
         raise UsageError("without a store holding the pool's probes, give both --cpu and "
@@ -125,6 +126,7 @@ def _target(store: Store | None, pool: str, accel: str, machine_type: str | None
         return Target(pool, accel, chosen.machine_type, check_cpu(cpu), "option")
     result = compute_baseline(pool, chosen.machine_type, accel, chosen.members, Policy(),
                               missing=chosen.missing, notices=chosen.notices)
+    refuse_unquotable(result, "verify")  # its -cpu string goes to QEMU on every member
     return Target(pool, accel, chosen.machine_type, result.cpu, "baseline", result.model)
 
 

@@ -140,6 +140,18 @@ def _hostile_python(directory: Path, name: str, payload: str) -> str:
     return str(script)
 
 
+def collect_hostile(tmp_path: Path, hosts: dict[str, str]) -> tuple[Any, Path]:
+    """``fleetcpu collect`` over local hosts each printing its text as the probe's output."""
+    inv = tmp_path / "hosts.txt"
+    inv.write_text("".join(
+        f"{name} transport=local python={_hostile_python(tmp_path / 'bin', name, text)}\n"
+        for name, text in hosts.items()))
+    store = tmp_path / "store"
+    res = run_cli("collect", str(inv), "--store", str(store),
+                  env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    return res, store
+
+
 def test_a_collect_with_hostile_hosts_stores_every_row(tmp_path: Path) -> None:
     """Two good hosts, one deeply nested, one out of range: exit 5, four rows, the good data kept."""
     good = json.dumps(golden())
@@ -149,13 +161,7 @@ def test_a_collect_with_hostile_hosts_stores_every_row(tmp_path: Path) -> None:
         "huge": json.dumps(with_value((*MP, "feature_words", 0, "bits"), 2**64)),
         "good2": good,
     }
-    inv = tmp_path / "hosts.txt"
-    inv.write_text("".join(
-        f"{name} transport=local python={_hostile_python(tmp_path / 'bin', name, text)}\n"
-        for name, text in hosts.items()))
-    store = tmp_path / "store"
-    res = run_cli("collect", str(inv), "--store", str(store),
-                  env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    res, store = collect_hostile(tmp_path, hosts)
     assert res.returncode == 5, res.stdout + res.stderr
     rows = latest_rows(store)
     assert {n: (r["status"], r["stage"]) for n, r in rows.items()} == {

@@ -22,9 +22,10 @@ from fleetcpu.collect.transport import RemoteRun
 from fleetcpu.errors import InventoryError
 from fleetcpu.outcome import STAGES
 
-from .conftest import PYTHON, REPO, run_cli
+from .conftest import REPO, run_cli
 from .sshfixtures import latest_rows
-from .test_hostile_documents import _hostile_python
+from .test_collect_local import _spy_python
+from .test_hostile_documents import collect_hostile
 
 GOLDEN = (REPO / "tests" / "golden" / "probe-kvm-q35.json").read_text()
 BANNERS = [
@@ -57,13 +58,7 @@ def test_garbage_without_a_document_is_still_an_output_failure() -> None:
 
 def test_a_collect_through_a_banner_stores_an_ok_row_saying_so(tmp_path: Path) -> None:
     hosts = {"plain": GOLDEN, "chatty": BANNERS[0] + GOLDEN}
-    inv = tmp_path / "hosts.txt"
-    inv.write_text("".join(
-        f"{name} transport=local python={_hostile_python(tmp_path / 'bin', name, text)}\n"
-        for name, text in hosts.items()))
-    store = tmp_path / "store"
-    res = run_cli("collect", str(inv), "--store", str(store),
-                  env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    res, store = collect_hostile(tmp_path, hosts)
     assert res.returncode == 0, res.stdout + res.stderr
     rows = latest_rows(store)
     assert rows["chatty"]["status"] == rows["plain"]["status"] == "ok"
@@ -113,14 +108,6 @@ def test_ordinary_values_still_parse() -> None:
         "qemu=/usr/libexec/qemu-kvm machine_types=q35,pc-i440fx-7.2\n"
         "kvm02 ansible_host=kvm02.example.org host_root=/host\n", "hosts.txt")
     assert [h.address for h in inv.hosts] == ["10.0.0.1", "kvm02.example.org"]
-
-
-def _spy_python(tmp_path: Path) -> tuple[Path, Path]:
-    touched = tmp_path / "contacted"
-    spy = tmp_path / "spy-python"
-    spy.write_text(f"#!/bin/sh\ntouch {touched}\nexec {PYTHON} \"$@\"\n")
-    spy.chmod(0o755)
-    return spy, touched
 
 
 def test_collect_refuses_a_hostile_inventory_before_any_host(tmp_path: Path) -> None:

@@ -128,6 +128,27 @@ def test_qemus_empty_name_for_an_unnamed_bit_stays_a_blocker() -> None:
     assert "unnamed-feature" in decoded[model].unavailable_features
 
 
+@pytest.mark.xfail(strict=True, reason="decode refuses the \"\" an older probe wrote")
+def test_a_document_from_an_older_probe_with_an_empty_blocker_is_read() -> None:
+    """fleetcpu 0.1.0's probe wrote QEMU's "" as it came (the 8268 demo host did).
+
+    Such documents are real, already in operators' hands and stores: ``import``
+    and ``check`` must read them, as the same unusable model, under the name
+    today's probe records (never "", which no config may hold).
+    """
+    doc = golden()
+    model = doc["machine_types"][0]["models"][0]
+    model["unavailable_features"] = ["", "avx512f"]
+    decoded = document_from_json(json.dumps(doc), "old.json")
+    [first, *_] = decoded.machine_types[0].models
+    assert first.name == model["name"] and not first.usable
+    assert first.unavailable_features == tuple(sorted(["avx512f", decode.UNNAMED_FEATURE]))
+    model["unavailable_features"] = [""]
+    model["features"] = [""]  # only a blocker may be unnamed: an enabled feature may not
+    with pytest.raises(ProbeDocumentError, match=r"features\[0\]"):
+        document_from_json(json.dumps(doc), "old.json")
+
+
 def test_bad_names_and_vendors_fail_the_rule() -> None:
     assert [n for n in BAD_NAMES if is_name(n)] == []
     assert [v for v in BAD_VENDORS if is_vendor(v)] == []

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import features
+from .names import UNNAMED_FEATURE
 from .records import (
     CpuModel,
     Expansion,
@@ -106,12 +107,6 @@ def resolve_machine(machines: Iterable[MachineInfo], requested: str) -> Optional
         if m.alias == requested:
             by_alias = m.name
     return by_alias
-
-
-#: What an unavailable feature QEMU has no name for is recorded as. Older QEMUs
-#: list such a bit as ``""`` (the Core-i7-7600U capture): not a name any config
-#: may hold (``names``), but the model still lacks the bit, so it stays a blocker.
-UNNAMED_FEATURE = "unnamed-feature"
 
 
 def canonical_features(names: Iterable[Any], what: str) -> Tuple[str, ...]:

@@ -26,6 +26,13 @@ from typing import Optional, Set
 NAME_RULE = "[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 VENDOR_FORBIDDEN = ",=\"'\\<>&#"
 _NAME = re.compile(NAME_RULE)
+
+#: What an unavailable feature QEMU has no name for is recorded as. Older QEMUs
+#: list such a bit as ``""`` (the Core-i7-7600U and Xeon-Platinum-8268
+#: captures): not a name any config may hold, but the model still lacks the
+#: bit, so it stays a blocker. The probe writes this name, and a document from
+#: an older probe that kept ``""`` is read as if it had.
+UNNAMED_FEATURE = "unnamed-feature"
 _VENDOR = re.compile(r"[ -~]{1,12}")
 
 #: Names seen to pass: a fleet repeats the same few thousand, so each is matched once.

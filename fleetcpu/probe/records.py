@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 from ..errors import ProbeDocumentError
-from .names import is_name, is_vendor, name_problem, vendor_problem
+from .names import UNNAMED_FEATURE, is_name, is_vendor, name_problem, vendor_problem
 
 SCHEMA = "fleetcpu.probe/1"
 SCHEMA_MAJOR = "fleetcpu.probe/"
@@ -551,8 +551,29 @@ def document_from_dict(value: Any, source: str = "<probe>") -> ProbeDocument:
                     source, "machine_types[%d] feature word %d: register" % (i, j),
                     "must be one of %s" % ", ".join(REGISTERS),
                 )
+    doc = _name_unnamed_blockers(doc)
     _check_names(doc, source)
     return doc
+
+
+def _name_unnamed_blockers(doc: ProbeDocument) -> ProbeDocument:
+    """A blocker an older probe kept as QEMU's ``""`` becomes ``UNNAMED_FEATURE``.
+
+    Only ``unavailable_features``: the model stays unusable, as QEMU said. An
+    empty name anywhere else is still refused by ``_check_names``.
+    """
+    if not any("" in m.unavailable_features for mp in doc.machine_types for m in mp.models):
+        return doc
+    machine_types = []
+    for mp in doc.machine_types:
+        models = tuple(
+            dataclasses.replace(m, unavailable_features=tuple(sorted(
+                {UNNAMED_FEATURE if f == "" else f for f in m.unavailable_features})))
+            if "" in m.unavailable_features else m
+            for m in mp.models
+        )
+        machine_types.append(dataclasses.replace(mp, models=models))
+    return dataclasses.replace(doc, machine_types=tuple(machine_types))
 
 
 def _name(text: Optional[str], key: str, source: str) -> None:

@@ -14,8 +14,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from fleetcpu.store import Store
 from fleetcpu.store.layout import Layout
 
@@ -50,7 +48,6 @@ def _age(paths: list[Path], seconds: float) -> None:
         os.utime(p, (old, old))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: the sweep judges by mtime")
 def test_a_slow_live_run_survives_a_sweep_by_another_writer(tmp_path: Path) -> None:
     root = tmp_path / "store"
     assert write_run(root, "a", 4).returncode == 0
@@ -80,7 +77,6 @@ def test_a_slow_live_run_survives_a_sweep_by_another_writer(tmp_path: Path) -> N
     assert hidden_temporaries(root) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: only today's date folders are swept")
 def test_a_run_killed_on_an_earlier_date_is_swept(tmp_path: Path) -> None:
     root = tmp_path / "store"
     killed = write_run(root, "k", 30, env={"FLEETCPU_TEST_HOOK_KILL_AFTER": "10"})

@@ -4,8 +4,8 @@ Every file is written under a hidden temporary name beside its target
 (``.<name>.tmp``), fsynced, renamed, and its directory fsynced: a crash,
 Ctrl-C or SIGKILL leaves at most a hidden temporary, which pyarrow's dataset
 discovery and DuckDB's ``*.parquet`` glob never see, and never a visible
-file without its Parquet footer. A later writer removes temporaries older
-than an hour (younger ones may belong to a writer still running).
+file without its Parquet footer. A later writer removes a run's temporaries
+once that run's lease proves its writer dead (``lease.py``), never by age.
 
 The lock serialises only the read-merge-replace of shared files (the
 index); data files have unique names per run and need none.
@@ -18,7 +18,7 @@ import errno
 import fcntl
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Final
 
@@ -123,24 +123,19 @@ def write_table(final: Path, spec: TableSpec, table: pa.Table) -> None:
         raise
 
 
-def remove_stale_temporaries(dirs: Iterable[Path], older_than: float = STALE_AFTER_S) -> int:
-    """Delete hidden temporaries a killed writer left; returns how many went."""
-    now = time.time()
+def remove_temporaries(directory: Path) -> int:
+    """Delete every hidden temporary in ``directory``: only for a directory whose writers
+    are known to be gone (the index, under the lock). Returns how many went."""
     removed = 0
-    for d in dirs:
-        try:
-            entries = list(os.scandir(d))
-        except FileNotFoundError:
-            continue
-        for entry in entries:
-            if not is_temporary(entry.name):
-                continue
-            try:
-                if now - entry.stat().st_mtime > older_than:
-                    os.unlink(entry.path)
-                    removed += 1
-            except FileNotFoundError:
-                continue
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if is_temporary(entry.name):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
     return removed
 
 

@@ -6,8 +6,11 @@ leave a committed run that the index never learns about. So before
 publishing anything, a writer drops a marker ``v1/index/pending/<run_id>``
 and removes it only once the index includes the run. Whoever reads the index
 next folds in every marked run whose ``runs`` row exists; a marked run
-without one, older than an hour, was never committed, and a writer deletes
-its files (they were visible to raw readers, never to ours).
+without one whose lease is free (``lease.py``: its writer is dead) was never
+committed, and a writer deletes its files (they were visible to raw readers,
+never to ours). A marker with no lease at all was left by a fleetcpu older
+than leases; for those alone the old rule stands (older than an hour: such a
+writer published its files within milliseconds of the marker).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import lease
 from .atomic import STALE_AFTER_S, fsync_dir
 from .layout import Layout, is_run_id
 
@@ -62,9 +66,22 @@ def pending(layout: Layout) -> list[Pending]:
     return sorted(out, key=lambda p: p.run_id)
 
 
-def abandoned(layout: Layout, older_than: float = STALE_AFTER_S) -> list[str]:
-    """Runs that began committing long ago and never wrote their ``runs`` row."""
-    return [p.run_id for p in pending(layout) if not p.committed and p.age_s > older_than]
+def abandoned(layout: Layout, dead: set[str], older_than: float = STALE_AFTER_S) -> list[str]:
+    """Runs that began committing, never wrote their ``runs`` row, and never will.
+
+    ``dead``: runs whose lease was proven free (``lease.dead_runs``) before
+    this call, so a ``runs`` row not there now will never appear.
+    """
+    out = []
+    for p in pending(layout):
+        if p.committed:
+            continue
+        if p.run_id in dead:
+            if not layout.run_file("runs", p.run_id).exists():
+                out.append(p.run_id)
+        elif not lease.has_lease(layout, p.run_id) and p.age_s > older_than:
+            out.append(p.run_id)  # written by a fleetcpu older than leases
+    return out
 
 
 def roll_back(layout: Layout, run_id: str, tables: tuple[str, ...]) -> None:

@@ -29,6 +29,8 @@ INDEX_DIR = "index"
 INDEX_FILE = "latest.parquet"
 #: Journal of runs being committed (see ``journal.py``).
 PENDING_DIR = "pending"
+#: One lease per live run writer (see ``lease.py``).
+LEASE_DIR = "leases"
 
 _RUN_ID = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z)-([0-9a-f]{8})$")
 _RUN_TIME = "%Y%m%dT%H%M%S.%f"
@@ -116,6 +118,13 @@ class Layout:
 
     def pending_file(self, run_id: str) -> Path:
         return self.pending_dir / run_id
+
+    @property
+    def lease_dir(self) -> Path:
+        return self.data / LEASE_DIR
+
+    def lease_file(self, run_id: str) -> Path:
+        return self.lease_dir / run_id
 
 
 def temporary(path: Path) -> Path:

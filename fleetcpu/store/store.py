@@ -15,6 +15,7 @@ are whole, but the run may lack hosts).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -36,8 +37,8 @@ from ..errors import (
 from ..outcome import ConnectionSpec
 from ..probe.records import HostFacts, MachineProbe
 from . import index as idx
-from . import journal
-from .atomic import locked, remove_stale_temporaries, write_bytes, write_table
+from . import journal, lease
+from .atomic import locked, remove_temporaries, write_bytes, write_table
 from .layout import LOCK, MARKER, MARKER_FORMAT, Layout, is_run_id, is_temporary, rfc3339
 from .reader import empty, read_file, row_group_of_hosts
 from .records import HostSnapshot, HostState, RunInfo
@@ -172,7 +173,7 @@ class Store:
         with locked(self.layout.lock, self.lock_timeout):
             self._fold_pending_locked(extra=run_id if wrote_hosts else None)
             journal.end(self.layout, run_id)
-            self._housekeeping_locked(run_id)
+            self._housekeeping_locked()
 
     def _fold_pending_locked(self, extra: str | None = None) -> pa.Table:
         """Under the lock: index := index + every committed pending run (+ ``extra``)."""
@@ -190,13 +191,24 @@ class Store:
                 journal.end(self.layout, run)
         return current
 
-    def _housekeeping_locked(self, run_id: str) -> None:
-        """Roll back runs abandoned before their commit record; drop stale temporaries."""
-        for run in journal.abandoned(self.layout):
-            journal.roll_back(self.layout, run, tuple(spec.name for spec in RUN_TABLES))
-        dirs = [self.root, self.layout.index_dir]
-        dirs += [self.layout.run_file(spec.name, run_id).parent for spec in RUN_TABLES]
-        remove_stale_temporaries(dirs)
+    def _housekeeping_locked(self) -> None:
+        """Clean up after dead writers, on whatever date they died; never a live one's files.
+
+        A run is dead when its lease is free (``lease.py``): then its
+        temporaries go, and, if it never wrote its commit record, its
+        published files too. Index temporaries are written only under the
+        lock we hold, so any left is a dead writer's.
+        """
+        tables = tuple(spec.name for spec in RUN_TABLES)
+        dead = lease.dead_runs(self.layout)
+        for run in journal.abandoned(self.layout, set(dead)):
+            journal.roll_back(self.layout, run, tables)
+        for run in dead:
+            for path in lease.temporaries_of(self.layout, run, tables):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            lease.drop(self.layout, run)
+        remove_temporaries(self.layout.index_dir)
 
     # -- the index ----------------------------------------------------------
 
@@ -237,7 +249,8 @@ class Store:
             return self._rebuild_locked().num_rows
 
     def _rebuild_locked(self) -> pa.Table:
-        for run in journal.abandoned(self.layout):
+        dead = set(lease.dead_runs(self.layout))
+        for run in journal.abandoned(self.layout, dead):
             journal.roll_back(self.layout, run, tuple(spec.name for spec in RUN_TABLES))
         pending_before = {p.run_id for p in journal.pending(self.layout) if p.committed}
         current = self._rebuild()

@@ -41,6 +41,7 @@ from ..probe.records import MachineProbe
 from . import journal
 from .atomic import ParquetSink, write_table
 from .layout import new_run_id, utc
+from .lease import Lease
 from .rows import Row, cpu_digest, detail_rows, host_row, unique_machines
 from .schema import DETAIL_TABLES, HOSTS, RUNS, VERIFY, TableSpec
 
@@ -101,6 +102,9 @@ class RunWriter:
         self._buffered_rows = 0
         self._sinks: dict[str, ParquetSink] = {}
         self._closed = False
+        # Held from before the first temporary until after the last: what tells a
+        # sweeper this run is alive, however long it goes without touching its files.
+        self._lease: Lease | None = Lease.take(store.layout, self.run_id)
         kill_after = os.environ.get(_HOOK_KILL_AFTER)
         self._kill_after = int(kill_after) if kill_after else None
 
@@ -210,6 +214,18 @@ class RunWriter:
         if self._closed:
             return
         try:
+            self._commit(status)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Drop the lease: from now on a sweeper may judge what this run left."""
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+
+    def _commit(self, status: str) -> None:
+        try:
             self.flush()
             for sink in self._sinks.values():
                 sink.close()
@@ -245,6 +261,7 @@ class RunWriter:
         self._closed = True
         for sink in self._sinks.values():
             sink.discard()
+        self._release()
 
     def __enter__(self) -> RunWriter:
         return self

@@ -225,6 +225,34 @@ def hosts(pool: str | None, fmt: str, store_dir: str | None) -> None:
         click.echo(hosts_table(states))
 
 
+@main.command()
+@_STORE_OPTION
+@mapped_errors
+def fsck(store_dir: str | None) -> None:
+    """Check every committed run's files against its commit record (rows, bytes, sha256) and
+    list every file that no committed run lists. Repairs nothing.
+
+    Exit 0: clean (runs from before file lists are listed as unverified); 4: a committed
+    run's file is missing, replaced or damaged; 7: no damage, but stray files.
+    """
+    from .errors import StoreCorruptError, StrayFilesError
+    from .store import Store, resolve_location
+    from .store.fsck import fsck as check
+    from .store.fsck import render
+
+    store = Store.open(resolve_location(store_dir))
+    report = check(store.layout)
+    for line in render(report):
+        click.echo(line)
+    if report.damaged:
+        runs = len({d.run_id for d in report.damaged})
+        raise StoreCorruptError(f"{store.root}: {runs} committed run(s) damaged "
+                                f"({len(report.damaged)} file(s)); see the list above")
+    if report.stray:
+        raise StrayFilesError(f"{store.root}: {len(report.stray)} stray file(s), part of no "
+                              "committed run; fleetcpu ignores them, other engines may not")
+
+
 def _transport_options(verb: str) -> Callable[[F], F]:
     """collect's SSH and fan-out flags, shared with ``verify`` (same transport, same guarantees)."""
     options = [

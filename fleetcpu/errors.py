@@ -19,6 +19,7 @@ and must run on Python 3.9.
     |   +-- StoreLockedError
     +-- SomeHostsFailedError        5  run finished, some hosts failed (stored)
     +-- AllHostsFailedError         6  run finished, every host failed
+    +-- StrayFilesError             7  fsck: files no committed run lists
     +-- ProbeError                     a probe could not produce CPU data
     |   +-- QemuMissingError       10
     |   +-- NotQemuError           11
@@ -119,6 +120,14 @@ class AllHostsFailedError(FleetcpuError):
     exit_code = 6
     code = "all-hosts-failed"
     meaning = "all hosts failed (their failure rows are stored)"
+
+
+class StrayFilesError(FleetcpuError):
+    """``fleetcpu fsck`` found files that are part of no committed run, and no damage."""
+
+    exit_code = 7
+    code = "stray-files"
+    meaning = "fsck: the store holds files no committed run lists (fleetcpu ignores them)"
 
 
 class ProbeError(FleetcpuError):

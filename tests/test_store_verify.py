@@ -17,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from fleetcpu.store import Store
 from fleetcpu.store.layout import Layout, new_run_id
@@ -67,7 +66,6 @@ def _make_legacy(root: Path) -> None:
         pq.write_table(table, path, compression="zstd")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: a deleted detail file reads as no rows")
 def test_a_deleted_detail_file_is_named_exit_4(tmp_path: Path) -> None:
     store, first, _ = _build(tmp_path / "store")
     rc, _, err = _baseline(store.root)
@@ -82,7 +80,6 @@ def test_a_deleted_detail_file_is_named_exit_4(tmp_path: Path) -> None:
     assert str(models) in out and first in out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: commit records do not list their files")
 def test_a_replaced_file_is_named_exit_4(tmp_path: Path) -> None:
     store, first, second = _build(tmp_path / "store")
     layout = Layout(store.root)
@@ -96,7 +93,6 @@ def test_a_replaced_file_is_named_exit_4(tmp_path: Path) -> None:
     assert rc == 4 and str(layout.run_file("hosts", second)) in out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: no fsck command")
 def test_runs_without_a_file_list_are_trusted_and_called_unverified(tmp_path: Path) -> None:
     store, first, second = _build(tmp_path / "store")
     rc, before, err = _baseline(store.root)
@@ -112,7 +108,6 @@ def test_runs_without_a_file_list_are_trusted_and_called_unverified(tmp_path: Pa
     assert _baseline(store.root)[0] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: readers read foreign files, no fsck")
 def test_foreign_and_misplaced_files_change_no_answer_and_fsck_lists_them(
         tmp_path: Path) -> None:
     store, first, second = _build(tmp_path / "store")
@@ -152,7 +147,6 @@ def test_foreign_and_misplaced_files_change_no_answer_and_fsck_lists_them(
     assert str(layout.run_file("hosts", first)) not in out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: report turns damage into a pool problem")
 def test_report_over_a_garbled_file_fails_like_the_other_commands(tmp_path: Path) -> None:
     store, first, _ = _build(tmp_path / "store")
     machines = Layout(store.root).run_file("machines", first)
@@ -166,7 +160,6 @@ def test_report_over_a_garbled_file_fails_like_the_other_commands(tmp_path: Path
     assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: commit records do not list their files")
 def test_the_runs_schema_gains_only_a_nullable_file_list() -> None:
     from fleetcpu.store import TABLES
 

@@ -6,7 +6,9 @@ pool's machine type), so a number in a notebook or a report is the number
 ``fleetcpu baseline`` and ``fleetcpu blockers`` print. A pool that cannot be
 computed (unknown, empty, every member failed or stale) is not an exception
 here: ``PoolData.problem`` says why, and every table is then empty, so a
-report still renders and says what is missing.
+report still renders and says what is missing. A damaged or foreign store
+is not a pool's problem: ``StoreError`` propagates (exit 4), as in every
+other command, rather than becoming "0 member(s)".
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pandas as pd
 from ..baseline.compute import compute_baseline
 from ..baseline.records import Baseline, Member, Missing, Notice, Policy
 from ..baseline.select import DEFAULT_MAX_AGE, classify, select_members
-from ..errors import FleetcpuError
+from ..errors import FleetcpuError, StoreError
 from ..explain import explain_blockers
 from ..store import HostState, Store
 
@@ -54,11 +56,15 @@ def load_pool(store: Store, pool: str, *, accel: str = "kvm", machine_type: str 
     policy = policy or Policy()
     try:
         states = tuple(store.latest(pool))
+    except StoreError:
+        raise
     except FleetcpuError as exc:
         return PoolData(pool, accel, None, (), (), (), (), policy, problem=str(exc))
     try:
         sel = select_members(store, pool, accel=accel, machine_type=machine_type,
                              max_age=max_age, now=now)
+    except StoreError:
+        raise
     except FleetcpuError as exc:
         found = classify(states, accel, max_age, now)
         return PoolData(pool, accel, None, (), found.missing, found.notices, states, policy,

@@ -64,6 +64,15 @@ def _check(path: Path, spec: TableSpec, file_schema: pa.Schema) -> None:
             )
 
 
+def _check_rows(path: Path, pf: pq.ParquetFile, rows: int | None) -> None:
+    """A committed file holds exactly the rows its run's commit record says."""
+    if rows is not None and pf.metadata.num_rows != rows:
+        raise StoreCorruptError(
+            f"{path}: {pf.metadata.num_rows} rows where its run's commit record says {rows}; "
+            "the file was replaced or damaged"
+        )
+
+
 def _host_sets(path: Path, pf: pq.ParquetFile) -> list[set[str]]:
     out = []
     try:
@@ -114,10 +123,12 @@ def _row_groups_with(path: Path, pf: pq.ParquetFile, hosts: Collection[str]) -> 
     return [g for k, g in enumerate(groups) if upto[k] > (upto[k - 1] if k else 0)]
 
 
-def row_group_of_hosts(path: Path, spec: TableSpec) -> dict[str, int]:
+def row_group_of_hosts(path: Path, spec: TableSpec, *, rows: int | None = None
+                       ) -> dict[str, int]:
     """host -> the first row group of the file holding it (one read of the host column)."""
     pf = _open(path)
     _check(path, spec, pf.schema_arrow)
+    _check_rows(path, pf, rows)
     try:
         hosts = pf.read(columns=["host"])["host"].to_pylist()
     except (pa.ArrowException, OSError) as exc:
@@ -138,13 +149,16 @@ def read_file(
     *,
     columns: Sequence[str] | None = None,
     hosts: Collection[str] | None = None,
+    rows: int | None = None,
 ) -> pa.Table:
     """The file's rows as ``spec``'s schema (or the given columns of it), optionally
     only the given hosts (reading only the row groups that hold them). Columns an
-    older file lacks come back as nulls."""
+    older file lacks come back as nulls. ``rows``: what the commit record says the
+    file holds, checked against its footer."""
     pf = _open(path)
     file_schema = pf.schema_arrow
     _check(path, spec, file_schema)
+    _check_rows(path, pf, rows)
     if hosts is not None:
         pf = _open(path, host_dictionary=True)  # _check made sure it has a host column
     wanted = list(columns) if columns is not None else spec.names

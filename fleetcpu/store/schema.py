@@ -59,9 +59,19 @@ def _f(name: str, type_: pa.DataType, nullable: bool = True) -> pa.Field[Any]:
     return pa.field(name, type_, nullable=nullable)
 
 
+#: One file a run committed, as its commit record lists it: ``path`` relative to the
+#: layout directory (``hosts/date=.../run-<id>.parquet``), its rows, bytes and sha256.
+FILE_ENTRY = pa.struct([
+    pa.field("table", pa.string(), nullable=False),
+    pa.field("path", pa.string(), nullable=False),
+    pa.field("rows", pa.int64(), nullable=False),
+    pa.field("bytes", pa.int64(), nullable=False),
+    pa.field("sha256", pa.string(), nullable=False),
+])
+
 RUNS = TableSpec(
     "runs",
-    1,
+    2,
     pa.schema(
         [
             _f("run_id", pa.string(), False),
@@ -76,6 +86,9 @@ RUNS = TableSpec(
             _f("hosts_failed", pa.int32(), False),
             # Hosts whose CPU data changed and so got detail rows in this run.
             _f("hosts_detail", pa.int32(), False),
+            # v2: every file the run committed (the runs file itself aside). Null in runs
+            # written before: those are trusted as they are, and fsck calls them unverified.
+            _f("files", pa.list_(FILE_ENTRY)),
         ]
     ),
 )

@@ -16,6 +16,7 @@ are whole, but the run may lack hosts).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -36,10 +37,11 @@ from ..errors import (
 )
 from ..outcome import ConnectionSpec
 from ..probe.records import HostFacts, MachineProbe
+from . import commit, journal, lease, scan
 from . import index as idx
-from . import journal, lease
 from .atomic import locked, remove_temporaries, write_bytes, write_table
-from .layout import LOCK, MARKER, MARKER_FORMAT, Layout, is_run_id, is_temporary, rfc3339
+from .commit import CommitRecord, CommittedFile
+from .layout import LOCK, MARKER, MARKER_FORMAT, Layout, is_temporary, rfc3339
 from .reader import empty, read_file, row_group_of_hosts
 from .records import HostSnapshot, HostState, RunInfo
 from .schema import (
@@ -51,7 +53,6 @@ from .schema import (
     RUN_TABLES,
     RUNS,
     TABLES,
-    TableSpec,
 )
 from .snapshot import accel_slots, facts_and_connections, host_states, machine_probes, run_infos
 from .writer import DEFAULT_FLUSH_EVERY, RunWriter
@@ -80,6 +81,8 @@ class Store:
         self.root = root
         self.layout = Layout(root)
         self.lock_timeout = _lock_timeout() if lock_timeout is None else lock_timeout
+        #: Commit records read so far: immutable once written, so read once.
+        self._records: dict[str, CommitRecord] = {}
 
     # -- opening ------------------------------------------------------------
 
@@ -163,10 +166,27 @@ class Store:
 
     def _run_hosts(self, run_id: str) -> pa.Table:
         """The index-relevant columns of one committed run's ``hosts`` rows."""
-        path = self.layout.run_file(HOSTS.name, run_id)
-        if not path.exists():
+        found = self.committed_files(HOSTS.name, run_id)
+        if not found:
             return empty(HOSTS, idx.BASE)
-        return read_file(path, HOSTS, columns=idx.BASE)
+        return pa.concat_tables(read_file(f.path, HOSTS, columns=idx.BASE, rows=f.rows)
+                                for f in found)
+
+    # -- commit records -----------------------------------------------------
+
+    def _record(self, run_id: str) -> CommitRecord:
+        record = self._records.get(run_id)
+        if record is None:
+            path = self.layout.run_file(RUNS.name, run_id)
+            files = read_file(path, RUNS, columns=["files"])["files"].to_pylist()
+            record = self._records[run_id] = commit.from_row(run_id, files[0] if files else None)
+        return record
+
+    def committed_files(self, table: str, run_id: str) -> list[CommittedFile]:
+        """The files of ``table`` that committed run ``run_id`` published (none: it wrote no
+        rows there), checked against its commit record: a listed file that is missing or
+        replaced is StoreCorruptError naming it."""
+        return commit.checked(self.layout, self._record(run_id), table)
 
     def _index_run(self, run_id: str, *, wrote_hosts: bool) -> None:
         """Fold a just-committed run into the index; the journal covers a failure here."""
@@ -261,17 +281,11 @@ class Store:
         return current
 
     def _rebuild(self) -> pa.Table:
-        committed = set(self._committed_run_ids())
+        """The index from the committed runs' ``hosts`` files, and nothing else: a stray
+        file in the directory (``fleetcpu fsck`` lists them) never counts."""
         current: pa.Table | None = None
-        for day in self._days(HOSTS):
-            tables = []
-            for path in self._files(HOSTS, day):
-                if path.name[4:-8] in committed:
-                    tables.append(read_file(path, HOSTS, columns=idx.BASE))
-                else:
-                    # Not ours to trust, yet any engine reading the directory sees it:
-                    # it must at least be a whole hosts file of ours.
-                    read_file(path, HOSTS, columns=[])
+        for _day, runs in itertools.groupby(self._committed_run_ids(), key=lambda r: r[:8]):
+            tables = [t for t in (self._run_hosts(r) for r in runs) if t.num_rows]
             if tables:
                 # Reduce day by day: memory stays at one day of rows plus the index.
                 current = idx.merge(current, pa.concat_tables(tables))
@@ -279,33 +293,10 @@ class Store:
 
     # -- listing files ------------------------------------------------------
 
-    def _days(self, spec: TableSpec) -> list[Path]:
-        try:
-            entries = sorted(os.scandir(self.layout.table_dir(spec.name)), key=lambda e: e.name)
-        except FileNotFoundError:
-            return []
-        return [Path(e.path) for e in entries if e.is_dir() and e.name.startswith("date=")]
-
-    def _files(self, spec: TableSpec, day: Path) -> list[Path]:
-        """Every visible Parquet file of a day; one that is not a run file is foreign."""
-        out = []
-        for entry in sorted(os.scandir(day), key=lambda e: e.name):
-            name = entry.name
-            if name.startswith((".", "_")) or not name.endswith(".parquet"):
-                continue
-            run_id = name[4:-8] if name.startswith("run-") else ""
-            if not is_run_id(run_id):
-                # Validates it: names the file as foreign or corrupt, as a reader would.
-                read_file(Path(entry.path), spec, columns=[])
-                raise StoreForeignError(f"{entry.path}: not a fleetcpu run file name")
-            out.append(Path(entry.path))
-        return out
-
     def _committed_run_ids(self) -> list[str]:
-        out = []
-        for day in self._days(RUNS):
-            out += [p.name[4:-8] for p in self._files(RUNS, day)]
-        return sorted(out)
+        """Every run with a commit record where its id puts it; anything else in ``runs/``
+        (a ``date=garbage`` folder, a foreign name) is not a commit and is ignored."""
+        return scan.committed_run_ids(self.layout)
 
     # -- reading ------------------------------------------------------------
 
@@ -320,18 +311,14 @@ class Store:
         spec = TABLES.get(name)
         if spec is None or spec is INDEX:
             raise ValueError(f"no table {name!r}; tables: {', '.join(s.name for s in RUN_TABLES)}")
-        wanted = set(runs) if runs is not None else None
-        committed = set(self._committed_run_ids())
-        parts = []
-        if wanted is not None:
-            paths = [self.layout.run_file(name, r) for r in sorted(wanted & committed)]
-            paths = [p for p in paths if p.exists()]
+        committed = self._committed_run_ids()
+        chosen = committed if runs is None else sorted(set(runs) & set(committed))
+        if spec is RUNS:
+            parts = [read_file(self.layout.run_file(name, r), spec, columns=columns)
+                     for r in chosen]
         else:
-            paths = [
-                p for day in self._days(spec) for p in self._files(spec, day)
-                if p.name[4:-8] in committed
-            ]
-        parts = [read_file(p, spec, columns=columns) for p in paths]
+            parts = [read_file(f.path, spec, columns=columns, rows=f.rows)
+                     for r in chosen for f in self.committed_files(name, r)]
         if not parts:
             return empty(spec, columns)
         return pa.concat_tables(parts)
@@ -390,19 +377,25 @@ class Store:
         host_rows: dict[str, tuple[HostFacts, ConnectionSpec]] = {}
         qemu: dict[str, tuple[str | None, ...]] = {}
         for run, members in sorted(by_run.items()):
-            path = self.layout.run_file(HOSTS.name, run)
-            table = read_file(path, HOSTS, columns=_SNAPSHOT_COLUMNS, hosts=members)
+            found = self.committed_files(HOSTS.name, run)
+            if not found:
+                raise StoreCorruptError(f"{self.layout.run_file(HOSTS.name, run)}: missing "
+                                        "although the index points there")
+            table = pa.concat_tables(
+                read_file(f.path, HOSTS, columns=_SNAPSHOT_COLUMNS, hosts=members, rows=f.rows)
+                for f in found)
             host_rows.update(facts_and_connections(table))
             qemu.update(zip((str(h) for h in table["host"].to_pylist()), zip(
                 *(table[n].to_pylist() for n in _QEMU_COLUMNS), strict=True), strict=True))
 
         detail: dict[str, dict[str, MachineProbe]] = {}
         for run, members in sorted(by_detail.items()):
-            tables = [
-                read_file(self.layout.run_file(spec.name, run), spec, hosts=members)
-                if self.layout.run_file(spec.name, run).exists() else empty(spec)
-                for spec in DETAIL_TABLES
-            ]
+            tables = []
+            for spec in DETAIL_TABLES:
+                found = self.committed_files(spec.name, run)
+                tables.append(pa.concat_tables(
+                    read_file(f.path, spec, hosts=members, rows=f.rows) for f in found
+                ) if found else empty(spec))
             detail.update(machine_probes(*tables))
         shared = {
             key: MappingProxyType(detail[host]) for key, (host, _run) in sample.items()
@@ -453,14 +446,18 @@ class Store:
         """
         if all(len(found) == 1 for found in holders.values()):
             return {key: found[0] for key, found in holders.items()}
-        where: dict[str, dict[str, int]] = {}
+        where: dict[str, dict[str, tuple[int, int]]] = {}  # run -> host -> (part, row group)
         for run in sorted({run for found in holders.values() for _, run in found}):
-            path = self.layout.run_file("machines", run)
-            where[run] = row_group_of_hosts(path, TABLES["machines"]) if path.exists() else {}
-        bins: dict[tuple[str, int], dict[str, str]] = {}  # (run, row group) -> key -> host
+            where[run] = {}
+            for part, f in enumerate(self.committed_files("machines", run)):
+                for host, group in row_group_of_hosts(f.path, TABLES["machines"],
+                                                      rows=f.rows).items():
+                    where[run].setdefault(host, (part, group))
+        # (run, (part, row group)) -> key -> host
+        bins: dict[tuple[str, tuple[int, int]], dict[str, str]] = {}
         for key, found in holders.items():
             for host, run in found[:_HOLDERS]:
-                bins.setdefault((run, where[run].get(host, -1)), {}).setdefault(key, host)
+                bins.setdefault((run, where[run].get(host, (-1, -1))), {}).setdefault(key, host)
         order = sorted(bins)
         sample: dict[str, tuple[str, str]] = {}
         while len(sample) < len(holders):

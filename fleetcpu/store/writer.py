@@ -13,9 +13,10 @@ exception goes on propagating.
 
 Commit order: close every file (footer, fsync), drop a journal marker,
 publish the detail tables, then ``hosts``, then the ``runs`` row, which is
-the commit record; then the index. ``add`` is synchronous and cheap (a row
-group flush of a few hundred hosts takes tens of ms), so the collector may
-call it from its event loop.
+the commit record and lists every file with its rows, bytes and sha256 (so a
+reader can tell a missing or swapped file from "no rows"); then the index.
+``add`` is synchronous and cheap (a row group flush of a few hundred hosts
+takes tens of ms), so the collector may call it from its event loop.
 
 Test-only hooks (never set them in production): ``FLEETCPU_TEST_HOOK_KILL_AFTER=<n>``
 SIGKILLs the process once ``n`` host rows have been flushed into a still-open
@@ -225,10 +226,17 @@ class RunWriter:
             self._lease = None
 
     def _commit(self, status: str) -> None:
+        files = []
         try:
             self.flush()
-            for sink in self._sinks.values():
+            for spec in _BUFFERED:
+                sink = self._sinks.get(spec.name)
+                if sink is None:
+                    continue
                 sink.close()
+                size, sha = sink.digest()
+                files.append({"table": spec.name, "rows": sink.rows, "bytes": size, "sha256": sha,
+                              "path": sink.final.relative_to(self._store.layout.data).as_posix()})
         except BaseException:
             self.discard()
             raise
@@ -252,6 +260,7 @@ class RunWriter:
             "hosts_ok": self.hosts_ok,
             "hosts_failed": self.hosts_failed,
             "hosts_detail": self.hosts_detail,
+            "files": files,
         }], schema=RUNS.schema))
         _hook_kill_at("before-index")
         self._store._index_run(self.run_id, wrote_hosts=HOSTS.name in self._sinks)

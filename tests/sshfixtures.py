@@ -23,6 +23,7 @@ records the peak number of simultaneous sessions, sessions still open
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import os
@@ -327,6 +328,8 @@ class FakeFleet:
     def __init__(self, root: Path, count: int, *, delay: float = 0.15, net: int = 1) -> None:
         self.root = root
         self.delay = delay
+        #: Bytes of stderr each "noisy" host prints.
+        self.noise = 64 * 1024
         self.hosts = [
             FakeHost(f"fake{i:03d}", f"127.0.{net + i // 250}.{1 + i % 250}") for i in range(count)
         ]
@@ -516,6 +519,14 @@ class FakeFleet:
                 self.stops[host.name] = told
             process.stderr.write(b"probe stopped\n")
             process.exit(130)
+        elif fault == "noisy":
+            # A broken host that prints ``noise`` bytes of incompressible text to stderr, then
+            # fails: what fills a store (stored tails) and an orchestrator's memory (buffers).
+            chunk = base64.b64encode(os.urandom(48 * 1024))
+            for _ in range(max(1, self.noise // len(chunk))):
+                process.stderr.write(chunk)
+                await process.stderr.drain()
+            process.exit(1)
         elif fault == "hang-hard":
             # Ignores EOF and signals: only a closed channel ends it.
             await process.wait_closed()

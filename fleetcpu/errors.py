@@ -17,6 +17,7 @@ and must run on Python 3.9.
     |   +-- StoreCorruptError
     |   +-- StoreForeignError
     |   +-- StoreLockedError
+    |   +-- StoreWriteError            (read-only, full, a table folder that is a file)
     +-- SomeHostsFailedError        5  run finished, some hosts failed (stored)
     +-- AllHostsFailedError         6  run finished, every host failed
     +-- StrayFilesError             7  fsck: files no committed run lists
@@ -108,6 +109,16 @@ class StoreForeignError(StoreError):
 
 class StoreLockedError(StoreError):
     code = "store-locked"
+
+
+class StoreWriteError(StoreError):
+    """The store could not be written; ``reason`` is one line (path: strerror)."""
+
+    code = "store-write"
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class SomeHostsFailedError(FleetcpuError):

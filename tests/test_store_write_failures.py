@@ -27,10 +27,6 @@ from .test_store_support import ok_document, write_document
 
 FLEET = 300
 
-pytestmark = pytest.mark.xfail(strict=True, reason="issue 18: write failures are internal errors "
-                               "found after every host was probed; readers fail with ENOSPC; a "
-                               "lock timeout prints no summary")
-
 
 
 @functools.cache

@@ -7,11 +7,15 @@ The order is the contract:
 2. Build the transports (load ``-i`` keys, read known_hosts once, check
    ``--ssh-config``) and the bundle: a bad flag is a ``UsageError`` (exit 2),
    still before any host is contacted.
-3. Open the store and a run writer, then fan out. Each host's outcome goes
-   into the writer the moment it is known (memory stays flat for 10,000
-   hosts), failures included: a failure is a row with its stage, never an
-   exception.
-4. Summary, then the exit code: 0 all ok, 5 some failed, 6 all failed.
+3. Open the store and a run writer, and prove the run can be stored (the
+   folders are folders, room for a first batch is really written): a
+   read-only, full or misshapen store is exit 4 before any host is
+   contacted. Then fan out. Each host's outcome goes into the writer the
+   moment it is known (memory stays flat for 10,000 hosts), failures
+   included: a failure is a row with its stage, never an exception.
+4. Summary, then the exit code: 0 all ok, 5 some failed, 6 all failed. A
+   store that fails later (disk full mid-run, a lock held too long) is exit
+   4 after the summary, and the message says whether the run is stored.
 
 Interruption (Ctrl-C, SIGTERM) is handled here and only here: the hosts in
 flight are stopped by their transports (EOF, SIGTERM, grace), recorded as
@@ -26,9 +30,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from ..errors import AllHostsFailedError, InterruptedByUserError, SomeHostsFailedError
+from ..errors import (
+    AllHostsFailedError,
+    InterruptedByUserError,
+    SomeHostsFailedError,
+    StoreError,
+    StoreLockedError,
+    StoreWriteError,
+)
 from ..outcome import ConnectionSpec, HostOutcome
 from ..probe.records import ProbeDocument
 from . import bootstrap
@@ -39,6 +50,9 @@ from .inventory import HostSpec, Inventory, load_inventory
 from .progress import InFlight, Progress, Tally
 from .ssh import SshSettings
 from .transport import HostFailure, Transport
+
+if TYPE_CHECKING:
+    from ..store import RunWriter
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -94,6 +108,9 @@ class CollectResult:
     run_id: str | None = None
     accepted_keys: list[str] = field(default_factory=list)
     interrupted: bool = False
+    #: The store failed after hosts were contacted; ``stored``: its commit record is written.
+    store_error: StoreError | None = None
+    stored: bool = False
 
 
 def _now() -> datetime:
@@ -184,30 +201,61 @@ def _interrupted(collector: Collector, host: HostSpec) -> HostOutcome:
     )
 
 
+def _store_failure(exc: StoreError, result: CollectResult, tally: Tally) -> StoreError:
+    """The store failed once hosts were contacted: say exactly what is stored."""
+    cause = exc.__cause__
+    if isinstance(exc, StoreWriteError):
+        reason = exc.reason
+    else:  # the writer's own message already says "stored": use what it wraps
+        reason = cause.message if isinstance(cause, StoreError) else exc.message
+    if result.stored:
+        what = (f"run {result.run_id} is stored with its {tally.done} host(s) (its commit "
+                "record is written); the next fleetcpu command folds it into the index")
+    else:
+        what = (f"run {result.run_id} was not stored: {tally.done} host(s) probed, none of "
+                "their results are in the store")
+    if isinstance(exc, StoreLockedError):
+        return StoreLockedError(f"{reason}; {what}")
+    return StoreWriteError(f"{reason}; {what}", reason)
+
+
 async def _collect_into_store(inventory: Inventory, collector: Collector, store_dir: str | None,
                               tally: Tally, progress: Progress, result: CollectResult) -> None:
     from ..store import Store, resolve_location
 
     store = Store.create_or_open(resolve_location(store_dir))
     in_flight = InFlight(progress)
+    writer = store.run_writer(command="collect", inventory=inventory.path)
+    writer.check_writable()  # before any host: exit 4 with nothing contacted
+    result.run_id = writer.run_id
+    try:
+        with term_cancels_run(), writer:
+            await _fan_out(inventory, collector, writer, tally, in_flight, result)
+    finally:
+        result.stored = writer.committed
 
-    with term_cancels_run(), store.run_writer(command="collect", inventory=inventory.path) as writer:
-        result.run_id = writer.run_id
 
-        def finished(outcome: HostOutcome) -> None:
-            writer.add(outcome)
-            tally.add(outcome)
-            in_flight.finished(outcome.host)
+async def _fan_out(inventory: Inventory, collector: Collector, writer: RunWriter, tally: Tally,
+                   in_flight: InFlight, result: CollectResult) -> None:
+    def finished(outcome: HostOutcome) -> None:
+        tally.add(outcome)  # probed, whether or not the store takes it
+        in_flight.finished(outcome.host)
+        writer.add(outcome)
 
+    try:
         try:
             await collector.collect(inventory.hosts, finished, in_flight.started)
-        except asyncio.CancelledError:
-            result.interrupted = True
-            for host in list(in_flight.hosts.values()):
-                outcome = _interrupted(collector, host)
-                writer.add(outcome)
-                tally.add(outcome)
-            raise
+        except* StoreError as group:
+            # The writer discarded the run; stop contacting hosts whose results
+            # cannot be stored, and report after the summary.
+            raise group.exceptions[0] from None
+    except asyncio.CancelledError:
+        result.interrupted = True
+        for host in list(in_flight.hosts.values()):
+            outcome = _interrupted(collector, host)
+            tally.add(outcome)
+            writer.add(outcome)
+        raise
 
 
 def run_collect(
@@ -235,6 +283,10 @@ def run_collect(
         asyncio.run(_collect_into_store(inventory, collector, store_dir, tally, progress, result))
     except (KeyboardInterrupt, asyncio.CancelledError):
         result.interrupted = True
+    except StoreError as exc:
+        if result.run_id is None:
+            raise type(exc)(f"{exc.message}; no host was contacted") from exc
+        result.store_error = exc
     finally:
         progress.close()
     result.elapsed = time.monotonic() - started
@@ -248,6 +300,8 @@ def run_collect(
         err.write(f"warning: trusted {len(result.accepted_keys)} new host key(s) on first use and "
                   f"added them to known_hosts: {shown}{f' and {more} more' if more > 0 else ''}\n")
     out.flush()
+    if result.store_error is not None:
+        raise _store_failure(result.store_error, result, tally)
     if result.interrupted:
         raise InterruptedByUserError(
             f"interrupted: {tally.done} of {tally.total} host(s) stored, run {result.run_id} "

@@ -33,6 +33,7 @@ from ..errors import (
     StoreCorruptError,
     StoreForeignError,
     StoreLockedError,
+    StoreWriteError,
     UnknownPoolError,
 )
 from ..outcome import ConnectionSpec
@@ -104,13 +105,18 @@ class Store:
         root = Path(path)
         if root.exists() and not root.is_dir():
             raise StoreForeignError(f"{root}: not a directory, cannot hold a fleetcpu store")
-        root.mkdir(parents=True, exist_ok=True)
         store = cls(root, lock_timeout=lock_timeout)
-        if not store.layout.marker.exists() and _is_empty_dir(root):
-            marker = {"format": MARKER_FORMAT, "layout": LAYOUT,
-                      "created": rfc3339(datetime.now(UTC)), "fleetcpu_version": __version__}
-            # Exclusive: of two processes creating the store at once, one marker wins.
-            write_bytes(store.layout.marker, (json.dumps(marker) + "\n").encode(), exclusive=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            if not store.layout.marker.exists() and _is_empty_dir(root):
+                marker = {"format": MARKER_FORMAT, "layout": LAYOUT,
+                          "created": rfc3339(datetime.now(UTC)), "fleetcpu_version": __version__}
+                # Exclusive: of two processes creating the store at once, one marker wins.
+                write_bytes(store.layout.marker, (json.dumps(marker) + "\n").encode(),
+                            exclusive=True)
+        except OSError as exc:
+            reason = f"{exc.filename or root}: {exc.strerror or exc}"
+            raise StoreWriteError(f"{reason}: cannot create the store", reason) from exc
         store._check_marker()
         return store
 
@@ -246,8 +252,9 @@ class Store:
     def _index_table(self) -> pa.Table:
         """The index as of now: the file, plus committed runs it has not folded in yet.
 
-        A reader never waits: when another process holds the lock (or the
-        store is read-only to us), the missing runs are merged in memory only.
+        A reader never waits and never fails for want of writing: when another
+        process holds the lock, or the store cannot be written (read-only, full),
+        the missing runs are merged in memory only, from committed data.
         """
         current = self._read_index_file()
         pending = [p.run_id for p in journal.pending(self.layout) if p.committed]
@@ -256,7 +263,7 @@ class Store:
         try:
             with locked(self.layout.lock, 0):
                 return self._fold_pending_locked()
-        except (StoreLockedError, PermissionError):
+        except (StoreLockedError, OSError):
             pass
         if current is None:
             return self._rebuild()

@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from .. import __version__
-from ..errors import StoreLockedError
+from ..errors import StoreLockedError, StoreWriteError
 from ..outcome import HostOutcome
 from ..probe.records import MachineProbe
 from . import journal
 from .atomic import ParquetSink, write_table
-from .layout import new_run_id, utc
+from .layout import Layout, new_run_id, utc
 from .lease import Lease
 from .rows import Row, cpu_digest, detail_rows, host_row, unique_machines
 from .schema import DETAIL_TABLES, HOSTS, RUNS, VERIFY, TableSpec
@@ -54,6 +54,9 @@ DEFAULT_FLUSH_EVERY = 500
 #: update) gives every host ~300 new rows, and 500 hosts of them as Python
 #: dicts held ~150 MiB; 20,000 rows keep a collect of any size near 100 MiB.
 DEFAULT_FLUSH_ROWS = 20_000
+#: What ``check_writable`` writes and fsyncs before a run contacts any host: more
+#: than a first batch of 500 hosts takes on disk (~0.4 KiB each, first run).
+ROOM_BYTES = 1 << 20
 _HOOK_KILL_AFTER = "FLEETCPU_TEST_HOOK_KILL_AFTER"
 _HOOK_KILL_AT = "FLEETCPU_TEST_HOOK_KILL_AT"
 _flushed_in_process = 0
@@ -66,6 +69,32 @@ def _hook_kill_at(point: str) -> None:
 
 #: Tables a run streams rows into, in publishing order (the commit record comes after).
 _BUFFERED = (*DETAIL_TABLES, HOSTS, VERIFY)
+
+
+def _prove_writable(layout: Layout, run_id: str, room: int) -> None:
+    """OSError unless ``run_id`` could store a first batch in ``layout`` (see
+    ``RunWriter.check_writable``)."""
+    for spec in (*_BUFFERED, RUNS):
+        folder = layout.table_dir(spec.name)
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(20, "not a folder (a store table must be one)", str(folder))
+    os.close(os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644))
+    day = layout.run_file(HOSTS.name, run_id).parent
+    day.mkdir(parents=True, exist_ok=True)
+    free = os.statvfs(day)
+    if free.f_bavail * free.f_frsize < room:
+        raise OSError(28, f"No space left on device (no room for a first batch: "
+                          f"{free.f_bavail * free.f_frsize // 1024} KiB free, "
+                          f"{room // 1024} KiB needed)", str(day))
+    probe = day / f".run-{run_id}.parquet.room.tmp"
+    try:
+        with open(probe, "wb") as f:
+            f.write(bytes(room))
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            probe.unlink()
 
 
 class RunWriter:
@@ -103,11 +132,40 @@ class RunWriter:
         self._buffered_rows = 0
         self._sinks: dict[str, ParquetSink] = {}
         self._closed = False
+        #: The commit record is written: whatever fails after, the run is stored.
+        self.committed = False
         # Held from before the first temporary until after the last: what tells a
         # sweeper this run is alive, however long it goes without touching its files.
-        self._lease: Lease | None = Lease.take(store.layout, self.run_id)
+        try:
+            self._lease: Lease | None = Lease.take(store.layout, self.run_id)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
         kill_after = os.environ.get(_HOOK_KILL_AFTER)
         self._kill_after = int(kill_after) if kill_after else None
+
+    # -- failures -----------------------------------------------------------
+
+    def _write_error(self, exc: BaseException) -> StoreWriteError:
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = f"{exc.filename or self._store.root}: {exc.strerror}"
+        else:
+            reason = f"{self._store.root}: {exc}"
+        state = ("is stored (its commit record is written)" if self.committed
+                 else "was not stored")
+        return StoreWriteError(f"{reason}: run {self.run_id} {state}", reason)
+
+    def check_writable(self, room: int = ROOM_BYTES) -> None:
+        """Prove, before any host is contacted, that this run can be stored: the table
+        folders are folders, the lock opens, and ``room`` bytes can really be written
+        and fsynced (a read-only mount, a full disk or a quota fails here, not after
+        10,000 probes). The probe file is one of this run's temporaries, so a kill
+        here leaves nothing a sweeper would not remove."""
+        try:
+            _prove_writable(self._store.layout, self.run_id, room)
+        except OSError as exc:
+            error = self._write_error(exc)
+            self.discard()
+            raise error from exc
 
     # -- adding -------------------------------------------------------------
 
@@ -137,7 +195,17 @@ class RunWriter:
             self.hosts_failed += 1
         self._buffered_hosts += 1
         if self._buffered_hosts >= self.flush_every or self._buffered_rows >= DEFAULT_FLUSH_ROWS:
+            self._flush_or_fail()
+
+    def _flush_or_fail(self) -> None:
+        """``flush``; a failure to write discards the run (nothing half-written stays) and
+        is StoreWriteError saying so."""
+        try:
             self.flush()
+        except (OSError, pa.ArrowException) as exc:
+            error = self._write_error(exc)
+            self.discard()
+            raise error from exc
 
     def _digest(self, machine_types: tuple[MachineProbe, ...]) -> tuple[tuple[MachineProbe, ...], str | None]:
         """``cpu_digest`` once per records object: hosts of one CPU share theirs (``collect.docmemo``).
@@ -180,7 +248,7 @@ class RunWriter:
             self.hosts_failed += 1
         self._buffered_hosts += 1
         if self._buffered_hosts >= self.flush_every:
-            self.flush()
+            self._flush_or_fail()
 
     def flush(self) -> None:
         """Write the buffered rows as one row group per table."""
@@ -237,11 +305,28 @@ class RunWriter:
                 size, sha = sink.digest()
                 files.append({"table": spec.name, "rows": sink.rows, "bytes": size, "sha256": sha,
                               "path": sink.final.relative_to(self._store.layout.data).as_posix()})
+        except (OSError, pa.ArrowException) as exc:
+            error = self._write_error(exc)
+            self.discard()
+            raise error from exc
         except BaseException:
             self.discard()
             raise
         self._closed = True
         self.status = status
+        try:
+            self._publish(status, files)
+        except (OSError, pa.ArrowException) as exc:
+            if not self.committed:
+                self._unpublish()
+            raise self._write_error(exc) from exc
+        except StoreLockedError as exc:
+            # After the commit record: the run is stored, only the index waits (journal).
+            raise StoreLockedError(f"{exc.message}; run {self.run_id} is stored (its commit "
+                                   "record is written), the next fleetcpu command folds it "
+                                   "into the index") from exc
+
+    def _publish(self, status: str, files: list[dict[str, object]]) -> None:
         layout = self._store.layout
         journal.begin(layout, self.run_id)
         for spec in _BUFFERED:  # hosts after the rows its detail_run points at
@@ -262,8 +347,21 @@ class RunWriter:
             "hosts_detail": self.hosts_detail,
             "files": files,
         }], schema=RUNS.schema))
+        self.committed = True
         _hook_kill_at("before-index")
         self._store._index_run(self.run_id, wrote_hosts=HOSTS.name in self._sinks)
+
+    def _unpublish(self) -> None:
+        """A write failed before the commit record: remove what this run published, so
+        that raw readers see no run fleetcpu does not (we hold the lease: nobody else
+        judges these files)."""
+        layout = self._store.layout
+        for sink in self._sinks.values():
+            sink.discard()
+            with contextlib.suppress(OSError):
+                sink.final.unlink()
+        with contextlib.suppress(OSError):
+            journal.end(layout, self.run_id)
 
     def discard(self) -> None:
         """Drop everything not yet published (the writer itself failed: disk full...)."""

@@ -519,13 +519,15 @@ class FakeFleet:
                 self.stops[host.name] = told
             process.stderr.write(b"probe stopped\n")
             process.exit(130)
-        elif fault == "noisy":
-            # A broken host that prints ``noise`` bytes of incompressible text to stderr, then
-            # fails: what fills a store (stored tails) and an orchestrator's memory (buffers).
+        elif fault in ("noisy", "flood"):
+            # A broken host that prints ``noise`` bytes of incompressible text to stderr
+            # (noisy) or stdout (flood), then fails: what fills a store (stored tails) and
+            # an orchestrator's memory (buffers).
+            stream = process.stderr if fault == "noisy" else process.stdout
             chunk = base64.b64encode(os.urandom(48 * 1024))
             for _ in range(max(1, self.noise // len(chunk))):
-                process.stderr.write(chunk)
-                await process.stderr.drain()
+                stream.write(chunk)
+                await stream.drain()
             process.exit(1)
         elif fault == "hang-hard":
             # Ignores EOF and signals: only a closed channel ends it.

@@ -286,6 +286,10 @@ def _transport_options(verb: str) -> Callable[[F], F]:
                           "jitter)."),
         click.option("--strict-inventory", is_flag=True,
                      help="Unknown inventory keys are errors, not warnings."),
+        click.option("--max-hosts", type=click.IntRange(1), default=100_000, show_default=True,
+                     metavar="N",
+                     help="Refuse an inventory naming more hosts (exit 3, before any host is "
+                          "contacted): a typo such as h[0:999999] is caught, not probed."),
     ]
 
     def apply(func: F) -> F:
@@ -317,7 +321,8 @@ def _collect_options(flags: dict[str, Any]) -> Any:
     )
     return CollectOptions(concurrency=flags.pop("concurrency"), timeout=flags.pop("timeout"),
                           retries=flags.pop("retries"), ssh=ssh,
-                          strict_inventory=flags.pop("strict_inventory"))
+                          strict_inventory=flags.pop("strict_inventory"),
+                          max_hosts=flags.pop("max_hosts"))
 
 
 @main.command()

@@ -20,6 +20,14 @@ only after the connection is fully established (``remember``), never for a
 peer that merely presented someone's public key. A *changed* key (the host
 has known keys, none matches) is refused whatever the flags, and the
 fingerprint seen goes into the failure row.
+
+A *revoked* key (``@revoked`` in known_hosts) is refused whatever the flags,
+as OpenSSH does. asyncssh looks a host up with its port, then, finding no
+trusted key, again without it, and keeps only the second answer's revoked
+keys: ``@revoked [host]:port`` was dropped and the key then trusted on first
+use. So each lookup also asks for the ``[host]:port`` entries alone, the
+revoked keys of every lookup of a connection are kept and given back each
+time, and the check refuses such a key itself too.
 """
 
 from __future__ import annotations
@@ -118,14 +126,25 @@ class HostKeyCheck(asyncssh.SSHClient):
         self.known_keys: list[asyncssh.SSHKey] = []
         self.had_entries = False
         self.offered: asyncssh.SSHKey | None = None
-        #: None (trusted), "new" (accepted by TOFU, to be remembered), "unknown", "changed".
+        #: None (trusted), "new" (accepted by TOFU, to be remembered), "unknown", "changed",
+        #: "revoked".
         self.verdict: str | None = None
+        #: The first lookup's (host, port): what known_hosts names the host (with its port).
         self.looked_up: tuple[str, int | None] | None = None
+        #: Revoked keys of every lookup of this connection (see the module docstring).
+        self.revoked: list[asyncssh.SSHKey] = []
 
     def lookup(self, host: str, addr: str, port: int | None) -> tuple[Any, ...]:
         """asyncssh's known_hosts callable: the run's parsed files plus keys accepted this run."""
-        self.looked_up = (host, port)
+        if self.looked_up is None:
+            self.looked_up = (host, port)
         result: list[Any] = list(self.policy.known.match(host, addr, port))
+        revoked = list(result[2])
+        if port:  # what match's portless retry dropped: the [host]:port entries themselves
+            for name in dict.fromkeys(n for n in (host, addr) if n):
+                revoked += self.policy.known.match(known_hosts_name(name, port), "", None)[2]
+        self.revoked = list(dict.fromkeys([*self.revoked, *revoked]))
+        result[2] = self.revoked
         extra = self.policy.accepted.get(known_hosts_name(host, port), [])
         # A key listed under both the host name and its address comes back twice: once is enough.
         self.known_keys = list(dict.fromkeys([*result[0], *extra]))
@@ -138,6 +157,9 @@ class HostKeyCheck(asyncssh.SSHClient):
                                  key: asyncssh.SSHKey) -> bool:
         """Called by asyncssh only for a key known_hosts does not trust (see the module docstring)."""
         self.offered = key
+        if key in self.revoked:
+            self.verdict = "revoked"
+            return False
         if self.had_entries:
             self.verdict = "changed"
             return False
@@ -153,6 +175,13 @@ class HostKeyCheck(asyncssh.SSHClient):
         where = known_hosts_name(host, port)
         seen = _fingerprint(self.offered) if self.offered is not None else "no key seen"
         files = self.policy.describe_files()
+        if self.verdict is None and "revoked" in fallback.lower():
+            self.verdict = "revoked"  # asyncssh refused it before asking us
+        if self.verdict == "revoked":
+            if self.offered is None:  # refused by asyncssh: the key is one of these
+                seen = "one of " + ", ".join(_fingerprint(k) for k in self.revoked)
+            return (f"HOST KEY REVOKED for {where}: the server offered {seen}, which known_hosts "
+                    f"({files}) marks @revoked; refused whatever the flags")
         if self.verdict == "changed":
             known = ", ".join(_fingerprint(k) for k in self.known_keys) or "a CA or certificate entry"
             return (f"HOST KEY CHANGED for {where}: the server offered {seen}, known_hosts "

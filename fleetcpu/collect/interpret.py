@@ -28,7 +28,7 @@ from ..errors import ProbeDocumentError
 from ..probe.records import ProbeDocument
 from .bootstrap import EXIT_BAD_BUNDLE, EXIT_OLD_PYTHON, MARKER
 from .docmemo import read_document
-from .transport import STDOUT_CAP, RemoteRun
+from .transport import STDOUT_BUDGET, STDOUT_CAP, STDOUT_FREE, RemoteRun
 
 __all__ = ["STDOUT_EVIDENCE", "Verdict", "interpret"]
 
@@ -146,6 +146,10 @@ def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912
     if run.upload_error is not None and not run.stdout:
         return fail("upload", f"sending the probe bundle failed ({run.upload_error}); "
                     f"the command ended with {_how_it_ended(run)}", "upload")
+    if run.over_budget:
+        return fail("output", f"more than {STDOUT_FREE} bytes on stdout while other hosts' output "
+                    f"held the collector's shared budget ({STDOUT_BUDGET} bytes): not a probe "
+                    "document", "output-too-large")
     if run.stdout_overflow:
         return fail("output", f"more than {STDOUT_CAP} bytes on stdout: not a probe document",
                     "output-too-large")

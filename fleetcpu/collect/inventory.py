@@ -69,6 +69,11 @@ Choices made where Ansible and the issue leave room (tests pin each one):
   characters OpenSSH refuses in a host name (``SSH_HOST_FORBIDDEN``: ``;``,
   ``$``, backticks, quotes...). Each is an error naming file and line, before
   any host is contacted, like every other malformed line.
+* The whole inventory may name at most ``max_hosts`` distinct hosts
+  (``DEFAULT_MAX_HOSTS``, 100,000; ``--max-hosts N`` lifts it): ``h[0:999999]``
+  on three lines took 34 s and 2.2 GiB to refuse nothing. Going over is an
+  error at the line that does it, found while reading, before any host is
+  contacted; a pattern larger than the cap is refused before it is expanded.
 """
 
 from __future__ import annotations
@@ -96,6 +101,8 @@ __all__ = [
 DEFAULT_POOL = "default"
 #: Most names one host pattern may expand to (see the module docstring).
 MAX_EXPANSION = 1_000_000
+#: Most distinct hosts one inventory may name unless the caller lifts it (``--max-hosts``).
+DEFAULT_MAX_HOSTS = 100_000
 
 ACCELS = ("auto", "kvm", "tcg")
 TRANSPORTS = ("ssh", "local")
@@ -419,7 +426,12 @@ def _range_values(body: str) -> list[str]:
     raise _LineError(f"bad range {shown}: expected two numbers or two single letters")
 
 
-def _expand(pattern: str) -> list[str]:
+def _too_many(cap: int) -> _LineError:
+    return _LineError(f"the inventory names more than {cap} hosts, the cap on one run; "
+                      "pass --max-hosts N to allow more")
+
+
+def _expand(pattern: str, cap: int = MAX_EXPANSION) -> list[str]:
     """All host names a pattern stands for, in order; the pattern itself if it has no range."""
     if "[" not in pattern and "]" not in pattern:
         return [_check_name("host name", pattern)]
@@ -441,8 +453,11 @@ def _expand(pattern: str) -> list[str]:
             f"invalid host pattern {pattern!r}: use only letters, digits, '_', '.', '-' "
             "and [start:end] ranges"
         )
-    if math.prod(len(p) for p in parts) > MAX_EXPANSION:
+    count = math.prod(len(p) for p in parts)
+    if count > MAX_EXPANSION:
         raise _LineError(f"host pattern {pattern!r} expands to more than {MAX_EXPANSION} names")
+    if count > cap:
+        raise _too_many(cap)
     return ["".join(combo) for combo in itertools.product(*parts)]
 
 
@@ -452,9 +467,10 @@ def _expand(pattern: str) -> list[str]:
 class _Parser:
     """The single pass over the lines; ``finish`` is the resolution pass."""
 
-    def __init__(self, path: str, strict: bool) -> None:
+    def __init__(self, path: str, strict: bool, max_hosts: int = DEFAULT_MAX_HOSTS) -> None:
         self.path = path
         self.strict = strict
+        self.max_hosts = max_hosts
         self.group = "ungrouped"
         self.kind = "hosts"
         self.hosts: dict[str, _Host] = {}
@@ -558,12 +574,14 @@ class _Parser:
             _merge_same_line(
                 settings, "port", _Set(_normalise_port(":port", port), lineno, ":port")
             )
-        for name in _expand(host):
+        for name in _expand(host, self.max_hosts):
             self._add_host(name, settings, lineno)
 
     def _add_host(self, name: str, settings: dict[str, _Set], lineno: int) -> None:
         host = self.hosts.get(name)
         if host is None:
+            if len(self.hosts) >= self.max_hosts:
+                raise _too_many(self.max_hosts)
             host = self.hosts[name] = _Host(name, lineno, dict(settings))
         else:
             for canon, new in settings.items():
@@ -800,19 +818,22 @@ def _depths(defined: dict[str, int], parents: dict[str, list[str]]) -> dict[str,
 # --------------------------------------------------------------- entry points
 
 
-def parse_inventory(text: str, path: str = "<inventory>", *, strict: bool = False) -> Inventory:
+def parse_inventory(text: str, path: str = "<inventory>", *, strict: bool = False,
+                    max_hosts: int = DEFAULT_MAX_HOSTS) -> Inventory:
     """Parse inventory text; ``path`` only labels messages and ``HostSpec.source``.
 
     ``strict`` turns unknown keys into errors, for CI jobs that want the
-    inventory to say nothing fleetcpu will ignore.
+    inventory to say nothing fleetcpu will ignore. ``max_hosts``: the cap on
+    distinct hosts (see the module docstring).
     """
-    parser = _Parser(path, strict)
+    parser = _Parser(path, strict, max_hosts)
     for lineno, raw in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
         parser.feed(lineno, raw)
     return parser.finish()
 
 
-def load_inventory(path: str | os.PathLike[str], *, strict: bool = False) -> Inventory:
+def load_inventory(path: str | os.PathLike[str], *, strict: bool = False,
+                   max_hosts: int = DEFAULT_MAX_HOSTS) -> Inventory:
     """Read and parse a file; an unreadable file is an ``InventoryError`` (exit 3) too."""
     shown = os.fspath(path)
     try:
@@ -828,4 +849,4 @@ def load_inventory(path: str | os.PathLike[str], *, strict: bool = False) -> Inv
         raise InventoryError(shown, 0, f"not UTF-8 text (bad byte at offset {exc.start})") from None
     except OSError as exc:
         raise InventoryError(shown, 0, f"cannot read: {exc.strerror or exc}") from None
-    return parse_inventory(text, shown, strict=strict)
+    return parse_inventory(text, shown, strict=strict, max_hosts=max_hosts)

@@ -46,7 +46,7 @@ from . import bootstrap
 from .bundle import Bundle, load_bundle
 from .fanout import RetryPolicy, fan_out, term_cancels_run, within_deadline
 from .interpret import interpret
-from .inventory import HostSpec, Inventory, load_inventory
+from .inventory import DEFAULT_MAX_HOSTS, HostSpec, Inventory, load_inventory
 from .progress import InFlight, Progress, Tally
 from .ssh import SshSettings
 from .transport import HostFailure, Transport
@@ -87,6 +87,7 @@ class CollectOptions:
     backoff: float = 0.5
     ssh: SshSettings = field(default_factory=SshSettings)
     strict_inventory: bool = False
+    max_hosts: int = DEFAULT_MAX_HOSTS
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(retries=self.retries, base=self.backoff)
@@ -270,7 +271,8 @@ def run_collect(
     """The whole command; raises the error whose exit code the CLI must return."""
     out = out or sys.stdout
     err = err or sys.stderr
-    inventory = load_inventory(inventory_path, strict=options.strict_inventory)
+    inventory = load_inventory(inventory_path, strict=options.strict_inventory,
+                               max_hosts=options.max_hosts)
     for warning in inventory.warnings:
         err.write(f"warning: {warning}\n")
     transports = build_transports(inventory.hosts, options)

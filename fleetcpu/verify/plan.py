@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..collect.inventory import HostSpec, load_inventory
+from ..collect.inventory import DEFAULT_MAX_HOSTS, HostSpec, load_inventory
 from ..errors import UnknownPoolError, UsageError
 from ..outcome import ConnectionSpec
 from ..store import HostState, Store
@@ -132,7 +132,7 @@ def _target(store: Store | None, pool: str, accel: str, machine_type: str | None
 
 def plan(pool: str, *, store: Store | None, inventory_path: str | None, accel: str,
          machine_type: str | None = None, cpu: str | None = None,
-         strict_inventory: bool = False) -> Plan:
+         strict_inventory: bool = False, max_hosts: int = DEFAULT_MAX_HOSTS) -> Plan:
     """Everything decided before contact. Raises the error whose exit code the CLI returns."""
     if cpu is not None:
         check_cpu(cpu)
@@ -140,7 +140,7 @@ def plan(pool: str, *, store: Store | None, inventory_path: str | None, accel: s
     members: list[HostSpec] = []
     unreachable: list[Unreachable] = []
     if inventory_path is not None:
-        inventory = load_inventory(inventory_path, strict=strict_inventory)
+        inventory = load_inventory(inventory_path, strict=strict_inventory, max_hosts=max_hosts)
         warnings = inventory.warnings
         pools = inventory.pools()
         if pool not in pools:

@@ -166,7 +166,7 @@ def run_verify(
     store = _open_store(store_dir, required=inventory is None)
     chosen: Plan = plan(pool, store=store, inventory_path=inventory, accel=accel,
                         machine_type=machine_type, cpu=cpu,
-                        strict_inventory=options.strict_inventory)
+                        strict_inventory=options.strict_inventory, max_hosts=options.max_hosts)
     for warning in chosen.warnings:
         err.write(f"warning: {warning}\n")
     transports = build_transports(chosen.hosts, options)

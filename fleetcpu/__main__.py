@@ -1,5 +1,5 @@
 """``python -m fleetcpu``: the same as the ``fleetcpu`` console script."""
 
-from .cli import entry
+from .launch import main
 
-entry()
+main()

@@ -105,6 +105,9 @@ def entry() -> None:
     status = 0
     try:
         main()
+    except KeyboardInterrupt:  # between the signal handlers' start and click's
+        click.echo("error: interrupted", err=True)
+        status = InterruptedByUserError.exit_code
     except SystemExit as exc:
         if isinstance(exc.code, int):
             status = exc.code
@@ -114,7 +117,24 @@ def entry() -> None:
     _exit_now(status)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Main(click.Group):
+    """click's own Ctrl-C handling prints ``Aborted!`` and exits 1; fleetcpu's is exit 130
+    with ``error: interrupted``, whenever it comes (while parsing the command line too)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> NoReturn:
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            fail(InterruptedByUserError("interrupted"))
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_Main,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="fleetcpu")
 def main() -> None:
     """Which guest CPU model can every host of a KVM migration pool run? Measured, stored, proven."""

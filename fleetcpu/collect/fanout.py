@@ -139,6 +139,7 @@ def term_cancels_run() -> Iterator[None]:
     assert task is not None
     loop = asyncio.get_running_loop()
     handles = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if handles else None
     if handles:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
@@ -146,3 +147,6 @@ def term_cancels_run() -> Iterator[None]:
     finally:
         if handles:
             loop.remove_signal_handler(signal.SIGTERM)
+            # remove_signal_handler leaves SIG_DFL: give back the process's own handler.
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)

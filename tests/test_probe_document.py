@@ -151,9 +151,10 @@ def test_garbage_is_a_probe_document_error(text: str) -> None:
 def test_exit_code_table_is_the_contract() -> None:
     """The numbers scripts depend on; changing one is a breaking change."""
     table = dict(exit_code_table())
-    # 16 (--host-root not a directory, stage facts) was added by issue 17: an addition.
-    assert sorted(table) == [0, 1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 20, 21, 22, 23, 24, 25,
-                             130]
+    # Additions: 16 (--host-root not a directory, stage facts, issue 17) and
+    # 7 (fsck found stray files only, issue 18).
+    assert sorted(table) == [0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 20, 21, 22, 23, 24,
+                             25, 130]
     readme = (REPO / "README.md").read_text()
     for code, meaning in exit_code_table():
         assert f"| {code} | {meaning} |" in readme, f"README lacks exit code {code}"

@@ -7,7 +7,7 @@
 through the real CLI.
 
 Members come from the real CPUs of ``../shared/realdata`` through
-``tests/replay/members.py`` (the stand-in's answers, decoded by the probe's
+``tests/support/replay/members.py`` (the stand-in's answers, decoded by the probe's
 decoders): the catalogue's GenuineIntel cputestdata hosts (a pool has one
 vendor and, for the store run, one machine type), cycled, each synthetic
 member given a unique name. Four measurements per size, each the median of
@@ -48,10 +48,10 @@ sys.path.insert(0, str(REPO))
 from fleetcpu.baseline import Member, compute_baseline  # noqa: E402
 from fleetcpu.baseline.select import select_members  # noqa: E402
 from fleetcpu.outcome import ConnectionSpec, HostOutcome  # noqa: E402
-from fleetcpu.probe.records import ProbeDocument, QemuInfo  # noqa: E402
+from fleetcpu.probe.document import ProbeDocument, QemuInfo  # noqa: E402
 from fleetcpu.store import Store  # noqa: E402
-from tests.replay import members as replay  # noqa: E402
-from tests.replay.hosts import catalogue  # noqa: E402
+from tests.support.replay import members as replay  # noqa: E402
+from tests.support.replay.hosts import catalogue  # noqa: E402
 
 VENDOR = "GenuineIntel"
 

@@ -110,7 +110,7 @@ def address(i: int) -> str:
 
 def documents(variants: int) -> list[bytes]:
     """The golden document as the probe prints it, in ``variants`` CPUs; ``@HOST@`` marks the hostname."""
-    from fleetcpu.probe.records import document_from_json
+    from fleetcpu.probe.document import document_from_json
 
     golden = document_from_json(GOLDEN.read_text())
     out = []
@@ -129,8 +129,8 @@ def documents(variants: int) -> list[bytes]:
 async def _serve(spec: dict[str, Any]) -> None:
     import asyncssh
 
-    from fleetcpu.collect import bootstrap_host
-    from fleetcpu.collect.bootstrap import host_script
+    from fleetcpu.fleet import bootstrap_host
+    from fleetcpu.fleet.bootstrap import host_script
 
     client = asyncssh.import_authorized_keys(spec["client_public"])
     quoted_script = shlex.quote(host_script())

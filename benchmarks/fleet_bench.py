@@ -84,16 +84,16 @@ from fleetcpu.baseline import compute_baseline  # noqa: E402
 from fleetcpu.baseline.select import select_members  # noqa: E402
 from fleetcpu.explain import explain_blockers  # noqa: E402
 from fleetcpu.outcome import ConnectionSpec, HostOutcome  # noqa: E402
-from fleetcpu.probe.features import TSX  # noqa: E402
-from fleetcpu.probe.records import (  # noqa: E402
+from fleetcpu.probe.document import (  # noqa: E402
     Expansion,
     MachineProbe,
     ProbeDocument,
     QemuInfo,
 )
+from fleetcpu.probe.features import TSX  # noqa: E402
 from fleetcpu.store import Store  # noqa: E402
-from tests.replay import members as replay  # noqa: E402
-from tests.replay.hosts import catalogue  # noqa: E402
+from tests.support.replay import members as replay  # noqa: E402
+from tests.support.replay.hosts import catalogue  # noqa: E402
 
 SEED = 20261126
 #: Variant k drops the union of the drop sets whose bit is set in k (see ``variants``).

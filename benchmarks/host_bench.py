@@ -52,8 +52,8 @@ _PAYLOAD = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from fleetcpu.collect.bootstrap import payload, remote_command
-from fleetcpu.collect.bundle import load_bundle
+from fleetcpu.fleet.bootstrap import payload, remote_command
+from fleetcpu.fleet.bundle import load_bundle
 bundle = load_bundle(Path(sys.argv[2]))
 command = remote_command(sys.argv[3], sys.argv[4:])
 sys.stdout.buffer.write(command.encode() + b"\\0" + payload(bundle))

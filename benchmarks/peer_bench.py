@@ -10,7 +10,7 @@ about as long as ``-m setup``, a fleet-wide probe would be a slow chore; the tar
 a quarter of ``-m setup``'s time. ``-m ping`` (connect, copy and run the smallest module) is
 Ansible's floor on these hosts.
 
-The hosts: ``--hosts`` real OpenSSH sshd on 127.0.0.2, .3, ... (``tests/sshfixtures``), each in
+The hosts: ``--hosts`` real OpenSSH sshd on 127.0.0.2, .3, ... (``tests/support/sshd``), each in
 a process of its own, so what the sessions cost on the host side (sshd, the login shell,
 Python, QEMU) is not counted as either tool's CPU, only as its wall time. Both tools log in as
 the same user with the same key, read the same inventory file (fleetcpu's inventory is a subset
@@ -163,7 +163,7 @@ def ansible_venv() -> Path:
 
 class Bench:
     def __init__(self, work: Path, hosts: int, forks: int, *, plain_shell: bool = False) -> None:
-        from tests.sshfixtures import start_sshd_fleet
+        from tests.support.sshd import start_sshd_fleet
 
         self.work = work
         self.forks = forks
@@ -192,7 +192,7 @@ class Bench:
                             "ANSIBLE_HOME": str(work / "ansible-home"),
                             "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_NOCOLOR": "1"}
         # The bundle is built once per fleetcpu version and cached; a fleet run finds it there.
-        from fleetcpu.collect.bundle import load_bundle
+        from fleetcpu.fleet.bundle import load_bundle
         load_bundle(work / "cache" / "fleetcpu")
 
     def stop(self) -> None:
@@ -237,7 +237,7 @@ class Bench:
         return run
 
     def _check_fleetcpu(self, run: Run, store: Path) -> None:
-        from tests.sshfixtures import latest_rows
+        from tests.support.sshd import latest_rows
 
         rows = latest_rows(store) if store.exists() else {}
         ok = sorted(n for n, r in rows.items() if r["status"] == "ok")

@@ -327,8 +327,8 @@ def _transport_options(verb: str) -> Callable[[F], F]:
 
 def _collect_options(flags: dict[str, Any]) -> Any:
     """Pop the flags of ``_transport_options`` out of ``flags`` as collect's ``CollectOptions``."""
-    from .collect.runner import CollectOptions
-    from .collect.ssh import SshSettings
+    from .collect.collect_fleet import CollectOptions
+    from .fleet.ssh import SshSettings
 
     ssh_config = flags.pop("ssh_config")
     ssh = SshSettings(
@@ -356,13 +356,13 @@ def collect(inventory: str, store_dir: str | None, options: Any) -> None:
     Failures are stored too, with their stage (connect, hostkey, auth, python, facts, qemu, timeout,
     output...). Exit 0: all hosts ok; 5: some failed; 6: all failed; 3: bad inventory.
     """
-    from .collect.runner import run_collect
+    from .collect.collect_fleet import run_collect
 
     run_collect(inventory, options, store_dir=store_dir)
 
 
 # --------------------------------------------------------------------------- baseline
-#: ``fleetcpu.render.FORMATS`` (a test keeps them equal): listed here so that
+#: ``fleetcpu.export.FORMATS`` (a test keeps them equal): listed here so that
 #: defining the command imports nothing of the baseline.
 _BASELINE_FORMATS = ("qemu", "json", "readconfig", "libvirt", "nova", "kubevirt", "proxmox")
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -413,7 +413,7 @@ def baseline(pool: str, accel: str, machine_type: str | None, max_age: Any, stri
     """
     from .baseline import Policy, compute_baseline
     from .baseline.select import select_members
-    from .render import render
+    from .export import render
     from .store import Store, resolve_location
 
     store = Store.open(resolve_location(store_dir))
@@ -429,7 +429,7 @@ def baseline(pool: str, accel: str, machine_type: str | None, max_age: Any, stri
 
 
 # --------------------------------------------------------------------------- verify
-#: ``fleetcpu.verify.render.FORMATS``; listed here so defining the command imports nothing of it.
+#: ``fleetcpu.verify.report.FORMATS``; listed here so defining the command imports nothing of it.
 _VERIFY_FORMATS = ("table", "json")
 
 
@@ -465,7 +465,7 @@ def verify(
     Exit 0: every member passed; 24: some did not (refused, filtered, differs, unverified,
     failed); 20-23 as baseline, before any host is contacted.
     """
-    from .verify.runner import run_verify
+    from .verify.verify_fleet import run_verify
 
     run_verify(pool, options, inventory=inventory, store_dir=store_dir, accel=accel,
                machine_type=machine_type, cpu=cpu, fmt=fmt)
@@ -475,8 +475,8 @@ def verify(
 def _render_options(fmt: str, cpu_map_dir: str | None) -> Any:
     """What ``--format fmt`` needs besides the baseline: the cpu_map, read here (I/O at the edge)."""
     from .errors import UsageError
+    from .export import NEEDS_CPU_MAP, RenderOptions
     from .libvirt import SYSTEM_CPU_MAP, load_cpu_map
-    from .render import NEEDS_CPU_MAP, RenderOptions
 
     if fmt not in NEEDS_CPU_MAP:
         if cpu_map_dir is not None:
@@ -536,7 +536,7 @@ def blockers(pool: str, accel: str, machine_type: str | None, max_age: Any, stri
     """Why POOL's CPU is what it is: every feature and model it does not get, the hosts
     blocking each, and what the pool would gain without each group of identical hosts."""
     from .explain import explain_blockers
-    from .explain.report import blockers_json, blockers_table, dumps
+    from .explain.printout import blockers_json, blockers_table, dumps
 
     _store, chosen, policy = _select(store_dir, pool, accel, machine_type, max_age, strict,
                                      (nested, allow_non_migratable, no_kvm_pv, no_tsx))
@@ -558,7 +558,7 @@ def check(host: str, pool: str, accel: str, machine_type: str | None, max_age: A
     from .explain import check_join
     from .explain.candidate import load_candidate
     from .explain.check import refused
-    from .explain.report import check_json, check_table, dumps
+    from .explain.printout import check_json, check_table, dumps
 
     store, chosen, policy = _select(store_dir, pool, accel, machine_type, max_age, strict,
                                     (nested, allow_non_migratable, no_kvm_pv, no_tsx))
@@ -605,7 +605,7 @@ def report(pool: str, output: str | None, accel: str, machine_type: str | None, 
     os.environ.setdefault("MPLBACKEND", "Agg")
     from pathlib import Path
 
-    from .analysis.report import build_report
+    from .analysis.html_report import build_report
     from .errors import NoUsableDataError, UsageError
     from .store import Store, resolve_location
     from .store.atomic import write_bytes

@@ -9,7 +9,7 @@ signals a KeyboardInterrupt (Python's ``default_int_handler``), which every
 layer already handles, and catches it around the import: before a
 run exists the command exits 130 with ``error: interrupted`` and leaves
 nothing; once a run writer exists it records the run as interrupted (the
-fan-out then takes SIGTERM over itself, ``collect.fanout.term_cancels_run``).
+fan-out then takes SIGTERM over itself, ``fleet.fanout.term_cancels_run``).
 Importing this module does nothing; ``main`` does it. It imports nothing
 but ``os``, ``signal`` and ``sys`` (not even ``typing``): what runs before
 its handler exists is only CPython's own start-up (importing ``site``, a few

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .probe.records import ProbeDocument
+from .probe.document import ProbeDocument
 
 #: Failure stages, in the order a collection passes through them.
 STAGES = (

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from . import qemuguard
+from .support import qemuguard
 
 REPO = Path(__file__).resolve().parent.parent
 REALDATA = Path(os.environ.get("FLEETCPU_REALDATA", REPO.parent / "shared" / "realdata")).resolve()

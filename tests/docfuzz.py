@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetcpu.collect.interpret import interpret
-from fleetcpu.collect.transport import RemoteRun
+from fleetcpu.collect.probe_reply import interpret
 from fleetcpu.errors import ProbeDocumentError
+from fleetcpu.fleet.transport import RemoteRun
 from fleetcpu.store.importer import ImportItem, load, rehearse
 from fleetcpu.store.layout import parse_rfc3339
 

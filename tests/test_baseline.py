@@ -1,4 +1,4 @@
-"""The pure core, one rule at a time, on real hosts (``tests/replay/members.py``) and this host.
+"""The pure core, one rule at a time, on real hosts (``tests/support/replay/members.py``) and this host.
 
 Where a rule needs a situation no capture shows (a host offering invtsc, two
 QEMUs disagreeing about a model), the member is a real one with exactly that
@@ -28,14 +28,14 @@ from fleetcpu.baseline.cpuarg import MODEL_ID
 from fleetcpu.baseline.machine import choose_machine_type, family_version, newest
 from fleetcpu.baseline.select import classify
 from fleetcpu.errors import MixedVendorsError, NoCommonMachineTypeError, NoUsableDataError
+from fleetcpu.export import FORMATS, render
+from fleetcpu.export.json_doc import to_json
+from fleetcpu.probe.document import CpuModel, document_from_json
 from fleetcpu.probe.features import KVM_PV, NESTED, is_nested
-from fleetcpu.probe.records import CpuModel, document_from_json
-from fleetcpu.render import FORMATS, render
-from fleetcpu.render.jsondoc import to_json
 from fleetcpu.store import AccelLatest, HostState
 
 from .conftest import REPO
-from .replay import members as replay
+from .support.replay import members as replay
 
 SCHEMA = json.loads((REPO / "fleetcpu" / "schemas" / "baseline-1.json").read_text())
 GOLDEN = REPO / "tests" / "golden"
@@ -497,7 +497,7 @@ def test_public_surface() -> None:
         "ModelVerdict", "Notice", "Policy", "Scalars", "compute_baseline", "member_from_probe"}
     assert all(hasattr(pkg, name) for name in pkg.__all__)
     # The pure core and the renderers never load the store's data libraries.
-    code = ("import sys, fleetcpu.baseline, fleetcpu.render; "
+    code = ("import sys, fleetcpu.baseline, fleetcpu.export; "
             "print(sorted(m for m in ('pyarrow', 'pandas', 'fleetcpu.store') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -22,12 +22,12 @@ from typing import Any
 import jsonschema
 
 from fleetcpu.baseline.cpuarg import MODEL_ID
-from fleetcpu.probe.decode import decode_feature_words, words_to_features
 from fleetcpu.probe.features import cpuid_bit
+from fleetcpu.probe.qmp_decode import decode_feature_words, words_to_features
 
 from .conftest import REPO, run_cli
-from .liveqemu import paused
-from .replay.hosts import QmpConnection
+from .support.liveqemu import paused
+from .support.replay.hosts import QmpConnection
 
 SCHEMA = json.loads((REPO / "fleetcpu" / "schemas" / "baseline-1.json").read_text())
 VCPU = ("feature-words", "filtered-features", "vendor", "family", "model", "stepping", "level",

@@ -1,7 +1,7 @@
 """Properties of the pool baseline over the real CPUs of ``../shared/realdata``.
 
 Pools are drawn from the 45 captured hosts (and the three TCG passes), each
-made a ``Member`` by ``tests/replay/members.py``: the stand-in's own answers,
+made a ``Member`` by ``tests/support/replay/members.py``: the stand-in's own answers,
 decoded by the probe's decoders, named models' features by the one cpu_map
 rule. A drawn pool may hold one capture several times (renamed), as a real
 fleet of one CPU type does. Feature-set properties use every host; model
@@ -17,11 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetcpu.baseline import Baseline, Member, Policy, compute_baseline
+from fleetcpu.probe.document import CpuModel
 from fleetcpu.probe.features import NON_MIGRATABLE, is_nested
-from fleetcpu.probe.records import CpuModel
 
-from .replay import members as replay
-from .replay.hosts import catalogue
+from .support.replay import members as replay
+from .support.replay.hosts import catalogue
 
 EXAMPLES = settings(max_examples=200, deadline=None)
 PERMISSIVE = Policy(non_migratable=True, nested=True)

@@ -2,9 +2,9 @@
 
 Three things are held here:
 
-* ``tests/replay/members.py`` (what the property tests compute on) equals
+* ``tests/support/replay/members.py`` (what the property tests compute on) equals
   what the real probe records through the stand-in, capture by capture;
-* the stand-in's named-model expansions follow ``fake_qemu.MODEL_RULE``;
+* the stand-in's named-model expansions follow ``replay_qemu.MODEL_RULE``;
 * ``fleetcpu baseline`` in a subprocess, on stores built by ``fleetcpu
   import`` from probe documents (the stand-in's through the real probe, and
   real ones from this host in ``tests/golden``): exit codes 0/20/21/22/23,
@@ -28,13 +28,13 @@ import pytest
 from fleetcpu.baseline.select import select_members
 from fleetcpu.errors import NoUsableDataError
 from fleetcpu.outcome import ConnectionSpec, HostOutcome
-from fleetcpu.probe.records import ProbeDocument, document_from_json
+from fleetcpu.probe.document import ProbeDocument, document_from_json
 from fleetcpu.store import Store
 
 from .conftest import PYTHON, REPO, run_cli
-from .replay import cpumap, fake_qemu
-from .replay import members as replay
-from .replay.hosts import catalogue, make_replay_host, run_fake
+from .support.replay import cpumap, replay_qemu
+from .support.replay import members as replay
+from .support.replay.hosts import catalogue, make_replay_host, run_fake
 
 SCHEMA = json.loads((REPO / "fleetcpu" / "schemas" / "baseline-1.json").read_text())
 GOLDEN = REPO / "tests" / "golden"
@@ -108,7 +108,7 @@ def test_named_model_expansion_follows_cpu_map(tmp_path: Path) -> None:
     answers = [e for e in host.qmp_log() if e["execute"] == "query-cpu-model-expansion"]
     assert [e["answer"] for e in answers] == ["synthetic", "refused", "synthetic", "error", "refused"]
     assert answers[2]["source"] == "cpu_map Icelake-Client (MODEL_RULE)"
-    assert fake_qemu.ANSWERS["expansion static <named model>"]["cputest"][0] == fake_qemu.SYNTHETIC
+    assert replay_qemu.ANSWERS["expansion static <named model>"]["cputest"][0] == replay_qemu.SYNTHETIC
 
 
 def cpumap_dir() -> Path:

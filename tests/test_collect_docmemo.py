@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from fleetcpu.collect.docmemo import DocumentMemo, read_document
-from fleetcpu.collect.ssh import _config_chooses_ciphers, preferred_ciphers
+from fleetcpu.collect.decode_cache import DocumentMemo, read_document
 from fleetcpu.errors import ProbeDocumentError
-from fleetcpu.probe.records import document_from_json
+from fleetcpu.fleet.ssh import _config_chooses_ciphers, preferred_ciphers
+from fleetcpu.probe.document import document_from_json
 
 from .conftest import REPO
 

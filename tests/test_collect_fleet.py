@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from fleetcpu.collect.bundle import load_bundle
-from fleetcpu.collect.runner import CollectOptions, run_collect
-from fleetcpu.collect.ssh import SshSettings
+from fleetcpu.collect.collect_fleet import CollectOptions, run_collect
 from fleetcpu.errors import AllHostsFailedError, SomeHostsFailedError
+from fleetcpu.fleet.bundle import load_bundle
+from fleetcpu.fleet.ssh import SshSettings
 
 from .conftest import run_cli
-from .sshfixtures import FakeFleet, latest_rows
+from .support.sshd import FakeFleet, latest_rows
 
 FLEET_SIZE = 260
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import PYTHON, REPO, run_cli
-from .sshfixtures import FakeFleet, latest_rows
+from .support.sshd import FakeFleet, latest_rows
 
 
 @pytest.fixture(scope="module")

@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from fleetcpu.collect.bundle import load_bundle
-from fleetcpu.collect.inventory import parse_inventory
-from fleetcpu.collect.runner import CollectOptions, Collector, build_transports
-from fleetcpu.collect.ssh import SshSettings
+from fleetcpu.collect.collect_fleet import CollectOptions, Collector, build_transports
+from fleetcpu.fleet.bundle import load_bundle
+from fleetcpu.fleet.inventory import parse_inventory
+from fleetcpu.fleet.ssh import SshSettings
 from fleetcpu.outcome import HostOutcome
 from fleetcpu.store import Store
 
-from . import fakeqemu
 from .conftest import PYTHON, REPO, run_cli
-from .replay.hosts import make_replay_host
-from .sshfixtures import (
+from .support import misbehaving_qemu
+from .support.replay.hosts import make_replay_host
+from .support.sshd import (
     garbage_python,
     latest_rows,
     probe_killer_qemu,
@@ -140,7 +140,7 @@ def test_every_local_fault_is_a_stored_row_and_the_others_are_stored_too(
         "hostile-qemu": f"qemu='/tmp/x;touch {pwned}' accel=tcg",
         "no-python": "python=/nonexistent/python3",
         "old-python": f"python={old_python(tmp_path, '3.8')}",
-        "probe-timeout": f"qemu={fakeqemu.hangs(tmp_path / 'hang')} accel=tcg",
+        "probe-timeout": f"qemu={misbehaving_qemu.hangs(tmp_path / 'hang')} accel=tcg",
         "probe-killed": f"qemu={probe_killer_qemu(tmp_path / 'killer')} accel=tcg",
         "garbage": f"python={garbage_python(tmp_path / 'garbage')}",
     }
@@ -207,7 +207,7 @@ def _stubborn_python(directory: Path, pidfile: Path) -> str:
 def test_command_timeout_stops_then_kills_a_stubborn_command(tmp_path: Path, isolated_tmp: Path) -> None:
     pidfile = tmp_path / "pid"
     inv = parse_inventory(f"stubborn transport=local python={_stubborn_python(tmp_path, pidfile)}\n"
-                          f"hung transport=local qemu={fakeqemu.hangs(tmp_path / 'h')} accel=tcg\n")
+                          f"hung transport=local qemu={misbehaving_qemu.hangs(tmp_path / 'h')} accel=tcg\n")
     options = CollectOptions(timeout=1.5, ssh=SshSettings(grace=0.5))
     collector = Collector(options, build_transports(inv.hosts, options), load_bundle(tmp_path))
     os.environ["TMPDIR"], saved = str(isolated_tmp), os.environ.get("TMPDIR")
@@ -237,7 +237,7 @@ def test_interrupting_a_run_stores_what_is_done_and_stops_the_rest(
         tmp_path: Path, isolated_tmp: Path, sig: signal.Signals) -> None:
     inv = tmp_path / "hosts.txt"
     inv.write_text("fast transport=local accel=tcg\n"
-                   f"slow transport=local qemu={fakeqemu.hangs(tmp_path / 'h')} accel=tcg\n")
+                   f"slow transport=local qemu={misbehaving_qemu.hangs(tmp_path / 'h')} accel=tcg\n")
     store = tmp_path / "store"
     env = {**os.environ, **cli_env(tmp_path, isolated_tmp)}
     proc = subprocess.Popen([PYTHON, "-m", "fleetcpu", "collect", str(inv), "--store", str(store),
@@ -261,7 +261,7 @@ def test_interrupting_a_run_stores_what_is_done_and_stops_the_rest(
 
 def test_progress_bar_only_on_a_terminal(tmp_path: Path, isolated_tmp: Path) -> None:
     """Through the runner with a fake terminal: a bar while running, a clean line after."""
-    from fleetcpu.collect.runner import run_collect
+    from fleetcpu.collect.collect_fleet import run_collect
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from . import fakeqemu
 from .conftest import kvm_usable, run_cli
-from .replay.hosts import make_replay_host
-from .sshfixtures import (
+from .support import misbehaving_qemu
+from .support.replay.hosts import make_replay_host
+from .support.sshd import (
     SshdFleet,
     closed_port,
     garbage_python,
@@ -113,7 +113,7 @@ def test_real_probe_on_real_qemu_over_real_openssh(sshd: SshdFleet, known_hosts:
 def test_every_fault_through_real_openssh_is_a_row_and_the_run_finishes(
         sshd: SshdFleet, known_hosts: Path, tmp_path: Path, qemu_bin: str) -> None:
     pwned = tmp_path / "PWNED"
-    hung = fakeqemu.hangs(tmp_path / "hung")
+    hung = misbehaving_qemu.hangs(tmp_path / "hung")
     killer = probe_killer_qemu(tmp_path / "killer")
     garbage = garbage_python(tmp_path / "garbage")
     port = closed_port("127.0.0.9")

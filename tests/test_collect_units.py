@@ -29,22 +29,22 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from fleetcpu.collect import bootstrap_host
-from fleetcpu.collect.bootstrap import payload, probe_args, probe_timeout, remote_command
-from fleetcpu.collect.bundle import Bundle, build_bundle, bundle_sources, load_bundle, pyc_name
-from fleetcpu.collect.fanout import RetryPolicy, fan_out, with_retries, within_deadline
-from fleetcpu.collect.hostkeys import HostKeyPolicy, known_hosts_name
-from fleetcpu.collect.interpret import interpret
-from fleetcpu.collect.inventory import HostSpec, parse_inventory
-from fleetcpu.collect.progress import Progress, Tally
-from fleetcpu.collect.transport import HostFailure, RemoteRun
+from fleetcpu.collect.probe_reply import interpret
 from fleetcpu.errors import InventoryError
+from fleetcpu.fleet import bootstrap_host
+from fleetcpu.fleet.bootstrap import payload, probe_args, probe_timeout, remote_command
+from fleetcpu.fleet.bundle import Bundle, build_bundle, bundle_sources, load_bundle, pyc_name
+from fleetcpu.fleet.fanout import RetryPolicy, fan_out, with_retries, within_deadline
+from fleetcpu.fleet.hostkeys import HostKeyPolicy, known_hosts_name
+from fleetcpu.fleet.inventory import HostSpec, parse_inventory
+from fleetcpu.fleet.progress import Progress, Tally
+from fleetcpu.fleet.transport import HostFailure, RemoteRun
 from fleetcpu.outcome import ConnectionSpec, HostOutcome
-from fleetcpu.probe.records import document_from_json
+from fleetcpu.probe.document import document_from_json
 
-from . import fakeqemu
 from .conftest import REPO
-from .sshfixtures import GOLDEN
+from .support import misbehaving_qemu
+from .support.sshd import GOLDEN
 
 PYENV = Path("/root/.pyenv/versions")
 
@@ -304,7 +304,7 @@ def test_a_zip_fleetcpu_did_not_write_is_refused_even_with_a_good_checksum(
 
 def test_eof_on_stdin_stops_the_probe_and_its_qemu_and_cleans_up(tmp_path: Path, isolated_tmp: Path) -> None:
     """The safety net for a vanished orchestrator: EOF -> SIGTERM -> QEMU stopped, directory removed."""
-    hung = fakeqemu.hangs(tmp_path / "hung")
+    hung = misbehaving_qemu.hangs(tmp_path / "hung")
     env = {**os.environ, "TMPDIR": str(isolated_tmp)}
     command = remote_command(sys.executable, ["--qemu-binary", hung, "--accel", "tcg", "--timeout", "60"])
     proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -660,7 +660,7 @@ def test_progress_only_on_a_terminal() -> None:
 
 def test_signal_names_of_local_children() -> None:
     """What a killed local probe looks like to interpret(): a signal name, not a negative status."""
-    from fleetcpu.collect.local import _LocalChannel
+    from fleetcpu.fleet.local import _LocalChannel
 
     async def run() -> tuple[int | None, str | None]:
         proc = await asyncio.create_subprocess_exec(
@@ -675,9 +675,9 @@ def test_signal_names_of_local_children() -> None:
 
 
 def test_the_sent_bootstrap_is_the_vermin_checked_file_and_passes_for_39() -> None:
-    from fleetcpu.collect.bootstrap import host_script
+    from fleetcpu.fleet.bootstrap import host_script
 
-    path = REPO / "fleetcpu/collect/bootstrap_host.py"
+    path = REPO / "fleetcpu/fleet/bootstrap_host.py"
     assert host_script() == path.read_text()
     vermin = Path(sys.executable).parent / "vermin"
     res = subprocess.run([str(vermin), "--no-tips", "--violations", "--target=3.9-", str(path)],

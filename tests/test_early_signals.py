@@ -23,8 +23,8 @@ import pytest
 
 from fleetcpu.store import Store
 
-from . import fakeqemu
 from .conftest import PYTHON, REPO, run_cli
+from .support import misbehaving_qemu
 from .test_collect_local import assert_nothing_left, cli_env
 
 #: From the end of CPython's own start-up (~30-50 ms here: importing ``site``) on.
@@ -38,7 +38,7 @@ DELAYS = (0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0, 1.5)
 def test_a_signal_at_any_moment_is_130_with_a_recorded_run_or_no_trace(
         tmp_path: Path, isolated_tmp: Path, sig: signal.Signals) -> None:
     inv = tmp_path / "hosts.txt"
-    inv.write_text(f"slow transport=local qemu={fakeqemu.hangs(tmp_path / 'h')} accel=tcg\n")
+    inv.write_text(f"slow transport=local qemu={misbehaving_qemu.hangs(tmp_path / 'h')} accel=tcg\n")
     env = {**os.environ, **cli_env(tmp_path, isolated_tmp)}
     seen = []
     for i, delay in enumerate(DELAYS):

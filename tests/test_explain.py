@@ -21,7 +21,7 @@ from fleetcpu.baseline import Member, Scalars, compute_baseline
 from fleetcpu.explain import check_join, explain_blockers
 from fleetcpu.explain.blockers import scalar_changes
 from fleetcpu.explain.groups import group_members
-from fleetcpu.explain.report import (
+from fleetcpu.explain.printout import (
     BLOCKERS_JSON_SCHEMA,
     CHECK_JSON_SCHEMA,
     blockers_json,
@@ -30,8 +30,8 @@ from fleetcpu.explain.report import (
     check_table,
 )
 
-from .replay import members as replay
-from .replay.hosts import catalogue
+from .support.replay import members as replay
+from .support.replay.hosts import catalogue
 
 MT = "pc-q35-0.0"
 
@@ -280,8 +280,8 @@ def test_the_pure_core_loads_no_store_libraries() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, fleetcpu.explain, fleetcpu.explain.report, fleetcpu.libvirt, "
-            "fleetcpu.render, fleetcpu.render.libvirt, fleetcpu.render.proxmox; print(sorted(m for m"
+    code = ("import sys, fleetcpu.explain, fleetcpu.explain.printout, fleetcpu.libvirt, "
+            "fleetcpu.export, fleetcpu.export.libvirt_xml, fleetcpu.export.proxmox_conf; print(sorted(m for m"
             " in ('pyarrow', 'pandas', 'fleetcpu.store') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

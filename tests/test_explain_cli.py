@@ -21,10 +21,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from fleetcpu.explain.report import BLOCKERS_JSON_SCHEMA, CHECK_JSON_SCHEMA
+from fleetcpu.explain.printout import BLOCKERS_JSON_SCHEMA, CHECK_JSON_SCHEMA
 
 from .conftest import PYTHON, REPO, run_cli
-from .replay.hosts import make_replay_host
+from .support.replay.hosts import make_replay_host
 
 GOLDEN = REPO / "tests" / "golden"
 

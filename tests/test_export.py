@@ -33,15 +33,15 @@ import pytest
 
 from fleetcpu.baseline import Baseline, Member, Policy, compute_baseline, member_from_probe
 from fleetcpu.errors import BadInputError
+from fleetcpu.export import FORMATS, NEEDS_CPU_MAP, RenderOptions, render
+from fleetcpu.export.proxmox_conf import PVE_MODELS, choose
 from fleetcpu.libvirt import CpuMap, CpuMapError, load_cpu_map, spell
 from fleetcpu.libvirt.cpumap import SYSTEM_CPU_MAP, parse_features
+from fleetcpu.probe.document import document_from_json
 from fleetcpu.probe.features import CPUID_FEATURES, KVM_PV, cpuid_bit
-from fleetcpu.probe.records import document_from_json
-from fleetcpu.render import FORMATS, NEEDS_CPU_MAP, RenderOptions, render
-from fleetcpu.render.proxmox import PVE_MODELS, choose
 
 from .conftest import REALDATA, REPO
-from .replay import members as replay
+from .support.replay import members as replay
 
 GOLDEN = REPO / "tests" / "golden"
 EXPORTS = GOLDEN / "export"

@@ -36,12 +36,12 @@ from typing import Any
 
 import pytest
 
+from fleetcpu.export.proxmox_conf import PVE_MODELS
 from fleetcpu.libvirt import SYSTEM_CPU_MAP, load_cpu_map
-from fleetcpu.probe.decode import decode_feature_words
-from fleetcpu.render.proxmox import PVE_MODELS
+from fleetcpu.probe.qmp_decode import decode_feature_words
 
 from .conftest import REALDATA, kvm_usable, run_cli
-from .liveqemu import paused as qemu
+from .support.liveqemu import paused as qemu
 from .test_export import libvirt_cpu, proxmox_entry, readconfig_sections
 
 VCPU = ("feature-words", "filtered-features", "vendor", "family", "model", "stepping", "level",

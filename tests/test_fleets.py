@@ -25,12 +25,12 @@ from typing import Any
 import pytest
 
 from fleetcpu.baseline import member_from_probe
-from fleetcpu.baseline.records import Member
+from fleetcpu.baseline.types import Member
 from fleetcpu.store import Store
 
 from .conftest import run_cli
-from .replay.hosts import make_replay_host
-from .sshfixtures import SshdFleet, latest_rows, start_sshd_fleet
+from .support.replay.hosts import make_replay_host
+from .support.sshd import SshdFleet, latest_rows, start_sshd_fleet
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists(),

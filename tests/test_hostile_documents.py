@@ -19,15 +19,15 @@ from typing import Any
 
 import pytest
 
-from fleetcpu.collect.docmemo import DocumentMemo, read_document
-from fleetcpu.collect.interpret import interpret
-from fleetcpu.collect.transport import RemoteRun
+from fleetcpu.collect.decode_cache import DocumentMemo, read_document
+from fleetcpu.collect.probe_reply import interpret
 from fleetcpu.errors import ProbeDocumentError
-from fleetcpu.probe.records import document_from_json
+from fleetcpu.fleet.transport import RemoteRun
+from fleetcpu.probe.document import document_from_json
 from fleetcpu.store.importer import load, rehearse
 
 from .conftest import REPO, run_cli
-from .sshfixtures import latest_rows
+from .support.sshd import latest_rows
 
 GOLDEN = REPO / "tests" / "golden" / "probe-kvm-q35.json"
 DEEP = "[" * 100_000 + "]" * 100_000

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from fleetcpu.collect.interpret import interpret
-from fleetcpu.collect.inventory import parse_inventory
-from fleetcpu.collect.transport import RemoteRun
+from fleetcpu.collect.probe_reply import interpret
 from fleetcpu.errors import InventoryError
+from fleetcpu.fleet.inventory import parse_inventory
+from fleetcpu.fleet.transport import RemoteRun
 from fleetcpu.outcome import STAGES
 
 from .conftest import REPO, run_cli
-from .sshfixtures import latest_rows
+from .support.sshd import latest_rows
 from .test_collect_local import _spy_python
 from .test_hostile_documents import collect_hostile
 

@@ -22,17 +22,17 @@ from typing import Any
 import pytest
 
 from fleetcpu.baseline import compute_baseline, member_from_probe
-from fleetcpu.collect.interpret import interpret
-from fleetcpu.collect.transport import RemoteRun
+from fleetcpu.collect.probe_reply import interpret
 from fleetcpu.errors import BadInputError, ProbeDocumentError
+from fleetcpu.export import FORMATS, NEEDS_CPU_MAP, RenderOptions, render
+from fleetcpu.fleet.transport import RemoteRun
 from fleetcpu.libvirt import load_cpu_map
 from fleetcpu.probe import decode
+from fleetcpu.probe.document import Expansion, ProbeDocument, document_from_json
 from fleetcpu.probe.names import is_name, is_vendor
-from fleetcpu.probe.records import Expansion, ProbeDocument, document_from_json
-from fleetcpu.render import FORMATS, NEEDS_CPU_MAP, RenderOptions, render
 
 from .conftest import REALDATA, REPO, run_cli
-from .realdata import conversation, cputest_json_files, cputest_replies, replies_files
+from .support.realdata import conversation, cputest_json_files, cputest_replies, replies_files
 
 GOLDEN = REPO / "tests" / "golden" / "probe-kvm-q35.json"
 #: Names that must never pass: each breaks some format's quoting.
@@ -283,7 +283,7 @@ def test_verify_refuses_to_start_a_cpu_string_with_a_bad_name(tmp_path: Path) ->
     """
     from fleetcpu.outcome import ConnectionSpec, HostOutcome
     from fleetcpu.store import Store
-    from fleetcpu.verify.plan import _target
+    from fleetcpu.verify.targets import _target
 
     doc: ProbeDocument = document_from_json(GOLDEN.read_text(), "golden")
     [mp] = doc.machine_types

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from fleetcpu.collect import inventory as inventory_module
-from fleetcpu.collect.inventory import (
+from fleetcpu.errors import BadInputError, InventoryError
+from fleetcpu.fleet import inventory as inventory_module
+from fleetcpu.fleet.inventory import (
     DEFAULT_POOL,
     MAX_EXPANSION,
     HostSpec,
@@ -23,7 +24,6 @@ from fleetcpu.collect.inventory import (
     load_inventory,
     parse_inventory,
 )
-from fleetcpu.errors import BadInputError, InventoryError
 
 REPO = Path(__file__).resolve().parent.parent
 PATH = "hosts.txt"

@@ -28,7 +28,7 @@ from fleetcpu.probe.features import KVM_PV
 from .conftest import PYTHON, REPO
 from .oracle import cpu_map, gen, judge, sweep, usability, virsh
 from .oracle.judge import PAIRS, Known, PairResult, View
-from .realdata import CPU_MAP, CPUTESTDATA
+from .support.realdata import CPU_MAP, CPUTESTDATA
 
 DOC = REPO / "docs" / "oracle.md"
 GENERATOR = REPO / "scripts" / "gen_oracle_doc.py"

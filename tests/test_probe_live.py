@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from fleetcpu.probe.records import ProbeDocument, document_from_json
+from fleetcpu.probe.document import ProbeDocument, document_from_json
 
-from . import fakeqemu
 from .conftest import PYTHON, REPO, run_cli
-from .qemuguard import qemu_pids
+from .support import misbehaving_qemu
+from .support.qemuguard import qemu_pids
 
 
 def probe(*args: str, tmpdir: Path, timeout: float = 120) -> tuple[int, ProbeDocument, str]:
@@ -119,7 +119,7 @@ def test_fallback_chain_host_refused(qemu_bin: str, tmp_path: Path, isolated_tmp
     """A wrapper makes plain ``-cpu host`` die: the probe must go on to the next variant."""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         pytest.skip("KVM variants need /dev/kvm; the TCG fallback is tested below")
-    fake = fakeqemu.refuse_cpu(tmp_path / "bin", qemu_bin, "host")
+    fake = misbehaving_qemu.refuse_cpu(tmp_path / "bin", qemu_bin, "host")
     rc, doc, err = probe("--qemu-binary", fake, tmpdir=isolated_tmp)
     assert rc == 0, err
     launches = [a for a in doc.attempts if a.machine_type]
@@ -134,7 +134,7 @@ def test_fallback_chain_host_refused(qemu_bin: str, tmp_path: Path, isolated_tmp
 
 
 def test_fallback_to_tcg_when_kvm_fails(qemu_bin: str, tmp_path: Path, isolated_tmp: Path) -> None:
-    fake = fakeqemu.refuse_kvm(tmp_path / "bin", qemu_bin)
+    fake = misbehaving_qemu.refuse_kvm(tmp_path / "bin", qemu_bin)
     rc, doc, err = probe("--qemu-binary", fake, tmpdir=isolated_tmp)
     assert rc == 0, err
     assert doc.accel == "tcg"
@@ -159,7 +159,7 @@ def test_tcg_when_dev_kvm_not_accessible(tmp_path: Path) -> None:
         pytest.skip("needs root to switch to an unprivileged user")
     if not os.path.exists("/dev/kvm") or os.stat("/dev/kvm").st_mode & 0o006:
         pytest.skip("/dev/kvm is missing or world-accessible here")
-    from fleetcpu.collect.bundle import bundle_sources
+    from fleetcpu.fleet.bundle import bundle_sources
 
     # The host's own Python, as on a host (the venv's may live under a private home too).
     host_python = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else PYTHON
@@ -201,7 +201,7 @@ def test_missing_qemu(isolated_tmp: Path) -> None:
 
 
 def test_not_qemu(tmp_path: Path, isolated_tmp: Path) -> None:
-    rc, doc, err = probe("--qemu-binary", fakeqemu.not_qemu(tmp_path / "bin"), tmpdir=isolated_tmp)
+    rc, doc, err = probe("--qemu-binary", misbehaving_qemu.not_qemu(tmp_path / "bin"), tmpdir=isolated_tmp)
     assert rc == 11 and doc.error_code == "not-qemu"
     assert "is not QEMU" in err and err.count("\n") == 1
     # No launch greeted, so -version was asked, last: its answer is the evidence.
@@ -219,7 +219,7 @@ def test_not_executable_is_not_qemu(tmp_path: Path, isolated_tmp: Path) -> None:
 
 
 def test_qemu_dies_at_start(qemu_bin: str, tmp_path: Path, isolated_tmp: Path) -> None:
-    fake = fakeqemu.dies_at_start(tmp_path / "bin", qemu_bin)
+    fake = misbehaving_qemu.dies_at_start(tmp_path / "bin", qemu_bin)
     rc, doc, err = probe("--qemu-binary", fake, tmpdir=isolated_tmp)
     assert rc == 12 and doc.error_code == "qemu-died" and doc.stage == "qemu"
     assert "could not open /dev/fake" in err and err.count("\n") == 1
@@ -245,7 +245,7 @@ def test_unknown_second_machine_type_needs_no_launch(isolated_tmp: Path) -> None
 
 
 def test_qmp_garbage(tmp_path: Path, isolated_tmp: Path) -> None:
-    fake = fakeqemu.garbage_qmp(tmp_path / "bin")
+    fake = misbehaving_qemu.garbage_qmp(tmp_path / "bin")
     rc, doc, err = probe("--qemu-binary", fake, "--accel", "tcg", "--timeout", "20",
                          tmpdir=isolated_tmp)
     assert rc == 14 and doc.error_code == "qmp" and doc.stage == "qmp"
@@ -254,7 +254,7 @@ def test_qmp_garbage(tmp_path: Path, isolated_tmp: Path) -> None:
 
 
 def test_timeout_kills_hung_qemu(tmp_path: Path, isolated_tmp: Path) -> None:
-    fake = fakeqemu.hangs(tmp_path / "bin")
+    fake = misbehaving_qemu.hangs(tmp_path / "bin")
     started = time.monotonic()
     rc, doc, err = probe("--qemu-binary", fake, "--accel", "tcg", "--timeout", "1.5",
                          tmpdir=isolated_tmp)
@@ -267,7 +267,7 @@ def test_timeout_kills_hung_qemu(tmp_path: Path, isolated_tmp: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_stops_qemu(sig: signal.Signals, tmp_path: Path, isolated_tmp: Path) -> None:
-    fake = fakeqemu.hangs(tmp_path / "bin")
+    fake = misbehaving_qemu.hangs(tmp_path / "bin")
     proc = subprocess.Popen(
         [PYTHON, "-m", "fleetcpu", "probe", "--qemu-binary", fake, "--accel", "tcg"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
@@ -287,7 +287,7 @@ def test_signal_stops_qemu(sig: signal.Signals, tmp_path: Path, isolated_tmp: Pa
 
 def test_sigkill_of_probe_takes_qemu_down(tmp_path: Path, isolated_tmp: Path) -> None:
     """Nothing can clean up after SIGKILL, so QEMU must die with its parent (PDEATHSIG)."""
-    fake = fakeqemu.hangs(tmp_path / "bin")
+    fake = misbehaving_qemu.hangs(tmp_path / "bin")
     proc = subprocess.Popen(
         [PYTHON, "-m", "fleetcpu.probe", "--qemu-binary", fake, "--accel", "tcg"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
@@ -351,7 +351,7 @@ def test_probe_package_is_stdlib_plus_qmp() -> None:
     code = (
         "import sys\n"
         "base = set(sys.modules)\n"
-        "import fleetcpu.probe.run, fleetcpu.probe.__main__, fleetcpu.probe.decode\n"
+        "import fleetcpu.probe.run, fleetcpu.probe.__main__, fleetcpu.probe.qmp_decode\n"
         "new = {m.split('.')[0] for m in set(sys.modules) - base}\n"
         "bad = sorted(new - set(sys.stdlib_module_names) - {'qemu', 'fleetcpu', '_cffi_backend'})\n"
         "print(bad, file=sys.stderr)\n"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from . import qemuguard
 from .conftest import kill_leaked
+from .support import qemuguard
 
 
 def _alive(pid: int) -> bool:

@@ -1,8 +1,8 @@
 """The real probe against replay hosts: ~45 real CPUs answering through ``tests/replay``.
 
 Every test runs the real ``python -m fleetcpu.probe`` in a subprocess against
-a real stand-in process (``tests/replay/fake_qemu.py``) and checks the
-document against the capture as ``tests/realdata.py`` reads it (a reader
+a real stand-in process (``tests/support/replay/replay_qemu.py``) and checks the
+document against the capture as ``tests/support/realdata.py`` reads it (a reader
 independent of the fake's own), so a fake that drifts from the capture, and
 a probe that mangles what QEMU said, both fail here. Tests of QEMU-compatible
 behaviour the probe never triggers (``enforce``, argv errors, QMP protocol)
@@ -21,19 +21,19 @@ from typing import Any
 
 import pytest
 
-from fleetcpu.probe.decode import decode_cpu_definitions, decode_expansion
-from fleetcpu.probe.records import (
+from fleetcpu.probe.document import (
     CpuModel,
     Expansion,
     MachineProbe,
     ProbeDocument,
     document_from_json,
 )
+from fleetcpu.probe.qmp_decode import decode_cpu_definitions, decode_expansion
 
 from .conftest import PYTHON, REPO
-from .realdata import Exchange, conversation, cpuid_rows, cputest_replies
-from .replay import fake_qemu
-from .replay.hosts import (
+from .support.realdata import Exchange, conversation, cpuid_rows, cputest_replies
+from .support.replay import replay_qemu
+from .support.replay.hosts import (
     HostCapture,
     ReplayHost,
     catalogue,
@@ -61,7 +61,7 @@ def run_probe(host: ReplayHost, *args: str, tmp: Path) -> tuple[int, ProbeDocume
 
 
 # ---------------------------------------------------------------------------
-# What the capture says, read with tests/realdata.py (not with the fake's reader)
+# What the capture says, read with tests/support/realdata.py (not with the fake's reader)
 # ---------------------------------------------------------------------------
 
 
@@ -482,10 +482,10 @@ def test_no_stand_in_outlives_its_socket_owner(tmp_path: Path) -> None:
 
 def test_answer_table_is_complete() -> None:
     """One table holds every choice; each cell is a known kind with a reason."""
-    kinds = {fake_qemu.CAPTURED, fake_qemu.CAPTURED_OR_REFUSED, fake_qemu.DERIVED,
-             fake_qemu.SYNTHETIC, fake_qemu.REFUSED}
+    kinds = {replay_qemu.CAPTURED, replay_qemu.CAPTURED_OR_REFUSED, replay_qemu.DERIVED,
+             replay_qemu.SYNTHETIC, replay_qemu.REFUSED}
     columns = {"cputest", "replies-kvm", "replies-tcg"}
-    for item, cells in fake_qemu.ANSWERS.items():
+    for item, cells in replay_qemu.ANSWERS.items():
         assert cells and set(cells) <= columns, item
         for how, why in cells.values():
             assert how in kinds and why, item

@@ -12,7 +12,7 @@ import json
 import jsonschema
 import pytest
 
-from fleetcpu.explain.report import BLOCKERS_JSON_SCHEMA, CHECK_JSON_SCHEMA
+from fleetcpu.explain.printout import BLOCKERS_JSON_SCHEMA, CHECK_JSON_SCHEMA
 
 from .conftest import REPO
 
@@ -29,4 +29,4 @@ def test_schema_file_is_valid(name: str) -> None:
                                             ("check-1.json", CHECK_JSON_SCHEMA)])
 def test_python_schemas_equal_their_files(name: str, data: object) -> None:
     assert json.loads((SCHEMAS / name).read_text()) == data, (
-        f"fleetcpu/schemas/{name} is stale: regenerate it from fleetcpu.explain.report")
+        f"fleetcpu/schemas/{name} is stale: regenerate it from fleetcpu.explain.printout")

@@ -1,4 +1,4 @@
-"""asyncssh's library probes answered from one ldconfig listing (``fleetcpu.collect.sshlib``)."""
+"""asyncssh's library probes answered from one ldconfig listing (``fleetcpu.fleet.asyncssh_import``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetcpu.collect.sshlib import cached_finder
+from fleetcpu.fleet.asyncssh_import import cached_finder
 
 LISTING = b"""3 libs found in cache `/etc/ld.so.cache'
 \tlibnettle.so.8 (libc6) => /lib/i386-linux-gnu/libnettle.so.8
@@ -51,7 +51,7 @@ def test_importing_asyncssh_through_fleetcpu_starts_one_process(tmp_path: Path) 
     """One ldconfig, not the ~eleven processes of ctypes' gcc and ld fallbacks."""
     trace = tmp_path / "trace"
     res = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace),
-                          sys.executable, "-c", "import fleetcpu.collect.ssh"],
+                          sys.executable, "-c", "import fleetcpu.fleet.ssh"],
                          capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     execs = [ln for ln in trace.read_text().splitlines() if "execve(" in ln and "= 0" in ln]

@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from fleetcpu.outcome import STAGES, ConnectionSpec
-from fleetcpu.probe.records import ProbeDocument, document_from_json
+from fleetcpu.probe.document import ProbeDocument, document_from_json
 from fleetcpu.store import TABLES, Store
 from fleetcpu.store.layout import Layout, new_run_id, rfc3339, run_time
-from fleetcpu.store.rows import cpu_digest
+from fleetcpu.store.outcome_rows import cpu_digest
 from fleetcpu.store.schema import HOSTS, META_TABLE, META_VERSION, RUNS
 
 from .test_store_support import (

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fleetcpu.outcome import ConnectionSpec, HostOutcome
-from fleetcpu.probe.records import CpuModel, ProbeDocument, document_from_json
+from fleetcpu.probe.document import CpuModel, ProbeDocument, document_from_json
 
 from .conftest import PYTHON, REPO
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import PYTHON, REPO, run_cli
-from .sshfixtures import FakeFleet
+from .support.sshd import FakeFleet
 from .test_store_support import ok_document, write_document
 
 FLEET = 300

@@ -8,7 +8,8 @@ from .conftest import PYTHON, REPO
 
 
 def test_a_leftover_temporary_fails_the_run() -> None:
-    res = subprocess.run([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/leaky_case.py"],
+    case = "tests/support/leaky_case.py"
+    res = subprocess.run([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", case],
                          capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
     assert res.returncode == 1, res.stdout + res.stderr
     assert "1 passed" in res.stdout

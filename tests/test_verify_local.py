@@ -18,9 +18,9 @@ import jsonschema
 
 from fleetcpu.store import Store
 
-from . import fakeqemu
 from .conftest import PYTHON, REPO, run_cli
-from .sshfixtures import wait_no_processes
+from .support import misbehaving_qemu
+from .support.sshd import wait_no_processes
 from .test_collect_units import python39
 
 REPORT_SCHEMA = json.loads((REPO / "fleetcpu" / "schemas" / "verify-report-1.json").read_text())
@@ -106,7 +106,7 @@ def report_elapsed(stderr: str) -> str:
 def test_a_hung_qemu_is_a_timeout_row_and_is_stopped(tmp_path: Path, isolated_tmp: Path) -> None:
     inv = tmp_path / "hosts.txt"
     inv.write_text(f"ok transport=local pool=lab\n"
-                   f"hung transport=local pool=lab qemu={fakeqemu.hangs(tmp_path / 'h')}\n")
+                   f"hung transport=local pool=lab qemu={misbehaving_qemu.hangs(tmp_path / 'h')}\n")
     res = run_cli("verify", "--pool", "lab", str(inv), "--store", str(tmp_path / "store"),
                   "--accel", "tcg", "--cpu", "qemu64", "--machine-type", "pc-i440fx-2.0",
                   "--timeout", "3", env=env(tmp_path, isolated_tmp))
@@ -124,7 +124,7 @@ def test_sigterm_stores_what_is_done_and_stops_the_rest(tmp_path: Path,
                                                        isolated_tmp: Path) -> None:
     inv = tmp_path / "hosts.txt"
     inv.write_text(f"fast transport=local pool=lab\n"
-                   f"slow transport=local pool=lab qemu={fakeqemu.hangs(tmp_path / 'h')}\n")
+                   f"slow transport=local pool=lab qemu={misbehaving_qemu.hangs(tmp_path / 'h')}\n")
     store = tmp_path / "store"
     proc = subprocess.Popen(
         [PYTHON, "-m", "fleetcpu", "verify", "--pool", "lab", str(inv), "--store", str(store),

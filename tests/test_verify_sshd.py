@@ -31,8 +31,8 @@ import pytest
 from fleetcpu.store import Store
 
 from .conftest import REPO, kvm_usable, run_cli
-from .replay.hosts import ReplayHost, make_replay_host
-from .sshfixtures import SshdFleet, closed_port, start_sshd_fleet
+from .support.replay.hosts import ReplayHost, make_replay_host
+from .support.sshd import SshdFleet, closed_port, start_sshd_fleet
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists(),

@@ -18,19 +18,19 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from fleetcpu.collect.inventory import HostSpec
-from fleetcpu.collect.transport import HostFailure, RemoteRun
 from fleetcpu.errors import ProbeDocumentError, UnknownPoolError, UsageError, VerifyFailedError
+from fleetcpu.fleet.inventory import HostSpec
+from fleetcpu.fleet.transport import HostFailure, RemoteRun
 from fleetcpu.outcome import ConnectionSpec
-from fleetcpu.probe.records import FeatureWord, QueryFailure
-from fleetcpu.probe.verify import VerifyDocument, missing_features, verify_from_json
+from fleetcpu.probe.document import FeatureWord, QueryFailure
+from fleetcpu.probe.enforce import VerifyDocument, missing_features, verify_from_json
 from fleetcpu.store import Store
 from fleetcpu.verify import HostRun, Target, VerifyReport, judge
-from fleetcpu.verify.interpret import interpret
+from fleetcpu.verify.enforce_reply import interpret
 from fleetcpu.verify.judge import differences, words_digest
-from fleetcpu.verify.plan import Unreachable, check_cpu, plan, spec_from_connection
-from fleetcpu.verify.render import render, report_json
-from fleetcpu.verify.rows import verify_row
+from fleetcpu.verify.report import render, report_json
+from fleetcpu.verify.targets import Unreachable, check_cpu, plan, spec_from_connection
+from fleetcpu.verify.verify_rows import verify_row
 
 from .conftest import PYTHON, REPO
 
@@ -435,13 +435,13 @@ class FakeTransport:
 def test_verifier_keeps_collects_bounds_retries_and_failure_rows(tmp_path: Path) -> None:
     import asyncio
 
-    from fleetcpu.collect.bundle import load_bundle
-    from fleetcpu.collect.fanout import RetryPolicy, fan_out
-    from fleetcpu.collect.runner import CollectOptions
-    from fleetcpu.verify.runner import Verifier
+    from fleetcpu.collect.collect_fleet import CollectOptions
+    from fleetcpu.fleet.bundle import load_bundle
+    from fleetcpu.fleet.fanout import RetryPolicy, fan_out
+    from fleetcpu.verify.verify_fleet import Verifier
 
     bundle = load_bundle(tmp_path)
-    assert "fleetcpu/probe/verify.py" in bundle.names, "the host half travels in the bundle"
+    assert "fleetcpu/probe/enforce.py" in bundle.names, "the host half travels in the bundle"
     names = [f"h{i:02d}" for i in range(20)] + ["changed"]
     hosts = [HostSpec(name=n, address=n, port=None, user=None, pool="lab", machine_types=(),
                       qemu="/opt/qemu 7.2/bin/qemu-system-x86_64", python=None, accel="tcg",

@@ -32,7 +32,7 @@ from fleetcpu.probe import quiet
 quiet.install()
 quiet.install()
 from cryptography.utils import CryptographyDeprecationWarning as W
-for module in ("asyncssh.crypto.dsa", "asyncssh", "asyncsshx", "fleetcpu.collect.ssh", "othermod"):
+for module in ("asyncssh.crypto.dsa", "asyncssh", "asyncsshx", "fleetcpu.fleet.ssh", "othermod"):
     warnings.warn_explicit("from " + module, W, module.replace(".", "/") + ".py", 1, module=module)
 warnings.warn_explicit("a user warning", UserWarning, "asyncssh/x.py", 1, module="asyncssh.x")
 print(sum(f[0] == "ignore" and f[3] is not None for f in warnings.filters))
@@ -45,7 +45,7 @@ def test_listed_warnings_are_silenced_and_others_still_show() -> None:
     shown = re.findall(r"Warning: (.+)", res.stderr)
     # The listed category from asyncssh is gone; from anywhere else, and any other
     # category from asyncssh, it shows.
-    assert shown == ["from asyncsshx", "from fleetcpu.collect.ssh", "from othermod", "a user warning"]
+    assert shown == ["from asyncsshx", "from fleetcpu.fleet.ssh", "from othermod", "a user warning"]
     assert res.stdout.strip() == str(len(quiet.SILENCED))  # installing twice added nothing
 
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..baseline.member import offered_from
-from ..probe.records import Expansion
+from ..probe.document import Expansion
 from ..store import Store
 from ..store.reader import empty, read_file
 from ..store.schema import HOSTS, TABLES

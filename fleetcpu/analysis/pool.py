@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from ..baseline.compute import compute_baseline
-from ..baseline.records import Baseline, Member, Missing, Notice, Policy
 from ..baseline.select import DEFAULT_MAX_AGE, classify, select_members
+from ..baseline.types import Baseline, Member, Missing, Notice, Policy
 from ..errors import FleetcpuError, StoreError
 from ..explain import explain_blockers
 from ..store import HostState, Store

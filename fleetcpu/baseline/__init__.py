@@ -2,7 +2,7 @@
 
 Layers, one job each:
 
-* ``records``  the typed input (``Member``, ``Policy``) and output (``Baseline``)
+* ``types``    the typed input (``Member``, ``Policy``) and output (``Baseline``)
 * ``member``   a probe's ``MachineProbe`` -> ``Member`` (pure)
 * ``compute``  members -> ``Baseline``: intersection, policy, scalars (pure)
 * ``choose``   which named model spells the result with the fewest changes (pure)
@@ -15,7 +15,7 @@ Only ``select`` touches the store; everything else is tested on records.
 
 from .compute import compute_baseline
 from .member import member_from_probe
-from .records import (
+from .types import (
     SCHEMA,
     Baseline,
     FeatureBlock,

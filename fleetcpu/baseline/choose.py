@@ -46,8 +46,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..probe.records import CpuModel
-from .records import Member, ModelBlock, ModelVerdict
+from ..probe.document import CpuModel
+from .types import Member, ModelBlock, ModelVerdict
 
 #: host/max follow the host they run on, base is empty: never a pool model.
 NOT_POOL_MODELS = frozenset({"host", "max", "base"})

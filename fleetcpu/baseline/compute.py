@@ -30,7 +30,7 @@ from ..errors import MixedVendorsError, NoUsableDataError
 from ..probe.features import KVM_PV, NON_MIGRATABLE, SECURITY, TSX, is_nested
 from . import cpuarg
 from .choose import FALLBACK_MODEL, JudgeMemo, Subpool, best, judge
-from .records import (
+from .types import (
     Baseline,
     FeatureBlock,
     HostRef,

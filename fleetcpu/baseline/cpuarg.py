@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .records import Scalars
+from .types import Scalars
 
 #: The brand string guests see with the custom form (no spaces or commas: no quoting needed).
 MODEL_ID = "fleetcpu-baseline"

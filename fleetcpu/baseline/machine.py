@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 from ..errors import NoCommonMachineTypeError
 from .compute import host_list
-from .records import Notice
+from .types import Notice
 
 #: host -> {resolved machine type probed: the name the probe was asked for}
 Probed = Mapping[str, Mapping[str, str]]

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ..probe.document import Expansion, HostFacts, MachineProbe, Scalar
 from ..probe.features import OS_CONTROLLED
-from ..probe.records import Expansion, HostFacts, MachineProbe, Scalar
-from .records import Member, Scalars
+from .types import Member, Scalars
 
 
 def offered(probe: MachineProbe) -> frozenset[str]:

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ..errors import NoUsableDataError
-from ..probe.records import MachineProbe
+from ..probe.document import MachineProbe
 from ..store import HostSnapshot, HostState, Store
 from .machine import choose_machine_type
 from .member import member_from_probe, vendor
-from .records import Member, Missing, Notice
+from .types import Member, Missing, Notice
 
 DEFAULT_MAX_AGE = timedelta(days=7)
 ACCELS = ("kvm", "tcg")

@@ -1,8 +1,9 @@
-"""The orchestrator side: which hosts to probe, and getting their probe documents back.
+"""``fleetcpu collect``: one probe per host over the fleet transport, one stored row per host.
 
 Everything here runs on the operator's machine (Python >= 3.11), never on a
-KVM host, so unlike ``fleetcpu.probe`` it may use modern typing and
-third-party libraries. The inventory parser lives here rather than in the CLI
-because every command that touches the fleet (collect, check, verify) must
-agree on the same hosts, pools and connection settings.
+KVM host. How hosts are reached (inventory, ssh, bundle, fan-out) lives in
+``fleetcpu.fleet``, shared with ``verify``; this package is what a collect
+adds on top: reading each host's reply as a probe document
+(``probe_reply``, with ``decode_cache`` at fleet rate) and the run itself
+(``collect_fleet``).
 """

@@ -4,15 +4,13 @@
 * ``blockers``   blocked features and models, per-group what-ifs (pure)
 * ``check``      can a host join without lowering the pool? (pure)
 * ``candidate``  the I/O shell of ``check``: a stored host or a probe document
-* ``report``     table and JSON (``fleetcpu.blockers/1``, ``fleetcpu.check/1``)
+* ``printout``   table and JSON (``fleetcpu.blockers/1``, ``fleetcpu.check/1``)
 
 Everything computes through ``fleetcpu.baseline.compute_baseline``: an
 explanation can never disagree with the baseline it explains.
 """
 
-from .blockers import explain_blockers
-from .check import check_join
-from .records import (
+from .answers import (
     BLOCKERS_SCHEMA,
     CHECK_SCHEMA,
     Blockers,
@@ -22,6 +20,8 @@ from .records import (
     ScalarChange,
     WhatIf,
 )
+from .blockers import explain_blockers
+from .check import check_join
 
 __all__ = [
     "BLOCKERS_SCHEMA",

@@ -31,9 +31,9 @@ from itertools import chain
 
 from ..baseline.choose import JudgeMemo, Subpool
 from ..baseline.compute import compute_baseline
-from ..baseline.records import Baseline, Member, Missing, Notice, Policy, Scalars
+from ..baseline.types import Baseline, Member, Missing, Notice, Policy, Scalars
+from .answers import Blockers, ModelBlocked, ScalarChange, WhatIf
 from .groups import group_members
-from .records import Blockers, ModelBlocked, ScalarChange, WhatIf
 
 
 def signature(s: Scalars) -> tuple[int, int, int] | None:

@@ -23,12 +23,12 @@ from pathlib import Path
 
 from ..baseline.machine import family_version
 from ..baseline.member import member_from_probe
-from ..baseline.records import Member
 from ..baseline.select import build_members, classify
+from ..baseline.types import Member
 from ..errors import BadInputError, NoCommonMachineTypeError, NoUsableDataError, UsageError
-from ..probe.records import MachineProbe, ProbeDocument, document_from_json
+from ..probe.document import MachineProbe, ProbeDocument, document_from_json
 from ..store import Store
-from .records import Change
+from .answers import Change
 
 #: Machine-type families whose version is the QEMU release that introduced them.
 _VERSIONED_FAMILIES = ("pc-q35", "pc-i440fx")

@@ -29,10 +29,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..baseline.compute import compute_baseline
-from ..baseline.records import Baseline, Member, Missing, Policy
+from ..baseline.types import Baseline, Member, Missing, Policy
 from ..errors import MixedVendorsError
+from .answers import Change, CheckResult
 from .blockers import scalar_changes
-from .records import Change, CheckResult
 
 _LABELS = {"phys_bits": "phys-bits", "signature": "family/model/stepping"}
 

@@ -27,8 +27,8 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..baseline.records import Member, Scalars
-from ..probe.records import CpuModel
+from ..baseline.types import Member, Scalars
+from ..probe.document import CpuModel
 
 _Key = tuple[frozenset[str], frozenset[str], int, Scalars, str | None, str]
 

@@ -4,7 +4,7 @@
 * ``spell``   a ``Baseline`` -> libvirt model + ``require``/``disable`` features (pure)
 
 Used by the ``libvirt``, ``nova`` and ``kubevirt`` export formats
-(``fleetcpu.render``), which all hand the CPU to libvirt in the end.
+(``fleetcpu.export``), which all hand the CPU to libvirt in the end.
 """
 
 from .cpumap import SYSTEM_CPU_MAP, CpuMap, CpuMapError, LibvirtFeature, LibvirtModel, load_cpu_map

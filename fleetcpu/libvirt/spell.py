@@ -47,7 +47,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..baseline.choose import split_version
-from ..baseline.records import Baseline, ModelVerdict
+from ..baseline.types import Baseline, ModelVerdict
 from ..probe.features import KVM_PV, is_nested
 from .cpumap import CpuMap, LibvirtModel
 

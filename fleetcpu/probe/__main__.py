@@ -2,9 +2,9 @@
 
 Same flags and output as ``fleetcpu probe``: one JSON document on stdout,
 the exit code from the table in ``fleetcpu.errors``. ``verify ARGS`` runs
-``fleetcpu.probe.verify`` instead (the host half of ``fleetcpu verify``).
+``fleetcpu.probe.enforce`` instead (the host half of ``fleetcpu verify``).
 
-This module imports nothing heavy: ``main`` starts QEMU (``early``) before
+This module imports nothing heavy: ``main`` starts QEMU (``qemu_early``) before
 it imports asyncio, qemu.qmp and the rest of the probe, so that those
 imports overlap QEMU's own start-up. A probe lives for a fraction of a
 second and allocates a bounded amount, so the cyclic garbage collector is
@@ -22,13 +22,13 @@ import os
 import sys
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
-from .plan import ACCELS, DEFAULT_TIMEOUT, ProbeOptions
+from .launch_plan import ACCELS, DEFAULT_TIMEOUT, ProbeOptions
 
 if TYPE_CHECKING:
     import argparse
 
-    from .early import Early
-    from .records import ProbeDocument
+    from .document import ProbeDocument
+    from .qemu_early import Early
 
 _VALUED_FLAGS = ("--qemu-binary", "--accel", "--timeout", "--host-root", "--indent")
 
@@ -138,7 +138,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[:1] == ["verify"]:
         # ``fleetcpu verify``'s host half, shipped in the same bundle and started by
         # the same bootstrap, which always enters here.
-        from .verify import main as verify_main
+        from .enforce import main as verify_main
 
         return verify_main(argv[1:])
     plain = parse_plain(argv)
@@ -152,7 +152,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     gc.disable()
     try:
-        from .early import begin
+        from .qemu_early import begin
 
         early = begin(opts)  # QEMU is starting: now import the rest while it boots
         import asyncio

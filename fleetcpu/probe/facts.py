@@ -15,8 +15,8 @@ import contextlib
 import os
 from typing import Dict, Optional
 
-from .plan import dev_kvm_state
-from .records import CpuFacts, HostFacts
+from .document import CpuFacts, HostFacts
+from .launch_plan import dev_kvm_state
 
 #: A file at the host root whose content labels facts as made up for tests.
 SYNTHETIC_MARKER = "fleetcpu-synthetic"

@@ -1,6 +1,6 @@
 """One probe of one host: facts, then one paused QEMU per machine type.
 
-The fallback chain (``plan``) is walked here: a QEMU that dies at start is
+The fallback chain (``launch_plan``) is walked here: a QEMU that dies at start is
 followed by the next attempt, and why is written down. The accelerator
 finally used is part of the data, because a TCG answer says what QEMU can
 emulate, not what a KVM guest gets.
@@ -34,13 +34,7 @@ from ..errors import (
     QmpProtocolError,
     UnknownMachineTypeError,
 )
-from .child import Launch
-from .decode import resolve_machine
-from .early import Early, now_rfc3339
-from .facts import read_facts
-from .plan import ACCELS, DEFAULT_MACHINE, DEFAULT_TIMEOUT, WORKDIR_PREFIX, ProbeOptions, chain
-from .qemu import QemuInstance, check_version, find_binary
-from .records import (
+from .document import (
     Attempt,
     CpuModel,
     FeatureWord,
@@ -52,7 +46,13 @@ from .records import (
     Scalar,
     VcpuProps,
 )
-from .session import Session
+from .facts import read_facts
+from .launch_plan import ACCELS, DEFAULT_MACHINE, DEFAULT_TIMEOUT, WORKDIR_PREFIX, ProbeOptions, chain
+from .qemu_early import Early, now_rfc3339
+from .qemu_process import QemuInstance, check_version, find_binary
+from .qemu_spawn import Launch
+from .qmp_decode import resolve_machine
+from .qmp_session import Session
 
 __all__ = [
     "ACCELS",
@@ -210,7 +210,7 @@ async def _launch(
 ) -> MachineProbe:
     """One QEMU for one machine type; classifies any failure as death, QMP trouble or timeout.
 
-    ``launch``: that QEMU, already started by ``early``.
+    ``launch``: that QEMU, already started by ``qemu_early``.
     """
     assert state.binary is not None
     inst = QemuInstance(state.binary, target, accel, cpu, workdir, launch)

@@ -12,10 +12,10 @@ See ``docs/store.md`` for the layout and how to query it with pandas and DuckDB.
 """
 
 from .layout import default_location, resolve_location
-from .records import AccelLatest, HostSnapshot, HostState, RunInfo
+from .run_writer import RunWriter
 from .schema import TABLES, TableSpec
 from .store import Store
-from .writer import RunWriter
+from .views import AccelLatest, HostSnapshot, HostState, RunInfo
 
 __all__ = [
     "TABLES",

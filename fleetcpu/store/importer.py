@@ -30,9 +30,9 @@ import pyarrow as pa
 
 from ..errors import ProbeDocumentError
 from ..outcome import ConnectionSpec, HostOutcome
-from ..probe.records import MAX_DOCUMENT_CHARS, ProbeDocument, document_from_json
+from ..probe.document import MAX_DOCUMENT_CHARS, ProbeDocument, document_from_json
 from .layout import parse_rfc3339
-from .rows import cpu_digest, detail_rows, host_row, unique_machines
+from .outcome_rows import cpu_digest, detail_rows, host_row, unique_machines
 from .schema import HOSTS, TABLES
 from .store import Store
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .layout import rfc3339
-from .records import AccelLatest, HostState
+from .views import AccelLatest, HostState
 
 _ERROR_WIDTH = 60
 

@@ -1,6 +1,6 @@
 """Stored rows -> the probe's own records. Pure: Arrow tables in, records out.
 
-The inverse of ``rows.py``: what a probe said about a machine type comes back
+The inverse of ``outcome_rows.py``: what a probe said about a machine type comes back
 as the ``MachineProbe`` it was, so the baseline computes on the same types
 whether its input is a live probe or a year-old run.
 """
@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..outcome import ConnectionSpec
-from ..probe.records import (
+from ..probe.document import (
     CpuFacts,
     CpuModel,
     Expansion,
@@ -27,7 +27,7 @@ from ..probe.records import (
     Scalar,
     VcpuProps,
 )
-from .records import AccelLatest, HostState, RunInfo
+from .views import AccelLatest, HostState, RunInfo
 
 Key = tuple[str, str]
 T = TypeVar("T")

@@ -37,14 +37,14 @@ from ..errors import (
     UnknownPoolError,
 )
 from ..outcome import ConnectionSpec
-from ..probe.records import HostFacts, MachineProbe
+from ..probe.document import HostFacts, MachineProbe
 from . import commit, journal, lease, scan
 from . import index as idx
 from .atomic import locked, remove_temporaries, write_bytes, write_table
 from .commit import CommitRecord, CommittedFile
 from .layout import LOCK, MARKER, MARKER_FORMAT, Layout, is_temporary, rfc3339
 from .reader import empty, read_file, row_group_of_hosts
-from .records import HostSnapshot, HostState, RunInfo
+from .run_writer import DEFAULT_FLUSH_EVERY, RunWriter
 from .schema import (
     DETAIL_TABLES,
     HOSTS,
@@ -56,7 +56,7 @@ from .schema import (
     TABLES,
 )
 from .snapshot import accel_slots, facts_and_connections, host_states, machine_probes, run_infos
-from .writer import DEFAULT_FLUSH_EVERY, RunWriter
+from .views import HostSnapshot, HostState, RunInfo
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 _EMPTY_MSG = "store is empty: run fleetcpu collect or import first"

@@ -32,10 +32,10 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from ..probe import features
-from ..probe.decode import words_to_features
-from ..probe.records import FeatureWord, VcpuProps
-from ..probe.verify import VerifyDocument
-from .records import Difference, HostRun, HostVerdict, Target, VerifyReport
+from ..probe.document import FeatureWord, VcpuProps
+from ..probe.enforce import VerifyDocument
+from ..probe.qmp_decode import words_to_features
+from .verdicts import Difference, HostRun, HostVerdict, Target, VerifyReport
 
 __all__ = ["SCALARS", "differences", "first_error_line", "judge", "named_bits", "words_digest"]
 

@@ -7,7 +7,7 @@ applying the policies. Names are libvirt's (``pclmuldq``, ``tsc_adjust``); the
 comparison with fleetcpu needs QEMU's spelling (``x86_features.xml``'s
 ``<alias source='qemu'>``) folded by ``fleetcpu.probe.features.canonical``.
 
-Why not ``tests/replay/cpumap.py``: that reader folds every name to serve the
+Why not ``tests/support/replay/cpumap.py``: that reader folds every name to serve the
 stand-in, which only ever speaks QEMU. The oracle must keep libvirt's own
 names (virsh reads them) and read two releases' tables: 11.3's in the test
 data and Debian 12's 9.0 behind ``virsh``.

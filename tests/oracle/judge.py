@@ -4,7 +4,7 @@ libvirt's ``x86_64-cpuid-baseline-<A>+<B>.xml`` is its answer for two real
 hosts whose inputs are the two CPUs' ``-json.xml`` (libvirt's reading of the
 same QEMU captures the replay hosts answer from). fleetcpu's answer is
 ``compute_baseline`` over two ``Member``s built in process from those
-captures (``tests/replay/members.py``), KVM, default policy. Both are sets of
+captures (``tests/support/replay/members.py``), KVM, default policy. Both are sets of
 features in fleetcpu's spelling; every difference gets exactly one verdict:
 
 * ``known``       a row of the caller's table of known correct differences,
@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 from fleetcpu.baseline import Baseline, FeatureBlock, Member, Policy, compute_baseline
 
-from ..realdata import CPU_MAP, CPUTESTDATA
-from ..replay import members as replay
+from ..support.realdata import CPU_MAP, CPUTESTDATA
+from ..support.replay import members as replay
 from .cpu_map import CpuMap, GuestCpu, load
 
 Side = Literal["libvirt-only", "ours-only"]

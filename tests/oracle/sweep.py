@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from fleetcpu.baseline import Member, compute_baseline
 
-from ..realdata import CPU_MAP, CPUTESTDATA
-from ..replay import members as replay
-from ..replay.hosts import catalogue
+from ..support.realdata import CPU_MAP, CPUTESTDATA
+from ..support.replay import members as replay
+from ..support.replay.hosts import catalogue
 from . import judge, virsh
 from .cpu_map import GuestCpu, load
 

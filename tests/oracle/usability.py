@@ -5,7 +5,7 @@ shipped its own reading of the very same ``query-cpu-definitions`` replies:
 ``domaincapsdata/qemu_<ver>[-q35|-tcg].x86_64.xml`` marks each custom model
 ``usable='yes'|'no'`` and, from libvirt 8.x on, lists the ``<blockers>``
 (libvirt spellings). Ours is ``CpuModel.usable`` / ``unavailable_features``
-as the probe decodes them (``tests/replay/members.machine_probe``: the real
+as the probe decodes them (``tests/support/replay/members.machine_probe``: the real
 decoders on the stand-in's answers). The two must agree model by model;
 models only one side lists are returned for the caller's table to justify.
 """
@@ -16,8 +16,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..realdata import CPU_MAP, LIBVIRT
-from ..replay import members as replay
+from ..support.realdata import CPU_MAP, LIBVIRT
+from ..support.replay import members as replay
 from .cpu_map import load
 
 DOMAINCAPS = LIBVIRT / "domaincapsdata"

@@ -1,0 +1,319 @@
+"""``fleetcpu collect``: inventory -> one probe per host -> one stored row per host -> exit code.
+
+The order is the contract:
+
+1. Parse the inventory. A malformed one is an ``InventoryError`` (exit 3)
+   before anything else happens: no store touched, no host contacted.
+2. Build the transports (load ``-i`` keys, read known_hosts once, check
+   ``--ssh-config``) and the bundle: a bad flag is a ``UsageError`` (exit 2),
+   still before any host is contacted.
+3. Open the store and a run writer, and prove the run can be stored (the
+   folders are folders, room for a first batch is really written): a
+   read-only, full or misshapen store is exit 4 before any host is
+   contacted. Then fan out. Each host's outcome goes into the writer the
+   moment it is known (memory stays flat for 10,000 hosts), failures
+   included: a failure is a row with its stage, never an exception.
+4. Summary, then the exit code: 0 all ok, 5 some failed, 6 all failed. A
+   store that fails later (disk full mid-run, a lock held too long) is exit
+   4 after the summary, and the message says whether the run is stored.
+
+Interruption (Ctrl-C, SIGTERM) is handled here and only here: the hosts in
+flight are stopped by their transports (EOF, SIGTERM, grace), recorded as
+``interrupted``, the run is committed as interrupted, and the CLI exits 130.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TextIO
+
+from ..errors import (
+    AllHostsFailedError,
+    InterruptedByUserError,
+    SomeHostsFailedError,
+    StoreError,
+    StoreLockedError,
+    StoreWriteError,
+)
+from ..fleet import bootstrap
+from ..fleet.bundle import Bundle, load_bundle
+from ..fleet.fanout import RetryPolicy, fan_out, term_cancels_run, within_deadline
+from ..fleet.inventory import DEFAULT_MAX_HOSTS, HostSpec, Inventory, load_inventory
+from ..fleet.progress import InFlight, Progress, Tally
+from ..fleet.ssh import SshSettings
+from ..fleet.transport import HostFailure, Transport
+from ..outcome import ConnectionSpec, HostOutcome
+from ..probe.document import ProbeDocument
+from .probe_reply import interpret
+
+if TYPE_CHECKING:
+    from ..store import RunWriter
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_TIMEOUT",
+    "CollectOptions",
+    "CollectResult",
+    "Collector",
+    "build_transports",
+    "run_collect",
+]
+
+#: Why 32: the orchestrator is one event loop, and it spends ~5.5 ms of CPU per
+#: host, of which ~4.3 ms is the bare SSH session (key exchange, login, close)
+#: and the rest the ~80 KB upload, the ~80 KB document and the store
+#: (benchmarks/collect_bench.py), so it saturates one core at ~170 hosts/s. A real
+#: probe keeps a host busy 0.5-1 s, so ~32 hosts in flight reach 30-60 hosts/s
+#: and ~128 would reach the core's limit; more only queues work in memory (one
+#: document per host in flight) and makes a shared bastion's sshd (MaxStartups
+#: 10:30:100) drop more connections. Far below the default 1024-descriptor limit
+#: either way.
+DEFAULT_CONCURRENCY = 32
+#: Per-host command timeout: a KVM probe of a few machine types takes ~1 s; a
+#: loaded host with a slow disk may take tens of seconds to start QEMU.
+DEFAULT_TIMEOUT = 90.0
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    concurrency: int = DEFAULT_CONCURRENCY
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = 2
+    backoff: float = 0.5
+    ssh: SshSettings = field(default_factory=SshSettings)
+    strict_inventory: bool = False
+    max_hosts: int = DEFAULT_MAX_HOSTS
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(retries=self.retries, base=self.backoff)
+
+    def host_deadline(self, retry: RetryPolicy) -> float:
+        """Safety net over one host's retries + command + cleanup (collect's and verify's).
+
+        The transports' own bounds normally end first; this catches a bug or
+        a stuck library, so a host can never hold a worker forever.
+        """
+        return ((self.retries + 1) * self.ssh.connect_timeout + retry.worst_case()
+                + self.timeout + 2 * self.ssh.grace + 5.0)
+
+
+@dataclass
+class CollectResult:
+    tally: Tally
+    elapsed: float
+    run_id: str | None = None
+    accepted_keys: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    #: The store failed after hosts were contacted; ``stored``: its commit record is written.
+    store_error: StoreError | None = None
+    stored: bool = False
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def connection_spec(host: HostSpec, default_user: str | None) -> ConnectionSpec:
+    """How the host was reached (inventory values and --user); never keys. None: ssh's default."""
+    if host.transport == "local":
+        return ConnectionSpec("local", python=host.python, qemu=host.qemu)
+    return ConnectionSpec("ssh", address=host.address, port=host.port,
+                          user=host.user or default_user, python=host.python, qemu=host.qemu)
+
+
+def build_transports(hosts: Sequence[HostSpec], options: CollectOptions) -> dict[str, Transport]:
+    """Only the transports the inventory uses: a local-only run needs no key, config or known_hosts."""
+    names = {h.transport for h in hosts}
+    out: dict[str, Transport] = {}
+    if "local" in names:
+        from ..fleet.local import LocalTransport
+
+        out["local"] = LocalTransport(grace=options.ssh.grace)
+    if "ssh" in names:
+        from ..fleet.ssh import SshTransport
+
+        out["ssh"] = SshTransport(options.ssh)
+    return out
+
+
+class Collector:
+    """Probes hosts and hands over one ``HostOutcome`` each; knows nothing of the store."""
+
+    def __init__(self, options: CollectOptions, transports: dict[str, Transport],
+                 bundle: Bundle, *, retry: RetryPolicy | None = None) -> None:
+        self.options = options
+        self.transports = transports
+        self.payload = bootstrap.payload(bundle)
+        self.retry = retry or options.retry_policy()
+        self.host_deadline = options.host_deadline(self.retry)
+
+    def outcome(self, host: HostSpec, started: float, *, document: ProbeDocument | None = None,
+                stage: str | None = None, error: str | None = None, code: str | None = None,
+                stderr_tail: str = "", banner: int = 0) -> HostOutcome:
+        return HostOutcome(
+            host=host.name,
+            pool=host.pool,
+            collected_at=_now(),
+            document=document,
+            connection=connection_spec(host, self.options.ssh.user),
+            stage=stage,
+            error=error,
+            error_code=code,
+            stderr_tail=stderr_tail,
+            duration_s=round(time.monotonic() - started, 4),
+            declared_machine_types=host.machine_types,
+            banner=banner,
+        )
+
+    async def probe_host(self, host: HostSpec) -> HostOutcome:
+        """One host, start to finish; every way it can go wrong ends as a failed outcome."""
+        started = time.monotonic()
+        transport = self.transports[host.transport]
+        python = host.python or bootstrap.DEFAULT_PYTHON
+        command = bootstrap.remote_command(host.python, bootstrap.probe_args(host, self.options.timeout))
+        try:
+            run = await within_deadline(
+                lambda: transport.run(host, command, self.payload, self.options.timeout),
+                self.retry, self.host_deadline)
+        except HostFailure as failure:
+            return self.outcome(host, started, stage=failure.stage, error=failure.message,
+                                code=failure.code, stderr_tail=failure.evidence)
+        verdict = interpret(run, python)
+        return self.outcome(host, started, document=verdict.document, stage=verdict.stage,
+                            error=verdict.error, code=verdict.code, stderr_tail=verdict.stderr_tail,
+                            banner=verdict.banner)
+
+    async def collect(self, hosts: Sequence[HostSpec], on_result: Callable[[HostOutcome], None],
+                      on_start: Callable[[HostSpec], None] | None = None) -> None:
+        await fan_out(hosts, self.probe_host, concurrency=self.options.concurrency,
+                      on_result=on_result, on_start=on_start)
+
+
+def _interrupted(collector: Collector, host: HostSpec) -> HostOutcome:
+    return collector.outcome(
+        host, time.monotonic(), stage="interrupted",
+        error="the run was interrupted while this host was being probed; its probe was stopped",
+        code="interrupted",
+    )
+
+
+def _store_failure(exc: StoreError, result: CollectResult, tally: Tally) -> StoreError:
+    """The store failed once hosts were contacted: say exactly what is stored."""
+    cause = exc.__cause__
+    if isinstance(exc, StoreWriteError):
+        reason = exc.reason
+    else:  # the writer's own message already says "stored": use what it wraps
+        reason = cause.message if isinstance(cause, StoreError) else exc.message
+    if result.stored:
+        what = (f"run {result.run_id} is stored with its {tally.done} host(s) (its commit "
+                "record is written); the next fleetcpu command folds it into the index")
+    else:
+        what = (f"run {result.run_id} was not stored: {tally.done} host(s) probed, none of "
+                "their results are in the store")
+    if isinstance(exc, StoreLockedError):
+        return StoreLockedError(f"{reason}; {what}")
+    return StoreWriteError(f"{reason}; {what}", reason)
+
+
+async def _collect_into_store(inventory: Inventory, collector: Collector, store_dir: str | None,
+                              tally: Tally, progress: Progress, result: CollectResult) -> None:
+    from ..store import Store, resolve_location
+
+    store = Store.create_or_open(resolve_location(store_dir))
+    in_flight = InFlight(progress)
+    writer = store.run_writer(command="collect", inventory=inventory.path)
+    writer.check_writable()  # before any host: exit 4 with nothing contacted
+    result.run_id = writer.run_id
+    try:
+        with term_cancels_run(), writer:
+            await _fan_out(inventory, collector, writer, tally, in_flight, result)
+    finally:
+        result.stored = writer.committed
+
+
+async def _fan_out(inventory: Inventory, collector: Collector, writer: RunWriter, tally: Tally,
+                   in_flight: InFlight, result: CollectResult) -> None:
+    def finished(outcome: HostOutcome) -> None:
+        tally.add(outcome)  # probed, whether or not the store takes it
+        in_flight.finished(outcome.host)
+        writer.add(outcome)
+
+    try:
+        try:
+            await collector.collect(inventory.hosts, finished, in_flight.started)
+        except* StoreError as group:
+            # The writer discarded the run; stop contacting hosts whose results
+            # cannot be stored, and report after the summary.
+            raise group.exceptions[0] from None
+    except asyncio.CancelledError:
+        result.interrupted = True
+        for host in list(in_flight.hosts.values()):
+            outcome = _interrupted(collector, host)
+            tally.add(outcome)
+            writer.add(outcome)
+        raise
+
+
+def run_collect(
+    inventory_path: str,
+    options: CollectOptions,
+    *,
+    store_dir: str | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    bundle: Bundle | None = None,
+) -> CollectResult:
+    """The whole command; raises the error whose exit code the CLI must return."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    inventory = load_inventory(inventory_path, strict=options.strict_inventory,
+                               max_hosts=options.max_hosts)
+    for warning in inventory.warnings:
+        err.write(f"warning: {warning}\n")
+    transports = build_transports(inventory.hosts, options)
+    collector = Collector(options, transports, bundle or load_bundle())
+    tally = Tally(total=len(inventory.hosts))
+    progress = Progress(tally, err)
+    result = CollectResult(tally, 0.0)
+    started = time.monotonic()
+    try:
+        asyncio.run(_collect_into_store(inventory, collector, store_dir, tally, progress, result))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        result.interrupted = True
+    except StoreError as exc:
+        if result.run_id is None:
+            raise type(exc)(f"{exc.message}; no host was contacted") from exc
+        result.store_error = exc
+    finally:
+        progress.close()
+    result.elapsed = time.monotonic() - started
+    ssh = transports.get("ssh")
+    result.accepted_keys = list(getattr(ssh, "accepted_keys", []))
+    for line in tally.summary_lines(result.elapsed, result.run_id):
+        out.write(line + "\n")
+    if result.accepted_keys:
+        shown = ", ".join(result.accepted_keys[:5])
+        more = len(result.accepted_keys) - 5
+        err.write(f"warning: trusted {len(result.accepted_keys)} new host key(s) on first use and "
+                  f"added them to known_hosts: {shown}{f' and {more} more' if more > 0 else ''}\n")
+    out.flush()
+    if result.store_error is not None:
+        raise _store_failure(result.store_error, result, tally)
+    if result.interrupted:
+        raise InterruptedByUserError(
+            f"interrupted: {tally.done} of {tally.total} host(s) stored, run {result.run_id} "
+            "recorded as interrupted"
+        )
+    failed = tally.total - tally.ok
+    if failed and tally.ok == 0:
+        raise AllHostsFailedError(f"all {tally.total} host(s) failed; their failure rows are stored")
+    if failed:
+        raise SomeHostsFailedError(f"{failed} of {tally.total} host(s) failed; "
+                                   "their failure rows are stored")
+    return result
+

@@ -1,0 +1,171 @@
+"""``--format proxmox``: a ``cpu-models.conf`` entry (``/etc/pve/virtual-guest/``). Pure.
+
+Proxmox VE builds ``-cpu`` itself from a custom model, in this order
+(qemu-server ``PVE::QemuServer::CPUConfig::get_cpu_options``): its own flags
+(``+kvm_pv_unhalt,+kvm_pv_eoi`` under KVM, ``+lahf_lm,+sep`` for kvm64,
+``+sep`` for kvm32, ``-rdtscp`` for Opteron), then the model's ``flags``
+(later wins for the same name), then ``enforce`` and ``vendor=`` *forced from
+the reported model* (GenuineIntel for ``pentium3``, none for the generic
+``kvm64``/``qemu64``/``kvm32``/``qemu32``, which then get the host's vendor
+under KVM). So:
+
+* ``reported-model`` must be a name Proxmox accepts (``PVE_MODELS``, its list
+  of 2024-2025, with the vendor it forces), whose forced vendor is the pool's;
+  among such names standing for a model the pool's probes judged usable on
+  every member (the name itself, or the unversioned alias that stands for it
+  on the pool's machine type) the one needing the fewest flags is taken, and
+  its ``flags`` are exactly that model's ``enable``/``disable`` (so the guest
+  gets exactly the pool's features, as with the named ``-cpu`` string);
+* with no such model (this project's own host: only Intel-generic models are
+  usable under its KVM, on an AMD pool), the generic ``kvm64`` is reported
+  (under TCG, where a model keeps its own vendor, ``kvm64`` for Intel pools
+  and ``qemu64``, QEMU's AMD generic model, otherwise) and ``flags`` names
+  every feature: ``+`` for the result, ``-`` for every feature some member
+  offers that the result lacks and for every feature of that model some
+  member lacks (its ``unavailable-features``), so whatever the model holds
+  is either in the result or switched off. With Proxmox's forced
+  ``enforce`` that is exact or a refusal to start, never a silently
+  different CPU;
+* every flag Proxmox forces is overridden explicitly, under Proxmox's own
+  spelling (``kvm_pv_unhalt``, ``lahf_lm``) so its override rule applies.
+
+``phys-bits`` is the smallest member's, ``hidden 0`` keeps the KVM
+signature (the pool's KVM paravirtual features need it). Section format:
+``cpu-model: <name>`` then tab-indented ``key value`` lines and no blank line
+inside (a blank line ends the section); ``#`` lines are comments.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..baseline.choose import split_version
+from ..baseline.types import Baseline, ModelVerdict
+from ..libvirt.spell import qemu_view
+from . import Rendered
+from .provenance import commentary, origin
+
+#: Reported models Proxmox VE accepts, with the vendor it forces ("" = none: the host's).
+PVE_MODELS: dict[str, str] = {
+    **dict.fromkeys((
+        "486", "pentium", "pentium2", "pentium3", "coreduo", "core2duo", "Conroe", "Penryn",
+        "Nehalem", "Nehalem-IBRS", "Westmere", "Westmere-IBRS", "SandyBridge",
+        "SandyBridge-IBRS", "IvyBridge", "IvyBridge-IBRS", "Haswell", "Haswell-IBRS",
+        "Haswell-noTSX", "Haswell-noTSX-IBRS", "Broadwell", "Broadwell-IBRS", "Broadwell-noTSX",
+        "Broadwell-noTSX-IBRS", "Skylake-Client", "Skylake-Client-IBRS",
+        "Skylake-Client-noTSX-IBRS", "Skylake-Client-v4", "Skylake-Server", "Skylake-Server-IBRS",
+        "Skylake-Server-noTSX-IBRS", "Skylake-Server-v4", "Skylake-Server-v5",
+        "Cascadelake-Server", "Cascadelake-Server-v2", "Cascadelake-Server-noTSX",
+        "Cascadelake-Server-v4", "Cascadelake-Server-v5", "Cooperlake", "Cooperlake-v2",
+        "KnightsMill", "Icelake-Server", "Icelake-Server-noTSX", "Icelake-Server-v3",
+        "Icelake-Server-v4", "Icelake-Server-v5", "Icelake-Server-v6", "SapphireRapids",
+        "SapphireRapids-v2", "GraniteRapids"), "GenuineIntel"),
+    **dict.fromkeys((
+        "athlon", "phenom", "Opteron_G1", "Opteron_G2", "Opteron_G3", "Opteron_G4", "Opteron_G5",
+        "EPYC", "EPYC-IBPB", "EPYC-v3", "EPYC-v4", "EPYC-Rome", "EPYC-Rome-v2", "EPYC-Rome-v3",
+        "EPYC-Rome-v4", "EPYC-Milan", "EPYC-Milan-v2", "EPYC-Genoa"), "AuthenticAMD"),
+    **dict.fromkeys(("kvm32", "kvm64", "qemu32", "qemu64"), ""),
+}
+#: How ``fleetcpu.baseline.choose`` words an ``unusable`` block's detail (a test holds it).
+_UNAVAILABLE = "unavailable features: "
+#: QEMU feature -> the spelling Proxmox itself uses when it forces the flag.
+PVE_SPELLING = {"kvm-pv-unhalt": "kvm_pv_unhalt", "kvm-pv-eoi": "kvm_pv_eoi", "lahf-lm": "lahf_lm"}
+
+
+def forced(model: str, accel: str) -> tuple[str, ...]:
+    """Features Proxmox adds or removes on its own for this reported model (QEMU spelling)."""
+    out = ["kvm-pv-unhalt", "kvm-pv-eoi"] if accel == "kvm" else []
+    if model == "kvm64":
+        out += ["lahf-lm", "sep"]
+    if model == "kvm32":
+        out.append("sep")
+    if model.startswith("Opteron"):
+        out.append("rdtscp")
+    return tuple(out)
+
+
+def _compatible(name: str, b: Baseline) -> bool:
+    vendor = PVE_MODELS.get(name)
+    if vendor is None:
+        return False
+    return vendor == b.vendor if vendor else b.accel == "kvm"
+
+
+def choose(b: Baseline) -> tuple[str, ModelVerdict | None]:
+    """(reported model, the pool's verdict it stands for, or None for the fallback)."""
+    options: list[tuple[tuple[int, int, str], str, ModelVerdict]] = []
+    for v in b.models:
+        if not v.candidate:
+            continue
+        names = [v.model, split_version(v.model)[0]]
+        for name in dict.fromkeys(names):
+            if _compatible(name, b) and qemu_view(b, name) == v:
+                options.append(((v.cost, -v.own_features, name), name, v))
+    if options:
+        _, name, verdict = min(options, key=lambda o: o[0])
+        return name, verdict
+    if b.accel == "kvm":
+        return "kvm64", None  # no vendor forced: KVM gives the guest the host's, the pool's
+    # Under TCG the model's own vendor applies: QEMU's kvm64 is Intel, qemu64 AMD.
+    return ("kvm64" if b.vendor == "GenuineIntel" else "qemu64"), None
+
+
+def unavailable(b: Baseline, model: str) -> set[str]:
+    """The model's features some member lacks (its ``unusable`` blocks), alias followed.
+
+    With these and every feature some member offers, a ``-`` list covers
+    everything the model could add on any member.
+    """
+    verdicts = {v.model: v for v in b.models}
+    out: set[str] = set()
+    names = [model]
+    v = verdicts.get(model)
+    if v is not None:
+        names += [blk.detail[len("alias of "):].split(":", 1)[0] for blk in v.blocks
+                  if blk.reason == "alias" and blk.detail.startswith("alias of ")]
+    for name in names:
+        for blk in verdicts[name].blocks if name in verdicts else ():
+            if blk.reason == "unusable" and blk.detail.startswith(_UNAVAILABLE):
+                out.update(blk.detail[len(_UNAVAILABLE):].split())
+    return out
+
+
+def flags(b: Baseline, model: str, verdict: ModelVerdict | None) -> list[str]:
+    """``+f``/``-f`` flags, sorted (``+`` first), Proxmox's own forced flags overridden."""
+    result = set(b.features)
+    if verdict is not None:
+        plus, minus = set(verdict.enable), set(verdict.disable)
+    else:
+        plus = set(result)
+        minus = ({blk.feature for blk in b.blocked} | unavailable(b, model)) - result
+    for name in forced(model, b.accel):
+        (plus if name in result else minus).add(name)
+    return ([f"+{PVE_SPELLING.get(f, f)}" for f in sorted(plus)]
+            + [f"-{PVE_SPELLING.get(f, f)}" for f in sorted(minus)])
+
+
+def section_name(pool: str) -> str:
+    return "fleetcpu-" + (re.sub(r"[^A-Za-z0-9_.-]", "-", pool) or "pool")
+
+
+def render_proxmox(b: Baseline) -> Rendered:
+    model, verdict = choose(b)
+    notes = [*origin(b)]
+    if verdict is not None:
+        notes.append(f"reported-model {model} is {verdict.model} on {b.machine_type} as the "
+                     "pool's probes recorded it; flags are its exact differences to the pool")
+    else:
+        notes.append(f"no model Proxmox accepts stands for a model usable on every member with "
+                     f"the pool's vendor ({b.vendor or 'unknown'}): {model} with every feature "
+                     "explicit (exact, or a refusal to start under Proxmox's enforce)")
+    notes += [f"use: qm set <vmid> --cpu custom-{section_name(b.pool)} (machine type "
+              f"{b.machine_type})"]
+    lines = [f"# {n}" for n in notes]
+    lines.append(f"cpu-model: {section_name(b.pool)}")
+    flag_list = flags(b, model, verdict)
+    if flag_list:
+        lines.append("\tflags " + ";".join(flag_list))
+    if b.scalars.phys_bits is not None:
+        lines.append(f"\tphys-bits {b.scalars.phys_bits}")
+    lines += ["\thidden 0", f"\treported-model {model}"]
+    return Rendered("\n".join(lines) + "\n", commentary(b))

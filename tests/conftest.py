@@ -118,7 +118,7 @@ def kvm_usable() -> bool:
     return os.path.exists("/dev/kvm") and os.access("/dev/kvm", os.R_OK | os.W_OK)
 
 
-@pytest.fixture(params=["kvm", "tcg"])
+@pytest.fixture(params=[pytest.param("kvm", marks=pytest.mark.kvm), "tcg"])
 def accel(request: pytest.FixtureRequest) -> str:
     """Run the test under KVM and again under TCG; KVM is skipped (not failed) without /dev/kvm."""
     if request.param == "kvm" and not kvm_usable():

@@ -63,7 +63,7 @@ class Live:
         return res.stdout
 
 
-@pytest.fixture(scope="module", params=["kvm", "tcg"])
+@pytest.fixture(scope="module", params=[pytest.param("kvm", marks=pytest.mark.kvm), "tcg"])
 def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Live:
     accel = str(request.param)
     if accel == "kvm" and not kvm_usable():

@@ -115,6 +115,7 @@ def test_alias_and_its_target_are_probed_once(isolated_tmp: Path) -> None:
     assert len([a for a in doc.attempts if a.machine_type]) == 1
 
 
+@pytest.mark.kvm
 def test_fallback_chain_host_refused(qemu_bin: str, tmp_path: Path, isolated_tmp: Path) -> None:
     """A wrapper makes plain ``-cpu host`` die: the probe must go on to the next variant."""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):

@@ -326,8 +326,8 @@ def _transport_options(verb: str) -> Callable[[F], F]:
 
 
 def _collect_options(flags: dict[str, Any]) -> Any:
-    """Pop the flags of ``_transport_options`` out of ``flags`` as collect's ``CollectOptions``."""
-    from .collect.collect_fleet import CollectOptions
+    """Pop the flags of ``_transport_options`` out of ``flags`` as collect's ``FleetOptions``."""
+    from .fleet.options import FleetOptions
     from .fleet.ssh import SshSettings
 
     ssh_config = flags.pop("ssh_config")
@@ -339,7 +339,7 @@ def _collect_options(flags: dict[str, Any]) -> Any:
         accept_new_host_keys=flags.pop("accept_new_host_keys"),
         connect_timeout=flags.pop("connect_timeout"),
     )
-    return CollectOptions(concurrency=flags.pop("concurrency"), timeout=flags.pop("timeout"),
+    return FleetOptions(concurrency=flags.pop("concurrency"), timeout=flags.pop("timeout"),
                           retries=flags.pop("retries"), ssh=ssh,
                           strict_inventory=flags.pop("strict_inventory"),
                           max_hosts=flags.pop("max_hosts"))

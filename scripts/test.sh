@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up, then run the whole gate: ruff, mypy --strict, vermin (the probe's
-# Python 3.9 promise) and the test suite. Extra arguments go to pytest.
+# Set up, then run the whole gate: ruff, mypy --strict, import-linter (the
+# layering), vermin (the probe's Python 3.9 promise) and the test suite.
+# Extra arguments go to pytest.
 #   scripts/test.sh [PYTEST ARGS]           against the lock (what CI runs)
 #   scripts/test.sh --latest [PYTEST ARGS]  against the newest versions that
 #       pyproject.toml allows, unlocked, in .venv-latest: outside CI, to find
@@ -22,6 +23,8 @@ echo "== ruff" >&2
 ruff check fleetcpu tests benchmarks notebooks scripts
 echo "== mypy --strict" >&2
 mypy --strict fleetcpu
+echo "== import-linter (the layering in pyproject.toml)" >&2
+lint-imports --no-cache
 echo "== vermin --target=3.9- (what ships to hosts)" >&2
 vermin --no-tips --violations --target=3.9- --eval-annotations fleetcpu/probe fleetcpu/errors.py fleetcpu/__init__.py
 echo "== pytest" >&2

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from fleetcpu.collect.collect_fleet import CollectOptions, run_collect
+from fleetcpu.collect.collect_fleet import run_collect
 from fleetcpu.errors import AllHostsFailedError, SomeHostsFailedError
 from fleetcpu.fleet.bundle import load_bundle
+from fleetcpu.fleet.options import FleetOptions
 from fleetcpu.fleet.ssh import SshSettings
 
 from .conftest import run_cli
@@ -55,7 +56,7 @@ def in_process(fleet: FakeFleet, tmp_path: Path, inventory: Path, *, known_hosts
                       known_hosts=(str(known_hosts or fleet.known_hosts),), connect_timeout=5.0,
                       grace=0.5)
     out = io.StringIO()
-    options = CollectOptions(concurrency=concurrency, timeout=timeout, retries=retries, backoff=0.05,
+    options = FleetOptions(concurrency=concurrency, timeout=timeout, retries=retries, backoff=0.05,
                              ssh=ssh)
     try:
         run_collect(str(inventory), options, store_dir=str(tmp_path / "store"), out=out,

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from fleetcpu.collect.collect_fleet import CollectOptions, Collector, build_transports
+from fleetcpu.collect.collect_fleet import Collector
 from fleetcpu.fleet.bundle import load_bundle
 from fleetcpu.fleet.inventory import parse_inventory
+from fleetcpu.fleet.options import FleetOptions, build_transports
 from fleetcpu.fleet.ssh import SshSettings
 from fleetcpu.outcome import HostOutcome
 from fleetcpu.store import Store
@@ -208,7 +209,7 @@ def test_command_timeout_stops_then_kills_a_stubborn_command(tmp_path: Path, iso
     pidfile = tmp_path / "pid"
     inv = parse_inventory(f"stubborn transport=local python={_stubborn_python(tmp_path, pidfile)}\n"
                           f"hung transport=local qemu={misbehaving_qemu.hangs(tmp_path / 'h')} accel=tcg\n")
-    options = CollectOptions(timeout=1.5, ssh=SshSettings(grace=0.5))
+    options = FleetOptions(timeout=1.5, ssh=SshSettings(grace=0.5))
     collector = Collector(options, build_transports(inv.hosts, options), load_bundle(tmp_path))
     os.environ["TMPDIR"], saved = str(isolated_tmp), os.environ.get("TMPDIR")
     outcomes: dict[str, HostOutcome] = {}
@@ -271,7 +272,7 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path, isolated_tmp: Path) -> 
     inv.write_text("a transport=local python=/nonexistent\n")
     out, err = io.StringIO(), Tty()
     with pytest.raises(Exception, match="all 1 host"):
-        run_collect(str(inv), CollectOptions(), store_dir=str(tmp_path / "store"), out=out, err=err,
+        run_collect(str(inv), FleetOptions(), store_dir=str(tmp_path / "store"), out=out, err=err,
                     bundle=load_bundle(tmp_path))
     assert "[" in err.getvalue() and "1/1" in err.getvalue() and err.getvalue().endswith("\r\x1b[K")
     assert out.getvalue().startswith("collected 1 of 1 host(s)")

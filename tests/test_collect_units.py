@@ -38,7 +38,7 @@ from fleetcpu.fleet.fanout import RetryPolicy, fan_out, with_retries, within_dea
 from fleetcpu.fleet.hostkeys import HostKeyPolicy, known_hosts_name
 from fleetcpu.fleet.inventory import HostSpec, parse_inventory
 from fleetcpu.fleet.progress import Progress, Tally
-from fleetcpu.fleet.transport import HostFailure, RemoteRun
+from fleetcpu.fleet.remote_run import HostFailure, RemoteRun
 from fleetcpu.outcome import ConnectionSpec, HostOutcome
 from fleetcpu.probe.document import document_from_json
 

@@ -20,10 +20,10 @@ import pytest
 
 from fleetcpu.errors import ProbeDocumentError, UnknownPoolError, UsageError, VerifyFailedError
 from fleetcpu.fleet.inventory import HostSpec
-from fleetcpu.fleet.transport import HostFailure, RemoteRun
+from fleetcpu.fleet.remote_run import HostFailure, RemoteRun
 from fleetcpu.outcome import ConnectionSpec
 from fleetcpu.probe.document import FeatureWord, QueryFailure
-from fleetcpu.probe.enforce import VerifyDocument, missing_features, verify_from_json
+from fleetcpu.probe.enforce_document import VerifyDocument, missing_features, verify_from_json
 from fleetcpu.store import Store
 from fleetcpu.verify import HostRun, Target, VerifyReport, judge
 from fleetcpu.verify.enforce_reply import interpret
@@ -435,9 +435,9 @@ class FakeTransport:
 def test_verifier_keeps_collects_bounds_retries_and_failure_rows(tmp_path: Path) -> None:
     import asyncio
 
-    from fleetcpu.collect.collect_fleet import CollectOptions
     from fleetcpu.fleet.bundle import load_bundle
     from fleetcpu.fleet.fanout import RetryPolicy, fan_out
+    from fleetcpu.fleet.options import FleetOptions
     from fleetcpu.verify.verify_fleet import Verifier
 
     bundle = load_bundle(tmp_path)
@@ -447,7 +447,7 @@ def test_verifier_keeps_collects_bounds_retries_and_failure_rows(tmp_path: Path)
                       qemu="/opt/qemu 7.2/bin/qemu-system-x86_64", python=None, accel="tcg",
                       transport="ssh", groups=(), source="t") for n in names]
     transport = FakeTransport({"h03": 2, "h07": 5})
-    verifier = Verifier(CollectOptions(concurrency=4, retries=2), {"ssh": transport}, bundle,
+    verifier = Verifier(FleetOptions(concurrency=4, retries=2), {"ssh": transport}, bundle,
                         TARGET, retry=RetryPolicy(retries=2, base=0.001))
     runs: list[HostRun] = []
     asyncio.run(fan_out(hosts, verifier.verify_host, concurrency=4, on_result=runs.append))

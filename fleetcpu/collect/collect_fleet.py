@@ -43,10 +43,11 @@ from ..errors import (
 from ..fleet import bootstrap
 from ..fleet.bundle import Bundle, load_bundle
 from ..fleet.fanout import RetryPolicy, fan_out, term_cancels_run, within_deadline
-from ..fleet.inventory import DEFAULT_MAX_HOSTS, HostSpec, Inventory, load_inventory
+from ..fleet.inventory import HostSpec, Inventory, load_inventory
+from ..fleet.options import FleetOptions, build_transports
 from ..fleet.progress import InFlight, Progress, Tally
-from ..fleet.ssh import SshSettings
-from ..fleet.transport import HostFailure, Transport
+from ..fleet.remote_run import HostFailure
+from ..fleet.transport import Transport
 from ..outcome import ConnectionSpec, HostOutcome
 from ..probe.document import ProbeDocument
 from .probe_reply import interpret
@@ -55,52 +56,10 @@ if TYPE_CHECKING:
     from ..store import RunWriter
 
 __all__ = [
-    "DEFAULT_CONCURRENCY",
-    "DEFAULT_TIMEOUT",
-    "CollectOptions",
     "CollectResult",
     "Collector",
-    "build_transports",
     "run_collect",
 ]
-
-#: Why 32: the orchestrator is one event loop, and it spends ~5.5 ms of CPU per
-#: host, of which ~4.3 ms is the bare SSH session (key exchange, login, close)
-#: and the rest the ~80 KB upload, the ~80 KB document and the store
-#: (benchmarks/collect_bench.py), so it saturates one core at ~170 hosts/s. A real
-#: probe keeps a host busy 0.5-1 s, so ~32 hosts in flight reach 30-60 hosts/s
-#: and ~128 would reach the core's limit; more only queues work in memory (one
-#: document per host in flight) and makes a shared bastion's sshd (MaxStartups
-#: 10:30:100) drop more connections. Far below the default 1024-descriptor limit
-#: either way.
-DEFAULT_CONCURRENCY = 32
-#: Per-host command timeout: a KVM probe of a few machine types takes ~1 s; a
-#: loaded host with a slow disk may take tens of seconds to start QEMU.
-DEFAULT_TIMEOUT = 90.0
-
-
-@dataclass(frozen=True)
-class CollectOptions:
-    concurrency: int = DEFAULT_CONCURRENCY
-    timeout: float = DEFAULT_TIMEOUT
-    retries: int = 2
-    backoff: float = 0.5
-    ssh: SshSettings = field(default_factory=SshSettings)
-    strict_inventory: bool = False
-    max_hosts: int = DEFAULT_MAX_HOSTS
-
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(retries=self.retries, base=self.backoff)
-
-    def host_deadline(self, retry: RetryPolicy) -> float:
-        """Safety net over one host's retries + command + cleanup (collect's and verify's).
-
-        The transports' own bounds normally end first; this catches a bug or
-        a stuck library, so a host can never hold a worker forever.
-        """
-        return ((self.retries + 1) * self.ssh.connect_timeout + retry.worst_case()
-                + self.timeout + 2 * self.ssh.grace + 5.0)
-
 
 @dataclass
 class CollectResult:
@@ -126,25 +85,10 @@ def connection_spec(host: HostSpec, default_user: str | None) -> ConnectionSpec:
                           user=host.user or default_user, python=host.python, qemu=host.qemu)
 
 
-def build_transports(hosts: Sequence[HostSpec], options: CollectOptions) -> dict[str, Transport]:
-    """Only the transports the inventory uses: a local-only run needs no key, config or known_hosts."""
-    names = {h.transport for h in hosts}
-    out: dict[str, Transport] = {}
-    if "local" in names:
-        from ..fleet.local import LocalTransport
-
-        out["local"] = LocalTransport(grace=options.ssh.grace)
-    if "ssh" in names:
-        from ..fleet.ssh import SshTransport
-
-        out["ssh"] = SshTransport(options.ssh)
-    return out
-
-
 class Collector:
     """Probes hosts and hands over one ``HostOutcome`` each; knows nothing of the store."""
 
-    def __init__(self, options: CollectOptions, transports: dict[str, Transport],
+    def __init__(self, options: FleetOptions, transports: dict[str, Transport],
                  bundle: Bundle, *, retry: RetryPolicy | None = None) -> None:
         self.options = options
         self.transports = transports
@@ -261,7 +205,7 @@ async def _fan_out(inventory: Inventory, collector: Collector, writer: RunWriter
 
 def run_collect(
     inventory_path: str,
-    options: CollectOptions,
+    options: FleetOptions,
     *,
     store_dir: str | None = None,
     out: TextIO | None = None,

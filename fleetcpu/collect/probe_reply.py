@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from ..errors import ProbeDocumentError
 from ..fleet.bootstrap import EXIT_BAD_BUNDLE, EXIT_OLD_PYTHON, MARKER
-from ..fleet.transport import STDOUT_BUDGET, STDOUT_CAP, STDOUT_FREE, RemoteRun
+from ..fleet.remote_run import STDOUT_BUDGET, STDOUT_CAP, STDOUT_FREE, RemoteRun
 from ..probe.document import ProbeDocument
 from .decode_cache import read_document
 

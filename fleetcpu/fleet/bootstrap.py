@@ -18,10 +18,13 @@ import functools
 import shlex
 from collections.abc import Sequence
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from . import bootstrap_host
-from .bundle import Bundle
 from .inventory import HostSpec
+
+if TYPE_CHECKING:  # only a type here: the markers above are read by pure code
+    from .bundle import Bundle
 
 __all__ = [
     "DEFAULT_PYTHON",

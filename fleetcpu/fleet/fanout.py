@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .transport import HostFailure
+from .remote_run import HostFailure
 
 __all__ = ["RetryPolicy", "fan_out", "term_cancels_run", "with_retries", "within_deadline"]
 

@@ -20,7 +20,8 @@ import signal
 import subprocess
 
 from .inventory import HostSpec
-from .transport import HostFailure, RemoteRun, drive
+from .remote_run import HostFailure, RemoteRun
+from .transport import drive
 
 __all__ = ["LocalTransport"]
 

@@ -43,7 +43,8 @@ from ..errors import UsageError
 from .asyncssh_import import asyncssh
 from .hostkeys import HostKeyCheck, HostKeyPolicy, default_known_hosts, known_hosts_name
 from .inventory import HostSpec
-from .transport import HostFailure, RemoteRun, drive
+from .remote_run import HostFailure, RemoteRun
+from .transport import drive
 
 __all__ = ["SshSettings", "SshTransport"]
 

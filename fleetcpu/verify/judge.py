@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 from ..probe import features
 from ..probe.document import FeatureWord, VcpuProps
-from ..probe.enforce import VerifyDocument
+from ..probe.enforce_document import VerifyDocument
 from ..probe.qmp_decode import words_to_features
 from .verdicts import Difference, HostRun, HostVerdict, Target, VerifyReport
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..probe.document import VcpuProps
-from ..probe.enforce import VerifyDocument
+from ..probe.enforce_document import VerifyDocument
 
 #: Every verdict, in the order a host can fall short; only ``pass`` passes.
 #: refused: QEMU would not start the CPU with enforce (the features it named,

@@ -38,14 +38,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
-from ..collect.collect_fleet import CollectOptions, build_transports
 from ..errors import InterruptedByUserError, NoUsableDataError, VerifyFailedError
 from ..fleet import bootstrap
 from ..fleet.bundle import Bundle, load_bundle
 from ..fleet.fanout import RetryPolicy, fan_out, term_cancels_run, within_deadline
 from ..fleet.inventory import HostSpec
+from ..fleet.options import FleetOptions, build_transports
 from ..fleet.progress import InFlight, Progress, Tally
-from ..fleet.transport import HostFailure, Transport
+from ..fleet.remote_run import HostFailure
+from ..fleet.transport import Transport
 from ..store import Store, resolve_location
 from .enforce_reply import interpret
 from .judge import judge
@@ -74,7 +75,7 @@ def verify_args(target: Target, host: HostSpec, command_timeout: float) -> list[
 class Verifier:
     """Verifies one target on hosts and hands over one ``HostRun`` each; knows nothing of the store."""
 
-    def __init__(self, options: CollectOptions, transports: dict[str, Transport], bundle: Bundle,
+    def __init__(self, options: FleetOptions, transports: dict[str, Transport], bundle: Bundle,
                  target: Target, *, retry: RetryPolicy | None = None) -> None:
         self.options = options
         self.transports = transports
@@ -148,7 +149,7 @@ def _open_store(store_dir: str | None, *, required: bool) -> Store | None:
 
 def run_verify(
     pool: str,
-    options: CollectOptions,
+    options: FleetOptions,
     *,
     inventory: str | None = None,
     store_dir: str | None = None,

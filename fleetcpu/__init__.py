@@ -5,4 +5,6 @@ hosts (Python 3.9, stdlib + qemu.qmp) together with this file and
 ``errors.py``, so nothing heavy may load here.
 """
 
+__all__ = ["__version__"]
+
 __version__ = "0.1.0"

@@ -2,4 +2,6 @@
 
 from .launch import main
 
+__all__ = []
+
 main()

@@ -22,6 +22,23 @@ import click
 from . import __version__
 from .errors import FleetcpuError, InterruptedByUserError
 
+__all__ = [
+    "F",
+    "baseline",
+    "blockers",
+    "check",
+    "collect",
+    "entry",
+    "fail",
+    "hosts",
+    "import_",
+    "main",
+    "mapped_errors",
+    "probe",
+    "report",
+    "verify",
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -173,7 +190,7 @@ def probe(
     """Probe this host's QEMU and print one JSON probe document (schema fleetcpu.probe/1)."""
     import asyncio
 
-    from .probe.__main__ import _main, emit
+    from .probe.__main__ import emit, probe_with_signals
     from .probe.run import ProbeOptions
 
     opts = ProbeOptions(
@@ -183,7 +200,7 @@ def probe(
         timeout=timeout,
         host_root=host_root,
     )
-    sys.exit(emit(asyncio.run(_main(opts)), indent))
+    sys.exit(emit(asyncio.run(probe_with_signals(opts)), indent))
 
 
 _STORE_OPTION = click.option(

@@ -42,6 +42,35 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple, Type
 
+__all__ = [
+    "AllHostsFailedError",
+    "BadInputError",
+    "CheckRefusedError",
+    "FleetcpuError",
+    "InterruptedByUserError",
+    "InventoryError",
+    "MixedVendorsError",
+    "NoCommonMachineTypeError",
+    "NoUsableDataError",
+    "NotQemuError",
+    "ProbeDocumentError",
+    "ProbeError",
+    "ProbeTimeoutError",
+    "QemuDiedError",
+    "QemuMissingError",
+    "QmpProtocolError",
+    "SomeHostsFailedError",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreForeignError",
+    "StoreLockedError",
+    "UnknownMachineTypeError",
+    "UnknownPoolError",
+    "UsageError",
+    "VerifyFailedError",
+    "exit_code_table",
+]
+
 
 class FleetcpuError(Exception):
     """Root of every error fleetcpu raises on purpose."""

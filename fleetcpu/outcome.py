@@ -14,6 +14,8 @@ from datetime import datetime
 
 from .probe.document import ProbeDocument
 
+__all__ = ["STAGES", "ConnectionSpec", "HostOutcome"]
+
 #: Failure stages, in the order a collection passes through them.
 STAGES = (
     "inventory",

@@ -16,6 +16,8 @@ from pathlib import Path
 from ..errors import NoUsableDataError
 from ..store import Store
 
+__all__ = ["LOCAL_INVENTORY", "open_or_demo"]
+
 #: The same one line as inventories/local.txt, for an installed package without the checkout.
 LOCAL_INVENTORY = "localhost transport=local pool=local\n"
 

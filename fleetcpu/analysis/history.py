@@ -27,6 +27,17 @@ from ..store.reader import empty, read_file
 from ..store.schema import HOSTS, TABLES
 from ..store.snapshot import columns as rows_of
 
+__all__ = [
+    "DRIFT_COLUMNS",
+    "CpuState",
+    "Record",
+    "drift",
+    "failures",
+    "latest_hosts",
+    "run_history",
+    "runs_since",
+]
+
 
 def latest_hosts(store: Store, pool: str | None = None) -> pd.DataFrame:
     """One row per host: its latest record, and when it last succeeded per accelerator."""

@@ -300,5 +300,13 @@ def build_report(store: Store | None, pool: str, *, root: Path, accel: str = "kv
                           max_age=max_age, history=history, now=now)
     return render_html(root, data, secs, now), data, secs
 
-
-__all__ = ["Section", "build_report", "render_html", "sections"]
+__all__ = [
+    "DEFAULT_HISTORY",
+    "HOW_TO_READ",
+    "TABLE_ROWS",
+    "Section",
+    "build_report",
+    "png",
+    "render_html",
+    "sections",
+]

@@ -17,6 +17,20 @@ import pandas as pd
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+__all__ = [
+    "MAX_BARS",
+    "MAX_COLUMNS",
+    "MAX_ROWS",
+    "fold_rows",
+    "heatmap",
+    "message_figure",
+    "plot_blockers",
+    "plot_coverage",
+    "plot_drift",
+    "plot_failures",
+    "plot_usability",
+]
+
 MAX_ROWS = 40
 MAX_COLUMNS = 80
 MAX_BARS = 25

@@ -27,6 +27,22 @@ from ..errors import FleetcpuError, StoreError
 from ..explain import explain_blockers
 from ..store import HostState, Store
 
+__all__ = [
+    "FEATURE_COLUMNS",
+    "GROUP_COLUMNS",
+    "MODEL_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "BlockerTables",
+    "PoolData",
+    "blockers",
+    "coverage",
+    "load_pool",
+    "pool_summary",
+    "summary_row",
+    "usability",
+    "usability_matrix",
+]
+
 
 @dataclass(frozen=True)
 class PoolData:

@@ -49,6 +49,19 @@ from dataclasses import dataclass, field
 from ..probe.document import CpuModel
 from .types import Member, ModelBlock, ModelVerdict
 
+__all__ = [
+    "FALLBACK_MODEL",
+    "NOT_POOL_MODELS",
+    "RESOLVING",
+    "JudgeMemo",
+    "Judged",
+    "Subpool",
+    "best",
+    "judge",
+    "judge_models",
+    "split_version",
+]
+
 #: host/max follow the host they run on, base is empty: never a pool model.
 NOT_POOL_MODELS = frozenset({"host", "max", "base"})
 FALLBACK_MODEL = "base"

@@ -41,6 +41,8 @@ from .types import (
     Scalars,
 )
 
+__all__ = ["NAMED_HOSTS", "compute_baseline", "host_list", "pool_scalars", "pool_vendor"]
+
 #: How many hosts a message names before it says "and N more" (``hosts`` lists them all).
 NAMED_HOSTS = 8
 

@@ -29,6 +29,8 @@ from collections.abc import Iterable
 
 from .types import Scalars
 
+__all__ = ["CUSTOM_BASE", "MODEL_ID", "custom", "named"]
+
 #: The brand string guests see with the custom form (no spaces or commas: no quoting needed).
 MODEL_ID = "fleetcpu-baseline"
 CUSTOM_BASE = "base"

@@ -24,6 +24,8 @@ from ..errors import NoCommonMachineTypeError
 from .compute import host_list
 from .types import Notice
 
+__all__ = ["ADVICE", "Probed", "choose_machine_type", "family_version", "newest", "preference"]
+
 #: host -> {resolved machine type probed: the name the probe was asked for}
 Probed = Mapping[str, Mapping[str, str]]
 

@@ -18,6 +18,8 @@ from ..probe.document import Expansion, HostFacts, MachineProbe, Scalar
 from ..probe.features import OS_CONTROLLED
 from .types import Member, Scalars
 
+__all__ = ["member_from_probe", "offered", "offered_from", "scalars", "vendor", "vocabulary"]
+
 
 def offered(probe: MachineProbe) -> frozenset[str]:
     """Features a guest on this host can have: the host CPU's enabled features minus OS bits.

@@ -279,6 +279,13 @@ def _select(store: Store, pool: str, accel: str, machine_type: str | None,
         probed=tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
     )
 
-
-__all__ = ["DEFAULT_MAX_AGE", "Classified", "Selection", "age_text", "build_members", "classify",
-           "select_members"]
+__all__ = [
+    "ACCELS",
+    "DEFAULT_MAX_AGE",
+    "Classified",
+    "Selection",
+    "age_text",
+    "build_members",
+    "classify",
+    "select_members",
+]

@@ -15,6 +15,20 @@ from datetime import datetime
 
 from ..probe.document import CpuModel, FeatureWord
 
+__all__ = [
+    "SCHEMA",
+    "Baseline",
+    "FeatureBlock",
+    "HostRef",
+    "Member",
+    "Missing",
+    "ModelBlock",
+    "ModelVerdict",
+    "Notice",
+    "Policy",
+    "Scalars",
+]
+
 SCHEMA = "fleetcpu.baseline/1"
 
 

@@ -7,3 +7,5 @@ adds on top: reading each host's reply as a probe document
 (``probe_reply``, with ``decode_cache`` at fleet rate) and the run itself
 (``collect_fleet``).
 """
+
+__all__ = []

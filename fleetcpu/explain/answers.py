@@ -11,6 +11,17 @@ from dataclasses import dataclass
 
 from ..baseline.types import Baseline, FeatureBlock, Missing, ModelBlock
 
+__all__ = [
+    "BLOCKERS_SCHEMA",
+    "CHECK_SCHEMA",
+    "Blockers",
+    "Change",
+    "CheckResult",
+    "ModelBlocked",
+    "ScalarChange",
+    "WhatIf",
+]
+
 BLOCKERS_SCHEMA = "fleetcpu.blockers/1"
 CHECK_SCHEMA = "fleetcpu.check/1"
 

@@ -35,6 +35,8 @@ from ..baseline.types import Baseline, Member, Missing, Notice, Policy, Scalars
 from .answers import Blockers, ModelBlocked, ScalarChange, WhatIf
 from .groups import group_members
 
+__all__ = ["blocked_models", "explain_blockers", "scalar_changes", "signature"]
+
 
 def signature(s: Scalars) -> tuple[int, int, int] | None:
     if s.family is None or s.model is None or s.stepping is None:

@@ -30,6 +30,8 @@ from ..probe.document import MachineProbe, ProbeDocument, document_from_json
 from ..store import Store
 from .answers import Change
 
+__all__ = ["Candidate", "is_document", "load_candidate", "qemu_too_old"]
+
 #: Machine-type families whose version is the QEMU release that introduced them.
 _VERSIONED_FAMILIES = ("pc-q35", "pc-i440fx")
 

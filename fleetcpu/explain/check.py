@@ -34,6 +34,8 @@ from ..errors import MixedVendorsError
 from .answers import Change, CheckResult
 from .blockers import scalar_changes
 
+__all__ = ["changes_between", "check_join", "refused"]
+
 _LABELS = {"phys_bits": "phys-bits", "signature": "family/model/stepping"}
 
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from ..baseline.types import Member, Scalars
 from ..probe.document import CpuModel
 
+__all__ = ["Group", "group_members"]
+
 _Key = tuple[frozenset[str], frozenset[str], int, Scalars, str | None, str]
 
 

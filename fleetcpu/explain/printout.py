@@ -18,6 +18,16 @@ from ..baseline.types import Baseline
 from ..export.json_doc import rfc3339
 from .answers import Blockers, CheckResult, WhatIf
 
+__all__ = [
+    "BLOCKERS_JSON_SCHEMA",
+    "CHECK_JSON_SCHEMA",
+    "blockers_json",
+    "blockers_table",
+    "check_json",
+    "check_table",
+    "dumps",
+]
+
 _SCALARS = ("family", "model", "stepping", "level", "xlevel", "phys_bits")
 
 

@@ -14,17 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..baseline.types import Baseline
+from .rendered import Rendered
 
 if TYPE_CHECKING:
     from ..libvirt.cpumap import CpuMap
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """What a format prints: the answer on stdout, commentary (warnings) on stderr."""
-
-    stdout: str
-    stderr: str = ""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..baseline.types import Baseline
-from . import Rendered
+from .rendered import Rendered
+
+__all__ = ["render_json", "rfc3339", "to_json"]
 
 
 def rfc3339(moment: datetime) -> str:

@@ -20,8 +20,10 @@ from xml.sax.saxutils import escape
 from ..baseline.types import Baseline
 from ..libvirt.cpumap import CpuMap
 from ..libvirt.spell import LibvirtCpu, spell
-from . import Rendered
 from .provenance import commentary, origin, refuse_names
+from .rendered import Rendered
+
+__all__ = ["attr", "comment", "gaps", "pv_notes", "render_libvirt", "spelled"]
 
 
 def attr(value: str) -> str:

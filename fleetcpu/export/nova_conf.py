@@ -18,9 +18,11 @@ from __future__ import annotations
 from ..baseline.types import Baseline
 from ..libvirt.cpumap import CpuMap
 from ..libvirt.spell import spell
-from . import Rendered
 from .libvirt_xml import gaps, pv_notes, spelled
 from .provenance import commentary, origin, refuse_names
+from .rendered import Rendered
+
+__all__ = ["flags", "render_nova"]
 
 
 def flags(require: tuple[str, ...], disable: tuple[str, ...]) -> list[str]:

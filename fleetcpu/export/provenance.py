@@ -22,6 +22,8 @@ from ..baseline.types import Baseline
 from ..errors import BadInputError
 from ..probe.names import is_name, is_vendor, name_problem, vendor_problem
 
+__all__ = ["commentary", "origin", "refuse_names", "refuse_unquotable"]
+
 
 def refuse_names(who: str, what: str, names: Iterable[str], vendor: str | None = None) -> None:
     """Raise ``BadInputError`` (exit 3, one line) for the first name ``who`` cannot quote.

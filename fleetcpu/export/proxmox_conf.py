@@ -42,8 +42,19 @@ import re
 from ..baseline.choose import split_version
 from ..baseline.types import Baseline, ModelVerdict
 from ..libvirt.spell import qemu_view
-from . import Rendered
 from .provenance import commentary, origin
+from .rendered import Rendered
+
+__all__ = [
+    "PVE_MODELS",
+    "PVE_SPELLING",
+    "choose",
+    "flags",
+    "forced",
+    "render_proxmox",
+    "section_name",
+    "unavailable",
+]
 
 #: Reported models Proxmox VE accepts, with the vendor it forces ("" = none: the host's).
 PVE_MODELS: dict[str, str] = {

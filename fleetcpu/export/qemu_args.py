@@ -10,7 +10,9 @@ script capturing stdout never has to filter it, and a human sees it.
 from __future__ import annotations
 
 from ..baseline.types import Baseline
-from . import Rendered
+from .rendered import Rendered
+
+__all__ = ["header", "render_qemu"]
 
 
 def header(b: Baseline) -> str:

@@ -27,8 +27,10 @@ from __future__ import annotations
 from ..baseline.cpuarg import MODEL_ID
 from ..baseline.types import Baseline
 from ..errors import BadInputError
-from . import Rendered
 from .provenance import commentary, origin
+from .rendered import Rendered
+
+__all__ = ["DRIVER", "properties", "render_readconfig"]
 
 #: QOM type of ``-cpu base`` on x86_64.
 DRIVER = "base-x86_64-cpu"

@@ -8,3 +8,5 @@ and the progress line. Everything here runs on the operator's machine
 (Python >= 3.11); the only code it sends to a host is ``bootstrap_host``
 and the bundle of ``fleetcpu.probe``.
 """
+
+__all__ = []

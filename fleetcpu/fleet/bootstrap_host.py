@@ -39,6 +39,18 @@ then exactly ``length`` bytes of zip, then nothing until EOF.
 
 import sys
 
+__all__ = [
+    "EXIT_BAD_BUNDLE",
+    "EXIT_OLD_PYTHON",
+    "MAGIC",
+    "MARKER",
+    "MAX_BUNDLE",
+    "MIN_PYTHON",
+    "ORIGIN",
+    "UPLOAD_DEADLINE",
+    "main",
+]
+
 MIN_PYTHON = (3, 9)
 #: Exit codes of the bootstrap itself, away from the probe's (1-25) and the shell's (126, 127).
 EXIT_OLD_PYTHON = 40

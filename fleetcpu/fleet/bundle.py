@@ -53,8 +53,15 @@ from pathlib import Path
 
 from .bootstrap_host import ORIGIN
 
-__all__ = ["Bundle", "build_bundle", "bundle_sources", "cache_dir", "load_bundle", "precompile",
-           "pyc_name"]
+__all__ = [
+    "Bundle",
+    "build_bundle",
+    "bundle_sources",
+    "cache_dir",
+    "load_bundle",
+    "precompile",
+    "pyc_name",
+]
 
 #: Zip's epoch: every entry carries it, so the bytes do not depend on file mtimes.
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)

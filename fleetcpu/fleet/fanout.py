@@ -32,7 +32,15 @@ from typing import TypeVar
 
 from .remote_run import HostFailure
 
-__all__ = ["RetryPolicy", "fan_out", "term_cancels_run", "with_retries", "within_deadline"]
+__all__ = [
+    "R",
+    "RetryPolicy",
+    "T",
+    "fan_out",
+    "term_cancels_run",
+    "with_retries",
+    "within_deadline",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -89,8 +89,10 @@ from typing import NamedTuple
 from fleetcpu.errors import InventoryError
 
 __all__ = [
+    "ACCELS",
     "DEFAULT_POOL",
     "MAX_EXPANSION",
+    "TRANSPORTS",
     "HostSpec",
     "Inventory",
     "load_inventory",

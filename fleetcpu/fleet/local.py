@@ -23,7 +23,7 @@ from .inventory import HostSpec
 from .remote_run import HostFailure, RemoteRun
 from .transport import drive
 
-__all__ = ["LocalTransport"]
+__all__ = ["SHELL", "WINDOW", "LocalTransport"]
 
 SHELL = "/bin/sh"
 #: What an SSH sender may write before the other side reads: the channel window (2 MiB in

@@ -19,7 +19,7 @@ from ..outcome import STAGES, HostOutcome
 if TYPE_CHECKING:
     from .inventory import HostSpec
 
-__all__ = ["InFlight", "Progress", "Tally"]
+__all__ = ["EXAMPLES", "InFlight", "Progress", "Tally"]
 
 #: Host names listed per failed stage in the summary; the store has them all.
 EXAMPLES = 5

@@ -46,7 +46,7 @@ from .inventory import HostSpec
 from .remote_run import HostFailure, RemoteRun
 from .transport import drive
 
-__all__ = ["SshSettings", "SshTransport"]
+__all__ = ["SshSettings", "SshTransport", "preferred_ciphers"]
 
 _GCM_FIRST = (b"aes128-gcm@openssh.com", b"aes256-gcm@openssh.com")
 

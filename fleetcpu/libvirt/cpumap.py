@@ -35,6 +35,19 @@ from pathlib import Path
 from ..errors import BadInputError
 from ..probe.features import canonical, cpuid_bit
 
+__all__ = [
+    "SYSTEM_CPU_MAP",
+    "CpuMap",
+    "CpuMapError",
+    "LibvirtFeature",
+    "LibvirtModel",
+    "build",
+    "load_cpu_map",
+    "parse_features",
+    "parse_models",
+    "parse_vendors",
+]
+
 #: The system's cpu_map on Debian/Ubuntu/Fedora/RHEL: what ``--libvirt-cpu-map`` defaults to.
 SYSTEM_CPU_MAP = Path("/usr/share/libvirt/cpu_map")
 _REGISTERS = ("eax", "ebx", "ecx", "edx")

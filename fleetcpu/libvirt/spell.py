@@ -51,6 +51,8 @@ from ..baseline.types import Baseline, ModelVerdict
 from ..probe.features import KVM_PV, is_nested
 from .cpumap import CpuMap, LibvirtModel
 
+__all__ = ["CLOSEST", "PV_KNOBS", "SAME", "UNVERSIONED", "LibvirtCpu", "qemu_view", "spell"]
+
 #: KVM paravirtual feature -> the libvirt domain XML that switches it, as a format string
 #: taking "on"/"off" ("yes"/"no" for the timer). Features without an entry have no knob.
 PV_KNOBS: dict[str, str] = {

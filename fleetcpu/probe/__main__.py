@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .document import ProbeDocument
     from .qemu_early import Early
 
+__all__ = ["build_parser", "emit", "main", "options_from_args", "parse_plain", "probe_with_signals"]
+
 _VALUED_FLAGS = ("--qemu-binary", "--accel", "--timeout", "--host-root", "--indent")
 
 
@@ -53,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _main(opts: ProbeOptions, early: Optional[Early] = None) -> ProbeDocument:
+async def probe_with_signals(opts: ProbeOptions, early: Optional[Early] = None) -> ProbeDocument:
     import asyncio
     import signal
 
@@ -157,7 +159,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         early = begin(opts)  # QEMU is starting: now import the rest while it boots
         import asyncio
 
-        return emit(asyncio.run(_main(opts, early)), indent)
+        return emit(asyncio.run(probe_with_signals(opts, early)), indent)
     finally:
         gc.enable()
 

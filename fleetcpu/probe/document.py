@@ -28,6 +28,29 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type, TypeVar,
 from ..errors import ProbeDocumentError
 from .names import UNNAMED_FEATURE, is_name, is_vendor, name_problem, vendor_problem
 
+__all__ = [
+    "REGISTERS",
+    "SCHEMA",
+    "SCHEMA_MAJOR",
+    "Attempt",
+    "CpuFacts",
+    "CpuModel",
+    "Expansion",
+    "FeatureWord",
+    "HostFacts",
+    "JsonDocument",
+    "MachineInfo",
+    "MachineProbe",
+    "ProbeDocument",
+    "QemuInfo",
+    "QueryFailure",
+    "Scalar",
+    "T",
+    "VcpuProps",
+    "document_from_dict",
+    "document_from_json",
+]
+
 SCHEMA = "fleetcpu.probe/1"
 SCHEMA_MAJOR = "fleetcpu.probe/"
 

@@ -50,6 +50,16 @@ from .qmp_decode import resolve_machine
 from .qmp_session import Session
 from .run import failure_of, now_rfc3339, within
 
+__all__ = [
+    "ACCELS",
+    "DEFAULT_TIMEOUT",
+    "ENFORCE",
+    "VerifyOptions",
+    "build_parser",
+    "main",
+    "run_verify",
+]
+
 DEFAULT_TIMEOUT = 60.0
 ACCELS = ("kvm", "tcg")
 #: What verify appends to the CPU: a feature the host lacks must stop QEMU, not vanish.

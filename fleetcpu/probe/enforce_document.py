@@ -27,6 +27,15 @@ from .document import (
     load_json,
 )
 
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_MAJOR",
+    "QemuBrief",
+    "VerifyDocument",
+    "missing_features",
+    "verify_from_json",
+]
+
 SCHEMA = "fleetcpu.verify/1"
 SCHEMA_MAJOR = "fleetcpu.verify/"
 

@@ -18,6 +18,8 @@ from typing import Dict, Optional
 from .document import CpuFacts, HostFacts
 from .launch_plan import dev_kvm_state
 
+__all__ = ["SYNTHETIC_MARKER", "parse_cpuinfo", "read_facts"]
+
 #: A file at the host root whose content labels facts as made up for tests.
 SYNTHETIC_MARKER = "fleetcpu-synthetic"
 

@@ -21,6 +21,27 @@ from __future__ import annotations
 
 from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
+__all__ = [
+    "CPUID_FEATURES",
+    "KVM_PV",
+    "MSR_FEATURES",
+    "NESTED",
+    "NON_MIGRATABLE",
+    "OS_CONTROLLED",
+    "SECURITY",
+    "TSX",
+    "Word",
+    "canonical",
+    "cpuid_bit",
+    "is_feature",
+    "is_feature_word",
+    "is_msr_feature",
+    "is_nested",
+    "is_property",
+    "msr_bit",
+    "names_for",
+]
+
 #: (leaf, subleaf, register): one 32-bit CPUID output register.
 Word = Tuple[int, int, str]
 

@@ -16,6 +16,19 @@ from __future__ import annotations
 import os
 from typing import NamedTuple, Optional, Tuple
 
+__all__ = [
+    "ACCELS",
+    "DEFAULT_MACHINE",
+    "DEFAULT_TIMEOUT",
+    "KVM_CHAIN",
+    "TCG_CHAIN",
+    "WORKDIR_PREFIX",
+    "Chain",
+    "ProbeOptions",
+    "chain",
+    "dev_kvm_state",
+]
+
 DEFAULT_MACHINE = "q35"
 DEFAULT_TIMEOUT = 60.0
 ACCELS = ("auto", "kvm", "tcg")

@@ -38,6 +38,8 @@ from .qemu_spawn import Launch, find_binary
 if TYPE_CHECKING:
     from .document import HostFacts
 
+__all__ = ["INTERRUPTING", "Early", "begin", "now_rfc3339"]
+
 INTERRUPTING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 

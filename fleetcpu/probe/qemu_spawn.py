@@ -36,6 +36,20 @@ if TYPE_CHECKING:  # no typing or socket import before the first QEMU is on its 
 
     from .document import Attempt
 
+__all__ = [
+    "DEFAULT_BINARIES",
+    "STDERR_TAIL",
+    "Launch",
+    "Output",
+    "VersionRun",
+    "find_binary",
+    "launch_argv",
+    "spawn",
+    "spawn_error",
+    "tail",
+    "version_of",
+]
+
 #: Where distributions install the x86 system emulator; RHEL's is /usr/libexec/qemu-kvm.
 DEFAULT_BINARIES = ("qemu-system-x86_64", "/usr/libexec/qemu-kvm")
 STDERR_TAIL = 4096

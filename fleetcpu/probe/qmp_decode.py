@@ -24,6 +24,22 @@ from .document import (
 )
 from .names import UNNAMED_FEATURE
 
+__all__ = [
+    "VCPU_PROPS",
+    "ReplyShapeError",
+    "canonical_features",
+    "decode_cpu_definitions",
+    "decode_expansion",
+    "decode_feature_words",
+    "decode_kvm",
+    "decode_machines",
+    "decode_qom_path",
+    "decode_vcpu",
+    "decode_version",
+    "resolve_machine",
+    "words_to_features",
+]
+
 
 class ReplyShapeError(ValueError):
     """A QMP reply did not have the shape QEMU documents."""

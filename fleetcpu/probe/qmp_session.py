@@ -36,6 +36,8 @@ from .document import (
     VcpuProps,
 )
 
+__all__ = ["Session", "T"]
+
 T = TypeVar("T")
 
 _Call = Tuple[str, Optional[Mapping[str, object]]]

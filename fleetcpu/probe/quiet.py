@@ -24,6 +24,8 @@ from __future__ import annotations
 import warnings
 from typing import Dict, NamedTuple, Tuple, Type, cast
 
+__all__ = ["SILENCED", "Silenced", "install"]
+
 
 class Silenced(NamedTuple):
     """One third-party warning that is never shown: its category, the module it is raised from, why."""

@@ -59,6 +59,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "NOT_POOL_MODELS",
     "ProbeOptions",
+    "T",
     "failure_of",
     "now_rfc3339",
     "parse_cpu_arg",

@@ -30,6 +30,18 @@ from ..errors import StoreLockedError
 from .layout import is_temporary, temporary
 from .schema import TableSpec
 
+__all__ = [
+    "COMPRESSION",
+    "STALE_AFTER_S",
+    "ParquetSink",
+    "fsync_dir",
+    "locked",
+    "publish",
+    "remove_stale_temporaries",
+    "write_bytes",
+    "write_table",
+]
+
 STALE_AFTER_S = 3600.0
 COMPRESSION: Final = "zstd"
 

@@ -36,6 +36,8 @@ from .outcome_rows import cpu_digest, detail_rows, host_row, unique_machines
 from .schema import HOSTS, TABLES
 from .store import Store
 
+__all__ = ["DEFAULT_POOL", "ImportItem", "Imported", "import_files", "load", "outcome"]
+
 DEFAULT_POOL = "default"
 COMMAND = "import"
 COMMAND_COLLECTED_NOW = "import --collected-now"

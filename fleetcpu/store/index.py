@@ -26,6 +26,19 @@ import pyarrow.compute as pc
 
 from .schema import INDEX, INDEX_ACCELS
 
+__all__ = [
+    "BASE",
+    "CANDIDATE_SCHEMA",
+    "LATEST",
+    "SLOT",
+    "candidates_from_hosts",
+    "candidates_from_index",
+    "empty_index",
+    "merge",
+    "pivot",
+    "reduce",
+]
+
 #: Index columns that come straight from a ``hosts`` row: the candidate shape.
 BASE = [
     "host", "pool", "run_id", "collected_at", "status", "stage", "error", "error_code",

@@ -25,6 +25,8 @@ from . import lease
 from .atomic import STALE_AFTER_S, fsync_dir
 from .layout import Layout, is_run_id
 
+__all__ = ["Pending", "abandoned", "begin", "end", "pending", "pending_paths", "roll_back"]
+
 
 @dataclass(frozen=True)
 class Pending:

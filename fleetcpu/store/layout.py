@@ -22,6 +22,26 @@ from pathlib import Path
 
 from .schema import LAYOUT_DIR
 
+__all__ = [
+    "INDEX_DIR",
+    "INDEX_FILE",
+    "LOCK",
+    "MARKER",
+    "MARKER_FORMAT",
+    "PENDING_DIR",
+    "Layout",
+    "default_location",
+    "is_run_id",
+    "is_temporary",
+    "new_run_id",
+    "parse_rfc3339",
+    "resolve_location",
+    "rfc3339",
+    "run_time",
+    "temporary",
+    "utc",
+]
+
 MARKER = "fleetcpu-store.json"
 MARKER_FORMAT = "fleetcpu.store"
 LOCK = ".lock"

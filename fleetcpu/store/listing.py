@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from .layout import rfc3339
 from .views import AccelLatest, HostState
 
+__all__ = ["host_json", "hosts_table"]
+
 _ERROR_WIDTH = 60
 
 

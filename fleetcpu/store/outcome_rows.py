@@ -26,6 +26,16 @@ from ..outcome import HostOutcome
 from ..probe.document import Attempt, Expansion, MachineProbe, ProbeDocument, QueryFailure
 from .layout import parse_rfc3339, utc
 
+__all__ = [
+    "DetailRows",
+    "Row",
+    "attempts_json",
+    "cpu_digest",
+    "detail_rows",
+    "host_row",
+    "unique_machines",
+]
+
 Row = dict[str, object]
 
 

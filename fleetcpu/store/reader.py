@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 from ..errors import StoreCorruptError, StoreForeignError
 from .schema import META_TABLE, TableSpec
 
+__all__ = ["conform", "empty", "hosts_by_row_group", "read_file", "row_group_of_hosts"]
+
 
 def _open(path: Path, *, host_dictionary: bool = False) -> pq.ParquetFile:
     try:

@@ -49,6 +49,8 @@ from .schema import DETAIL_TABLES, HOSTS, RUNS, VERIFY, TableSpec
 if TYPE_CHECKING:
     from .store import Store
 
+__all__ = ["DEFAULT_FLUSH_EVERY", "DEFAULT_FLUSH_ROWS", "RunWriter"]
+
 DEFAULT_FLUSH_EVERY = 500
 #: Also flush once this many detail rows wait: a first run (or a fleet-wide QEMU
 #: update) gives every host ~300 new rows, and 500 hosts of them as Python

@@ -22,6 +22,28 @@ from typing import Any
 
 import pyarrow as pa
 
+__all__ = [
+    "DETAIL_TABLES",
+    "EXPANSION",
+    "FEATURE_WORDS",
+    "HOSTS",
+    "INDEX",
+    "INDEX_ACCELS",
+    "LAYOUT",
+    "LAYOUT_DIR",
+    "MACHINES",
+    "META_TABLE",
+    "META_VERSION",
+    "MODELS",
+    "RUNS",
+    "RUN_TABLES",
+    "STRINGS",
+    "TABLES",
+    "TIME",
+    "VERIFY",
+    "TableSpec",
+]
+
 #: The directory under the store root that holds this layout's tables.
 LAYOUT = 1
 LAYOUT_DIR = f"v{LAYOUT}"

@@ -29,6 +29,20 @@ from ..probe.document import (
 )
 from .views import AccelLatest, HostState, RunInfo
 
+__all__ = [
+    "Key",
+    "T",
+    "accel_slots",
+    "columns",
+    "connection",
+    "facts_and_connections",
+    "host_facts",
+    "host_states",
+    "machine_probes",
+    "pylist",
+    "run_infos",
+]
+
 Key = tuple[str, str]
 T = TypeVar("T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

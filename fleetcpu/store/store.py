@@ -58,6 +58,8 @@ from .schema import (
 from .snapshot import accel_slots, facts_and_connections, host_states, machine_probes, run_infos
 from .views import HostSnapshot, HostState, RunInfo
 
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "Store"]
+
 DEFAULT_LOCK_TIMEOUT = 30.0
 _EMPTY_MSG = "store is empty: run fleetcpu collect or import first"
 

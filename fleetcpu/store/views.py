@@ -16,6 +16,8 @@ from datetime import datetime
 from ..outcome import ConnectionSpec
 from ..probe.document import HostFacts, MachineProbe
 
+__all__ = ["AccelLatest", "HostSnapshot", "HostState", "RunInfo"]
+
 
 @dataclass(frozen=True)
 class RunInfo:

@@ -37,7 +37,16 @@ from ..probe.enforce_document import VerifyDocument
 from ..probe.qmp_decode import words_to_features
 from .verdicts import Difference, HostRun, HostVerdict, Target, VerifyReport
 
-__all__ = ["SCALARS", "differences", "first_error_line", "judge", "named_bits", "words_digest"]
+__all__ = [
+    "SCALARS",
+    "Word",
+    "describe",
+    "differences",
+    "first_error_line",
+    "judge",
+    "named_bits",
+    "words_digest",
+]
 
 #: The vCPU scalars compared between hosts (``VcpuProps`` fields); None on either side: not compared.
 SCALARS = ("vendor", "family", "model", "stepping", "model_id", "level", "xlevel", "phys_bits")

@@ -14,7 +14,16 @@ from typing import Any
 from ..store.layout import rfc3339
 from .verdicts import VERDICTS, Difference, HostVerdict, VerifyReport
 
-__all__ = ["FORMATS", "REPORT_SCHEMA", "render", "report_json", "summary_line", "verdict_json"]
+__all__ = [
+    "DETAIL_WIDTH",
+    "FORMATS",
+    "REPORT_SCHEMA",
+    "render",
+    "report_json",
+    "summary_line",
+    "table",
+    "verdict_json",
+]
 
 FORMATS = ("table", "json")
 REPORT_SCHEMA = "fleetcpu.verify-report/1"

@@ -16,6 +16,8 @@ from datetime import datetime
 from ..probe.document import VcpuProps
 from ..probe.enforce_document import VerifyDocument
 
+__all__ = ["VERDICTS", "Difference", "HostRun", "HostVerdict", "Target", "VerifyReport"]
+
 #: Every verdict, in the order a host can fall short; only ``pass`` passes.
 #: refused: QEMU would not start the CPU with enforce (the features it named,
 #: its stderr); filtered: it started but dropped features (a QEMU that ignored

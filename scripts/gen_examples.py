@@ -8,7 +8,7 @@ Why replays: a newcomer has no Skylake, Cascade Lake, Broadwell and EPYC at
 hand, but libvirt's test suite captured what QEMU answered on such hosts
 (../shared/realdata, or $FLEETCPU_REALDATA). Each demo host is the real
 ``fleetcpu probe`` (this checkout's, run as ``python -m fleetcpu probe``)
-talking QMP to the suite's stand-in QEMU, ``tests/replay/fake_qemu.py``,
+talking QMP to the suite's stand-in QEMU, ``tests/support/replay/replay_qemu.py``,
 which answers from one capture. The stand-in runs as a program, the way the
 probe starts any QEMU; nothing here imports the test suite.
 
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-FAKE = CHECKOUT / "tests" / "replay" / "fake_qemu.py"
+FAKE = CHECKOUT / "tests" / "support" / "replay" / "replay_qemu.py"
 BINARY = "qemu-system-x86_64"
 STABLE_DIR = "/tmp/fleetcpu-examples"  # noqa: S108 (a label in the documents, never used)
 KVM_MODULES = {"GenuineIntel": "kvm_intel", "AuthenticAMD": "kvm_amd"}

@@ -24,8 +24,8 @@ import pytest
 from fleetcpu.cli import baseline as baseline_command
 from fleetcpu.store.layout import parse_rfc3339, rfc3339
 
-from . import readme_tour as tour
 from .conftest import REPO
+from .support import readme_tour as tour
 
 EXAMPLES = REPO / "examples"
 DOCS = sorted(EXAMPLES.glob("*/*.json"))

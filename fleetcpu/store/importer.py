@@ -36,7 +36,16 @@ from .outcome_rows import cpu_digest, detail_rows, host_row, unique_machines
 from .schema import HOSTS, TABLES
 from .store import Store
 
-__all__ = ["DEFAULT_POOL", "ImportItem", "Imported", "import_files", "load", "outcome"]
+__all__ = [
+    "COMMAND",
+    "COMMAND_COLLECTED_NOW",
+    "DEFAULT_POOL",
+    "ImportItem",
+    "Imported",
+    "import_files",
+    "load",
+    "outcome",
+]
 
 DEFAULT_POOL = "default"
 COMMAND = "import"

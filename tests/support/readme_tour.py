@@ -7,7 +7,7 @@ run through ``bash`` from a directory holding the checkout's ``examples/``
 and ``inventories/``, with ``fleetcpu`` on PATH and ``FLEETCPU_STORE`` set to
 a fresh store, so they are the reader's commands exactly.
 
-    python -m tests.readme_tour        # rewrite the tour's sample output from a real run
+    python -m tests.support.readme_tour        # rewrite the tour's sample output from a real run
 
 rewrites the README in place (then review the diff): the sample output is
 a product of the code, never typed by hand.
@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 SECTION = "## The tour"
 #: Blocks whose output depends on the machine the commands run on (its QEMU, its CPU).

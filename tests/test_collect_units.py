@@ -81,7 +81,7 @@ def host(**kw: object) -> HostSpec:
         "source": "t:1",
     }
     base.update(kw)
-    return HostSpec(**base)  # type: ignore[arg-type]
+    return HostSpec(**base)
 
 
 def run_remote(command: str, stdin: bytes, *, tmpdir: Path, timeout: float = 60,
@@ -398,7 +398,7 @@ DOC = GOLDEN.read_bytes()
 
 def remote(stdout: bytes = b"", stderr: bytes = b"", status: int | None = 0, signal_: str | None = None,
            **kw: object) -> RemoteRun:
-    return RemoteRun(stdout, stderr, status, signal_, 0.5, **kw)  # type: ignore[arg-type]
+    return RemoteRun(stdout, stderr, status, signal_, 0.5, **kw)
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ MT = "pc-q35-0.0"
 
 
 def m(name: str, host: str | None = None, **kw: object) -> Member:
-    return replay.member(name, host=host, **kw)  # type: ignore[arg-type]
+    return replay.member(name, host=host, **kw)
 
 
 def gold(i: int) -> Member:

@@ -15,7 +15,14 @@ import pytest
 from fleetcpu.probe import features, qmp_decode
 from fleetcpu.probe.document import CpuModel, Expansion
 
-from .support.realdata import conversation, cpu_name, cputest_json_files, cputest_replies, replies_files
+from .support.realdata import (
+    Exchange,
+    conversation,
+    cpu_name,
+    cputest_json_files,
+    cputest_replies,
+    replies_files,
+)
 
 #: Under TCG QEMU lists the ``host`` model as unavailable because of the ``kvm``
 #: *property* (it needs the KVM accelerator): a real blocker, but not a feature.
@@ -23,7 +30,7 @@ BLOCKER_PROPERTIES = {"kvm"}
 
 
 def assert_clean_features(names: list[str] | tuple[str, ...], where: str,
-                          allowed_props: set[str] = frozenset()) -> None:
+                          allowed_props: frozenset[str] = frozenset()) -> None:
     for name in names:
         assert features.canonical(name) == name, f"{where}: alias {name!r} survived decoding"
         if name not in allowed_props:
@@ -46,12 +53,13 @@ def test_realdata_is_present() -> None:
 @pytest.mark.parametrize("path", replies_files(), ids=lambda p: p.name)
 def test_replies_conversation_decodes(path: Path) -> None:
     exchanges = conversation(path)
-    by_cmd: dict[str, list] = {}
+    by_cmd: dict[str, list[Exchange]] = {}
     for ex in exchanges:
         by_cmd.setdefault(ex.execute, []).append(ex)
 
     version, _package = qmp_decode.decode_version(by_cmd["query-version"][0].reply["return"])
-    assert version == re.match(r"caps_(\d+\.\d+\.\d+)", path.name).group(1)
+    named = re.match(r"caps_(\d+\.\d+\.\d+)", path.name)
+    assert named is not None and version == named.group(1)
     present, _enabled = qmp_decode.decode_kvm(by_cmd["query-kvm"][0].reply["return"])
     assert present is True
 

@@ -63,7 +63,7 @@ def imported_by(path: Path) -> list[tuple[str, str, int]]:
     """(module, name, line) for every ``from M import name`` in the file, relative ones resolved."""
     here = dotted(path).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
-    out = []
+    out: list[tuple[str, str, int]] = []
     for node in ast.walk(tree(path)):
         if isinstance(node, ast.ImportFrom):
             if node.level:

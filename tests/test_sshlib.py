@@ -27,7 +27,12 @@ def _never(name: str) -> str | None:
 def test_answers_from_one_listing_in_this_abi(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
     reads: list[int] = []
-    find = cached_finder(_never, lambda: reads.append(1) or LISTING)
+
+    def listing() -> bytes:
+        reads.append(1)
+        return LISTING
+
+    find = cached_finder(_never, listing)
     assert find("nettle") == "libnettle.so.8"
     assert find("c") == "libc.so.6"
     assert find("oqs") is None and find("liboqs") is None

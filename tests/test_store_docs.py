@@ -48,7 +48,7 @@ def test_python_examples_run(store: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_sql_examples_run(store: Path) -> None:
     blocks = _blocks("sql")
     assert len(blocks) >= 2
-    results = [duckdb.sql(b.replace("STORE", str(store))).fetchall() for b in blocks]
+    results = [duckdb.execute(b.replace("STORE", str(store))).fetchall() for b in blocks]
     per_model = results[0]
     usable = {m.name for m in ok_document("kvm").machine_types[0].models if m.usable}
     # Both kvm hosts, joined through detail_run although the latest run wrote no models.

@@ -38,7 +38,7 @@ def _run(store: Store, hours: float, *outcomes_: object) -> str:
     when = base_time() + timedelta(hours=hours)
     with store.run_writer(command="collect", started_at=when) as w:
         for o in outcomes_:
-            w.add(o)  # type: ignore[arg-type]
+            w.add(o)
     return w.run_id
 
 

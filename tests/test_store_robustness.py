@@ -82,9 +82,9 @@ def read_everywhere(root: Path) -> dict[str, int]:
         n_pandas = len(pd.read_parquet(path))
         n_arrow = ds.dataset(path, format="parquet", partitioning="hive").count_rows()
         # DuckDB's own glob and hive handling, union_by_name as docs/store.md advises.
-        n_duck = duckdb.sql(
+        n_duck = duckdb.execute(
             "SELECT count(*) FROM read_parquet($glob, union_by_name=true)",
-            params={"glob": f"{path}/*/*.parquet"},
+            {"glob": f"{path}/*/*.parquet"},
         ).fetchall()[0][0]
         assert n_pandas == n_arrow == n_duck, (table, n_pandas, n_arrow, n_duck)
         counts[table] = n_pandas
@@ -150,7 +150,7 @@ def test_killed_before_the_commit_record_is_invisible_then_rolled_back(tmp_path:
     store = Store.open(root)
     assert len(store.runs()) == 1
     assert all(s.host.startswith("a") for s in store.latest())
-    assert not any(r.startswith("b") for r in store.table("hosts")["host"].to_pylist())
+    assert not any(str(r).startswith("b") for r in store.table("hosts")["host"].to_pylist())
     # An hour later, the next writer rolls the abandoned run back.
     old = time.time() - 7200
     os.utime(layout.pending_file(run), (old, old))
@@ -233,10 +233,10 @@ def test_two_processes_importing_at_once(tmp_path: Path) -> None:
     assert len(runs) == 4 * n and all(r.status == "complete" for r in runs)
     hosts = store.table("hosts")
     assert hosts.num_rows == 4 * n
-    assert sorted(hosts["run_id"].to_pylist()) == sorted(r.run_id for r in runs)
+    assert sorted(map(str, hosts["run_id"].to_pylist())) == sorted(r.run_id for r in runs)
     latest = {s.host: s for s in store.latest()}
     assert set(latest) == {"shared", "own-alpha", "own-beta"}
-    newest_shared = max(r for r, h in zip(hosts["run_id"].to_pylist(),
+    newest_shared = max(str(r) for r, h in zip(hosts["run_id"].to_pylist(),
                                           hosts["host"].to_pylist(), strict=True) if h == "shared")
     assert latest["shared"].run == newest_shared
     assert latest["shared"].pool == "p1"  # beta's files are the later ones

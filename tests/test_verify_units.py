@@ -60,7 +60,7 @@ def refused() -> VerifyDocument:
 
 
 def run_of(host: str, doc: VerifyDocument | None, **kw: object) -> HostRun:
-    return HostRun(host, "lab", WHEN, 0.2, doc, **kw)  # type: ignore[arg-type]
+    return HostRun(host, "lab", WHEN, 0.2, doc, **kw)
 
 
 def with_word(doc: VerifyDocument, leaf: int, register: str, bits: int) -> VerifyDocument:
@@ -145,7 +145,7 @@ def test_missing_features_are_read_from_qemus_enforce_warnings(stderr: str,
 
 def remote(stdout: bytes = b"", stderr: bytes = b"", status: int | None = 0,
            signal_: str | None = None, **kw: object) -> RemoteRun:
-    return RemoteRun(stdout, stderr, status, signal_, 0.1, **kw)  # type: ignore[arg-type]
+    return RemoteRun(stdout, stderr, status, signal_, 0.1, **kw)
 
 
 def failed_doc_bytes() -> bytes:
@@ -388,7 +388,7 @@ def test_the_history_queries_of_docs_verify_md_run_as_written(
             for h in report.hosts:
                 w.add_verify(verify_row(h, TARGET, report.reference), passed=h.passed)
     [sql] = re.findall(r"```sql\n(.*?)```", text, flags=re.DOTALL)
-    rows = duckdb.sql(sql.replace("STORE", str(tmp_path / "store"))).fetchall()
+    rows = duckdb.execute(sql.replace("STORE", str(tmp_path / "store"))).fetchall()
     assert [(r[2], r[3], r[4]) for r in rows] == [(2, 2, None),
                                                    (4, 1, "b differs, c refused, d failed")]
     [python] = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)

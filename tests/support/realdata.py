@@ -55,7 +55,7 @@ def conversation(path: Path) -> list[Exchange]:
     """A ``.replies`` file: command, blank line, reply, blank line, ... (KVM pass first, then TCG)."""
     chunks = [c for c in path.read_text().split("\n\n") if c.strip()]
     messages = [json.loads(c) for c in chunks]
-    out = []
+    out: list[Exchange] = []
     i = 0
     while i < len(messages):
         msg = messages[i]

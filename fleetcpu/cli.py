@@ -30,6 +30,7 @@ __all__ = [
     "collect",
     "entry",
     "fail",
+    "fsck",
     "hosts",
     "import_",
     "main",

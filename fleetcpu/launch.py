@@ -23,6 +23,8 @@ import os
 import signal
 import sys
 
+__all__ = ["INTERRUPTED", "main"]
+
 #: ``InterruptedByUserError.exit_code``, without importing the error tree yet.
 INTERRUPTED = 130
 

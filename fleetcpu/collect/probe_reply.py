@@ -30,7 +30,7 @@ from ..fleet.remote_run import STDOUT_BUDGET, STDOUT_CAP, STDOUT_FREE, RemoteRun
 from ..probe.document import ProbeDocument
 from .decode_cache import read_document
 
-__all__ = ["STDOUT_EVIDENCE", "Verdict", "interpret"]
+__all__ = ["BANNER_EVIDENCE", "STDOUT_EVIDENCE", "Verdict", "interpret"]
 
 #: How much of an unusable stdout is kept as evidence.
 STDOUT_EVIDENCE = 512

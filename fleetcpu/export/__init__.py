@@ -89,7 +89,7 @@ def render(baseline: Baseline, fmt: str, options: RenderOptions | None = None) -
         renderer = FORMATS[fmt]
     except KeyError:
         raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}") from None
-    from .provenance import refuse_unquotable
+    from ..baseline.quotable import refuse_unquotable
 
     refuse_unquotable(baseline, f"--format {fmt}")  # before any format writes a host's name
     return renderer(baseline, options or RenderOptions())

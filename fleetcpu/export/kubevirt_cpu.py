@@ -15,11 +15,12 @@ or backslash; anything else would be refused rather than escaped wrongly.
 
 from __future__ import annotations
 
+from ..baseline.quotable import refuse_names
 from ..baseline.types import Baseline
 from ..libvirt.cpumap import CpuMap
 from ..libvirt.spell import spell
 from .libvirt_xml import gaps, pv_notes, spelled
-from .provenance import commentary, origin, refuse_names
+from .provenance import commentary, origin
 from .rendered import Rendered
 
 __all__ = ["quoted", "render_kubevirt"]

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
+from ..baseline.quotable import refuse_names
 from ..baseline.types import Baseline
 from ..libvirt.cpumap import CpuMap
 from ..libvirt.spell import LibvirtCpu, spell
-from .provenance import commentary, origin, refuse_names
+from .provenance import commentary, origin
 from .rendered import Rendered
 
 __all__ = ["attr", "comment", "gaps", "pv_notes", "render_libvirt", "spelled"]

@@ -6,45 +6,14 @@ them is a CPU nobody can re-derive. Warnings and missing members go to
 stderr exactly as for ``--format qemu`` (``commentary``), never into the
 config itself: a script capturing stdout gets a clean file.
 
-Every format writes names that came from hosts (models, features, the
-machine type, the CPUID vendor) into a syntax where ``,``, ``=``, a quote or
-a newline means something. Decode refuses such names (``probe.names``), but
-a store written before it did may still hold one, so ``refuse_unquotable``
-checks them all once more before any format writes a byte: a config with an
-injected property is worse than none.
+The names a format writes are checked first by ``baseline.quotable``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from ..baseline.types import Baseline
-from ..errors import BadInputError
-from ..probe.names import is_name, is_vendor, name_problem, vendor_problem
 
-__all__ = ["commentary", "origin", "refuse_names", "refuse_unquotable"]
-
-
-def refuse_names(who: str, what: str, names: Iterable[str], vendor: str | None = None) -> None:
-    """Raise ``BadInputError`` (exit 3, one line) for the first name ``who`` cannot quote.
-
-    ``who`` names the writer: ``--format nova``, or ``verify`` (which starts
-    the baseline's ``-cpu`` string on every member).
-    """
-    for name in names:
-        if not is_name(name):
-            raise BadInputError(f"{what}: {name_problem(name)}; {who} refuses to write it "
-                                "(re-probe the host: fleetcpu no longer stores such a name)")
-    if vendor is not None and not is_vendor(vendor):
-        raise BadInputError(f"{what}: {vendor_problem(vendor)}; {who} refuses to write "
-                            "it (re-probe the host)")
-
-
-def refuse_unquotable(b: Baseline, who: str) -> None:
-    """Every host-given name of ``b`` any format writes, checked before ``who`` writes one."""
-    names = [b.machine_type, b.model, *b.enable, *b.disable, *b.features,
-             *(v.model for v in b.models), *(blk.feature for blk in b.blocked)]
-    refuse_names(who, f"baseline of pool {b.pool}", names, b.vendor)
+__all__ = ["commentary", "origin"]
 
 
 def origin(b: Baseline) -> list[str]:

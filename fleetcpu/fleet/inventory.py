@@ -90,8 +90,10 @@ from fleetcpu.errors import InventoryError
 
 __all__ = [
     "ACCELS",
+    "DEFAULT_MAX_HOSTS",
     "DEFAULT_POOL",
     "MAX_EXPANSION",
+    "SSH_HOST_FORBIDDEN",
     "TRANSPORTS",
     "HostSpec",
     "Inventory",

@@ -29,9 +29,17 @@ from ..errors import ProbeDocumentError
 from .names import UNNAMED_FEATURE, is_name, is_vendor, name_problem, vendor_problem
 
 __all__ = [
+    "FLOAT_INT",
+    "INT64",
+    "MAX_DEPTH",
+    "MAX_DOCUMENT_CHARS",
     "REGISTERS",
+    "SCALAR_INT",
     "SCHEMA",
     "SCHEMA_MAJOR",
+    "STATUS",
+    "U31",
+    "U32",
     "Attempt",
     "CpuFacts",
     "CpuModel",
@@ -49,6 +57,7 @@ __all__ = [
     "VcpuProps",
     "document_from_dict",
     "document_from_json",
+    "load_json",
 ]
 
 SCHEMA = "fleetcpu.probe/1"

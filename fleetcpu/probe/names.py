@@ -23,6 +23,16 @@ from __future__ import annotations
 import re
 from typing import Optional, Set
 
+__all__ = [
+    "NAME_RULE",
+    "UNNAMED_FEATURE",
+    "VENDOR_FORBIDDEN",
+    "is_name",
+    "is_vendor",
+    "name_problem",
+    "vendor_problem",
+]
+
 NAME_RULE = "[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 VENDOR_FORBIDDEN = ",=\"'\\<>&#"
 _NAME = re.compile(NAME_RULE)

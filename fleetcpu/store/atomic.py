@@ -37,7 +37,7 @@ __all__ = [
     "fsync_dir",
     "locked",
     "publish",
-    "remove_stale_temporaries",
+    "remove_temporaries",
     "write_bytes",
     "write_table",
 ]

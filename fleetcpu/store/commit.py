@@ -21,6 +21,8 @@ from pathlib import Path
 from ..errors import StoreCorruptError
 from .layout import Layout
 
+__all__ = ["CommitRecord", "CommittedFile", "FileEntry", "checked", "from_row"]
+
 
 @dataclass(frozen=True)
 class FileEntry:

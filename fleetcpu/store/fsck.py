@@ -28,6 +28,8 @@ from .layout import Layout, is_run_id, is_temporary
 from .reader import read_file
 from .schema import INDEX, RUN_TABLES, RUNS, TABLES
 
+__all__ = ["Damage", "FsckReport", "fsck", "render"]
+
 
 @dataclass(frozen=True)
 class Damage:

@@ -45,6 +45,7 @@ __all__ = [
     "import_files",
     "load",
     "outcome",
+    "rehearse",
 ]
 
 DEFAULT_POOL = "default"

@@ -25,6 +25,7 @@ from .schema import LAYOUT_DIR
 __all__ = [
     "INDEX_DIR",
     "INDEX_FILE",
+    "LEASE_DIR",
     "LOCK",
     "MARKER",
     "MARKER_FORMAT",

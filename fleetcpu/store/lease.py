@@ -31,6 +31,8 @@ from pathlib import Path
 from .atomic import fsync_dir
 from .layout import Layout, is_run_id
 
+__all__ = ["Lease", "dead_runs", "drop", "has_lease", "is_live", "temporaries_of"]
+
 
 class Lease:
     """The held lease of one live run; ``release`` it once the run left no temporaries."""

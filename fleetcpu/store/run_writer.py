@@ -49,7 +49,7 @@ from .schema import DETAIL_TABLES, HOSTS, RUNS, VERIFY, TableSpec
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["DEFAULT_FLUSH_EVERY", "DEFAULT_FLUSH_ROWS", "RunWriter"]
+__all__ = ["DEFAULT_FLUSH_EVERY", "DEFAULT_FLUSH_ROWS", "ROOM_BYTES", "RunWriter"]
 
 DEFAULT_FLUSH_EVERY = 500
 #: Also flush once this many detail rows wait: a first run (or a fleet-wide QEMU

@@ -13,6 +13,8 @@ import re
 
 from .layout import Layout, is_run_id, run_time
 
+__all__ = ["committed_run_ids", "in_its_date_dir", "is_date_dir", "run_file_id"]
+
 _DATE_DIR = re.compile(r"^date=\d{4}-\d{2}-\d{2}$")
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "DETAIL_TABLES",
     "EXPANSION",
     "FEATURE_WORDS",
+    "FILE_ENTRY",
     "HOSTS",
     "INDEX",
     "INDEX_ACCELS",

@@ -115,8 +115,8 @@ def _target(store: Store | None, pool: str, accel: str, machine_type: str | None
     if cpu is not None and machine_type is not None:
         return Target(pool, accel, machine_type, check_cpu(cpu), "option")
     from ..baseline import Policy, compute_baseline
+    from ..baseline.quotable import refuse_unquotable
     from ..baseline.select import select_members
-    from ..export.provenance import refuse_unquotable
 
     if store is None:
         raise UsageError("without a store holding the pool's probes, give both --cpu and "

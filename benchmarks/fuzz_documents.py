@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests import docfuzz  # noqa: E402 - after the path is set
+from tests.support import docfuzz  # noqa: E402 - after the path is set
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 Every CI run decodes ``CASES`` mutated documents (fixed seed, so a failure
 replays) through ``import``'s reader and collect's decode path
-(``tests/docfuzz.py``), within ``BOUND_S``: each must be a document or a
+(``tests/support/docfuzz.py``), within ``BOUND_S``: each must be a document or a
 clean ``ProbeDocumentError`` (a failure row, or a one-line exit 3), never a
 traceback. A sample then goes through the real ``fleetcpu import`` into a
 real store: exit 0 or 3, and on 3 the store is exactly as it was. The long
@@ -14,8 +14,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from . import docfuzz
 from .conftest import run_cli
+from .support import docfuzz
 
 CASES = 5_000
 SEED = 17

@@ -22,7 +22,7 @@ import pytest
 from fleetcpu.collect.decode_cache import DocumentMemo, read_document
 from fleetcpu.collect.probe_reply import interpret
 from fleetcpu.errors import ProbeDocumentError
-from fleetcpu.fleet.transport import RemoteRun
+from fleetcpu.fleet.remote_run import RemoteRun
 from fleetcpu.probe.document import document_from_json
 from fleetcpu.store.importer import load, rehearse
 

@@ -19,7 +19,7 @@ import pytest
 from fleetcpu.collect.probe_reply import interpret
 from fleetcpu.errors import InventoryError
 from fleetcpu.fleet.inventory import parse_inventory
-from fleetcpu.fleet.transport import RemoteRun
+from fleetcpu.fleet.remote_run import RemoteRun
 from fleetcpu.outcome import STAGES
 
 from .conftest import REPO, run_cli

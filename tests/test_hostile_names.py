@@ -25,11 +25,11 @@ from fleetcpu.baseline import compute_baseline, member_from_probe
 from fleetcpu.collect.probe_reply import interpret
 from fleetcpu.errors import BadInputError, ProbeDocumentError
 from fleetcpu.export import FORMATS, NEEDS_CPU_MAP, RenderOptions, render
-from fleetcpu.fleet.transport import RemoteRun
+from fleetcpu.fleet.remote_run import RemoteRun
 from fleetcpu.libvirt import load_cpu_map
-from fleetcpu.probe import decode
+from fleetcpu.probe import qmp_decode
 from fleetcpu.probe.document import Expansion, ProbeDocument, document_from_json
-from fleetcpu.probe.names import is_name, is_vendor
+from fleetcpu.probe.names import UNNAMED_FEATURE, is_name, is_vendor
 
 from .conftest import REALDATA, REPO, run_cli
 from .support.realdata import conversation, cputest_json_files, cputest_replies, replies_files
@@ -73,18 +73,18 @@ def realdata_names() -> dict[str, str]:
                 continue
             ret = ex.reply["return"]
             if ex.execute == "query-cpu-definitions":
-                for m in decode.decode_cpu_definitions(ret):
+                for m in qmp_decode.decode_cpu_definitions(ret):
                     add([m.name, *m.unavailable_features, *([m.alias_of] if m.alias_of else [])],
                         path.name)
             elif ex.execute == "query-cpu-model-expansion":
-                add_expansion(decode.decode_expansion(ret), path.name)
+                add_expansion(qmp_decode.decode_expansion(ret), path.name)
             elif ex.execute == "query-machines":
-                for mi in decode.decode_machines(ret):
+                for mi in qmp_decode.decode_machines(ret):
                     add([mi.name, *([mi.alias] if mi.alias else [])], path.name)
     for path in cputest_json_files():
         replies = cputest_replies(path)
-        add_expansion(decode.decode_expansion(replies["model-expansion"]), path.name)
-        for m in decode.decode_cpu_definitions(replies.get("definitions", [])):
+        add_expansion(qmp_decode.decode_expansion(replies["model-expansion"]), path.name)
+        for m in qmp_decode.decode_cpu_definitions(replies.get("definitions", [])):
             add([m.name, *m.unavailable_features], path.name)
     for path in sorted((REALDATA / "libvirt").rglob("*.xml")):
         for el in ET.parse(path).getroot().iter():
@@ -122,7 +122,7 @@ def test_qemus_empty_name_for_an_unnamed_bit_stays_a_blocker() -> None:
     replies = cputest_replies(REALDATA / "libvirt" / "cputestdata" / "x86_64-cpuid-Core-i7-7600U.json")
     raw = {d["name"]: d["unavailable-features"] for d in replies["definitions"]}
     [model, *_] = [name for name, missing in raw.items() if "" in missing]
-    decoded = {m.name: m for m in decode.decode_cpu_definitions(replies["definitions"])}
+    decoded = {m.name: m for m in qmp_decode.decode_cpu_definitions(replies["definitions"])}
     assert not decoded[model].usable
     assert all(is_name(f) for f in decoded[model].unavailable_features)
     assert "unnamed-feature" in decoded[model].unavailable_features
@@ -141,7 +141,7 @@ def test_a_document_from_an_older_probe_with_an_empty_blocker_is_read() -> None:
     decoded = document_from_json(json.dumps(doc), "old.json")
     [first, *_] = decoded.machine_types[0].models
     assert first.name == model["name"] and not first.usable
-    assert first.unavailable_features == tuple(sorted(["avx512f", decode.UNNAMED_FEATURE]))
+    assert first.unavailable_features == tuple(sorted(["avx512f", UNNAMED_FEATURE]))
     model["unavailable_features"] = [""]
     model["features"] = [""]  # only a blocker may be unnamed: an enabled feature may not
     with pytest.raises(ProbeDocumentError, match=r"features\[0\]"):

@@ -30,11 +30,11 @@ from typing import Any
 
 from fleetcpu.collect.probe_reply import interpret
 from fleetcpu.errors import ProbeDocumentError
-from fleetcpu.fleet.transport import RemoteRun
+from fleetcpu.fleet.remote_run import RemoteRun
 from fleetcpu.store.importer import ImportItem, load, rehearse
 from fleetcpu.store.layout import parse_rfc3339
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GOLDENS = sorted((REPO / "tests" / "golden").glob("probe-*.json"))
 
 Path_ = tuple[str | int, ...]

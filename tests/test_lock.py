@@ -71,3 +71,23 @@ def test_the_lock_tool_is_pinned_with_hashes() -> None:
     text = (REPO / "scripts" / "uv-requirements.txt").read_text()
     assert re.search(r"^uv==\d+\.\d+\.\d+ \\$", text, re.M)
     assert len(re.findall(r"--hash=sha256:[0-9a-f]{64}", text)) >= 1
+
+
+def test_the_venv_holds_its_dependencies_bytecode() -> None:
+    """setup.sh installs compiled, as pip does (``uv pip sync --compile-bytecode``).
+
+    Without it, where ``PYTHONDONTWRITEBYTECODE`` is set, every fleetcpu command
+    compiled asyncssh, pyarrow and click afresh: 1.05 s instead of 0.53 s of CPU
+    to import them, measured with ``/usr/bin/time`` on this machine.
+    """
+    import importlib.util
+    import sys
+
+    missing = []
+    for package in ("asyncssh", "pyarrow", "click", "cryptography"):
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.origin is not None
+        for source in Path(spec.origin).parent.rglob("*.py"):
+            if not Path(importlib.util.cache_from_source(str(source))).is_file():
+                missing.append(str(source))
+    assert missing == [], f"{len(missing)} module(s) without bytecode, e.g. {missing[:3]} ({sys.prefix})"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,24 +21,12 @@ from fleetcpu.fleet.options import FleetOptions
 from fleetcpu.fleet.ssh import SshSettings
 
 from .conftest import run_cli
-from .support.sshd import FakeFleet, latest_rows
+from .support.sshd import FakeFleet, fake_fleet_fixtures, latest_rows
 
 FLEET_SIZE = 260
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeFleet]:
-    f = FakeFleet(tmp_path_factory.mktemp("fleet"), FLEET_SIZE).start()
-    try:
-        yield f
-    finally:
-        f.stop()
-
-
-@pytest.fixture
-def fresh(fleet: FakeFleet) -> FakeFleet:
-    fleet.reset_stats()
-    return fleet
+fleet, fresh = fake_fleet_fixtures(FLEET_SIZE)
 
 
 def cli(fleet: FakeFleet, tmp_path: Path, inventory: Path, *extra: str) -> tuple[int, str, str]:

@@ -10,28 +10,14 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .conftest import PYTHON, REPO, run_cli
-from .support.sshd import FakeFleet, latest_rows
+from .support.sshd import FakeFleet, fake_fleet_fixtures, latest_rows
 
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeFleet]:
-    f = FakeFleet(tmp_path_factory.mktemp("fleet"), 32, delay=0.0, net=6).start()
-    try:
-        yield f
-    finally:
-        f.stop()
-
-
-@pytest.fixture
-def fresh(fleet: FakeFleet) -> FakeFleet:
-    fleet.reset_stats()
-    return fleet
+fleet, fresh = fake_fleet_fixtures(32, delay=0.0, net=6)
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

@@ -16,13 +16,12 @@ import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .conftest import PYTHON, REPO, run_cli
-from .support.sshd import FakeFleet
+from .support.sshd import FakeFleet, fake_fleet_fixtures
 from .test_store_support import ok_document, write_document
 
 FLEET = 300
@@ -61,19 +60,7 @@ def in_namespace(setup: str, *commands: list[str] | str, env: dict[str, str] | N
         (scratch / f"{i}.err").read_text()) for i, args in enumerate(commands)]
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeFleet]:
-    f = FakeFleet(tmp_path_factory.mktemp("fleet"), FLEET, delay=0.0, net=4).start()
-    try:
-        yield f
-    finally:
-        f.stop()
-
-
-@pytest.fixture
-def fresh(fleet: FakeFleet) -> FakeFleet:
-    fleet.reset_stats()
-    return fleet
+fleet, fresh = fake_fleet_fixtures(FLEET, delay=0.0, net=4)
 
 
 def _contacted(fleet: FakeFleet) -> int:

@@ -36,8 +36,10 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncssh
+import pytest
 
 from fleetcpu.fleet import bootstrap_host
 from fleetcpu.fleet.bootstrap import host_script
@@ -534,3 +536,26 @@ class FakeFleet:
             await process.wait_closed()
         else:
             raise AssertionError(f"unknown fault {fault!r}")
+
+
+def fake_fleet_fixtures(count: int, **options: Any) -> tuple[Any, Any]:
+    """The ``fleet`` (one ``FakeFleet`` per test module) and ``fresh`` (its counters reset) fixtures.
+
+    Three suites share them; a module takes both with
+    ``fleet, fresh = fake_fleet_fixtures(32, delay=0.0)``.
+    """
+
+    @pytest.fixture(scope="module", name="fleet")
+    def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeFleet]:
+        f = FakeFleet(tmp_path_factory.mktemp("fleet"), count, **options).start()
+        try:
+            yield f
+        finally:
+            f.stop()
+
+    @pytest.fixture(name="fresh")
+    def fresh(fleet: FakeFleet) -> FakeFleet:
+        fleet.reset_stats()
+        return fleet
+
+    return fleet, fresh

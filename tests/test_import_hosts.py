@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from fleetcpu.store import Store
-from fleetcpu.store.layout import Layout
 
 from .conftest import run_cli
 from .test_store_support import (
@@ -21,6 +20,7 @@ from .test_store_support import (
     hosts_json,
     ok_document,
     renamed,
+    run_file,
     write_document,
 )
 
@@ -203,4 +203,4 @@ def test_reimporting_the_same_file_adds_a_run_but_no_detail(tmp_path: Path) -> N
     assert len(s.runs()) == 2
     snap = s.snapshots(["kvm01"], "tcg")["kvm01"]
     assert tuple(snap.machines.values()) == ok_document().machine_types
-    assert Layout(store).run_file("models", snap.detail_run).exists()
+    assert run_file(store, "models", snap.detail_run).exists()

@@ -24,6 +24,7 @@ from .test_store_support import (
     failed_document,
     ok_document,
     outcome,
+    run_files,
     with_blocked_model,
     with_microcode,
 )
@@ -98,15 +99,15 @@ def test_index_rebuilt_from_history_equals_the_incremental_one(store: Store) -> 
 
 def test_identical_data_is_stored_once_yet_read_back_whole(store: Store) -> None:
     doc = ok_document()
-    layout = Layout(store.root)
     r1 = _run(store, 0, outcome("a", doc), outcome("b", doc))
     # Same CPU data an hour later, but the host's facts moved (microcode): facts are
     # per run, CPU data is deduplicated.
     r2 = _run(store, 1, outcome("a", with_microcode(doc, "0x99")), outcome("b", doc))
     for table in ("machines", "feature_words", "models", "expansion"):
-        assert layout.run_file(table, r1).exists()
-        assert not layout.run_file(table, r2).exists(), table
-    assert layout.run_file("hosts", r2).exists()
+        assert len(run_files(store.root, table, r1)) == 1
+        assert run_files(store.root, table, r2) == [], table
+        assert not list(store.root.glob(f"v1/{table}/*/run-{r2}*")), table
+    assert len(run_files(store.root, "hosts", r2)) == 1
     hosts = {(r["host"], r["run_id"]): r for r in store.table("hosts").to_pylist()}
     assert hosts[("a", r2)]["detail_run"] == r1
     assert hosts[("a", r2)]["cpu_digest"] == hosts[("a", r1)]["cpu_digest"]
@@ -139,7 +140,11 @@ def test_open_refuses_missing_and_empty_stores(tmp_path: Path) -> None:
     assert Store.open(created.root).latest() == []
 
 
-def test_writer_flushes_row_groups_and_commits_on_exception(store: Store) -> None:
+@pytest.mark.parametrize("layout", [1, 2])
+def test_writer_flushes_row_groups_and_commits_on_exception(tmp_path: Path, layout: int) -> None:
+    """Layout 1: every flush is a row group of the run's one open file; layout 2: a
+    committed part of its own."""
+    store = Store.create_or_open(tmp_path / "store", layout=layout)
     doc = ok_document()
 
     def interrupted_collect() -> None:
@@ -153,8 +158,16 @@ def test_writer_flushes_row_groups_and_commits_on_exception(store: Store) -> Non
         interrupted_collect()
     (run,) = store.runs()
     assert (run.status, run.hosts_ok, run.hosts_failed) == ("interrupted", 4, 4)
-    hosts_file = Layout(store.root).run_file("hosts", run.run_id)
-    assert pq.ParquetFile(hosts_file).num_row_groups == 3  # 3 + 3 + 2 hosts
+    hosts_files = run_files(store.root, "hosts", run.run_id)
+    if layout == 1:
+        (hosts_file,) = hosts_files
+        assert pq.ParquetFile(hosts_file).num_row_groups == 3  # 3 + 3 + 2 hosts
+    else:
+        assert [pq.ParquetFile(f).metadata.num_rows for f in hosts_files] == [3, 3, 2]
+        records = store.table("runs").to_pylist()
+        assert [(r["part"], r["status"], r["hosts_ok"] + r["hosts_failed"]) for r in records] \
+            == [(1, "partial", 3), (2, "partial", 3), (3, "interrupted", 2)]
+        assert run.parts == 3
     assert len(store.latest()) == 8
     assert not list(store.root.rglob(".*.tmp"))
     writer = store.run_writer(command="collect")

@@ -24,13 +24,20 @@ from pathlib import Path
 import pytest
 
 from fleetcpu.store import Store
+from fleetcpu.store.layout import Layout, run_file_name
 
 from .conftest import PYTHON, REPO, run_cli
 from .sshfixtures import FakeFleet
 from .test_store_robustness import write_run
-from .test_store_support import hidden_temporaries
+from .test_store_support import (
+    hidden_temporaries,
+    ok_document,
+    outcome,
+    run_files,
+    write_document,
+)
 
-KILL_HOSTS = 120
+KILL_HOSTS = 160
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +63,6 @@ def _hosts_json(store: Path) -> dict[str, dict[str, object]]:
     return {str(h["host"]): h for h in json.loads(res.stdout)}
 
 
-@pytest.mark.xfail(strict=True, reason="a SIGKILL loses the whole run (no durable parts yet)")
 def test_a_collect_killed_after_several_parts_keeps_them(fleet: FakeFleet, tmp_path: Path) -> None:
     """The kill test: figures printed (pytest -s) for the closing note."""
     store = tmp_path / "store"
@@ -66,15 +72,21 @@ def test_a_collect_killed_after_several_parts_keeps_them(fleet: FakeFleet, tmp_p
     first = run_cli(*_collect_args(fleet, inventory, store), env=env, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     first_run = Store.open(store).runs()[-1].run_id
+    first_records = set(store.glob("v1/runs/*/run-*.parquet"))
 
-    # A repeat run, slow on purpose: ~6 hosts/s, 20 s in all; killed 12 s in.
+    # A repeat run, slow on purpose: ~6 hosts/s, 25 s in all; killed 2.5 s after its
+    # second part appears (so the kill falls between parts, not on one).
     fleet.delay = 0.6
     full = dict(os.environ, **env)
     proc = subprocess.Popen([PYTHON, "-m", "fleetcpu", *_collect_args(
         fleet, inventory, store, "--concurrency", "4")], cwd=REPO, env=full,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(12.0)
+        deadline = time.monotonic() + 60
+        while len(set(store.glob("v1/runs/*/run-*.parquet")) - first_records) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, "no second part"
+            time.sleep(0.1)
+        time.sleep(2.5)
         before_kill = fleet.bundles_ok
         killed_at = datetime.now(UTC)
         proc.send_signal(signal.SIGKILL)
@@ -128,7 +140,6 @@ def test_a_collect_killed_after_several_parts_keeps_them(fleet: FakeFleet, tmp_p
         committed
 
 
-@pytest.mark.xfail(strict=True, reason="a SIGKILL loses the whole run (no durable parts yet)")
 def test_a_first_run_killed_after_parts_keeps_their_cpu_data(tmp_path: Path) -> None:
     """Every host of a first run writes detail rows; the kill comes after the third part
     (flush_every=5, 15 hosts). The committed hosts' ``detail_run`` rows exist; the lost
@@ -163,4 +174,118 @@ def test_a_first_run_killed_after_parts_keeps_their_cpu_data(tmp_path: Path) -> 
             assert row["detail_run"] == second, host
     snaps = store.snapshots(sorted(rows), "tcg")
     assert len(snaps) == sum(r["status"] == "ok" for r in rows.values())
+    assert run_cli("fsck", "--store", str(root)).returncode == 0
+
+
+def test_a_part_is_written_once_the_oldest_result_waited_flush_seconds(tmp_path: Path) -> None:
+    """The time rule, in the writer itself: checked at every add, and by ``flush_due``
+    (what the collector calls every second) when no host arrives."""
+    store = Store.create_or_open(tmp_path / "store")
+    doc = ok_document()
+    with store.run_writer(command="collect", flush_seconds=0.3) as w:
+        for i in range(20):  # a small collect: one part, its last
+            w.add(outcome(f"q{i:02d}", doc))
+    assert [r.parts for r in store.runs()] == [1]
+
+    with store.run_writer(command="collect", flush_seconds=0.3) as w:
+        w.add(outcome("a", doc))
+        time.sleep(0.35)
+        w.add(outcome("b", doc))  # a has waited 0.35 s: a and b are part 1
+        assert w.parts == 1 and w.hosts_committed == 2
+        w.add(outcome("c", doc))
+        w.flush_due()  # c has not waited yet
+        assert w.parts == 1
+        time.sleep(0.35)
+        w.flush_due()  # no host arrived, but c waited: part 2
+        assert w.parts == 2 and w.hosts_committed == 3
+        run = w.run_id
+    records = store.table("runs", runs=[run]).to_pylist()
+    assert [(r["part"], r["status"], r["hosts_ok"]) for r in records] == [
+        (1, "partial", 2), (2, "partial", 1), (3, "complete", 0)]
+    assert [f["table"] for f in records[2]["files"]] == []
+    (info,) = [r for r in store.runs() if r.run_id == run]
+    assert (info.status, info.parts, info.hosts_ok) == ("complete", 3, 3)
+
+
+def test_collect_commits_a_part_while_a_slow_host_is_still_running(
+        fleet: FakeFleet, tmp_path: Path) -> None:
+    """The collector's tick: one host answers at once, the other hangs until its
+    timeout; the first host's part is committed while the run is still going."""
+    store = tmp_path / "store"
+    fast, slow = fleet.hosts[0], fleet.hosts[1]
+    slow.fault = "hang"
+    inventory = fleet.inventory(tmp_path / "inv", [fast.name, slow.name])
+    full = dict(os.environ, **_env(tmp_path))
+    proc = subprocess.Popen([PYTHON, "-m", "fleetcpu", *_collect_args(
+        fleet, inventory, store, "--timeout", "12", "--retries", "0")], cwd=REPO, env=full,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 11
+        while time.monotonic() < deadline and not list(store.glob("v1/runs/*/run-*.parquet")):
+            time.sleep(0.2)
+        running = proc.poll() is None
+        records = Store.open(store).table("runs").to_pylist() if store.exists() else []
+        out, err = proc.communicate(timeout=60)
+    finally:
+        slow.fault = "ok"
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert running, (out, err)
+    assert [(r["part"], r["status"], r["hosts_ok"]) for r in records] == [(1, "partial", 1)]
+    assert proc.returncode == 5, (out, err)  # the slow host timed out
+    (info,) = Store.open(store).runs()
+    assert (info.status, info.parts, info.hosts_ok, info.hosts_failed) == ("complete", 2, 1, 1)
+
+
+def test_damaged_parts_are_named_by_readers_and_fsck(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    assert write_run(root, "d", 12).returncode == 0  # 3 parts: 5 + 5 + 2 hosts
+    store = Store.open(root)
+    (run,) = [r.run_id for r in store.runs()]
+    records = run_files(root, "runs", run)
+    assert len(records) == 3
+    assert run_cli("fsck", "--store", str(root)).returncode == 0
+
+    # A part's hosts file deleted: named by the rebuild, by fsck; exit 4.
+    hosts2 = run_files(root, "hosts", run)[1]
+    saved = hosts2.read_bytes()
+    hosts2.unlink()
+    Layout(root).index_file.unlink()
+    res = run_cli("hosts", "--store", str(root))
+    assert res.returncode == 4 and str(hosts2) in res.stderr, res.stderr
+    fsck = run_cli("fsck", "--store", str(root))
+    assert fsck.returncode == 4 and f"damaged     {hosts2}" in fsck.stdout
+    hosts2.write_bytes(saved)
+
+    # A part's record deleted: its hosts do not quietly vanish.
+    saved = records[0].read_bytes()
+    records[0].unlink()
+    res = run_cli("hosts", "--store", str(root))
+    assert res.returncode == 4 and str(records[0]) in res.stderr, res.stderr
+    assert "part 1" in res.stderr
+    fsck = run_cli("fsck", "--store", str(root))
+    assert fsck.returncode == 4 and str(records[0]) in fsck.stdout, fsck.stdout
+    records[0].write_bytes(saved)
+    res = run_cli("hosts", "--store", str(root), "--format", "json")
+    assert res.returncode == 0 and len(json.loads(res.stdout)) == 12
+    assert run_cli("fsck", "--store", str(root)).returncode == 0
+
+
+def test_a_layout_1_store_is_written_as_before(tmp_path: Path) -> None:
+    """A store created before parts (or with ``layout=1``) keeps one file per table per
+    run, records without ``part``, and its marker: an older fleetcpu can still share it."""
+    root = tmp_path / "store"
+    Store.create_or_open(root, layout=1)
+    doc = write_document(tmp_path / "doc.json", ok_document())
+    for host in ("kvm01", "kvm02"):
+        res = run_cli("import", "--store", str(root), "--host", host, str(doc))
+        assert res.returncode == 0, res.stderr
+    assert json.loads((root / "fleetcpu-store.json").read_text())["layout"] == 1
+    names = {p.name for p in root.glob("v1/*/date=*/*.parquet")}
+    assert names and all(run_file_name(n) is not None and run_file_name(n)[1] is None  # type: ignore[index]
+                         for n in names)
+    store = Store.open(root)
+    assert [(r.status, r.parts) for r in store.runs()] == [("complete", 1)] * 2
+    assert store.table("runs")["part"].null_count == 2
     assert run_cli("fsck", "--store", str(root)).returncode == 0

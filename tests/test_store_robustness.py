@@ -36,6 +36,7 @@ from .test_store_support import (
     hidden_temporaries,
     ok_document,
     outcome,
+    run_file,
     visible_files,
     write_document,
 )
@@ -43,7 +44,8 @@ from .test_store_support import (
 TABLES = ("runs", "hosts", "machines", "feature_words", "models", "expansion")
 DETAIL = ("machines", "feature_words", "models", "expansion")
 
-# A writer process: run MODE with N distinct hosts (half ok, half failed), flushing every 5.
+# A writer process: N distinct hosts (3 of 4 ok), flushing every 5, into a store it
+# creates in LAYOUT if absent.
 WRITER = """
 import sys
 from datetime import timedelta
@@ -51,7 +53,7 @@ from fleetcpu.store import Store
 from tests.test_store_support import base_time, ok_document, outcome, with_microcode, \\
     with_blocked_model
 root, prefix, n, hours = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-store = Store.create_or_open(root)
+store = Store.create_or_open(root, layout=int(sys.argv[5]))
 doc = ok_document()
 with store.run_writer(command="collect", inventory="fleet.txt",
                       started_at=base_time() + timedelta(hours=hours), flush_every=5) as w:
@@ -65,11 +67,13 @@ with store.run_writer(command="collect", inventory="fleet.txt",
 
 
 def write_run(root: Path, prefix: str, n: int, hours: float = 0,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+              env: dict[str, str] | None = None, layout: int = 2
+              ) -> subprocess.CompletedProcess[str]:
+    """``layout``: of the store, if this run creates it."""
     full = dict(os.environ)
     full.update(env or {})
     return subprocess.run(
-        [PYTHON, "-c", WRITER, str(root), prefix, str(n), str(hours)],
+        [PYTHON, "-c", WRITER, str(root), prefix, str(n), str(hours), str(layout)],
         capture_output=True, text=True, timeout=120, cwd=REPO, env=full, check=False,
     )
 
@@ -104,8 +108,10 @@ def assert_run_whole(store: Store, run_id: str, prefix: str, n: int) -> None:
 
 
 def test_sigkill_mid_write_leaves_a_readable_store(tmp_path: Path) -> None:
+    """Layout 1: a run's flushed row groups sit in temporaries until its end, so a kill
+    loses the run (layout 2 keeps its committed parts: test_store_parts)."""
     root = tmp_path / "store"
-    done = write_run(root, "a", 20)
+    done = write_run(root, "a", 20, layout=1)
     assert done.returncode == 0, done.stderr
     complete_run = done.stdout.strip()
     before = read_everywhere(root)
@@ -137,8 +143,9 @@ def test_sigkill_mid_write_leaves_a_readable_store(tmp_path: Path) -> None:
 
 
 def test_killed_before_the_commit_record_is_invisible_then_rolled_back(tmp_path: Path) -> None:
+    """Layout 1 (layout 2's last part: test_store_parts)."""
     root = tmp_path / "store"
-    assert write_run(root, "a", 8).returncode == 0
+    assert write_run(root, "a", 8, layout=1).returncode == 0
     killed = write_run(root, "b", 8, hours=1, env={"FLEETCPU_TEST_HOOK_KILL_AT": "before-runs"})
     assert killed.returncode == -9
     run = killed.stdout.strip()
@@ -270,7 +277,7 @@ def test_a_truncated_index_is_named(tmp_path: Path) -> None:
 def test_a_corrupted_history_file_is_named(tmp_path: Path, damage: str) -> None:
     store, run = _store_with_runs(tmp_path)
     layout = Layout(store.root)
-    path = layout.run_file("hosts", run)
+    path = run_file(store.root, "hosts", run)
     data = path.read_bytes()
     path.write_bytes({"truncated": data[: len(data) // 2],
                       "garbage": b"PAR1" + os.urandom(len(data) - 8) + b"PAR1",
@@ -283,7 +290,7 @@ def test_a_corrupted_history_file_is_named(tmp_path: Path, damage: str) -> None:
 
 def test_a_corrupted_detail_file_is_named_by_snapshots(tmp_path: Path) -> None:
     store, run = _store_with_runs(tmp_path)
-    path = Layout(store.root).run_file("models", run)
+    path = run_file(store.root, "models", run)
     path.write_bytes(path.read_bytes()[:-200])
     with pytest.raises(StoreCorruptError, match=str(path)):
         store.snapshots(["kvm01"], "tcg")
@@ -293,14 +300,14 @@ def test_foreign_parquet_files_are_ignored_and_fsck_names_them(tmp_path: Path) -
     """fleetcpu reads only the files commit records list: a stray changes no answer."""
     store, run = _store_with_runs(tmp_path)
     layout = Layout(store.root)
-    day = layout.run_file("hosts", run).parent
+    day = run_file(store.root, "hosts", run).parent
     before = run_cli("hosts", "--store", str(store.root)).stdout
     # Someone's own Parquet file dropped into the table directory.
     foreign = day / "part-0.parquet"
     pd.DataFrame({"host": ["x"], "cpu": ["y"]}).to_parquet(foreign)
     # One of ours, but of another table, under a run file name.
     stray = day / f"run-{new_run_id(base_time())}.parquet"
-    shutil.copy(layout.run_file("models", run), stray)
+    shutil.copy(run_file(store.root, "models", run), stray)
     layout.index_file.unlink()
     res = run_cli("hosts", "--store", str(store.root))
     assert (res.returncode, res.stdout) == (0, before), res.stderr
@@ -334,12 +341,19 @@ def test_a_foreign_directory_is_refused_and_left_alone(tmp_path: Path) -> None:
     (other / "fleetcpu-store.json").write_text(json.dumps({"format": "something.else"}))
     res = run_cli("import", "--store", str(other), str(doc))
     assert res.returncode == 4 and "something.else" in res.stderr
-    newer = tmp_path / "newer"
-    newer.mkdir()
-    (newer / "fleetcpu-store.json").write_text(json.dumps({"format": "fleetcpu.store",
-                                                          "layout": 2}))
-    res = run_cli("hosts", "--store", str(newer))
-    assert res.returncode == 4 and "layout 2" in res.stderr
+    # A newer layout (3: this fleetcpu knows 1 and 2) is refused by readers and writers,
+    # and so is anything that is not a layout number.
+    for layout in (3, True, "2", None):
+        newer = tmp_path / f"newer-{layout}"
+        newer.mkdir()
+        (newer / "fleetcpu-store.json").write_text(json.dumps({"format": "fleetcpu.store",
+                                                              "layout": layout}))
+        for cmd in (["hosts"], ["import", str(doc)], ["fsck"]):
+            res = run_cli(*cmd, "--store", str(newer))
+            assert res.returncode == 4, (layout, cmd, res.stderr)
+            assert f"store layout {layout!r}" in res.stderr, res.stderr
+            assert "reads layouts 1 and 2" in res.stderr
+        assert os.listdir(newer) == ["fleetcpu-store.json"]
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     res = run_cli("import", "--store", str(a_file), str(doc))
@@ -349,7 +363,7 @@ def test_a_foreign_directory_is_refused_and_left_alone(tmp_path: Path) -> None:
 def test_pyarrow_never_sees_a_temporary(tmp_path: Path) -> None:
     """The premise of the atomic writes, checked against the real readers."""
     store, run = _store_with_runs(tmp_path)
-    path = Layout(store.root).run_file("hosts", run)
+    path = run_file(store.root, "hosts", run)
     (path.parent / f".{path.name}.tmp").write_bytes(b"half a file")
     read_everywhere(store.root)
     assert sys.modules["duckdb"] is duckdb

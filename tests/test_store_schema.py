@@ -29,6 +29,7 @@ from .test_store_support import (
     golden_documents,
     ok_document,
     outcome,
+    run_file,
     with_blocked_model,
 )
 
@@ -91,9 +92,9 @@ def test_golden_document_round_trips(store: Store, name: str) -> None:
 def test_every_table_file_names_its_table_and_version(store: Store) -> None:
     with store.run_writer(command="collect") as w:
         w.add(outcome("kvm01", ok_document()))
-    layout = Layout(store.root)
     for name in ("runs", "hosts", "machines", "feature_words", "models", "expansion"):
-        path = layout.run_file(name, w.run_id)
+        path = run_file(store.root, name, w.run_id)
+        assert path.name == f"run-{w.run_id}-00001.parquet"  # layout 2: part 1
         meta = pq.read_schema(path).metadata
         assert meta[META_TABLE] == name.encode()
         assert meta[META_VERSION] == str(TABLES[name].version).encode()
@@ -171,7 +172,7 @@ def test_a_file_written_with_an_older_narrower_schema_is_still_read(store: Store
     runs_row = store.table("runs").to_pylist()[0]
     runs_row.update(run_id=old_run, started_at=base_time() - timedelta(days=30),
                     finished_at=base_time() - timedelta(days=30),
-                    files=None)  # as before commit records listed their files
+                    files=None, part=None)  # as before records listed files or parts
     rpath = layout.run_file("runs", old_run)
     rpath.parent.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist([runs_row], schema=RUNS.with_metadata), rpath)

@@ -170,3 +170,22 @@ def hosts_json(stdout: str) -> list[dict[str, object]]:
     value = json.loads(stdout)
     assert isinstance(value, list)
     return value
+
+
+def run_files(root: Path, table: str, run_id: str) -> list[Path]:
+    """The files of ``table`` that run ``run_id`` committed, as its commit records list them
+    (parts in order): ``run-<id>.parquet`` in a layout 1 store, ``run-<id>-00001.parquet``
+    and on in layout 2. For ``runs``, the records themselves."""
+    from fleetcpu.store import Store
+    from fleetcpu.store.layout import Layout
+    from fleetcpu.store.scan import records_of
+
+    if table == "runs":
+        return records_of(Layout(root), run_id)
+    return [f.path for f in Store.open(root).committed_files(table, run_id)]
+
+
+def run_file(root: Path, table: str, run_id: str) -> Path:
+    """The one file of ``table`` a run of one part (or a layout 1 run) committed."""
+    (path,) = run_files(root, table, run_id)
+    return path

@@ -19,17 +19,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fleetcpu.store import Store
-from fleetcpu.store.layout import Layout, new_run_id
+from fleetcpu.store.layout import Layout, new_run_id, part_name
 
 from .conftest import run_cli
-from .test_store_support import ok_document, outcome, with_blocked_model
+from .test_store_support import ok_document, outcome, run_file, with_blocked_model
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def _build(root: Path) -> tuple[Store, str, str]:
+def _build(root: Path, layout: int = 2) -> tuple[Store, str, str]:
     """Two runs of pool prod: all CPU data in the first, the second points at it."""
-    store = Store.create_or_open(root)
+    store = Store.create_or_open(root, layout=layout)
     doc = ok_document("kvm")
     first = store.run_writer(command="collect", started_at=NOW - timedelta(hours=2))
     with first as w:
@@ -56,11 +56,12 @@ def _fsck(root: Path) -> tuple[int, str, str]:
 
 
 def _make_legacy(root: Path) -> None:
-    """Rewrite every commit record as a fleetcpu before file lists wrote it."""
+    """Rewrite every commit record (of a layout 1 store: older fleetcpus wrote no other)
+    as a fleetcpu before file lists wrote it."""
     for path in sorted((root / "v1" / "runs").glob("date=*/run-*.parquet")):
         table = pq.read_table(path)
-        if "files" in table.column_names:
-            table = table.drop_columns(["files"])
+        assert table["part"].null_count == table.num_rows
+        table = table.drop_columns(["files", "part"])
         table = table.replace_schema_metadata({b"fleetcpu.table": b"runs",
                                                b"fleetcpu.schema_version": b"1"})
         pq.write_table(table, path, compression="zstd")
@@ -70,7 +71,7 @@ def test_a_deleted_detail_file_is_named_exit_4(tmp_path: Path) -> None:
     store, first, _ = _build(tmp_path / "store")
     rc, _, err = _baseline(store.root)
     assert rc == 0, err
-    models = Layout(store.root).run_file("models", first)
+    models = run_file(store.root, "models", first)
     models.unlink()
     rc, out, err = _baseline(store.root)
     assert rc == 4, (rc, out, err)
@@ -84,17 +85,18 @@ def test_a_replaced_file_is_named_exit_4(tmp_path: Path) -> None:
     store, first, second = _build(tmp_path / "store")
     layout = Layout(store.root)
     # A whole, valid hosts file of ours, but another run's: only the record can tell.
-    shutil.copy(layout.run_file("hosts", first), layout.run_file("hosts", second))
+    replaced = run_file(store.root, "hosts", second)
+    shutil.copy(run_file(store.root, "hosts", first), replaced)
     layout.index_file.unlink()  # so that reading must go back to the hosts files
     res = run_cli("hosts", "--store", str(store.root), "--format", "json")
     assert res.returncode == 4, res.stdout
-    assert str(layout.run_file("hosts", second)) in res.stderr
+    assert str(replaced) in res.stderr
     rc, out, _ = _fsck(store.root)
-    assert rc == 4 and str(layout.run_file("hosts", second)) in out
+    assert rc == 4 and str(replaced) in out
 
 
 def test_runs_without_a_file_list_are_trusted_and_called_unverified(tmp_path: Path) -> None:
-    store, first, second = _build(tmp_path / "store")
+    store, first, second = _build(tmp_path / "store", layout=1)
     rc, before, err = _baseline(store.root)
     assert rc == 0, err
     _make_legacy(store.root)
@@ -104,7 +106,7 @@ def test_runs_without_a_file_list_are_trusted_and_called_unverified(tmp_path: Pa
     assert rc == 0, (out, err)
     assert "2 unverified" in out and first in out and second in out
     # Trusted as before: a legacy run's missing detail file still reads as none.
-    Layout(store.root).run_file("models", first).unlink()
+    Layout(store.root).run_file("models", first).unlink()  # layout 1: the run's own file
     assert _baseline(store.root)[0] == 0
 
 
@@ -118,19 +120,21 @@ def test_foreign_and_misplaced_files_change_no_answer_and_fsck_lists_them(
     hosts_rows = store.table("hosts").num_rows
     assert _fsck(store.root)[0] == 0
 
-    day = layout.run_file("hosts", second).parent
+    day = run_file(store.root, "hosts", second).parent
     stray = [
         day / "part-0.parquet",                                   # someone's own file
         day / f"run-{new_run_id(NOW)}.parquet",                   # foreign, valid run name
         layout.table_dir("hosts") / "date=garbage" / "x.parquet",  # a folder no run writes
+        day / part_name(second, 2),                               # a part its run never had
     ]
     pd.DataFrame({"host": ["x"], "cpu": ["y"]}).to_parquet(stray[0])
     pd.DataFrame({"run_id": ["r"], "host": ["x"]}).to_parquet(stray[1])
     stray[2].parent.mkdir()
-    shutil.copy(layout.run_file("hosts", first), stray[2])
+    shutil.copy(run_file(store.root, "hosts", first), stray[2])
+    shutil.copy(run_file(store.root, "hosts", first), stray[3])
     # One of ours, of another table, under an uncommitted run name in hosts/.
     misplaced = day / f"run-{new_run_id(NOW + timedelta(seconds=1))}.parquet"
-    shutil.copy(layout.run_file("models", first), misplaced)
+    shutil.copy(run_file(store.root, "models", first), misplaced)
     stray.append(misplaced)
     layout.index_file.unlink()  # rebuilt from the hosts files: the strays must not count
 
@@ -144,12 +148,12 @@ def test_foreign_and_misplaced_files_change_no_answer_and_fsck_lists_them(
     assert rc == 7, (rc, out, err)
     for path in stray:
         assert str(path) in out, (path, out)
-    assert str(layout.run_file("hosts", first)) not in out
+    assert str(run_file(store.root, "hosts", first)) not in out
 
 
 def test_report_over_a_garbled_file_fails_like_the_other_commands(tmp_path: Path) -> None:
     store, first, _ = _build(tmp_path / "store")
-    machines = Layout(store.root).run_file("machines", first)
+    machines = run_file(store.root, "machines", first)
     machines.write_bytes(b"garbage" * 100)
     rc, _, err = _baseline(store.root)
     assert rc == 4 and str(machines) in err
@@ -160,10 +164,12 @@ def test_report_over_a_garbled_file_fails_like_the_other_commands(tmp_path: Path
     assert not out.exists()
 
 
-def test_the_runs_schema_gains_only_a_nullable_file_list() -> None:
+def test_the_runs_schema_gains_only_a_nullable_file_list_and_part() -> None:
     from fleetcpu.store import TABLES
 
-    assert "files" in TABLES["runs"].names
+    assert TABLES["runs"].names[-2:] == ["files", "part"]
     field = TABLES["runs"].schema.field("files")
     assert field.nullable and pa.types.is_list(field.type)
-    assert TABLES["runs"].version == 2
+    part = TABLES["runs"].schema.field("part")
+    assert part.nullable and part.type == pa.int32()
+    assert TABLES["runs"].version == 3

@@ -67,6 +67,8 @@ class CollectResult:
     #: The store failed after hosts were contacted; ``stored``: its commit record is written.
     store_error: StoreError | None = None
     stored: bool = False
+    #: Hosts in the run's committed parts (layout 2), whatever failed after them.
+    hosts_committed: int = 0
 
 
 def _now() -> datetime:
@@ -142,6 +144,19 @@ def _interrupted(collector: Collector, host: HostSpec) -> HostOutcome:
     )
 
 
+#: How often the collector asks the run writer whether a part is due.
+TICK_S = 1.0
+
+
+def _first(group: BaseExceptionGroup[StoreError]) -> StoreError:
+    """The first error of a (possibly nested) exception group."""
+    found: BaseException = group
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    assert isinstance(found, StoreError)
+    return found
+
+
 def _store_failure(exc: StoreError, result: CollectResult, tally: Tally) -> StoreError:
     """The store failed once hosts were contacted: say exactly what is stored."""
     cause = exc.__cause__
@@ -152,6 +167,10 @@ def _store_failure(exc: StoreError, result: CollectResult, tally: Tally) -> Stor
     if result.stored:
         what = (f"run {result.run_id} is stored with its {tally.done} host(s) (its commit "
                 "record is written); the next fleetcpu command folds it into the index")
+    elif result.hosts_committed:
+        what = (f"run {result.run_id} is stored in part: {result.hosts_committed} of the "
+                f"{tally.done} host(s) probed are in its committed parts (it reads as killed), "
+                "the others are not stored")
     else:
         what = (f"run {result.run_id} was not stored: {tally.done} host(s) probed, none of "
                 "their results are in the store")
@@ -174,6 +193,7 @@ async def _collect_into_store(inventory: Inventory, collector: Collector, store_
             await _fan_out(inventory, collector, writer, tally, in_flight, result)
     finally:
         result.stored = writer.committed
+        result.hosts_committed = writer.hosts_committed
 
 
 async def _fan_out(inventory: Inventory, collector: Collector, writer: RunWriter, tally: Tally,
@@ -183,13 +203,23 @@ async def _fan_out(inventory: Inventory, collector: Collector, writer: RunWriter
         in_flight.finished(outcome.host)
         writer.add(outcome)
 
+    async def tick() -> None:
+        # Layout 2: results that waited 5 s become a committed part even when no
+        # host finishes for minutes, so a kill costs seconds (``RunWriter.flush_due``).
+        while True:
+            await asyncio.sleep(TICK_S)
+            writer.flush_due()
+
     try:
         try:
-            await collector.collect(inventory.hosts, finished, in_flight.started)
-        except* StoreError as group:
-            # The writer discarded the run; stop contacting hosts whose results
+            async with asyncio.TaskGroup() as group:
+                ticker = group.create_task(tick())
+                await collector.collect(inventory.hosts, finished, in_flight.started)
+                ticker.cancel()
+        except* StoreError as failed:
+            # The writer gave up on the run; stop contacting hosts whose results
             # cannot be stored, and report after the summary.
-            raise group.exceptions[0] from None
+            raise _first(failed) from None
     except asyncio.CancelledError:
         result.interrupted = True
         for host in list(in_flight.hosts.values()):

@@ -9,6 +9,10 @@ directory. And a reader checks only the files a question needs, cheaply
 included. Its result is for scripts: damaged committed runs, exit 4;
 otherwise stray files, exit 7; otherwise 0. Runs written before commit
 records listed their files are *unverified*: trusted, named, not an error.
+A layout 2 run is checked part by part; one killed after some parts is
+*killed*: its committed parts are checked like any run's, its files no
+record lists are stray (the next writer sweeps them), and it is named, not
+an error.
 
 What is not stray: the marker and lock, the index, journal markers and
 leases of runs (live or awaiting the next writer's sweep), the temporaries
@@ -24,7 +28,7 @@ from pathlib import Path
 
 from ..errors import FleetcpuError
 from . import commit, lease, scan
-from .layout import Layout, is_run_id, is_temporary
+from .layout import Layout, is_run_id, is_temporary, run_file_name
 from .reader import read_file
 from .schema import INDEX, RUN_TABLES, RUNS, TABLES
 
@@ -42,6 +46,8 @@ class Damage:
 class FsckReport:
     runs: int = 0
     unverified: list[str] = field(default_factory=list)
+    #: Layout 2 runs whose writer died after these many committed parts.
+    killed: dict[str, int] = field(default_factory=dict)
     damaged: list[Damage] = field(default_factory=list)
     stray: list[Path] = field(default_factory=list)
     #: Files of runs whose writers still live (not judged).
@@ -56,16 +62,24 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check_run(layout: Layout, run_id: str, report: FsckReport) -> set[Path]:
-    """The run's files as its record lists them (damage noted); returns their paths."""
-    record_path = layout.run_file(RUNS.name, run_id)
+def _check_run(layout: Layout, run_id: str, records: list[Path], live: set[str],
+               report: FsckReport) -> set[Path]:
+    """The run's files as its records list them (damage noted); returns their paths."""
+    owned = set(records)
+    rows = []
+    for record_path in records:
+        try:
+            rows += read_file(record_path, RUNS, columns=["status", "files", "part"]).to_pylist()
+        except FleetcpuError as exc:
+            report.damaged.append(Damage(run_id, record_path, exc.message))
+            return owned
     try:
-        files = read_file(record_path, RUNS, columns=["files"])["files"].to_pylist()
-        record = commit.from_row(run_id, files[0] if files else None)
+        record = commit.from_rows(layout, run_id, rows)
     except FleetcpuError as exc:
-        report.damaged.append(Damage(run_id, record_path, exc.message))
-        return {record_path}
-    owned = {record_path}
+        report.damaged.append(Damage(run_id, records[-1], exc.message))
+        return owned
+    if not record.final and run_id not in live:
+        report.killed[run_id] = record.parts
     if record.files is None:
         report.unverified.append(run_id)
         for spec in RUN_TABLES:
@@ -106,13 +120,13 @@ def _is_run_bookkeeping(path: Path, layout: Layout, live: set[str]) -> bool:
     if parent == layout.index_dir and is_temporary(path.name):
         return True  # an index being replaced under the lock, or a dead writer's
     name = path.name
-    for run in live:
-        if name in (f"run-{run}.parquet", f".run-{run}.parquet.tmp") or (
-                name.startswith(f".run-{run}.parquet") and name.endswith(".tmp")):
-            return True
-        if parent == layout.lease_dir and name == f".{run}.tmp":
-            return True
-    return False
+    if parent == layout.lease_dir:
+        return name.removeprefix(".").removesuffix(".tmp") in live
+    if is_temporary(name):
+        # .run-<id>[-<part>].parquet.tmp, .run-<id>....parquet.<pid>.tmp, .run-<id>.parquet.room.tmp
+        name = name[1:name.index(".parquet") + len(".parquet")] if ".parquet" in name else ""
+    named = run_file_name(name)
+    return named is not None and named[0] in live
 
 
 def fsck(layout: Layout) -> FsckReport:
@@ -121,10 +135,10 @@ def fsck(layout: Layout) -> FsckReport:
     # Runs alive now: taken before the walk, so a run committing meanwhile is not stray.
     live = {name for name in _lease_names(layout) if lease.is_live(layout, name)}
     owned: set[Path] = {layout.marker, layout.lock}
-    committed = scan.committed_run_ids(layout)
-    for run_id in committed:
+    committed = scan.commit_records(layout)
+    for run_id, records in committed.items():
         report.runs += 1
-        owned |= _check_run(layout, run_id, report)
+        owned |= _check_run(layout, run_id, records, live, report)
     if layout.index_file.exists():
         owned.add(layout.index_file)
         try:
@@ -161,6 +175,8 @@ def render(report: FsckReport) -> list[str]:
     lines += [f"stray       {p}: no committed run lists it" for p in report.stray]
     lines += [f"unverified  run {r}: committed before runs listed their files" for r in
               report.unverified]
+    lines += [f"killed      run {r}: its writer died after {n} committed part(s); they are "
+              "kept and read, the rest of the run is lost" for r, n in report.killed.items()]
     verified = report.runs - len(report.unverified)
     lines.append(
         f"{report.runs} committed run(s): {verified} verified, {len(report.unverified)} "

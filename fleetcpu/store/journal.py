@@ -8,9 +8,14 @@ and removes it only once the index includes the run. Whoever reads the index
 next folds in every marked run whose ``runs`` row exists; a marked run
 without one whose lease is free (``lease.py``: its writer is dead) was never
 committed, and a writer deletes its files (they were visible to raw readers,
-never to ours). A marker with no lease at all was left by a fleetcpu older
-than leases; for those alone the old rule stands (older than an hour: such a
-writer published its files within milliseconds of the marker).
+never to ours). In layout 2 the marker goes down before the first part: a
+run whose records all say ``partial`` is being written while its lease is
+held (readers merge its parts in memory), and was killed once it is free:
+then its committed parts are all of it, the index folds them in for good,
+and only its files no record lists are deleted (``Store``'s sweep). A
+marker with no lease at all was left by a fleetcpu older than leases; for
+those alone the old rule stands (older than an hour: such a writer published
+its files within milliseconds of the marker).
 """
 
 from __future__ import annotations
@@ -21,9 +26,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import lease
+from ..errors import FleetcpuError
+from . import lease, scan
 from .atomic import STALE_AFTER_S, fsync_dir
-from .layout import Layout, is_run_id
+from .commit import PARTIAL
+from .layout import Layout, is_run_id, run_file_name
+from .reader import read_file
+from .schema import RUNS
 
 __all__ = ["Pending", "abandoned", "begin", "end", "pending", "pending_paths", "roll_back"]
 
@@ -32,7 +41,28 @@ __all__ = ["Pending", "abandoned", "begin", "end", "pending", "pending_paths", "
 class Pending:
     run_id: str
     age_s: float
+    #: The whole run is committed: its one record (layout 1), or its last part's.
     committed: bool
+    #: Layout 2: some parts are committed, the last is not (yet).
+    parts: bool = False
+    #: Its writer held its lease when looked at (before its records were read).
+    live: bool = False
+
+    @property
+    def foldable(self) -> bool:
+        """Its records will not change: the index may take it in for good."""
+        return self.committed or (self.parts and not self.live)
+
+
+def _final(record: Path) -> bool:
+    named = run_file_name(record.name)
+    if named is None or named[1] is None:
+        return True  # a whole-run record (layout 1)
+    try:
+        status = read_file(record, RUNS, columns=["status"])["status"].to_pylist()
+    except FleetcpuError:
+        return False  # unreadable: whoever reads the run names it
+    return bool(status) and status[0] != PARTIAL
 
 
 def begin(layout: Layout, run_id: str) -> None:
@@ -63,8 +93,12 @@ def pending(layout: Layout) -> list[Pending]:
             age = now - entry.stat().st_mtime
         except FileNotFoundError:
             continue
-        committed = layout.run_file("runs", entry.name).exists()
-        out.append(Pending(entry.name, age, committed))
+        # Liveness first: a writer not alive now writes no record after, so what is
+        # read next is final (a live one may add parts; readers merge them in memory).
+        live = lease.is_live(layout, entry.name)
+        records = scan.records_of(layout, entry.name)
+        committed = bool(records) and _final(records[-1])
+        out.append(Pending(entry.name, age, committed, bool(records) and not committed, live))
     return sorted(out, key=lambda p: p.run_id)
 
 
@@ -76,10 +110,10 @@ def abandoned(layout: Layout, dead: set[str], older_than: float = STALE_AFTER_S)
     """
     out = []
     for p in pending(layout):
-        if p.committed:
-            continue
+        if p.committed or p.parts:
+            continue  # committed parts of a dead run are kept: it reads as killed
         if p.run_id in dead:
-            if not layout.run_file("runs", p.run_id).exists():
+            if not scan.records_of(layout, p.run_id):
                 out.append(p.run_id)
         elif not lease.has_lease(layout, p.run_id) and p.age_s > older_than:
             out.append(p.run_id)  # written by a fleetcpu older than leases
@@ -87,9 +121,11 @@ def abandoned(layout: Layout, dead: set[str], older_than: float = STALE_AFTER_S)
 
 
 def roll_back(layout: Layout, run_id: str, tables: tuple[str, ...]) -> None:
+    """Delete every file a run that never committed anything published, then its marker."""
     for table in tables:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(layout.run_file(table, run_id))
+        for path in scan.published_files(layout, table, run_id):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
     end(layout, run_id)
 
 

@@ -122,8 +122,13 @@ class Layout:
         return self.data / table
 
     def run_file(self, table: str, run_id: str) -> Path:
+        """The run's one file of ``table`` in layout 1 (and where its parts sit in 2)."""
         day = run_time(run_id).strftime("%Y-%m-%d")
         return self.table_dir(table) / f"date={day}" / f"run-{run_id}.parquet"
+
+    def part_file(self, table: str, run_id: str, part: int) -> Path:
+        """Part ``part`` (1, 2, ...) of the run's ``table`` in layout 2."""
+        return self.run_file(table, run_id).with_name(part_name(run_id, part))
 
     @property
     def index_dir(self) -> Path:
@@ -146,6 +151,33 @@ class Layout:
 
     def lease_file(self, run_id: str) -> Path:
         return self.lease_dir / run_id
+
+
+#: ``run-<id>-00001.parquet``: parts are zero-padded to this width (more digits past it).
+PART_DIGITS = 5
+
+
+def part_name(run_id: str, part: int) -> str:
+    if part < 1:
+        raise ValueError(f"parts count from 1, not {part}")
+    return f"run-{run_id}-{part:0{PART_DIGITS}d}.parquet"
+
+
+def run_file_name(name: str) -> tuple[str, int | None] | None:
+    """(run id, part) of a file name a run writes (part None: a layout 1 whole-run
+    file), else None. Only the canonical spelling counts: ``-1`` or ``-000001`` is not
+    a part's name, so a renamed copy is never mistaken for one."""
+    if not (name.startswith("run-") and name.endswith(".parquet")):
+        return None
+    stem = name[4:-8]
+    if is_run_id(stem):
+        return stem, None
+    head, _, digits = stem.rpartition("-")
+    if is_run_id(head) and digits.isdigit() and digits.isascii():
+        part = int(digits)
+        if part >= 1 and part_name(head, part) == name:
+            return head, part
+    return None
 
 
 def temporary(path: Path) -> Path:

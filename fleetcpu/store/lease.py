@@ -128,8 +128,9 @@ def drop(layout: Layout, run_id: str) -> None:
 
 
 def temporaries_of(layout: Layout, run_id: str, tables: tuple[str, ...]) -> list[Path]:
-    """Every hidden temporary a run's writer may have left, in its date folders."""
-    prefix = f".run-{run_id}.parquet"
+    """Every hidden temporary a run's writer may have left, in its date folders:
+    ``.run-<id>.parquet...tmp`` (layout 1, the room probe) or ``.run-<id>-<part>...tmp``."""
+    prefix = f".run-{run_id}"
     out = []
     for table in tables:
         day = layout.run_file(table, run_id).parent
@@ -138,5 +139,6 @@ def temporaries_of(layout: Layout, run_id: str, tables: tuple[str, ...]) -> list
         except FileNotFoundError:
             continue
         out += [Path(e.path) for e in entries
-                if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+                if e.name.startswith(prefix) and e.name[len(prefix):][:1] in (".", "-")
+                and e.name.endswith(".tmp")]
     return out

@@ -2,16 +2,25 @@
 
 Why streaming: a 10,000-host run must not hold 10,000 probe documents (each
 tens of KB of models and features) in memory. ``add`` converts an outcome to
-rows at once and buffers them; every ``flush_every`` hosts the buffers go out
-as one Parquet row group per table into files open under hidden temporary
-names. Memory stays bounded by ``flush_every`` hosts' rows.
+rows at once and buffers them; every ``flush_every`` hosts (or 20,000 detail
+rows) the buffers go out. Memory stays bounded by one flush's rows.
+
+Where a flush goes depends on the store's layout. Layout 2 (new stores): each
+flush is a committed part (``parts.py``): whole files and their own commit
+record, so a SIGKILL loses only what came after the last part; and a part is
+also written once the oldest buffered host has waited ``flush_seconds`` (5 s;
+checked at every ``add`` and by the collector's tick, ``flush_due``), so a
+kill costs seconds even when hosts arrive slowly. Layout 1 (stores shared
+with older fleetcpus): one Parquet row group per table into files open under
+hidden temporary names, all committed at the end, as before.
 
 Why ``__exit__`` commits even on an exception: a Ctrl-C (KeyboardInterrupt,
 or CancelledError in the collector's event loop) at host 9,000 must not lose
 8,999 results. The run is recorded with ``status = interrupted`` and the
 exception goes on propagating.
 
-Commit order: close every file (footer, fsync), drop a journal marker,
+Commit order (layout 1; each part of layout 2 the same, the marker before the
+first part): close every file (footer, fsync), drop a journal marker,
 publish the detail tables, then ``hosts``, then the ``runs`` row, which is
 the commit record and lists every file with its rows, bytes and sha256 (so a
 reader can tell a missing or swapped file from "no rows"); then the index.
@@ -19,9 +28,11 @@ reader can tell a missing or swapped file from "no rows"); then the index.
 takes tens of ms), so the collector may call it from its event loop.
 
 Test-only hooks (never set them in production): ``FLEETCPU_TEST_HOOK_KILL_AFTER=<n>``
-SIGKILLs the process once ``n`` host rows have been flushed into a still-open
-file, i.e. mid-write; ``FLEETCPU_TEST_HOOK_KILL_AT=before-runs|before-index``
-SIGKILLs it just before the commit record, or just after it.
+SIGKILLs the process once ``n`` host rows have been flushed (layout 1: into a
+still-open file, i.e. mid-write; layout 2: into committed parts, the last part
+aside); ``FLEETCPU_TEST_HOOK_KILL_AT=before-runs|before-index`` SIGKILLs it
+just before the (last part's) commit record, or just after it, and
+``before-record-<n>`` just before part n's record (layout 2: its files published).
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -41,8 +53,10 @@ from ..outcome import HostOutcome
 from ..probe.document import MachineProbe
 from . import journal
 from .atomic import ParquetSink, write_table
+from .commit import PARTIAL
 from .layout import Layout, new_run_id, utc
 from .lease import Lease
+from .parts import FLUSH_SECONDS, Counts, RunFacts, write_part
 from .outcome_rows import Row, cpu_digest, detail_rows, host_row, unique_machines
 from .schema import DETAIL_TABLES, HOSTS, RUNS, VERIFY, TableSpec
 
@@ -110,15 +124,19 @@ class RunWriter:
         *,
         started_at: datetime | None = None,
         flush_every: int = DEFAULT_FLUSH_EVERY,
+        flush_seconds: float = FLUSH_SECONDS,
     ) -> None:
         if flush_every < 1:
             raise ValueError("flush_every must be at least 1")
+        if flush_seconds <= 0:
+            raise ValueError("flush_seconds must be positive")
         self._store = store
         self.command = command
         self.inventory = inventory
         self.started_at = utc(started_at) if started_at is not None else datetime.now(UTC)
         self.run_id = new_run_id(self.started_at)
         self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
         self.hosts_ok = 0
         self.hosts_failed = 0
         self.hosts_detail = 0
@@ -136,6 +154,15 @@ class RunWriter:
         self._closed = False
         #: The commit record is written: whatever fails after, the run is stored.
         self.committed = False
+        #: Layout 2: every flush commits a part (``parts.py``); layout 1: one file per table.
+        self._in_parts = store.layout_version >= 2
+        #: Parts committed so far, and the hosts in them: what no kill can take back.
+        self.parts = 0
+        self.hosts_committed = 0
+        self._part_counts = Counts()
+        #: When the oldest buffered host was added (monotonic): the 5 s rule's clock.
+        self._oldest: float | None = None
+        self._wrote_hosts = False
         # Held from before the first temporary until after the last: what tells a
         # sweeper this run is alive, however long it goes without touching its files.
         try:
@@ -152,8 +179,13 @@ class RunWriter:
             reason = f"{exc.filename or self._store.root}: {exc.strerror}"
         else:
             reason = f"{self._store.root}: {exc}"
-        state = ("is stored (its commit record is written)" if self.committed
-                 else "was not stored")
+        if self.committed:
+            state = "is stored (its commit record is written)"
+        elif self.hosts_committed:
+            state = (f"is stored in part: its {self.parts} committed part(s) hold "
+                     f"{self.hosts_committed} host(s), the rest was not stored")
+        else:
+            state = "was not stored"
         return StoreWriteError(f"{reason}: run {self.run_id} {state}", reason)
 
     def check_writable(self, room: int = ROOM_BYTES) -> None:
@@ -191,12 +223,29 @@ class RunWriter:
                 self._buffered_rows += len(rows)
         self._buffers[HOSTS.name].append(row)
         self._seen.add(outcome.host)
-        if outcome.ok:
+        self._count(outcome.ok, detail=new_detail)
+        if self._buffered_hosts >= self.flush_every or self._buffered_rows >= DEFAULT_FLUSH_ROWS:
+            self._flush_or_fail()
+        else:
+            self.flush_due()
+
+    def _count(self, ok: bool, *, detail: bool = False) -> None:
+        if ok:
             self.hosts_ok += 1
         else:
             self.hosts_failed += 1
+        c = self._part_counts
+        self._part_counts = Counts(c.ok + ok, c.failed + (not ok), c.detail + detail)
+        if self._buffered_hosts == 0:
+            self._oldest = time.monotonic()
         self._buffered_hosts += 1
-        if self._buffered_hosts >= self.flush_every or self._buffered_rows >= DEFAULT_FLUSH_ROWS:
+
+    def flush_due(self) -> None:
+        """Layout 2: commit a part once the oldest buffered host has waited
+        ``flush_seconds``. ``add`` calls it; so does the collector every second, so
+        that a kill loses seconds even when hosts take minutes each."""
+        if (self._in_parts and not self._closed and self._oldest is not None
+                and time.monotonic() - self._oldest >= self.flush_seconds):
             self._flush_or_fail()
 
     def _flush_or_fail(self) -> None:
@@ -244,17 +293,19 @@ class RunWriter:
         pa.Table.from_pylist([row], schema=VERIFY.schema)
         self._buffers[VERIFY.name].append(row)
         self._seen.add(host)
-        if passed:
-            self.hosts_ok += 1
-        else:
-            self.hosts_failed += 1
-        self._buffered_hosts += 1
+        self._count(passed)
         if self._buffered_hosts >= self.flush_every:
             self._flush_or_fail()
+        else:
+            self.flush_due()
 
     def flush(self) -> None:
-        """Write the buffered rows as one row group per table."""
+        """Write the buffered rows: layout 2, as a committed part; layout 1, as one row
+        group per table of the run's open files."""
         global _flushed_in_process  # noqa: PLW0603 - a process-wide counter for the test hook
+        if self._in_parts:
+            self._write_part(PARTIAL)
+            return
         for spec in _BUFFERED:
             rows = self._buffers[spec.name]
             if not rows:
@@ -264,6 +315,35 @@ class RunWriter:
         _flushed_in_process += self._buffered_hosts
         self._buffered_hosts = 0
         self._buffered_rows = 0
+        if self._kill_after is not None and _flushed_in_process >= self._kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _write_part(self, status: str) -> None:
+        """Commit the buffered rows as the next part; ``status`` other than partial makes
+        it the last (written even without rows: it says how the run ended)."""
+        global _flushed_in_process  # noqa: PLW0603 - a process-wide counter for the test hook
+        if status == PARTIAL and not self._buffered_hosts:
+            return
+        layout = self._store.layout
+        part = self.parts + 1
+        if part == 1:
+            journal.begin(layout, self.run_id)  # from now on the index owes this run
+        point = "before-runs" if status != PARTIAL else f"before-record-{part}"
+        write_part(layout, RunFacts(self.run_id, self.started_at, self.command, self.inventory),
+                   part, status, self._part_counts,
+                   [(spec, self._buffers[spec.name]) for spec in _BUFFERED],
+                   before_record=lambda: _hook_kill_at(point))
+        self.parts = part
+        self.hosts_committed += self._buffered_hosts
+        self._wrote_hosts = self._wrote_hosts or bool(self._buffers[HOSTS.name])
+        for rows in self._buffers.values():
+            rows.clear()
+        self._part_counts = Counts()
+        self._oldest = None
+        if status != PARTIAL:
+            return
+        _flushed_in_process += self._buffered_hosts
+        self._buffered_hosts = self._buffered_rows = 0
         if self._kill_after is not None and _flushed_in_process >= self._kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -296,6 +376,9 @@ class RunWriter:
             self._lease = None
 
     def _commit(self, status: str) -> None:
+        if self._in_parts:
+            self._commit_last_part(status)
+            return
         files = []
         try:
             self.flush()
@@ -324,6 +407,25 @@ class RunWriter:
             raise self._write_error(exc) from exc
         except StoreLockedError as exc:
             # After the commit record: the run is stored, only the index waits (journal).
+            raise StoreLockedError(f"{exc.message}; run {self.run_id} is stored (its commit "
+                                   "record is written), the next fleetcpu command folds it "
+                                   "into the index") from exc
+
+    def _commit_last_part(self, status: str) -> None:
+        self._closed = True
+        self.status = status
+        try:
+            self._write_part(status)
+        except (OSError, pa.ArrowException) as exc:
+            raise self._write_error(exc) from exc
+        self._buffered_hosts = self._buffered_rows = 0
+        self.committed = True
+        _hook_kill_at("before-index")
+        try:
+            self._store._index_run(self.run_id, wrote_hosts=self._wrote_hosts)
+        except (OSError, pa.ArrowException) as exc:
+            raise self._write_error(exc) from exc
+        except StoreLockedError as exc:
             raise StoreLockedError(f"{exc.message}; run {self.run_id} is stored (its commit "
                                    "record is written), the next fleetcpu command folds it "
                                    "into the index") from exc

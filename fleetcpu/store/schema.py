@@ -31,6 +31,7 @@ __all__ = [
     "INDEX",
     "INDEX_ACCELS",
     "LAYOUT",
+    "LAYOUTS",
     "LAYOUT_DIR",
     "MACHINES",
     "META_TABLE",
@@ -45,9 +46,17 @@ __all__ = [
     "TableSpec",
 ]
 
-#: The directory under the store root that holds this layout's tables.
-LAYOUT = 1
-LAYOUT_DIR = f"v{LAYOUT}"
+#: The store layout this fleetcpu creates, named in the store marker. Layout 2 commits
+#: a run in parts (several files per table per run, each part with its own commit
+#: record), so a kill loses seconds, not the run; a fleetcpu that knows only layout 1
+#: refuses such a store rather than read one part of a run as all of it.
+LAYOUT = 2
+#: Layouts this fleetcpu opens: it reads both, and writes each in its own way (a
+#: layout 1 store keeps one file per table per run, so older fleetcpus can share it).
+LAYOUTS = (1, 2)
+#: The directory under the store root that holds the tables: the generation of the
+#: table schemas (a breaking schema change starts ``v2/``), not the layout version.
+LAYOUT_DIR = "v1"
 
 META_TABLE = b"fleetcpu.table"
 META_VERSION = b"fleetcpu.schema_version"
@@ -94,7 +103,7 @@ FILE_ENTRY = pa.struct([
 
 RUNS = TableSpec(
     "runs",
-    2,
+    3,
     pa.schema(
         [
             _f("run_id", pa.string(), False),
@@ -103,7 +112,8 @@ RUNS = TableSpec(
             _f("command", pa.string(), False),
             _f("inventory", pa.string()),
             _f("fleetcpu_version", pa.string(), False),
-            # complete | interrupted: an interrupted run still holds every host it added.
+            # complete | interrupted: an interrupted run still holds every host it added;
+            # partial (layout 2): a part of a run whose last part is still to come.
             _f("status", pa.string(), False),
             _f("hosts_ok", pa.int32(), False),
             _f("hosts_failed", pa.int32(), False),
@@ -112,6 +122,11 @@ RUNS = TableSpec(
             # v2: every file the run committed (the runs file itself aside). Null in runs
             # written before: those are trusted as they are, and fsck calls them unverified.
             _f("files", pa.list_(FILE_ENTRY)),
+            # v3, layout 2: the part of the run this record commits (1, 2, ...), its
+            # files only and its hosts only (a run's totals are the sums over its
+            # records). Every part but the last has status "partial"; the last says
+            # complete or interrupted. Null: the record commits the whole run (layout 1).
+            _f("part", pa.int32()),
         ]
     ),
 )

@@ -7,6 +7,7 @@ whether its input is a live probe or a year-old run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -184,8 +185,24 @@ def host_states(index: pa.Table) -> list[HostState]:
 
 
 def run_infos(runs: pa.Table) -> list[RunInfo]:
-    return [
-        RunInfo(
+    """One RunInfo per run from its records in run, then part, order (``Store.table``'s):
+    a run committed in parts sums its parts' hosts, ends when its last part was
+    committed, and has its last part's status."""
+    out: list[RunInfo] = []
+    for row in columns(runs):
+        last = out[-1] if out else None
+        if last is not None and last.run_id == row["run_id"]:
+            out[-1] = dataclasses.replace(
+                last,
+                finished_at=max(last.finished_at, row["finished_at"]),
+                status=row["status"],
+                hosts_ok=last.hosts_ok + row["hosts_ok"],
+                hosts_failed=last.hosts_failed + row["hosts_failed"],
+                hosts_detail=last.hosts_detail + row["hosts_detail"],
+                parts=last.parts + 1,
+            )
+            continue
+        out.append(RunInfo(
             run_id=row["run_id"],
             started_at=row["started_at"],
             finished_at=row["finished_at"],
@@ -196,9 +213,8 @@ def run_infos(runs: pa.Table) -> list[RunInfo]:
             hosts_ok=row["hosts_ok"],
             hosts_failed=row["hosts_failed"],
             hosts_detail=row["hosts_detail"],
-        )
-        for row in columns(runs)
-    ]
+        ))
+    return out
 
 
 def _props(text: str) -> dict[str, Scalar]:

@@ -1,16 +1,19 @@
 """The store: a directory of immutable Parquet files that pandas, pyarrow and DuckDB read as is.
 
-    STORE/fleetcpu-store.json                 marker: {"format": "fleetcpu.store", "layout": 1}
+    STORE/fleetcpu-store.json                 marker: {"format": "fleetcpu.store", "layout": 2}
     STORE/.lock                               flock for the index's read-merge-replace
-    STORE/v1/<table>/date=YYYY-MM-DD/run-<run_id>.parquet   one file per table per run
+    STORE/v1/<table>/date=YYYY-MM-DD/run-<run_id>-<part>.parquet   a file per table per part
+                                              (layout 1: run-<run_id>.parquet, one per run)
     STORE/v1/index/latest.parquet             latest state of every host (derived)
     STORE/v1/index/pending/<run_id>           journal of runs being committed
 
 Why a marker: a mistyped ``--store`` must never scatter Parquet files into
 someone's home directory or read a random directory as if it were a store.
-Why readers trust only runs present in ``runs``: it is written last, so a
-run without it was interrupted before its commit record (its other files
-are whole, but the run may lack hosts).
+Why readers trust only what ``runs`` records list: a record is written last,
+after the files it lists, so a file no record lists belongs to a part (or a
+layout 1 run) interrupted before its commit record. A layout 2 run whose
+records all say ``partial`` is live while its lease is held, and ``killed``
+once it is not: its committed parts are then all of it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import itertools
 import json
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -29,6 +33,7 @@ import pyarrow.compute as pc
 
 from .. import __version__
 from ..errors import (
+    FleetcpuError,
     NoUsableDataError,
     StoreCorruptError,
     StoreForeignError,
@@ -41,8 +46,9 @@ from ..probe.document import HostFacts, MachineProbe
 from . import commit, journal, lease, scan
 from . import index as idx
 from .atomic import locked, remove_temporaries, write_bytes, write_table
-from .commit import CommitRecord, CommittedFile
+from .commit import KILLED, PARTIAL, CommitRecord, CommittedFile
 from .layout import LOCK, MARKER, MARKER_FORMAT, Layout, is_temporary, rfc3339
+from .parts import FLUSH_SECONDS
 from .reader import empty, read_file, row_group_of_hosts
 from .run_writer import DEFAULT_FLUSH_EVERY, RunWriter
 from .schema import (
@@ -51,6 +57,7 @@ from .schema import (
     INDEX,
     INDEX_ACCELS,
     LAYOUT,
+    LAYOUTS,
     RUN_TABLES,
     RUNS,
     TABLES,
@@ -84,6 +91,8 @@ class Store:
         self.root = root
         self.layout = Layout(root)
         self.lock_timeout = _lock_timeout() if lock_timeout is None else lock_timeout
+        #: The layout its marker names (``schema.LAYOUTS``), known once the marker is read.
+        self.layout_version = LAYOUT
         #: Commit records read so far: immutable once written, so read once.
         self._records: dict[str, CommitRecord] = {}
 
@@ -101,9 +110,16 @@ class Store:
 
     @classmethod
     def create_or_open(
-        cls, path: str | os.PathLike[str], *, lock_timeout: float | None = None
+        cls, path: str | os.PathLike[str], *, lock_timeout: float | None = None,
+        layout: int = LAYOUT,
     ) -> Store:
-        """The store at ``path``, created when the directory is absent or empty."""
+        """The store at ``path``, created when the directory is absent or empty.
+
+        ``layout`` is for a store being created only: 1 keeps one file per table
+        per run, so a fleetcpu older than parts can still write it (an existing
+        store keeps the layout its marker names)."""
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
         root = Path(path)
         if root.exists() and not root.is_dir():
             raise StoreForeignError(f"{root}: not a directory, cannot hold a fleetcpu store")
@@ -111,7 +127,7 @@ class Store:
         try:
             root.mkdir(parents=True, exist_ok=True)
             if not store.layout.marker.exists() and _is_empty_dir(root):
-                marker = {"format": MARKER_FORMAT, "layout": LAYOUT,
+                marker = {"format": MARKER_FORMAT, "layout": layout,
                           "created": rfc3339(datetime.now(UTC)), "fleetcpu_version": __version__}
                 # Exclusive: of two processes creating the store at once, one marker wins.
                 write_bytes(store.layout.marker, (json.dumps(marker) + "\n").encode(),
@@ -141,10 +157,13 @@ class Store:
             found = value.get("format") if isinstance(value, dict) else None
             raise StoreForeignError(f"{marker}: not a fleetcpu store marker (format {found!r})")
         layout = value.get("layout")
-        if layout != LAYOUT:
+        # (True == 1 in Python: a boolean is no layout.)
+        if isinstance(layout, bool) or layout not in LAYOUTS:
             raise StoreForeignError(
-                f"{marker}: store layout {layout!r}, this fleetcpu reads layout {LAYOUT}"
+                f"{marker}: store layout {layout!r}, this fleetcpu reads layouts "
+                f"{' and '.join(map(str, LAYOUTS))}; a newer fleetcpu wrote it"
             )
+        self.layout_version = int(layout)
 
     # -- writing ------------------------------------------------------------
 
@@ -155,9 +174,11 @@ class Store:
         *,
         started_at: datetime | None = None,
         flush_every: int = DEFAULT_FLUSH_EVERY,
+        flush_seconds: float = FLUSH_SECONDS,
     ) -> RunWriter:
         """A streaming writer for one run; ``started_at`` (default now) times the run id."""
-        return RunWriter(self, command, inventory, started_at=started_at, flush_every=flush_every)
+        return RunWriter(self, command, inventory, started_at=started_at, flush_every=flush_every,
+                         flush_seconds=flush_seconds)
 
     def _known_digests(self) -> dict[tuple[str, str], str]:
         """(host, cpu_digest) -> detail run, from the index: what a new run need not rewrite."""
@@ -172,9 +193,10 @@ class Store:
                     known.setdefault((str(host), str(digest)), str(run))
         return known
 
-    def _run_hosts(self, run_id: str) -> pa.Table:
-        """The index-relevant columns of one committed run's ``hosts`` rows."""
-        found = self.committed_files(HOSTS.name, run_id)
+    def _run_hosts(self, run_id: str, records: Sequence[Path] | None = None) -> pa.Table:
+        """The index-relevant columns of one committed run's ``hosts`` rows (its committed
+        parts' rows, for a run being written or killed after some parts)."""
+        found = self.committed_files(HOSTS.name, run_id, records)
         if not found:
             return empty(HOSTS, idx.BASE)
         return pa.concat_tables(read_file(f.path, HOSTS, columns=idx.BASE, rows=f.rows)
@@ -182,19 +204,25 @@ class Store:
 
     # -- commit records -----------------------------------------------------
 
-    def _record(self, run_id: str) -> CommitRecord:
+    def _record(self, run_id: str, paths: Sequence[Path] | None = None) -> CommitRecord:
+        """The run's commit records as one (a record per part in layout 2). Kept once
+        the run's last part is in: only then do its records stop changing."""
         record = self._records.get(run_id)
         if record is None:
-            path = self.layout.run_file(RUNS.name, run_id)
-            files = read_file(path, RUNS, columns=["files"])["files"].to_pylist()
-            record = self._records[run_id] = commit.from_row(run_id, files[0] if files else None)
+            found = scan.records_of(self.layout, run_id) if paths is None else paths
+            rows = [row for path in found
+                    for row in read_file(path, RUNS, columns=_RECORD_COLUMNS).to_pylist()]
+            record = commit.from_rows(self.layout, run_id, rows)
+            if record.final:
+                self._records[run_id] = record
         return record
 
-    def committed_files(self, table: str, run_id: str) -> list[CommittedFile]:
+    def committed_files(self, table: str, run_id: str,
+                        records: Sequence[Path] | None = None) -> list[CommittedFile]:
         """The files of ``table`` that committed run ``run_id`` published (none: it wrote no
-        rows there), checked against its commit record: a listed file that is missing or
-        replaced is StoreCorruptError naming it."""
-        return commit.checked(self.layout, self._record(run_id), table)
+        rows there), checked against its commit records: a listed file that is missing or
+        replaced is StoreCorruptError naming it. ``records``: its record files, if known."""
+        return commit.checked(self.layout, self._record(run_id, records), table)
 
     def _index_run(self, run_id: str, *, wrote_hosts: bool) -> None:
         """Fold a just-committed run into the index; the journal covers a failure here."""
@@ -208,7 +236,7 @@ class Store:
         current = self._read_index_file()
         if current is None:
             return self._rebuild_locked()
-        runs = [p.run_id for p in journal.pending(self.layout) if p.committed]
+        runs = [p.run_id for p in journal.pending(self.layout) if p.foldable]
         if extra is not None and extra not in runs:
             runs.append(extra)
         if runs:
@@ -223,20 +251,42 @@ class Store:
         """Clean up after dead writers, on whatever date they died; never a live one's files.
 
         A run is dead when its lease is free (``lease.py``): then its
-        temporaries go, and, if it never wrote its commit record, its
-        published files too. Index temporaries are written only under the
-        lock we hold, so any left is a dead writer's.
+        temporaries go, and every file it published that no commit record of
+        it lists (all of them, if it committed nothing; a killed layout 2
+        run keeps its committed parts). Index temporaries are written only
+        under the lock we hold, so any left is a dead writer's.
         """
         tables = tuple(spec.name for spec in RUN_TABLES)
         dead = lease.dead_runs(self.layout)
         for run in journal.abandoned(self.layout, set(dead)):
             journal.roll_back(self.layout, run, tables)
         for run in dead:
+            for path in self._unrecorded_files(run):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
             for path in lease.temporaries_of(self.layout, run, tables):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
             lease.drop(self.layout, run)
         remove_temporaries(self.layout.index_dir)
+
+    def _unrecorded_files(self, run_id: str) -> list[Path]:
+        """A dead run's published data files that none of its commit records lists (a
+        part killed between its files and its record). Nothing, if its records cannot
+        be read: damage is for ``fsck`` to name, never a reason to delete."""
+        records = scan.records_of(self.layout, run_id)
+        if not records:
+            return []  # never committed: journal.abandoned rolls it back
+        try:
+            record = self._record(run_id, records)
+        except FleetcpuError:
+            return []
+        if record.files is None:
+            return []  # unverified (older fleetcpu): its one file per table is its own
+        keep = {self.layout.data / f.path for f in record.files}
+        return [path for spec in RUN_TABLES if spec is not RUNS
+                for path in scan.published_files(self.layout, spec.name, run_id)
+                if path not in keep]
 
     # -- the index ----------------------------------------------------------
 
@@ -259,18 +309,27 @@ class Store:
         the missing runs are merged in memory only, from committed data.
         """
         current = self._read_index_file()
-        pending = [p.run_id for p in journal.pending(self.layout) if p.committed]
-        if current is not None and not pending:
+        marked = journal.pending(self.layout)
+        foldable = [p.run_id for p in marked if p.foldable]
+        # Committed parts of runs being written: merged in memory only, never written
+        # (their markers stay until their last part is folded in).
+        live = [p.run_id for p in marked if p.parts and not p.foldable]
+        if current is not None and not foldable and not live:
             return current
-        try:
-            with locked(self.layout.lock, 0):
-                return self._fold_pending_locked()
-        except (StoreLockedError, OSError):
-            pass
-        if current is None:
-            return self._rebuild()
-        rows = pa.concat_tables([self._run_hosts(r) for r in pending])
-        return idx.merge(current, rows)
+        table: pa.Table | None = None
+        if foldable or current is None:
+            try:
+                with locked(self.layout.lock, 0):
+                    table = self._fold_pending_locked()
+            except (StoreLockedError, OSError):
+                pass
+        if table is None:
+            if current is None:
+                return self._rebuild()  # every committed part included
+            table, live = current, live + foldable
+        if not live:
+            return table
+        return idx.merge(table, pa.concat_tables([self._run_hosts(r) for r in live]))
 
     def reindex(self) -> int:
         """Rebuild the index from the ``hosts`` table; returns the number of hosts."""
@@ -281,7 +340,7 @@ class Store:
         dead = set(lease.dead_runs(self.layout))
         for run in journal.abandoned(self.layout, dead):
             journal.roll_back(self.layout, run, tuple(spec.name for spec in RUN_TABLES))
-        pending_before = {p.run_id for p in journal.pending(self.layout) if p.committed}
+        pending_before = {p.run_id for p in journal.pending(self.layout) if p.foldable}
         current = self._rebuild()
         write_table(self.layout.index_file, INDEX, current)
         # Only markers of runs committed before the scan began are surely in it.
@@ -293,25 +352,32 @@ class Store:
         """The index from the committed runs' ``hosts`` files, and nothing else: a stray
         file in the directory (``fleetcpu fsck`` lists them) never counts."""
         current: pa.Table | None = None
-        for _day, runs in itertools.groupby(self._committed_run_ids(), key=lambda r: r[:8]):
-            tables = [t for t in (self._run_hosts(r) for r in runs) if t.num_rows]
+        records = scan.commit_records(self.layout)
+        for _day, runs in itertools.groupby(records, key=lambda r: r[:8]):
+            tables = [t for t in (self._run_hosts(r, records[r]) for r in runs) if t.num_rows]
             if tables:
                 # Reduce day by day: memory stays at one day of rows plus the index.
                 current = idx.merge(current, pa.concat_tables(tables))
         return current if current is not None else idx.empty_index()
 
-    # -- listing files ------------------------------------------------------
-
-    def _committed_run_ids(self) -> list[str]:
-        """Every run with a commit record where its id puts it; anything else in ``runs/``
-        (a ``date=garbage`` folder, a foreign name) is not a commit and is ignored."""
-        return scan.committed_run_ids(self.layout)
-
     # -- reading ------------------------------------------------------------
 
     def runs(self) -> list[RunInfo]:
-        """Every committed run, oldest first."""
-        return run_infos(self.table(RUNS.name))
+        """Every committed run, oldest first (a layout 2 run once, its parts summed).
+
+        A run whose records all say ``partial`` is ``partial`` while its writer
+        lives, and ``killed`` once its lease is free: then its committed parts
+        are all of it.
+        """
+        infos = run_infos(self.table(RUNS.name))
+        for i, info in enumerate(infos):
+            if info.status != PARTIAL or lease.is_live(self.layout, info.run_id):
+                continue
+            # Not alive now, so its records are final: read them again (it may have
+            # written its last part since the table above was read).
+            again = run_infos(self.table(RUNS.name, runs=[info.run_id]))[0]
+            infos[i] = again if again.status != PARTIAL else replace(again, status=KILLED)
+        return infos
 
     def table(self, name: str, *, columns: Sequence[str] | None = None,
               runs: Iterable[str] | None = None) -> pa.Table:
@@ -320,14 +386,13 @@ class Store:
         spec = TABLES.get(name)
         if spec is None or spec is INDEX:
             raise ValueError(f"no table {name!r}; tables: {', '.join(s.name for s in RUN_TABLES)}")
-        committed = self._committed_run_ids()
-        chosen = committed if runs is None else sorted(set(runs) & set(committed))
-        if spec is RUNS:
-            parts = [read_file(self.layout.run_file(name, r), spec, columns=columns)
-                     for r in chosen]
+        records = scan.commit_records(self.layout)
+        chosen = list(records) if runs is None else sorted(set(runs) & set(records))
+        if spec is RUNS:  # a row per record: per run in layout 1, per part in layout 2
+            parts = [read_file(path, spec, columns=columns) for r in chosen for path in records[r]]
         else:
             parts = [read_file(f.path, spec, columns=columns, rows=f.rows)
-                     for r in chosen for f in self.committed_files(name, r)]
+                     for r in chosen for f in self.committed_files(name, r, records[r])]
         if not parts:
             return empty(spec, columns)
         return pa.concat_tables(parts)
@@ -479,6 +544,9 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
 
+
+#: What ``_record`` reads of each commit record.
+_RECORD_COLUMNS = ["status", "files", "part"]
 
 #: The ``hosts`` columns a snapshot needs (facts, QEMU, connection), not the evidence.
 _SNAPSHOT_COLUMNS = [

@@ -29,11 +29,15 @@ class RunInfo:
     command: str
     inventory: str | None
     fleetcpu_version: str
-    #: complete | interrupted (Ctrl-C or an error: every host added before it is kept)
+    #: complete | interrupted (Ctrl-C or an error: every host added before it is kept) |
+    #: partial (layout 2: being written now; its committed parts so far) | killed (layout
+    #: 2: its writer died before its last part; its committed parts are all of it)
     status: str
     hosts_ok: int
     hosts_failed: int
     hosts_detail: int
+    #: Commit records: 1 in layout 1, the committed parts in layout 2.
+    parts: int = 1
 
 
 @dataclass(frozen=True)

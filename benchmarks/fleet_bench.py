@@ -203,7 +203,8 @@ class Append:
 
 
 def run_bytes(root: Path, run_id: str) -> int:
-    return sum(p.stat().st_size for p in (root / "v1").rglob(f"run-{run_id}.parquet"))
+    # Layout 2: the run's parts, run-<id>-<part>.parquet (layout 1: run-<id>.parquet).
+    return sum(p.stat().st_size for p in (root / "v1").rglob(f"run-{run_id}*.parquet"))
 
 
 def append_run(store: Store, f: Fleet, when: datetime, failed: set[int]) -> Append:

@@ -98,7 +98,8 @@ def median_of(fn: Callable[[], object], n: int) -> float:
 
 
 def run_bytes(root: Path, run_id: str) -> int:
-    return sum(p.stat().st_size for p in (root / "v1").rglob(f"run-{run_id}.parquet"))
+    # Layout 2: the run's parts, run-<id>-<part>.parquet (layout 1: run-<id>.parquet).
+    return sum(p.stat().st_size for p in (root / "v1").rglob(f"run-{run_id}*.parquet"))
 
 
 def write_history(store: Store, template: pa.Table, first: datetime, last: datetime,

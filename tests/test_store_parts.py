@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from fleetcpu.store import Store
@@ -34,6 +35,7 @@ from .test_store_support import (
     ok_document,
     outcome,
     run_files,
+    with_blocked_model,
     write_document,
 )
 
@@ -289,3 +291,20 @@ def test_a_layout_1_store_is_written_as_before(tmp_path: Path) -> None:
     assert [(r.status, r.parts) for r in store.runs()] == [("complete", 1)] * 2
     assert store.table("runs")["part"].null_count == 2
     assert run_cli("fsck", "--store", str(root)).returncode == 0
+
+
+def test_the_memory_bound_spills_row_groups_not_parts(tmp_path: Path) -> None:
+    """20,000 detail rows bound memory; they do not cut a part (a first run of 10,000
+    hosts would be ~70 parts, slow to read back): parts are cut by hosts and time."""
+    store = Store.create_or_open(tmp_path / "store")
+    doc = ok_document()
+    rows_per_host = sum(len(mp.models) for mp in doc.machine_types)
+    n = 20_000 // rows_per_host * 2 + 1  # past the bound twice
+    with store.run_writer(command="collect", flush_seconds=600) as w:
+        for i in range(n):
+            w.add(outcome(f"h{i:04d}", with_blocked_model(doc, f"f{i}")))
+        assert w.parts == 0  # spilled, not committed
+    (run,) = store.runs()
+    assert (run.parts, run.hosts_ok) == (1, n)
+    (models,) = run_files(store.root, "models", run.run_id)
+    assert pq.ParquetFile(models).num_row_groups >= 3

@@ -3,11 +3,12 @@
 Why streaming: a 10,000-host run must not hold 10,000 probe documents (each
 tens of KB of models and features) in memory. ``add`` converts an outcome to
 rows at once and buffers them; every ``flush_every`` hosts (or 20,000 detail
-rows) the buffers go out. Memory stays bounded by one flush's rows.
+rows) the buffers go out. Memory stays bounded by 20,000 detail rows.
 
 Where a flush goes depends on the store's layout. Layout 2 (new stores): each
-flush is a committed part (``parts.py``): whole files and their own commit
-record, so a SIGKILL loses only what came after the last part; and a part is
+host-count flush is a committed part (``parts.py``): whole files and their own
+commit record, so a SIGKILL loses only what came after the last part (a
+20,000-row spill is a row group of the part being written); and a part is
 also written once the oldest buffered host has waited ``flush_seconds`` (5 s;
 checked at every ``add`` and by the collector's tick, ``flush_due``), so a
 kill costs seconds even when hosts arrive slowly. Layout 1 (stores shared
@@ -56,8 +57,8 @@ from .atomic import ParquetSink, write_table
 from .commit import PARTIAL
 from .layout import Layout, new_run_id, utc
 from .lease import Lease
-from .parts import FLUSH_SECONDS, Counts, RunFacts, write_part
 from .outcome_rows import Row, cpu_digest, detail_rows, host_row, unique_machines
+from .parts import FLUSH_SECONDS, Counts, OpenPart, RunFacts
 from .schema import DETAIL_TABLES, HOSTS, RUNS, VERIFY, TableSpec
 
 if TYPE_CHECKING:
@@ -160,6 +161,8 @@ class RunWriter:
         self.parts = 0
         self.hosts_committed = 0
         self._part_counts = Counts()
+        #: The part being written (layout 2), once rows were spilled into it.
+        self._open: OpenPart | None = None
         #: When the oldest buffered host was added (monotonic): the 5 s rule's clock.
         self._oldest: float | None = None
         self._wrote_hosts = False
@@ -224,8 +227,12 @@ class RunWriter:
         self._buffers[HOSTS.name].append(row)
         self._seen.add(outcome.host)
         self._count(outcome.ok, detail=new_detail)
-        if self._buffered_hosts >= self.flush_every or self._buffered_rows >= DEFAULT_FLUSH_ROWS:
+        if self._buffered_hosts >= self.flush_every:
             self._flush_or_fail()
+        elif self._buffered_rows >= DEFAULT_FLUSH_ROWS:
+            # Memory's bound, not durability's: layout 2 spills a row group into the
+            # part being written (parts are cut by hosts and time, ``parts.OpenPart``).
+            self._flush_or_fail(spill=self._in_parts)
         else:
             self.flush_due()
 
@@ -248,11 +255,14 @@ class RunWriter:
                 and time.monotonic() - self._oldest >= self.flush_seconds):
             self._flush_or_fail()
 
-    def _flush_or_fail(self) -> None:
-        """``flush``; a failure to write discards the run (nothing half-written stays) and
-        is StoreWriteError saying so."""
+    def _flush_or_fail(self, *, spill: bool = False) -> None:
+        """``flush`` (or ``_spill``); a failure to write discards what is not committed
+        (nothing half-written stays) and is StoreWriteError saying what is stored."""
         try:
-            self.flush()
+            if spill:
+                self._spill()
+            else:
+                self.flush()
         except (OSError, pa.ArrowException) as exc:
             error = self._write_error(exc)
             self.discard()
@@ -318,26 +328,41 @@ class RunWriter:
         if self._kill_after is not None and _flushed_in_process >= self._kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
+    def _spill(self) -> None:
+        """Layout 2: the buffered rows as a row group of the part being written."""
+        if self._open is None:
+            self._open = OpenPart(self._store.layout, self.run_id, self.parts + 1)
+        for spec in _BUFFERED:
+            rows = self._buffers[spec.name]
+            if rows:
+                self._open.append(spec, rows)
+                self._wrote_hosts = self._wrote_hosts or spec is HOSTS
+                rows.clear()
+        self._buffered_rows = 0
+
     def _write_part(self, status: str) -> None:
-        """Commit the buffered rows as the next part; ``status`` other than partial makes
-        it the last (written even without rows: it says how the run ended)."""
+        """Commit the part being written (``_buffered_hosts`` hosts: spilled or still
+        buffered); ``status`` other than partial makes it the last (written even without
+        rows: it says how the run ended)."""
         global _flushed_in_process  # noqa: PLW0603 - a process-wide counter for the test hook
         if status == PARTIAL and not self._buffered_hosts:
             return
         layout = self._store.layout
         part = self.parts + 1
+        self._spill()
+        assert self._open is not None
         if part == 1:
             journal.begin(layout, self.run_id)  # from now on the index owes this run
         point = "before-runs" if status != PARTIAL else f"before-record-{part}"
-        write_part(layout, RunFacts(self.run_id, self.started_at, self.command, self.inventory),
-                   part, status, self._part_counts,
-                   [(spec, self._buffers[spec.name]) for spec in _BUFFERED],
-                   before_record=lambda: _hook_kill_at(point))
+        try:
+            self._open.commit(RunFacts(self.run_id, self.started_at, self.command,
+                                       self.inventory), status, self._part_counts,
+                              [spec.name for spec in _BUFFERED],
+                              before_record=lambda: _hook_kill_at(point))
+        finally:
+            self._open = None
         self.parts = part
         self.hosts_committed += self._buffered_hosts
-        self._wrote_hosts = self._wrote_hosts or bool(self._buffers[HOSTS.name])
-        for rows in self._buffers.values():
-            rows.clear()
         self._part_counts = Counts()
         self._oldest = None
         if status != PARTIAL:
@@ -472,6 +497,9 @@ class RunWriter:
         self._closed = True
         for sink in self._sinks.values():
             sink.discard()
+        if self._open is not None:
+            self._open.discard()
+            self._open = None
         self._release()
 
     def __enter__(self) -> RunWriter:

@@ -47,9 +47,9 @@ from . import commit, journal, lease, scan
 from . import index as idx
 from .atomic import locked, remove_temporaries, write_bytes, write_table
 from .commit import KILLED, PARTIAL, CommitRecord, CommittedFile
-from .layout import LOCK, MARKER, MARKER_FORMAT, Layout, is_temporary, rfc3339
+from .layout import LOCK, MARKER, MARKER_FORMAT, Layout, is_temporary, rfc3339, run_file_name
 from .parts import FLUSH_SECONDS
-from .reader import empty, read_file, row_group_of_hosts
+from .reader import empty, hosts_by_row_group, read_file, row_group_of_hosts
 from .run_writer import DEFAULT_FLUSH_EVERY, RunWriter
 from .schema import (
     DETAIL_TABLES,
@@ -58,6 +58,7 @@ from .schema import (
     INDEX_ACCELS,
     LAYOUT,
     LAYOUTS,
+    MACHINES,
     RUN_TABLES,
     RUNS,
     TABLES,
@@ -464,9 +465,11 @@ class Store:
 
         detail: dict[str, dict[str, MachineProbe]] = {}
         for run, members in sorted(by_detail.items()):
+            parts = self._parts_holding(run, members)
             tables = []
             for spec in DETAIL_TABLES:
-                found = self.committed_files(spec.name, run)
+                found = [f for f in self.committed_files(spec.name, run)
+                         if parts is None or _part_of(f.path) in parts]
                 tables.append(pa.concat_tables(
                     read_file(f.path, spec, hosts=members, rows=f.rows) for f in found
                 ) if found else empty(spec))
@@ -507,6 +510,19 @@ class Store:
                 machines=machines,
             )
         return out
+
+    def _parts_holding(self, run: str, members: set[str]) -> set[int | None] | None:
+        """The parts of ``run`` whose detail files hold ``members`` (None: read them all).
+
+        A first run of 10,000 hosts is ~150 parts; a host's detail rows are all
+        in its own part, so the other three tables need only the parts that the
+        small ``machines`` files (their host dictionaries) say hold a member.
+        """
+        found = self.committed_files(MACHINES.name, run)
+        if len(found) < 2:
+            return None
+        return {_part_of(f.path) for f in found
+                if set().union(*hosts_by_row_group(f.path, MACHINES)) & members}
 
     def _samples(self, holders: dict[str, list[tuple[str, str]]]) -> dict[str, tuple[str, str]]:
         """One (host, detail run) per content key, chosen so that their rows share few row groups.
@@ -563,6 +579,11 @@ _HOLDERS = 256
 
 #: Snapshot fields taken from the ``hosts`` row as they are (strings or None).
 _QEMU_COLUMNS = ("pool", "qemu_version", "qemu_package", "qemu_binary", "probe_version")
+
+
+def _part_of(path: Path) -> int | None:
+    named = run_file_name(path.name)
+    return named[1] if named is not None else None
 
 
 def _content_key(host: str, digest: str | None) -> str:

@@ -96,9 +96,17 @@ class ParquetSink:
         if unique_tmp:
             self.tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
         self._file: IO[bytes] = open(self.tmp, "wb")  # noqa: SIM115 - closed in close/discard
-        self._writer = pq.ParquetWriter(
-            self._file, spec.with_metadata, compression=COMPRESSION, write_statistics=True,
-        )
+        try:
+            self._writer = pq.ParquetWriter(
+                self._file, spec.with_metadata, compression=COMPRESSION, write_statistics=True,
+            )
+        except BaseException:
+            # A full disk can fail the header write: no sink exists yet for the caller
+            # to discard, so the temporary is removed here or it would be left stray.
+            self._file.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)
+            raise
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:

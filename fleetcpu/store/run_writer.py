@@ -442,7 +442,14 @@ class RunWriter:
         try:
             self._write_part(status)
         except (OSError, pa.ArrowException) as exc:
-            raise self._write_error(exc) from exc
+            # The last spill can fail before the part's commit takes charge of its files
+            # (a full disk while writing a row group): what is open is dropped here.
+            error = self._write_error(exc)
+            self.discard()
+            raise error from exc
+        except BaseException:
+            self.discard()
+            raise
         self._buffered_hosts = self._buffered_rows = 0
         self.committed = True
         _hook_kill_at("before-index")

@@ -103,7 +103,7 @@ def test_readme_examples_run(store: Path, capsys: pytest.CaptureFixture[str]) ->
     namespace: dict[str, object] = {"store": str(store)}
     exec(compile(python, str(README), "exec"), namespace)  # noqa: S102 - our own docs
     latest = namespace["latest"]
-    assert sorted(latest["host"]) == ["kvm01", "kvm02", "kvm03", "kvm04"]  # type: ignore[index]
+    assert sorted(latest["host"]) == ["kvm01", "kvm02", "kvm03", "kvm04"]
     assert "prod" in capsys.readouterr().out
     (sql,) = [b for b in _blocks("sql", README) if "STORE" in b]
     rows = duckdb.execute(sql.replace("STORE", str(store))).fetchall()

@@ -17,18 +17,16 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 from fleetcpu.store import Store
 from fleetcpu.store.layout import Layout, run_file_name
 
 from .conftest import PYTHON, REPO, run_cli
-from .sshfixtures import FakeFleet
+from .support.sshd import FakeFleet, fake_fleet_fixtures
 from .test_store_robustness import write_run
 from .test_store_support import (
     hidden_temporaries,
@@ -42,13 +40,8 @@ from .test_store_support import (
 KILL_HOSTS = 160
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeFleet]:
-    f = FakeFleet(tmp_path_factory.mktemp("fleet"), KILL_HOSTS, delay=0.0, net=6).start()
-    try:
-        yield f
-    finally:
-        f.stop()
+#: The kill tests collect from their own fleet: more hosts than the shared suites, no delay.
+fleet, fresh = fake_fleet_fixtures(KILL_HOSTS, delay=0.0, net=6)
 
 
 def _collect_args(fleet: FakeFleet, inventory: Path, store: Path, *extra: str) -> list[str]:
@@ -108,7 +101,7 @@ def test_a_collect_killed_after_several_parts_keeps_them(fleet: FakeFleet, tmp_p
     assert len(records) >= 2, records  # parts by time: 5 s each
     assert {r["status"] for r in records} == {"partial"}
     assert run.status == "killed" and run.parts == len(records)
-    committed = sorted(s.table("hosts", runs=[run.run_id])["host"].to_pylist())
+    committed = sorted(str(h) for h in s.table("hosts", runs=[run.run_id])["host"].to_pylist())
     assert len(committed) == run.hosts_ok + run.hosts_failed > 0
     # Every committed host points at the first run's CPU data: nothing changed.
     rows = s.table("hosts", runs=[run.run_id]).to_pylist()
@@ -138,8 +131,8 @@ def test_a_collect_killed_after_several_parts_keeps_them(fleet: FakeFleet, tmp_p
     assert hidden_temporaries(store) == []
     fsck = run_cli("fsck", "--store", str(store))
     assert fsck.returncode == 0, fsck.stdout
-    assert sorted(Store.open(store).table("hosts", runs=[run.run_id])["host"].to_pylist()) == \
-        committed
+    kept = Store.open(store).table("hosts", runs=[run.run_id])["host"].to_pylist()
+    assert sorted(str(h) for h in kept) == committed
 
 
 def test_a_first_run_killed_after_parts_keeps_their_cpu_data(tmp_path: Path) -> None:
@@ -285,7 +278,7 @@ def test_a_layout_1_store_is_written_as_before(tmp_path: Path) -> None:
         assert res.returncode == 0, res.stderr
     assert json.loads((root / "fleetcpu-store.json").read_text())["layout"] == 1
     names = {p.name for p in root.glob("v1/*/date=*/*.parquet")}
-    assert names and all(run_file_name(n) is not None and run_file_name(n)[1] is None  # type: ignore[index]
+    assert names and all(run_file_name(n) is not None and run_file_name(n)[1] is None
                          for n in names)
     store = Store.open(root)
     assert [(r.status, r.parts) for r in store.runs()] == [("complete", 1)] * 2

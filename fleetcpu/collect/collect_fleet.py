@@ -55,7 +55,7 @@ from .probe_reply import interpret
 if TYPE_CHECKING:
     from ..store import RunWriter
 
-__all__ = ["CollectResult", "Collector", "connection_spec", "run_collect"]
+__all__ = ["TICK_S", "CollectResult", "Collector", "connection_spec", "run_collect"]
 
 @dataclass
 class CollectResult:

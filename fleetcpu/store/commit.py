@@ -27,7 +27,16 @@ from pathlib import Path
 from ..errors import StoreCorruptError
 from .layout import Layout
 
-__all__ = ["CommitRecord", "CommittedFile", "FileEntry", "checked", "from_row"]
+__all__ = [
+    "KILLED",
+    "PARTIAL",
+    "CommitRecord",
+    "CommittedFile",
+    "FileEntry",
+    "checked",
+    "from_row",
+    "from_rows",
+]
 
 #: The status of every part's record but the last (layout 2).
 PARTIAL = "partial"

@@ -34,6 +34,8 @@ from .atomic import ParquetSink, write_table
 from .layout import Layout
 from .schema import RUNS, TableSpec
 
+__all__ = ["FLUSH_SECONDS", "Counts", "OpenPart", "RunFacts"]
+
 #: No result waits in memory longer than this while a run is written (plus the
 #: collector's 1 s tick): what a kill can lose.
 FLUSH_SECONDS = 5.0

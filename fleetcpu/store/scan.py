@@ -16,7 +16,15 @@ from pathlib import Path
 
 from .layout import Layout, run_file_name, run_time
 
-__all__ = ["committed_run_ids", "in_its_date_dir", "is_date_dir", "run_file_id"]
+__all__ = [
+    "commit_records",
+    "committed_run_ids",
+    "in_its_date_dir",
+    "is_date_dir",
+    "published_files",
+    "records_of",
+    "run_file_id",
+]
 
 _DATE_DIR = re.compile(r"^date=\d{4}-\d{2}-\d{2}$")
 

@@ -23,8 +23,7 @@ import pyarrow.compute as pc
 from ..baseline.member import offered_from
 from ..probe.document import Expansion
 from ..store import Store
-from ..store.reader import empty, read_file
-from ..store.schema import HOSTS, TABLES
+from ..store.schema import HOSTS
 from ..store.snapshot import columns as rows_of
 
 __all__ = [
@@ -107,11 +106,7 @@ def _pick(probed: list[tuple[str, str]], machine_type: str | None) -> str | None
 
 def _narrow(store: Store, name: str, run: str, hosts: set[str], columns: list[str]
             ) -> list[Record]:
-    spec = TABLES[name]
-    path = store.layout.run_file(name, run)
-    table = (read_file(path, spec, columns=columns, hosts=hosts) if path.exists()
-             else empty(spec, columns))
-    return list(rows_of(table))
+    return list(rows_of(store.run_table(name, run, columns=columns, hosts=hosts)))
 
 
 def _cpu_states(store: Store, wanted: Iterable[tuple[str, str]], machine_type: str | None
@@ -191,10 +186,8 @@ def _records(store: Store, runs: Iterable[str], accel: str, hosts: set[str] | No
     """The successful ``accel`` records of ``hosts`` (None: all), run by run, oldest first."""
     ok, under = pa.scalar("ok"), pa.scalar(accel)
     for run in runs:
-        path = store.layout.run_file(HOSTS.name, run)
-        if not path.exists():  # a verify run writes no hosts rows
-            continue
-        table = read_file(path, HOSTS, columns=_HOST_COLUMNS, hosts=hosts)
+        # Empty for a verify run, which writes no hosts rows.
+        table = store.run_table(HOSTS.name, run, columns=_HOST_COLUMNS, hosts=hosts)
         table = table.filter(pc.and_(pc.equal(table["status"], ok),
                                      pc.equal(table["accel"], under)))
         yield from rows_of(table)

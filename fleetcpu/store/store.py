@@ -22,7 +22,7 @@ import contextlib
 import itertools
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -394,6 +394,25 @@ class Store:
         else:
             parts = [read_file(f.path, spec, columns=columns, rows=f.rows)
                      for r in chosen for f in self.committed_files(name, r, records[r])]
+        if not parts:
+            return empty(spec, columns)
+        return pa.concat_tables(parts)
+
+    def run_table(self, name: str, run_id: str, *, columns: Sequence[str] | None = None,
+                  hosts: Collection[str] | None = None) -> pa.Table:
+        """One committed run's rows of table ``name`` (of ``hosts`` only: just the row
+        groups holding them), read through its commit records.
+
+        Why a method: a run is one file per table in layout 1 but a file per
+        part in layout 2, so a caller that builds the file name itself reads
+        nothing of a run written in parts. Empty when the run wrote no rows there.
+        """
+        spec = TABLES.get(name)
+        if spec is None or spec in (INDEX, RUNS):
+            raise ValueError(f"no run table {name!r}")
+        files = self.committed_files(name, run_id)
+        parts = [read_file(f.path, spec, columns=columns, hosts=hosts, rows=f.rows)
+                 for f in files]
         if not parts:
             return empty(spec, columns)
         return pa.concat_tables(parts)

@@ -153,6 +153,8 @@ class RunWriter:
         self._buffered_rows = 0
         self._sinks: dict[str, ParquetSink] = {}
         self._closed = False
+        #: Why writing stopped, once it has: every later ``add`` says the same.
+        self._failure: StoreWriteError | None = None
         #: The commit record is written: whatever fails after, the run is stored.
         self.committed = False
         #: Layout 2: every flush commits a part (``parts.py``); layout 1: one file per table.
@@ -206,9 +208,18 @@ class RunWriter:
 
     # -- adding -------------------------------------------------------------
 
-    def add(self, outcome: HostOutcome) -> None:
+    def _check_open(self) -> None:
+        """Why a closed writer takes no rows. After a write failure that is the failure
+        itself: the collector's results keep arriving for a moment after the writer gave
+        up (the 1 s tick can fail a part while hosts finish), and each must be the same
+        StoreWriteError, not an internal error."""
+        if self._failure is not None:
+            raise StoreWriteError(self._failure.message, self._failure.reason)
         if self._closed:
             raise RuntimeError(f"run {self.run_id} is already committed")
+
+    def add(self, outcome: HostOutcome) -> None:
+        self._check_open()
         if outcome.host in self._seen:
             raise ValueError(f"host {outcome.host!r} added twice to run {self.run_id}")
         doc = outcome.document
@@ -264,7 +275,7 @@ class RunWriter:
             else:
                 self.flush()
         except (OSError, pa.ArrowException) as exc:
-            error = self._write_error(exc)
+            error = self._failure = self._write_error(exc)
             self.discard()
             raise error from exc
 
@@ -294,8 +305,7 @@ class RunWriter:
         writer's); it is checked against the schema here, so a bad row fails
         its caller and leaves no trace in the buffers.
         """
-        if self._closed:
-            raise RuntimeError(f"run {self.run_id} is already committed")
+        self._check_open()
         host = str(row.get("host"))
         if host in self._seen:
             raise ValueError(f"host {host!r} added twice to run {self.run_id}")

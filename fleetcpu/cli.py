@@ -117,11 +117,14 @@ def entry() -> None:
     and without the third-party warnings listed in ``fleetcpu.probe.quiet``."""
     from .probe import quiet
 
-    quiet.install()
-    if "pandas" not in sys.modules:
-        sys.meta_path.insert(0, _NoDataLibraries())
     status = 0
     try:
+        # Inside the try: a signal is a KeyboardInterrupt from launch's handlers on,
+        # and the first lines here run in that window too (the full gate caught one
+        # raised inside quiet.install's warnings filter, as a traceback).
+        quiet.install()
+        if "pandas" not in sys.modules:
+            sys.meta_path.insert(0, _NoDataLibraries())
         main()
     except KeyboardInterrupt:  # between the signal handlers' start and click's
         click.echo("error: interrupted", err=True)

@@ -115,10 +115,10 @@ def _exit_now(status: int) -> NoReturn:
 def entry() -> None:
     """The console script: the CLI without pandas (see ``_NoDataLibraries``), ended by ``_exit_now``,
     and without the third-party warnings listed in ``fleetcpu.probe.quiet``."""
-    from .probe import quiet
-
     status = 0
     try:
+        from .probe import quiet
+
         # Inside the try: a signal is a KeyboardInterrupt from launch's handlers on,
         # and the first lines here run in that window too (the full gate caught one
         # raised inside quiet.install's warnings filter, as a traceback).

@@ -234,8 +234,14 @@ def test_libvirt_accepts_the_xml_and_its_knobs(live: Live, need_virsh: None) -> 
 
 def check_names(xml: str, cpu_map_dir: Path, mount: Path | None, tmp: Path) -> None:
     """cpu-baseline resolves every name and expands the model as our reader does."""
+    # A host CPU has no 'disable': the model and required features are expanded,
+    # the disabled names are resolved as required ones of a second host CPU.
     form = tmp / "host-form.xml"
-    form.write_text(host_form(xml))
+    form.write_text(host_form(re.sub(r"\s*<feature policy='disable'[^>]*/>", "", xml)))
+    names = tmp / "disabled-names.xml"
+    names.write_text(host_form(xml).replace("policy='disable'", "policy='require'"))
+    res = virsh(f"cpu-baseline {names}", mount=mount)
+    assert res.returncode == 0, res.stderr
     res = virsh(f"cpu-baseline --features {form}", mount=mount)
     assert res.returncode == 0, res.stderr
     # libvirt may re-express the CPU with another model plus disables: its *required* set counts.

@@ -341,4 +341,6 @@ def compute_baseline(
         warnings=(*notices, *sorted(own, key=lambda n: (n.code, n.feature or ""))),
         blocked=tuple(sorted(blocked, key=lambda b: (b.feature, b.reason))),
         models=verdicts,
+        # Members of one batch share one vocabulary object: union the distinct ones.
+        vocabulary=frozenset().union(*{id(m.vocabulary): m.vocabulary for m in ordered}.values()),
     )

@@ -188,4 +188,7 @@ class Baseline:
     #: offers that the result lacks, and every model judged.
     blocked: tuple[FeatureBlock, ...] = field(default=(), repr=False)
     models: tuple[ModelVerdict, ...] = field(default=(), repr=False)
+    #: Every feature name some member's QEMU knows: what a consumer's named model could
+    #: hold, so exports that start from one disable every such name the result lacks.
+    vocabulary: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     schema: str = SCHEMA

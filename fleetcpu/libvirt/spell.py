@@ -19,17 +19,23 @@ The model, in order of preference:
    (or a vendorless generic model), then the name. Used when the pool has no common model
    (``base``) or the cpu_map is older than the pool's QEMUs.
 
-The features, with R the result in libvirt names, F the cpu_map model's
-features, X its ``removed='yes'`` features and, when recorded, the pool's
-QEMU view of the model libvirt's name stands for (``enable``/``disable`` of
-its ``ModelVerdict``; an unversioned alias is followed to the version it
-stands for on the pool's machine type):
+The features: the element defines the CPU completely in libvirt's names,
+so that whatever QEMU's model holds the guest gets exactly the result. QEMU's
+definition of the model is often unknown (probes record the features of
+usable models only) and differs from cpu_map's (QEMU 7.2's Skylake-Server
+has ``pku`` and lacks ``mpx``; its EPYC has ``topoext``), and Nova and
+KubeVirt write no ``check``, so libvirt would start such a guest with the
+extra feature. With R the result in libvirt names, K the libvirt names of
+every feature some member's QEMU knows (``Baseline.vocabulary``; every
+cpu_map feature when none was recorded), F the cpu_map model's features and
+X its ``removed='yes'`` ones:
 
-* ``require`` = (R - F) + QEMU's ``enable``: every result feature that
-  cpu_map's model or QEMU's model lacks;
-* ``disable`` = (F + X - R) + QEMU's ``disable``: every feature either side's
-  model would add that the result lacks. Removed features are disabled
-  explicitly rather than trusted to stay out.
+* ``require`` = R: every result feature, whether the model has it or not;
+* ``disable`` = (K + F + X - R) + QEMU's recorded ``disable`` of the model:
+  every feature a member's QEMU could put into the model that the result
+  lacks. Names no member's QEMU knows are left out: ``-cpu X,name=off``
+  with a name QEMU does not know refuses to start, and a QEMU that does
+  not know a feature cannot give it.
 
 What libvirt cannot say is never dropped silently: a result feature this
 cpu_map cannot name is listed in ``unnamed`` (the guest will lack it), and a
@@ -185,9 +191,9 @@ def _choose(b: Baseline, cpu_map: CpuMap, result: set[str]) -> _Choice:
 def _qemu_sentence(choice: _Choice, machine_type: str) -> str:
     if choice.view is not None:
         return (f"QEMU's {choice.model.name} on {machine_type} is {choice.view.model} as the "
-                "pool's probes recorded it; every difference is explicit")
+                "pool's probes recorded it; every feature is explicit")
     return (f"the probes did not record what QEMU's {choice.model.name} holds on {machine_type}; "
-            "check='full' refuses to start if it differs")
+            "every feature the members' QEMUs know is explicit, so its content cannot matter")
 
 
 def spell(b: Baseline, cpu_map: CpuMap) -> LibvirtCpu:
@@ -195,13 +201,12 @@ def spell(b: Baseline, cpu_map: CpuMap) -> LibvirtCpu:
     result, unnamed = _names(cpu_map, b.features)
     choice = _choose(b, cpu_map, result)
     lm = choice.model
-    require = result - lm.features
-    disable = (lm.features | lm.removed) - result
+    known = _names(cpu_map, b.vocabulary)[0] if b.vocabulary else set(cpu_map.features)
+    require = set(result)
+    disable = (known | lm.features | lm.removed) - result
     unremovable: set[str] = set()
     pv = {f: True for f in b.features if f in KVM_PV}
     if choice.view is not None:
-        extra_on, _ = _names(cpu_map, choice.view.enable)
-        require |= extra_on
         off, cannot = _names(cpu_map, choice.view.disable)
         disable |= off
         unremovable |= cannot
@@ -213,7 +218,7 @@ def spell(b: Baseline, cpu_map: CpuMap) -> LibvirtCpu:
         why=f"{choice.why}; {_qemu_sentence(choice, b.machine_type)}",
         vendor_id=b.vendor,
         require=tuple(sorted(require)),
-        disable=tuple(sorted(disable)),
+        disable=tuple(sorted(disable - require)),
         phys_bits=b.scalars.phys_bits,
         unnamed=tuple(sorted(unnamed)),
         unremovable=tuple(sorted(unremovable)),

@@ -29,7 +29,9 @@ if [ $dev = 1 ]; then
   # openssh-server: the end-to-end tests run a real sshd on 127.0.0.x.
   # libvirt-clients: `virsh -c test:///default` is the independent oracle.
   # strace: a test counts the processes an import starts.
-  pkgs+=(openssh-server openssh-client libvirt-clients util-linux procps strace)
+  # libvirt-daemon, libvirt-daemon-driver-qemu: the consumer tests' private libvirtd
+  # (not libvirt-daemon-system, which starts a service); python3-libvirt: Nova's binding.
+  pkgs+=(openssh-server openssh-client libvirt-clients util-linux procps strace libvirt-daemon libvirt-daemon-driver-qemu python3-libvirt)
 fi
 . scripts/uvtool.sh  # quietly, uv_tool
 

@@ -245,7 +245,8 @@ def known_names(pool: str, cpu_map: CpuMap) -> set[str]:
     """The libvirt names of every non-PV feature some member's QEMU knows (its vocabulary)."""
     _, _, members, _ = pool_members()[pool]
     vocabulary = frozenset().union(*(m.vocabulary for m in members))
-    return {cpu_map.libvirt_name(f) for f in vocabulary if f not in KVM_PV} - {None}
+    names = {cpu_map.libvirt_name(f) for f in vocabulary if f not in KVM_PV}
+    return {n for n in names if n is not None}
 
 
 @pytest.mark.parametrize("which", ["system", "new"])

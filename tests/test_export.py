@@ -311,8 +311,11 @@ def test_features_libvirt_cannot_name_are_said_not_dropped() -> None:
 def test_kvm_pv_features_get_their_domain_knobs() -> None:
     out = export("local", "libvirt")
     assert "<features><pvspinlock state='on'/></features> (kvm-pv-unhalt on)" in out
-    assert "<clock><timer name='kvmclock' present='yes'/></clock> (kvmclock on)" in out
-    assert "no libvirt knob (QEMU's KVM defaults and the host kernel decide): kvm-asyncpf on" in out
+    assert "pv-ipi" not in out.split("the guest lacks")[0].split("set them in the domain")[1]
+    assert "the guest lacks (libvirt has no knob that turns them on): kvm-asyncpf-int" in out
+    nova, kubevirt = export("local", "nova"), export("local", "kubevirt")
+    assert "<features><" not in nova and "pvspinlock" not in nova  # Nova cannot follow them
+    assert "spec.domain.features.pvspinlock.enabled: true (kvm-pv-unhalt on)" in kubevirt
     assert "kvm" not in export("local-tcg", "libvirt").split("<model")[1]
 
 

@@ -311,7 +311,6 @@ def pv_claims(xml: str) -> tuple[set[str], list[str], set[str]]:
             listed("the guest lacks"))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 defect 2: libvirt PV advice measured wrong")
 def test_kvm_pv_advice_is_what_the_guest_gets(live: Live, libvirtd: lvd.Libvirtd,  # noqa: F811
                                               qemu_bin: str) -> None:
     """Defect 2: CPUID 0x40000001 of the guest libvirt starts, with and without every knob

@@ -20,11 +20,11 @@ from xml.sax.saxutils import escape
 from ..baseline.quotable import refuse_names
 from ..baseline.types import Baseline
 from ..libvirt.cpumap import CpuMap
-from ..libvirt.spell import LibvirtCpu, spell
+from ..libvirt.spell import PV_DEFAULT, LibvirtCpu, spell
 from .provenance import commentary, origin
 from .rendered import Rendered
 
-__all__ = ["attr", "comment", "gaps", "pv_notes", "render_libvirt", "spelled"]
+__all__ = ["attr", "comment", "gaps", "pv_notes", "pv_split", "render_libvirt", "spelled"]
 
 
 def attr(value: str) -> str:
@@ -39,25 +39,42 @@ def comment(text: str) -> str:
     return f"<!-- {text.rstrip('-')} -->"
 
 
-def pv_notes(cpu: LibvirtCpu, writer: str | None = None) -> list[str]:
-    """Sentences on the KVM paravirtual features: not <cpu> features in libvirt.
+def pv_split(cpu: LibvirtCpu) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
+    """The pool's KVM PV features as libvirt gives them: (what the guest gets with no knob,
+    the knobs that add what the pool wants, the knobs that remove what it lacks, what the
+    guest lacks for want of a knob, what it gets although the pool lacks it)."""
+    wanted = {f for f, on in cpu.pv if on}
+    gets = sorted(wanted & PV_DEFAULT)
+    add = [f"{cpu.knob(f, True)} ({f} on)" for f in sorted(wanted - PV_DEFAULT)
+           if cpu.knob(f, True)]
+    unwanted = PV_DEFAULT - wanted
+    remove = [f"{cpu.knob(f, False)} ({f} off)" for f in sorted(unwanted) if cpu.knob(f, False)]
+    lacks = sorted(f for f in wanted - PV_DEFAULT if not cpu.knob(f, True))
+    extra = sorted(f for f in unwanted if not cpu.knob(f, False))
+    return gets, add, remove, lacks, extra
 
-    ``writer`` names who writes the domain XML (Nova, KubeVirt) when it is not the reader.
-    """
+
+def pv_notes(cpu: LibvirtCpu) -> list[str]:
+    """Sentences on the KVM paravirtual features: not <cpu> features in libvirt."""
     if not cpu.pv:
         return []
-    knobs = [f"{cpu.knob(f, on)} ({f} {'on' if on else 'off'})" for f, on in cpu.pv
-             if cpu.knob(f, on)]
-    without = [f"{f} {'on' if on else 'off'}" for f, on in cpu.pv if not cpu.knob(f, on)]
+    gets, add, remove, lacks, extra = pv_split(cpu)
     notes = ["KVM paravirtual features are not <cpu> features in libvirt (cpu_map has no "
              "names for them) and are left out here; the pool wants: "
-             + ", ".join(f"{f} {'on' if on else 'off'}" for f, on in cpu.pv)]
-    if knobs:
-        where = f"in the domain XML {writer} writes" if writer else "set them in the domain"
-        notes.append(f"{where}: " + "; ".join(knobs))
-    if without:
-        notes.append("no libvirt knob (QEMU's KVM defaults and the host kernel decide): "
-                     + ", ".join(without))
+             + ", ".join(f for f, on in cpu.pv if on)]
+    if gets:
+        notes.append("the guest gets (QEMU's KVM defaults for the named model libvirt starts, "
+                     "if the host kernel offers them): " + ", ".join(gets))
+    if add:
+        notes.append("set them in the domain: " + "; ".join(add))
+    if remove:
+        notes.append("turn them off in the domain (the pool lacks them): " + "; ".join(remove))
+    if lacks:
+        notes.append("the guest lacks (libvirt has no knob that turns them on): "
+                     + ", ".join(lacks))
+    if extra:
+        notes.append("the guest gets although the pool lacks them (libvirt cannot turn them "
+                     "off): " + ", ".join(extra))
     return notes
 
 
@@ -73,6 +90,10 @@ def gaps(cpu: LibvirtCpu) -> list[str]:
     if cpu.unnamed:
         out.append("left out, this cpu_map cannot name them (the guest will lack them): "
                    + " ".join(cpu.unnamed))
+    extra = pv_split(cpu)[4]
+    if extra:
+        out.append("KVM paravirtual features the guest gets although the pool lacks them "
+                   "(libvirt cannot turn them off): " + " ".join(extra))
     if cpu.unremovable:
         out.append("QEMU's model enables these and this cpu_map cannot name them to disable "
                    "(check='full' cannot see them either): " + " ".join(cpu.unremovable))

@@ -57,18 +57,26 @@ from ..baseline.types import Baseline, ModelVerdict
 from ..probe.features import KVM_PV, is_nested
 from .cpumap import CpuMap, LibvirtModel
 
-__all__ = ["CLOSEST", "PV_KNOBS", "SAME", "UNVERSIONED", "LibvirtCpu", "qemu_view", "spell"]
+__all__ = ["CLOSEST", "PV_DEFAULT", "PV_KNOBS", "SAME", "UNVERSIONED", "LibvirtCpu", "qemu_view", "spell"]
 
 #: KVM paravirtual feature -> the libvirt domain XML that switches it, as a format string
-#: taking "on"/"off" ("yes"/"no" for the timer). Features without an entry have no knob.
+#: taking "on"/"off" ("yes"/"no" for the timer). Features without an entry have no knob that
+#: works: ``<kvm><pv-ipi state='on'/>`` changes nothing (libvirt only ever emits
+#: ``kvm-pv-ipi=off``). Measured on CPUID 0x40000001 of a guest libvirt 9.0 started on QEMU
+#: 7.2 (tests/test_export_consumers.py holds every entry to that).
 PV_KNOBS: dict[str, str] = {
     "kvmclock": "<clock><timer name='kvmclock' present='{yes}'/></clock>",
     "kvm-pv-eoi": "<features><apic eoi='{on}'/></features>",
     "kvm-pv-unhalt": "<features><pvspinlock state='{on}'/></features>",
     "kvm-poll-control": "<features><kvm><poll-control state='{on}'/></kvm></features>",
-    "kvm-pv-ipi": "<features><kvm><pv-ipi state='{on}'/></kvm></features>",
     "kvm-hint-dedicated": "<features><kvm><hint-dedicated state='{on}'/></kvm></features>",
 }
+#: What a guest gets with no knob at all: QEMU's KVM defaults for a named model, which is
+#: what libvirt starts (CPUID 0x40000001 EAX 0x100007b, measured as above; the host kernel
+#: must offer them). kvm-pv-tlb-flush, kvm-pv-sched-yield, kvm-asyncpf-int and kvm-pv-ipi
+#: are off on named models, and libvirt cannot turn them on.
+PV_DEFAULT = frozenset({"kvmclock", "kvm-nopiodelay", "kvm-asyncpf", "kvm-steal-time",
+                        "kvm-pv-eoi", "kvmclock-stable-bit"})
 
 #: How the model was found (``LibvirtCpu.how``).
 SAME, UNVERSIONED, CLOSEST = "same", "unversioned", "closest"

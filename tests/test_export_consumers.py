@@ -341,3 +341,37 @@ def test_kvm_pv_advice_is_what_the_guest_gets(live: Live, libvirtd: lvd.Libvirtd
     assert knobbed == gets | set(by_knob)  # every knob offered works
     assert set(by_knob) <= wanted and not set(by_knob) & gets  # only knobs that add something
     assert lacks == wanted - knobbed  # and what stays missing is said
+
+
+# --------------------------------------------------------------------------- Nova's advice (defect 3)
+
+NOVA_ADVICE = """
+import sys, warnings
+warnings.simplefilter("ignore")
+from nova.api.validation.extra_specs import validators
+from nova.objects import fields, image_meta
+props = dict(kv.split("=", 1) for kv in sys.argv[1:])
+for key in props:
+    assert key in image_meta.ImageMetaProps.fields, key
+fields.MaxPhysAddrModeField().coerce(None, "hw_maxphysaddr_mode", props["hw_maxphysaddr_mode"])
+int(props["hw_maxphysaddr_bits"])
+try:
+    validators.validate("hw:maxphysaddr_mode", "emulate")
+except Exception as exc:
+    print("refused:", exc)
+"""
+
+
+def test_nova_advice_is_what_nova_accepts(live: Live, nova_python: str) -> None:  # noqa: F811
+    """Defect 3: the phys-bits advice names image properties Nova's own objects define (the
+    flavor extra specs are refused by its validator), and no <features> knob Nova cannot write."""
+    text = live.export("nova")
+    m = re.search(r"set the image properties (hw_maxphysaddr_mode=\S+) and "
+                  r"(hw_maxphysaddr_bits=\d+)", text)
+    assert m, text
+    res = subprocess.run([nova_python, "-c", NOVA_ADVICE, *m.groups()], capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    assert "refused: " in res.stdout and "does not appear to be a valid extra spec" in res.stdout
+    assert "hw:maxphysaddr_mode=" not in text  # never offered as a setting
+    assert "<features><" not in text and "<clock><" not in text

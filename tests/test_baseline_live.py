@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 
 from fleetcpu.baseline.cpuarg import MODEL_ID
 from fleetcpu.probe.features import cpuid_bit
@@ -100,3 +101,21 @@ def test_this_hosts_answer_is_an_old_model_plus_features(accel: str, tmp_path: P
         assert {"kvmclock", "kvm-pv-eoi"} <= set(b["features"])
     else:
         assert "pni" in b["features"] and not [f for f in b["features"] if f.startswith("kvm")]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 21 defect 6: the named string pins no phys-bits")
+def test_named_string_gives_the_pools_phys_bits(accel: str, qemu_bin: str, tmp_path: Path,
+                                                isolated_tmp: Path) -> None:
+    """Issue 21 defect 6: every form gives the guest the smallest member's phys-bits.
+
+    A named model pins none, so QEMU gives the guest its default (40), while the
+    custom, libvirt and Proxmox forms pin the pool's (48 on this host under KVM;
+    under TCG the pool's is TCG's 40, the default, so only the string shows it).
+    """
+    b = pool_of_this_host(accel, tmp_path, isolated_tmp)
+    bits = b["scalars"]["phys_bits"]
+    assert bits is not None
+    named = vcpu(qemu_bin, b["machine_type"], accel, b["cpu"] + ",enforce")
+    custom = vcpu(qemu_bin, b["machine_type"], accel, b["custom"] + ",enforce")
+    assert named["phys-bits"] == custom["phys-bits"] == bits
+    assert f",phys-bits={bits}," in b["cpu"] + ","

@@ -68,7 +68,8 @@ def test_this_host_under_kvm_is_pentium3_plus_features() -> None:
     assert b.model == "pentium3-v1" and b.disable == ()
     assert b.vendor == "AuthenticAMD"
     assert "pni" not in b.features and "sse2" in b.enable and "lm" in b.enable
-    assert b.cpu == "pentium3-v1,vendor=AuthenticAMD," + ",".join("+" + f for f in b.enable)
+    assert b.cpu == ("pentium3-v1,vendor=AuthenticAMD,phys-bits=48,"
+                     + ",".join("+" + f for f in b.enable))
     assert b.custom.startswith(
         "base,vendor=AuthenticAMD,family=25,model=17,stepping=1,level=28,xlevel=0x80000021,"
         f"phys-bits=48,model-id={MODEL_ID},+")

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 
 from fleetcpu.baseline.cpuarg import MODEL_ID
 from fleetcpu.probe.features import cpuid_bit
@@ -103,13 +102,12 @@ def test_this_hosts_answer_is_an_old_model_plus_features(accel: str, tmp_path: P
         assert "pni" in b["features"] and not [f for f in b["features"] if f.startswith("kvm")]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 defect 6: the named string pins no phys-bits")
 def test_named_string_gives_the_pools_phys_bits(accel: str, qemu_bin: str, tmp_path: Path,
                                                 isolated_tmp: Path) -> None:
     """Issue 21 defect 6: every form gives the guest the smallest member's phys-bits.
 
-    A named model pins none, so QEMU gives the guest its default (40), while the
-    custom, libvirt and Proxmox forms pin the pool's (48 on this host under KVM;
+    A named model pins none: unpinned, QEMU gives the guest its default (40), while
+    the custom, libvirt and Proxmox forms pin the pool's (48 on this host under KVM;
     under TCG the pool's is TCG's 40, the default, so only the string shows it).
     """
     b = pool_of_this_host(accel, tmp_path, isolated_tmp)

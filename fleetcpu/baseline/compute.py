@@ -314,7 +314,7 @@ def compute_baseline(
         ))
     else:
         model, enable, disable = chosen.model, chosen.enable, chosen.disable
-        cpu = cpuarg.named(model, vendor, enable, disable)
+        cpu = cpuarg.named(model, vendor, enable, disable, scalars.phys_bits)
         if chosen.resolves_on:
             own.append(Notice(
                 "model-resolves-per-machine-type",

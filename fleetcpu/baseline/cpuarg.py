@@ -12,7 +12,8 @@ features under another vendor give the guest different CPUID (and the
 2015 self-test different feature-words). And a guest told "GenuineIntel"
 on AMD silicon takes Intel-only code paths (SYSENTER in compat mode,
 Intel MSRs). The chosen model may be of the other vendor (on the test host,
-an AMD EPYC, the best model is the Intel ``pentium3-v1``).
+an AMD EPYC, the best model is the Intel ``pentium3-v1``). Both pin the
+smallest member's ``phys-bits`` when it is recorded.
 
 The custom string starts from ``base`` (nothing implicit, as the 2015
 ``-cpu custom`` thread wanted) and pins every scalar the data knows:
@@ -40,11 +41,21 @@ def _features(enable: Iterable[str], disable: Iterable[str] = ()) -> list[str]:
     return [f"+{name}" for name in sorted(enable)] + [f"-{name}" for name in sorted(disable)]
 
 
-def named(model: str, vendor: str | None, enable: Iterable[str], disable: Iterable[str]) -> str:
-    """``Model,vendor=V,+a,+b,-c``: the model, the pool's vendor, then explicit changes."""
+def named(model: str, vendor: str | None, enable: Iterable[str], disable: Iterable[str],
+          phys_bits: int | None = None) -> str:
+    """``Model,vendor=V,phys-bits=N,+a,+b,-c``: the model, the pool's vendor and phys-bits,
+    then explicit changes.
+
+    phys-bits is pinned as in the custom string (and libvirt's ``<maxphysaddr>``,
+    Proxmox's ``phys-bits``): a named model pins none, so QEMU would give the
+    guest its default (40) whatever the members have, and the two strings
+    would start different guests.
+    """
     parts = [model]
     if vendor:
         parts.append(f"vendor={vendor}")
+    if phys_bits is not None:
+        parts.append(f"phys-bits={phys_bits}")
     return ",".join(parts + _features(enable, disable))
 
 

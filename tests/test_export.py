@@ -34,7 +34,7 @@ import pytest
 from fleetcpu.baseline import Baseline, Member, Policy, compute_baseline, member_from_probe
 from fleetcpu.errors import BadInputError
 from fleetcpu.export import FORMATS, NEEDS_CPU_MAP, RenderOptions, render
-from fleetcpu.export.proxmox_conf import PVE_MODELS, choose
+from fleetcpu.export.proxmox_conf import PVE_MODELS, choose, forced, overridden
 from fleetcpu.libvirt import CpuMap, CpuMapError, load_cpu_map, spell
 from fleetcpu.libvirt.cpumap import SYSTEM_CPU_MAP, parse_features
 from fleetcpu.probe.document import document_from_json
@@ -443,13 +443,16 @@ def proxmox_entry(text: str) -> tuple[str, dict[str, str]]:
         assert m and m.group(3) is not None, line
         assert m.group(1) not in props, "duplicate attribute"
         props[m.group(1)] = m.group(3)
-    assert set(props) <= {"flags", "phys-bits", "hidden", "reported-model", "hv-vendor-id"}
+    assert set(props) <= {"flags", "level", "phys-bits", "hidden", "reported-model",
+                          "hv-vendor-id"}
     assert props["reported-model"] in PVE_MODELS
     if "flags" in props:
         assert re.fullmatch(f"{PVE_FLAG}(;{PVE_FLAG})*", props["flags"]), props["flags"]
     if "phys-bits" in props:
         assert re.fullmatch(r"host|\d{1,2}", props["phys-bits"])
         assert props["phys-bits"] == "host" or 8 <= int(props["phys-bits"]) <= 64
+    if "level" in props:
+        assert re.fullmatch(r"\d+", props["level"]) and int(props["level"]) < 2**32
     assert props.get("hidden", "0") in ("0", "1")
     return header.group(2), props
 
@@ -463,13 +466,16 @@ def test_proxmox_entries_parse_as_pve_does(pool: str) -> None:
     spelled = {f[1:].replace("_", "-"): f[0] for f in flags if f}
     model, verdict = choose(b)
     assert props["reported-model"] == model
-    if verdict is not None:  # exactly the pool's named-string changes, PVE's forced ones aside
-        assert {f for f, s in spelled.items() if s == "+"} >= set(verdict.enable)
-        assert {f for f, s in spelled.items() if s == "-"} >= set(verdict.disable)
-    else:  # everything explicit
-        assert {f for f, s in spelled.items() if s == "+"} == set(b.features)
-    if b.accel == "kvm":  # PVE forces +kvm_pv_unhalt,+kvm_pv_eoi: always overridden explicitly
-        assert {"kvm_pv_unhalt", "kvm_pv_eoi"} <= {f[1:] for f in flags}
+    own = forced(model, b.accel, b.machine_type)
+    plus = {f for f, s in spelled.items() if s == "+"}
+    minus = {f for f, s in spelled.items() if s == "-"}
+    # Proxmox's own flags appear only where the result contradicts them (an override).
+    assert {f for f in own if f in spelled} == set(overridden(b, model))
+    if verdict is not None:  # exactly the pool's named-string changes, PVE's own aside
+        assert plus | {f for f, on in own.items() if on} >= set(verdict.enable)
+        assert minus | {f for f, on in own.items() if not on} >= set(verdict.disable)
+    else:  # everything explicit, but what Proxmox sets itself
+        assert plus | {f for f, on in own.items() if on and f not in minus} == set(b.features)
 
 
 def test_proxmox_prefers_a_vendor_compatible_usable_model() -> None:

@@ -8,9 +8,7 @@ every export is produced by the real CLI in a subprocess. Then:
   with the custom string plus ``,enforce``; both vCPUs (paused, read over
   QMP with ``qom-get``) must have identical ``feature-words`` and scalars. A
   file with one section removed must *not* match (the comparison can fail).
-* ``proxmox``: the ``-cpu`` Proxmox VE would build from the entry (its
-  ``get_cpu_options`` rules transcribed: its own flags, then the entry's,
-  ``enforce`` and ``vendor=`` forced) must start and equal the custom string.
+* ``proxmox``: in ``tests/test_export_proxmox.py`` (Proxmox's rules restated).
 * ``libvirt``: ``virsh -c test:///default`` (no daemon) defines a domain with
   the ``<cpu>`` element and the KVM knobs our comments suggest, and gives
   back exactly that CPU; ``cpu-baseline`` resolves every model and feature
@@ -36,13 +34,12 @@ from typing import Any
 
 import pytest
 
-from fleetcpu.export.proxmox_conf import PVE_MODELS
 from fleetcpu.libvirt import SYSTEM_CPU_MAP, load_cpu_map
 from fleetcpu.probe.qmp_decode import decode_feature_words
 
 from .conftest import REALDATA, kvm_usable, run_cli
 from .support.liveqemu import paused as qemu
-from .test_export import libvirt_cpu, proxmox_entry, readconfig_sections
+from .test_export import libvirt_cpu, readconfig_sections
 
 VCPU = ("feature-words", "filtered-features", "vendor", "family", "model", "stepping", "level",
         "xlevel", "phys-bits", "model-id")
@@ -117,50 +114,6 @@ def test_readconfig_gives_the_custom_cpu(live: Live, qemu_bin: str) -> None:
     short.write_text("\n\n".join(sections[:-1]) + "\n")
     fewer = vcpu(qemu_bin, machine, live.accel, ["-cpu", "base,enforce", "-readconfig", str(short)])
     assert fewer["feature-words"] != custom["feature-words"]
-
-
-def pve_cpu(props: dict[str, str], accel: str) -> str:
-    """The -cpu PVE::QemuServer::CPUConfig::get_cpu_options builds for a custom model.
-
-    Flags by priority (later wins per name): PVE's own (``+lahf_lm,+sep`` for
-    kvm64, ``+sep`` for kvm32, ``-rdtscp`` for Opteron, ``+kvm_pv_unhalt,
-    +kvm_pv_eoi`` under KVM on machine types >= 2.3), the model's ``flags``,
-    then ``enforce`` (KVM) and ``vendor=`` of the reported model; sorted by
-    name; then ``phys-bits``.
-    """
-    model = props["reported-model"]
-    flags: dict[str, str] = {}
-    if model == "kvm64":
-        flags["lahf_lm"] = "+"
-    if model in ("kvm64", "kvm32"):
-        flags["sep"] = "+"
-    if model.startswith("Opteron"):
-        flags["rdtscp"] = "-"
-    if accel == "kvm":
-        flags["kvm_pv_unhalt"] = flags["kvm_pv_eoi"] = "+"
-    for flag in props.get("flags", "").split(";"):
-        if flag:
-            flags[flag[1:]] = flag[0]
-    items = {name: f"{op}{name}" for name, op in flags.items()}
-    if accel == "kvm":
-        items["enforce"] = "enforce"
-    if PVE_MODELS[model]:
-        items["vendor"] = f"vendor={PVE_MODELS[model]}"
-    cpu = model + "".join("," + items[k] for k in sorted(items))
-    if "phys-bits" in props:
-        cpu += f",phys-bits={props['phys-bits']}"
-    return cpu
-
-
-def test_proxmox_entry_gives_the_pool_cpu(live: Live, qemu_bin: str) -> None:
-    b = live.baseline
-    _, props = proxmox_entry(live.export("proxmox"))
-    machine = b["machine_type"]
-    pve = vcpu(qemu_bin, machine, live.accel, ["-cpu", pve_cpu(props, live.accel)])
-    custom = vcpu(qemu_bin, machine, live.accel, ["-cpu", b["custom"] + ",enforce"])
-    assert pve["feature-words"] == custom["feature-words"]
-    assert nothing_filtered(pve)
-    assert (pve["vendor"], pve["phys-bits"]) == (b["vendor"], b["scalars"]["phys_bits"])
 
 
 # --------------------------------------------------------------------------- virsh

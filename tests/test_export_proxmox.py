@@ -22,8 +22,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import pytest
-
 from fleetcpu.baseline import Baseline
 from fleetcpu.export.proxmox_conf import PVE_MODELS
 
@@ -174,7 +172,6 @@ def test_every_reported_model_is_in_proxmoxs_enum_with_its_vendor() -> None:
     assert not set(PVE_MODELS) & set(PVE_RENAMED)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 defect 5: no level pinned")
 def test_every_entry_pins_the_pools_level() -> None:
     """kvm64 reports level 13 where a pool's custom string may have more (or less)."""
     wrong = {}
@@ -186,7 +183,6 @@ def test_every_entry_pins_the_pools_level() -> None:
     assert not wrong
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 defect 5: flags Proxmox sets itself")
 def test_no_entry_names_a_flag_proxmox_sets_itself() -> None:
     """Redundant (same op) says nothing; contrary prints an override warning at every start."""
     offenders = {}
@@ -204,7 +200,6 @@ def test_no_entry_names_a_flag_proxmox_sets_itself() -> None:
     assert not offenders
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 defect 5: no level pinned, override warnings")
 def test_the_cpu_proxmox_builds_starts_with_enforce_as_the_pool_cpu(live: Live,  # noqa: F811
                                                                     qemu_bin: str) -> None:
     b = live.baseline

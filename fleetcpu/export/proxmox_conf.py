@@ -1,21 +1,27 @@
 """``--format proxmox``: a ``cpu-models.conf`` entry (``/etc/pve/virtual-guest/``). Pure.
 
-Proxmox VE builds ``-cpu`` itself from a custom model, in this order
-(qemu-server ``PVE::QemuServer::CPUConfig::get_cpu_options``): its own flags
-(``+kvm_pv_unhalt,+kvm_pv_eoi`` under KVM, ``+lahf_lm,+sep`` for kvm64,
-``+sep`` for kvm32, ``-rdtscp`` for Opteron), then the model's ``flags``
-(later wins for the same name), then ``enforce`` and ``vendor=`` *forced from
-the reported model* (GenuineIntel for ``pentium3``, none for the generic
+Proxmox VE builds ``-cpu`` itself from a custom model (qemu-server 9.2.6,
+``PVE::QemuServer::CPUConfig::get_cpu_options``; tests/test_export_proxmox.py
+restates each rule with its source line): the reported model, ``level=``,
+then, sorted by name, the flags resolved in the order its own (``+lahf_lm``
+for kvm64, ``+sep`` for kvm64/kvm32, ``-rdtscp`` for Opteron,
+``+kvm_pv_unhalt,+kvm_pv_eoi`` under KVM on machine types >= 2.3), the
+model's ``flags`` (later wins per name, and a different op prints
+``warning: CPU flag/setting '+x' overwrites '-x'`` at every start),
+``enforce`` (KVM only) and ``vendor=`` *forced from the reported model*
+(GenuineIntel for ``pentium3``, none for the generic
 ``kvm64``/``qemu64``/``kvm32``/``qemu32``, which then get the host's vendor
-under KVM). So:
+under KVM); ``phys-bits=`` last. So:
 
-* ``reported-model`` must be a name Proxmox accepts (``PVE_MODELS``, its list
-  of 2024-2025, with the vendor it forces), whose forced vendor is the pool's;
-  among such names standing for a model the pool's probes judged usable on
-  every member (the name itself, or the unversioned alias that stands for it
-  on the pool's machine type) the one needing the fewest flags is taken, and
-  its ``flags`` are exactly that model's ``enable``/``disable`` (so the guest
-  gets exactly the pool's features, as with the named ``-cpu`` string);
+* ``reported-model`` must be a name Proxmox accepts (``PVE_MODELS``), whose
+  forced vendor is the pool's; among such names standing for a model the
+  pool's probes judged usable on every member (the name itself, or the
+  unversioned alias that stands for it on the pool's machine type) the one
+  whose Proxmox flags the result contradicts least (each is an override
+  warning at every start: ``-rdtscp`` for Opteron on a pool with rdtscp), then
+  needing the fewest flags is taken, and its ``flags`` are exactly that
+  model's ``enable``/``disable`` (so the guest gets exactly the pool's
+  features, as with the named ``-cpu`` string);
 * with no such model (this project's own host: only Intel-generic models are
   usable under its KVM, on an AMD pool), the generic ``kvm64`` is reported
   (under TCG, where a model keeps its own vendor, ``kvm64`` for Intel pools
@@ -26,10 +32,13 @@ under KVM). So:
   is either in the result or switched off. With Proxmox's forced
   ``enforce`` that is exact or a refusal to start, never a silently
   different CPU;
-* every flag Proxmox forces is overridden explicitly, under Proxmox's own
-  spelling (``kvm_pv_unhalt``, ``lahf_lm``) so its override rule applies.
+* a flag Proxmox sets itself the way the result wants is not repeated; one
+  it sets otherwise is overridden, under Proxmox's own spelling
+  (``kvm_pv_unhalt``, ``lahf_lm``) so its override rule applies, and a
+  comment says Proxmox will warn.
 
-``phys-bits`` is the smallest member's, ``hidden 0`` keeps the KVM
+``level`` is the pool's (qemu-server 9.1.14 and later; xlevel has no
+setting), ``phys-bits`` the smallest member's, ``hidden 0`` keeps the KVM
 signature (the pool's KVM paravirtual features need it). Section format:
 ``cpu-model: <name>`` then tab-indented ``key value`` lines and no blank line
 inside (a blank line ends the section); ``#`` lines are comments.
@@ -51,12 +60,16 @@ __all__ = [
     "choose",
     "flags",
     "forced",
+    "machine_version",
+    "overridden",
     "render_proxmox",
     "section_name",
     "unavailable",
 ]
 
-#: Reported models Proxmox VE accepts, with the vendor it forces ("" = none: the host's).
+#: Reported models Proxmox VE accepts, with the vendor it forces ("" = none: the host's):
+#: qemu-server 9.2.6's built-in list (CPUConfig.pm), without ``max``, ``host`` (not one CPU)
+#: and the Icelake-Client names it reports as Icelake-Server.
 PVE_MODELS: dict[str, str] = {
     **dict.fromkeys((
         "486", "pentium", "pentium2", "pentium3", "coreduo", "core2duo", "Conroe", "Penryn",
@@ -69,12 +82,15 @@ PVE_MODELS: dict[str, str] = {
         "Cascadelake-Server", "Cascadelake-Server-v2", "Cascadelake-Server-noTSX",
         "Cascadelake-Server-v4", "Cascadelake-Server-v5", "Cooperlake", "Cooperlake-v2",
         "KnightsMill", "Icelake-Server", "Icelake-Server-noTSX", "Icelake-Server-v3",
-        "Icelake-Server-v4", "Icelake-Server-v5", "Icelake-Server-v6", "SapphireRapids",
-        "SapphireRapids-v2", "GraniteRapids"), "GenuineIntel"),
+        "Icelake-Server-v4", "Icelake-Server-v5", "Icelake-Server-v6", "Icelake-Server-v7",
+        "SapphireRapids", "SapphireRapids-v2", "SapphireRapids-v3", "SapphireRapids-v4",
+        "GraniteRapids", "GraniteRapids-v2", "GraniteRapids-v3", "SierraForest",
+        "SierraForest-v2", "SierraForest-v3", "ClearwaterForest"), "GenuineIntel"),
     **dict.fromkeys((
         "athlon", "phenom", "Opteron_G1", "Opteron_G2", "Opteron_G3", "Opteron_G4", "Opteron_G5",
-        "EPYC", "EPYC-IBPB", "EPYC-v3", "EPYC-v4", "EPYC-Rome", "EPYC-Rome-v2", "EPYC-Rome-v3",
-        "EPYC-Rome-v4", "EPYC-Milan", "EPYC-Milan-v2", "EPYC-Genoa"), "AuthenticAMD"),
+        "EPYC", "EPYC-IBPB", "EPYC-v3", "EPYC-v4", "EPYC-v5", "EPYC-Rome", "EPYC-Rome-v2",
+        "EPYC-Rome-v3", "EPYC-Rome-v4", "EPYC-Rome-v5", "EPYC-Milan", "EPYC-Milan-v2",
+        "EPYC-Milan-v3", "EPYC-Genoa", "EPYC-Genoa-v2", "EPYC-Turin"), "AuthenticAMD"),
     **dict.fromkeys(("kvm32", "kvm64", "qemu32", "qemu64"), ""),
 }
 #: How ``fleetcpu.baseline.choose`` words an ``unusable`` block's detail (a test holds it).
@@ -83,16 +99,33 @@ _UNAVAILABLE = "unavailable features: "
 PVE_SPELLING = {"kvm-pv-unhalt": "kvm_pv_unhalt", "kvm-pv-eoi": "kvm_pv_eoi", "lahf-lm": "lahf_lm"}
 
 
-def forced(model: str, accel: str) -> tuple[str, ...]:
-    """Features Proxmox adds or removes on its own for this reported model (QEMU spelling)."""
-    out = ["kvm-pv-unhalt", "kvm-pv-eoi"] if accel == "kvm" else []
+def machine_version(machine_type: str) -> tuple[int, int]:
+    """``pc-q35-7.2`` -> (7, 2); an unversioned name is the newest (Proxmox's version guard)."""
+    m = re.search(r"-(\d+)\.(\d+)$", machine_type)
+    return (int(m.group(1)), int(m.group(2))) if m else (10**6, 0)
+
+
+def forced(model: str, accel: str, machine_type: str) -> dict[str, bool]:
+    """Features Proxmox turns on (True) or off (False) itself for this reported model, QEMU
+    spelling (qemu-server ``get_pve_cpu_flags``, a Linux guest)."""
+    out: dict[str, bool] = {}
     if model == "kvm64":
-        out += ["lahf-lm", "sep"]
-    if model == "kvm32":
-        out.append("sep")
+        out["lahf-lm"] = True
+    if model in ("kvm64", "kvm32"):
+        out["sep"] = True
     if model.startswith("Opteron"):
-        out.append("rdtscp")
-    return tuple(out)
+        out["rdtscp"] = False
+    if accel == "kvm" and machine_version(machine_type) >= (2, 3):
+        out["kvm-pv-unhalt"] = out["kvm-pv-eoi"] = True
+    return out
+
+
+def overridden(b: Baseline, model: str) -> list[str]:
+    """Proxmox's own flags the pool's result contradicts: the entry must override them, and
+    Proxmox then warns at every start."""
+    result = set(b.features)
+    return sorted(f for f, on in forced(model, b.accel, b.machine_type).items()
+                  if on != (f in result))
 
 
 def _compatible(name: str, b: Baseline) -> bool:
@@ -102,23 +135,33 @@ def _compatible(name: str, b: Baseline) -> bool:
     return vendor == b.vendor if vendor else b.accel == "kvm"
 
 
+def _fallback(b: Baseline) -> str:
+    if b.accel == "kvm":
+        return "kvm64"  # no vendor forced: KVM gives the guest the host's, the pool's
+    # Under TCG the model's own vendor applies: QEMU's kvm64 is Intel, qemu64 AMD.
+    return "kvm64" if b.vendor == "GenuineIntel" else "qemu64"
+
+
 def choose(b: Baseline) -> tuple[str, ModelVerdict | None]:
-    """(reported model, the pool's verdict it stands for, or None for the fallback)."""
-    options: list[tuple[tuple[int, int, str], str, ModelVerdict]] = []
+    """(reported model, the pool's verdict it stands for, or None for the fallback).
+
+    Fewest of Proxmox's own flags to override first (each prints a warning at
+    every start), then fewest explicit flags; the fallback with every feature
+    explicit only when no model fits, or when it overrides fewer.
+    """
+    fallback = _fallback(b)
+    options: list[tuple[tuple[int, int, int, int, str], str, ModelVerdict | None]] = [
+        ((len(overridden(b, fallback)), 1, 0, 0, fallback), fallback, None)]
     for v in b.models:
         if not v.candidate:
             continue
         names = [v.model, split_version(v.model)[0]]
         for name in dict.fromkeys(names):
             if _compatible(name, b) and qemu_view(b, name) == v:
-                options.append(((v.cost, -v.own_features, name), name, v))
-    if options:
-        _, name, verdict = min(options, key=lambda o: o[0])
-        return name, verdict
-    if b.accel == "kvm":
-        return "kvm64", None  # no vendor forced: KVM gives the guest the host's, the pool's
-    # Under TCG the model's own vendor applies: QEMU's kvm64 is Intel, qemu64 AMD.
-    return ("kvm64" if b.vendor == "GenuineIntel" else "qemu64"), None
+                key = (len(overridden(b, name)), 0, v.cost, -v.own_features, name)
+                options.append((key, name, v))
+    _, name, verdict = min(options, key=lambda o: o[0])
+    return name, verdict
 
 
 def unavailable(b: Baseline, model: str) -> set[str]:
@@ -142,15 +185,19 @@ def unavailable(b: Baseline, model: str) -> set[str]:
 
 
 def flags(b: Baseline, model: str, verdict: ModelVerdict | None) -> list[str]:
-    """``+f``/``-f`` flags, sorted (``+`` first), Proxmox's own forced flags overridden."""
+    """``+f``/``-f`` flags, sorted (``+`` first): none Proxmox sets itself the same way, and
+    those it sets otherwise overridden, in its own spelling so its override rule applies."""
     result = set(b.features)
     if verdict is not None:
         plus, minus = set(verdict.enable), set(verdict.disable)
     else:
         plus = set(result)
         minus = ({blk.feature for blk in b.blocked} | unavailable(b, model)) - result
-    for name in forced(model, b.accel):
-        (plus if name in result else minus).add(name)
+    for name, on in forced(model, b.accel, b.machine_type).items():
+        plus.discard(name)
+        minus.discard(name)
+        if on != (name in result):
+            (plus if name in result else minus).add(name)
     return ([f"+{PVE_SPELLING.get(f, f)}" for f in sorted(plus)]
             + [f"-{PVE_SPELLING.get(f, f)}" for f in sorted(minus)])
 
@@ -166,16 +213,38 @@ def render_proxmox(b: Baseline) -> Rendered:
         notes.append(f"reported-model {model} is {verdict.model} on {b.machine_type} as the "
                      "pool's probes recorded it; flags are its exact differences to the pool")
     else:
+        exact = ("exact, or a refusal to start under Proxmox's enforce" if b.accel == "kvm"
+                 else "Proxmox adds enforce under KVM only: under TCG a feature TCG cannot "
+                 "emulate is dropped, never added")
         notes.append(f"no model Proxmox accepts stands for a model usable on every member with "
                      f"the pool's vendor ({b.vendor or 'unknown'}): {model} with every feature "
-                     "explicit (exact, or a refusal to start under Proxmox's enforce)")
+                     f"explicit ({exact})")
     notes += [f"use: qm set <vmid> --cpu custom-{section_name(b.pool)} (machine type "
               f"{b.machine_type})"]
+    own = forced(model, b.accel, b.machine_type)
+    if own:
+        notes.append("Proxmox itself sets " + ", ".join(
+            f"{'+' if on else '-'}{PVE_SPELLING.get(f, f)}" for f, on in sorted(own.items()))
+            + f" for {model}" + (" under KVM" if b.accel == "kvm" else "")
+            + ": not repeated here")
+    clash = overridden(b, model)
+    if clash:
+        notes.append("overridden here, as the pool's result differs (every start then prints "
+                     "Proxmox's 'warning: CPU flag/setting ... overwrites ...'; no other model "
+                     "Proxmox accepts fits with fewer): " + ", ".join(
+                         PVE_SPELLING.get(f, f) for f in clash))
+    if b.scalars.level is not None:
+        notes.append(f"level {b.scalars.level} is the pool's (qemu-server 9.1.14 or later; an "
+                     "older one refuses the entry: without the line the guest gets "
+                     f"{model}'s level); Proxmox cannot set xlevel: the guest gets {model}'s, "
+                     "raised by QEMU to what the features need")
     lines = [f"# {n}" for n in notes]
     lines.append(f"cpu-model: {section_name(b.pool)}")
     flag_list = flags(b, model, verdict)
     if flag_list:
         lines.append("\tflags " + ";".join(flag_list))
+    if b.scalars.level is not None:
+        lines.append(f"\tlevel {b.scalars.level}")
     if b.scalars.phys_bits is not None:
         lines.append(f"\tphys-bits {b.scalars.phys_bits}")
     lines += ["\thidden 0", f"\treported-model {model}"]

@@ -155,7 +155,6 @@ def test_the_vm_validates_against_kubevirts_schema(pool: str) -> None:
         jsonschema.validate(vm, SCHEMA)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 defect 4: obsolete models chosen")
 def test_no_obsolete_model_when_one_fits() -> None:
     wrong = {}
     for pool in ALL_POOLS:
@@ -177,7 +176,6 @@ def test_no_obsolete_model_when_one_fits() -> None:
     assert not wrong
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 defect 4: PV knobs without a field unnamed")
 def test_pv_advice_names_kubevirts_fields_and_what_has_none() -> None:
     text = render(pools()["local"], "kubevirt", RenderOptions(new_map())).stdout
     fields = advised_fields(text)
@@ -220,7 +218,6 @@ def cpuinfo_flags() -> set[str]:
 
 
 @pytest.mark.consumers
-@pytest.mark.xfail(strict=True, reason="issue 21 defect 4: obsolete model, labels unsaid")
 def test_the_node_labeller_would_schedule_this_hosts_pool(live: Live,  # noqa: F811
                                                          libvirtd: lvd.Libvirtd) -> None:  # noqa: F811
     text = live.export("kubevirt")

@@ -57,7 +57,8 @@ from ..baseline.types import Baseline, ModelVerdict
 from ..probe.features import KVM_PV, is_nested
 from .cpumap import CpuMap, LibvirtModel
 
-__all__ = ["CLOSEST", "PV_DEFAULT", "PV_KNOBS", "SAME", "UNVERSIONED", "LibvirtCpu", "qemu_view", "spell"]
+__all__ = ["CLOSEST", "PV_DEFAULT", "PV_KNOBS", "SAME", "UNVERSIONED", "LibvirtCpu", "qemu_view", "spell",
+           "spell_as", "usable_models"]
 
 #: KVM paravirtual feature -> the libvirt domain XML that switches it, as a format string
 #: taking "on"/"off" ("yes"/"no" for the timer). Features without an entry have no knob that
@@ -207,7 +208,30 @@ def _qemu_sentence(choice: _Choice, machine_type: str) -> str:
 def spell(b: Baseline, cpu_map: CpuMap) -> LibvirtCpu:
     """The baseline as a libvirt model plus explicit features (see the module docstring)."""
     result, unnamed = _names(cpu_map, b.features)
-    choice = _choose(b, cpu_map, result)
+    return _build(b, cpu_map, _choose(b, cpu_map, result), result, unnamed)
+
+
+def usable_models(b: Baseline, cpu_map: CpuMap) -> list[tuple[int, str]]:
+    """(explicit changes, name) of every cpu_map model the pool's probes judged usable on
+    every member (its QEMU view recorded), cheapest first: the models a consumer that
+    schedules by model usability (KubeVirt's node labels) can take."""
+    result = _names(cpu_map, b.features)[0]
+    return sorted((_cost(lm, result), lm.name) for lm in cpu_map.models.values()
+                  if qemu_view(b, lm.name) is not None)
+
+
+def spell_as(b: Baseline, cpu_map: CpuMap, model: str, why: str) -> LibvirtCpu:
+    """The baseline spelt with the given cpu_map model (a consumer's narrower choice): the
+    same complete definition, so the model's content cannot widen the guest either."""
+    lm = cpu_map.model(model)
+    if lm is None:
+        raise ValueError(f"cpu_map {cpu_map.path} has no model {model!r}")
+    result, unnamed = _names(cpu_map, b.features)
+    return _build(b, cpu_map, _Choice(lm, CLOSEST, why, qemu_view(b, model)), result, unnamed)
+
+
+def _build(b: Baseline, cpu_map: CpuMap, choice: _Choice, result: set[str],
+           unnamed: set[str]) -> LibvirtCpu:
     lm = choice.model
     known = _names(cpu_map, b.vocabulary)[0] if b.vocabulary else set(cpu_map.features)
     require = set(result)

@@ -44,7 +44,6 @@ import signal
 import time
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -59,10 +58,8 @@ from .layout import Layout, new_run_id, utc
 from .lease import Lease
 from .outcome_rows import Row, cpu_digest, detail_rows, host_row, unique_machines
 from .parts import FLUSH_SECONDS, Counts, OpenPart, RunFacts
+from .run_port import RunPort
 from .schema import DETAIL_TABLES, HOSTS, RUNS, VERIFY, TableSpec
-
-if TYPE_CHECKING:
-    from .store import Store
 
 __all__ = ["DEFAULT_FLUSH_EVERY", "DEFAULT_FLUSH_ROWS", "ROOM_BYTES", "RunWriter"]
 
@@ -119,7 +116,7 @@ class RunWriter:
 
     def __init__(
         self,
-        store: Store,
+        port: RunPort,
         command: str,
         inventory: str | None,
         *,
@@ -131,7 +128,7 @@ class RunWriter:
             raise ValueError("flush_every must be at least 1")
         if flush_seconds <= 0:
             raise ValueError("flush_seconds must be positive")
-        self._store = store
+        self._port = port
         self.command = command
         self.inventory = inventory
         self.started_at = utc(started_at) if started_at is not None else datetime.now(UTC)
@@ -143,7 +140,7 @@ class RunWriter:
         self.hosts_detail = 0
         self.status: str | None = None  # set at commit: complete | interrupted
         #: (host, cpu_digest) -> the committed run already holding that data.
-        self._known = store._known_digests()
+        self._known = port.known_digests
         self._seen: set[str] = set()
         self._digests: dict[int, tuple[tuple[MachineProbe, ...], tuple[MachineProbe, ...], str | None]] = {}
         self._buffers: dict[str, list[Row]] = {
@@ -158,7 +155,7 @@ class RunWriter:
         #: The commit record is written: whatever fails after, the run is stored.
         self.committed = False
         #: Layout 2: every flush commits a part (``parts.py``); layout 1: one file per table.
-        self._in_parts = store.layout_version >= 2
+        self._in_parts = port.layout_version >= 2
         #: Parts committed so far, and the hosts in them: what no kill can take back.
         self.parts = 0
         self.hosts_committed = 0
@@ -171,7 +168,7 @@ class RunWriter:
         # Held from before the first temporary until after the last: what tells a
         # sweeper this run is alive, however long it goes without touching its files.
         try:
-            self._lease: Lease | None = Lease.take(store.layout, self.run_id)
+            self._lease: Lease | None = Lease.take(port.layout, self.run_id)
         except OSError as exc:
             raise self._write_error(exc) from exc
         kill_after = os.environ.get(_HOOK_KILL_AFTER)
@@ -181,9 +178,9 @@ class RunWriter:
 
     def _write_error(self, exc: BaseException) -> StoreWriteError:
         if isinstance(exc, OSError) and exc.strerror:
-            reason = f"{exc.filename or self._store.root}: {exc.strerror}"
+            reason = f"{exc.filename or self._port.root}: {exc.strerror}"
         else:
-            reason = f"{self._store.root}: {exc}"
+            reason = f"{self._port.root}: {exc}"
         if self.committed:
             state = "is stored (its commit record is written)"
         elif self.hosts_committed:
@@ -200,7 +197,7 @@ class RunWriter:
         10,000 probes). The probe file is one of this run's temporaries, so a kill
         here leaves nothing a sweeper would not remove."""
         try:
-            _prove_writable(self._store.layout, self.run_id, room)
+            _prove_writable(self._port.layout, self.run_id, room)
         except OSError as exc:
             error = self._write_error(exc)
             self.discard()
@@ -341,7 +338,7 @@ class RunWriter:
     def _spill(self) -> None:
         """Layout 2: the buffered rows as a row group of the part being written."""
         if self._open is None:
-            self._open = OpenPart(self._store.layout, self.run_id, self.parts + 1)
+            self._open = OpenPart(self._port.layout, self.run_id, self.parts + 1)
         for spec in _BUFFERED:
             rows = self._buffers[spec.name]
             if rows:
@@ -357,7 +354,7 @@ class RunWriter:
         global _flushed_in_process  # noqa: PLW0603 - a process-wide counter for the test hook
         if status == PARTIAL and not self._buffered_hosts:
             return
-        layout = self._store.layout
+        layout = self._port.layout
         part = self.parts + 1
         self._spill()
         assert self._open is not None
@@ -385,7 +382,7 @@ class RunWriter:
     def _sink(self, spec: TableSpec) -> ParquetSink:
         sink = self._sinks.get(spec.name)
         if sink is None:
-            final = self._store.layout.run_file(spec.name, self.run_id)
+            final = self._port.layout.run_file(spec.name, self.run_id)
             sink = self._sinks[spec.name] = ParquetSink(final, spec)
         return sink
 
@@ -424,7 +421,7 @@ class RunWriter:
                 sink.close()
                 size, sha = sink.digest()
                 files.append({"table": spec.name, "rows": sink.rows, "bytes": size, "sha256": sha,
-                              "path": sink.final.relative_to(self._store.layout.data).as_posix()})
+                              "path": sink.final.relative_to(self._port.layout.data).as_posix()})
         except (OSError, pa.ArrowException) as exc:
             error = self._write_error(exc)
             self.discard()
@@ -464,7 +461,7 @@ class RunWriter:
         self.committed = True
         _hook_kill_at("before-index")
         try:
-            self._store._index_run(self.run_id, wrote_hosts=self._wrote_hosts)
+            self._port.index_run(self.run_id, self._wrote_hosts)
         except (OSError, pa.ArrowException) as exc:
             raise self._write_error(exc) from exc
         except StoreLockedError as exc:
@@ -473,7 +470,7 @@ class RunWriter:
                                    "into the index") from exc
 
     def _publish(self, status: str, files: list[dict[str, object]]) -> None:
-        layout = self._store.layout
+        layout = self._port.layout
         journal.begin(layout, self.run_id)
         for spec in _BUFFERED:  # hosts after the rows its detail_run points at
             if spec.name in self._sinks:
@@ -495,13 +492,13 @@ class RunWriter:
         }], schema=RUNS.schema))
         self.committed = True
         _hook_kill_at("before-index")
-        self._store._index_run(self.run_id, wrote_hosts=HOSTS.name in self._sinks)
+        self._port.index_run(self.run_id, HOSTS.name in self._sinks)
 
     def _unpublish(self) -> None:
         """A write failed before the commit record: remove what this run published, so
         that raw readers see no run fleetcpu does not (we hold the lease: nobody else
         judges these files)."""
-        layout = self._store.layout
+        layout = self._port.layout
         for sink in self._sinks.values():
             sink.discard()
             with contextlib.suppress(OSError):

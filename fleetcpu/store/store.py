@@ -50,6 +50,7 @@ from .commit import KILLED, PARTIAL, CommitRecord, CommittedFile
 from .layout import LOCK, MARKER, MARKER_FORMAT, Layout, is_temporary, rfc3339, run_file_name
 from .parts import FLUSH_SECONDS
 from .reader import empty, hosts_by_row_group, read_file, row_group_of_hosts
+from .run_port import RunPort
 from .run_writer import DEFAULT_FLUSH_EVERY, RunWriter
 from .schema import (
     DETAIL_TABLES,
@@ -178,7 +179,9 @@ class Store:
         flush_seconds: float = FLUSH_SECONDS,
     ) -> RunWriter:
         """A streaming writer for one run; ``started_at`` (default now) times the run id."""
-        return RunWriter(self, command, inventory, started_at=started_at, flush_every=flush_every,
+        port = RunPort(self.root, self.layout, self.layout_version, self._known_digests(),
+                       lambda run_id, wrote_hosts: self._index_run(run_id, wrote_hosts=wrote_hosts))
+        return RunWriter(port, command, inventory, started_at=started_at, flush_every=flush_every,
                          flush_seconds=flush_seconds)
 
     def _known_digests(self) -> dict[tuple[str, str], str]:

@@ -21,7 +21,7 @@ so no one mistakes the date for a measurement's.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from ..outcome import ConnectionSpec, HostOutcome
 from ..probe.document import MAX_DOCUMENT_CHARS, ProbeDocument, document_from_json
 from .layout import parse_rfc3339
 from .outcome_rows import cpu_digest, detail_rows, host_row, unique_machines
+from .run_writer import RunWriter
 from .schema import HOSTS, TABLES
 from .store import Store
 
@@ -42,6 +43,7 @@ __all__ = [
     "DEFAULT_POOL",
     "ImportItem",
     "Imported",
+    "OutcomeHook",
     "import_files",
     "load",
     "outcome",
@@ -123,12 +125,19 @@ def rehearse(item: ImportItem) -> None:
             from exc
 
 
+#: Given the opened store, what to add to each run beside the host's rows (a command
+#: above the store, such as the contract's verdicts, supplies it).
+OutcomeHook = Callable[[Store], Callable[[RunWriter, HostOutcome], None]]
+
+
 def import_files(store_path: Path, files: Sequence[str], *, pool: str | None = None,
-                 host: str | None = None, collected_now: bool = False) -> list[Imported]:
+                 host: str | None = None, collected_now: bool = False,
+                 hook: OutcomeHook | None = None) -> list[Imported]:
     items = [load(path, host) for path in files]  # all or nothing: validate first
     for item in items:
         rehearse(item)
     store = Store.create_or_open(store_path)
+    also = hook(store) if hook is not None else None
     done = []
     for item in sorted(items, key=lambda i: i.time):
         when = datetime.now(UTC) if collected_now else item.time
@@ -136,6 +145,9 @@ def import_files(store_path: Path, files: Sequence[str], *, pool: str | None = N
             command=COMMAND_COLLECTED_NOW if collected_now else COMMAND,
             inventory=os.path.abspath(item.path), started_at=when,
         ) as writer:
-            writer.add(outcome(item, pool or DEFAULT_POOL, when))
+            result = outcome(item, pool or DEFAULT_POOL, when)
+            writer.add(result)
+            if also is not None:
+                also(writer, result)
         done.append(Imported(item.path, item.host, writer.run_id, item.document.status))
     return done

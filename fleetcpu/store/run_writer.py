@@ -59,7 +59,7 @@ from .lease import Lease
 from .outcome_rows import Row, cpu_digest, detail_rows, host_row, unique_machines
 from .parts import FLUSH_SECONDS, Counts, OpenPart, RunFacts
 from .run_port import RunPort
-from .schema import DETAIL_TABLES, HOSTS, RUNS, VERIFY, TableSpec
+from .schema import ADOPTIONS, COMPLIANCE, DETAIL_TABLES, HOSTS, RUNS, VERIFY, TableSpec
 
 __all__ = ["DEFAULT_FLUSH_EVERY", "DEFAULT_FLUSH_ROWS", "ROOM_BYTES", "RunWriter"]
 
@@ -82,7 +82,7 @@ def _hook_kill_at(point: str) -> None:
 
 
 #: Tables a run streams rows into, in publishing order (the commit record comes after).
-_BUFFERED = (*DETAIL_TABLES, HOSTS, VERIFY)
+_BUFFERED = (*DETAIL_TABLES, HOSTS, VERIFY, ADOPTIONS, COMPLIANCE)
 
 
 def _prove_writable(layout: Layout, run_id: str, room: int) -> None:
@@ -315,6 +315,22 @@ class RunWriter:
             self._flush_or_fail()
         else:
             self.flush_due()
+
+    def add_rows(self, spec: TableSpec, rows: list[Row]) -> None:
+        """Rows of a table a command above the store owns (``adoptions``, ``compliance``).
+
+        Each row holds every column but ``run_id`` (the writer's); they are
+        checked against the schema here, so a bad row fails its caller and
+        leaves no trace. They commit with the run, like its ``hosts`` rows.
+        """
+        self._check_open()
+        if spec.name not in self._buffers or spec in (*DETAIL_TABLES, HOSTS, VERIFY):
+            raise ValueError(f"table {spec.name!r} is not written with add_rows")
+        rows = [{**row, "run_id": self.run_id} if "run_id" in spec.schema.names else dict(row)
+                for row in rows]
+        pa.Table.from_pylist(rows, schema=spec.schema)
+        self._buffers[spec.name].extend(rows)
+        self._buffered_rows += len(rows)
 
     def flush(self) -> None:
         """Write the buffered rows: layout 2, as a committed part; layout 1, as one row

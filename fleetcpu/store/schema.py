@@ -23,6 +23,8 @@ from typing import Any
 import pyarrow as pa
 
 __all__ = [
+    "ADOPTIONS",
+    "COMPLIANCE",
     "DETAIL_TABLES",
     "EXPANSION",
     "FEATURE_WORDS",
@@ -317,6 +319,79 @@ VERIFY = TableSpec(
     ),
 )
 
+#: ``fleetcpu adopt``: one row per adoption, append-only (a later row for the pool
+#: supersedes, never replaces, an earlier one). Written as a run of its own
+#: (command ``adopt``, no ``hosts`` rows), so history keeps every contract a pool had.
+ADOPTIONS = TableSpec(
+    "adoptions",
+    1,
+    pa.schema(
+        [
+            _f("adoption_id", pa.string(), False),  # the adopt run's id
+            _f("adopted_at", TIME, False),
+            _f("adopted_by", pa.string(), False),  # user@host of the orchestrator
+            _f("pool", pa.string(), False),
+            _f("note", pa.string()),
+            _f("machine_type", pa.string(), False),
+            _f("accel", pa.string(), False),
+            # baseline (today's, computed) | operator (--cpu STRING)
+            _f("source", pa.string(), False),
+            # The -cpu string judged: the named form (or the operator's string).
+            _f("cpu", pa.string(), False),
+            _f("custom", pa.string()),
+            _f("model", pa.string(), False),
+            _f("vendor", pa.string()),
+            # Exactly the features a guest gets from ``cpu`` (canonical names).
+            _f("features", STRINGS, False),
+            _f("family", pa.int32()),
+            _f("cpu_model", pa.int32()),
+            _f("stepping", pa.int32()),
+            _f("level", pa.int64()),
+            _f("xlevel", pa.int64()),
+            _f("phys_bits", pa.int32()),
+            # The members it was computed from (or judged against), and their data's runs.
+            _f("members", STRINGS, False),
+            _f("member_runs", STRINGS, False),
+            _f("previous", pa.string()),  # the adoption it superseded
+        ]
+    ),
+)
+
+#: Compliance: one row per member of a pool with an adopted CPU, per collect or
+#: import run that probed it, written in that run (so it commits with the data it
+#: judges). The states and reasons are ``fleetcpu.contract.states``' closed sets.
+COMPLIANCE = TableSpec(
+    "compliance",
+    1,
+    pa.schema(
+        [
+            _f("run_id", pa.string(), False),
+            _f("host", pa.string(), False),
+            _f("pool", pa.string(), False),
+            _f("collected_at", TIME, False),
+            _f("adoption_id", pa.string(), False),
+            _f("machine_type", pa.string(), False),
+            # compliant | non-compliant | undecided | failed | stale | tcg-only
+            _f("state", pa.string(), False),
+            # non-compliant: machine-type-missing | model-unusable | features-lacking |
+            # model-differs | vendor-differs
+            _f("reason", pa.string()),
+            _f("lacking", STRINGS, False),
+            _f("extra", STRINGS, False),
+            _f("detail", pa.string()),
+            # The host as judged, and as it was at its last compliant run (what changed).
+            _f("microcode", pa.string()),
+            _f("kernel_release", pa.string()),
+            _f("qemu_version", pa.string()),
+            _f("last_compliant_run", pa.string()),
+            _f("last_compliant_at", TIME),
+            _f("last_compliant_microcode", pa.string()),
+            _f("last_compliant_kernel", pa.string()),
+            _f("last_compliant_qemu", pa.string()),
+        ]
+    ),
+)
+
 #: The latest-state index: derived data, rebuildable from ``hosts``.
 INDEX = TableSpec(
     "index",
@@ -353,5 +428,5 @@ INDEX_ACCELS = ("kvm", "tcg")
 
 #: Tables written per run, the commit record (``runs``) last.
 DETAIL_TABLES = (MACHINES, FEATURE_WORDS, MODELS, EXPANSION)
-RUN_TABLES = (*DETAIL_TABLES, HOSTS, VERIFY, RUNS)
+RUN_TABLES = (*DETAIL_TABLES, HOSTS, VERIFY, ADOPTIONS, COMPLIANCE, RUNS)
 TABLES = {spec.name: spec for spec in (*RUN_TABLES, INDEX)}

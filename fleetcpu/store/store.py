@@ -420,6 +420,28 @@ class Store:
             return empty(spec, columns)
         return pa.concat_tables(parts)
 
+    def runs_with(self, name: str) -> list[str]:
+        """Committed runs that published files in table ``name``, oldest first.
+
+        Listing one table's folder (a few files: adoptions) costs far less
+        than reading every run's commit record; what is listed is then read
+        through the records as always (``table(name, runs=...)``).
+        """
+        found: set[str] = set()
+        try:
+            days = [e for e in os.scandir(self.layout.table_dir(name)) if e.is_dir()]
+        except FileNotFoundError:
+            return []
+        for day in days:
+            for entry in os.scandir(day.path):
+                stem = entry.name.removeprefix("run-").removesuffix(".parquet")
+                run = stem[:29]  # the run id; a part suffix (layout 2) may follow
+                if entry.name.startswith("run-") and len(stem) >= 29 and \
+                        scan.run_file_id(f"run-{run}.parquet"):
+                    found.add(run)
+        committed = set(self._committed_run_ids())
+        return sorted(found & committed)
+
     def latest(self, pool: str | None = None) -> list[HostState]:
         """The latest record of every host (of ``pool``), sorted by pool then host."""
         index = self._index_table()

@@ -24,6 +24,7 @@ from .errors import FleetcpuError, InterruptedByUserError
 
 __all__ = [
     "F",
+    "adopt",
     "baseline",
     "blockers",
     "check",
@@ -37,6 +38,7 @@ __all__ = [
     "mapped_errors",
     "probe",
     "report",
+    "status",
     "verify",
 ]
 
@@ -232,12 +234,35 @@ def import_(files: tuple[str, ...], pool: str | None, host: str | None, collecte
 
     Every file is validated first: one bad file rejects them all (exit 3) and nothing is stored.
     """
+    from .contract.shell import ComplianceRecorder, summary_lines
+    from .errors import NonCompliantError
     from .store import resolve_location
     from .store.importer import import_files
+    from .store.schema import COMPLIANCE
+
+    recorders: list[ComplianceRecorder] = []
+
+    def judging(store: Any) -> Callable[[Any, Any], None]:
+        recorder = ComplianceRecorder.load(store)
+        recorders.append(recorder)
+
+        def judge(writer: Any, outcome: Any) -> None:
+            if recorder.active:
+                rows = recorder.rows(outcome, writer.run_id)
+                if rows:
+                    writer.add_rows(COMPLIANCE, rows)
+        return judge
 
     for item in import_files(resolve_location(store_dir), files, pool=pool, host=host,
-                             collected_now=collected_now):
+                             collected_now=collected_now, hook=judging):
         click.echo(f"{item.path}: host {item.host}, {item.status}, run {item.run_id}")
+    judged = [c for r in recorders for c in r.judged]
+    for line in summary_lines(judged):
+        click.echo(line)
+    bad = sorted({c.host for c in judged if c.state == "non-compliant"})
+    if bad:
+        raise NonCompliantError(f"{len(bad)} host(s) cannot run their pool's adopted CPU: "
+                                + ", ".join(bad[:10]))
 
 
 @main.command()
@@ -595,6 +620,106 @@ def check(host: str, pool: str, accel: str, machine_type: str | None, max_age: A
     click.echo(dumps(check_json(result)) if fmt == "json" else check_table(result), nl=False)
     if not result.can_join:
         raise CheckRefusedError(result.summary())
+
+
+# --------------------------------------------------------------------------- the contract
+@main.command()
+@click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory).")
+@click.option("--cpu", metavar="STRING", default=None,
+              help="Adopt this -cpu string (e.g. the one in your Nova or libvirt configs) "
+                   "instead of today's baseline; every member must provably start it.")
+@click.option("--machine-type", metavar="T", default=None,
+              help="Machine type (default: as for fleetcpu baseline).")
+@click.option("--accel", type=click.Choice(["kvm", "tcg"]), default="kvm", show_default=True)
+@click.option("--max-age", default="7d", show_default=True, metavar="AGE", callback=_parse_age,
+              help="Older data is not consulted (stale).")
+@click.option("--note", metavar="TEXT", default=None, help="Why (stored with the adoption).")
+@click.option("--yes", is_flag=True, help="Record without asking (required without a terminal).")
+@_STORE_OPTION
+@mapped_errors
+def adopt(pool: str, cpu: str | None, machine_type: str | None, accel: str, max_age: Any,
+          note: str | None, yes: bool, store_dir: str | None) -> None:
+    """Record POOL's CPU as its contract: today's baseline, or --cpu STRING.
+
+    Shows the change from the previous adoption and asks before recording (unless --yes).
+    Every later collect and import judges members against it (exit 26: some cannot run it).
+    """
+    from .contract.shell import plan_adoption, record_adoption
+    from .errors import UsageError
+    from .store import Store, resolve_location
+
+    store = Store.open(resolve_location(store_dir))
+    plan = plan_adoption(store, pool, cpu=cpu, machine_type=machine_type, accel=accel,
+                         note=note, max_age=max_age)
+    a = plan.adoption
+    click.echo(f"pool {pool}: adopt {a.cpu}")
+    click.echo(f"  {len(a.features)} features, {a.machine_type} ({a.accel}), from "
+               f"{len(a.members)} member(s)")
+    for line in plan.lines:
+        click.echo(f"  {line}")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not a terminal: pass --yes to record the adoption")
+        if not click.confirm("Record this adoption?", default=False):
+            click.echo("nothing recorded", err=True)
+            return
+    done = record_adoption(store, plan)
+    click.echo(f"adopted {done.adoption_id} for pool {pool}")
+
+
+@main.command()
+@click.option("--pool", metavar="P", default=None, help="Only this pool (default: every pool).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "prometheus"]),
+              default="table", show_default=True,
+              help="json: fleetcpu.status/1; prometheus: text exposition format.")
+@click.option("--strict", is_flag=True,
+              help="failed, stale, tcg-only and undecided members count as non-compliant (26).")
+@click.option("--max-age", default="7d", show_default=True, metavar="AGE", callback=_parse_age,
+              help="Older data makes a member stale.")
+@click.option("-o", "--output", metavar="FILE", default=None,
+              help="Write to FILE atomically (temporary file, then rename), e.g. "
+                   "/var/lib/node_exporter/textfile/fleetcpu.prom; default: stdout.")
+@_STORE_OPTION
+@mapped_errors
+def status(pool: str | None, fmt: str, strict: bool, max_age: Any, output: str | None,
+           store_dir: str | None) -> None:
+    """Each pool's adopted CPU, its members by state, and the headroom over it.
+
+    Exit 0: every member complies; 26: some do not (--strict: or are failed, stale,
+    tcg-only, undecided); 20: unknown pool; 21: no adopted CPU and no data.
+    """
+    import datetime
+    import json
+    from pathlib import Path
+
+    from .contract.prometheus import render
+    from .contract.shell import pool_statuses, write_textfile
+    from .contract.status import status_json, status_table
+    from .errors import NonCompliantError, NoUsableDataError
+    from .store import Store, resolve_location
+
+    store = Store.open(resolve_location(store_dir))
+    now = datetime.datetime.now(datetime.UTC)
+    statuses = pool_statuses(store, pool, max_age=max_age, now=now)
+    if not statuses:
+        raise NoUsableDataError(f"{store.root}: no pool has data or an adopted CPU")
+    if fmt == "json":
+        text = json.dumps(status_json(statuses, now), indent=2) + "\n"
+    elif fmt == "prometheus":
+        text = render(statuses)
+    else:
+        text = status_table(statuses, now)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        write_textfile(Path(output), text)
+    if pool is not None and statuses[0].adoption is None and not statuses[0].last_collect:
+        raise NoUsableDataError(f"pool {pool!r}: no adopted CPU and no usable data")
+    bad = [m.host for s in statuses for m in s.offending(strict)]
+    if bad:
+        raise NonCompliantError(f"{len(bad)} member(s) cannot be shown to run their pool's "
+                                f"adopted CPU: {', '.join(bad[:10])}"
+                                + (f" and {len(bad) - 10} more" if len(bad) > 10 else ""))
 
 
 # --------------------------------------------------------------------------- report

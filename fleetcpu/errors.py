@@ -35,6 +35,7 @@ and must run on Python 3.9.
     +-- MixedVendorsError          23
     +-- VerifyFailedError          24
     +-- CheckRefusedError          25  host would lower the pool's CPU
+    +-- NonCompliantError          26  members cannot run their pool's adopted CPU
     +-- InterruptedByUserError    130
 """
 
@@ -53,6 +54,7 @@ __all__ = [
     "MixedVendorsError",
     "NoCommonMachineTypeError",
     "NoUsableDataError",
+    "NonCompliantError",
     "NotQemuError",
     "ProbeDocumentError",
     "ProbeError",
@@ -264,6 +266,19 @@ class CheckRefusedError(FleetcpuError):
     exit_code = 25
     code = "check-refused"
     meaning = "the host cannot join the pool without lowering its CPU model"
+
+
+class NonCompliantError(FleetcpuError):
+    """Some members cannot run their pool's adopted CPU (``fleetcpu adopt``).
+
+    Raised after the run is stored and summarised: ``collect`` returns it
+    before 5 (some host is always down in a large fleet, and that must not
+    hide a host that lost a feature the pool's guests use).
+    """
+
+    exit_code = 26
+    code = "non-compliant"
+    meaning = "some members cannot run their pool's adopted CPU"
 
 
 class InterruptedByUserError(FleetcpuError):

@@ -20,7 +20,8 @@ SCHEMAS = REPO / "fleetcpu" / "schemas"
 
 
 @pytest.mark.parametrize("name", ["probe-1.json", "baseline-1.json", "verify-1.json",
-                                  "verify-report-1.json", "blockers-1.json", "check-1.json"])
+                                  "verify-report-1.json", "blockers-1.json", "check-1.json",
+                                  "status-1.json"])
 def test_schema_file_is_valid(name: str) -> None:
     jsonschema.Draft202012Validator.check_schema(json.loads((SCHEMAS / name).read_text()))
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, TextIO
 from ..errors import (
     AllHostsFailedError,
     InterruptedByUserError,
+    NonCompliantError,
     SomeHostsFailedError,
     StoreError,
     StoreLockedError,
@@ -53,9 +54,17 @@ from ..probe.document import ProbeDocument
 from .probe_reply import interpret
 
 if TYPE_CHECKING:
+    from ..contract.shell import ComplianceRecorder
     from ..store import RunWriter
 
-__all__ = ["TICK_S", "CollectResult", "Collector", "connection_spec", "run_collect"]
+__all__ = [
+    "TICK_S",
+    "CollectResult",
+    "Collector",
+    "connection_spec",
+    "raise_exit_code",
+    "run_collect",
+]
 
 @dataclass
 class CollectResult:
@@ -69,6 +78,9 @@ class CollectResult:
     stored: bool = False
     #: Hosts in the run's committed parts (layout 2), whatever failed after them.
     hosts_committed: int = 0
+    #: Judges members of pools with an adopted CPU (empty when no pool has one).
+    #: Loaded with the store (lazily: pyarrow is not imported before the inventory is read).
+    compliance: ComplianceRecorder | None = None
 
 
 def _now() -> datetime:
@@ -181,12 +193,14 @@ def _store_failure(exc: StoreError, result: CollectResult, tally: Tally) -> Stor
 
 async def _collect_into_store(inventory: Inventory, collector: Collector, store_dir: str | None,
                               tally: Tally, progress: Progress, result: CollectResult) -> None:
+    from ..contract.shell import ComplianceRecorder
     from ..store import Store, resolve_location
 
     store = Store.create_or_open(resolve_location(store_dir))
     in_flight = InFlight(progress)
     writer = store.run_writer(command="collect", inventory=inventory.path)
     writer.check_writable()  # before any host: exit 4 with nothing contacted
+    result.compliance = ComplianceRecorder.load(store)
     result.run_id = writer.run_id
     try:
         with term_cancels_run(), writer:
@@ -198,10 +212,23 @@ async def _collect_into_store(inventory: Inventory, collector: Collector, store_
 
 async def _fan_out(inventory: Inventory, collector: Collector, writer: RunWriter, tally: Tally,
                    in_flight: InFlight, result: CollectResult) -> None:
+    from ..store.schema import COMPLIANCE
+
+    judge = result.compliance
+
+    def store(outcome: HostOutcome) -> None:
+        # The verdicts go in before the host's row, whose ``add`` may cut a part:
+        # so a host and its verdicts always commit in the same part.
+        if judge is not None and judge.active:
+            rows = judge.rows(outcome, writer.run_id)
+            if rows:
+                writer.add_rows(COMPLIANCE, rows)
+        writer.add(outcome)
+
     def finished(outcome: HostOutcome) -> None:
         tally.add(outcome)  # probed, whether or not the store takes it
         in_flight.finished(outcome.host)
-        writer.add(outcome)
+        store(outcome)
 
     async def tick() -> None:
         # Layout 2: results that waited 5 s become a committed part even when no
@@ -225,7 +252,7 @@ async def _fan_out(inventory: Inventory, collector: Collector, writer: RunWriter
         for host in list(in_flight.hosts.values()):
             outcome = _interrupted(collector, host)
             tally.add(outcome)
-            writer.add(outcome)
+            store(outcome)
         raise
 
 
@@ -266,24 +293,46 @@ def run_collect(
     result.accepted_keys = list(getattr(ssh, "accepted_keys", []))
     for line in tally.summary_lines(result.elapsed, result.run_id):
         out.write(line + "\n")
+    judged = result.compliance.judged if result.compliance is not None else []
+    if judged:
+        from ..contract.shell import summary_lines
+
+        for line in summary_lines(judged):
+            out.write(line + "\n")
     if result.accepted_keys:
         shown = ", ".join(result.accepted_keys[:5])
         more = len(result.accepted_keys) - 5
         err.write(f"warning: trusted {len(result.accepted_keys)} new host key(s) on first use and "
                   f"added them to known_hosts: {shown}{f' and {more} more' if more > 0 else ''}\n")
     out.flush()
-    if result.store_error is not None:
-        raise _store_failure(result.store_error, result, tally)
+    raise_exit_code(result, tally, err)
+    return result
+
+
+def raise_exit_code(result: CollectResult, tally: Tally, err: TextIO) -> None:
+    """One code per run, in the contract's precedence: 130, 3 (raised before any host
+    is contacted), 4, 6, 26, 5, then 0. 26 comes before 5: in a large fleet some host
+    is always down, and that must not hide a host that cannot run its pool's CPU."""
     if result.interrupted:
+        if result.store_error is not None:
+            err.write(f"error: {_store_failure(result.store_error, result, tally).message}\n")
         raise InterruptedByUserError(
             f"interrupted: {tally.done} of {tally.total} host(s) stored, run {result.run_id} "
             "recorded as interrupted"
         )
+    if result.store_error is not None:
+        raise _store_failure(result.store_error, result, tally)
     failed = tally.total - tally.ok
     if failed and tally.ok == 0:
         raise AllHostsFailedError(f"all {tally.total} host(s) failed; their failure rows are stored")
+    judged = result.compliance.judged if result.compliance is not None else []
+    bad = [c for c in judged if c.state == "non-compliant"]
+    if bad:
+        raise NonCompliantError(f"{len(bad)} host(s) cannot run their pool's adopted CPU: "
+                                + ", ".join(c.host for c in bad[:10])
+                                + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+                                + (f"; also {failed} of {tally.total} host(s) failed"
+                                   if failed else ""))
     if failed:
         raise SomeHostsFailedError(f"{failed} of {tally.total} host(s) failed; "
                                    "their failure rows are stored")
-    return result
-

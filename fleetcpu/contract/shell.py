@@ -1,0 +1,370 @@
+"""The contract's I/O shell: adoptions in and out of the store, verdicts per run, pool status.
+
+Everything here reads or writes; the rule itself (``judge``), the states,
+the records and the renderings are pure and live beside it. Why verdicts
+are written inside the collect or import run rather than after it: they
+commit with the data they judge, so a stored run never lacks its verdicts
+and a crashed run leaves neither.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import getpass
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ..baseline import Policy, compute_baseline
+from ..baseline.select import age_text, build_members, select_members
+from ..errors import FleetcpuError, NonCompliantError, UsageError
+from ..outcome import HostOutcome
+from ..store import HostSnapshot, HostState, Store
+from ..store.atomic import write_bytes
+from ..store.schema import ADOPTIONS, COMPLIANCE
+from .adoption import Adoption, change_lines, from_baseline, from_row, lowers, to_row
+from .cpu_string import CpuString, parse_cpu
+from .judge import COMPLIANT, HostCpu, Judge
+from .states import FAILED, STALE, TCG_ONLY, Compliance, carry, changes_since, from_verdict
+from .states import from_row as compliance_from_row
+from .states import to_row as compliance_row
+from .status import Headroom, PoolStatus
+
+__all__ = [
+    "ComplianceRecorder",
+    "Plan",
+    "adopted",
+    "host_cpu",
+    "plan_adoption",
+    "pool_statuses",
+    "record_adoption",
+    "summary_lines",
+    "write_textfile",
+]
+
+
+def adopted(store: Store) -> dict[str, Adoption]:
+    """Each pool's current adoption: its latest row (the table is append-only)."""
+    runs = store.runs_with(ADOPTIONS.name)
+    if not runs:
+        return {}
+    out: dict[str, Adoption] = {}
+    for row in sorted(store.table(ADOPTIONS.name, runs=runs).to_pylist(),
+                      key=lambda r: str(r["adoption_id"])):
+        out[str(row["pool"])] = from_row(row)
+    return out
+
+
+def host_cpu(snap: HostSnapshot) -> HostCpu:
+    """A stored host, as the rule reads it."""
+    return HostCpu(snap.host, snap.accel, snap.machines, None, snap.facts.cpu.vendor)
+
+
+# --------------------------------------------------------------------------- adopt
+@dataclass(frozen=True)
+class Plan:
+    adoption: Adoption
+    previous: Adoption | None
+    lines: tuple[str, ...]
+    #: The members judged at adoption (stored with it: the start of "since when").
+    verdicts: tuple[Compliance, ...] = ()
+
+    @property
+    def lowers(self) -> bool:
+        return lowers(self.previous, self.adoption)
+
+
+def _who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def _expected(cpu: CpuString, machine_type: str, snaps: Sequence[HostSnapshot]
+              ) -> frozenset[str] | None:
+    """The features ``cpu`` gives a guest, from the first member whose QEMU recorded the model."""
+    if cpu.custom:
+        return cpu.enabled
+    for snap in sorted(snaps, key=lambda s: s.host):
+        probe = snap.machines.get(machine_type)
+        if probe is None:
+            continue
+        by_name = {m.name: m for m in probe.models}
+        entry = by_name.get(cpu.model)
+        if entry is None:
+            continue
+        own = entry.features
+        if own is None and entry.alias_of is not None and entry.alias_of in by_name:
+            own = by_name[entry.alias_of].features
+        if own is not None:
+            return (frozenset(own) - cpu.disabled) | cpu.enabled
+    return None
+
+
+def plan_adoption(store: Store, pool: str, *, cpu: str | None, machine_type: str | None,
+                  accel: str, note: str | None, max_age: timedelta,
+                  now: datetime | None = None) -> Plan:
+    """What ``adopt`` would record, and the change from the previous adoption.
+
+    Default: today's baseline. ``cpu``: the operator's string, accepted only when every
+    member with usable data provably starts it with the same features (else exit 26,
+    naming each member and why); a malformed string is exit 2.
+    """
+    now = now or datetime.now(UTC)
+    parsed = parse_cpu(cpu) if cpu is not None else None
+    if parsed is not None and parsed.model in ("host", "max"):
+        raise UsageError(f"--cpu {cpu}: host-passthrough gives each host its own CPU; "
+                         "it cannot be a pool's contract")
+    chosen = select_members(store, pool, accel=accel, machine_type=machine_type,
+                            max_age=max_age, now=now)
+    slots = {s.host: s.latest_ok(accel) for s in store.latest(pool)}
+    hosts = tuple(sorted(m.host for m in chosen.members))
+    runs = tuple(sorted({slot.run for h in hosts if (slot := slots.get(h)) is not None}))
+    previous = adopted(store).get(pool)
+    if parsed is None:
+        b = compute_baseline(pool, chosen.machine_type, accel, chosen.members, Policy(),
+                             missing=chosen.missing, notices=chosen.notices)
+        adoption = from_baseline(b, adoption_id="", adopted_at=now, adopted_by=_who(),
+                                 note=note, runs=runs, previous=previous.adoption_id if previous else None)
+    else:
+        found = list(store.snapshots(hosts, accel).values())
+        expected = _expected(parsed, chosen.machine_type, found)
+        if expected is None:
+            raise NonCompliantError(
+                f"--cpu {cpu}: no member's QEMU recorded what {parsed.model} holds on "
+                f"{chosen.machine_type}, so the features it gives cannot be known; not adopted")
+        rule = Judge(parsed, chosen.machine_type, accel, expected)
+        refused = [(s.host, v) for s in found if (v := rule(host_cpu(s))).state != COMPLIANT]
+        if refused:
+            shown = "; ".join(f"{h}: {v.state}, {v.detail}" for h, v in refused[:10])
+            more = f"; and {len(refused) - 10} more" if len(refused) > 10 else ""
+            raise NonCompliantError(f"--cpu {cpu}: {len(refused)} of {len(found)} member(s) "
+                                    f"cannot be shown to start it on {chosen.machine_type}: "
+                                    f"{shown}{more}; not adopted")
+        vendor = parsed.prop("vendor")
+        adoption = Adoption("", now, _who(), pool, chosen.machine_type, accel, "operator",
+                            parsed.text, parsed.model, expected, hosts, runs, vendor=vendor,
+                            note=note, previous=previous.adoption_id if previous else None)
+    snaps = store.snapshots(hosts, accel)
+    rule = Judge(parse_cpu(adoption.cpu), adoption.machine_type, accel, adoption.features)
+    verdicts = []
+    for host in hosts:
+        snap = snaps.get(host)
+        if snap is None:
+            continue
+        make = functools.partial(
+            Compliance, host=host, pool=pool, adoption_id="", machine_type=adoption.machine_type,
+            collected_at=snap.collected_at, run_id=snap.run,
+            microcode=snap.facts.cpu.microcode, kernel_release=snap.facts.kernel_release,
+            qemu_version=snap.qemu_version)
+        verdicts.append(carry(None, from_verdict(rule(host_cpu(snap)), make)))
+    lines = change_lines(previous, adoption)
+    if chosen.missing:
+        lines.append(f"{len(chosen.missing)} member(s) without usable data were not consulted: "
+                     + ", ".join(m.host for m in chosen.missing[:10]))
+    return Plan(adoption, previous, tuple(lines), tuple(verdicts))
+
+
+def record_adoption(store: Store, plan: Plan) -> Adoption:
+    """Append the adoption as a run of its own (command ``adopt``); its id is the run's."""
+    with store.run_writer(command="adopt", started_at=plan.adoption.adopted_at) as writer:
+        adoption = dataclasses.replace(plan.adoption, adoption_id=writer.run_id)
+        writer.add_rows(ADOPTIONS, [to_row(adoption)])
+        writer.add_rows(COMPLIANCE, [
+            compliance_row(dataclasses.replace(c, adoption_id=writer.run_id))
+            for c in plan.verdicts])
+    return adoption
+
+
+# --------------------------------------------------------------------------- every run
+class ComplianceRecorder:
+    """Judges each outcome of a collect or import run against its pool's adoption.
+
+    Built once per command: it reads the adoptions and each member's previous
+    verdict (from the runs the index names as hosts' latest: one file in an
+    hourly collect), so a run's cost per host is one memoised judgement.
+    """
+
+    def __init__(self, adoptions: dict[str, Adoption], previous: dict[str, Compliance]) -> None:
+        self.adoptions = adoptions
+        self.previous = previous
+        self.judged: list[Compliance] = []
+        self._rules = {
+            pool: Judge(parse_cpu(a.cpu), a.machine_type, a.accel, a.features)
+            for pool, a in adoptions.items()
+        }
+
+    @classmethod
+    def load(cls, store: Store) -> ComplianceRecorder:
+        adoptions = adopted(store)
+        if not adoptions:
+            return cls({}, {})
+        # Each host's latest verdict: in its latest run, or in its pool's adopt run.
+        runs = {s.run for s in store.latest() if s.pool in adoptions}
+        runs |= {a.adoption_id for a in adoptions.values()}
+        previous: dict[str, Compliance] = {}
+        if runs:
+            table = store.table(COMPLIANCE.name, runs=runs)
+            for row in sorted(table.to_pylist(), key=lambda r: str(r["run_id"])):
+                previous[str(row["host"])] = compliance_from_row(row)
+        return cls(adoptions, previous)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.adoptions)
+
+    def judge(self, outcome: HostOutcome, run_id: str) -> Compliance | None:
+        """The verdict for this outcome (None: its pool has no adopted CPU)."""
+        a = self.adoptions.get(outcome.pool)
+        if a is None:
+            return None
+        doc = outcome.document
+        facts = doc.host if doc is not None else None
+        make = functools.partial(
+            Compliance, host=outcome.host, pool=outcome.pool, adoption_id=a.adoption_id,
+            machine_type=a.machine_type, collected_at=outcome.collected_at, run_id=run_id,
+            microcode=facts.cpu.microcode if facts is not None else None,
+            kernel_release=facts.kernel_release if facts is not None else None,
+            qemu_version=doc.qemu.version if doc is not None and doc.qemu else None)
+        if not outcome.ok or doc is None:
+            stage = outcome.failure_stage or "unknown stage"
+            error = outcome.error or (doc.error if doc is not None else None) or "no message"
+            now = make(state=FAILED, detail=f"latest run failed at {stage}: {error}")
+        elif doc.accel != a.accel:
+            now = make(state=TCG_ONLY, detail=f"its probe ran under {doc.accel}, not "
+                             f"{a.accel}" + (f" ({doc.accel_reason})" if doc.accel_reason else ""))
+        else:
+            machines = {mp.machine_type: mp for mp in doc.machine_types if mp.accel == a.accel}
+            listed = doc.qemu.machines if doc.qemu is not None and doc.qemu.machines else None
+            verdict = self._rules[outcome.pool](HostCpu(outcome.host, a.accel, machines, listed,
+                                                        doc.host.cpu.vendor))
+            now = from_verdict(verdict, make)
+        now = carry(self.previous.get(outcome.host), now)
+        self.previous[outcome.host] = now
+        self.judged.append(now)
+        return now
+
+    def rows(self, outcome: HostOutcome, run_id: str) -> list[dict[str, object]]:
+        c = self.judge(outcome, run_id)
+        return [] if c is None else [compliance_row(c)]
+
+
+def summary_lines(judged: Iterable[Compliance], limit: int = 20) -> list[str]:
+    """The collect/import summary's compliance part: counts per pool, then who fails and why."""
+    by_pool: dict[str, list[Compliance]] = {}
+    for c in judged:
+        by_pool.setdefault(c.pool, []).append(c)
+    out = []
+    for pool in sorted(by_pool):
+        members = by_pool[pool]
+        counts: dict[str, int] = {}
+        for c in members:
+            counts[c.state] = counts.get(c.state, 0) + 1
+        out.append(f"compliance: pool {pool} (adopted {members[0].adoption_id}): "
+                   + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        bad = [c for c in members if c.state == "non-compliant"]
+        for c in bad[:limit]:
+            what = ", ".join(c.lacking) if c.lacking else c.detail
+            since = (f"compliant until run {c.last_compliant_run}"
+                     if c.last_compliant_run else "never compliant in the store")
+            changed = changes_since(c)
+            out.append(f"  non-compliant: {c.host}: {c.reason}: {what}; {since}"
+                       + (f"; since then: {', '.join(changed)}" if changed else ""))
+        if len(bad) > limit:
+            out.append(f"  ... and {len(bad) - limit} more non-compliant host(s)")
+    return out
+
+
+# --------------------------------------------------------------------------- status
+def _judge_states(rule: Judge, a: Adoption, states: Sequence[HostState],
+                  snaps: dict[str, HostSnapshot], max_age: timedelta, now: datetime
+                  ) -> list[Compliance]:
+    out = []
+    for st in states:
+        snap = snaps.get(st.host)
+        facts = snap.facts if snap is not None else None
+        make = functools.partial(
+            Compliance, host=st.host, pool=st.pool, adoption_id=a.adoption_id,
+            machine_type=a.machine_type, collected_at=st.collected_at, run_id=st.run,
+            microcode=facts.cpu.microcode if facts else None,
+            kernel_release=facts.kernel_release if facts else None,
+            qemu_version=snap.qemu_version if snap else st.qemu_version)
+        slot = st.latest_ok(a.accel)
+        if not st.ok:
+            older = (f"; its {a.accel} data of {slot.collected_at:%Y-%m-%dT%H:%MZ} is not judged "
+                     "as current" if slot is not None else "; no successful probe is stored")
+            out.append(make(state=FAILED, detail=f"latest run failed at "
+                                  f"{st.stage or 'unknown stage'}: {st.error or st.error_code}"
+                                  + older))
+        elif st.accel != a.accel or slot is None:
+            out.append(make(state=TCG_ONLY, detail=f"its latest probe ran under {st.accel}, "
+                                  f"not {a.accel}"))
+        elif now - slot.collected_at > max_age:
+            out.append(make(state=STALE, detail=f"its latest data is "
+                                  f"{age_text(now - slot.collected_at)} old, older than "
+                                  f"--max-age {age_text(max_age)}"))
+        elif snap is None:
+            out.append(make(state="undecided", detail="no CPU data stored for its "
+                                  "successful run"))
+        else:
+            out.append(from_verdict(rule(host_cpu(snap)), make))
+    return out
+
+
+def _headroom(a: Adoption, snaps: dict[str, HostSnapshot], judged: Sequence[Compliance]
+              ) -> Headroom:
+    fresh = {c.host for c in judged if c.state not in (FAILED, STALE, TCG_ONLY)}
+    usable = [s for h, s in sorted(snaps.items()) if h in fresh and a.machine_type in s.machines
+              and (s.machines[a.machine_type].static_expansion is not None
+                   or s.machines[a.machine_type].full_expansion is not None)]
+    if not usable:
+        return Headroom((), (), None, f"no member has current {a.accel} data on {a.machine_type}")
+    try:
+        b = compute_baseline(a.pool, a.machine_type, a.accel,
+                             build_members(usable, a.machine_type), Policy())
+    except FleetcpuError as exc:
+        return Headroom((), (), None, exc.message)
+    return Headroom(tuple(sorted(set(b.features) - a.features)),
+                    tuple(sorted(a.features - set(b.features))), b.cpu)
+
+
+def pool_statuses(store: Store, pool: str | None, *, max_age: timedelta,
+                  now: datetime | None = None) -> list[PoolStatus]:
+    """Every pool's status (or ``pool``'s: unknown is UnknownPoolError, exit 20)."""
+    now = now or datetime.now(UTC)
+    adoptions = adopted(store)
+    states = store.latest(pool) if pool is not None or not adoptions else store.latest()
+    by_pool: dict[str, list[HostState]] = {}
+    for st in states:
+        by_pool.setdefault(st.pool, []).append(st)
+    out = []
+    for name in sorted(by_pool):
+        members = by_pool[name]
+        a = adoptions.get(name)
+        oks = [slot.collected_at for st in members for acc in ("kvm", "tcg")
+               if (slot := st.latest_ok(acc)) is not None]
+        last = max(oks) if oks else None
+        if a is None:
+            out.append(PoolStatus(name, None, (), None, last))
+            continue
+        rule = Judge(parse_cpu(a.cpu), a.machine_type, a.accel, a.features)
+        wanted = [st.host for st in members if st.ok and st.accel == a.accel]
+        snaps = store.snapshots(wanted, a.accel)
+        judged = _judge_states(rule, a, members, snaps, max_age, now)
+        out.append(PoolStatus(name, a, tuple(judged), _headroom(a, snaps, judged), last))
+    return out
+
+
+def write_textfile(path: Path, text: str) -> None:
+    """Write the .prom file atomically (hidden temporary, fsync, rename): node_exporter's
+    textfile collector never reads a half-written file, and ignores the ``.tmp``."""
+    try:
+        write_bytes(path, text.encode())
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc

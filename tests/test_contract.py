@@ -1,0 +1,305 @@
+"""The pool's CPU as a contract: the judging rule, adopt, compliance on every import and
+collect, status (table, JSON, Prometheus), on real CPUs from ../shared/realdata.
+
+The pool is the issue's: four real Intel server captures whose baseline is 72
+features (Broadwell-noTSX plus hle/rtm). Changes are made as QEMU reports them
+(``tests/support/contract_fleet.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fleetcpu.baseline import compute_baseline
+from fleetcpu.contract import HostCpu, judge, parse_cpu
+from fleetcpu.contract.judge import Judge
+from fleetcpu.errors import UsageError
+from fleetcpu.store import Store
+
+from .conftest import REPO, run_cli
+from .support import contract_fleet as cf
+from .support.replay import members as replay
+from .support.replay.hosts import make_replay_host
+
+SCHEMA = json.loads((REPO / "fleetcpu" / "schemas" / "status-1.json").read_text())
+HOSTS = ("kvm01", "kvm02", "kvm03", "kvm04")
+
+
+def _host(name: str, mp: Any = None, listed: Any = None) -> HostCpu:
+    mp = mp or replay.machine_probe(name)
+    return HostCpu(name, "kvm", {mp.machine_type: mp}, listed, None)
+
+
+@pytest.fixture(scope="module")
+def pool_baseline() -> Any:
+    members = [replay.member(n) for n in cf.POOL]
+    return compute_baseline("prod", replay.machine_probe(cf.POOL[0]).machine_type, "kvm", members)
+
+
+# --------------------------------------------------------------------------- the rule
+def test_parse_follows_qemus_rules() -> None:
+    s = parse_cpu("Skylake-Server-v1,vendor=GenuineIntel,sse4_1=off,+sse4-1,pcid,-hle,"
+                  "model-id=A,,B,hv-relaxed=on")
+    assert s.model == "Skylake-Server-v1"
+    assert s.enabled == {"sse4.1", "pcid"} and s.disabled == {"hle"}  # +/- win over key=value
+    assert dict(s.props) == {"vendor": "GenuineIntel", "model-id": "A,B", "hv-relaxed": "on"}
+    for bad in ("", "+avx", "Haswell,+avx,-avx", "Haswell,", "Haswell,=on"):
+        with pytest.raises(UsageError):
+            parse_cpu(bad)
+
+
+def test_every_member_starts_the_pools_own_strings(pool_baseline: Any) -> None:
+    b = pool_baseline
+    assert len(b.features) == 72 and b.model == "Broadwell-noTSX" and {"hle", "rtm"} <= set(b.features)
+    for text in (b.cpu, b.custom):
+        rule = Judge(parse_cpu(text), b.machine_type, "kvm", frozenset(b.features))
+        assert [rule(_host(n)).state for n in cf.POOL] == ["compliant"] * 4
+
+
+def test_a_host_that_lost_tsx_lacks_exactly_hle_and_rtm(pool_baseline: Any) -> None:
+    b = pool_baseline
+    host = _host("x", cf.lose(replay.machine_probe(cf.POOL[0]), {"hle", "rtm"}))
+    for text in (b.cpu, b.custom):
+        v = judge(parse_cpu(text), b.machine_type, "kvm", host, frozenset(b.features))
+        assert (v.state, v.reason, v.lacking) == ("non-compliant", "features-lacking", ("hle", "rtm"))
+    # Turning the lost features off is a different CPU: it starts, but not with every feature.
+    off = parse_cpu(b.cpu.replace(",+hle", "").replace(",+rtm", ""))
+    v = judge(off, b.machine_type, "kvm", host, frozenset(b.features))
+    assert v.state == "non-compliant" and v.reason == "model-differs" and v.lacking == ("hle", "rtm")
+    assert judge(off, b.machine_type, "kvm", host).state == "compliant"  # start only
+
+
+def test_model_unknown_vendor_machine_type_and_undecidable(pool_baseline: Any) -> None:
+    b = pool_baseline
+    name = cf.POOL[3]  # the Broadwell
+    mt = b.machine_type
+    v = judge(parse_cpu("NoSuchCPU"), mt, "kvm", _host(name))
+    assert (v.state, v.reason) == ("non-compliant", "model-unusable")
+    v = judge(parse_cpu("Skylake-Server-v1"), mt, "kvm", _host(name))  # its QEMU predates it
+    assert (v.state, v.reason) == ("non-compliant", "model-unusable")
+    v = judge(parse_cpu("Skylake-Client"), mt, "kvm", _host(name))
+    assert (v.state, v.reason, v.lacking) == ("non-compliant", "features-lacking",
+                                              ("mpx", "xgetbv1", "xsavec"))
+    v = judge(parse_cpu(b.cpu.replace("GenuineIntel", "AuthenticAMD")), mt, "kvm", _host(name))
+    assert (v.state, v.reason) == ("non-compliant", "vendor-differs")
+    v = judge(parse_cpu(b.cpu + ",+no-such-feature"), mt, "kvm", _host(name))
+    assert (v.state, v.reason) == ("non-compliant", "model-unusable")
+    # A machine type the host's QEMU does not list is proven missing; one it lists but
+    # was not probed, or with no list recorded, cannot be decided.
+    listed = cf.machine_list(name)
+    v = judge(parse_cpu(b.cpu), "pc-q35-9.9", "kvm", _host(name, listed=listed))
+    assert (v.state, v.reason) == ("non-compliant", "machine-type-missing")
+    v = judge(parse_cpu(b.cpu), "pc-i440fx-0.0", "kvm", _host(name, listed=listed))
+    assert v.state == "undecided" and "not probed" in v.detail
+    assert judge(parse_cpu(b.cpu), "pc-q35-9.9", "kvm", _host(name)).state == "undecided"
+    # Properties fleetcpu does not record are undecided, never compliant.
+    v = judge(parse_cpu(b.cpu + ",hv-evmcs=on"), mt, "kvm", _host(name))
+    assert v.state == "undecided" and "hv-evmcs" in v.detail
+    # No model list (a capture without query-cpu-definitions): undecided.
+    assert judge(parse_cpu(b.cpu), mt, "kvm", _host("Xeon-Gold-6148")).state == "undecided"
+
+
+# --------------------------------------------------------------------------- the CLI
+@pytest.fixture
+def fleet(tmp_path: Path) -> Callable[..., Any]:
+    store = tmp_path / "store"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    count = [0]
+
+    def run(*args: str, **kw: Any) -> Any:
+        return run_cli(*args, "--store", str(store), **kw)
+
+    def add(host: str, name: str, pool: str = "prod", **kw: Any) -> Any:
+        count[0] += 1
+        path = cf.write_doc(docs / f"{count[0]:03d}-{host}.json", cf.document(name, **kw))
+        return run("import", "--pool", pool, "--host", host, str(path))
+
+    run.add = add  # type: ignore[attr-defined]
+    run.store = store  # type: ignore[attr-defined]
+    for host, name in zip(HOSTS, cf.POOL, strict=True):
+        assert add(host, name, when=datetime.now(UTC) - timedelta(hours=2)).returncode == 0
+    return run
+
+
+def _status(fleet: Callable[..., Any], *args: str) -> tuple[int, Any]:
+    res = fleet("status", "--format", "json", *args)
+    doc = json.loads(res.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    return res.returncode, doc
+
+
+def _metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_adopt_asks_and_refuses_without_a_terminal(fleet: Callable[..., Any]) -> None:
+    res = fleet("adopt", "--pool", "prod")
+    assert res.returncode == 2 and "--yes" in res.stderr and "72 features" in res.stdout
+    assert fleet("status", "--pool", "prod").returncode == 0  # nothing recorded: no contract
+    res = fleet("adopt", "--pool", "prod", "--yes", "--note", "after the rack move")
+    assert res.returncode == 0, res.stderr
+    assert "first adoption" in res.stdout
+    rows = Store.open(fleet.store).table("adoptions").to_pylist()  # type: ignore[attr-defined]
+    [row] = rows
+    assert row["note"] == "after the rack move" and row["source"] == "baseline"
+    assert len(row["features"]) == 72 and sorted(row["members"]) == list(HOSTS)
+    assert "@" in row["adopted_by"] and row["cpu"].startswith("Broadwell-noTSX,")
+
+
+def test_the_tsx_scenario(fleet: Callable[..., Any]) -> None:
+    assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
+    rc, doc = _status(fleet)
+    [pool] = doc["pools"]
+    assert rc == 0 and pool["counts"]["compliant"] == 4
+    assert pool["adopted"]["feature_count"] == 72
+    assert pool["headroom"]["gain"] == [] and pool["headroom"]["lost"] == []
+    # kvm01's next probe: new microcode, TSX gone.
+    mp = cf.lose(replay.machine_probe(cf.POOL[0]), {"hle", "rtm"})
+    res = fleet.add("kvm01", cf.POOL[0], microcode="0x2006e05", mp=mp)  # type: ignore[attr-defined]
+    assert res.returncode == 26, res.stdout + res.stderr
+    assert "non-compliant: kvm01: features-lacking: hle, rtm" in res.stdout
+    assert "compliant until run" in res.stdout and "microcode 0x1 -> 0x2006e05" in res.stdout
+    rc, doc = _status(fleet)
+    [pool] = doc["pools"]
+    assert rc == 26
+    states = {m["host"]: (m["state"], m["lacking"]) for m in pool["members"]}
+    assert states == {"kvm01": ("non-compliant", ["hle", "rtm"]), "kvm02": ("compliant", []),
+                      "kvm03": ("compliant", []), "kvm04": ("compliant", [])}
+    assert pool["headroom"]["lost"] == ["hle", "rtm"]  # today's baseline dropped them
+    table = fleet("status", "--pool", "prod")
+    assert table.returncode == 26 and "kvm01: non-compliant (features-lacking): hle, rtm" in table.stdout
+    # The stored verdicts: per host and run.
+    rows = Store.open(fleet.store).table("compliance").to_pylist()  # type: ignore[attr-defined]
+    mine = sorted((r for r in rows if r["host"] == "kvm01"), key=lambda r: r["run_id"])
+    assert [r["state"] for r in mine] == ["compliant", "non-compliant"]  # at adopt, then import
+    assert mine[1]["microcode"] == "0x2006e05" and mine[1]["last_compliant_microcode"] == "0x1"
+    assert mine[1]["last_compliant_run"] == mine[0]["last_compliant_run"] != mine[0]["run_id"]
+
+
+def test_prometheus_values_through_the_official_parser(fleet: Callable[..., Any],
+                                                        tmp_path: Path) -> None:
+    assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
+    mp = cf.lose(replay.machine_probe(cf.POOL[1]), {"hle", "rtm"})
+    assert fleet.add("kvm02", cf.POOL[1], mp=mp).returncode == 26  # type: ignore[attr-defined]
+    out = tmp_path / "textfile" / "fleetcpu.prom"
+    res = fleet("status", "--format", "prometheus", "-o", str(out))
+    assert res.returncode == 26 and res.stdout == ""
+    m = _metrics(out.read_text())
+    assert [p.name for p in out.parent.iterdir()] == ["fleetcpu.prom"]  # no temporary left
+    for host in HOSTS:
+        assert m[("fleetcpu_host_compliant", (("host", host), ("pool", "prod")))] == (
+            0 if host == "kvm02" else 1)
+    counts = {dict(k[1])["state"]: v for k, v in m.items() if k[0] == "fleetcpu_pool_members"}
+    assert counts == {"compliant": 3, "non-compliant": 1, "undecided": 0, "failed": 0,
+                      "stale": 0, "tcg-only": 0}
+    assert m[("fleetcpu_pool_adopted_features", (("pool", "prod"),))] == 72
+    assert m[("fleetcpu_pool_headroom_features", (("pool", "prod"),))] == 0
+    assert m[("fleetcpu_pool_lost_features", (("pool", "prod"),))] == 2
+    last = m[("fleetcpu_pool_last_successful_collect_timestamp_seconds", (("pool", "prod"),))]
+    assert abs(last - datetime.now(UTC).timestamp()) < 300
+
+
+def test_a_microcode_update_adding_a_feature_shows_headroom(fleet: Callable[..., Any]) -> None:
+    assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
+    # The members lacking md-clear (the Cascade Lake and the Broadwell captures) get it from
+    # new microcode: first one (the pool still cannot have it), then the other.
+    lacking = [n for n in cf.POOL if "md-clear" not in replay.member(n).offered]
+    assert lacking == [cf.POOL[1], cf.POOL[3]], lacking
+    for i in (1, 3):
+        mp = cf.gain(replay.machine_probe(cf.POOL[i]), {"md-clear"})
+        assert fleet.add(HOSTS[i], cf.POOL[i], microcode="0xb000040", mp=mp).returncode == 0  # type: ignore[attr-defined]
+        rc, doc = _status(fleet)
+        assert doc["pools"][0]["headroom"]["gain"] == ([] if i == 1 else ["md-clear"])
+    [pool] = doc["pools"]
+    assert rc == 0 and pool["counts"]["compliant"] == 4
+    assert pool["headroom"]["gain"] == ["md-clear"] and pool["headroom"]["lost"] == []
+    assert "re-adopt to gain md-clear" in fleet("status").stdout
+    # Re-adopting raises the contract, and says so.
+    res = fleet("adopt", "--pool", "prod", "--yes")
+    assert res.returncode == 0 and "adds 1 feature(s): md-clear" in res.stdout
+
+
+def test_a_member_leaves_and_a_new_one_does_not_comply(fleet: Callable[..., Any]) -> None:
+    assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
+    # kvm04 (the Broadwell, the pool's floor) moves to another pool: not judged in prod any more.
+    assert fleet.add("kvm04", cf.POOL[3], pool="lab").returncode == 0  # type: ignore[attr-defined]
+    rc, doc = _status(fleet, "--pool", "prod")
+    [pool] = doc["pools"]
+    assert rc == 0 and [m["host"] for m in pool["members"]] == ["kvm01", "kvm02", "kvm03"]
+    # A Haswell joins: lacks what Broadwell added.
+    res = fleet.add("kvm05", "Xeon-E5-2609-v3")  # type: ignore[attr-defined]
+    assert res.returncode == 26 and "non-compliant: kvm05" in res.stdout
+    assert "never compliant in the store" in res.stdout
+    rc, doc = _status(fleet, "--pool", "prod")
+    [m] = [m for m in doc["pools"][0]["members"] if m["host"] == "kvm05"]
+    assert rc == 26 and m["state"] == "non-compliant"
+    assert {"adx", "rdseed", "3dnowprefetch"} <= set(m["lacking"])
+
+
+def test_cpu_strings_accepted_and_refused(fleet: Callable[..., Any]) -> None:
+    res = fleet("adopt", "--pool", "prod", "--cpu", "Haswell-noTSX,vendor=GenuineIntel", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    [row] = Store.open(fleet.store).table("adoptions").to_pylist()  # type: ignore[attr-defined]
+    assert row["source"] == "operator" and row["model"] == "Haswell-noTSX"
+    assert "avx2" in row["features"] and "hle" not in row["features"]
+    rc, doc = _status(fleet)
+    assert rc == 0 and doc["pools"][0]["counts"]["compliant"] == 4
+    # Raising to a CPU the Broadwell cannot start is refused, naming it and what it lacks.
+    res = fleet("adopt", "--pool", "prod", "--cpu", "Skylake-Client", "--yes")
+    assert res.returncode == 26 and "kvm04: non-compliant, lacks mpx, xgetbv1, xsavec" in res.stderr
+    assert "1 of 4 member(s)" in res.stderr and "not adopted" in res.stderr
+    res = fleet("adopt", "--pool", "prod", "--cpu", "host", "--yes")
+    assert res.returncode == 2 and "host-passthrough" in res.stderr
+    res = fleet("adopt", "--pool", "prod", "--cpu", "Haswell,+avx,-avx", "--yes")
+    assert res.returncode == 2
+    assert len(Store.open(fleet.store).table("adoptions")) == 1  # type: ignore[attr-defined]
+    # Lowering is allowed, and stated for what it is.
+    res = fleet("adopt", "--pool", "prod", "--cpu", "Westmere,vendor=GenuineIntel", "--yes")
+    assert res.returncode == 0 and "LOWERS" in res.stdout and "cold boot" in res.stdout
+
+
+def test_status_exit_codes(fleet: Callable[..., Any]) -> None:
+    assert fleet("status", "--pool", "nope").returncode == 20
+    assert run_cli("status", "--store", str(fleet.store) + "-empty").returncode == 21  # type: ignore[attr-defined]
+    assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
+    # A TCG-only probe is not compliant; only --strict makes it an error.
+    res = fleet.add("kvm03", "qemu-5.0-Xeon-E3-1245-v5", accel="tcg")  # type: ignore[attr-defined]
+    assert res.returncode == 0, res.stdout
+    rc, doc = _status(fleet)
+    assert rc == 0 and doc["pools"][0]["counts"]["tcg-only"] == 1
+    assert fleet("status", "--strict").returncode == 26
+
+
+def test_collect_precedence_over_a_mixed_run(fleet: Callable[..., Any], tmp_path: Path) -> None:
+    """A real collect (local transport, replayed CPUs): a failed host and a non-compliant
+    one give 26, not 5; the failed host alone gives 5."""
+    assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
+    ok = make_replay_host(tmp_path / "r", cf.POOL[2], hostname="r-ok")
+    weak = make_replay_host(tmp_path / "r", "Xeon-E5-2609-v3", hostname="r-weak")
+    inv = tmp_path / "hosts.txt"
+    line = "{} transport=local accel=kvm qemu={} host_root={}\n"
+    inv.write_text("[prod]\n" + line.format("kvm03", ok.binary, ok.root)
+                   + line.format("kvm06", weak.binary, weak.root)
+                   + "kvm07 transport=local qemu=/nonexistent/qemu accel=kvm\n")
+    res = fleet("collect", str(inv), "--timeout", "30")
+    assert res.returncode == 26, res.stdout + res.stderr
+    assert "non-compliant: kvm06" in res.stdout and "1 failed" in res.stdout
+    assert "also 1 of 3 host(s) failed" in res.stderr
+    inv.write_text("[prod]\n" + line.format("kvm03", ok.binary, ok.root)
+                   + "kvm07 transport=local qemu=/nonexistent/qemu accel=kvm\n")
+    res = fleet("collect", str(inv), "--timeout", "30")
+    assert res.returncode == 5, res.stdout + res.stderr
+    assert "1 compliant" in res.stdout and "1 failed" in res.stdout

@@ -8,6 +8,7 @@ features (Broadwell-noTSX plus hle/rtm). Changes are made as QEMU reports them
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -18,10 +19,11 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleetcpu.baseline import compute_baseline
+from fleetcpu.baseline import compute_baseline, member_from_probe
 from fleetcpu.contract import HostCpu, judge, parse_cpu
 from fleetcpu.contract.judge import Judge
 from fleetcpu.errors import UsageError
+from fleetcpu.probe.document import document_from_json
 from fleetcpu.store import Store
 
 from .conftest import REPO, run_cli
@@ -75,6 +77,25 @@ def test_a_host_that_lost_tsx_lacks_exactly_hle_and_rtm(pool_baseline: Any) -> N
     v = judge(off, b.machine_type, "kvm", host, frozenset(b.features))
     assert v.state == "non-compliant" and v.reason == "model-differs" and v.lacking == ("hle", "rtm")
     assert judge(off, b.machine_type, "kvm", host).state == "compliant"  # start only
+
+
+def test_a_name_only_the_static_expansion_holds_is_known() -> None:
+    """The rule's vocabulary is the chooser's (both host expansions): a feature name the
+    baseline may write is never called unknown. (collect_bench's variants found this:
+    they drop one name from the full expansion of this host's real probe.)"""
+    doc = document_from_json((REPO / "tests" / "golden" / "probe-kvm-q35.json").read_text())
+    [mp] = doc.machine_types
+    assert mp.static_expansion is not None and mp.full_expansion is not None
+    member = member_from_probe("this", "kvm", None, datetime.now(UTC), doc.host, mp)
+    b = compute_baseline("local", mp.machine_type, "kvm", [member])
+    named = [*b.enable, *b.disable]
+    gone = next(n for n in named if n in mp.static_expansion.features)
+    full = {k: v for k, v in mp.full_expansion.features.items() if k != gone}
+    thin = dataclasses.replace(mp, full_expansion=dataclasses.replace(mp.full_expansion,
+                                                                      features=full))
+    for probe in (mp, thin):
+        v = judge(parse_cpu(b.cpu), b.machine_type, "kvm", _host("x", probe), frozenset(b.features))
+        assert v.state == "compliant", v
 
 
 def test_model_unknown_vendor_machine_type_and_undecidable(pool_baseline: Any) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..baseline.member import offered_from
+from ..baseline.member import vocabulary as vocabulary_of
 from ..probe.document import CpuModel, MachineInfo, MachineProbe
 from .cpu_string import BOOLEAN, CpuString
 
@@ -149,9 +150,9 @@ class Judge:
         if probe.static_expansion is None and probe.full_expansion is None:
             return _undecided(f"its probe of {self.machine_type} recorded no host CPU expansion")
         offered = offered_from(probe.static_expansion, probe.full_expansion)
-        # The full expansion names every feature property this QEMU has, on or off.
-        vocabulary = (frozenset(probe.full_expansion.features)
-                      if probe.full_expansion is not None else None)
+        # The full expansion names every feature property this QEMU has, on or off; the
+        # static one adds nothing QEMU lacks. The baseline's chooser uses the same union.
+        vocabulary = vocabulary_of(probe) if probe.full_expansion is not None else None
         by_name = {m.name: m for m in probe.models}
         if not by_name:
             return _undecided("its QEMU's model list (query-cpu-definitions) is not recorded")

@@ -82,6 +82,7 @@ sys.path.insert(0, str(REPO))
 
 from fleetcpu.baseline import compute_baseline  # noqa: E402
 from fleetcpu.baseline.select import select_members  # noqa: E402
+from fleetcpu.contract.shell import adopted, plan_adoption, record_adoption  # noqa: E402
 from fleetcpu.explain import explain_blockers  # noqa: E402
 from fleetcpu.outcome import ConnectionSpec, HostOutcome  # noqa: E402
 from fleetcpu.probe.document import (  # noqa: E402
@@ -302,6 +303,14 @@ def measure(root: Path, empty: Path, repeat: int) -> dict[str, Any]:
     out["cli blockers"] = median_proc(["blockers", "--pool", "intel", *store_arg], repeat)
     out["cli hosts"] = median_proc(["hosts", *store_arg], repeat)
     out["cli baseline amd"] = median_proc(["baseline", "--pool", "amd", *store_arg], repeat)
+    # The contract: adopt the pool's baseline once, then judge every member with `status`.
+    store = Store.open(root)
+    if "intel" not in adopted(store):
+        record_adoption(store, plan_adoption(store, "intel", cpu=None, machine_type=None,
+                                             accel="kvm", note="bench", max_age=timedelta(days=7)))
+    out["cli status"] = median_proc(["status", "--pool", "intel", *store_arg], repeat)
+    out["cli status json"] = median_proc(
+        ["status", "--pool", "intel", "--format", "json", *store_arg], repeat)
 
     index = Store.open(root).layout.index_file
     out["ref index"] = median_of(lambda: pq.read_table(index), repeat)
@@ -329,7 +338,8 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:8.1f} ms"
 
 
-CLI = ("cli start", "cli hosts", "cli baseline", "cli blockers", "cli baseline amd")
+CLI = ("cli start", "cli hosts", "cli baseline", "cli blockers", "cli baseline amd", "cli status",
+       "cli status json")
 INPROC = ("ref index", "latest", "select", "ref intersection", "compute", "explain")
 
 
@@ -360,7 +370,7 @@ def report(rows: list[dict[str, Any]]) -> None:
               f"frozenset.intersection x{r['compute'].cpu / r['ref intersection'].cpu:.0f}; "
               f"CLI minus start-up: hosts {r['cli hosts'].cpu - start:.2f} s, baseline "
               f"{r['cli baseline'].cpu - start:.2f} s, blockers "
-              f"{r['cli blockers'].cpu - start:.2f} s")
+              f"{r['cli blockers'].cpu - start:.2f} s, status {r['cli status'].cpu - start:.2f} s")
     keys: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
         ("cli hosts", lambda r: r["cli hosts"].cpu),
         ("cli baseline", lambda r: r["cli baseline"].cpu),
@@ -380,7 +390,7 @@ def report(rows: list[dict[str, Any]]) -> None:
         target = {10_000: 1.0, 100_000: 10.0}.get(r["size"])
         if target is None:
             continue
-        for key in ("cli hosts", "cli baseline", "cli blockers"):
+        for key in ("cli hosts", "cli baseline", "cli blockers", "cli status"):
             p = r[key]
             print(f"  target {r['size']:,} hosts < {target:.0f} s, {key[4:]}: {p.wall:.2f} s wall "
                   f"({p.cpu:.2f} s cpu) -> {'met' if p.wall < target else 'MISSED'}")

@@ -434,12 +434,10 @@ class Store:
             return []
         for day in days:
             for entry in os.scandir(day.path):
-                stem = entry.name.removeprefix("run-").removesuffix(".parquet")
-                run = stem[:29]  # the run id; a part suffix (layout 2) may follow
-                if entry.name.startswith("run-") and len(stem) >= 29 and \
-                        scan.run_file_id(f"run-{run}.parquet"):
+                run = scan.run_file_id(entry.name)  # a whole run's file, or a part's
+                if run is not None:
                     found.add(run)
-        committed = set(self._committed_run_ids())
+        committed = set(scan.committed_run_ids(self.layout))
         return sorted(found & committed)
 
     def latest(self, pool: str | None = None) -> list[HostState]:

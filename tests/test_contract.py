@@ -363,7 +363,6 @@ def _as_older_file(store_dir: Path, host: str) -> str:
     return old_run
 
 
-@pytest.mark.xfail(strict=True, reason="the QEMU machine list is not stored yet")
 def test_status_sees_a_machine_type_gone_from_a_hosts_qemu(fleet: Callable[..., Any]) -> None:
     """Item 2: the machine list is stored per host, so ``status`` (which judges stored data
     only) proves the adopted machine type missing, as the import did from the document."""
@@ -394,7 +393,6 @@ def test_status_sees_a_machine_type_gone_from_a_hosts_qemu(fleet: Callable[..., 
     assert any(m.deprecated for m in listed) and any(m.alias for m in listed)
 
 
-@pytest.mark.xfail(strict=True, reason="the QEMU machine list is not stored yet")
 def test_a_host_from_an_older_store_file_is_judged_as_before(fleet: Callable[..., Any]) -> None:
     """A hosts file from before ``qemu_machines`` reads it as null: the machine type is then
     undecided (not recorded), never proven missing; other hosts are unaffected."""

@@ -58,6 +58,7 @@ def test_golden_document_round_trips(store: Store, name: str) -> None:
     assert (snap.qemu_version, snap.qemu_package, snap.qemu_binary) == (
         doc.qemu.version, doc.qemu.package, doc.qemu.binary)
     assert snap.probe_version == doc.probe_version
+    assert snap.qemu_machines == doc.qemu.machines and snap.qemu_machines  # hosts v2
     assert snap.run == snap.detail_run == w.run_id
     assert snap.cpu_digest == cpu_digest(doc.machine_types)
 
@@ -161,7 +162,7 @@ def test_a_file_written_with_an_older_narrower_schema_is_still_read(store: Store
     old_run = new_run_id(base_time() - timedelta(days=30))
     # The older schema: as if qemu_kvm_*, synthetic, conn_* and probe_duration_s were added later.
     added = {"qemu_kvm_present", "qemu_kvm_enabled", "synthetic", "probe_duration_s",
-             "conn_python", "conn_qemu"}
+             "conn_python", "conn_qemu", "qemu_machines"}
     narrow = pa.schema([f for f in HOSTS.schema if f.name not in added]).with_metadata(
         {META_TABLE: b"hosts", META_VERSION: b"0"})
     row = store.table("hosts").to_pylist()[0]
@@ -183,7 +184,7 @@ def test_a_file_written_with_an_older_narrower_schema_is_still_read(store: Store
     assert set(rows) == {"old", "new"}
     for column in added:
         assert rows["old"][column] is None
-    assert rows["new"]["qemu_kvm_present"] is not None
+    assert rows["new"]["qemu_kvm_present"] is not None and rows["new"]["qemu_machines"]
     assert rows["old"]["cpu_vendor"] == rows["new"]["cpu_vendor"]
     # The index rebuilt from history includes it, and the old host's data is still found:
     # its detail_run points at the run of "new" (same data), which exists.
@@ -315,3 +316,22 @@ def test_public_surface() -> None:
     }
     for name in store_pkg.__all__:
         assert getattr(store_pkg, name) is not None
+
+
+def test_machine_lists_come_back_per_row_and_shared() -> None:
+    """``hosts.qemu_machines`` (schema 2) read back: null stays None (not recorded), an
+    empty list stays empty, and equal lists (hosts of one QEMU) are one shared tuple, also
+    across chunks and slices. The lists are the golden documents' own."""
+    from fleetcpu.store.outcome_rows import machine_list_rows
+    from fleetcpu.store.snapshot import machine_lists
+
+    docs = [doc for _, doc in golden_documents() if doc.qemu is not None and doc.qemu.machines]
+    a = docs[0].qemu.machines  # type: ignore[union-attr]
+    b = a[1:]
+    field = HOSTS.schema.field("qemu_machines")
+    rows = [machine_list_rows(a), None, machine_list_rows(b), [], machine_list_rows(a)]
+    column = pa.chunked_array([pa.array(rows[:2], field.type), pa.array(rows[2:], field.type)])
+    got = machine_lists(column)
+    assert got == [a, None, b, (), a] and got[0] is got[4]
+    sliced = pa.array([machine_list_rows(b), *rows], field.type).slice(2)
+    assert machine_lists(pa.chunked_array([sliced])) == [None, b, (), a]

@@ -60,8 +60,10 @@ def adopted(store: Store) -> dict[str, Adoption]:
 
 
 def host_cpu(snap: HostSnapshot) -> HostCpu:
-    """A stored host, as the rule reads it."""
-    return HostCpu(snap.host, snap.accel, snap.machines, None, snap.facts.cpu.vendor)
+    """A stored host, as the rule reads it. Its QEMU's machine list is what proves an
+    adopted machine type gone (an empty or unrecorded list proves nothing, as at collect)."""
+    return HostCpu(snap.host, snap.accel, snap.machines, snap.qemu_machines or None,
+                   snap.facts.cpu.vendor)
 
 
 # --------------------------------------------------------------------------- adopt

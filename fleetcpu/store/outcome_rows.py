@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..outcome import HostOutcome
-from ..probe.document import Attempt, Expansion, MachineProbe, ProbeDocument, QueryFailure
+from ..probe.document import (
+    Attempt,
+    Expansion,
+    MachineInfo,
+    MachineProbe,
+    ProbeDocument,
+    QueryFailure,
+)
 from .layout import parse_rfc3339, utc
 
 __all__ = [
@@ -33,6 +40,7 @@ __all__ = [
     "cpu_digest",
     "detail_rows",
     "host_row",
+    "machine_list_rows",
     "unique_machines",
 ]
 
@@ -168,6 +176,12 @@ def _stderr_tail(outcome: HostOutcome) -> str | None:
     return None
 
 
+def machine_list_rows(machines: Sequence[MachineInfo]) -> list[Row]:
+    """The ``qemu_machines`` value of a QEMU's machine list (``hosts`` schema 2)."""
+    return [{"name": m.name, "alias": m.alias, "is_default": m.is_default,
+             "deprecated": m.deprecated} for m in machines]
+
+
 def host_row(outcome: HostOutcome, run_id: str, digest: str | None,
              detail_run: str | None) -> Row:
     doc = outcome.document
@@ -222,6 +236,7 @@ def host_row(outcome: HostOutcome, run_id: str, digest: str | None,
         "attempts": attempts_json(doc.attempts) if doc is not None else None,
         "cpu_digest": digest,
         "detail_run": detail_run,
+        "qemu_machines": machine_list_rows(qemu.machines) if qemu is not None else None,
     }
 
 

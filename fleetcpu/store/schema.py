@@ -36,6 +36,7 @@ __all__ = [
     "LAYOUTS",
     "LAYOUT_DIR",
     "MACHINES",
+    "MACHINE_ENTRY",
     "META_TABLE",
     "META_VERSION",
     "MODELS",
@@ -103,6 +104,14 @@ FILE_ENTRY = pa.struct([
     pa.field("sha256", pa.string(), nullable=False),
 ])
 
+#: One entry of a QEMU's machine list (``query-machines``), as the probe records it.
+MACHINE_ENTRY = pa.struct([
+    pa.field("name", pa.string(), nullable=False),
+    pa.field("alias", pa.string()),
+    pa.field("is_default", pa.bool_(), nullable=False),
+    pa.field("deprecated", pa.bool_(), nullable=False),
+])
+
 RUNS = TableSpec(
     "runs",
     3,
@@ -135,7 +144,7 @@ RUNS = TableSpec(
 
 HOSTS = TableSpec(
     "hosts",
-    1,
+    2,
     pa.schema(
         [
             _f("run_id", pa.string(), False),
@@ -184,6 +193,10 @@ HOSTS = TableSpec(
             _f("cpu_digest", pa.string()),
             # The run whose detail tables hold this host's CPU data for this row.
             _f("detail_run", pa.string()),
+            # v2: the QEMU's machine list (every type it can start, deprecation, aliases):
+            # "machine type gone from this QEMU" is provable from stored data. Null: not
+            # recorded (no QEMU answered, or a row written before v2).
+            _f("qemu_machines", pa.list_(MACHINE_ENTRY)),
         ]
     ),
 )

@@ -23,6 +23,7 @@ from ..probe.document import (
     Expansion,
     FeatureWord,
     HostFacts,
+    MachineInfo,
     MachineProbe,
     QueryFailure,
     Scalar,
@@ -39,6 +40,7 @@ __all__ = [
     "facts_and_connections",
     "host_facts",
     "host_states",
+    "machine_lists",
     "machine_probes",
     "pylist",
     "run_infos",
@@ -143,6 +145,44 @@ def facts_and_connections(hosts: pa.Table) -> dict[str, tuple[HostFacts, Connect
                            qemu=c["conn_qemu"][i]),
         )
     return out
+
+
+def machine_lists(column: pa.ChunkedArray[Any]) -> list[tuple[MachineInfo, ...] | None]:
+    """``hosts.qemu_machines`` -> per row, the QEMU's machine list (None: not recorded).
+
+    Hosts of one QEMU build hold the same list of ~60 entries: each row's list is
+    reduced to one text key in Arrow, and each distinct list is built once and
+    shared, so 100,000 hosts of a few QEMUs cost a few lists, not six million records.
+    """
+    if column.num_chunks == 0 or len(column) == 0:
+        return []
+    lists = column.combine_chunks()
+    assert isinstance(lists, pa.ListArray)
+    # The entries the offsets span (null lists' spans included, so offsets stay valid).
+    start, end = lists.offsets[0].as_py(), lists.offsets[-1].as_py()
+    entries = cast("pa.StructArray", lists.values.slice(start, end - start))
+    entry_text = pc.call_function(
+        "binary_join_element_wise",
+        [entries.field("name"), entries.field("alias"), entries.field("is_default").cast(pa.string()),
+         entries.field("deprecated").cast(pa.string()), pa.scalar(_FIELD_SEP)],
+        options=pc.JoinOptions(null_handling="replace", null_replacement=_NULL),
+    )
+    offsets = pc.subtract(lists.offsets, pa.scalar(start, pa.int32()))
+    texts = pa.ListArray.from_arrays(offsets, entry_text, mask=lists.is_null())
+    key: Any = pc.binary_join(texts, _ITEM_SEP)
+    codes = pc.dictionary_encode(key, null_encoding="mask")
+    assert isinstance(codes, pa.DictionaryArray)
+    indices = cast("list[int | None]", codes.indices.to_pylist())
+    first: dict[int, int] = {}
+    for row, code in enumerate(indices):
+        if code is not None:
+            first.setdefault(code, row)
+    built = {
+        code: tuple(MachineInfo(name=e["name"], alias=e["alias"], is_default=e["is_default"],
+                                deprecated=e["deprecated"]) for e in lists[row].as_py())
+        for code, row in first.items()
+    }
+    return [None if code is None else built[code] for code in indices]
 
 
 def accel_slots(index: pa.Table, accel: str) -> list[AccelLatest | None]:

@@ -42,7 +42,7 @@ from ..errors import (
     UnknownPoolError,
 )
 from ..outcome import ConnectionSpec
-from ..probe.document import HostFacts, MachineProbe
+from ..probe.document import HostFacts, MachineInfo, MachineProbe
 from . import commit, journal, lease, scan
 from . import index as idx
 from .atomic import locked, remove_temporaries, write_bytes, write_table
@@ -64,7 +64,14 @@ from .schema import (
     RUNS,
     TABLES,
 )
-from .snapshot import accel_slots, facts_and_connections, host_states, machine_probes, run_infos
+from .snapshot import (
+    accel_slots,
+    facts_and_connections,
+    host_states,
+    machine_lists,
+    machine_probes,
+    run_infos,
+)
 from .views import HostSnapshot, HostState, RunInfo
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "Store"]
@@ -493,6 +500,7 @@ class Store:
 
         host_rows: dict[str, tuple[HostFacts, ConnectionSpec]] = {}
         qemu: dict[str, tuple[str | None, ...]] = {}
+        listed: dict[str, tuple[MachineInfo, ...] | None] = {}
         for run, members in sorted(by_run.items()):
             found = self.committed_files(HOSTS.name, run)
             if not found:
@@ -502,8 +510,10 @@ class Store:
                 read_file(f.path, HOSTS, columns=_SNAPSHOT_COLUMNS, hosts=members, rows=f.rows)
                 for f in found)
             host_rows.update(facts_and_connections(table))
-            qemu.update(zip((str(h) for h in table["host"].to_pylist()), zip(
+            names = [str(h) for h in table["host"].to_pylist()]
+            qemu.update(zip(names, zip(
                 *(table[n].to_pylist() for n in _QEMU_COLUMNS), strict=True), strict=True))
+            listed.update(zip(names, machine_lists(table["qemu_machines"]), strict=True))
 
         detail: dict[str, dict[str, MachineProbe]] = {}
         for run, members in sorted(by_detail.items()):
@@ -550,6 +560,7 @@ class Store:
                 probe_version=probe_version,
                 connection=conn,
                 machines=machines,
+                qemu_machines=listed.get(host),
             )
         return out
 
@@ -611,7 +622,7 @@ _SNAPSHOT_COLUMNS = [
     "host", "pool", "qemu_version", "qemu_package", "qemu_binary", "hostname", "kernel_release",
     "cpu_vendor", "cpu_family", "cpu_model", "cpu_stepping", "cpu_model_name", "microcode",
     "kvm_module", "kvm_nested", "dev_kvm", "synthetic", "probe_version", "conn_transport",
-    "conn_address", "conn_port", "conn_user", "conn_python", "conn_qemu",
+    "conn_address", "conn_port", "conn_user", "conn_python", "conn_qemu", "qemu_machines",
 ]
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..outcome import ConnectionSpec
-from ..probe.document import HostFacts, MachineProbe
+from ..probe.document import HostFacts, MachineInfo, MachineProbe
 
 __all__ = ["AccelLatest", "HostSnapshot", "HostState", "RunInfo"]
 
@@ -108,3 +108,6 @@ class HostSnapshot:
     connection: ConnectionSpec
     #: Resolved machine type -> everything its QEMU launch said, in probe order.
     machines: Mapping[str, MachineProbe]
+    #: Its QEMU's machine list (``query-machines``: every type it can start, not only
+    #: the probed ones); None when not recorded (a row written before ``hosts`` v2).
+    qemu_machines: tuple[MachineInfo, ...] | None = None

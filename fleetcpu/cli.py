@@ -218,6 +218,12 @@ _STORE_OPTION = click.option(
 )
 
 
+_STRICT_RUN = click.option(
+    "--strict", is_flag=True,
+    help="Exit 26 also for members of a pool with an adopted CPU that failed, ran under "
+         "another accelerator (tcg-only) or could not be judged (undecided).")
+
+
 @main.command("import")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--pool", metavar="P", default=None, help="Pool of the host(s) (default: default).")
@@ -227,14 +233,17 @@ _STORE_OPTION = click.option(
               help="Date the runs now, not by the documents' own time (kept as probe_time): "
                    "for demo and test documents; stored as command 'import --collected-now'.")
 @_STORE_OPTION
+@_STRICT_RUN
 @mapped_errors
 def import_(files: tuple[str, ...], pool: str | None, host: str | None, collected_now: bool,
-            store_dir: str | None) -> None:
+            store_dir: str | None, strict: bool) -> None:
     """Store probe documents made offline (`fleetcpu probe > host.json`), one run per file.
 
     Every file is validated first: one bad file rejects them all (exit 3) and nothing is stored.
+    Exit 26: some member cannot run its pool's adopted CPU (--strict: or its document failed,
+    ran under another accelerator, or could not be judged).
     """
-    from .contract.shell import ComplianceRecorder, summary_lines
+    from .contract.shell import ComplianceRecorder, offending_message, summary_lines
     from .errors import NonCompliantError
     from .store import resolve_location
     from .store.importer import import_files
@@ -259,10 +268,9 @@ def import_(files: tuple[str, ...], pool: str | None, host: str | None, collecte
     judged = [c for r in recorders for c in r.judged]
     for line in summary_lines(judged):
         click.echo(line)
-    bad = sorted({c.host for c in judged if c.state == "non-compliant"})
-    if bad:
-        raise NonCompliantError(f"{len(bad)} host(s) cannot run their pool's adopted CPU: "
-                                + ", ".join(bad[:10]))
+    message = offending_message(judged, strict)
+    if message is not None:
+        raise NonCompliantError(message)
 
 
 @main.command()
@@ -395,16 +403,18 @@ def _collect_options(flags: dict[str, Any]) -> Any:
 @click.argument("inventory", metavar="INVENTORY")
 @_STORE_OPTION
 @_transport_options("probed")
+@_STRICT_RUN
 @mapped_errors
-def collect(inventory: str, store_dir: str | None, options: Any) -> None:
+def collect(inventory: str, store_dir: str | None, strict: bool, options: Any) -> None:
     """Probe every host of INVENTORY (over SSH, or locally) and store one row per host.
 
     Failures are stored too, with their stage (connect, hostkey, auth, python, facts, qemu, timeout,
-    output...). Exit 0: all hosts ok; 5: some failed; 6: all failed; 3: bad inventory.
+    output...). Exit 0: all hosts ok; 5: some failed; 6: all failed; 3: bad inventory; 26: some
+    member cannot run its pool's adopted CPU (--strict: or failed, tcg-only, undecided), before 5.
     """
     from .collect.collect_fleet import run_collect
 
-    run_collect(inventory, options, store_dir=store_dir)
+    run_collect(inventory, options, store_dir=store_dir, strict=strict)
 
 
 # --------------------------------------------------------------------------- baseline

@@ -412,7 +412,6 @@ def test_a_host_from_an_older_store_file_is_judged_as_before(fleet: Callable[...
     assert fleet("status", "--strict").returncode == 26
 
 
-@pytest.mark.xfail(strict=True, reason="collect and import have no --strict yet")
 def test_strict_collect_and_import(fleet: Callable[..., Any], tmp_path: Path) -> None:
     """26 is for non-compliant members only; ``--strict`` adds failed, tcg-only (and
     undecided) members, in the same place of the precedence: collect still gives 6 when

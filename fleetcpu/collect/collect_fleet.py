@@ -264,8 +264,11 @@ def run_collect(
     out: TextIO | None = None,
     err: TextIO | None = None,
     bundle: Bundle | None = None,
+    strict: bool = False,
 ) -> CollectResult:
-    """The whole command; raises the error whose exit code the CLI must return."""
+    """The whole command; raises the error whose exit code the CLI must return.
+    ``strict``: members that failed, ran under another accelerator or could not be
+    judged count for exit 26 too (``fleetcpu collect --strict``)."""
     out = out or sys.stdout
     err = err or sys.stderr
     inventory = load_inventory(inventory_path, strict=options.strict_inventory,
@@ -305,14 +308,16 @@ def run_collect(
         err.write(f"warning: trusted {len(result.accepted_keys)} new host key(s) on first use and "
                   f"added them to known_hosts: {shown}{f' and {more} more' if more > 0 else ''}\n")
     out.flush()
-    raise_exit_code(result, tally, err)
+    raise_exit_code(result, tally, err, strict=strict)
     return result
 
 
-def raise_exit_code(result: CollectResult, tally: Tally, err: TextIO) -> None:
+def raise_exit_code(result: CollectResult, tally: Tally, err: TextIO, *,
+                    strict: bool = False) -> None:
     """One code per run, in the contract's precedence: 130, 3 (raised before any host
     is contacted), 4, 6, 26, 5, then 0. 26 comes before 5: in a large fleet some host
-    is always down, and that must not hide a host that cannot run its pool's CPU."""
+    is always down, and that must not hide a host that cannot run its pool's CPU.
+    ``strict`` changes which verdicts make 26, never the order."""
     if result.interrupted:
         if result.store_error is not None:
             err.write(f"error: {_store_failure(result.store_error, result, tally).message}\n")
@@ -326,13 +331,13 @@ def raise_exit_code(result: CollectResult, tally: Tally, err: TextIO) -> None:
     if failed and tally.ok == 0:
         raise AllHostsFailedError(f"all {tally.total} host(s) failed; their failure rows are stored")
     judged = result.compliance.judged if result.compliance is not None else []
-    bad = [c for c in judged if c.state == "non-compliant"]
-    if bad:
-        raise NonCompliantError(f"{len(bad)} host(s) cannot run their pool's adopted CPU: "
-                                + ", ".join(c.host for c in bad[:10])
-                                + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-                                + (f"; also {failed} of {tally.total} host(s) failed"
-                                   if failed else ""))
+    if judged:
+        from ..contract.shell import offending_message
+
+        message = offending_message(judged, strict)
+        if message is not None:
+            raise NonCompliantError(message + (f"; also {failed} of {tally.total} host(s) "
+                                               "failed" if failed else ""))
     if failed:
         raise SomeHostsFailedError(f"{failed} of {tally.total} host(s) failed; "
                                    "their failure rows are stored")

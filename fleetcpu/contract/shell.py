@@ -29,7 +29,17 @@ from ..store.schema import ADOPTIONS, COMPLIANCE
 from .adoption import Adoption, change_lines, from_baseline, from_row, lowers, to_row
 from .cpu_string import CpuString, parse_cpu
 from .judge import COMPLIANT, HostCpu, Judge
-from .states import FAILED, STALE, TCG_ONLY, Compliance, carry, changes_since, from_verdict
+from .states import (
+    FAILED,
+    NON_COMPLIANT,
+    STALE,
+    TCG_ONLY,
+    Compliance,
+    carry,
+    changes_since,
+    counts_against,
+    from_verdict,
+)
 from .states import from_row as compliance_from_row
 from .states import to_row as compliance_row
 from .status import Headroom, PoolStatus
@@ -39,6 +49,7 @@ __all__ = [
     "Plan",
     "adopted",
     "host_cpu",
+    "offending_message",
     "plan_adoption",
     "pool_statuses",
     "record_adoption",
@@ -270,7 +281,7 @@ def summary_lines(judged: Iterable[Compliance], limit: int = 20) -> list[str]:
             counts[c.state] = counts.get(c.state, 0) + 1
         out.append(f"compliance: pool {pool} (adopted {members[0].adoption_id}): "
                    + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-        bad = [c for c in members if c.state == "non-compliant"]
+        bad = [c for c in members if c.state == NON_COMPLIANT]
         for c in bad[:limit]:
             what = ", ".join(c.lacking) if c.lacking else c.detail
             since = (f"compliant until run {c.last_compliant_run}"
@@ -281,6 +292,29 @@ def summary_lines(judged: Iterable[Compliance], limit: int = 20) -> list[str]:
         if len(bad) > limit:
             out.append(f"  ... and {len(bad) - limit} more non-compliant host(s)")
     return out
+
+
+def offending_message(judged: Iterable[Compliance], strict: bool) -> str | None:
+    """The exit-26 line of a collect or import run, None when no verdict counts against it.
+
+    Only ``non-compliant`` counts, unless ``strict`` (then every state but ``compliant``:
+    failed, tcg-only, undecided; a run's fresh data is never stale). The line is the one
+    it always was without ``strict``; with it, each host says its state.
+    """
+    latest: dict[str, Compliance] = {}
+    for c in judged:
+        latest[c.host] = c  # an import of several files about one host: its last verdict
+    bad = [c for _h, c in sorted(latest.items()) if counts_against(c.state, strict)]
+    if not bad:
+        return None
+    if strict:
+        shown = ", ".join(f"{c.host} ({c.state})" for c in bad[:10])
+        what = "cannot be shown to run their pool's adopted CPU"
+    else:
+        shown = ", ".join(c.host for c in bad[:10])
+        what = "cannot run their pool's adopted CPU"
+    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+    return f"{len(bad)} host(s) {what}: {shown}{more}"
 
 
 # --------------------------------------------------------------------------- status

@@ -93,6 +93,7 @@ from fleetcpu.probe.document import (  # noqa: E402
 )
 from fleetcpu.probe.features import TSX  # noqa: E402
 from fleetcpu.store import Store  # noqa: E402
+from tests.support.contract_fleet import machine_list  # noqa: E402
 from tests.support.replay import members as replay  # noqa: E402
 from tests.support.replay.hosts import catalogue  # noqa: E402
 
@@ -164,7 +165,9 @@ def document(name: str, k: int, mp: MachineProbe, when: datetime) -> ProbeDocume
         status="ok", probe_version="bench", time=when.isoformat(), duration_s=0.1,
         host=facts, accel="kvm",
         qemu=QemuInfo(binary="qemu-system-x86_64", version=replay.qemu_version(name),
-                      package="replay", kvm_present=True, kvm_enabled=True, machines=()),
+                      package="replay", kvm_present=True, kvm_enabled=True,
+                      # The capture's own query-machines answer (hosts.qemu_machines).
+                      machines=machine_list(name)),
         machine_types=(mp,),
     )
 

@@ -11,6 +11,7 @@ opened first and report errors without saying which file.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, cast
 
@@ -93,19 +94,34 @@ def hosts_by_row_group(path: Path, spec: TableSpec) -> list[set[str]]:
     return _host_sets(path, _open(path, host_dictionary=True))
 
 
-def _row_groups_with(path: Path, pf: pq.ParquetFile, hosts: Collection[str]) -> list[int]:
+def _wanted(hosts: Collection[str]) -> AbstractSet[str]:
+    """``hosts`` as a set, without copying one: a reader of 200 parts is handed the same
+    100,000-host set for each, and copying (or sorting) it per file was most of its time."""
+    return hosts if isinstance(hosts, (set, frozenset)) else set(hosts)
+
+
+def _member_mask(column: pa.ChunkedArray[Any], hosts: AbstractSet[str]) -> pa.ChunkedArray[Any]:
+    """Per row, is its host in ``hosts``? Matched on each chunk's small dictionary (a part
+    holds ~500 hosts) by Python set lookups, then spread by its indices: no hash table of
+    the wanted hosts is built per file, and no row is decoded to a string."""
+    chunks = []
+    for chunk in column.chunks:
+        if isinstance(chunk, pa.DictionaryArray):
+            names = cast("list[str | None]", chunk.dictionary.to_pylist())
+            chunks.append(pa.array([n in hosts for n in names], pa.bool_()).take(chunk.indices))
+        else:
+            value_set = pa.array(sorted(hosts), pa.string())
+            chunks.append(pc.is_in(chunk, value_set=value_set))
+    return pa.chunked_array(chunks, pa.bool_())
+
+
+def _row_groups_with(path: Path, pf: pq.ParquetFile, hosts: AbstractSet[str]) -> list[int]:
     """The row groups holding any of ``hosts``: one read of the (dictionary) host column,
     not one read per row group; a 100,000-host run file has hundreds of them."""
-    value_set = pa.array(sorted(hosts), pa.string())
     try:
         column = pf.read(columns=["host"])["host"]
-        # Matched on each chunk's small dictionary, then spread by its indices: a first
-        # run of 100,000 hosts has ~10 million model rows, never decoded to strings here.
-        mask: Any = pa.chunked_array([
-            pc.is_in(chunk.dictionary, value_set=value_set).take(chunk.indices)
-            if isinstance(chunk, pa.DictionaryArray) else pc.is_in(chunk, value_set=value_set)
-            for chunk in column.chunks
-        ], pa.bool_())
+        # A first run of 100,000 hosts has ~10 million model rows, never decoded here.
+        mask: Any = _member_mask(column, hosts)
     except (pa.ArrowException, OSError) as exc:
         raise StoreCorruptError(f"{path}: unreadable Parquet data ({exc})") from exc
     # Matches up to each row group's end, in two vectorised calls, not one call per group.
@@ -167,18 +183,19 @@ def read_file(
     if hosts is not None and "host" not in wanted:
         wanted.append("host")
     present = [name for name in wanted if file_schema.get_field_index(name) >= 0]
+    wanted_hosts = _wanted(hosts) if hosts is not None else None
     try:
-        if hosts is None:
+        if wanted_hosts is None:
             table = pf.read(columns=present)
         else:
-            table = pf.read_row_groups(_row_groups_with(path, pf, set(hosts)), columns=present)
+            table = pf.read_row_groups(_row_groups_with(path, pf, wanted_hosts),
+                                       columns=present)
     except (pa.ArrowException, OSError) as exc:
         raise StoreCorruptError(f"{path}: unreadable Parquet data ({exc})") from exc
-    if hosts is not None:
+    if wanted_hosts is not None:
+        table = table.filter(_member_mask(table["host"], wanted_hosts))
         table = table.set_column(table.schema.get_field_index("host"), "host",
                                  table["host"].cast(pa.string()))
-        value_set = pa.array(sorted(set(hosts)), pa.string())
-        table = table.filter(pc.is_in(table["host"], value_set=value_set))
     return conform(table, spec, wanted if columns is None else list(columns))
 
 

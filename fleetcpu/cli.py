@@ -699,12 +699,11 @@ def status(pool: str | None, fmt: str, strict: bool, max_age: Any, output: str |
     tcg-only, undecided); 20: unknown pool; 21: no adopted CPU and no data.
     """
     import datetime
-    import json
     from pathlib import Path
 
     from .contract.prometheus import render
     from .contract.shell import pool_statuses, write_textfile
-    from .contract.status import status_json, status_table
+    from .contract.status import status_json, status_table, status_text
     from .errors import NonCompliantError, NoUsableDataError
     from .store import Store, resolve_location
 
@@ -714,7 +713,7 @@ def status(pool: str | None, fmt: str, strict: bool, max_age: Any, output: str |
     if not statuses:
         raise NoUsableDataError(f"{store.root}: no pool has data or an adopted CPU")
     if fmt == "json":
-        text = json.dumps(status_json(statuses, now), indent=2) + "\n"
+        text = status_text(status_json(statuses, now))
     elif fmt == "prometheus":
         text = render(statuses)
     else:

@@ -445,3 +445,23 @@ def test_strict_collect_and_import(fleet: Callable[..., Any], tmp_path: Path) ->
     before = len(Store.open(fleet.store).runs())  # type: ignore[attr-defined]
     res = fleet("import", "--pool", "prod", "--strict", str(doc), str(bad))
     assert res.returncode == 3 and len(Store.open(fleet.store).runs()) == before  # type: ignore[attr-defined]
+
+
+def test_status_json_text_is_the_document_with_a_member_per_line(fleet: Callable[..., Any]) -> None:
+    """``status --format json`` is exactly ``fleetcpu.status/1`` (what ``json.dumps`` of the
+    document would say), indented, with each member on one line of its own."""
+    from fleetcpu.contract.status import status_text
+
+    assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
+    assert fleet.add("kvm05", "Xeon-E5-2609-v3", pool="lab").returncode == 0  # type: ignore[attr-defined]
+    res = fleet("status", "--format", "json")
+    doc = json.loads(res.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    assert status_text(doc) == res.stdout
+    lines = res.stdout.splitlines()
+    members = [json.loads(line.strip().rstrip(",")) for line in lines if '"host": ' in line]
+    assert members == [m for p in doc["pools"] for m in p["members"]] and len(members) == 4
+    assert [(p["pool"], len(p["members"])) for p in doc["pools"]] == [("lab", 0), ("prod", 4)]
+    assert res.stdout.startswith('{\n  "schema": "fleetcpu.status/1",\n')
+    for value in ({}, {"a": []}, {"pools": []}, {"a": {"b": [1, {"c": None}]}}):
+        assert json.loads(status_text(value)) == value

@@ -184,7 +184,7 @@ def build_members(snapshots: Sequence[HostSnapshot], machine_type: str) -> tuple
 
 
 @contextmanager
-def _no_collection() -> Iterator[None]:
+def no_collection() -> Iterator[None]:
     """The cyclic garbage collector paused, as it was before afterwards.
 
     Selecting 10,000 members builds some 50,000 records (index states,
@@ -216,7 +216,7 @@ def select_members(
     """Read the pool's members from the store. Raises UnknownPoolError (20),
     NoUsableDataError (21: no usable member, or any missing with ``strict``),
     NoCommonMachineTypeError (22)."""
-    with _no_collection():
+    with no_collection():
         return _select(store, pool, accel, machine_type, max_age, strict,
                        now or datetime.now(UTC))
 
@@ -287,5 +287,6 @@ __all__ = [
     "age_text",
     "build_members",
     "classify",
+    "no_collection",
     "select_members",
 ]

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ..baseline import Policy, compute_baseline
-from ..baseline.select import age_text, build_members, select_members
+from ..baseline.select import age_text, build_members, no_collection, select_members
 from ..errors import FleetcpuError, NonCompliantError, UsageError
 from ..outcome import HostOutcome
 from ..store import HostSnapshot, HostState, Store
@@ -372,8 +372,17 @@ def _headroom(a: Adoption, snaps: dict[str, HostSnapshot], judged: Sequence[Comp
 
 def pool_statuses(store: Store, pool: str | None, *, max_age: timedelta,
                   now: datetime | None = None) -> list[PoolStatus]:
-    """Every pool's status (or ``pool``'s: unknown is UnknownPoolError, exit 20)."""
-    now = now or datetime.now(UTC)
+    """Every pool's status (or ``pool``'s: unknown is UnknownPoolError, exit 20).
+
+    With the cyclic collector paused, as ``baseline`` does: judging 100,000 members builds
+    half a million acyclic records, which the collector would scan again and again.
+    """
+    with no_collection():
+        return _pool_statuses(store, pool, max_age, now or datetime.now(UTC))
+
+
+def _pool_statuses(store: Store, pool: str | None, max_age: timedelta, now: datetime
+                   ) -> list[PoolStatus]:
     adoptions = adopted(store)
     states = store.latest(pool) if pool is not None or not adoptions else store.latest()
     by_pool: dict[str, list[HostState]] = {}

@@ -173,12 +173,11 @@ def read_file(
     only the given hosts (reading only the row groups that hold them). Columns an
     older file lacks come back as nulls. ``rows``: what the commit record says the
     file holds, checked against its footer."""
-    pf = _open(path)
+    # Opened once: host as dictionary when filtering by host (_check reads through it).
+    pf = _open(path, host_dictionary=hosts is not None)
     file_schema = pf.schema_arrow
     _check(path, spec, file_schema)
     _check_rows(path, pf, rows)
-    if hosts is not None:
-        pf = _open(path, host_dictionary=True)  # _check made sure it has a host column
     wanted = list(columns) if columns is not None else spec.names
     if hosts is not None and "host" not in wanted:
         wanted.append("host")

@@ -463,5 +463,6 @@ def test_status_json_text_is_the_document_with_a_member_per_line(fleet: Callable
     assert members == [m for p in doc["pools"] for m in p["members"]] and len(members) == 4
     assert [(p["pool"], len(p["members"])) for p in doc["pools"]] == [("lab", 0), ("prod", 4)]
     assert res.stdout.startswith('{\n  "schema": "fleetcpu.status/1",\n')
-    for value in ({}, {"a": []}, {"pools": []}, {"a": {"b": [1, {"c": None}]}}):
+    values: list[dict[str, Any]] = [{}, {"a": []}, {"pools": []}, {"a": {"b": [1, {"c": None}]}}]
+    for value in values:
         assert json.loads(status_text(value)) == value

@@ -58,8 +58,7 @@ VENDOR = "GenuineIntel"
 
 def real_cpus() -> list[str]:
     """The vendor's cputestdata hosts: all on the stand-in's one synthetic machine type."""
-    return [c.name for c in catalogue()
-            if c.kind == "cputest" and replay.member(c.name).vendor == VENDOR]
+    return [c.name for c in catalogue() if c.kind == "cputest" and replay.member(c.name).vendor == VENDOR]
 
 
 def pool(size: int, names: list[str], *, private: bool = False) -> list[Member]:
@@ -91,10 +90,20 @@ def measure(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
 def document(name: str, when: datetime) -> ProbeDocument:
     mp = replay.machine_probe(name)
     return ProbeDocument(
-        status="ok", probe_version="bench", time=when.isoformat(), duration_s=0.1,
-        host=replay.facts(name), accel="kvm",
-        qemu=QemuInfo(binary="qemu-system-x86_64", version=replay.qemu_version(name),
-                      package="replay", kvm_present=True, kvm_enabled=True, machines=()),
+        status="ok",
+        probe_version="bench",
+        time=when.isoformat(),
+        duration_s=0.1,
+        host=replay.facts(name),
+        accel="kvm",
+        qemu=QemuInfo(
+            binary="qemu-system-x86_64",
+            version=replay.qemu_version(name),
+            package="replay",
+            kvm_present=True,
+            kvm_enabled=True,
+            machines=(),
+        ),
         machine_types=(mp,),
     )
 
@@ -108,8 +117,15 @@ def store_of(size: int, names: list[str], root: Path) -> float:
     with store.run_writer("bench", started_at=when) as writer:
         for i in range(size):
             name = names[i % len(names)]
-            writer.add(HostOutcome(host=f"kvm{i:05d}", pool="bench", collected_at=when,
-                                   document=docs[name], connection=ConnectionSpec("bench")))
+            writer.add(
+                HostOutcome(
+                    host=f"kvm{i:05d}",
+                    pool="bench",
+                    collected_at=when,
+                    document=docs[name],
+                    connection=ConnectionSpec("bench"),
+                )
+            )
     return time.perf_counter() - started
 
 
@@ -131,12 +147,20 @@ def main() -> None:
         sets = [m.offered for m in shared]
         ref_t, ref_m = measure(lambda sets=sets: frozenset.intersection(*sets), args.repeat)
         core_t, core_m = measure(
-            lambda p=shared: compute_baseline("bench", "pc-q35-0.0", "kvm", p), args.repeat)
+            lambda p=shared: compute_baseline("bench", "pc-q35-0.0", "kvm", p), args.repeat
+        )
         priv_t, priv_m = measure(
-            lambda p=private: compute_baseline("bench", "pc-q35-0.0", "kvm", p), args.repeat)
+            lambda p=private: compute_baseline("bench", "pc-q35-0.0", "kvm", p), args.repeat
+        )
         b = compute_baseline("bench", "pc-q35-0.0", "kvm", shared)
-        row = {"size": size, "ref": (ref_t, ref_m), "shared": (core_t, core_m),
-               "private": (priv_t, priv_m), "model": b.model, "features": len(b.features)}
+        row = {
+            "size": size,
+            "ref": (ref_t, ref_m),
+            "shared": (core_t, core_m),
+            "private": (priv_t, priv_m),
+            "model": b.model,
+            "features": len(b.features),
+        }
         if not args.no_store:
             with tempfile.TemporaryDirectory(prefix="fleetcpu-bench-") as tmp:
                 row["write"] = store_of(size, names, Path(tmp) / "store")
@@ -147,17 +171,25 @@ def main() -> None:
 
                 row["store"] = measure(end_to_end, max(1, args.repeat // 2))
         rows.append(row)
-        print(f"{size:>6} members: reference {ref_t * 1e3:9.2f} ms {ref_m:7.2f} MiB | "
-              f"core shared {core_t * 1e3:9.2f} ms {core_m:7.2f} MiB | "
-              f"core private {priv_t * 1e3:9.2f} ms {priv_m:7.2f} MiB"
-              + (f" | store+core {row['store'][0] * 1e3:9.1f} ms {row['store'][1]:7.1f} MiB"
-                 f" (writing the run took {row['write']:.1f} s)" if "store" in row else "")
-              + f" -> {b.model} +{len(b.enable)} -{len(b.disable)}, {len(b.features)} features")
+        print(
+            f"{size:>6} members: reference {ref_t * 1e3:9.2f} ms {ref_m:7.2f} MiB | "
+            f"core shared {core_t * 1e3:9.2f} ms {core_m:7.2f} MiB | "
+            f"core private {priv_t * 1e3:9.2f} ms {priv_m:7.2f} MiB"
+            + (
+                f" | store+core {row['store'][0] * 1e3:9.1f} ms {row['store'][1]:7.1f} MiB"
+                f" (writing the run took {row['write']:.1f} s)"
+                if "store" in row
+                else ""
+            )
+            + f" -> {b.model} +{len(b.enable)} -{len(b.disable)}, {len(b.features)} features"
+        )
     print("\nratios against the plain set intersection over the same feature sets:")
     for row in rows:
         ref_t = row["ref"][0]
-        parts = [f"core shared x{row['shared'][0] / ref_t:,.0f}",
-                 f"core private x{row['private'][0] / ref_t:,.0f}"]
+        parts = [
+            f"core shared x{row['shared'][0] / ref_t:,.0f}",
+            f"core private x{row['private'][0] / ref_t:,.0f}",
+        ]
         if "store" in row:
             parts.append(f"store+core x{row['store'][0] / ref_t:,.0f}")
         print(f"{row['size']:>6} members: " + ", ".join(parts))

@@ -76,8 +76,12 @@ class Measure:
     server_cpu: float = 0.0
 
 
-def measure(argv: list[str], env: dict[str, str], servers: list[subprocess.Popen[bytes]] | None = None,
-            out: Path | None = None) -> Measure:
+def measure(
+    argv: list[str],
+    env: dict[str, str],
+    servers: list[subprocess.Popen[bytes]] | None = None,
+    out: Path | None = None,
+) -> Measure:
     """Run ``argv`` as a fresh process; its own wall, CPU and peak RSS from ``wait4``."""
     before = sum(_proc_cpu(p.pid) for p in servers or ())
     started = time.monotonic()
@@ -92,8 +96,7 @@ def measure(argv: list[str], env: dict[str, str], servers: list[subprocess.Popen
     proc.stderr.close()
     if proc.returncode != 0:
         sys.stderr.write(err.decode(errors="replace")[-3000:])
-    return Measure(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode,
-                   server_cpu)
+    return Measure(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, server_cpu)
 
 
 def _proc_cpu(pid: int) -> float:
@@ -169,9 +172,14 @@ async def _serve(spec: dict[str, Any]) -> None:
         name = f"sim{i:05d}"
         doc = docs[i % len(docs)]
         server = await asyncssh.listen(
-            address(i), 0, server_host_keys=[key], authorized_client_keys=client,
+            address(i),
+            0,
+            server_host_keys=[key],
+            authorized_client_keys=client,
             process_factory=lambda p, n=name, d=doc: session(p, n, d),
-            encoding=None, backlog=1024, reuse_address=True,
+            encoding=None,
+            backlog=1024,
+            reuse_address=True,
         )
         port = server.sockets[0].getsockname()[1]
         public = key.export_public_key("openssh").decode().split()
@@ -195,8 +203,9 @@ async def _floor(spec: dict[str, Any]) -> None:
     async def worker() -> None:
         nonlocal failed
         for addr, port in hosts:
-            async with asyncssh.connect(addr, port, client_keys=keys, known_hosts=known,
-                                        config=[spec["config"]]) as conn:
+            async with asyncssh.connect(
+                addr, port, client_keys=keys, known_hosts=known, config=[spec["config"]]
+            ) as conn:
                 result = await conn.run("true", check=False)
                 failed += result.exit_status != 0
 
@@ -225,29 +234,46 @@ class Fleet:
         parts = [list(range(count))[s::servers] for s in range(servers)]
         for s, part in enumerate(parts):
             spec = work / f"serve-{s}.json"
-            spec.write_text(json.dumps({"hosts": part, "client_public": public, "variants": variants,
-                                        "delay": delay, "out": str(work / f"hosts-{s}.jsonl")}))
-            self.procs.append(subprocess.Popen([sys.executable, __file__, "--serve", str(spec)],
-                                               stdout=subprocess.PIPE, cwd=REPO))
+            spec.write_text(
+                json.dumps(
+                    {
+                        "hosts": part,
+                        "client_public": public,
+                        "variants": variants,
+                        "delay": delay,
+                        "out": str(work / f"hosts-{s}.jsonl"),
+                    }
+                )
+            )
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, __file__, "--serve", str(spec)], stdout=subprocess.PIPE, cwd=REPO
+                )
+            )
         for proc in self.procs:
             assert proc.stdout is not None
             if proc.stdout.readline().strip() != b"ready":
                 raise RuntimeError("a simulated-host server did not start")
-        rows = sorted(json.loads(line) for s in range(servers)
-                      for line in (work / f"hosts-{s}.jsonl").read_text().splitlines())
+        rows = sorted(
+            json.loads(line)
+            for s in range(servers)
+            for line in (work / f"hosts-{s}.jsonl").read_text().splitlines()
+        )
         self.hosts = [(name, addr, port) for _, name, addr, port, _ in rows]
         self.known_hosts = work / "known_hosts"
         self.known_hosts.write_text("".join(f"[{addr}]:{port} {pub}\n" for _, _, addr, port, pub in rows))
 
     def inventory(self, n: int) -> Path:
         path = self.work / f"inventory-{n}.txt"
-        path.write_text("".join(f"{name} ansible_host={addr} ansible_port={port}\n"
-                                for name, addr, port in self.hosts[:n]))
+        path.write_text(
+            "".join(
+                f"{name} ansible_host={addr} ansible_port={port}\n" for name, addr, port in self.hosts[:n]
+            )
+        )
         return path
 
     def cli_args(self) -> list[str]:
-        return ["-i", str(self.key), "--ssh-config", str(self.config),
-                "--known-hosts", str(self.known_hosts)]
+        return ["-i", str(self.key), "--ssh-config", str(self.config), "--known-hosts", str(self.known_hosts)]
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -268,14 +294,31 @@ class Cell:
 
 
 def _env(work: Path) -> dict[str, str]:
-    return {**os.environ, "XDG_CACHE_HOME": str(work / "cache"), "SSH_AUTH_SOCK": "",
-            "PYTHONDONTWRITEBYTECODE": "1"}
+    return {
+        **os.environ,
+        "XDG_CACHE_HOME": str(work / "cache"),
+        "SSH_AUTH_SOCK": "",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
 
 
 def run_collect(fleet: Fleet, n: int, concurrency: int, store: Path) -> Measure:
-    m = measure([sys.executable, "-m", "fleetcpu", "collect", str(fleet.inventory(n)), "--store",
-                 str(store), "--concurrency", str(concurrency), *fleet.cli_args()],
-                _env(fleet.work), fleet.procs)
+    m = measure(
+        [
+            sys.executable,
+            "-m",
+            "fleetcpu",
+            "collect",
+            str(fleet.inventory(n)),
+            "--store",
+            str(store),
+            "--concurrency",
+            str(concurrency),
+            *fleet.cli_args(),
+        ],
+        _env(fleet.work),
+        fleet.procs,
+    )
     if m.rc != 0:
         raise SystemExit(f"collect over {n} hosts at {concurrency} exited {m.rc}")
     return m
@@ -283,9 +326,17 @@ def run_collect(fleet: Fleet, n: int, concurrency: int, store: Path) -> Measure:
 
 def run_floor(fleet: Fleet, n: int, concurrency: int) -> Measure:
     spec = fleet.work / "floor.json"
-    spec.write_text(json.dumps({"hosts": [[a, p] for _, a, p in fleet.hosts[:n]],
-                                "key": str(fleet.key), "known_hosts": str(fleet.known_hosts),
-                                "config": str(fleet.config), "concurrency": concurrency}))
+    spec.write_text(
+        json.dumps(
+            {
+                "hosts": [[a, p] for _, a, p in fleet.hosts[:n]],
+                "key": str(fleet.key),
+                "known_hosts": str(fleet.known_hosts),
+                "config": str(fleet.config),
+                "concurrency": concurrency,
+            }
+        )
+    )
     m = measure([sys.executable, __file__, "--floor", str(spec)], _env(fleet.work), fleet.procs)
     if m.rc != 0:
         raise SystemExit(f"floor over {n} hosts at {concurrency} exited {m.rc}")
@@ -293,43 +344,59 @@ def run_floor(fleet: Fleet, n: int, concurrency: int) -> Measure:
 
 
 def fmt(label: str, program: str, n: int, c: int, m: Measure) -> str:
-    return (f"{label:<11} {program:<8} {n:>6} {c:>4} {m.wall:>7.2f} {n / m.wall:>8.1f} "
-            f"{m.cpu / n * 1000:>8.2f} {m.rss_mib:>7.0f} {m.server_cpu / n * 1000:>10.2f}")
+    return (
+        f"{label:<11} {program:<8} {n:>6} {c:>4} {m.wall:>7.2f} {n / m.wall:>8.1f} "
+        f"{m.cpu / n * 1000:>8.2f} {m.rss_mib:>7.0f} {m.server_cpu / n * 1000:>10.2f}"
+    )
 
 
-HEADER = (f"{'run':<11} {'program':<8} {'hosts':>6} {'conc':>4} {'wall s':>7} {'hosts/s':>8} "
-          f"{'CPU ms/h':>8} {'RSS MiB':>7} {'srv ms/h':>10}")
+HEADER = (
+    f"{'run':<11} {'program':<8} {'hosts':>6} {'conc':>4} {'wall s':>7} {'hosts/s':>8} "
+    f"{'CPU ms/h':>8} {'RSS MiB':>7} {'srv ms/h':>10}"
+)
 
 
 def summary(cells: list[Cell]) -> None:
     """The ratios, last, as the issue asks: what a reader compares first."""
-    print("\nratios, collect / floor over the same hosts at the same concurrency "
-          "(wall: lower is better, target <= 2):")
+    print(
+        "\nratios, collect / floor over the same hosts at the same concurrency "
+        "(wall: lower is better, target <= 2):"
+    )
     for cell in cells:
         if cell.floor is None:
             continue
         f, o = cell.floor, cell.collect
-        print(f"  {cell.hosts:>6} hosts c={cell.concurrency:<4} wall x{o.wall / f.wall:.2f}  "
-              f"CPU x{o.cpu / f.cpu:.2f}  RSS x{o.rss_mib / f.rss_mib:.2f}  "
-              f"({cell.hosts / o.wall:.0f} vs {cell.hosts / f.wall:.0f} hosts/s)")
+        print(
+            f"  {cell.hosts:>6} hosts c={cell.concurrency:<4} wall x{o.wall / f.wall:.2f}  "
+            f"CPU x{o.cpu / f.cpu:.2f}  RSS x{o.rss_mib / f.rss_mib:.2f}  "
+            f"({cell.hosts / o.wall:.0f} vs {cell.hosts / f.wall:.0f} hosts/s)"
+        )
     for label in ("repeat", "first"):
         rss: dict[int, float] = {}
         for c in cells:
             if c.label == label:
                 rss[c.hosts] = max(rss.get(c.hosts, 0.0), c.collect.rss_mib)
         if len(rss) > 1:
-            print(f"  peak RSS of collect, {label} runs, by host count (largest per count): "
-                  + ", ".join(f"{n}: {mib:.0f} MiB" for n, mib in sorted(rss.items())))
+            print(
+                f"  peak RSS of collect, {label} runs, by host count (largest per count): "
+                + ", ".join(f"{n}: {mib:.0f} MiB" for n, mib in sorted(rss.items()))
+            )
     for c in cells:
-        print(f"  collect CPU per host, {c.label} run, {c.hosts} hosts c={c.concurrency}: "
-              f"{c.collect.cpu / c.hosts * 1000:.2f} ms"
-              + (f" (floor {c.floor.cpu / c.hosts * 1000:.2f} ms)" if c.floor else ""))
+        print(
+            f"  collect CPU per host, {c.label} run, {c.hosts} hosts c={c.concurrency}: "
+            f"{c.collect.cpu / c.hosts * 1000:.2f} ms"
+            + (f" (floor {c.floor.cpu / c.hosts * 1000:.2f} ms)" if c.floor else "")
+        )
 
 
 def adopt(store: Path, work: Path) -> None:
     """Adopt the collected pool's baseline (the inventory names no pool: ``default``)."""
-    subprocess.run([sys.executable, "-m", "fleetcpu", "adopt", "--pool", "default", "--yes",
-                    "--store", str(store)], env=_env(work), check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "fleetcpu", "adopt", "--pool", "default", "--yes", "--store", str(store)],
+        env=_env(work),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     print("adopted pool default's baseline: repeat runs judge every host")
 
 
@@ -338,16 +405,23 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     parser.add_argument("--quick", action="store_true", help="under a minute: 100 and 1,000 hosts at 64")
     parser.add_argument("--hosts", help="comma list of host counts (default 100,1000)")
     parser.add_argument("--concurrency", help="comma list (default 16,64,256)")
-    parser.add_argument("--big", type=int, help="then this many hosts at the best concurrency "
-                        "(default 10000; 0 with --quick)")
-    parser.add_argument("--big-concurrency", type=int, help="for the --big run (default: the "
-                        "concurrency with the most hosts/s at the largest --hosts)")
+    parser.add_argument(
+        "--big", type=int, help="then this many hosts at the best concurrency (default 10000; 0 with --quick)"
+    )
+    parser.add_argument(
+        "--big-concurrency",
+        type=int,
+        help="for the --big run (default: the concurrency with the most hosts/s at the largest --hosts)",
+    )
     parser.add_argument("--servers", type=int, default=4, help="simulated-host server processes")
     parser.add_argument("--variants", type=int, default=4, help="distinct CPUs among the hosts")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds a simulated probe takes")
-    parser.add_argument("--adopt", action="store_true",
-                        help="adopt the pool's baseline after each first run, so every repeat "
-                             "run judges every host against it (docs/contract.md)")
+    parser.add_argument(
+        "--adopt",
+        action="store_true",
+        help="adopt the pool's baseline after each first run, so every repeat "
+        "run judges every host against it (docs/contract.md)",
+    )
     parser.add_argument("--serve", metavar="SPEC", help=argparse.SUPPRESS)
     parser.add_argument("--floor", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -367,14 +441,28 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     try:
         t0 = time.monotonic()
         fleet = Fleet(work, max([*counts, big]), args.servers, args.variants, args.delay)
-        print(f"{len(fleet.hosts)} simulated hosts in {args.servers} server processes, "
-              f"started in {time.monotonic() - t0:.1f}s; {args.variants} CPU variants, "
-              f"probe delay {args.delay:g}s")
+        print(
+            f"{len(fleet.hosts)} simulated hosts in {args.servers} server processes, "
+            f"started in {time.monotonic() - t0:.1f}s; {args.variants} CPU variants, "
+            f"probe delay {args.delay:g}s"
+        )
         print(HEADER)
         try:
             one = fleet.inventory(1)
-            s = measure([sys.executable, "-m", "fleetcpu", "collect", str(one), "--store",
-                         str(work / "store-startup"), *fleet.cli_args()], _env(work), fleet.procs)
+            s = measure(
+                [
+                    sys.executable,
+                    "-m",
+                    "fleetcpu",
+                    "collect",
+                    str(one),
+                    "--store",
+                    str(work / "store-startup"),
+                    *fleet.cli_args(),
+                ],
+                _env(work),
+                fleet.procs,
+            )
             print(fmt("startup", "collect", 1, 1, s) + "   (1 host: imports, store, bundle)")
             store = work / "store"
             fill = max(256, *concs)  # the fastest way to fill the store, and reported too
@@ -391,9 +479,13 @@ def main() -> None:  # noqa: PLR0915 - one linear script
                     print(fmt("", "floor", n, c, floor))
                     cells.append(Cell("repeat", n, c, ours, floor))
             if big:
-                best = args.big_concurrency or max(
-                    (c for c in cells if c.hosts == max(counts) and c.label == "repeat"),
-                    key=lambda c: c.hosts / c.collect.wall).concurrency
+                best = (
+                    args.big_concurrency
+                    or max(
+                        (c for c in cells if c.hosts == max(counts) and c.label == "repeat"),
+                        key=lambda c: c.hosts / c.collect.wall,
+                    ).concurrency
+                )
                 store = work / f"store-{big}"
                 first = run_collect(fleet, big, best, store)
                 print(fmt("first run", "collect", big, best, first) + "   (every host's detail new)")

@@ -58,8 +58,10 @@ def main() -> int:
         args.sizes, args.repeat = "10,1000", 1
     names = real_cpus()
     print(f"{len(names)} real CPUs cycled; median of {args.repeat}; peak Python allocations")
-    print(f"{'members':>8} {'groups':>6}  {'baseline':>16}  {'blockers, shared':>18}  "
-          f"{'blockers, private':>18}  {'naive what-ifs':>14}")
+    print(
+        f"{'members':>8} {'groups':>6}  {'baseline':>16}  {'blockers, shared':>18}  "
+        f"{'blockers, private':>18}  {'naive what-ifs':>14}"
+    )
     ratios = []
     for size in (int(s) for s in args.sizes.split(",")):
         shared = pool(size, names)
@@ -70,13 +72,16 @@ def main() -> int:
         worst = measure(lambda m=private: explain_blockers("p", MT, "kvm", m), args.repeat)
         naive_t = measure(lambda m=shared: naive(m), 1)[0] if size <= 1000 else None
         slow = f"{naive_t * 1000:>11.0f} ms" if naive_t is not None else f"{'-':>14}"
-        print(f"{size:>8} {groups:>6}  {base[0] * 1000:>7.0f} ms {base[1]:>5.1f} MiB  "
-              f"{ours[0] * 1000:>7.0f} ms {ours[1]:>6.1f} MiB  "
-              f"{worst[0] * 1000:>7.0f} ms {worst[1]:>6.1f} MiB  {slow}")
-        ratios.append(f"{size:>8} members: blockers / baseline x{ours[0] / base[0]:.1f}, "
-                      f"private / shared x{worst[0] / ours[0]:.1f}"
-                      + (f", naive what-ifs / blockers x{naive_t / ours[0]:.1f}"
-                         if naive_t is not None else ""))
+        print(
+            f"{size:>8} {groups:>6}  {base[0] * 1000:>7.0f} ms {base[1]:>5.1f} MiB  "
+            f"{ours[0] * 1000:>7.0f} ms {ours[1]:>6.1f} MiB  "
+            f"{worst[0] * 1000:>7.0f} ms {worst[1]:>6.1f} MiB  {slow}"
+        )
+        ratios.append(
+            f"{size:>8} members: blockers / baseline x{ours[0] / base[0]:.1f}, "
+            f"private / shared x{worst[0] / ours[0]:.1f}"
+            + (f", naive what-ifs / blockers x{naive_t / ours[0]:.1f}" if naive_t is not None else "")
+        )
     print("\nratios (against the baseline alone, measured in the same run):")
     print("\n".join(ratios))
     return 0

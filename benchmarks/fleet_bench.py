@@ -128,19 +128,22 @@ def _drop(mp: MachineProbe, gone: frozenset[str]) -> MachineProbe:
     def exp(e: Expansion | None) -> Expansion | None:
         if e is None:
             return None
-        return dataclasses.replace(e, features={k: v and k not in gone
-                                                for k, v in e.features.items()})
+        return dataclasses.replace(e, features={k: v and k not in gone for k, v in e.features.items()})
 
     models = []
     for m in mp.models:
         lost = gone & set(m.features or ())
         if lost:
             m = dataclasses.replace(  # noqa: PLW2901
-                m, unavailable_features=tuple(sorted({*m.unavailable_features, *lost})),
-                features=None)
+                m, unavailable_features=tuple(sorted({*m.unavailable_features, *lost})), features=None
+            )
         models.append(m)
-    return dataclasses.replace(mp, models=tuple(models), static_expansion=exp(mp.static_expansion),
-                               full_expansion=exp(mp.full_expansion))
+    return dataclasses.replace(
+        mp,
+        models=tuple(models),
+        static_expansion=exp(mp.static_expansion),
+        full_expansion=exp(mp.full_expansion),
+    )
 
 
 def variants(name: str, rng: random.Random) -> list[MachineProbe]:
@@ -155,19 +158,29 @@ def variants(name: str, rng: random.Random) -> list[MachineProbe]:
     drops = [tsx or frozenset({rng.choice(offered)})]
     for _ in range(2):
         drops.append(frozenset({rng.choice(sorted(set(offered).difference(*drops)))}))
-    return [_drop(mp, frozenset().union(*(d for b, d in enumerate(drops) if k >> b & 1)))
-            for k in range(VARIANTS)]
+    return [
+        _drop(mp, frozenset().union(*(d for b, d in enumerate(drops) if k >> b & 1))) for k in range(VARIANTS)
+    ]
 
 
 def document(name: str, k: int, mp: MachineProbe, when: datetime) -> ProbeDocument:
     facts = replay.facts(name, microcode=hex(0x1000 + k))
     return ProbeDocument(
-        status="ok", probe_version="bench", time=when.isoformat(), duration_s=0.1,
-        host=facts, accel="kvm",
-        qemu=QemuInfo(binary="qemu-system-x86_64", version=replay.qemu_version(name),
-                      package="replay", kvm_present=True, kvm_enabled=True,
-                      # The capture's own query-machines answer (hosts.qemu_machines).
-                      machines=machine_list(name)),
+        status="ok",
+        probe_version="bench",
+        time=when.isoformat(),
+        duration_s=0.1,
+        host=facts,
+        accel="kvm",
+        qemu=QemuInfo(
+            binary="qemu-system-x86_64",
+            version=replay.qemu_version(name),
+            package="replay",
+            kvm_present=True,
+            kvm_enabled=True,
+            # The capture's own query-machines answer (hosts.qemu_machines).
+            machines=machine_list(name),
+        ),
         machine_types=(mp,),
     )
 
@@ -217,17 +230,22 @@ def append_run(store: Store, f: Fleet, when: datetime, failed: set[int]) -> Appe
         for i in range(len(f.pool)):
             host = f"kvm{i:06d}"
             doc = None if i in failed else f.docs[(f.cpu[i], f.variant[i])]
-            w.add(HostOutcome(
-                host=host, pool=f.pool[i], collected_at=when, document=doc,
-                connection=ConnectionSpec("ssh", f"{host}.example.com", 22, "root"),
-                stage="connect" if doc is None else None,
-                error="connection refused" if doc is None else None))
+            w.add(
+                HostOutcome(
+                    host=host,
+                    pool=f.pool[i],
+                    collected_at=when,
+                    document=doc,
+                    connection=ConnectionSpec("ssh", f"{host}.example.com", 22, "root"),
+                    stage="connect" if doc is None else None,
+                    error="connection refused" if doc is None else None,
+                )
+            )
     seconds, cpu = time.perf_counter() - t, time.process_time() - c
     return Append(seconds, cpu, run_bytes(store.root, w.run_id), w.hosts_detail)
 
 
-def build(root: Path, size: int, runs: int, cpus: dict[str, list[str]], now: datetime
-          ) -> list[Append]:
+def build(root: Path, size: int, runs: int, cpus: dict[str, list[str]], now: datetime) -> list[Append]:
     """``runs`` runs an hour apart, the last at ``now``; 1% change and 2% fail after the first."""
     f = fleet(size, cpus, now)
     rng = random.Random(SEED + size)
@@ -265,8 +283,13 @@ print(os.waitstatus_to_exitcode(status), wall, usage.ru_utime + usage.ru_stime, 
 
 def run_cli(argv: Sequence[str], expect: int = 0) -> Proc:
     """One fresh process, reaped with wait4: wall time, CPU time (user+sys), peak RSS."""
-    done = subprocess.run([sys.executable, "-c", _LAUNCHER, sys.executable, "-m", "fleetcpu",
-                           *argv], cwd=REPO, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, sys.executable, "-m", "fleetcpu", *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     code, wall, cpu, rss = done.stdout.split()
     if int(code) != expect:
         raise RuntimeError(f"{argv}: exit {code}: {done.stderr[-2000:]}")
@@ -275,8 +298,11 @@ def run_cli(argv: Sequence[str], expect: int = 0) -> Proc:
 
 def median_proc(argv: Sequence[str], repeat: int, expect: int = 0) -> Proc:
     runs = [run_cli(argv, expect) for _ in range(repeat)]
-    return Proc(statistics.median(r.wall for r in runs), statistics.median(r.cpu for r in runs),
-                max(r.rss_mib for r in runs))
+    return Proc(
+        statistics.median(r.wall for r in runs),
+        statistics.median(r.cpu for r in runs),
+        max(r.rss_mib for r in runs),
+    )
 
 
 @dataclasses.dataclass
@@ -309,11 +335,22 @@ def measure(root: Path, empty: Path, repeat: int) -> dict[str, Any]:
     # The contract: adopt the pool's baseline once, then judge every member with `status`.
     store = Store.open(root)
     if "intel" not in adopted(store):
-        record_adoption(store, plan_adoption(store, "intel", cpu=None, machine_type=None,
-                                             accel="kvm", note="bench", max_age=timedelta(days=7)))
+        record_adoption(
+            store,
+            plan_adoption(
+                store,
+                "intel",
+                cpu=None,
+                machine_type=None,
+                accel="kvm",
+                note="bench",
+                max_age=timedelta(days=7),
+            ),
+        )
     out["cli status"] = median_proc(["status", "--pool", "intel", *store_arg], repeat)
     out["cli status json"] = median_proc(
-        ["status", "--pool", "intel", "--format", "json", *store_arg], repeat)
+        ["status", "--pool", "intel", "--format", "json", *store_arg], repeat
+    )
 
     index = Store.open(root).layout.index_file
     out["ref index"] = median_of(lambda: pq.read_table(index), repeat)
@@ -324,11 +361,13 @@ def measure(root: Path, empty: Path, repeat: int) -> dict[str, Any]:
     sets = [m.offered for m in members]
     out["ref intersection"] = median_of(lambda: frozenset.intersection(*sets), repeat)
     out["compute"] = median_of(
-        lambda: compute_baseline("intel", mt, "kvm", members, missing=chosen.missing,
-                                 notices=chosen.notices), repeat)
+        lambda: compute_baseline("intel", mt, "kvm", members, missing=chosen.missing, notices=chosen.notices),
+        repeat,
+    )
     out["explain"] = median_of(
-        lambda: explain_blockers("intel", mt, "kvm", members, missing=chosen.missing,
-                                 notices=chosen.notices), repeat)
+        lambda: explain_blockers("intel", mt, "kvm", members, missing=chosen.missing, notices=chosen.notices),
+        repeat,
+    )
     out["members"] = len(members)
     out["missing"] = len(chosen.missing)
     out["distinct"] = len({id(m.offered) for m in members})
@@ -341,8 +380,15 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:8.1f} ms"
 
 
-CLI = ("cli start", "cli hosts", "cli baseline", "cli blockers", "cli baseline amd", "cli status",
-       "cli status json")
+CLI = (
+    "cli start",
+    "cli hosts",
+    "cli baseline",
+    "cli blockers",
+    "cli baseline amd",
+    "cli status",
+    "cli status json",
+)
 INPROC = ("ref index", "latest", "select", "ref intersection", "compute", "explain")
 
 
@@ -350,12 +396,16 @@ def report(rows: list[dict[str, Any]]) -> None:
     print()
     for r in rows:
         n = r["size"]
-        print(f"== {n:,} hosts ({r['members']:,} intel members used, {r['missing']} missing, "
-              f"{r['distinct']} distinct offered sets)")
+        print(
+            f"== {n:,} hosts ({r['members']:,} intel members used, {r['missing']} missing, "
+            f"{r['distinct']} distinct offered sets)"
+        )
         for k, a in enumerate(r["appends"]):
-            print(f"  append {'first' if k == 0 else 'later'} run:    {a.seconds:7.2f} s wall "
-                  f"{a.cpu:7.2f} s cpu {a.bytes / n:8.0f} B/host ({a.detail_hosts:,} hosts wrote "
-                  "CPU data)")
+            print(
+                f"  append {'first' if k == 0 else 'later'} run:    {a.seconds:7.2f} s wall "
+                f"{a.cpu:7.2f} s cpu {a.bytes / n:8.0f} B/host ({a.detail_hosts:,} hosts wrote "
+                "CPU data)"
+            )
         if not r["appends"]:
             print("  append: store reused (--reuse), not timed")
         print(f"  index:               {r['index bytes'] / n:8.0f} B/host")
@@ -368,12 +418,14 @@ def report(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         n = r["size"]
         start = r["cli start"].cpu
-        print(f"  {n:>7,} hosts: latest() / pyarrow read of the index "
-              f"x{r['latest'].cpu / r['ref index'].cpu:.1f}; compute_baseline / "
-              f"frozenset.intersection x{r['compute'].cpu / r['ref intersection'].cpu:.0f}; "
-              f"CLI minus start-up: hosts {r['cli hosts'].cpu - start:.2f} s, baseline "
-              f"{r['cli baseline'].cpu - start:.2f} s, blockers "
-              f"{r['cli blockers'].cpu - start:.2f} s, status {r['cli status'].cpu - start:.2f} s")
+        print(
+            f"  {n:>7,} hosts: latest() / pyarrow read of the index "
+            f"x{r['latest'].cpu / r['ref index'].cpu:.1f}; compute_baseline / "
+            f"frozenset.intersection x{r['compute'].cpu / r['ref intersection'].cpu:.0f}; "
+            f"CLI minus start-up: hosts {r['cli hosts'].cpu - start:.2f} s, baseline "
+            f"{r['cli baseline'].cpu - start:.2f} s, blockers "
+            f"{r['cli blockers'].cpu - start:.2f} s, status {r['cli status'].cpu - start:.2f} s"
+        )
     keys: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
         ("cli hosts", lambda r: r["cli hosts"].cpu),
         ("cli baseline", lambda r: r["cli baseline"].cpu),
@@ -382,7 +434,8 @@ def report(rows: list[dict[str, Any]]) -> None:
         ("latest()", lambda r: r["latest"].cpu),
         ("select_members", lambda r: r["select"].cpu),
         ("compute_baseline", lambda r: r["compute"].cpu),
-        ("explain_blockers", lambda r: r["explain"].cpu)]
+        ("explain_blockers", lambda r: r["explain"].cpu),
+    ]
     if all(r["appends"] for r in rows):
         keys.insert(0, ("append later run", lambda r: r["appends"][-1].cpu))
     for a, b in itertools.pairwise(rows):
@@ -395,8 +448,10 @@ def report(rows: list[dict[str, Any]]) -> None:
             continue
         for key in ("cli hosts", "cli baseline", "cli blockers", "cli status"):
             p = r[key]
-            print(f"  target {r['size']:,} hosts < {target:.0f} s, {key[4:]}: {p.wall:.2f} s wall "
-                  f"({p.cpu:.2f} s cpu) -> {'met' if p.wall < target else 'MISSED'}")
+            print(
+                f"  target {r['size']:,} hosts < {target:.0f} s, {key[4:]}: {p.wall:.2f} s wall "
+                f"({p.cpu:.2f} s cpu) -> {'met' if p.wall < target else 'MISSED'}"
+            )
 
 
 def main() -> int:
@@ -406,8 +461,11 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="1,000 and 10,000 hosts, 2 runs")
     ap.add_argument("--keep", metavar="DIR", help="build the stores in DIR and keep them")
-    ap.add_argument("--reuse", action="store_true",
-                    help="with --keep: measure the stores already in DIR, without appending")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --keep: measure the stores already in DIR, without appending",
+    )
     args = ap.parse_args()
     compile_package()
     if args.quick:
@@ -419,9 +477,11 @@ def main() -> int:
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="fleetcpu-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)
     cpus = real_cpus()
-    print(f"fleet bench: {', '.join(f'{len(v)} {k}' for k, v in cpus.items())} real CPUs x "
-          f"{VARIANTS} variants, {args.runs} runs, median of {args.repeat}; pyarrow "
-          f"{pa.__version__}, {os.cpu_count()} CPUs")
+    print(
+        f"fleet bench: {', '.join(f'{len(v)} {k}' for k, v in cpus.items())} real CPUs x "
+        f"{VARIANTS} variants, {args.runs} runs, median of {args.repeat}; pyarrow "
+        f"{pa.__version__}, {os.cpu_count()} CPUs"
+    )
     now = datetime.now(UTC)
     rows = []
     try:
@@ -434,8 +494,10 @@ def main() -> int:
                 if root.exists():
                     shutil.rmtree(root)
                 appends = build(root, size, args.runs, cpus, now)
-                print(f"{size:,} hosts: {args.runs} runs appended in "
-                      f"{sum(a.seconds for a in appends):.1f} s", flush=True)
+                print(
+                    f"{size:,} hosts: {args.runs} runs appended in {sum(a.seconds for a in appends):.1f} s",
+                    flush=True,
+                )
             rows.append({"size": size, "appends": appends, **measure(root, empty, args.repeat)})
     finally:
         if not args.keep:

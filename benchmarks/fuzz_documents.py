@@ -34,8 +34,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fleetcpu-fuzz-") as scratch:
         tally = docfuzz.run(args.cases, Path(scratch) / "case.json", args.seed)
     elapsed = time.monotonic() - started
-    print(f"{tally.total} cases (seed {args.seed}) in {elapsed:.0f}s: accepted {tally.accepted}, "
-          f"refused {tally.refused}, tracebacks {len(tally.tracebacks)}")
+    print(
+        f"{tally.total} cases (seed {args.seed}) in {elapsed:.0f}s: accepted {tally.accepted}, "
+        f"refused {tally.refused}, tracebacks {len(tally.tracebacks)}"
+    )
     for op, (ok, refused) in sorted(tally.by_operator.items()):
         print(f"  {op:14} accepted {ok:6}  refused {refused:6}")
     for text in tally.tracebacks[: args.show]:

@@ -70,16 +70,24 @@ def cpu_of(run: Callable[[], None]) -> float:
 
 def session_of(tree: Path, cache: Path) -> tuple[str, bytes]:
     """The remote command and stdin payload of the bundle built from ``tree``'s sources."""
-    out = subprocess.run([sys.executable, "-c", _PAYLOAD, str(tree), str(cache), PYTHON,
-                          *PROBE_ARGS], capture_output=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _PAYLOAD, str(tree), str(cache), PYTHON, *PROBE_ARGS],
+        capture_output=True,
+        check=True,
+    ).stdout
     command, payload = out.split(b"\0", 1)
     return command.decode(), payload
 
 
 def run_session(command: str, payload: bytes, env: dict[str, str]) -> bytes:
     """One host session without sshd: stdin stays open until the probe's document is out."""
-    proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", command],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     assert proc.stdin is not None
     assert proc.stdout is not None
     assert proc.stderr is not None
@@ -101,11 +109,33 @@ def qemu_launch(binary: str, machine: str, accel: str, cpu: str, queries: list[s
     """One paused QEMU as the probe starts it, greeted, asked ``queries``, quit (or dead at start)."""
     ours, theirs = socket.socketpair()
     proc = subprocess.Popen(
-        [binary, "-nodefaults", "-no-user-config", "-display", "none", "-S", "-m", "64",
-         "-smp", "1", "-machine", machine, "-accel", accel, "-cpu", cpu,
-         "-chardev", f"socket,id=qmp,fd={theirs.fileno()}", "-mon", "chardev=qmp,mode=control"],
-        pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+        [
+            binary,
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-S",
+            "-m",
+            "64",
+            "-smp",
+            "1",
+            "-machine",
+            machine,
+            "-accel",
+            accel,
+            "-cpu",
+            cpu,
+            "-chardev",
+            f"socket,id=qmp,fd={theirs.fileno()}",
+            "-mon",
+            "chardev=qmp,mode=control",
+        ],
+        pass_fds=(theirs.fileno(),),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     theirs.close()
     stream = ours.makefile("rwb", buffering=65536)
     try:
@@ -113,8 +143,7 @@ def qemu_launch(binary: str, machine: str, accel: str, cpu: str, queries: list[s
             for name in ["qmp_capabilities", *queries, "quit"]:
                 stream.write(json.dumps({"execute": name}).encode() + b"\n")
                 stream.flush()
-                while (line := stream.readline()) and b'"return"' not in line \
-                        and b'"error"' not in line:
+                while (line := stream.readline()) and b'"return"' not in line and b'"error"' not in line:
                     pass
     except OSError:
         pass
@@ -134,8 +163,9 @@ PYTHON_START = "python start (-E -s -c pass)"
 NOW = "session (this checkout)"
 
 
-def build_parts(doc: dict, sessions: dict[str, tuple[str, bytes]], env: dict[str, str]
-                ) -> tuple[dict[str, Callable[[], object]], list[str], str | None]:
+def build_parts(
+    doc: dict, sessions: dict[str, tuple[str, bytes]], env: dict[str, str]
+) -> tuple[dict[str, Callable[[], object]], list[str], str | None]:
     """Every part to time, the names of the unavoidable ones, and the answering launch's name."""
     binary = doc["qemu"]["binary"]
     parts: dict[str, Callable[[], object]] = {}
@@ -144,7 +174,8 @@ def build_parts(doc: dict, sessions: dict[str, tuple[str, bytes]], env: dict[str
         shell_env = {k: v for k, v in os.environ.items() if k != "SHLVL"}
         shell_env["SSH_CLIENT"] = "127.0.0.1 50000 22"
         parts[f"login shell ({shell} -c true, as sshd)"] = lambda: subprocess.run(
-            [shell, "-c", "true"], env=shell_env, cwd=Path.home(), check=False)
+            [shell, "-c", "true"], env=shell_env, cwd=Path.home(), check=False
+        )
     parts[PYTHON_START] = lambda: subprocess.run([PYTHON, "-E", "-s", "-c", "pass"], check=True)
     floor = [PYTHON_START]
     answered = None
@@ -155,7 +186,8 @@ def build_parts(doc: dict, sessions: dict[str, tuple[str, bytes]], env: dict[str
         if a["outcome"] == "ok":
             answered = name
             parts[DEFINITIONS] = lambda a=a: qemu_launch(
-                binary, a["machine_type"], a["accel"], a["cpu"], ["query-cpu-definitions"])
+                binary, a["machine_type"], a["accel"], a["cpu"], ["query-cpu-definitions"]
+            )
     if answered:
         floor.append(DEFINITIONS)
     for label, (command, payload) in sessions.items():
@@ -163,16 +195,22 @@ def build_parts(doc: dict, sessions: dict[str, tuple[str, bytes]], env: dict[str
     return parts, floor, answered
 
 
-def report(doc: dict, samples: dict[str, list[float]], floor_parts: list[str],
-           answered: str | None, against: str | None) -> None:
+def report(
+    doc: dict,
+    samples: dict[str, list[float]],
+    floor_parts: list[str],
+    answered: str | None,
+    against: str | None,
+) -> None:
     samples = dict(samples)
     if answered:  # the definitions' own cost: the difference to the bare launch, run by run
-        samples[DEFINITIONS] = [x - y for x, y in zip(samples[DEFINITIONS], samples[answered],
-                                                       strict=True)]
+        samples[DEFINITIONS] = [x - y for x, y in zip(samples[DEFINITIONS], samples[answered], strict=True)]
     medians = {k: statistics.median(v) for k, v in samples.items()}
     runs = len(samples[NOW])
-    print(f"one host's CPU, median of {runs} interleaved runs ({os.uname().nodename}, "
-          f"{os.cpu_count()} CPUs; QEMU {doc['qemu']['version']}, accel {doc['accel']})")
+    print(
+        f"one host's CPU, median of {runs} interleaved runs ({os.uname().nodename}, "
+        f"{os.cpu_count()} CPUs; QEMU {doc['qemu']['version']}, accel {doc['accel']})"
+    )
     for label, value in medians.items():
         print(f"  {label:46s} {value:7.1f} ms   (min {min(samples[label]):.1f})")
     floor = sum(medians[k] for k in floor_parts)
@@ -200,8 +238,10 @@ def main() -> int:
         sessions = {NOW: session_of(REPO, work / "cache-now")}
         if args.against:
             worktree = work / "against"
-            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "-q", "--detach",
-                            str(worktree), args.against], check=True)
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "add", "-q", "--detach", str(worktree), args.against],
+                check=True,
+            )
             sessions[f"session ({args.against})"] = session_of(worktree, work / "cache-then")
         doc = json.loads(run_session(*sessions[NOW], env))
         if doc["status"] != "ok":
@@ -214,8 +254,9 @@ def main() -> int:
         report(doc, samples, floor, answered, args.against)
     finally:
         if worktree is not None:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)],
-                           check=False)
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)], check=False
+            )
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

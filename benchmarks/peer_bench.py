@@ -130,24 +130,30 @@ def describe_utilisation(busy: list[float]) -> str:
     start = next((i for i, x in enumerate(low) if not x), len(low))
     end = next((i for i, x in enumerate(reversed(low)) if not x), len(low))
     idle = sum(1 - u for u in busy) * SLOT * (os.cpu_count() or 1)
-    return (f"{' '.join(f'{u:.1f}' for u in busy)}\n    below 3/4 busy: {start * SLOT:.2f} s at the "
-            f"start, {end * SLOT:.2f} s at the end, {sum(low) * SLOT:.2f} s in all; "
-            f"idle core-seconds {idle:.2f}")
+    return (
+        f"{' '.join(f'{u:.1f}' for u in busy)}\n    below 3/4 busy: {start * SLOT:.2f} s at the "
+        f"start, {end * SLOT:.2f} s at the end, {sum(low) * SLOT:.2f} s in all; "
+        f"idle core-seconds {idle:.2f}"
+    )
 
 
 def timed(argv: list[str], env: dict[str, str], cwd: Path) -> Run:
     """Wall time from exec to exit, and the CPU of the process and of the children it reaped."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=err)
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return Run(wall, usage.ru_utime + usage.ru_stime, proc.returncode,
-                   out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+        return Run(
+            wall,
+            usage.ru_utime + usage.ru_stime,
+            proc.returncode,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+        )
 
 
 def ansible_venv() -> Path:
@@ -156,8 +162,18 @@ def ansible_venv() -> Path:
     if not ansible.exists():
         print(f"installing {ANSIBLE_REQUIREMENT} into {ANSIBLE_VENV} (first run only)", flush=True)
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(ANSIBLE_VENV)], check=True)
-        subprocess.run([str(ANSIBLE_VENV / "bin" / "python"), "-m", "pip", "install", "-q",
-                        "--disable-pip-version-check", ANSIBLE_REQUIREMENT], check=True)
+        subprocess.run(
+            [
+                str(ANSIBLE_VENV / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                ANSIBLE_REQUIREMENT,
+            ],
+            check=True,
+        )
     return ansible
 
 
@@ -171,28 +187,40 @@ class Bench:
         # SHLVL=1: bash then counts itself a nested shell and skips ~/.bashrc. The sftp
         # subsystem is Debian's stock sshd_config: without it Ansible's file transfer would
         # first fail over sftp, then scp, before falling back to dd through a shell.
-        self.sshd = start_sshd_fleet(work / "sshd", self.names,
-                                     setenv="SHLVL=1" if plain_shell else "",
-                                     extra_config=f"Subsystem sftp {SFTP_SERVER}\n")
+        self.sshd = start_sshd_fleet(
+            work / "sshd",
+            self.names,
+            setenv="SHLVL=1" if plain_shell else "",
+            extra_config=f"Subsystem sftp {SFTP_SERVER}\n",
+        )
         self.known_hosts = self.sshd.write_known_hosts(work / "known_hosts")
         self.inventory = work / "hosts.ini"
         # The system Python, named: root's shell here puts pyenv's shims first on PATH, where
         # Ansible's interpreter discovery picks a python3.13 shim that does not run, and a
         # KVM host has no pyenv. Both tools honour ansible_python_interpreter.
-        self.inventory.write_text("".join(
-            f"{h.name} ansible_host={h.address} ansible_port={h.port} ansible_user=root "
-            "ansible_python_interpreter=/usr/bin/python3\n" for h in self.sshd.hosts))
+        self.inventory.write_text(
+            "".join(
+                f"{h.name} ansible_host={h.address} ansible_port={h.port} ansible_user=root "
+                "ansible_python_interpreter=/usr/bin/python3\n"
+                for h in self.sshd.hosts
+            )
+        )
         self.ansible = ansible_venv()
         self.ansible_cfg = work / "ansible.cfg"
         self.ansible_cfg.write_text("")  # Ansible's defaults, whatever ~/.ansible.cfg says
         self.runs = 0
         base = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}  # the key, no agent
         self.fleetcpu_env = {**base, "XDG_CACHE_HOME": str(work / "cache")}
-        self.ansible_env = {**base, "ANSIBLE_CONFIG": str(self.ansible_cfg),
-                            "ANSIBLE_HOME": str(work / "ansible-home"),
-                            "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_NOCOLOR": "1"}
+        self.ansible_env = {
+            **base,
+            "ANSIBLE_CONFIG": str(self.ansible_cfg),
+            "ANSIBLE_HOME": str(work / "ansible-home"),
+            "ANSIBLE_HOST_KEY_CHECKING": "True",
+            "ANSIBLE_NOCOLOR": "1",
+        }
         # The bundle is built once per fleetcpu version and cached; a fleet run finds it there.
         from fleetcpu.fleet.bundle import load_bundle
+
         load_bundle(work / "cache" / "fleetcpu")
 
     def stop(self) -> None:
@@ -230,9 +258,22 @@ class Bench:
     def fleetcpu(self) -> Run:
         self.runs += 1
         store = self.work / f"store-{self.runs}"
-        run = timed([sys.executable, "-m", "fleetcpu", "collect", str(self.inventory),
-                     "--store", str(store), "--concurrency", str(self.forks),
-                     *self.sshd.cli_args(self.known_hosts)], self.fleetcpu_env, self.work)
+        run = timed(
+            [
+                sys.executable,
+                "-m",
+                "fleetcpu",
+                "collect",
+                str(self.inventory),
+                "--store",
+                str(store),
+                "--concurrency",
+                str(self.forks),
+                *self.sshd.cli_args(self.known_hosts),
+            ],
+            self.fleetcpu_env,
+            self.work,
+        )
         self._check_fleetcpu(run, store)
         return run
 
@@ -243,8 +284,10 @@ class Bench:
         ok = sorted(n for n, r in rows.items() if r["status"] == "ok")
         if run.rc != 0 or ok != self.names:
             failed = {n: (r["stage"], r["error"]) for n, r in rows.items() if r["status"] != "ok"}
-            raise SystemExit(f"fleetcpu collect: exit {run.rc}, {len(ok)} of {len(self.names)} ok: "
-                             f"{failed}\n{run.stderr[-3000:]}")
+            raise SystemExit(
+                f"fleetcpu collect: exit {run.rc}, {len(ok)} of {len(self.names)} ok: "
+                f"{failed}\n{run.stderr[-3000:]}"
+            )
         accels = sorted({str(r["accel"]) for r in rows.values()})
         self.fleetcpu_accel = ",".join(accels)
         procs, files = self.sshd.wait_no_leftovers()
@@ -255,53 +298,98 @@ class Bench:
         self.runs += 1
         control = self.work / f"cp-{self.runs}"  # cold: no master left by an earlier run
         control.mkdir()
-        ssh_args = (f"-F {self.sshd.empty_config} -o UserKnownHostsFile={self.known_hosts} "
-                    "-o StrictHostKeyChecking=yes")
-        env = {**self.ansible_env, "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control),
-               "ANSIBLE_PIPELINING": str(pipelining)}
+        ssh_args = (
+            f"-F {self.sshd.empty_config} -o UserKnownHostsFile={self.known_hosts} "
+            "-o StrictHostKeyChecking=yes"
+        )
+        env = {
+            **self.ansible_env,
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control),
+            "ANSIBLE_PIPELINING": str(pipelining),
+        }
         try:
-            run = timed([str(self.ansible), "all", "-i", str(self.inventory), "-m", module,
-                         "-f", str(self.forks), "-o", "-u", "root",
-                         "--private-key", str(self.sshd.client_key),
-                         "--ssh-common-args", ssh_args], env, self.work)
+            run = timed(
+                [
+                    str(self.ansible),
+                    "all",
+                    "-i",
+                    str(self.inventory),
+                    "-m",
+                    module,
+                    "-f",
+                    str(self.forks),
+                    "-o",
+                    "-u",
+                    "root",
+                    "--private-key",
+                    str(self.sshd.client_key),
+                    "--ssh-common-args",
+                    ssh_args,
+                ],
+                env,
+                self.work,
+            )
         finally:
             self._stop_masters(control)
         results = dict(_RESULT.findall(run.stdout))
         ok = sorted(n for n, verdict in results.items() if verdict == "SUCCESS")
         if run.rc != 0 or ok != self.names:
-            raise SystemExit(f"ansible -m {module}: exit {run.rc}, {len(ok)} of {len(self.names)} "
-                             f"SUCCESS: {results}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+            raise SystemExit(
+                f"ansible -m {module}: exit {run.rc}, {len(ok)} of {len(self.names)} "
+                f"SUCCESS: {results}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+            )
         return run
 
     def _stop_masters(self, control: Path) -> None:
         """ControlPersist masters outlive ``ansible`` by 60 s: stop them so no run inherits one."""
         for socket in control.iterdir():
-            subprocess.run(["ssh", "-F", str(self.sshd.empty_config), "-o", f"ControlPath={socket}",
-                            "-O", "exit", "bench-host"], capture_output=True, timeout=10, check=False)
+            subprocess.run(
+                [
+                    "ssh",
+                    "-F",
+                    str(self.sshd.empty_config),
+                    "-o",
+                    f"ControlPath={socket}",
+                    "-O",
+                    "exit",
+                    "bench-host",
+                ],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hosts", type=int, default=16)
-    parser.add_argument("--forks", type=int, default=16,
-                        help="Ansible's -f and fleetcpu's --concurrency")
+    parser.add_argument("--forks", type=int, default=16, help="Ansible's -f and fleetcpu's --concurrency")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one run of each: within a minute")
-    parser.add_argument("--pipelining", action="store_true",
-                        help="also time -m setup with Ansible's pipelining on (not a default)")
-    parser.add_argument("--plain-shell", action="store_true",
-                        help="hosts whose login shell reads no ~/.bashrc (see the docstring)")
-    parser.add_argument("--utilisation", action="store_true",
-                        help="sample the machine's busy share during each fleetcpu run")
+    parser.add_argument(
+        "--pipelining",
+        action="store_true",
+        help="also time -m setup with Ansible's pipelining on (not a default)",
+    )
+    parser.add_argument(
+        "--plain-shell",
+        action="store_true",
+        help="hosts whose login shell reads no ~/.bashrc (see the docstring)",
+    )
+    parser.add_argument(
+        "--utilisation", action="store_true", help="sample the machine's busy share during each fleetcpu run"
+    )
     args = parser.parse_args()
     compile_package()
     repeat = 1 if args.quick else args.repeat
 
     work = Path(tempfile.mkdtemp(prefix="peer-bench-"))
     bench = Bench(work, args.hosts, args.forks, plain_shell=args.plain_shell)
-    paths = {"fleetcpu collect": bench.fleetcpu,
-             "ansible -m setup": lambda: bench.ansible_module("setup"),
-             "ansible -m ping": lambda: bench.ansible_module("ping")}
+    paths = {
+        "fleetcpu collect": bench.fleetcpu,
+        "ansible -m setup": lambda: bench.ansible_module("setup"),
+        "ansible -m ping": lambda: bench.ansible_module("ping"),
+    }
     if args.pipelining:
         paths["ansible -m setup, pipelining"] = lambda: bench.ansible_module("setup", pipelining=True)
     times: dict[str, list[Run]] = {name: [] for name in paths}
@@ -315,27 +403,36 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     n = args.hosts
-    version = subprocess.run([str(bench.ansible), "--version"], capture_output=True, text=True,
-                             check=False).stdout.split("\n")[0]
+    version = subprocess.run(
+        [str(bench.ansible), "--version"], capture_output=True, text=True, check=False
+    ).stdout.split("\n")[0]
     shell = "login shell without ~/.bashrc" if args.plain_shell else "this machine's login shell"
-    print(f"{n} real sshd hosts ({shell}), -f/--concurrency {args.forks}, median of {repeat}; "
-          f"{version}; fleetcpu probe accel: {bench.fleetcpu_accel}")
+    print(
+        f"{n} real sshd hosts ({shell}), -f/--concurrency {args.forks}, median of {repeat}; "
+        f"{version}; fleetcpu probe accel: {bench.fleetcpu_accel}"
+    )
     print(f"{'program':<30} {'wall s':>7} {'min s':>7} {'s/host':>7} {'CPU s':>7} {'host CPU s':>10}")
     median = {}
     for name, runs in times.items():
         median[name] = statistics.median(r.wall for r in runs)
         cpu = statistics.median(r.cpu for r in runs)
         host = statistics.median(r.host_cpu for r in runs)
-        print(f"{name:<30} {median[name]:>7.2f} {min(r.wall for r in runs):>7.2f} "
-              f"{median[name] / n:>7.3f} {cpu:>7.2f} {host:>10.2f}")
+        print(
+            f"{name:<30} {median[name]:>7.2f} {min(r.wall for r in runs):>7.2f} "
+            f"{median[name] / n:>7.3f} {cpu:>7.2f} {host:>10.2f}"
+        )
     for run in times["fleetcpu collect"] if args.utilisation else []:
-        print(f"fleetcpu collect, {run.wall:.2f} s, busy share per {SLOT * 1000:.0f} ms: "
-              + describe_utilisation(run.busy))
+        print(
+            f"fleetcpu collect, {run.wall:.2f} s, busy share per {SLOT * 1000:.0f} ms: "
+            + describe_utilisation(run.busy)
+        )
     ours = median["fleetcpu collect"]
     for name in paths:
         if name != "fleetcpu collect":
-            print(f"ratio fleetcpu / {name:<21} {ours / median[name]:>6.3f}"
-                  + ("   (target <= 0.25)" if name == "ansible -m setup" else ""))
+            print(
+                f"ratio fleetcpu / {name:<21} {ours / median[name]:>6.3f}"
+                + ("   (target <= 0.25)" if name == "ansible -m setup" else "")
+            )
     total = {name: statistics.median(r.cpu + r.host_cpu for r in runs) for name, runs in times.items()}
     for name in paths:
         if name != "fleetcpu collect":

@@ -168,11 +168,14 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--accel", choices=["kvm", "tcg", "both"], default="both")
-    ap.add_argument("--quick", action="store_true",
-                    help=f"{QUICK_RUNS} runs per side and accelerator (under a minute)")
-    ap.add_argument("--no-bytecode", action="store_true",
-                    help="compile both sides from source at every run, as a host running "
-                         "the bundle from memory does")
+    ap.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_RUNS} runs per side and accelerator (under a minute)"
+    )
+    ap.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="compile both sides from source at every run, as a host running the bundle from memory does",
+    )
     args = ap.parse_args()
     runs = QUICK_RUNS if args.quick else args.runs
     python = getattr(sys, "_base_executable", sys.executable)
@@ -181,8 +184,10 @@ def main() -> int:
     os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # the site stays as built
     accels = ["kvm", "tcg"] if args.accel == "both" else [args.accel]
     mode = "compiled at every run" if args.no_bytecode else "bytecode cached"
-    print(f"probe vs stdlib reference, median of {runs} interleaved runs, fresh processes "
-          f"({mode}), {os.uname().nodename}, {os.cpu_count()} CPUs")
+    print(
+        f"probe vs stdlib reference, median of {runs} interleaved runs, fresh processes "
+        f"({mode}), {os.uname().nodename}, {os.cpu_count()} CPUs"
+    )
     ratios: dict[str, float] = {}
     try:
         for accel in accels:
@@ -194,8 +199,11 @@ def main() -> int:
                 continue
             binary = doc["qemu"]["binary"]
             # The probe's launches: a working probe runs no -version (the greeting proves QEMU).
-            plan = [[binary, a["machine_type"], a["accel"], a["cpu"]]
-                    for a in doc["attempts"] if a["machine_type"]]
+            plan = [
+                [binary, a["machine_type"], a["accel"], a["cpu"]]
+                for a in doc["attempts"]
+                if a["machine_type"]
+            ]
             ref_cmd = [python, "-m", "probe_reference", json.dumps(plan)]
             measure(ref_cmd)  # warm-up, like the probe's
             probe, ref = [], []
@@ -205,15 +213,19 @@ def main() -> int:
             pw, pr, pc = (statistics.median(x[i] for x in probe) for i in range(3))
             rw, rr, rc = (statistics.median(x[i] for x in ref) for i in range(3))
             ratios[accel] = pw / rw
-            print(f"{accel}: {len(plan)} launch(es) | wall probe {pw * 1000:.0f} ms, "
-                  f"reference {rw * 1000:.0f} ms | CPU probe {pc * 1000:.0f} ms, reference "
-                  f"{rc * 1000:.0f} ms, ratio {pc / rc:.2f}x | peak RSS probe {pr / 1024:.1f} MiB, "
-                  f"reference {rr / 1024:.1f} MiB, ratio {pr / rr:.2f}x")
+            print(
+                f"{accel}: {len(plan)} launch(es) | wall probe {pw * 1000:.0f} ms, "
+                f"reference {rw * 1000:.0f} ms | CPU probe {pc * 1000:.0f} ms, reference "
+                f"{rc * 1000:.0f} ms, ratio {pc / rc:.2f}x | peak RSS probe {pr / 1024:.1f} MiB, "
+                f"reference {rr / 1024:.1f} MiB, ratio {pr / rr:.2f}x"
+            )
     finally:
         shutil.rmtree(site, ignore_errors=True)
-    print("wall ratio probe/reference: "
-          + ", ".join(f"{accel} {r:.2f}x" for accel, r in ratios.items())
-          + f" (target <= 1.5x){'' if all(r <= 1.5 for r in ratios.values()) else '  MISSED'}")
+    print(
+        "wall ratio probe/reference: "
+        + ", ".join(f"{accel} {r:.2f}x" for accel, r in ratios.items())
+        + f" (target <= 1.5x){'' if all(r <= 1.5 for r in ratios.values()) else '  MISSED'}"
+    )
     return 0
 
 

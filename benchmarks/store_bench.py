@@ -57,8 +57,9 @@ POOLS = 20
 def load_document() -> ProbeDocument:
     if GOLDEN.exists():
         return document_from_json(GOLDEN.read_text(), str(GOLDEN))
-    out = subprocess.run([sys.executable, "-m", "fleetcpu.probe"], capture_output=True,
-                         text=True, check=True, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "fleetcpu.probe"], capture_output=True, text=True, check=True, cwd=REPO
+    )
     return document_from_json(out.stdout, "probe")
 
 
@@ -79,7 +80,10 @@ def variant(doc: ProbeDocument, k: int) -> ProbeDocument:
 def outcome(i: int, doc: ProbeDocument | None, when: datetime) -> HostOutcome:
     host = f"kvm{i:05d}"
     return HostOutcome(
-        host=host, pool=f"pool{i % POOLS:02d}", collected_at=when, document=doc,
+        host=host,
+        pool=f"pool{i % POOLS:02d}",
+        collected_at=when,
+        document=doc,
         connection=ConnectionSpec("ssh", f"{host}.example.com", 22, "root"),
         stage=None if doc is not None else "connect",
         error=None if doc is not None else "connection refused",
@@ -102,8 +106,7 @@ def run_bytes(root: Path, run_id: str) -> int:
     return sum(p.stat().st_size for p in (root / "v1").rglob(f"run-{run_id}*.parquet"))
 
 
-def write_history(store: Store, template: pa.Table, first: datetime, last: datetime,
-                  count: int) -> None:
+def write_history(store: Store, template: pa.Table, first: datetime, last: datetime, count: int) -> None:
     """``count`` runs between ``first`` and ``last``: full hosts files, nothing changed."""
     step = (last - first) / (count + 1)
     n = template.num_rows
@@ -111,16 +114,32 @@ def write_history(store: Store, template: pa.Table, first: datetime, last: datet
         when = first + step * k
         run_id = new_run_id(when)
         stamp = pa.array([when] * n, HOSTS.schema.field("collected_at").type)
-        table = template.set_column(template.schema.get_field_index("run_id"), "run_id",
-                                    pa.array([run_id] * n, pa.string()))
-        table = table.set_column(table.schema.get_field_index("collected_at"), "collected_at",
-                                 stamp)
+        table = template.set_column(
+            template.schema.get_field_index("run_id"), "run_id", pa.array([run_id] * n, pa.string())
+        )
+        table = table.set_column(table.schema.get_field_index("collected_at"), "collected_at", stamp)
         write_table(store.layout.run_file("hosts", run_id), HOSTS, table.cast(HOSTS.schema))
-        write_table(store.layout.run_file("runs", run_id), RUNS, pa.Table.from_pylist([{
-            "run_id": run_id, "started_at": when, "finished_at": when + timedelta(minutes=2),
-            "command": "collect", "inventory": "fleet.txt", "fleetcpu_version": "bench",
-            "status": "complete", "hosts_ok": n, "hosts_failed": 0, "hosts_detail": 0,
-        }], schema=RUNS.schema))
+        write_table(
+            store.layout.run_file("runs", run_id),
+            RUNS,
+            pa.Table.from_pylist(
+                [
+                    {
+                        "run_id": run_id,
+                        "started_at": when,
+                        "finished_at": when + timedelta(minutes=2),
+                        "command": "collect",
+                        "inventory": "fleet.txt",
+                        "fleetcpu_version": "bench",
+                        "status": "complete",
+                        "hosts_ok": n,
+                        "hosts_failed": 0,
+                        "hosts_detail": 0,
+                    }
+                ],
+                schema=RUNS.schema,
+            ),
+        )
 
 
 @dataclasses.dataclass
@@ -200,9 +219,12 @@ def with_history(root: Path, built: Built, now: datetime, args: argparse.Namespa
             samples[name].append(timed(fn))
     medians = {name: statistics.median(values) for name, values in samples.items()}
     return History(
-        root=history_root, runs=len(hstore.runs()),
+        root=history_root,
+        runs=len(hstore.runs()),
         hosts_rows=hstore.table("hosts", columns=["host"]).num_rows,
-        t_write=t_write, t_reindex=t_reindex, **medians,
+        t_write=t_write,
+        t_reindex=t_reindex,
+        **medians,
     )
 
 
@@ -220,8 +242,7 @@ def measure(args: argparse.Namespace, root: Path) -> int:
     assert len(states) == args.hosts
     assert {s.run for s in states} == {built.latest_run}
     all_hosts = [s.host for s in states]
-    t_snap = median_of(lambda: Store.open(root).snapshots(all_hosts, "kvm"),
-                       max(3, args.repeat // 2))
+    t_snap = median_of(lambda: Store.open(root).snapshots(all_hosts, "kvm"), max(3, args.repeat // 2))
     snaps = Store.open(root).snapshots(all_hosts, "kvm")
     assert len(snaps) == args.hosts
     detail_runs = {s.detail_run for s in snaps.values()}
@@ -234,29 +255,48 @@ def measure(args: argparse.Namespace, root: Path) -> int:
     n = args.hosts
     first_bytes = run_bytes(root, built.first_run)
     latest_bytes = run_bytes(root, built.latest_run)
-    changed = pc.sum(pc.equal(store.table("hosts", runs=[built.latest_run])["detail_run"],
-                              built.latest_run)).as_py()
-    print(f"append first run (all {n} hosts write CPU data): {built.t_first:.2f} s, "
-          f"{built.t_first / n * 1e3:.2f} ms/host, {first_bytes / n / 1024:.2f} KiB/host")
-    print(f"append hourly run ({changed} hosts changed, 2% failed): {built.t_latest:.2f} s, "
-          f"{built.t_latest / n * 1e3:.2f} ms/host, {latest_bytes / n:.0f} B/host")
-    print(f"history: {hist.runs} runs, {hist.hosts_rows:,} hosts rows (written in "
-          f"{hist.t_write:.1f} s); reindex from all of it: {hist.t_reindex:.2f} s")
+    changed = pc.sum(
+        pc.equal(store.table("hosts", runs=[built.latest_run])["detail_run"], built.latest_run)
+    ).as_py()
+    print(
+        f"append first run (all {n} hosts write CPU data): {built.t_first:.2f} s, "
+        f"{built.t_first / n * 1e3:.2f} ms/host, {first_bytes / n / 1024:.2f} KiB/host"
+    )
+    print(
+        f"append hourly run ({changed} hosts changed, 2% failed): {built.t_latest:.2f} s, "
+        f"{built.t_latest / n * 1e3:.2f} ms/host, {latest_bytes / n:.0f} B/host"
+    )
+    print(
+        f"history: {hist.runs} runs, {hist.hosts_rows:,} hosts rows (written in "
+        f"{hist.t_write:.1f} s); reindex from all of it: {hist.t_reindex:.2f} s"
+    )
     print(f"index: {index_file.stat().st_size / 1024:.0f} KiB for {n} hosts")
-    print(f"latest(), 2 runs stored:       {hist.latest_2 * 1e3:7.1f} ms "
-          f"(pandas.read_parquet of the index: {hist.pandas_2 * 1e3:.1f} ms)")
-    print(f"latest(), {hist.runs} runs stored:     {hist.latest_h * 1e3:7.1f} ms "
-          f"(pandas.read_parquet of the index: {hist.pandas_h * 1e3:.1f} ms)")
+    print(
+        f"latest(), 2 runs stored:       {hist.latest_2 * 1e3:7.1f} ms "
+        f"(pandas.read_parquet of the index: {hist.pandas_2 * 1e3:.1f} ms)"
+    )
+    print(
+        f"latest(), {hist.runs} runs stored:     {hist.latest_h * 1e3:7.1f} ms "
+        f"(pandas.read_parquet of the index: {hist.pandas_h * 1e3:.1f} ms)"
+    )
     print(f"latest('pool07'):              {t_pool * 1e3:7.1f} ms")
-    print(f"snapshots(all hosts, kvm):     {t_snap * 1e3:7.1f} ms "
-          f"({len(digests)} distinct CPUs in {len(detail_runs)} detail runs)")
-    print(f"fleetcpu hosts --format json:  {t_cli * 1e3:7.1f} ms end to end "
-          f"(python -c pass: {t_py * 1e3:.0f} ms)")
+    print(
+        f"snapshots(all hosts, kvm):     {t_snap * 1e3:7.1f} ms "
+        f"({len(digests)} distinct CPUs in {len(detail_runs)} detail runs)"
+    )
+    print(
+        f"fleetcpu hosts --format json:  {t_cli * 1e3:7.1f} ms end to end "
+        f"(python -c pass: {t_py * 1e3:.0f} ms)"
+    )
     print("ratios:")
-    print(f"  latest() with {hist.runs} runs / with 2 runs: {hist.latest_h / hist.latest_2:.2f}x "
-          "(independent of history if ~1)")
-    print(f"  latest() / pandas.read_parquet(index): {hist.latest_h / hist.pandas_h:.2f}x "
-          "(the rest is building typed records)")
+    print(
+        f"  latest() with {hist.runs} runs / with 2 runs: {hist.latest_h / hist.latest_2:.2f}x "
+        "(independent of history if ~1)"
+    )
+    print(
+        f"  latest() / pandas.read_parquet(index): {hist.latest_h / hist.pandas_h:.2f}x "
+        "(the rest is building typed records)"
+    )
     print(f"  latest() for {n} hosts: {hist.latest_h:.3f} s (target < 1 s)")
     return 0
 
@@ -264,8 +304,9 @@ def measure(args: argparse.Namespace, root: Path) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--hosts", type=int, default=10_000)
-    ap.add_argument("--history", type=int, default=365,
-                    help="runs of history to add between the first and the latest run")
+    ap.add_argument(
+        "--history", type=int, default=365, help="runs of history to add between the first and the latest run"
+    )
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="2,000 hosts, 60 history runs")
     ap.add_argument("--keep", metavar="DIR", help="build the store in DIR and keep it")
@@ -276,9 +317,11 @@ def main() -> int:
     root = tmp / "store"
     if root.exists():
         shutil.rmtree(root)
-    print(f"store bench: {args.hosts} hosts, {POOLS} pools, {VARIANTS} CPU variants, "
-          f"{args.history} history runs, pyarrow {pa.__version__}, pandas {pd.__version__}, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"store bench: {args.hosts} hosts, {POOLS} pools, {VARIANTS} CPU variants, "
+        f"{args.history} history runs, pyarrow {pa.__version__}, pandas {pd.__version__}, "
+        f"{os.cpu_count()} CPUs"
+    )
     try:
         return measure(args, root)
     finally:

@@ -69,8 +69,7 @@ def mapped_errors(func: F) -> F:
             if os.environ.get("FLEETCPU_DEBUG"):
                 raise
             click.echo(
-                f"error: internal error: {type(exc).__name__}: {exc} "
-                "(set FLEETCPU_DEBUG=1 for a traceback)",
+                f"error: internal error: {type(exc).__name__}: {exc} (set FLEETCPU_DEBUG=1 for a traceback)",
                 err=True,
             )
             sys.exit(1)
@@ -94,8 +93,7 @@ class _NoDataLibraries(importlib.abc.MetaPathFinder):
 
     def find_spec(self, fullname: str, _path: object = None, _target: object = None) -> None:
         if fullname.partition(".")[0] in self.BLOCKED:
-            raise ModuleNotFoundError("fleetcpu's CLI does not load pandas or numpy",
-                                      name=fullname)
+            raise ModuleNotFoundError("fleetcpu's CLI does not load pandas or numpy", name=fullname)
 
 
 def _exit_now(status: int) -> NoReturn:
@@ -156,8 +154,7 @@ class _Main(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-@click.group(cls=_Main,
-             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="fleetcpu")
 def main() -> None:
     """Which guest CPU model can every host of a KVM migration pool run? Measured, stored, proven."""
@@ -179,10 +176,21 @@ def main() -> None:
     show_default=True,
     help="auto tries KVM, then falls back to TCG and records why.",
 )
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
-              show_default=True, metavar="S", help="Deadline for the whole probe, seconds.")
-@click.option("--host-root", default="/", show_default=True, metavar="DIR",
-              help="Read host facts (/proc, /sys) under DIR, e.g. from a container.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    metavar="S",
+    help="Deadline for the whole probe, seconds.",
+)
+@click.option(
+    "--host-root",
+    default="/",
+    show_default=True,
+    metavar="DIR",
+    help="Read host facts (/proc, /sys) under DIR, e.g. from a container.",
+)
 @click.option("--indent", type=int, default=None, help="Pretty-print the JSON.")
 @mapped_errors
 def probe(
@@ -219,24 +227,36 @@ _STORE_OPTION = click.option(
 
 
 _STRICT_RUN = click.option(
-    "--strict", is_flag=True,
+    "--strict",
+    is_flag=True,
     help="Exit 26 also for members of a pool with an adopted CPU that failed, ran under "
-         "another accelerator (tcg-only) or could not be judged (undecided).")
+    "another accelerator (tcg-only) or could not be judged (undecided).",
+)
 
 
 @main.command("import")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--pool", metavar="P", default=None, help="Pool of the host(s) (default: default).")
-@click.option("--host", "host", metavar="NAME", default=None,
-              help="Host identity (default: the document's hostname).")
-@click.option("--collected-now", is_flag=True,
-              help="Date the runs now, not by the documents' own time (kept as probe_time): "
-                   "for demo and test documents; stored as command 'import --collected-now'.")
+@click.option(
+    "--host", "host", metavar="NAME", default=None, help="Host identity (default: the document's hostname)."
+)
+@click.option(
+    "--collected-now",
+    is_flag=True,
+    help="Date the runs now, not by the documents' own time (kept as probe_time): "
+    "for demo and test documents; stored as command 'import --collected-now'.",
+)
 @_STORE_OPTION
 @_STRICT_RUN
 @mapped_errors
-def import_(files: tuple[str, ...], pool: str | None, host: str | None, collected_now: bool,
-            store_dir: str | None, strict: bool) -> None:
+def import_(
+    files: tuple[str, ...],
+    pool: str | None,
+    host: str | None,
+    collected_now: bool,
+    store_dir: str | None,
+    strict: bool,
+) -> None:
     """Store probe documents made offline (`fleetcpu probe > host.json`), one run per file.
 
     Every file is validated first: one bad file rejects them all (exit 3) and nothing is stored.
@@ -260,10 +280,12 @@ def import_(files: tuple[str, ...], pool: str | None, host: str | None, collecte
                 rows = recorder.rows(outcome, writer.run_id)
                 if rows:
                     writer.add_rows(COMPLIANCE, rows)
+
         return judge
 
-    for item in import_files(resolve_location(store_dir), files, pool=pool, host=host,
-                             collected_now=collected_now, hook=judging):
+    for item in import_files(
+        resolve_location(store_dir), files, pool=pool, host=host, collected_now=collected_now, hook=judging
+    ):
         click.echo(f"{item.path}: host {item.host}, {item.status}, run {item.run_id}")
     judged = [c for r in recorders for c in r.judged]
     for line in summary_lines(judged):
@@ -275,8 +297,7 @@ def import_(files: tuple[str, ...], pool: str | None, host: str | None, collecte
 
 @main.command()
 @click.option("--pool", metavar="P", default=None, help="Only this pool's hosts.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @_STORE_OPTION
 @mapped_errors
 def hosts(pool: str | None, fmt: str, store_dir: str | None) -> None:
@@ -320,50 +341,99 @@ def fsck(store_dir: str | None) -> None:
         click.echo(line)
     if report.damaged:
         runs = len({d.run_id for d in report.damaged})
-        raise StoreCorruptError(f"{store.root}: {runs} committed run(s) damaged "
-                                f"({len(report.damaged)} file(s)); see the list above")
+        raise StoreCorruptError(
+            f"{store.root}: {runs} committed run(s) damaged "
+            f"({len(report.damaged)} file(s)); see the list above"
+        )
     if report.stray:
-        raise StrayFilesError(f"{store.root}: {len(report.stray)} stray file(s), part of no "
-                              "committed run; fleetcpu ignores them, other engines may not")
+        raise StrayFilesError(
+            f"{store.root}: {len(report.stray)} stray file(s), part of no "
+            "committed run; fleetcpu ignores them, other engines may not"
+        )
 
 
 def _transport_options(verb: str) -> Callable[[F], F]:
     """collect's SSH and fan-out flags, shared with ``verify`` (same transport, same guarantees)."""
     options = [
-        click.option("--concurrency", type=click.IntRange(1, 4096), default=32, show_default=True,
-                     metavar="N",
-                     help=f"Hosts {verb} at once. 32 keeps a 2-core orchestrator busy while hosts "
-                          "run QEMU, far below the fd limit, and gentle on a shared bastion's sshd."),
-        click.option("--user", metavar="U", default=None,
-                     help="SSH user for hosts whose inventory (or stored spec) sets none "
-                          "(default: ssh_config, else you)."),
-        click.option("-i", "identity_files", multiple=True, metavar="KEY",
-                     help="SSH private key (repeatable); the agent is used as well."),
-        click.option("--ssh-config", metavar="PATH", default=None,
-                     help="OpenSSH client config to honour (default: ~/.ssh/config)."),
-        click.option("--known-hosts", "known_hosts", multiple=True, metavar="PATH",
-                     help="known_hosts file(s), read once (default: ~/.ssh/known_hosts and "
-                          "/etc/ssh/ssh_known_hosts); new keys are added to the first."),
-        click.option("--accept-new-host-keys", is_flag=True,
-                     help="Trust a host's key on first use and add it to known_hosts. "
-                          "A changed key is always refused."),
-        click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True),
-                     default=10.0, show_default=True, metavar="S",
-                     help="Per attempt: TCP connect, key exchange and authentication."),
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=90.0,
-                     show_default=True, metavar="S",
-                     help="Per host: the remote command (the probe gets a slightly shorter "
-                          "deadline)."),
-        click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True,
-                     metavar="N",
-                     help="Retries of refused, reset or timed-out connections (backoff with "
-                          "jitter)."),
-        click.option("--strict-inventory", is_flag=True,
-                     help="Unknown inventory keys are errors, not warnings."),
-        click.option("--max-hosts", type=click.IntRange(1), default=100_000, show_default=True,
-                     metavar="N",
-                     help="Refuse an inventory naming more hosts (exit 3, before any host is "
-                          "contacted): a typo such as h[0:999999] is caught, not probed."),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 4096),
+            default=32,
+            show_default=True,
+            metavar="N",
+            help=f"Hosts {verb} at once. 32 keeps a 2-core orchestrator busy while hosts "
+            "run QEMU, far below the fd limit, and gentle on a shared bastion's sshd.",
+        ),
+        click.option(
+            "--user",
+            metavar="U",
+            default=None,
+            help="SSH user for hosts whose inventory (or stored spec) sets none "
+            "(default: ssh_config, else you).",
+        ),
+        click.option(
+            "-i",
+            "identity_files",
+            multiple=True,
+            metavar="KEY",
+            help="SSH private key (repeatable); the agent is used as well.",
+        ),
+        click.option(
+            "--ssh-config",
+            metavar="PATH",
+            default=None,
+            help="OpenSSH client config to honour (default: ~/.ssh/config).",
+        ),
+        click.option(
+            "--known-hosts",
+            "known_hosts",
+            multiple=True,
+            metavar="PATH",
+            help="known_hosts file(s), read once (default: ~/.ssh/known_hosts and "
+            "/etc/ssh/ssh_known_hosts); new keys are added to the first.",
+        ),
+        click.option(
+            "--accept-new-host-keys",
+            is_flag=True,
+            help="Trust a host's key on first use and add it to known_hosts. "
+            "A changed key is always refused.",
+        ),
+        click.option(
+            "--connect-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=10.0,
+            show_default=True,
+            metavar="S",
+            help="Per attempt: TCP connect, key exchange and authentication.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=90.0,
+            show_default=True,
+            metavar="S",
+            help="Per host: the remote command (the probe gets a slightly shorter deadline).",
+        ),
+        click.option(
+            "--retries",
+            type=click.IntRange(0, 10),
+            default=2,
+            show_default=True,
+            metavar="N",
+            help="Retries of refused, reset or timed-out connections (backoff with jitter).",
+        ),
+        click.option(
+            "--strict-inventory", is_flag=True, help="Unknown inventory keys are errors, not warnings."
+        ),
+        click.option(
+            "--max-hosts",
+            type=click.IntRange(1),
+            default=100_000,
+            show_default=True,
+            metavar="N",
+            help="Refuse an inventory naming more hosts (exit 3, before any host is "
+            "contacted): a typo such as h[0:999999] is caught, not probed.",
+        ),
     ]
 
     def apply(func: F) -> F:
@@ -393,10 +463,14 @@ def _collect_options(flags: dict[str, Any]) -> Any:
         accept_new_host_keys=flags.pop("accept_new_host_keys"),
         connect_timeout=flags.pop("connect_timeout"),
     )
-    return FleetOptions(concurrency=flags.pop("concurrency"), timeout=flags.pop("timeout"),
-                          retries=flags.pop("retries"), ssh=ssh,
-                          strict_inventory=flags.pop("strict_inventory"),
-                          max_hosts=flags.pop("max_hosts"))
+    return FleetOptions(
+        concurrency=flags.pop("concurrency"),
+        timeout=flags.pop("timeout"),
+        retries=flags.pop("retries"),
+        ssh=ssh,
+        strict_inventory=flags.pop("strict_inventory"),
+        max_hosts=flags.pop("max_hosts"),
+    )
 
 
 @main.command()
@@ -438,30 +512,67 @@ def _parse_age(_ctx: click.Context | None, _param: click.Parameter | None, value
 
 @main.command()
 @click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory).")
-@click.option("--accel", type=click.Choice(["kvm", "tcg"]), default="kvm", show_default=True,
-              help="Use only data probed with this accelerator.")
-@click.option("--machine-type", metavar="T", default=None,
-              help="Machine type (default: the pool's declared one, else the newest probed on "
-                   "every member).")
-@click.option("--max-age", default="7d", show_default=True, metavar="AGE", callback=_parse_age,
-              help="Older data is reported missing (stale): 90m, 36h, 7d, 2w.")
+@click.option(
+    "--accel",
+    type=click.Choice(["kvm", "tcg"]),
+    default="kvm",
+    show_default=True,
+    help="Use only data probed with this accelerator.",
+)
+@click.option(
+    "--machine-type",
+    metavar="T",
+    default=None,
+    help="Machine type (default: the pool's declared one, else the newest probed on every member).",
+)
+@click.option(
+    "--max-age",
+    default="7d",
+    show_default=True,
+    metavar="AGE",
+    callback=_parse_age,
+    help="Older data is reported missing (stale): 90m, 36h, 7d, 2w.",
+)
 @click.option("--strict", is_flag=True, help="Any missing member is an error (exit 21).")
-@click.option("--nested", is_flag=True,
-              help="Keep vmx/vmx-*/svm features, if every member reports KVM nesting enabled.")
-@click.option("--allow-non-migratable", is_flag=True,
-              help="Keep invtsc (QEMU then refuses to live-migrate the guest).")
+@click.option(
+    "--nested", is_flag=True, help="Keep vmx/vmx-*/svm features, if every member reports KVM nesting enabled."
+)
+@click.option(
+    "--allow-non-migratable", is_flag=True, help="Keep invtsc (QEMU then refuses to live-migrate the guest)."
+)
 @click.option("--no-kvm-pv", is_flag=True, help="Drop every KVM paravirtual feature.")
 @click.option("--no-tsx", is_flag=True, help="Drop hle/rtm even when every member offers them.")
-@click.option("--format", "fmt", type=click.Choice(_BASELINE_FORMATS), default="qemu",
-              show_default=True, help="qemu: the two -cpu strings; json: fleetcpu.baseline/1; "
-              "readconfig, libvirt, nova, kubevirt, proxmox: see docs/export.md.")
-@click.option("--libvirt-cpu-map", metavar="DIR", default=None,
-              help="cpu_map for --format libvirt|nova|kubevirt (default: /usr/share/libvirt/cpu_map).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(_BASELINE_FORMATS),
+    default="qemu",
+    show_default=True,
+    help="qemu: the two -cpu strings; json: fleetcpu.baseline/1; "
+    "readconfig, libvirt, nova, kubevirt, proxmox: see docs/export.md.",
+)
+@click.option(
+    "--libvirt-cpu-map",
+    metavar="DIR",
+    default=None,
+    help="cpu_map for --format libvirt|nova|kubevirt (default: /usr/share/libvirt/cpu_map).",
+)
 @_STORE_OPTION
 @mapped_errors
-def baseline(pool: str, accel: str, machine_type: str | None, max_age: Any, strict: bool,
-             nested: bool, allow_non_migratable: bool, no_kvm_pv: bool, no_tsx: bool, fmt: str,
-             libvirt_cpu_map: str | None, store_dir: str | None) -> None:
+def baseline(
+    pool: str,
+    accel: str,
+    machine_type: str | None,
+    max_age: Any,
+    strict: bool,
+    nested: bool,
+    allow_non_migratable: bool,
+    no_kvm_pv: bool,
+    no_tsx: bool,
+    fmt: str,
+    libvirt_cpu_map: str | None,
+    store_dir: str | None,
+) -> None:
     """The richest guest CPU every member of POOL can run, from the store; nothing is written.
 
     Prints the named form (a CPU model plus explicit changes) and the custom
@@ -473,12 +584,19 @@ def baseline(pool: str, accel: str, machine_type: str | None, max_age: Any, stri
     from .store import Store, resolve_location
 
     store = Store.open(resolve_location(store_dir))
-    chosen = select_members(store, pool, accel=accel, machine_type=machine_type,
-                            max_age=max_age, strict=strict)
-    policy = Policy(non_migratable=allow_non_migratable, nested=nested, kvm_pv=not no_kvm_pv,
-                    tsx=not no_tsx)
-    result = compute_baseline(pool, chosen.machine_type, accel, chosen.members, policy,
-                              missing=chosen.missing, notices=chosen.notices)
+    chosen = select_members(
+        store, pool, accel=accel, machine_type=machine_type, max_age=max_age, strict=strict
+    )
+    policy = Policy(non_migratable=allow_non_migratable, nested=nested, kvm_pv=not no_kvm_pv, tsx=not no_tsx)
+    result = compute_baseline(
+        pool,
+        chosen.machine_type,
+        accel,
+        chosen.members,
+        policy,
+        missing=chosen.missing,
+        notices=chosen.notices,
+    )
     out = render(result, fmt, _render_options(fmt, libvirt_cpu_map))
     click.echo(out.stderr, err=True, nl=False)
     click.echo(out.stdout, nl=False)
@@ -492,15 +610,30 @@ _VERIFY_FORMATS = ("table", "json")
 @main.command()
 @click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory).")
 @click.argument("inventory", metavar="[INVENTORY]", required=False)
-@click.option("--machine-type", metavar="T", default=None,
-              help="Machine type to start (default: the pool baseline's).")
-@click.option("--cpu", metavar="STRING", default=None,
-              help="The -cpu string to verify (default: the pool's computed named CPU); "
-                   "',enforce' is always added.")
-@click.option("--accel", type=click.Choice(["kvm", "tcg"]), default="kvm", show_default=True,
-              help="Accelerator to start the CPU with, and of the data the baseline uses.")
-@click.option("--format", "fmt", type=click.Choice(_VERIFY_FORMATS), default="table",
-              show_default=True, help="table, or json: fleetcpu.verify-report/1.")
+@click.option(
+    "--machine-type", metavar="T", default=None, help="Machine type to start (default: the pool baseline's)."
+)
+@click.option(
+    "--cpu",
+    metavar="STRING",
+    default=None,
+    help="The -cpu string to verify (default: the pool's computed named CPU); ',enforce' is always added.",
+)
+@click.option(
+    "--accel",
+    type=click.Choice(["kvm", "tcg"]),
+    default="kvm",
+    show_default=True,
+    help="Accelerator to start the CPU with, and of the data the baseline uses.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(_VERIFY_FORMATS),
+    default="table",
+    show_default=True,
+    help="table, or json: fleetcpu.verify-report/1.",
+)
 @_STORE_OPTION
 @_transport_options("verified")
 @mapped_errors
@@ -523,8 +656,16 @@ def verify(
     """
     from .verify.verify_fleet import run_verify
 
-    run_verify(pool, options, inventory=inventory, store_dir=store_dir, accel=accel,
-               machine_type=machine_type, cpu=cpu, fmt=fmt)
+    run_verify(
+        pool,
+        options,
+        inventory=inventory,
+        store_dir=store_dir,
+        accel=accel,
+        machine_type=machine_type,
+        cpu=cpu,
+        fmt=fmt,
+    )
 
 
 # --------------------------------------------------------------------------- explain and export
@@ -536,8 +677,9 @@ def _render_options(fmt: str, cpu_map_dir: str | None) -> Any:
 
     if fmt not in NEEDS_CPU_MAP:
         if cpu_map_dir is not None:
-            raise UsageError(f"--libvirt-cpu-map applies to --format "
-                             f"{'|'.join(sorted(NEEDS_CPU_MAP))}, not {fmt}")
+            raise UsageError(
+                f"--libvirt-cpu-map applies to --format {'|'.join(sorted(NEEDS_CPU_MAP))}, not {fmt}"
+            )
         return RenderOptions()
     return RenderOptions(cpu_map=load_cpu_map(cpu_map_dir or SYSTEM_CPU_MAP))
 
@@ -545,21 +687,36 @@ def _render_options(fmt: str, cpu_map_dir: str | None) -> Any:
 def _selection_options(func: F) -> F:
     """The data-selection and policy flags of ``baseline``, shared by ``blockers`` and ``check``."""
     options = [
-        click.option("--pool", required=True, metavar="P",
-                     help="The pool (as named in the inventory)."),
-        click.option("--accel", type=click.Choice(["kvm", "tcg"]), default="kvm",
-                     show_default=True, help="Use only data probed with this accelerator."),
-        click.option("--machine-type", metavar="T", default=None,
-                     help="Machine type (default: as for fleetcpu baseline)."),
-        click.option("--max-age", default="7d", show_default=True, metavar="AGE",
-                     callback=_parse_age, help="Older data is reported missing (stale)."),
+        click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory)."),
+        click.option(
+            "--accel",
+            type=click.Choice(["kvm", "tcg"]),
+            default="kvm",
+            show_default=True,
+            help="Use only data probed with this accelerator.",
+        ),
+        click.option(
+            "--machine-type",
+            metavar="T",
+            default=None,
+            help="Machine type (default: as for fleetcpu baseline).",
+        ),
+        click.option(
+            "--max-age",
+            default="7d",
+            show_default=True,
+            metavar="AGE",
+            callback=_parse_age,
+            help="Older data is reported missing (stale).",
+        ),
         click.option("--strict", is_flag=True, help="Any missing member is an error (exit 21)."),
         click.option("--nested", is_flag=True, help="As for fleetcpu baseline."),
         click.option("--allow-non-migratable", is_flag=True, help="As for fleetcpu baseline."),
         click.option("--no-kvm-pv", is_flag=True, help="As for fleetcpu baseline."),
         click.option("--no-tsx", is_flag=True, help="As for fleetcpu baseline."),
-        click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-                     show_default=True),
+        click.option(
+            "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+        ),
         _STORE_OPTION,
     ]
     for option in reversed(options):
@@ -567,8 +724,15 @@ def _selection_options(func: F) -> F:
     return func
 
 
-def _select(store_dir: str | None, pool: str, accel: str, machine_type: str | None,
-            max_age: Any, strict: bool, policy_flags: tuple[bool, bool, bool, bool]) -> Any:
+def _select(
+    store_dir: str | None,
+    pool: str,
+    accel: str,
+    machine_type: str | None,
+    max_age: Any,
+    strict: bool,
+    policy_flags: tuple[bool, bool, bool, bool],
+) -> Any:
     """(store, selection, policy) exactly as ``baseline`` computes them."""
     from .baseline import Policy
     from .baseline.select import select_members
@@ -576,28 +740,52 @@ def _select(store_dir: str | None, pool: str, accel: str, machine_type: str | No
 
     nested, allow_non_migratable, no_kvm_pv, no_tsx = policy_flags
     store = Store.open(resolve_location(store_dir))
-    chosen = select_members(store, pool, accel=accel, machine_type=machine_type,
-                            max_age=max_age, strict=strict)
-    policy = Policy(non_migratable=allow_non_migratable, nested=nested, kvm_pv=not no_kvm_pv,
-                    tsx=not no_tsx)
+    chosen = select_members(
+        store, pool, accel=accel, machine_type=machine_type, max_age=max_age, strict=strict
+    )
+    policy = Policy(non_migratable=allow_non_migratable, nested=nested, kvm_pv=not no_kvm_pv, tsx=not no_tsx)
     return store, chosen, policy
 
 
 @main.command()
 @_selection_options
 @mapped_errors
-def blockers(pool: str, accel: str, machine_type: str | None, max_age: Any, strict: bool,
-             nested: bool, allow_non_migratable: bool, no_kvm_pv: bool, no_tsx: bool, fmt: str,
-             store_dir: str | None) -> None:
+def blockers(
+    pool: str,
+    accel: str,
+    machine_type: str | None,
+    max_age: Any,
+    strict: bool,
+    nested: bool,
+    allow_non_migratable: bool,
+    no_kvm_pv: bool,
+    no_tsx: bool,
+    fmt: str,
+    store_dir: str | None,
+) -> None:
     """Why POOL's CPU is what it is: every feature and model it does not get, the hosts
     blocking each, and what the pool would gain without each group of identical hosts."""
     from .explain import explain_blockers
     from .explain.printout import blockers_json, blockers_table, dumps
 
-    _store, chosen, policy = _select(store_dir, pool, accel, machine_type, max_age, strict,
-                                     (nested, allow_non_migratable, no_kvm_pv, no_tsx))
-    found = explain_blockers(pool, chosen.machine_type, accel, chosen.members, policy,
-                             missing=chosen.missing, notices=chosen.notices)
+    _store, chosen, policy = _select(
+        store_dir,
+        pool,
+        accel,
+        machine_type,
+        max_age,
+        strict,
+        (nested, allow_non_migratable, no_kvm_pv, no_tsx),
+    )
+    found = explain_blockers(
+        pool,
+        chosen.machine_type,
+        accel,
+        chosen.members,
+        policy,
+        missing=chosen.missing,
+        notices=chosen.notices,
+    )
     click.echo(dumps(blockers_json(found)) if fmt == "json" else blockers_table(found), nl=False)
 
 
@@ -605,9 +793,20 @@ def blockers(pool: str, accel: str, machine_type: str | None, max_age: Any, stri
 @click.argument("host", metavar="HOST|PROBE.json")
 @_selection_options
 @mapped_errors
-def check(host: str, pool: str, accel: str, machine_type: str | None, max_age: Any,
-          strict: bool, nested: bool, allow_non_migratable: bool, no_kvm_pv: bool,
-          no_tsx: bool, fmt: str, store_dir: str | None) -> None:
+def check(
+    host: str,
+    pool: str,
+    accel: str,
+    machine_type: str | None,
+    max_age: Any,
+    strict: bool,
+    nested: bool,
+    allow_non_migratable: bool,
+    no_kvm_pv: bool,
+    no_tsx: bool,
+    fmt: str,
+    store_dir: str | None,
+) -> None:
     """Can HOST (a stored host, or a probe document not stored) join POOL without lowering
     its CPU? Exit 0 if it can, 25 if it cannot (what it would take away is printed)."""
     from .errors import CheckRefusedError
@@ -616,17 +815,40 @@ def check(host: str, pool: str, accel: str, machine_type: str | None, max_age: A
     from .explain.check import refused
     from .explain.printout import check_json, check_table, dumps
 
-    store, chosen, policy = _select(store_dir, pool, accel, machine_type, max_age, strict,
-                                    (nested, allow_non_migratable, no_kvm_pv, no_tsx))
+    store, chosen, policy = _select(
+        store_dir,
+        pool,
+        accel,
+        machine_type,
+        max_age,
+        strict,
+        (nested, allow_non_migratable, no_kvm_pv, no_tsx),
+    )
     candidate = load_candidate(store, host, chosen.machine_type, accel, max_age)
     if candidate.member is None:
         assert candidate.refusal is not None
         member = candidate.host in {m.host for m in chosen.members}
-        result = refused(pool, chosen.machine_type, accel, candidate.host, candidate.source,
-                         member, candidate.refusal, chosen.missing)
+        result = refused(
+            pool,
+            chosen.machine_type,
+            accel,
+            candidate.host,
+            candidate.source,
+            member,
+            candidate.refusal,
+            chosen.missing,
+        )
     else:
-        result = check_join(pool, chosen.machine_type, accel, chosen.members, candidate.member,
-                            policy, source=candidate.source, missing=chosen.missing)
+        result = check_join(
+            pool,
+            chosen.machine_type,
+            accel,
+            chosen.members,
+            candidate.member,
+            policy,
+            source=candidate.source,
+            missing=chosen.missing,
+        )
     click.echo(dumps(check_json(result)) if fmt == "json" else check_table(result), nl=False)
     if not result.can_join:
         raise CheckRefusedError(result.summary())
@@ -635,20 +857,39 @@ def check(host: str, pool: str, accel: str, machine_type: str | None, max_age: A
 # --------------------------------------------------------------------------- the contract
 @main.command()
 @click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory).")
-@click.option("--cpu", metavar="STRING", default=None,
-              help="Adopt this -cpu string (e.g. the one in your Nova or libvirt configs) "
-                   "instead of today's baseline; every member must provably start it.")
-@click.option("--machine-type", metavar="T", default=None,
-              help="Machine type (default: as for fleetcpu baseline).")
+@click.option(
+    "--cpu",
+    metavar="STRING",
+    default=None,
+    help="Adopt this -cpu string (e.g. the one in your Nova or libvirt configs) "
+    "instead of today's baseline; every member must provably start it.",
+)
+@click.option(
+    "--machine-type", metavar="T", default=None, help="Machine type (default: as for fleetcpu baseline)."
+)
 @click.option("--accel", type=click.Choice(["kvm", "tcg"]), default="kvm", show_default=True)
-@click.option("--max-age", default="7d", show_default=True, metavar="AGE", callback=_parse_age,
-              help="Older data is not consulted (stale).")
+@click.option(
+    "--max-age",
+    default="7d",
+    show_default=True,
+    metavar="AGE",
+    callback=_parse_age,
+    help="Older data is not consulted (stale).",
+)
 @click.option("--note", metavar="TEXT", default=None, help="Why (stored with the adoption).")
 @click.option("--yes", is_flag=True, help="Record without asking (required without a terminal).")
 @_STORE_OPTION
 @mapped_errors
-def adopt(pool: str, cpu: str | None, machine_type: str | None, accel: str, max_age: Any,
-          note: str | None, yes: bool, store_dir: str | None) -> None:
+def adopt(
+    pool: str,
+    cpu: str | None,
+    machine_type: str | None,
+    accel: str,
+    max_age: Any,
+    note: str | None,
+    yes: bool,
+    store_dir: str | None,
+) -> None:
     """Record POOL's CPU as its contract: today's baseline, or --cpu STRING.
 
     Shows the change from the previous adoption and asks before recording (unless --yes).
@@ -659,12 +900,12 @@ def adopt(pool: str, cpu: str | None, machine_type: str | None, accel: str, max_
     from .store import Store, resolve_location
 
     store = Store.open(resolve_location(store_dir))
-    plan = plan_adoption(store, pool, cpu=cpu, machine_type=machine_type, accel=accel,
-                         note=note, max_age=max_age)
+    plan = plan_adoption(
+        store, pool, cpu=cpu, machine_type=machine_type, accel=accel, note=note, max_age=max_age
+    )
     a = plan.adoption
     click.echo(f"pool {pool}: adopt {a.cpu}")
-    click.echo(f"  {len(a.features)} features, {a.machine_type} ({a.accel}), from "
-               f"{len(a.members)} member(s)")
+    click.echo(f"  {len(a.features)} features, {a.machine_type} ({a.accel}), from {len(a.members)} member(s)")
     for line in plan.lines:
         click.echo(f"  {line}")
     if not yes:
@@ -679,20 +920,40 @@ def adopt(pool: str, cpu: str | None, machine_type: str | None, accel: str, max_
 
 @main.command()
 @click.option("--pool", metavar="P", default=None, help="Only this pool (default: every pool).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "prometheus"]),
-              default="table", show_default=True,
-              help="json: fleetcpu.status/1; prometheus: text exposition format.")
-@click.option("--strict", is_flag=True,
-              help="failed, stale, tcg-only and undecided members count as non-compliant (26).")
-@click.option("--max-age", default="7d", show_default=True, metavar="AGE", callback=_parse_age,
-              help="Older data makes a member stale.")
-@click.option("-o", "--output", metavar="FILE", default=None,
-              help="Write to FILE atomically (temporary file, then rename), e.g. "
-                   "/var/lib/node_exporter/textfile/fleetcpu.prom; default: stdout.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "prometheus"]),
+    default="table",
+    show_default=True,
+    help="json: fleetcpu.status/1; prometheus: text exposition format.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="failed, stale, tcg-only and undecided members count as non-compliant (26).",
+)
+@click.option(
+    "--max-age",
+    default="7d",
+    show_default=True,
+    metavar="AGE",
+    callback=_parse_age,
+    help="Older data makes a member stale.",
+)
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    default=None,
+    help="Write to FILE atomically (temporary file, then rename), e.g. "
+    "/var/lib/node_exporter/textfile/fleetcpu.prom; default: stdout.",
+)
 @_STORE_OPTION
 @mapped_errors
-def status(pool: str | None, fmt: str, strict: bool, max_age: Any, output: str | None,
-           store_dir: str | None) -> None:
+def status(
+    pool: str | None, fmt: str, strict: bool, max_age: Any, output: str | None, store_dir: str | None
+) -> None:
     """Each pool's adopted CPU, its members by state, and the headroom over it.
 
     Exit 0: every member complies; 26: some do not (--strict: or are failed, stale,
@@ -726,9 +987,10 @@ def status(pool: str | None, fmt: str, strict: bool, max_age: Any, output: str |
         raise NoUsableDataError(f"pool {pool!r}: no adopted CPU and no usable data")
     bad = [m.host for s in statuses for m in s.offending(strict)]
     if bad:
-        raise NonCompliantError(f"{len(bad)} member(s) cannot be shown to run their pool's "
-                                f"adopted CPU: {', '.join(bad[:10])}"
-                                + (f" and {len(bad) - 10} more" if len(bad) > 10 else ""))
+        raise NonCompliantError(
+            f"{len(bad)} member(s) cannot be shown to run their pool's "
+            f"adopted CPU: {', '.join(bad[:10])}" + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        )
 
 
 # --------------------------------------------------------------------------- report
@@ -739,20 +1001,50 @@ def _allow_pandas() -> None:
 
 @main.command()
 @click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory).")
-@click.option("-o", "--output", metavar="FILE", default=None,
-              help="Where to write the HTML (default: fleetcpu-report-POOL.html; - for stdout).")
-@click.option("--accel", type=click.Choice(["kvm", "tcg"]), default="kvm", show_default=True,
-              help="Use only data probed with this accelerator.")
-@click.option("--machine-type", metavar="T", default=None,
-              help="Machine type (default: as for fleetcpu baseline).")
-@click.option("--max-age", default="7d", show_default=True, metavar="AGE", callback=_parse_age,
-              help="Older data is reported missing (stale).")
-@click.option("--history", default="30d", show_default=True, metavar="AGE", callback=_parse_age,
-              help="How far back drift and failures look.")
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    default=None,
+    help="Where to write the HTML (default: fleetcpu-report-POOL.html; - for stdout).",
+)
+@click.option(
+    "--accel",
+    type=click.Choice(["kvm", "tcg"]),
+    default="kvm",
+    show_default=True,
+    help="Use only data probed with this accelerator.",
+)
+@click.option(
+    "--machine-type", metavar="T", default=None, help="Machine type (default: as for fleetcpu baseline)."
+)
+@click.option(
+    "--max-age",
+    default="7d",
+    show_default=True,
+    metavar="AGE",
+    callback=_parse_age,
+    help="Older data is reported missing (stale).",
+)
+@click.option(
+    "--history",
+    default="30d",
+    show_default=True,
+    metavar="AGE",
+    callback=_parse_age,
+    help="How far back drift and failures look.",
+)
 @_STORE_OPTION
 @mapped_errors
-def report(pool: str, output: str | None, accel: str, machine_type: str | None, max_age: Any,
-           history: Any, store_dir: str | None) -> None:
+def report(
+    pool: str,
+    output: str | None,
+    accel: str,
+    machine_type: str | None,
+    max_age: Any,
+    history: Any,
+    store_dir: str | None,
+) -> None:
     """POOL's summary, feature coverage, model usability, blockers and drift as one
     self-contained HTML file (figures embedded, nothing fetched from the network).
     Missing data (empty store, failed hosts, a single run) is reported in the file."""
@@ -770,8 +1062,9 @@ def report(pool: str, output: str | None, accel: str, machine_type: str | None, 
         store: Store | None = Store.open(root)
     except NoUsableDataError:
         store = None  # missing or empty: the report says so
-    text, data, secs = build_report(store, pool, root=root, accel=accel,
-                                    machine_type=machine_type, max_age=max_age, history=history)
+    text, data, secs = build_report(
+        store, pool, root=root, accel=accel, machine_type=machine_type, max_age=max_age, history=history
+    )
     target = output or f"fleetcpu-report-{pool}.html"
     if target == "-":
         click.echo(text, nl=False)
@@ -779,11 +1072,13 @@ def report(pool: str, output: str | None, accel: str, machine_type: str | None, 
         try:
             write_bytes(Path(target), text.encode())
         except OSError as exc:
-            raise UsageError(f"cannot write the report to {target}: {exc.strerror or exc}"
-                             ) from exc
+            raise UsageError(f"cannot write the report to {target}: {exc.strerror or exc}") from exc
     figures = sum(s.image is not None for s in secs)
     gaps = [s.title for s in secs if s.missing]
-    click.echo(f"{target}: pool {pool}, {len(data.members)} member(s), {figures} figure(s)"
-               + (f"; missing data in: {', '.join(gaps)}" if gaps else ""), err=True)
+    click.echo(
+        f"{target}: pool {pool}, {len(data.members)} member(s), {figures} figure(s)"
+        + (f"; missing data in: {', '.join(gaps)}" if gaps else ""),
+        err=True,
+    )
     if data.problem:
         click.echo(f"warning: {data.problem}", err=True)

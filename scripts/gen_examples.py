@@ -55,14 +55,19 @@ FLEET = (
     DemoHost("intel", "intel-01", "x86_64-cpuid-Xeon-Gold-6130.json", "Skylake-SP"),
     DemoHost("intel", "intel-02", "x86_64-cpuid-Xeon-Platinum-8268.json", "Cascade Lake"),
     DemoHost("intel", "intel-03", "x86_64-cpuid-Xeon-Platinum-9242.json", "Cascade Lake-AP"),
-    DemoHost("intel", "intel-04", "x86_64-cpuid-Xeon-E5-2650-v4.json",
-             "Broadwell: no AVX-512, the host that blocks the big gain"),
+    DemoHost(
+        "intel",
+        "intel-04",
+        "x86_64-cpuid-Xeon-E5-2650-v4.json",
+        "Broadwell: no AVX-512, the host that blocks the big gain",
+    ),
     DemoHost("amd", "amd-01", "x86_64-cpuid-EPYC-7601-32-Core-ibpb.json", "EPYC 7601 (Zen)"),
     DemoHost("amd", "amd-02", "x86_64-cpuid-EPYC-7601-32-Core-ibpb.json", "EPYC 7601 (Zen)"),
     DemoHost("amd", "amd-03", "x86_64-cpuid-Ryzen-9-3900X-12-Core.json", "Ryzen 9 3900X (Zen 2)"),
     # Not imported by the tour: the host `fleetcpu check` asks about.
-    DemoHost("candidates", "intel-05", "x86_64-cpuid-Xeon-E5-2609-v3.json",
-             "Haswell: would lower pool intel"),
+    DemoHost(
+        "candidates", "intel-05", "x86_64-cpuid-Xeon-E5-2609-v3.json", "Haswell: would lower pool intel"
+    ),
 )
 
 
@@ -85,30 +90,50 @@ def make_host(work: Path, host: DemoHost, capture: Path, cpu: dict[str, object] 
     write(root / "proc/sys/kernel/osrelease", "0.0.0-replay\n")
     write(root / "fleetcpu-synthetic", f"replay:{capture.name}\n")
     if cpu is not None:
-        fields = [("processor", 0), ("vendor_id", cpu["vendor"]), ("cpu family", cpu["family"]),
-                  ("model", cpu["model"]), ("model name", str(cpu["model-id"]).strip()),
-                  ("stepping", cpu["stepping"])]
+        fields = [
+            ("processor", 0),
+            ("vendor_id", cpu["vendor"]),
+            ("cpu family", cpu["family"]),
+            ("model", cpu["model"]),
+            ("model name", str(cpu["model-id"]).strip()),
+            ("stepping", cpu["stepping"]),
+        ]
         write(root / "proc/cpuinfo", "".join(f"{k}\t: {v}\n" for k, v in fields) + "\n")
         module = KVM_MODULES.get(str(cpu["vendor"]), "kvm_intel")
         (root / "sys/module/kvm/parameters").mkdir(parents=True, exist_ok=True)
         write(root / f"sys/module/{module}/parameters/nested", "N\n")
     command = [sys.executable, "-E", "-s", "-S", str(FAKE), "--replay-capture", str(capture)]
     wrapper = directory / BINARY
-    write(wrapper, "#!/bin/sh\n"
-                   f"# Demo host {host.name} ({host.why}): answers from {capture.name}.\n"
-                   f'exec {shlex.join(command)} --replay-as "$0" -- "$@"\n')
+    write(
+        wrapper,
+        "#!/bin/sh\n"
+        f"# Demo host {host.name} ({host.why}): answers from {capture.name}.\n"
+        f'exec {shlex.join(command)} --replay-as "$0" -- "$@"\n',
+    )
     wrapper.chmod(0o755)
 
 
 def probe(work: Path, host: DemoHost) -> str:
     """Run fleetcpu's probe on the demo host; its JSON document, temporary path replaced."""
     directory = work / "replay" / host.name
-    argv = [sys.executable, "-m", "fleetcpu", "probe", "--qemu-binary", str(directory / BINARY),
-            "--host-root", str(directory / "root"), "--indent", "1"]
+    argv = [
+        sys.executable,
+        "-m",
+        "fleetcpu",
+        "probe",
+        "--qemu-binary",
+        str(directory / BINARY),
+        "--host-root",
+        str(directory / "root"),
+        "--indent",
+        "1",
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        sys.exit(f"gen_examples: the probe of {host.name} exited {done.returncode}: "
-                 f"{done.stderr.strip() or done.stdout[-400:]}")
+        sys.exit(
+            f"gen_examples: the probe of {host.name} exited {done.returncode}: "
+            f"{done.stderr.strip() or done.stdout[-400:]}"
+        )
     return done.stdout.replace(str(work), STABLE_DIR)
 
 
@@ -135,8 +160,13 @@ def generate(out: Path) -> list[Path]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-o", "--out", type=Path, default=CHECKOUT / "examples",
-                        help="directory for intel/ and amd/ (default: examples/)")
+    parser.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=CHECKOUT / "examples",
+        help="directory for intel/ and amd/ (default: examples/)",
+    )
     args = parser.parse_args()
     for path in generate(args.out):
         print(path)

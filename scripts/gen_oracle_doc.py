@@ -87,14 +87,16 @@ def _figures(pairs: Sequence[Mapping[str, Any]]) -> list[str]:
         f"differences, **{larger} larger** (features libvirt drops that both hosts offer), "
         f"**{smaller} smaller** (each explained), {statuses.count('FAILS')} failing.",
         f"- virsh agrees with libvirt 11.3 on {agree} of {len(pairs)} pairs; the rest say "
-        "\"oracles disagree\".",
+        '"oracles disagree".',
     ]
 
 
 def _virsh_answers(pairs: Sequence[Mapping[str, Any]]) -> list[str]:
     """What virsh said, verbatim in libvirt's names, beside libvirt 11.3's expected model."""
-    out = ["| pair | libvirt 11.3 expects | virsh says (model +required -disabled) | verdict |",
-           "|---|---|---|---|"]
+    out = [
+        "| pair | libvirt 11.3 expects | virsh says (model +required -disabled) | verdict |",
+        "|---|---|---|---|",
+    ]
     for p in pairs:
         v = p.get("virsh")
         if v is None:
@@ -109,8 +111,11 @@ def _virsh_hosts(pairs: Sequence[Mapping[str, Any]]) -> list[str]:
     for p in pairs:
         for h in (p.get("virsh") or {}).get("hosts", ()):
             seen.setdefault(h["cpu"], h)
-    out = ["| host | model written for virsh | names virsh's cpu_map lacks (dropped) "
-           "| virsh reads it back as the host |", "|---|---|---|---|"]
+    out = [
+        "| host | model written for virsh | names virsh's cpu_map lacks (dropped) "
+        "| virsh reads it back as the host |",
+        "|---|---|---|---|",
+    ]
     for cpu, h in sorted(seen.items()):
         dropped = h["dropped"]
         vmx = [d for d in dropped if d.startswith("vmx-")]
@@ -132,8 +137,11 @@ def _usability(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         for model, label in r["justified"].items():
             why.setdefault(label, []).append(model)
         only = "; ".join(f"{_models(ms)} ({label})" for label, ms in why.items()) or "none"
-        blockers = (f"{r['blockers_agree']} of {r['blockers_compared']} ({r['blockers_respelt']})"
-                    if r["blockers_compared"] else "not listed by this libvirt")
+        blockers = (
+            f"{r['blockers_agree']} of {r['blockers_compared']} ({r['blockers_respelt']})"
+            if r["blockers_compared"]
+            else "not listed by this libvirt"
+        )
         out.append(
             f"| {r['file']} ({r['machine']}) | {r['capture']} | {r['accel']} | {r['compared']} "
             f"| {r['usable_agree']} ({r['usable_libvirt']}) | {blockers} "
@@ -183,7 +191,7 @@ def render(results: Mapping[str, Any]) -> str:
         "`virsh -c test:///default cpu-baseline` (Debian 12's libvirt, no daemon) on the same "
         "two hosts, each written as a host-CPU definition for virsh's own, older `cpu_map`. "
         "It is compared with libvirt 11.3's expected answer on the features virsh can name; "
-        "where it errs or differs, the row says \"oracles disagree\" instead of failing. "
+        'where it errs or differs, the row says "oracles disagree" instead of failing. '
         "Beyond libvirt's eight pairs, `python -m tests.oracle.sweep` asks virsh about every "
         "same-vendor pair of captured hosts and lists where it and fleetcpu part (about 20 s, "
         "so not part of the suite).",

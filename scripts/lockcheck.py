@@ -54,11 +54,20 @@ def main(argv: list[str]) -> int:
         want = fingerprint()
         for name in argv[1:]:
             path = ROOT / name
-            found = next((ln[len(MARK):].strip() for ln in path.read_text().splitlines()
-                          if ln.startswith(MARK)), None) if path.exists() else None
+            found = (
+                next(
+                    (ln[len(MARK) :].strip() for ln in path.read_text().splitlines() if ln.startswith(MARK)),
+                    None,
+                )
+                if path.exists()
+                else None
+            )
             if found != want:
-                print(f"{name} was not made from this pyproject.toml (fingerprint {found} != {want}): "
-                      "run scripts/lock.sh and commit the lock files", file=sys.stderr)
+                print(
+                    f"{name} was not made from this pyproject.toml (fingerprint {found} != {want}): "
+                    "run scripts/lock.sh and commit the lock files",
+                    file=sys.stderr,
+                )
                 return 1
         return 0
     print(__doc__, file=sys.stderr)

@@ -59,8 +59,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _fleetcpu_entries(where: Path) -> set[str]:
     """Names a fleetcpu process or test would create there (other suites' private dirs aside)."""
-    return {p.name for p in where.iterdir()
-            if p.name.startswith(("fleetcpu", "pytest-of-")) and not p.name.startswith("fleetcpu-suite-")}
+    return {
+        p.name
+        for p in where.iterdir()
+        if p.name.startswith(("fleetcpu", "pytest-of-")) and not p.name.startswith("fleetcpu-suite-")
+    }
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -134,8 +137,9 @@ def isolated_tmp(tmp_path: Path) -> Path:
     return d
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """The real ``fleetcpu`` CLI in a subprocess."""
     full_env = dict(os.environ)
     full_env.update(env or {})

@@ -44,10 +44,22 @@ PLAN = [
     ("prod", "kvm17", "EPYC-7601-32-Core", "0x8001227", timedelta(days=2), ()),
     ("prod", "kvm18", "Ryzen-7-1800X-Eight-Core", "0x8001137", timedelta(days=2), ()),
     ("prod", "kvm19", "Ryzen-9-3900X-12-Core", "0x8701013", timedelta(days=2), ()),
-    ("prod", "kvm18", "Ryzen-7-1800X-Eight-Core", "0x8001137", timedelta(days=1),
-     ("--qemu-binary", "/nonexistent")),
-    ("prod", "kvm20", "Ryzen-7-1800X-Eight-Core", "0x8001137", timedelta(days=1),
-     ("--qemu-binary", "/nonexistent")),
+    (
+        "prod",
+        "kvm18",
+        "Ryzen-7-1800X-Eight-Core",
+        "0x8001137",
+        timedelta(days=1),
+        ("--qemu-binary", "/nonexistent"),
+    ),
+    (
+        "prod",
+        "kvm20",
+        "Ryzen-7-1800X-Eight-Core",
+        "0x8001137",
+        timedelta(days=1),
+        ("--qemu-binary", "/nonexistent"),
+    ),
     ("prod", "kvm17", "EPYC-7601-32-Core-ibpb", "0x8001250", timedelta(hours=1), ()),
     ("prod", "kvm19", "Ryzen-9-3900X-12-Core", "0x8701013", timedelta(hours=1), ()),
     ("prod", "kvm21", "Ryzen-9-3900X-12-Core", "0x8701013", timedelta(hours=30), ()),
@@ -59,8 +71,9 @@ PLAN = [
 def _build(tmp: Path, plan: list[tuple[Any, ...]]) -> Path:
     path = tmp / "store"
     for i, (pool, host, capture, microcode, age, extra) in enumerate(plan):
-        rc, text = probe_doc(tmp / f"h{i}", capture, "--accel", "kvm", *extra,
-                             microcode=microcode, hostname=host)
+        rc, text = probe_doc(
+            tmp / f"h{i}", capture, "--accel", "kvm", *extra, microcode=microcode, hostname=host
+        )
         assert rc == (10 if extra else 0), text
         doc = tmp / f"{i}-{host}.json"
         doc.write_text(_shift(text, age))
@@ -89,10 +102,13 @@ def failed_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pool the core refuses: an Intel and an AMD host (exit 23 for ``baseline``)."""
-    return _build(tmp_path_factory.mktemp("mixed"), [
-        ("mixed", "m-intel", "Xeon-Gold-6130", "0xb000038", timedelta(hours=1), ()),
-        ("mixed", "m-amd", "Ryzen-9-3900X-12-Core", "0x8701013", timedelta(hours=1), ()),
-    ])
+    return _build(
+        tmp_path_factory.mktemp("mixed"),
+        [
+            ("mixed", "m-intel", "Xeon-Gold-6130", "0xb000038", timedelta(hours=1), ()),
+            ("mixed", "m-amd", "Ryzen-9-3900X-12-Core", "0x8701013", timedelta(hours=1), ()),
+        ],
+    )
 
 
 # --------------------------------------------------------------------------- the API
@@ -134,8 +150,7 @@ def test_coverage_is_what_each_member_offers(store: Path) -> None:
 def test_usability_names_the_blocking_features(store: Path) -> None:
     data = analysis.load_pool(Store.open(store), "prod")
     long = analysis.usability(data)
-    by_member = {m.host: {c.name: c for c in m.models if c.alias_of is None}
-                 for m in data.members}
+    by_member = {m.host: {c.name: c for c in m.models if c.alias_of is None} for m in data.members}
     assert len(long) == sum(len(v) for v in by_member.values())
     for row in long.itertuples():
         model = by_member[row.host][row.model]
@@ -156,13 +171,18 @@ def test_blockers_tables_are_what_the_cli_prints(store: Path) -> None:
     doc = json.loads(res.stdout)
     assert tables.baseline is not None and tables.baseline.model == doc["baseline"]["model"]
     assert [(r.feature, r.reason, list(r.hosts)) for r in tables.features.itertuples()] == [
-        (f["feature"], f["reason"], f["hosts"]) for f in doc["features"]]
+        (f["feature"], f["reason"], f["hosts"]) for f in doc["features"]
+    ]
     assert [(r.model, list(r.hosts), r.by_some_hosts) for r in tables.models.itertuples()] == [
-        (m["model"], m["hosts"], m["by_some_hosts"]) for m in doc["models"]]
-    assert [(r.group, list(r.hosts), list(r.features_gained), r.model_after,
-             round(r.score, 4)) for r in tables.groups.itertuples()] == [
+        (m["model"], m["hosts"], m["by_some_hosts"]) for m in doc["models"]
+    ]
+    assert [
+        (r.group, list(r.hosts), list(r.features_gained), r.model_after, round(r.score, 4))
+        for r in tables.groups.itertuples()
+    ] == [
         (g["label"], g["hosts"], g["gain"]["features"], g["gain"]["model_after"], g["score"])
-        for g in doc["groups"]]
+        for g in doc["groups"]
+    ]
     assert len(tables.groups) == 3
     assert (tables.features["n_hosts"] == tables.features["hosts"].map(len)).all()
     assert "rdtscp" in set(tables.features["feature"])
@@ -218,8 +238,12 @@ def test_drift_is_one_row_per_change_beside_the_facts(store: Path) -> None:
     assert list(changes["host"]) == ["kvm21", "kvm17"], "kvm19 answered the same twice: no drift"
     facts_only = changes.iloc[0]
     assert facts_only["changed"] == ["microcode"] and facts_only["microcode"] == "0x8701021"
-    assert not (facts_only["features_added"] or facts_only["features_removed"]
-                or facts_only["models_gained"] or facts_only["models_lost"])
+    assert not (
+        facts_only["features_added"]
+        or facts_only["features_removed"]
+        or facts_only["models_gained"]
+        or facts_only["models_lost"]
+    )
     row = changes.iloc[1]
     assert row["features_added"] == ["ibpb"] and row["features_removed"] == ["rdtscp"]
     assert "microcode" in row["changed"]
@@ -250,8 +274,11 @@ def test_drift_is_one_row_per_change_beside_the_facts(store: Path) -> None:
 
 
 def test_figures_fold_identical_hosts() -> None:
-    matrix = pd.DataFrame([[True, False, True], [True, False, True], [True, True, True]],
-                          index=pd.Index(["a", "b", "c"], name="host"), columns=["x", "y", "z"])
+    matrix = pd.DataFrame(
+        [[True, False, True], [True, False, True], [True, True, True]],
+        index=pd.Index(["a", "b", "c"], name="host"),
+        columns=["x", "y", "z"],
+    )
     folded = plots.fold_rows(matrix)
     assert list(folded.index) == ["a (+1)", "c"]
     fig = plots.plot_coverage(matrix)
@@ -287,10 +314,16 @@ def test_report_embeds_every_figure(store: Path, tmp_path: Path) -> None:
     for image in images:
         assert image.startswith(PNG) and len(image) > 5000
     titles = re.findall(r"<h2>([^<]*)</h2>", text)
-    assert titles == ["Pool summary", "Hosts", "Feature coverage", "Model usability",
-                      "Blockers", "Drift", "Failures"]
-    doc = json.loads(run_cli("baseline", "--store", str(store), "--pool", "prod", "--format",
-                             "json").stdout)
+    assert titles == [
+        "Pool summary",
+        "Hosts",
+        "Feature coverage",
+        "Model usability",
+        "Blockers",
+        "Drift",
+        "Failures",
+    ]
+    doc = json.loads(run_cli("baseline", "--store", str(store), "--pool", "prod", "--format", "json").stdout)
     assert f"-cpu {doc['cpu']}" in text.replace("&quot;", '"')
     assert "kvm20" in text and "no-successful-probe" in text
     assert "0x8001227" in text and "0x8001250" in text
@@ -298,8 +331,9 @@ def test_report_embeds_every_figure(store: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("case", ["empty-store", "one-host-pool", "single-run", "failed-only"])
-def test_report_says_what_is_missing(case: str, store: Path, single_run: Path, failed_only: Path,
-                                     tmp_path: Path) -> None:
+def test_report_says_what_is_missing(
+    case: str, store: Path, single_run: Path, failed_only: Path, tmp_path: Path
+) -> None:
     where, pool, expect = {
         "empty-store": (tmp_path / "nothing", "prod", "is empty: run fleetcpu collect"),
         "one-host-pool": (store, "solo", "a one-member pool has no blockers"),
@@ -319,8 +353,7 @@ def test_report_says_what_is_missing(case: str, store: Path, single_run: Path, f
 
 def test_report_history_bounds_drift_and_failures(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.html"
-    res = run_cli("report", "--store", str(store), "--pool", "prod", "-o", str(out),
-                  "--history", "90m")
+    res = run_cli("report", "--store", str(store), "--pool", "prod", "-o", str(out), "--history", "90m")
     assert res.returncode == 0, res.stderr
     text = out.read_text()
     assert "changed between its successful runs in 1h 30m" in text
@@ -333,8 +366,7 @@ def test_report_unknown_pool_and_unwritable_output(store: Path, tmp_path: Path) 
     assert res.returncode == 20 and "unknown pool 'nope'" in res.stderr
     assert not (tmp_path / "r").exists()
     (tmp_path / "file").write_text("not a directory")
-    res = run_cli("report", "--store", str(store), "--pool", "prod", "-o",
-                  str(tmp_path / "file" / "r.html"))
+    res = run_cli("report", "--store", str(store), "--pool", "prod", "-o", str(tmp_path / "file" / "r.html"))
     assert res.returncode == 2, res.stderr
     assert res.stderr.startswith("error: cannot write the report to ")
     assert len(res.stderr.strip().splitlines()) == 1
@@ -370,15 +402,20 @@ def _execute(store: Path, pool: str, tmp_path: Path) -> tuple[str, int]:
     kernel_tmp.mkdir(exist_ok=True)
     os.environ.update(FLEETCPU_STORE=str(store), FLEETCPU_POOL=pool, TMPDIR=str(kernel_tmp))
     try:
-        NotebookClient(nb, timeout=180, kernel_name="python3",
-                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+        NotebookClient(
+            nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
     finally:
         os.environ.clear()
         os.environ.update(env_before)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                     + str(o.get("data", {}).get("text/html", "")) for o in outputs)
+    text = "\n".join(
+        str(o.get("text", ""))
+        + str(o.get("data", {}).get("text/plain", ""))
+        + str(o.get("data", {}).get("text/html", ""))
+        for o in outputs
+    )
     images = sum("image/png" in o.get("data", {}) for o in outputs)
     return text, images
 
@@ -390,8 +427,9 @@ def test_notebook_runs_top_to_bottom(store: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("case", ["one-host-pool", "single-run", "failed-only"])
-def test_notebook_survives_thin_stores(case: str, store: Path, single_run: Path,
-                                       failed_only: Path, tmp_path: Path) -> None:
+def test_notebook_survives_thin_stores(
+    case: str, store: Path, single_run: Path, failed_only: Path, tmp_path: Path
+) -> None:
     where, pool, expect = {
         "one-host-pool": (store, "solo", "solo1"),
         "single-run": (single_run, "solo", "drift needs two runs"),

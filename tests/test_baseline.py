@@ -51,8 +51,7 @@ def golden_member(name: str, host: str = "vm") -> Member:
     doc = document_from_json((GOLDEN / name).read_text(), name)
     assert doc.qemu is not None
     [mp] = doc.machine_types
-    return member_from_probe(host, mp.accel, doc.qemu.version, datetime(2026, 1, 1, tzinfo=UTC),
-                             doc.host, mp)
+    return member_from_probe(host, mp.accel, doc.qemu.version, datetime(2026, 1, 1, tzinfo=UTC), doc.host, mp)
 
 
 def codes(b: Baseline) -> list[str]:
@@ -68,11 +67,11 @@ def test_this_host_under_kvm_is_pentium3_plus_features() -> None:
     assert b.model == "pentium3-v1" and b.disable == ()
     assert b.vendor == "AuthenticAMD"
     assert "pni" not in b.features and "sse2" in b.enable and "lm" in b.enable
-    assert b.cpu == ("pentium3-v1,vendor=AuthenticAMD,phys-bits=48,"
-                     + ",".join("+" + f for f in b.enable))
+    assert b.cpu == ("pentium3-v1,vendor=AuthenticAMD,phys-bits=48," + ",".join("+" + f for f in b.enable))
     assert b.custom.startswith(
         "base,vendor=AuthenticAMD,family=25,model=17,stepping=1,level=28,xlevel=0x80000021,"
-        f"phys-bits=48,model-id={MODEL_ID},+")
+        f"phys-bits=48,model-id={MODEL_ID},+"
+    )
     assert b.custom.split(f"model-id={MODEL_ID},")[1].split(",") == ["+" + f for f in b.features]
     assert b.warnings == () and b.missing == ()
 
@@ -83,7 +82,8 @@ def test_this_host_under_tcg_is_westmere_plus_features() -> None:
     assert not set(b.features) & KVM_PV
     assert "svm" not in b.features  # TCG's max offers it; nesting is opt-in
     assert {blk.feature for blk in b.blocked if blk.reason == "nested-policy"} == {
-        f for f in golden_member("probe-tcg-i440fx-2.0.json").offered if is_nested(f)}
+        f for f in golden_member("probe-tcg-i440fx-2.0.json").offered if is_nested(f)
+    }
 
 
 def test_os_controlled_bits_are_never_offered() -> None:
@@ -97,13 +97,18 @@ def test_os_controlled_bits_are_never_offered() -> None:
 
 
 def test_mixed_vendors_is_exit_23_naming_hosts_per_vendor() -> None:
-    pool = [replay.member("Xeon-Gold-6130"), replay.member("Ryzen-9-3900X-12-Core"),
-            replay.member("Hygon-C86-7185-32-core")]
+    pool = [
+        replay.member("Xeon-Gold-6130"),
+        replay.member("Ryzen-9-3900X-12-Core"),
+        replay.member("Hygon-C86-7185-32-core"),
+    ]
     with pytest.raises(MixedVendorsError) as err:
         compute(pool)
     assert err.value.exit_code == 23
-    assert ("AuthenticAMD: Ryzen-9-3900X-12-Core; GenuineIntel: Xeon-Gold-6130; "
-            "HygonGenuine: Hygon-C86-7185-32-core") in err.value.message
+    assert (
+        "AuthenticAMD: Ryzen-9-3900X-12-Core; GenuineIntel: Xeon-Gold-6130; "
+        "HygonGenuine: Hygon-C86-7185-32-core"
+    ) in err.value.message
 
 
 def test_no_member_is_exit_21() -> None:
@@ -176,7 +181,8 @@ def test_kvm_pv_features_only_when_every_member_offers_them() -> None:
     dropped = compute([rich, poor], Policy(kvm_pv=False))
     assert not set(dropped.features) & KVM_PV
     assert {x.feature for x in dropped.blocked if x.reason == "kvm-pv-policy"} == (
-        rich.offered & poor.offered & KVM_PV)
+        rich.offered & poor.offered & KVM_PV
+    )
 
 
 def test_tsx_flagged_when_microcode_differs() -> None:
@@ -210,8 +216,11 @@ def test_security_feature_some_lack_names_them_and_their_microcode() -> None:
 
 
 def test_scalars_smallest_signature_and_minimum_levels() -> None:
-    pool = [replay.member("Xeon-Gold-6130"), replay.member("Xeon-Platinum-9242"),
-            replay.member("Core-i7-2600")]
+    pool = [
+        replay.member("Xeon-Gold-6130"),
+        replay.member("Xeon-Platinum-9242"),
+        replay.member("Core-i7-2600"),
+    ]
     b = compute(pool)
     assert (b.scalars.family, b.scalars.model, b.scalars.stepping) == (6, 42, 7)  # Core-i7-2600
     assert b.scalars.level == min(m.scalars.level or 99 for m in pool) == 13
@@ -263,11 +272,13 @@ def test_qemus_disagreeing_about_a_model_still_yield_the_result() -> None:
     b0 = compute([a])
     model = b0.model
     assert model != "base"
-    dropped = sorted(set(next(c.features or () for c in a.models if c.name == model))
-                     & set(b0.features))[0]
+    dropped = sorted(set(next(c.features or () for c in a.models if c.name == model)) & set(b0.features))[0]
     other_models = tuple(
         dataclasses.replace(c, features=tuple(f for f in c.features or () if f != dropped))
-        if c.name == model else c for c in a.models)
+        if c.name == model
+        else c
+        for c in a.models
+    )
     b = dataclasses.replace(a, host="b", models=other_models)
     both = compute([a, b])
     assert both.model == model and dropped in both.enable
@@ -280,8 +291,10 @@ def test_a_disable_name_some_qemu_lacks_rules_the_model_out() -> None:
     a = replay.member("qemu-10.0-Ryzen-9-3900X", host="a")
     chosen = compute([a]).model
     extra = "a-feature-only-qemu-a-has"
-    models = tuple(dataclasses.replace(c, features=(*(c.features or ()), extra))
-                   if c.name == chosen else c for c in a.models)
+    models = tuple(
+        dataclasses.replace(c, features=(*(c.features or ()), extra)) if c.name == chosen else c
+        for c in a.models
+    )
     knows = dataclasses.replace(a, models=models, vocabulary=a.vocabulary | {extra})
     lacks = dataclasses.replace(a, host="b")
     verdicts = {v.model: v for v in judge_models([knows, lacks], frozenset(compute([a]).features))}
@@ -293,8 +306,11 @@ def test_a_disable_name_some_qemu_lacks_rules_the_model_out() -> None:
 def test_ties_by_richness_then_version_then_name() -> None:
     m = golden_member("probe-kvm-q35.json")
     p3 = next(c for c in m.models if c.name == "pentium3-v1")
-    twins = (dataclasses.replace(p3, name="pentium3-v2"), dataclasses.replace(p3, name="pentium3-v10"),
-             dataclasses.replace(p3, name="apentium3-v10"))
+    twins = (
+        dataclasses.replace(p3, name="pentium3-v2"),
+        dataclasses.replace(p3, name="pentium3-v10"),
+        dataclasses.replace(p3, name="apentium3-v10"),
+    )
     b = compute([dataclasses.replace(m, models=(*m.models, *twins))])
     assert b.model == "apentium3-v10"  # same cost, same richness, v10 > v2 > v1, then the name
     ranked = [v.model for v in b.models if v.candidate][:4]
@@ -350,8 +366,10 @@ def test_machine_type_order_is_numeric_within_a_family() -> None:
 
 
 def test_machine_type_choice() -> None:
-    probed = {"a": {"pc-q35-7.2": "q35", "pc-i440fx-7.2": "pc-i440fx-7.2"},
-              "b": {"pc-q35-8.2": "q35", "pc-i440fx-7.2": "pc-i440fx-7.2"}}
+    probed = {
+        "a": {"pc-q35-7.2": "q35", "pc-i440fx-7.2": "pc-i440fx-7.2"},
+        "b": {"pc-q35-8.2": "q35", "pc-i440fx-7.2": "pc-i440fx-7.2"},
+    }
     assert choose_machine_type(probed) == ("pc-i440fx-7.2", [])
     assert choose_machine_type(probed, explicit="pc-i440fx-7.2")[0] == "pc-i440fx-7.2"
     chosen, notices = choose_machine_type(probed, declared=("pc-q35-7.2", "pc-i440fx-7.2"))
@@ -380,19 +398,37 @@ def test_machine_type_choice() -> None:
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
-def state(host: str, *, status: str = "ok", accel: str | None = "kvm",
-          kvm_age: timedelta | None = timedelta(hours=1), tcg_age: timedelta | None = None,
-          age: timedelta = timedelta(hours=1)) -> HostState:
+def state(
+    host: str,
+    *,
+    status: str = "ok",
+    accel: str | None = "kvm",
+    kvm_age: timedelta | None = timedelta(hours=1),
+    tcg_age: timedelta | None = None,
+    age: timedelta = timedelta(hours=1),
+) -> HostState:
     def slot(a: timedelta | None, tag: str) -> AccelLatest | None:
         if a is None:
             return None
         run = "latest" if a == age and status == "ok" and accel == tag else f"{tag}-run"
         return AccelLatest(run, NOW - a, run, "digest")
-    return HostState(host=host, pool="p", run="latest", collected_at=NOW - age, status=status,
-                     stage=None if status == "ok" else "connect",
-                     error=None if status == "ok" else "ssh: connection refused",
-                     error_code=None, accel=accel, qemu_version="7.2.0", cpu_digest=None,
-                     detail_run=None, kvm=slot(kvm_age, "kvm"), tcg=slot(tcg_age, "tcg"))
+
+    return HostState(
+        host=host,
+        pool="p",
+        run="latest",
+        collected_at=NOW - age,
+        status=status,
+        stage=None if status == "ok" else "connect",
+        error=None if status == "ok" else "ssh: connection refused",
+        error_code=None,
+        accel=accel,
+        qemu_version="7.2.0",
+        cpu_digest=None,
+        detail_run=None,
+        kvm=slot(kvm_age, "kvm"),
+        tcg=slot(tcg_age, "tcg"),
+    )
 
 
 def test_classify_missing_codes_and_warnings() -> None:
@@ -407,7 +443,10 @@ def test_classify_missing_codes_and_warnings() -> None:
     found = classify(states, "kvm", timedelta(days=7), NOW)
     assert [s.host for s in found.usable] == ["fell-back", "flaky", "fresh"]
     assert {(m.host, m.code) for m in found.missing} == {
-        ("stale", "stale"), ("tcg-only", "probed-under-tcg"), ("never", "no-successful-probe")}
+        ("stale", "stale"),
+        ("tcg-only", "probed-under-tcg"),
+        ("never", "no-successful-probe"),
+    }
     stale = next(m for m in found.missing if m.code == "stale")
     assert "8d 0h old" in stale.message and "--max-age 7d 0h" in stale.message
     never = next(m for m in found.missing if m.code == "no-successful-probe")
@@ -425,26 +464,51 @@ def test_classify_missing_codes_and_warnings() -> None:
 
 
 def test_json_document_shape_and_schema() -> None:
-    b = compute([replay.member("Xeon-E3-1225-v5", microcode="0xd6"),
-                 replay.member("Xeon-E3-1245-v5", microcode="0xea")])
+    b = compute(
+        [
+            replay.member("Xeon-E3-1225-v5", microcode="0xd6"),
+            replay.member("Xeon-E3-1245-v5", microcode="0xea"),
+        ]
+    )
     doc = json.loads(render(b, "json").stdout)
     jsonschema.validate(doc, SCHEMA)
-    assert list(doc) == ["schema", "pool", "machine_type", "accel", "vendor", "model", "enable",
-                         "disable", "features", "scalars", "cpu", "custom", "hosts", "missing",
-                         "warnings"]
+    assert list(doc) == [
+        "schema",
+        "pool",
+        "machine_type",
+        "accel",
+        "vendor",
+        "model",
+        "enable",
+        "disable",
+        "features",
+        "scalars",
+        "cpu",
+        "custom",
+        "hosts",
+        "missing",
+        "warnings",
+    ]
     assert doc["schema"] == "fleetcpu.baseline/1"
-    assert doc["hosts"][0] == {"host": "Xeon-E3-1225-v5", "accel": "kvm", "qemu_version": "0.0.0",
-                               "collected_at": "2026-01-01T00:00:00.000Z"}
-    assert {w["code"] for w in doc["warnings"]} >= {"tsx-microcode-differs",
-                                                     "security-feature-mixed"}
+    assert doc["hosts"][0] == {
+        "host": "Xeon-E3-1225-v5",
+        "accel": "kvm",
+        "qemu_version": "0.0.0",
+        "collected_at": "2026-01-01T00:00:00.000Z",
+    }
+    assert {w["code"] for w in doc["warnings"]} >= {"tsx-microcode-differs", "security-feature-mixed"}
     broken = dict(doc, accel="hvf")
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, SCHEMA)
 
 
 def test_qemu_format_prints_two_strings_and_comments_apart() -> None:
-    b = compute([replay.member("Xeon-E3-1225-v5", microcode="0xd6"),
-                 replay.member("Xeon-E3-1245-v5", microcode="0xea")])
+    b = compute(
+        [
+            replay.member("Xeon-E3-1225-v5", microcode="0xd6"),
+            replay.member("Xeon-E3-1245-v5", microcode="0xea"),
+        ]
+    )
     out = render(b, "qemu")
     assert out.stdout == f"-cpu {b.cpu}\n-cpu {b.custom}\n"
     lines = out.stderr.splitlines()
@@ -483,8 +547,10 @@ def test_member_from_probe_prefers_static_expansion_and_vcpu_values() -> None:
 
 
 def test_modelless_member_cannot_choose() -> None:
-    m = dataclasses.replace(replay.member("Xeon-Gold-6130"), models=(
-        CpuModel("Skylake-Server-v9", (), migration_safe=True, features=None),))
+    m = dataclasses.replace(
+        replay.member("Xeon-Gold-6130"),
+        models=(CpuModel("Skylake-Server-v9", (), migration_safe=True, features=None),),
+    )
     [v] = compute([m]).models
     assert v.blocks[0].reason == "features-unknown"
 
@@ -494,11 +560,25 @@ def test_public_surface() -> None:
     import fleetcpu.baseline as pkg
 
     assert set(pkg.__all__) == {
-        "SCHEMA", "Baseline", "FeatureBlock", "HostRef", "Member", "Missing", "ModelBlock",
-        "ModelVerdict", "Notice", "Policy", "Scalars", "compute_baseline", "member_from_probe"}
+        "SCHEMA",
+        "Baseline",
+        "FeatureBlock",
+        "HostRef",
+        "Member",
+        "Missing",
+        "ModelBlock",
+        "ModelVerdict",
+        "Notice",
+        "Policy",
+        "Scalars",
+        "compute_baseline",
+        "member_from_probe",
+    }
     assert all(hasattr(pkg, name) for name in pkg.__all__)
     # The pure core and the renderers never load the store's data libraries.
-    code = ("import sys, fleetcpu.baseline, fleetcpu.export; "
-            "print(sorted(m for m in ('pyarrow', 'pandas', 'fleetcpu.store') if m in sys.modules))")
+    code = (
+        "import sys, fleetcpu.baseline, fleetcpu.export; "
+        "print(sorted(m for m in ('pyarrow', 'pandas', 'fleetcpu.store') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -30,8 +30,18 @@ from .support.liveqemu import paused
 from .support.replay.hosts import QmpConnection
 
 SCHEMA = json.loads((REPO / "fleetcpu" / "schemas" / "baseline-1.json").read_text())
-VCPU = ("feature-words", "filtered-features", "vendor", "family", "model", "stepping", "level",
-        "xlevel", "phys-bits", "model-id")
+VCPU = (
+    "feature-words",
+    "filtered-features",
+    "vendor",
+    "family",
+    "model",
+    "stepping",
+    "level",
+    "xlevel",
+    "phys-bits",
+    "model-id",
+)
 
 
 @contextmanager
@@ -53,19 +63,22 @@ def pool_of_this_host(accel: str, tmp_path: Path, isolated_tmp: Path) -> dict[st
     doc = tmp_path / "this-host.json"
     doc.write_text(probe.stdout)
     store = str(tmp_path / "store")
-    imported = run_cli("import", "--store", store, "--pool", "local", "--host", "this-host",
-                       str(doc), env=env)
+    imported = run_cli(
+        "import", "--store", store, "--pool", "local", "--host", "this-host", str(doc), env=env
+    )
     assert imported.returncode == 0, imported.stderr
-    res = run_cli("baseline", "--store", store, "--pool", "local", "--accel", accel,
-                  "--format", "json", env=env)
+    res = run_cli(
+        "baseline", "--store", store, "--pool", "local", "--accel", accel, "--format", "json", env=env
+    )
     assert res.returncode == 0, res.stderr
     baseline: dict[str, Any] = json.loads(res.stdout)
     jsonschema.validate(baseline, SCHEMA)
     return baseline
 
 
-def test_named_and_custom_strings_start_and_agree(accel: str, qemu_bin: str, tmp_path: Path,
-                                                  isolated_tmp: Path) -> None:
+def test_named_and_custom_strings_start_and_agree(
+    accel: str, qemu_bin: str, tmp_path: Path, isolated_tmp: Path
+) -> None:
     b = pool_of_this_host(accel, tmp_path, isolated_tmp)
     assert b["accel"] == accel and b["missing"] == []
     machine = b["machine_type"]
@@ -83,15 +96,18 @@ def test_named_and_custom_strings_start_and_agree(accel: str, qemu_bin: str, tmp
 
     # The custom vCPU is exactly the computed scalars: nothing implicit, nothing raised.
     s = b["scalars"]
-    assert (custom["family"], custom["model"], custom["stepping"]) == (
-        s["family"], s["model"], s["stepping"])
+    assert (custom["family"], custom["model"], custom["stepping"]) == (s["family"], s["model"], s["stepping"])
     assert (custom["level"], custom["xlevel"], custom["phys-bits"]) == (
-        s["level"], s["xlevel"], s["phys_bits"])
+        s["level"],
+        s["xlevel"],
+        s["phys_bits"],
+    )
     assert custom["model-id"] == MODEL_ID
 
 
-def test_this_hosts_answer_is_an_old_model_plus_features(accel: str, tmp_path: Path,
-                                                         isolated_tmp: Path) -> None:
+def test_this_hosts_answer_is_an_old_model_plus_features(
+    accel: str, tmp_path: Path, isolated_tmp: Path
+) -> None:
     """Documented in docs/baseline.md: the nested PVM KVM here hides SSE3 and later."""
     b = pool_of_this_host(accel, tmp_path, isolated_tmp)
     assert b["model"] != "base" and b["enable"]
@@ -102,8 +118,9 @@ def test_this_hosts_answer_is_an_old_model_plus_features(accel: str, tmp_path: P
         assert "pni" in b["features"] and not [f for f in b["features"] if f.startswith("kvm")]
 
 
-def test_named_string_gives_the_pools_phys_bits(accel: str, qemu_bin: str, tmp_path: Path,
-                                                isolated_tmp: Path) -> None:
+def test_named_string_gives_the_pools_phys_bits(
+    accel: str, qemu_bin: str, tmp_path: Path, isolated_tmp: Path
+) -> None:
     """Issue 21 defect 6: every form gives the guest the smallest member's phys-bits.
 
     A named model pins none: unpinned, QEMU gives the guest its default (40), while

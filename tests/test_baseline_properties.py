@@ -54,8 +54,9 @@ def test_the_fleet_is_the_real_one() -> None:
 
 
 @st.composite
-def pools(draw: st.DrawFn, by_vendor: dict[str, list[str]], accel: str = "kvm",
-          max_size: int = 6) -> list[Member]:
+def pools(
+    draw: st.DrawFn, by_vendor: dict[str, list[str]], accel: str = "kvm", max_size: int = 6
+) -> list[Member]:
     """A pool of one vendor's hosts; a capture drawn twice becomes two hosts."""
     vendor = draw(st.sampled_from(sorted(by_vendor)))
     names = draw(st.lists(st.sampled_from(by_vendor[vendor]), min_size=1, max_size=max_size))
@@ -119,8 +120,7 @@ def test_adding_a_member_never_adds_a_feature(members: list[Member], data: st.Da
 
 @EXAMPLES
 @given(pools(ALL_KVM), st.data())
-def test_removing_a_feature_from_a_member_removes_it(members: list[Member],
-                                                      data: st.DataObject) -> None:
+def test_removing_a_feature_from_a_member_removes_it(members: list[Member], data: st.DataObject) -> None:
     i = data.draw(st.integers(0, len(members) - 1))
     feature = data.draw(st.sampled_from(sorted(members[i].offered)))
     before = set(baseline(members).features)
@@ -139,14 +139,12 @@ def test_a_pool_of_one_host_gets_its_usable_best(name: str, nested: bool) -> Non
     expected = m.offered if nested else {f for f in m.offered if not is_nested(f)}
     assert set(everything.features) == expected
     default = baseline([m])
-    assert set(default.features) == {f for f in m.offered
-                                     if not is_nested(f) and f not in NON_MIGRATABLE}
+    assert set(default.features) == {f for f in m.offered if not is_nested(f) and f not in NON_MIGRATABLE}
     # The named model is the best this host's QEMU can spell it with.
     candidates = [v for v in default.models if v.candidate]
     if candidates:
         assert default.model == candidates[0].model
-        assert all(default.enable.__len__() + default.disable.__len__() <= v.cost
-                   for v in candidates)
+        assert all(default.enable.__len__() + default.disable.__len__() <= v.cost for v in candidates)
 
 
 @EXAMPLES

@@ -41,13 +41,23 @@ GOLDEN = REPO / "tests" / "golden"
 CASES = [(c.name, a) for c in catalogue() for a in replay.accels(c.name)]
 
 
-def probe_doc(tmp: Path, name: str, *args: str, microcode: str = "0x1", nested: bool = False,
-              hostname: str | None = None) -> tuple[int, str]:
+def probe_doc(
+    tmp: Path,
+    name: str,
+    *args: str,
+    microcode: str = "0x1",
+    nested: bool = False,
+    hostname: str | None = None,
+) -> tuple[int, str]:
     """The real probe CLI against a fresh replay host: (exit code, document text)."""
     host = make_replay_host(tmp, name, microcode=microcode, nested=nested, hostname=hostname)
     res = subprocess.run(
         [PYTHON, "-m", "fleetcpu.probe", *host.probe_args(), *args],
-        capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
         env=dict(os.environ, TMPDIR=str(tmp)),
     )
     return res.returncode, res.stdout
@@ -57,8 +67,7 @@ def probe_doc(tmp: Path, name: str, *args: str, microcode: str = "0x1", nested: 
 
 
 @pytest.mark.parametrize(("name", "accel"), CASES, ids=[f"{n}-{a}" for n, a in CASES])
-def test_members_helper_equals_the_probe_through_the_stand_in(
-        name: str, accel: str, tmp_path: Path) -> None:
+def test_members_helper_equals_the_probe_through_the_stand_in(name: str, accel: str, tmp_path: Path) -> None:
     rc, text = probe_doc(tmp_path, name, "--accel", accel, microcode="0x2a")
     assert rc == 0, text
     doc = document_from_json(text, name)
@@ -67,11 +76,13 @@ def test_members_helper_equals_the_probe_through_the_stand_in(
     assert doc.qemu is not None and doc.qemu.version == replay.qemu_version(name)
     assert doc.host.cpu == replay.facts(name, microcode="0x2a").cpu
     # The models the probe could expand carry features; the rest say why not.
-    asked = {f.query.rsplit(" ", 1)[1] for f in mp.errors
-             if f.query.startswith("query-cpu-model-expansion static ")}
+    asked = {
+        f.query.rsplit(" ", 1)[1]
+        for f in mp.errors
+        if f.query.startswith("query-cpu-model-expansion static ")
+    }
     for model in mp.models:
-        expandable = model.usable and model.alias_of is None and model.name not in (
-            "host", "max", "base")
+        expandable = model.usable and model.alias_of is None and model.name not in ("host", "max", "base")
         assert (model.features is not None) == (expandable and model.name not in asked), model
 
 
@@ -82,22 +93,29 @@ def test_named_model_expansion_follows_cpu_map(tmp_path: Path) -> None:
     host = make_replay_host(tmp_path, "Core-i7-8550U")
     with run_fake(host) as run:
         run.negotiate()
-        reply = run.qmp.command("query-cpu-model-expansion",
-                                {"type": "static", "model": {"name": "Skylake-Client-v1"}})
-        missing_map = run.qmp.command("query-cpu-model-expansion",
-                                      {"type": "static", "model": {"name": "Icelake-Client-v2"}})
-        via_twin = run.qmp.command("query-cpu-model-expansion",
-                                   {"type": "static", "model": {"name": "Icelake-Client-v1"}})
-        unknown = run.qmp.command("query-cpu-model-expansion",
-                                  {"type": "static", "model": {"name": "NoSuchCPU"}})
-        full = run.qmp.command("query-cpu-model-expansion",
-                               {"type": "full", "model": {"name": "Skylake-Client-v1"}})
+        reply = run.qmp.command(
+            "query-cpu-model-expansion", {"type": "static", "model": {"name": "Skylake-Client-v1"}}
+        )
+        missing_map = run.qmp.command(
+            "query-cpu-model-expansion", {"type": "static", "model": {"name": "Icelake-Client-v2"}}
+        )
+        via_twin = run.qmp.command(
+            "query-cpu-model-expansion", {"type": "static", "model": {"name": "Icelake-Client-v1"}}
+        )
+        unknown = run.qmp.command(
+            "query-cpu-model-expansion", {"type": "static", "model": {"name": "NoSuchCPU"}}
+        )
+        full = run.qmp.command(
+            "query-cpu-model-expansion", {"type": "full", "model": {"name": "Skylake-Client-v1"}}
+        )
     props = reply["return"]["model"]["props"]
     assert reply["return"]["model"]["name"] == "base" and all(v is True for v in props.values())
     table = cpumap.FeatureTable(cpumap_dir() / "x86_features.xml")
     libvirt = cpumap.load_models(cpumap_dir())["Skylake-Client"].features
-    assert {cpumap.fold(k) for k in props} <= {cpumap.fold(table.get(f).name)  # type: ignore[union-attr]
-                                               for f in libvirt}
+    assert {cpumap.fold(k) for k in props} <= {
+        cpumap.fold(table.get(f).name)  # type: ignore[union-attr]
+        for f in libvirt
+    }
     assert "pclmulqdq" in props and "pclmuldq" not in props  # QEMU's spelling, not libvirt's
     assert not [k for k in props if k.startswith("vmx-")], "libvirt lists vmx-*, QEMU drops them"
     assert missing_map["error"]["class"] == "GenericError"
@@ -134,8 +152,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
     docs = tmp / "docs"
     docs.mkdir()
 
-    def add(pool: str, host: str, name: str, *args: str, age: timedelta = timedelta(minutes=5),
-            **kw: Any) -> None:
+    def add(
+        pool: str, host: str, name: str, *args: str, age: timedelta = timedelta(minutes=5), **kw: Any
+    ) -> None:
         n = len(list(docs.iterdir()))
         rc, text = probe_doc(tmp / "hosts" / f"{host}-{n}", name, *args, **kw)
         assert rc == (10 if "--qemu-binary" in args else 0), text
@@ -146,7 +165,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
 
     intel = "Xeon-E3-1225-v5", "Xeon-E3-1245-v5", "Xeon-Gold-6130"
     for i, name in enumerate(intel):
-        add("intel", f"intel-{i}", name, "--accel", "kvm", microcode=f"0x{0xd6 + i:x}")
+        add("intel", f"intel-{i}", name, "--accel", "kvm", microcode=f"0x{0xD6 + i:x}")
     add("intel", "stale", "Xeon-E5-2650", "--accel", "kvm", age=timedelta(days=30))
     add("intel", "tcg-only", "qemu-5.0-Xeon-E3-1245-v5", "--accel", "tcg")
     add("intel", "dead", "Xeon-E5-2650", "--qemu-binary", "/nonexistent/qemu")
@@ -161,8 +180,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
     add("ryzen", "ryzen-10", "qemu-10.0-Ryzen-9-3900X", "--accel", "kvm")
     add("ryzen", "ryzen-10", "qemu-10.0-Ryzen-9-3900X", "--accel", "tcg")
     for golden, pool in (("probe-kvm-q35.json", "local"), ("probe-tcg-i440fx-2.0.json", "local-tcg")):
-        res = run_cli("import", "--store", str(store), "--pool", pool, "--host", f"this-{pool}",
-                      str(GOLDEN / golden))
+        res = run_cli(
+            "import", "--store", str(store), "--pool", pool, "--host", f"this-{pool}", str(GOLDEN / golden)
+        )
         assert res.returncode == 0, res.stderr
 
     def baseline(*args: str) -> tuple[int, Any, str]:
@@ -181,7 +201,10 @@ def test_pool_with_missing_and_flaky_members(fleet: Callable[..., Any]) -> None:
     assert rc == 0, err
     assert [h["host"] for h in doc["hosts"]] == ["flaky", "intel-0", "intel-1", "intel-2"]
     assert {(m["host"], m["code"]) for m in doc["missing"]} == {
-        ("stale", "stale"), ("tcg-only", "probed-under-tcg"), ("dead", "no-successful-probe")}
+        ("stale", "stale"),
+        ("tcg-only", "probed-under-tcg"),
+        ("dead", "no-successful-probe"),
+    }
     dead = next(m for m in doc["missing"] if m["host"] == "dead")
     assert "latest run failed at" in dead["message"] and "/nonexistent/qemu" in dead["message"]
     [flaky] = [w for w in doc["warnings"] if w["code"] == "latest-run-failed"]
@@ -210,8 +233,10 @@ def test_strict_makes_missing_an_error(fleet: Callable[..., Any]) -> None:
 def test_unknown_pool_is_20(fleet: Callable[..., Any]) -> None:
     rc, out, err = fleet("--pool", "nope")
     assert (rc, out) == (20, "")
-    assert err == "error: unknown pool 'nope'; pools in the store: intel, local, local-tcg, " \
-                  "mixed, nested, ryzen, split\n"
+    assert (
+        err == "error: unknown pool 'nope'; pools in the store: intel, local, local-tcg, "
+        "mixed, nested, ryzen, split\n"
+    )
 
 
 def test_mixed_vendors_is_23(fleet: Callable[..., Any]) -> None:
@@ -261,10 +286,15 @@ def test_real_documents_of_this_host(fleet: Callable[..., Any]) -> None:
     rc, doc, err = fleet("--pool", "local", "--format", "json", "--max-age", "36500d")
     assert rc == 0, err
     assert doc["model"] == "pentium3-v1" and doc["machine_type"] == "pc-q35-7.2"
-    assert doc["hosts"] == [{"host": "this-local", "accel": "kvm", "qemu_version": "7.2.22",
-                             "collected_at": "2026-11-26T10:35:42.295Z"}]
-    rc, tcg, err = fleet("--pool", "local-tcg", "--format", "json", "--max-age", "36500d",
-                         "--accel", "tcg")
+    assert doc["hosts"] == [
+        {
+            "host": "this-local",
+            "accel": "kvm",
+            "qemu_version": "7.2.22",
+            "collected_at": "2026-11-26T10:35:42.295Z",
+        }
+    ]
+    rc, tcg, err = fleet("--pool", "local-tcg", "--format", "json", "--max-age", "36500d", "--accel", "tcg")
     assert rc == 0, err
     assert (tcg["model"], tcg["machine_type"]) == ("Westmere-v1", "pc-i440fx-2.0")
     rc, _, err = fleet("--pool", "local-tcg", "--max-age", "36500d")
@@ -277,16 +307,31 @@ def test_declared_machine_types_are_preferred(tmp_path: Path) -> None:
     now = datetime.now(UTC)
     docs: list[ProbeDocument] = []
     for machine in ("q35", "pc-i440fx-0.0"):
-        rc, text = probe_doc(tmp_path / machine, "Xeon-Gold-6130", "--accel", "kvm",
-                             "--machine-type", "q35", "--machine-type", machine)
+        rc, text = probe_doc(
+            tmp_path / machine,
+            "Xeon-Gold-6130",
+            "--accel",
+            "kvm",
+            "--machine-type",
+            "q35",
+            "--machine-type",
+            machine,
+        )
         assert rc == 0
         docs.append(document_from_json(text, machine))
     assert [mp.machine_type for mp in docs[1].machine_types] == ["pc-q35-0.0", "pc-i440fx-0.0"]
     with store.run_writer("collect", started_at=now) as writer:
         for i, doc in enumerate(docs):
-            writer.add(HostOutcome(host=f"h{i}", pool="p", collected_at=now, document=doc,
-                                   connection=ConnectionSpec("local"),
-                                   declared_machine_types=("pc-i440fx-0.0", "pc-q35-0.0")))
+            writer.add(
+                HostOutcome(
+                    host=f"h{i}",
+                    pool="p",
+                    collected_at=now,
+                    document=doc,
+                    connection=ConnectionSpec("local"),
+                    declared_machine_types=("pc-i440fx-0.0", "pc-q35-0.0"),
+                )
+            )
     chosen = select_members(store, "p")
     assert chosen.machine_type == "pc-q35-0.0"  # h0 has only q35: the only declared one on both
     assert [n.code for n in chosen.notices] == ["other-declared-machine-types"]
@@ -307,12 +352,16 @@ def test_a_launch_without_any_host_expansion_is_missing_not_empty(tmp_path: Path
         assert rc == 0
         docs[host] = document_from_json(text, host)
     [mp] = docs["blind"].machine_types
-    docs["blind"] = dataclasses.replace(docs["blind"], machine_types=(
-        dataclasses.replace(mp, static_expansion=None, full_expansion=None),))
+    docs["blind"] = dataclasses.replace(
+        docs["blind"], machine_types=(dataclasses.replace(mp, static_expansion=None, full_expansion=None),)
+    )
     with store.run_writer("collect", started_at=now) as writer:
         for host, doc in docs.items():
-            writer.add(HostOutcome(host=host, pool="p", collected_at=now, document=doc,
-                                   connection=ConnectionSpec("local")))
+            writer.add(
+                HostOutcome(
+                    host=host, pool="p", collected_at=now, document=doc, connection=ConnectionSpec("local")
+                )
+            )
     chosen = select_members(store, "p")
     assert [m.host for m in chosen.members] == ["good"]
     [missing] = chosen.missing

@@ -24,8 +24,9 @@ def _imported_after(*argv: str) -> set[str]:
         "    pass\n"
         "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
-    res = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=REPO,
-                         check=False, timeout=120)
+    res = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, cwd=REPO, check=False, timeout=120
+    )
     return set(res.stdout.split()[-400:])
 
 
@@ -35,8 +36,10 @@ def test_commands_never_load_pandas(tmp_path: Path) -> None:
     store = tmp_path / "store"
     res = run_cli("import", "--store", str(store), "--pool", "p", "--host", "h", str(GOLDEN))
     assert res.returncode == 0, res.stderr
-    for argv in (("hosts", "--store", str(store)),
-                 ("baseline", "--store", str(store), "--pool", "p", "--max-age", "36500d")):
+    for argv in (
+        ("hosts", "--store", str(store)),
+        ("baseline", "--store", str(store), "--pool", "p", "--max-age", "36500d"),
+    ):
         mods = _imported_after(*argv)
         assert "pyarrow" in mods, "the command did not even read the store"
         assert "pandas" not in mods and "numpy" not in mods, argv
@@ -45,8 +48,12 @@ def test_commands_never_load_pandas(tmp_path: Path) -> None:
 def test_broken_pipe_is_quiet(tmp_path: Path) -> None:
     store = tmp_path / "store"
     assert run_cli("import", "--store", str(store), "--host", "h", str(GOLDEN)).returncode == 0
-    proc = subprocess.Popen([PYTHON, "-m", "fleetcpu", "hosts", "--store", str(store), "--format",
-                             "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "fleetcpu", "hosts", "--store", str(store), "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.read(1)
     proc.stdout.close()  # the reader goes away, like `| head -c 1`

@@ -30,32 +30,57 @@ fleet, fresh = fake_fleet_fixtures(FLEET_SIZE)
 
 
 def cli(fleet: FakeFleet, tmp_path: Path, inventory: Path, *extra: str) -> tuple[int, str, str]:
-    res = run_cli("collect", str(inventory), "--store", str(tmp_path / "store"), *fleet.cli_args(),
-                  *extra, env={"XDG_CACHE_HOME": str(tmp_path / "cache"), "SSH_AUTH_SOCK": ""},
-                  timeout=300)
+    res = run_cli(
+        "collect",
+        str(inventory),
+        "--store",
+        str(tmp_path / "store"),
+        *fleet.cli_args(),
+        *extra,
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache"), "SSH_AUTH_SOCK": ""},
+        timeout=300,
+    )
     return res.returncode, res.stdout, res.stderr
 
 
-def in_process(fleet: FakeFleet, tmp_path: Path, inventory: Path, *, known_hosts: Path | None = None,
-               timeout: float = 2.0, concurrency: int = 32, retries: int = 1) -> str:
+def in_process(
+    fleet: FakeFleet,
+    tmp_path: Path,
+    inventory: Path,
+    *,
+    known_hosts: Path | None = None,
+    timeout: float = 2.0,
+    concurrency: int = 32,
+    retries: int = 1,
+) -> str:
     """``run_collect`` here, with a short grace period; returns the summary it printed."""
-    ssh = SshSettings(identity_files=(str(fleet.client_key_path),), ssh_config=(str(fleet.ssh_config),),
-                      known_hosts=(str(known_hosts or fleet.known_hosts),), connect_timeout=5.0,
-                      grace=0.5)
+    ssh = SshSettings(
+        identity_files=(str(fleet.client_key_path),),
+        ssh_config=(str(fleet.ssh_config),),
+        known_hosts=(str(known_hosts or fleet.known_hosts),),
+        connect_timeout=5.0,
+        grace=0.5,
+    )
     out = io.StringIO()
-    options = FleetOptions(concurrency=concurrency, timeout=timeout, retries=retries, backoff=0.05,
-                             ssh=ssh)
+    options = FleetOptions(concurrency=concurrency, timeout=timeout, retries=retries, backoff=0.05, ssh=ssh)
     try:
-        run_collect(str(inventory), options, store_dir=str(tmp_path / "store"), out=out,
-                    err=io.StringIO(), bundle=load_bundle(tmp_path / "cache"))
+        run_collect(
+            str(inventory),
+            options,
+            store_dir=str(tmp_path / "store"),
+            out=out,
+            err=io.StringIO(),
+            bundle=load_bundle(tmp_path / "cache"),
+        )
     except (SomeHostsFailedError, AllHostsFailedError) as exc:
         return out.getvalue() + f"\nEXIT {exc.exit_code}"
     return out.getvalue() + "\nEXIT 0"
 
 
 def test_hundreds_of_hosts_with_bounded_concurrency(fresh: FakeFleet, tmp_path: Path) -> None:
-    inv = fresh.inventory(tmp_path / "hosts.txt", [h.name for h in fresh.hosts[:250]],
-                          extra="machine_types=pc-q35-7.2")
+    inv = fresh.inventory(
+        tmp_path / "hosts.txt", [h.name for h in fresh.hosts[:250]], extra="machine_types=pc-q35-7.2"
+    )
     rc, out, err = cli(fresh, tmp_path, inv, "--concurrency", "20")
     assert rc == 0, out + err
     assert fresh.sessions == 250 and fresh.bundles_ok == 250
@@ -95,8 +120,9 @@ def test_connections_reset_at_start_are_retried_with_backoff(fresh: FakeFleet, t
     # Without retries the same resets are failures: the retries did the work above.
     fresh.reset_stats()
     fresh.hosts[0].resets = 1
-    rc, out, err = cli(fresh, tmp_path, fresh.inventory(tmp_path / "one.txt", ["fake000", "fake001"]),
-                       "--retries", "0")
+    rc, out, err = cli(
+        fresh, tmp_path, fresh.inventory(tmp_path / "one.txt", ["fake000", "fake001"]), "--retries", "0"
+    )
     assert rc == 5 and fresh.hosts[0].connections == 1
 
 
@@ -117,7 +143,7 @@ FAULT_STAGES = {
 
 
 def test_every_remote_fault_is_a_row_and_leaves_no_session_open(fresh: FakeFleet, tmp_path: Path) -> None:
-    hosts = fresh.hosts[:len(FAULT_STAGES) + 2]
+    hosts = fresh.hosts[: len(FAULT_STAGES) + 2]
     expected: dict[str, str | None] = {}
     for host, fault in zip(hosts, FAULT_STAGES, strict=False):
         host.fault = fault
@@ -130,7 +156,8 @@ def test_every_remote_fault_is_a_row_and_leaves_no_session_open(fresh: FakeFleet
     assert summary.endswith("EXIT 5"), summary
     rows = latest_rows(tmp_path / "store")
     assert {n: r["stage"] for n, r in rows.items()} == expected, {
-        n: (r["stage"], r["error"]) for n, r in rows.items()}
+        n: (r["stage"], r["error"]) for n, r in rows.items()
+    }
     by_fault = {fault: rows[h.name] for h, fault in zip(hosts, FAULT_STAGES, strict=False)}
     assert by_fault["truncated"]["error_code"] == "truncated"
     assert by_fault["killed"]["error_code"] == "killed"
@@ -143,8 +170,9 @@ def test_every_remote_fault_is_a_row_and_leaves_no_session_open(fresh: FakeFleet
     assert rows[changed.name]["error_code"] == "hostkey-changed"
     stopped = {fault: fresh.stops.get(h.name) for h, fault in zip(hosts, FAULT_STAGES, strict=False)}
     assert stopped["hang"] == stopped["linger"] == ["TERM", "EOF"], "told to stop: signal, then EOF"
-    assert by_fault["linger"]["error_code"] == "cleanup" and by_fault["linger"]["cpu_digest"], \
+    assert by_fault["linger"]["error_code"] == "cleanup" and by_fault["linger"]["cpu_digest"], (
         "an answer that did not exit cleanly keeps its data"
+    )
     assert fresh.leftovers() == 0
 
 
@@ -161,8 +189,10 @@ def test_hostile_inventory_values_arrive_as_single_arguments(fresh: FakeFleet, t
     h = fresh.hosts[0]
     inv = tmp_path / "hosts.txt"
     qemu = "/tmp/x;touch /tmp/pwned $(id) `id` 'q'"
-    inv.write_text(f"{h.name} ansible_host={h.address} ansible_port={h.port} "
-                   f"qemu={shlex.quote(qemu)} python='/opt/py 3/bin/python3'\n")
+    inv.write_text(
+        f"{h.name} ansible_host={h.address} ansible_port={h.port} "
+        f"qemu={shlex.quote(qemu)} python='/opt/py 3/bin/python3'\n"
+    )
     summary = in_process(fresh, tmp_path, inv)
     assert summary.endswith("EXIT 0")
     argv = fresh.commands[h.name]
@@ -172,14 +202,25 @@ def test_hostile_inventory_values_arrive_as_single_arguments(fresh: FakeFleet, t
 
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
-    [("-i", "/nonexistent/key", "-i /nonexistent/key: cannot load this SSH key"),
-     ("--ssh-config", "/nonexistent/config", "--ssh-config /nonexistent/config: no such file")],
+    [
+        ("-i", "/nonexistent/key", "-i /nonexistent/key: cannot load this SSH key"),
+        ("--ssh-config", "/nonexistent/config", "--ssh-config /nonexistent/config: no such file"),
+    ],
 )
 def test_a_bad_ssh_flag_is_a_usage_error_before_any_host_is_contacted(
-        fresh: FakeFleet, tmp_path: Path, flag: str, value: str, message: str) -> None:
+    fresh: FakeFleet, tmp_path: Path, flag: str, value: str, message: str
+) -> None:
     inv = fresh.inventory(tmp_path / "hosts.txt", [h.name for h in fresh.hosts[:3]])
-    res = run_cli("collect", str(inv), "--store", str(tmp_path / "store"), *fresh.cli_args(), flag, value,
-                  env={"XDG_CACHE_HOME": str(tmp_path / "cache"), "SSH_AUTH_SOCK": ""})
+    res = run_cli(
+        "collect",
+        str(inv),
+        "--store",
+        str(tmp_path / "store"),
+        *fresh.cli_args(),
+        flag,
+        value,
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache"), "SSH_AUTH_SOCK": ""},
+    )
     assert res.returncode == 2, res.stderr
     assert res.stderr.startswith(f"error: {message}")
     assert sum(h.connections for h in fresh.hosts) == 0 and not (tmp_path / "store").exists()

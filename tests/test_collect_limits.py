@@ -26,7 +26,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("accept_new", [False, True])
 def test_a_revoked_host_key_is_refused_with_or_without_accept_new(
-        fresh: FakeFleet, tmp_path: Path, accept_new: bool) -> None:
+    fresh: FakeFleet, tmp_path: Path, accept_new: bool
+) -> None:
     revoked, trusted = fresh.hosts[0], fresh.hosts[1]
     known = fresh.write_known_hosts(tmp_path / "known_hosts", omit=[revoked.name])
     assert revoked.key is not None
@@ -36,8 +37,15 @@ def test_a_revoked_host_key_is_refused_with_or_without_accept_new(
     before = known.read_text()
     inventory = fresh.inventory(tmp_path / "inv", [revoked.name, trusted.name])
     flags = ["--accept-new-host-keys"] if accept_new else []
-    res = run_cli("collect", str(inventory), "--store", str(tmp_path / "store"),
-                  *fresh.cli_args(known), *flags, env=_env(tmp_path))
+    res = run_cli(
+        "collect",
+        str(inventory),
+        "--store",
+        str(tmp_path / "store"),
+        *fresh.cli_args(known),
+        *flags,
+        env=_env(tmp_path),
+    )
     assert res.returncode == 5, (res.stdout, res.stderr)
     rows = latest_rows(tmp_path / "store")
     assert rows[trusted.name]["status"] == "ok"
@@ -49,14 +57,22 @@ def test_a_revoked_host_key_is_refused_with_or_without_accept_new(
 
 
 def test_the_inventory_host_cap_is_exit_3_before_any_host_is_contacted(
-        fresh: FakeFleet, tmp_path: Path) -> None:
+    fresh: FakeFleet, tmp_path: Path
+) -> None:
     inventory = tmp_path / "inv"
     # Every name points at a real host of the fleet: any contact is counted.
     at = f"ansible_host={fresh.hosts[0].address} ansible_port={fresh.hosts[0].port}"
     inventory.write_text(f"h[000000:099999] {at}\nx[0:9] {at}\n")
     started = time.monotonic()
-    res = run_cli("collect", str(inventory), "--store", str(tmp_path / "store"),
-                  *fresh.cli_args(), env=_env(tmp_path), timeout=60)
+    res = run_cli(
+        "collect",
+        str(inventory),
+        "--store",
+        str(tmp_path / "store"),
+        *fresh.cli_args(),
+        env=_env(tmp_path),
+        timeout=60,
+    )
     took = time.monotonic() - started
     assert res.returncode == 3, (res.stdout, res.stderr)
     assert "100000" in res.stderr and "--max-hosts" in res.stderr and f"{inventory}:2" in res.stderr
@@ -65,14 +81,23 @@ def test_the_inventory_host_cap_is_exit_3_before_any_host_is_contacted(
     # One line of 999,999 names is refused as soon as it is read, not after expanding it.
     inventory.write_text("h[0:999999]\nh[0:999999]\nh[0:999999]\n")
     started = time.monotonic()
-    res = run_cli("collect", str(inventory), "--store", str(tmp_path / "store"),
-                  *fresh.cli_args(), env=_env(tmp_path))
+    res = run_cli(
+        "collect", str(inventory), "--store", str(tmp_path / "store"), *fresh.cli_args(), env=_env(tmp_path)
+    )
     assert res.returncode == 3 and f"{inventory}:1" in res.stderr, res.stderr
     assert time.monotonic() - started < took + 5
     # The named flag lifts the cap; duplicates that disagree are still exit 3, before contact.
     inventory.write_text("h[000000:100000] transport=local\nh000007 transport=ssh\n")
-    res = run_cli("collect", str(inventory), "--store", str(tmp_path / "store"),
-                  "--max-hosts", "200000", *fresh.cli_args(), env=_env(tmp_path))
+    res = run_cli(
+        "collect",
+        str(inventory),
+        "--store",
+        str(tmp_path / "store"),
+        "--max-hosts",
+        "200000",
+        *fresh.cli_args(),
+        env=_env(tmp_path),
+    )
     assert res.returncode == 3 and "h000007" in res.stderr and f"{inventory}:2" in res.stderr
     assert sum(h.connections for h in fresh.hosts) == 0
 
@@ -88,7 +113,8 @@ sys.exit(res.returncode)
 
 
 def test_many_hosts_flooding_stdout_keep_the_collector_s_memory_bounded(
-        fresh: FakeFleet, tmp_path: Path) -> None:
+    fresh: FakeFleet, tmp_path: Path
+) -> None:
     """32 hosts each printing 24 MB at once: each may keep 32 MiB, so per-host caps alone
     let the collector hold ~770 MB; the total must stay bounded."""
     for host in fresh.hosts:
@@ -97,10 +123,28 @@ def test_many_hosts_flooding_stdout_keep_the_collector_s_memory_bounded(
     try:
         inventory = fresh.inventory(tmp_path / "inv")
         res = subprocess.run(
-            [PYTHON, "-c", _PEAK, PYTHON, "-m", "fleetcpu", "collect", str(inventory), "--store",
-             str(tmp_path / "store"), "--concurrency", "32", *fresh.cli_args()],
-            capture_output=True, text=True, timeout=600, cwd=REPO, check=False,
-            env={**__import__("os").environ, **_env(tmp_path)})
+            [
+                PYTHON,
+                "-c",
+                _PEAK,
+                PYTHON,
+                "-m",
+                "fleetcpu",
+                "collect",
+                str(inventory),
+                "--store",
+                str(tmp_path / "store"),
+                "--concurrency",
+                "32",
+                *fresh.cli_args(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=REPO,
+            check=False,
+            env={**__import__("os").environ, **_env(tmp_path)},
+        )
     finally:
         fresh.noise = 64 * 1024
     assert res.returncode == 6, (res.stdout[-2000:], res.stderr[-2000:])
@@ -109,4 +153,5 @@ def test_many_hosts_flooding_stdout_keep_the_collector_s_memory_bounded(
     assert peak_mib < 600, f"collector peak RSS {peak_mib:.0f} MiB"
     rows = latest_rows(tmp_path / "store")
     assert len(rows) == 32 and all(r["stage"] == "output" for r in rows.values()), json.dumps(
-        {n: (r["stage"], r["error"]) for n, r in rows.items()}, default=str)[:2000]
+        {n: (r["stage"], r["error"]) for n, r in rows.items()}, default=str
+    )[:2000]

@@ -48,8 +48,9 @@ def assert_nothing_left(tmpdir: Path) -> None:
 
 def test_the_readme_default_collects_this_machine(tmp_path: Path, isolated_tmp: Path) -> None:
     store = tmp_path / "store"
-    res = run_cli("collect", "inventories/local.txt", "--store", str(store),
-                  env=cli_env(tmp_path, isolated_tmp))
+    res = run_cli(
+        "collect", "inventories/local.txt", "--store", str(store), env=cli_env(tmp_path, isolated_tmp)
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.startswith("collected 1 of 1 host(s)")
     assert res.stderr == ""  # not a terminal: no progress bar, no noise
@@ -60,8 +61,7 @@ def test_the_readme_default_collects_this_machine(tmp_path: Path, isolated_tmp: 
     assert_nothing_left(isolated_tmp)
 
 
-def test_a_malformed_inventory_fails_before_any_host_is_contacted(tmp_path: Path,
-                                                                   isolated_tmp: Path) -> None:
+def test_a_malformed_inventory_fails_before_any_host_is_contacted(tmp_path: Path, isolated_tmp: Path) -> None:
     spy, touched = _spy_python(tmp_path)
     inv = tmp_path / "hosts.txt"
     inv.write_text(f"first transport=local python={spy}\n[broken\nsecond transport=local\n")
@@ -72,8 +72,9 @@ def test_a_malformed_inventory_fails_before_any_host_is_contacted(tmp_path: Path
     assert not touched.exists() and not store.exists()
     # Strict mode turns an ignored key into the same early failure.
     inv.write_text(f"first transport=local python={spy} ansible_become=yes\n")
-    res = run_cli("collect", str(inv), "--store", str(store), "--strict-inventory",
-                  env=cli_env(tmp_path, isolated_tmp))
+    res = run_cli(
+        "collect", str(inv), "--store", str(store), "--strict-inventory", env=cli_env(tmp_path, isolated_tmp)
+    )
     assert res.returncode == 3 and "unknown key 'ansible_become'" in res.stderr
     assert not touched.exists() and not store.exists()
 
@@ -81,14 +82,15 @@ def test_a_malformed_inventory_fails_before_any_host_is_contacted(tmp_path: Path
 def _spy_python(tmp_path: Path) -> tuple[Path, Path]:
     touched = tmp_path / "contacted"
     spy = tmp_path / "spy-python"
-    spy.write_text(f"#!/bin/sh\ntouch {touched}\nexec {PYTHON} \"$@\"\n")
+    spy.write_text(f'#!/bin/sh\ntouch {touched}\nexec {PYTHON} "$@"\n')
     spy.chmod(0o755)
     return spy, touched
 
 
 @pytest.mark.parametrize("what", ["foreign", "newer-layout", "a-file"])
 def test_a_store_that_is_not_ours_fails_before_any_host_is_contacted(
-        tmp_path: Path, isolated_tmp: Path, what: str) -> None:
+    tmp_path: Path, isolated_tmp: Path, what: str
+) -> None:
     """A foreign directory, a newer layout or a file: refused before the fan-out, left as it was."""
     spy, touched = _spy_python(tmp_path)
     inv = tmp_path / "hosts.txt"
@@ -99,8 +101,10 @@ def test_a_store_that_is_not_ours_fails_before_any_host_is_contacted(
     else:
         store.mkdir()
         (store / "fleetcpu-store.json").write_text(
-            '{"format": "fleetcpu.store", "layout": 99}\n' if what == "newer-layout"
-            else '{"format": "someone-else"}\n')
+            '{"format": "fleetcpu.store", "layout": 99}\n'
+            if what == "newer-layout"
+            else '{"format": "someone-else"}\n'
+        )
     before = sorted(p.name for p in store.iterdir()) if store.is_dir() else None
     res = run_cli("collect", str(inv), "--store", str(store), env=cli_env(tmp_path, isolated_tmp))
     assert res.returncode == 4, res.stdout + res.stderr  # StoreForeignError
@@ -110,7 +114,8 @@ def test_a_store_that_is_not_ours_fails_before_any_host_is_contacted(
 
 
 def test_a_store_that_cannot_be_opened_stops_the_run_and_leaves_nothing(
-        tmp_path: Path, isolated_tmp: Path) -> None:
+    tmp_path: Path, isolated_tmp: Path
+) -> None:
     """A damaged index is exit 4 with the file named; no probe is left, the runs are untouched."""
     store = tmp_path / "store"
     env = cli_env(tmp_path, isolated_tmp)
@@ -129,7 +134,8 @@ def test_a_store_that_cannot_be_opened_stops_the_run_and_leaves_nothing(
 
 
 def test_every_local_fault_is_a_stored_row_and_the_others_are_stored_too(
-        tmp_path: Path, isolated_tmp: Path, qemu_bin: str) -> None:
+    tmp_path: Path, isolated_tmp: Path, qemu_bin: str
+) -> None:
     pwned = tmp_path / "PWNED"
     a = make_replay_host(tmp_path / "replay", "Xeon-Gold-6148", microcode="0x2000065")
     b = make_replay_host(tmp_path / "replay", "EPYC-7601-32-Core", microcode="0x8001227")
@@ -148,16 +154,24 @@ def test_every_local_fault_is_a_stored_row_and_the_others_are_stored_too(
     inv = tmp_path / "hosts.txt"
     inv.write_text("[lab]\n" + "".join(f"{n} transport=local {s}\n" for n, s in hosts.items()))
     store = tmp_path / "store"
-    res = run_cli("collect", str(inv), "--store", str(store), "--timeout", "4",
-                  env=cli_env(tmp_path, isolated_tmp))
+    res = run_cli(
+        "collect", str(inv), "--store", str(store), "--timeout", "4", env=cli_env(tmp_path, isolated_tmp)
+    )
     assert res.returncode == 5, res.stdout + res.stderr
     rows = latest_rows(store)
     assert set(rows) == set(hosts)
     stages = {name: row["stage"] for name, row in rows.items()}
     assert stages == {
-        "tcg": None, "replay-xeon": None, "replay-epyc": None,
-        "no-qemu": "qemu", "hostile-qemu": "qemu", "no-python": "python", "old-python": "python",
-        "probe-timeout": "timeout", "probe-killed": "output", "garbage": "output",
+        "tcg": None,
+        "replay-xeon": None,
+        "replay-epyc": None,
+        "no-qemu": "qemu",
+        "hostile-qemu": "qemu",
+        "no-python": "python",
+        "old-python": "python",
+        "probe-timeout": "timeout",
+        "probe-killed": "output",
+        "garbage": "output",
     }, {n: (r["stage"], r["error"]) for n, r in rows.items()}
     # The ok rows: real QEMU under TCG, and two different replayed CPUs with their facts.
     assert rows["tcg"]["accel"] == "tcg" and rows["tcg"]["accel_reason"] == "requested"
@@ -179,7 +193,11 @@ def test_every_local_fault_is_a_stored_row_and_the_others_are_stored_too(
     lines = res.stdout.splitlines()
     assert lines[0].startswith("collected 10 of 10 host(s)") and "ok 3" in lines[0]
     assert [ln.strip() for ln in lines if ln.startswith("  ") and not ln.startswith("    ")] == [
-        "python: 2", "qemu: 2", "timeout: 1", "output: 2"]
+        "python: 2",
+        "qemu: 2",
+        "timeout: 1",
+        "output: 2",
+    ]
     assert res.stderr.strip() == "error: 7 of 10 host(s) failed; their failure rows are stored"
     assert_nothing_left(isolated_tmp)
 
@@ -187,8 +205,9 @@ def test_every_local_fault_is_a_stored_row_and_the_others_are_stored_too(
 def test_all_failed_is_exit_6(tmp_path: Path, isolated_tmp: Path) -> None:
     inv = tmp_path / "hosts.txt"
     inv.write_text("a transport=local python=/nonexistent\nb transport=local qemu=/nonexistent\n")
-    res = run_cli("collect", str(inv), "--store", str(tmp_path / "store"),
-                  env=cli_env(tmp_path, isolated_tmp))
+    res = run_cli(
+        "collect", str(inv), "--store", str(tmp_path / "store"), env=cli_env(tmp_path, isolated_tmp)
+    )
     assert res.returncode == 6, res.stderr
     assert "all 2 host(s) failed" in res.stderr
 
@@ -197,18 +216,22 @@ def _stubborn_python(directory: Path, pidfile: Path) -> str:
     """Ignores SIGTERM and EOF, prints nothing: only the orchestrator's hard stop ends it."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "python3"
-    path.write_text(f"#!{sys.executable}\nimport os, signal, time\n"
-                    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                    f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
-                    "time.sleep(600)\n")
+    path.write_text(
+        f"#!{sys.executable}\nimport os, signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(600)\n"
+    )
     path.chmod(0o755)
     return str(path)
 
 
 def test_command_timeout_stops_then_kills_a_stubborn_command(tmp_path: Path, isolated_tmp: Path) -> None:
     pidfile = tmp_path / "pid"
-    inv = parse_inventory(f"stubborn transport=local python={_stubborn_python(tmp_path, pidfile)}\n"
-                          f"hung transport=local qemu={misbehaving_qemu.hangs(tmp_path / 'h')} accel=tcg\n")
+    inv = parse_inventory(
+        f"stubborn transport=local python={_stubborn_python(tmp_path, pidfile)}\n"
+        f"hung transport=local qemu={misbehaving_qemu.hangs(tmp_path / 'h')} accel=tcg\n"
+    )
     options = FleetOptions(timeout=1.5, ssh=SshSettings(grace=0.5))
     collector = Collector(options, build_transports(inv.hosts, options), load_bundle(tmp_path))
     os.environ["TMPDIR"], saved = str(isolated_tmp), os.environ.get("TMPDIR")
@@ -235,15 +258,23 @@ def test_command_timeout_stops_then_kills_a_stubborn_command(tmp_path: Path, iso
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupting_a_run_stores_what_is_done_and_stops_the_rest(
-        tmp_path: Path, isolated_tmp: Path, sig: signal.Signals) -> None:
+    tmp_path: Path, isolated_tmp: Path, sig: signal.Signals
+) -> None:
     inv = tmp_path / "hosts.txt"
-    inv.write_text("fast transport=local accel=tcg\n"
-                   f"slow transport=local qemu={misbehaving_qemu.hangs(tmp_path / 'h')} accel=tcg\n")
+    inv.write_text(
+        "fast transport=local accel=tcg\n"
+        f"slow transport=local qemu={misbehaving_qemu.hangs(tmp_path / 'h')} accel=tcg\n"
+    )
     store = tmp_path / "store"
     env = {**os.environ, **cli_env(tmp_path, isolated_tmp)}
-    proc = subprocess.Popen([PYTHON, "-m", "fleetcpu", "collect", str(inv), "--store", str(store),
-                             "--timeout", "120"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "fleetcpu", "collect", str(inv), "--store", str(store), "--timeout", "120"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while not list(isolated_tmp.rglob("fleetcpu-probe-*")) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -272,7 +303,13 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path, isolated_tmp: Path) -> 
     inv.write_text("a transport=local python=/nonexistent\n")
     out, err = io.StringIO(), Tty()
     with pytest.raises(Exception, match="all 1 host"):
-        run_collect(str(inv), FleetOptions(), store_dir=str(tmp_path / "store"), out=out, err=err,
-                    bundle=load_bundle(tmp_path))
+        run_collect(
+            str(inv),
+            FleetOptions(),
+            store_dir=str(tmp_path / "store"),
+            out=out,
+            err=err,
+            bundle=load_bundle(tmp_path),
+        )
     assert "[" in err.getvalue() and "1/1" in err.getvalue() and err.getvalue().endswith("\r\x1b[K")
     assert out.getvalue().startswith("collected 1 of 1 host(s)")

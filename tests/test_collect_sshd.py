@@ -36,8 +36,11 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdFleet]:
-    fleet = start_sshd_fleet(tmp_path_factory.mktemp("sshd"),
-                             ["a", "b", "c", "noauth", "unknown", "changed"], unauthorized=["noauth"])
+    fleet = start_sshd_fleet(
+        tmp_path_factory.mktemp("sshd"),
+        ["a", "b", "c", "noauth", "unknown", "changed"],
+        unauthorized=["noauth"],
+    )
     try:
         yield fleet
     finally:
@@ -54,14 +57,25 @@ def line(sshd: SshdFleet, name: str, host: str, settings: str = "") -> str:
     return f"{name} ansible_host={h.address} ansible_port={h.port} {settings}".rstrip() + "\n"
 
 
-def collect(sshd: SshdFleet, tmp_path: Path, inventory: str, known_hosts: Path, *extra: str,
-            timeout: float = 20) -> tuple[int, str, str, Path]:
+def collect(
+    sshd: SshdFleet, tmp_path: Path, inventory: str, known_hosts: Path, *extra: str, timeout: float = 20
+) -> tuple[int, str, str, Path]:
     inv = tmp_path / "hosts.txt"
     inv.write_text(inventory)
     store = tmp_path / "store"
-    res = run_cli("collect", str(inv), "--store", str(store), "--timeout", str(timeout),
-                  "--connect-timeout", "5", *sshd.cli_args(known_hosts), *extra,
-                  env={"XDG_CACHE_HOME": str(tmp_path / "cache"), "SSH_AUTH_SOCK": ""})
+    res = run_cli(
+        "collect",
+        str(inv),
+        "--store",
+        str(store),
+        "--timeout",
+        str(timeout),
+        "--connect-timeout",
+        "5",
+        *sshd.cli_args(known_hosts),
+        *extra,
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache"), "SSH_AUTH_SOCK": ""},
+    )
     return res.returncode, res.stdout, res.stderr, store
 
 
@@ -71,8 +85,9 @@ def assert_clean(sshd: SshdFleet) -> None:
     assert files == [], "files left in the hosts' TMPDIR"
 
 
-def test_real_probe_on_real_qemu_over_real_openssh(sshd: SshdFleet, known_hosts: Path,
-                                                   tmp_path: Path, qemu_bin: str) -> None:
+def test_real_probe_on_real_qemu_over_real_openssh(
+    sshd: SshdFleet, known_hosts: Path, tmp_path: Path, qemu_bin: str
+) -> None:
     xeon = make_replay_host(tmp_path / "replay", "Xeon-Platinum-8268", microcode="0x5003003")
     ryzen = make_replay_host(tmp_path / "replay", "qemu-10.0-Ryzen-9-3900X")
     kvm = "kvm" if kvm_usable() else "tcg"
@@ -85,13 +100,15 @@ def test_real_probe_on_real_qemu_over_real_openssh(sshd: SshdFleet, known_hosts:
         + line(sshd, "replay-xeon", "a", f"qemu={xeon.binary} host_root={xeon.root} accel=kvm")
         + line(sshd, "replay-ryzen", "b", f"qemu={ryzen.binary} host_root={ryzen.root} accel=kvm")
     )
-    rc, out, err, store = collect(sshd, tmp_path, inventory, known_hosts, "--concurrency", "4",
-                                  "--user", "root")
+    rc, out, err, store = collect(
+        sshd, tmp_path, inventory, known_hosts, "--concurrency", "4", "--user", "root"
+    )
     assert rc == 0, out + err
     assert out.startswith("collected 5 of 5 host(s)") and "failed 0" in out
     rows = latest_rows(store)
     assert {n: r["status"] for n, r in rows.items()} == dict.fromkeys(
-        ["lab-a", "lab-b", "lab-c", "replay-xeon", "replay-ryzen"], "ok")
+        ["lab-a", "lab-b", "lab-c", "replay-xeon", "replay-ryzen"], "ok"
+    )
     assert rows["lab-a"]["accel"] == "tcg" and rows["lab-a"]["accel_reason"] == "requested"
     assert rows["lab-b"]["accel"] == kvm and rows["lab-b"]["qemu_kvm_enabled"] is (kvm == "kvm")
     assert rows["lab-c"]["machine_types"] == ["pc-i440fx-2.0", rows["lab-a"]["machine_types"][0]]
@@ -103,15 +120,20 @@ def test_real_probe_on_real_qemu_over_real_openssh(sshd: SshdFleet, known_hosts:
     assert rows["replay-ryzen"]["qemu_version"] != rows["lab-a"]["qemu_version"]
     # The connection spec is stored, never a key.
     a = sshd.host("a")
-    assert (rows["lab-a"]["conn_transport"], rows["lab-a"]["conn_address"], rows["lab-a"]["conn_port"],
-            rows["lab-a"]["conn_user"]) == ("ssh", a.address, a.port, "root")
+    assert (
+        rows["lab-a"]["conn_transport"],
+        rows["lab-a"]["conn_address"],
+        rows["lab-a"]["conn_port"],
+        rows["lab-a"]["conn_user"],
+    ) == ("ssh", a.address, a.port, "root")
     assert rows["lab-c"]["conn_python"] == "/usr/bin/python3"
     assert not [v for r in rows.values() for v in r.values() if "ed25519" in str(v)]
     assert_clean(sshd)
 
 
 def test_every_fault_through_real_openssh_is_a_row_and_the_run_finishes(
-        sshd: SshdFleet, known_hosts: Path, tmp_path: Path, qemu_bin: str) -> None:
+    sshd: SshdFleet, known_hosts: Path, tmp_path: Path, qemu_bin: str
+) -> None:
     pwned = tmp_path / "PWNED"
     hung = misbehaving_qemu.hangs(tmp_path / "hung")
     killer = probe_killer_qemu(tmp_path / "killer")
@@ -131,15 +153,25 @@ def test_every_fault_through_real_openssh_is_a_row_and_the_run_finishes(
         + line(sshd, "probe-killed", "c", f"qemu={killer} accel=tcg")
         + line(sshd, "garbage", "c", f"python={garbage}")
     )
-    rc, out, err, store = collect(sshd, tmp_path, inventory, known_hosts, "--concurrency", "6",
-                                  "--retries", "1", timeout=5)
+    rc, out, err, store = collect(
+        sshd, tmp_path, inventory, known_hosts, "--concurrency", "6", "--retries", "1", timeout=5
+    )
     assert rc == 5, out + err
     rows = latest_rows(store)
     stages = {n: r["stage"] for n, r in rows.items()}
     assert stages == {
-        "ok": None, "unreachable": "connect", "unknown-key": "hostkey", "changed-key": "hostkey",
-        "auth": "auth", "no-python": "python", "old-python": "python", "no-qemu": "qemu",
-        "hostile": "qemu", "probe-timeout": "timeout", "probe-killed": "output", "garbage": "output",
+        "ok": None,
+        "unreachable": "connect",
+        "unknown-key": "hostkey",
+        "changed-key": "hostkey",
+        "auth": "auth",
+        "no-python": "python",
+        "old-python": "python",
+        "no-qemu": "qemu",
+        "hostile": "qemu",
+        "probe-timeout": "timeout",
+        "probe-killed": "output",
+        "garbage": "output",
     }, {n: (r["stage"], r["error"]) for n, r in rows.items()}
     err_of = {n: str(r["error"]) for n, r in rows.items()}
     assert "refused" in err_of["unreachable"] and "after 2 attempts" in err_of["unreachable"]
@@ -159,10 +191,12 @@ def test_every_fault_through_real_openssh_is_a_row_and_the_run_finishes(
 
 
 def test_new_host_keys_only_with_the_flag_and_a_changed_key_never(
-        sshd: SshdFleet, known_hosts: Path, tmp_path: Path) -> None:
+    sshd: SshdFleet, known_hosts: Path, tmp_path: Path
+) -> None:
     before = known_hosts.read_text()
-    inventory = (line(sshd, "unknown-key", "unknown", "python=/nonexistent")
-                 + line(sshd, "changed-key", "changed", "python=/nonexistent"))
+    inventory = line(sshd, "unknown-key", "unknown", "python=/nonexistent") + line(
+        sshd, "changed-key", "changed", "python=/nonexistent"
+    )
     rc, out, err, store = collect(sshd, tmp_path, inventory, known_hosts, "--accept-new-host-keys")
     assert rc == 6, out + err
     rows = latest_rows(store)
@@ -170,12 +204,13 @@ def test_new_host_keys_only_with_the_flag_and_a_changed_key_never(
     assert rows["unknown-key"]["stage"] == "python"
     assert rows["changed-key"]["stage"] == "hostkey" and "CHANGED" in str(rows["changed-key"]["error"])
     u = sshd.host("unknown")
-    added = known_hosts.read_text()[len(before):]
+    added = known_hosts.read_text()[len(before) :]
     assert added == f"{u.known_hosts_line()}\n"
     assert "trusted 1 new host key(s) on first use" in err and f"[{u.address}]:{u.port}" in err
     # The next run trusts it from the file, without the flag.
-    rc, out, err, store = collect(sshd, tmp_path, line(sshd, "unknown-key", "unknown", "accel=tcg"),
-                                  known_hosts)
+    rc, out, err, store = collect(
+        sshd, tmp_path, line(sshd, "unknown-key", "unknown", "accel=tcg"), known_hosts
+    )
     assert rc == 0, out + err
     assert known_hosts.read_text() == before + added, "known_hosts written without the flag"
     assert_clean(sshd)

@@ -76,16 +76,26 @@ def python39(tmp_path: Path) -> str:
 
 def host(**kw: object) -> HostSpec:
     base: dict[str, object] = {
-        "name": "h", "address": "h", "port": None, "user": None, "pool": "p", "machine_types": (),
-        "qemu": None, "python": None, "accel": "auto", "transport": "local", "groups": (),
+        "name": "h",
+        "address": "h",
+        "port": None,
+        "user": None,
+        "pool": "p",
+        "machine_types": (),
+        "qemu": None,
+        "python": None,
+        "accel": "auto",
+        "transport": "local",
+        "groups": (),
         "source": "t:1",
     }
     base.update(kw)
     return HostSpec(**base)
 
 
-def run_remote(command: str, stdin: bytes, *, tmpdir: Path, timeout: float = 60,
-               eof: bool = False) -> subprocess.CompletedProcess[bytes]:
+def run_remote(
+    command: str, stdin: bytes, *, tmpdir: Path, timeout: float = 60, eof: bool = False
+) -> subprocess.CompletedProcess[bytes]:
     """Run the remote command as a host would, stdin kept open until the command is done.
 
     Closing stdin early is the orchestrator's "stop" (the bootstrap then SIGTERMs
@@ -93,8 +103,9 @@ def run_remote(command: str, stdin: bytes, *, tmpdir: Path, timeout: float = 60,
     """
     env = {**os.environ, "TMPDIR": str(tmpdir)}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE, stdout=out,
-                                stderr=err, env=env, cwd=tmpdir)
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command], stdin=subprocess.PIPE, stdout=out, stderr=err, env=env, cwd=tmpdir
+        )
         assert proc.stdin is not None
         try:
             with contextlib.suppress(BrokenPipeError):
@@ -122,8 +133,14 @@ def test_bundle_is_deterministic_and_holds_exactly_the_probe() -> None:
     one, two = build_bundle(sources), build_bundle(list(reversed(sources)))
     assert one.data == two.data and one.sha256 == two.sha256
     assert list(one.names) == sorted(one.names)
-    assert {"fleetcpu/__init__.py", "fleetcpu/errors.py", "fleetcpu/probe/__main__.py",
-            "fleetcpu/probe/run.py", "qemu/qmp/__init__.py", "qemu/qmp/qmp_client.py"} <= set(one.names)
+    assert {
+        "fleetcpu/__init__.py",
+        "fleetcpu/errors.py",
+        "fleetcpu/probe/__main__.py",
+        "fleetcpu/probe/run.py",
+        "qemu/qmp/__init__.py",
+        "qemu/qmp/qmp_client.py",
+    } <= set(one.names)
     assert not [n for n in one.names if "pycache" in n or not n.endswith(".py")]
     assert not [n for n in one.names if n.startswith(("fleetcpu/collect", "fleetcpu/store"))]
     with zipfile.ZipFile(io.BytesIO(one.data)) as z:
@@ -154,7 +171,8 @@ def test_bundle_cache_that_cannot_be_written_is_not_an_error(tmp_path: Path) -> 
 
 
 def test_bundle_carries_each_module_precompiled_for_this_python_the_same_on_every_build(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     import pandas  # noqa: F401 - a busy process: marshal's output must not depend on it
 
     one, two = load_bundle(tmp_path / "a"), load_bundle(tmp_path / "b")
@@ -171,8 +189,13 @@ def test_bundle_carries_each_module_precompiled_for_this_python_the_same_on_ever
     assert code.co_filename == bootstrap_host.ORIGIN + "fleetcpu/probe/run.py"
 
 
-def _with_main_pyc(bundle_data: bytes, main_code: str, *, source: bytes | None = None,
-                   magic: bytes = importlib.util.MAGIC_NUMBER) -> Bundle:
+def _with_main_pyc(
+    bundle_data: bytes,
+    main_code: str,
+    *,
+    source: bytes | None = None,
+    magic: bytes = importlib.util.MAGIC_NUMBER,
+) -> Bundle:
     """The bundle with ``__main__``'s precompiled code swapped for ``main_code``'s, under a header
     claiming ``magic`` and the hash of ``source`` (default: the real source beside it)."""
     name = "fleetcpu/probe/__main__.py"
@@ -180,14 +203,19 @@ def _with_main_pyc(bundle_data: bytes, main_code: str, *, source: bytes | None =
     with zipfile.ZipFile(io.BytesIO(bundle_data)) as z:
         entries = [(n, z.read(n)) for n in z.namelist()]
     real = dict(entries)[name]
-    pyc = (magic + (3).to_bytes(4, "little") + importlib.util.source_hash(source or real)
-           + marshal.dumps(compile(main_code, "swapped", "exec")))
+    pyc = (
+        magic
+        + (3).to_bytes(4, "little")
+        + importlib.util.source_hash(source or real)
+        + marshal.dumps(compile(main_code, "swapped", "exec"))
+    )
     return build_bundle([(n, pyc if n == target else data) for n, data in entries])
 
 
 @pytest.mark.parametrize("case", ["ours", "stale", "other-magic"])
 def test_the_host_runs_the_precompiled_code_only_when_it_is_its_own_and_the_source_s(
-        tmp_path: Path, isolated_tmp: Path, case: str) -> None:
+    tmp_path: Path, isolated_tmp: Path, case: str
+) -> None:
     marker = "def main(argv):\n    print('ran the precompiled code')\n    return 0\n"
     data = load_bundle(tmp_path).data
     if case == "ours":
@@ -208,21 +236,25 @@ def test_the_host_runs_the_precompiled_code_only_when_it_is_its_own_and_the_sour
 
 
 def test_bootstrap_imports_the_probe_from_memory_on_a_python_without_fleetcpu(
-        tmp_path: Path, isolated_tmp: Path) -> None:
+    tmp_path: Path, isolated_tmp: Path
+) -> None:
     py = python39(tmp_path)
-    check = subprocess.run([py, "-E", "-s", "-c", "import fleetcpu"], capture_output=True,
-                           cwd=isolated_tmp, check=False)
+    check = subprocess.run(
+        [py, "-E", "-s", "-c", "import fleetcpu"], capture_output=True, cwd=isolated_tmp, check=False
+    )
     assert check.returncode != 0, f"{py} has fleetcpu installed; this test needs one without"
     res = run_remote(remote_command(py, ["--help"]), payload(load_bundle(tmp_path)), tmpdir=isolated_tmp)
     assert res.returncode == 0, res.stderr.decode()
     assert b"python3 -m fleetcpu.probe" in res.stdout
 
 
-def test_bootstrap_runs_the_real_probe_on_python39(tmp_path: Path, isolated_tmp: Path,
-                                                   qemu_bin: str) -> None:
+def test_bootstrap_runs_the_real_probe_on_python39(tmp_path: Path, isolated_tmp: Path, qemu_bin: str) -> None:
     py = python39(tmp_path)
-    res = run_remote(remote_command(py, ["--accel", "tcg", "--timeout", "30"]),
-                     payload(load_bundle(tmp_path)), tmpdir=isolated_tmp)
+    res = run_remote(
+        remote_command(py, ["--accel", "tcg", "--timeout", "30"]),
+        payload(load_bundle(tmp_path)),
+        tmpdir=isolated_tmp,
+    )
     assert res.returncode == 0, res.stderr.decode()
     doc = document_from_json(res.stdout.decode())
     assert doc.ok and doc.accel == "tcg" and doc.accel_reason == "requested"
@@ -230,11 +262,13 @@ def test_bootstrap_runs_the_real_probe_on_python39(tmp_path: Path, isolated_tmp:
 
 
 @pytest.mark.parametrize("version", ["2.7", "3.6", "3.8"])
-def test_old_python_gets_a_python_verdict_not_a_traceback(tmp_path: Path, isolated_tmp: Path,
-                                                          version: str) -> None:
+def test_old_python_gets_a_python_verdict_not_a_traceback(
+    tmp_path: Path, isolated_tmp: Path, version: str
+) -> None:
     py = old_python(tmp_path, version)
-    res = run_remote(remote_command(py, ["--accel", "tcg"]), payload(load_bundle(tmp_path)),
-                     tmpdir=isolated_tmp)
+    res = run_remote(
+        remote_command(py, ["--accel", "tcg"]), payload(load_bundle(tmp_path)), tmpdir=isolated_tmp
+    )
     assert res.returncode == bootstrap_host.EXIT_OLD_PYTHON, res.stderr.decode()
     assert b"Traceback" not in res.stderr and b"SyntaxError" not in res.stderr
     run = RemoteRun(res.stdout, res.stderr, res.returncode, None, 0.1)
@@ -244,16 +278,18 @@ def test_old_python_gets_a_python_verdict_not_a_traceback(tmp_path: Path, isolat
 
 
 def test_missing_python_is_exit_127_and_a_python_verdict(tmp_path: Path, isolated_tmp: Path) -> None:
-    res = run_remote(remote_command("/nonexistent/python3", []), payload(load_bundle(tmp_path)),
-                     tmpdir=isolated_tmp)
+    res = run_remote(
+        remote_command("/nonexistent/python3", []), payload(load_bundle(tmp_path)), tmpdir=isolated_tmp
+    )
     assert res.returncode == 127
     verdict = interpret(RemoteRun(res.stdout, res.stderr, 127, None, 0.1), "/nonexistent/python3")
     assert verdict.stage == "python" and "not found" in (verdict.error or "")
 
 
 @pytest.mark.parametrize("damage", ["flip", "short", "header"])
-def test_a_damaged_bundle_is_refused_as_an_upload_failure(tmp_path: Path, isolated_tmp: Path,
-                                                          damage: str) -> None:
+def test_a_damaged_bundle_is_refused_as_an_upload_failure(
+    tmp_path: Path, isolated_tmp: Path, damage: str
+) -> None:
     data = bytearray(payload(load_bundle(tmp_path)))
     if damage == "flip":
         data[-100] ^= 0x01
@@ -261,8 +297,12 @@ def test_a_damaged_bundle_is_refused_as_an_upload_failure(tmp_path: Path, isolat
         del data[-5000:]
     else:
         data[:10] = b"NOT-A-BUND"
-    res = run_remote(remote_command(sys.executable, ["--accel", "tcg"]), bytes(data), tmpdir=isolated_tmp,
-                     eof=damage == "short")
+    res = run_remote(
+        remote_command(sys.executable, ["--accel", "tcg"]),
+        bytes(data),
+        tmpdir=isolated_tmp,
+        eof=damage == "short",
+    )
     assert res.returncode == bootstrap_host.EXIT_BAD_BUNDLE, res.stderr.decode()
     verdict = interpret(RemoteRun(res.stdout, res.stderr, res.returncode, None, 0.1), "python3")
     assert verdict.stage == "upload", verdict
@@ -277,13 +317,14 @@ def test_the_hosts_zip_reader_reads_the_bundle_as_zipfile_does(tmp_path: Path) -
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert sorted(members) == sorted(archive.namelist())
         for name, (method, start, size) in members.items():
-            raw = data[start:start + size]
+            raw = data[start : start + size]
             assert (zlib.decompress(raw, -15) if method == 8 else raw) == archive.read(name), name
 
 
 @pytest.mark.parametrize("kind", ["zip64-comment", "not-a-zip"])
 def test_a_zip_fleetcpu_did_not_write_is_refused_even_with_a_good_checksum(
-        tmp_path: Path, isolated_tmp: Path, kind: str) -> None:
+    tmp_path: Path, isolated_tmp: Path, kind: str
+) -> None:
     buf = io.BytesIO()
     if kind == "not-a-zip":
         buf.write(b"just bytes, announced with their own true sha256\n" * 100)
@@ -293,8 +334,7 @@ def test_a_zip_fleetcpu_did_not_write_is_refused_even_with_a_good_checksum(
             archive.comment = b"made elsewhere"
     data = buf.getvalue()
     header = b"%s %d %s\n" % (bootstrap_host.MAGIC, len(data), hashlib.sha256(data).hexdigest().encode())
-    res = run_remote(remote_command(sys.executable, ["--accel", "tcg"]), header + data,
-                     tmpdir=isolated_tmp)
+    res = run_remote(remote_command(sys.executable, ["--accel", "tcg"]), header + data, tmpdir=isolated_tmp)
     assert res.returncode == bootstrap_host.EXIT_BAD_BUNDLE, res.stderr.decode()
     assert b"is not a fleetcpu zip" in res.stderr
     verdict = interpret(RemoteRun(res.stdout, res.stderr, res.returncode, None, 0.1), "python3")
@@ -307,8 +347,14 @@ def test_eof_on_stdin_stops_the_probe_and_its_qemu_and_cleans_up(tmp_path: Path,
     hung = misbehaving_qemu.hangs(tmp_path / "hung")
     env = {**os.environ, "TMPDIR": str(isolated_tmp)}
     command = remote_command(sys.executable, ["--qemu-binary", hung, "--accel", "tcg", "--timeout", "60"])
-    proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", command],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.stdin is not None
     proc.stdin.write(payload(load_bundle(tmp_path)))
     proc.stdin.flush()
@@ -338,7 +384,7 @@ HOSTILE = [
     "$(touch {pwned})",
     "`touch {pwned}`",
     "a b\tc\nd",
-    "it's \"quoted\"",
+    'it\'s "quoted"',
     "--flag=$HOME|&>{pwned}",
     "",
 ]
@@ -348,8 +394,9 @@ def test_nothing_reaches_the_shell_unquoted(tmp_path: Path, isolated_tmp: Path) 
     pwned = tmp_path / "PWNED"
     dumper = tmp_path / "dump argv;$(x)"
     out = tmp_path / "argv.json"
-    dumper.write_text(f"#!{sys.executable}\nimport json, sys\n"
-                      f"open({str(out)!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
+    dumper.write_text(
+        f"#!{sys.executable}\nimport json, sys\nopen({str(out)!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+    )
     dumper.chmod(dumper.stat().st_mode | stat.S_IXUSR)
     args = [v.format(pwned=pwned) for v in HOSTILE]
     res = run_remote(remote_command(str(dumper), args), b"", tmpdir=isolated_tmp)
@@ -379,8 +426,18 @@ def test_probe_deadline_is_inside_the_command_timeout() -> None:
     for command_timeout in (1, 3, 10, 90, 600):
         assert 0 < probe_timeout(command_timeout) < command_timeout
     args = probe_args(host(accel="kvm", machine_types=("pc-q35-7.2",), qemu="/q", host_root="/r"), 90)
-    assert args == ["--accel", "kvm", "--timeout", "80", "--machine-type", "pc-q35-7.2",
-                    "--qemu-binary", "/q", "--host-root", "/r"]
+    assert args == [
+        "--accel",
+        "kvm",
+        "--timeout",
+        "80",
+        "--machine-type",
+        "pc-q35-7.2",
+        "--qemu-binary",
+        "/q",
+        "--host-root",
+        "/r",
+    ]
 
 
 def test_host_root_inventory_key_must_be_absolute() -> None:
@@ -396,8 +453,9 @@ def test_host_root_inventory_key_must_be_absolute() -> None:
 DOC = GOLDEN.read_bytes()
 
 
-def remote(stdout: bytes = b"", stderr: bytes = b"", status: int | None = 0, signal_: str | None = None,
-           **kw: object) -> RemoteRun:
+def remote(
+    stdout: bytes = b"", stderr: bytes = b"", status: int | None = 0, signal_: str | None = None, **kw: object
+) -> RemoteRun:
     return RemoteRun(stdout, stderr, status, signal_, 0.5, **kw)
 
 
@@ -407,17 +465,22 @@ def remote(stdout: bytes = b"", stderr: bytes = b"", status: int | None = 0, sig
         (remote(DOC), None, None),
         (remote(b"", b"sh: 1: exec: python3: not found\n", 127), "python", "python-missing"),
         (remote(b"", b"sh: python3: Permission denied\n", 126), "python", "python-not-executable"),
-        (remote(b"", b"fleetcpu-bootstrap: python-too-old x is Python 3.6.8\n", 40), "python",
-         "python-too-old"),
-        (remote(b"", b"fleetcpu-bootstrap: upload stdin closed after 3 of 9 bundle bytes\n", 41),
-         "upload", "upload"),
+        (
+            remote(b"", b"fleetcpu-bootstrap: python-too-old x is Python 3.6.8\n", 40),
+            "python",
+            "python-too-old",
+        ),
+        (
+            remote(b"", b"fleetcpu-bootstrap: upload stdin closed after 3 of 9 bundle bytes\n", 41),
+            "upload",
+            "upload",
+        ),
         (remote(b"", b"", None, upload_error="BrokenPipeError"), "upload", "upload"),
         (remote(b"\x00garbage", b""), "output", "bad-output"),
         (remote(DOC[:5000], b""), "output", "truncated"),
         (remote(DOC[:5000], b"", None, "KILL"), "output", "killed"),
         (remote(b"", b"Killed\n", None, "KILL"), "output", "no-output"),
-        (remote(DOC[:5000], b"", None, lost="ConnectionError: Connection lost"), "output",
-         "connection-lost"),
+        (remote(DOC[:5000], b"", None, lost="ConnectionError: Connection lost"), "output", "connection-lost"),
         (remote(b"", b"", None, timed_out=True), "timeout", "timeout"),
         (remote(DOC, b"", None, timed_out=True), "cleanup", "cleanup"),  # answered, never exited
         (remote(DOC, b"Segfault\n", None, "SEGV"), "cleanup", "cleanup"),
@@ -437,12 +500,19 @@ def test_verdicts(run: RemoteRun, stage: str | None, code: str | None) -> None:
 
 
 def test_a_failed_probe_document_is_the_probes_own_verdict() -> None:
-    failed = {"schema": "fleetcpu.probe/1", "status": "failed", "probe_version": "0.1.0",
-              "time": "2026-01-01T00:00:00.000Z", "duration_s": 0.1, "host": {},
-              "stage": "qemu", "error": "QEMU binary not found: /nonexistent",
-              "error_code": "qemu-missing", "exit_code": 10}
-    verdict = interpret(remote(json.dumps(failed).encode(), b"error: QEMU binary not found\n", 10),
-                        "python3")
+    failed = {
+        "schema": "fleetcpu.probe/1",
+        "status": "failed",
+        "probe_version": "0.1.0",
+        "time": "2026-01-01T00:00:00.000Z",
+        "duration_s": 0.1,
+        "host": {},
+        "stage": "qemu",
+        "error": "QEMU binary not found: /nonexistent",
+        "error_code": "qemu-missing",
+        "exit_code": 10,
+    }
+    verdict = interpret(remote(json.dumps(failed).encode(), b"error: QEMU binary not found\n", 10), "python3")
     assert verdict.stage is None and verdict.document is not None
     assert verdict.document.stage == "qemu" and "QEMU binary not found" in verdict.stderr_tail
 
@@ -499,7 +569,8 @@ def test_fan_out_stops_on_a_bug_and_cancels_the_rest() -> None:
 
 
 def test_retries_only_transient_failures_with_growing_jittered_pauses(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     pauses: list[float] = []
 
     async def no_sleep(delay: float) -> None:
@@ -602,8 +673,9 @@ def test_host_key_verdicts_and_tofu_recording(tmp_path: Path) -> None:
     tofu = HostKeyPolicy([kh], accept_new=True)
     check = tofu.for_connection()
     check.lookup("10.0.0.1", "10.0.0.1", 2222)
-    assert not check.validate_host_public_key("10.0.0.1", "10.0.0.1", 2222, other), \
+    assert not check.validate_host_public_key("10.0.0.1", "10.0.0.1", 2222, other), (
         "TOFU must never accept a changed key"
+    )
     check = tofu.for_connection()
     check.lookup("10.0.0.2", "10.0.0.2", 22)
     assert check.validate_host_public_key("10.0.0.2", "10.0.0.2", 22, other)
@@ -614,8 +686,9 @@ def test_host_key_verdicts_and_tofu_recording(tmp_path: Path) -> None:
     assert len(lines) == 2 and lines[1].startswith("10.0.0.2 ssh-ed25519 ")
     # The same run now trusts it (a retry), and so does the next run, from the file.
     assert tofu.for_connection().lookup("10.0.0.2", "10.0.0.2", 22)[0] == [other]
-    assert HostKeyPolicy([kh], accept_new=False).for_connection().lookup(
-        "10.0.0.2", "10.0.0.2", None)[0] == [other]
+    assert HostKeyPolicy([kh], accept_new=False).for_connection().lookup("10.0.0.2", "10.0.0.2", None)[0] == [
+        other
+    ]
 
 
 # ----------------------------------------------------------------- progress and summary
@@ -625,8 +698,15 @@ def outcome(name: str, stage: str | None) -> HostOutcome:
     from datetime import UTC, datetime
 
     doc = document_from_json(DOC.decode()) if stage is None else None
-    return HostOutcome(name, "p", datetime.now(UTC), doc, ConnectionSpec("ssh"), stage=stage,
-                       error=None if stage is None else f"{stage} trouble")
+    return HostOutcome(
+        name,
+        "p",
+        datetime.now(UTC),
+        doc,
+        ConnectionSpec("ssh"),
+        stage=stage,
+        error=None if stage is None else f"{stage} trouble",
+    )
 
 
 def test_summary_groups_failures_by_stage_in_pipeline_order() -> None:
@@ -664,7 +744,8 @@ def test_signal_names_of_local_children() -> None:
 
     async def run() -> tuple[int | None, str | None]:
         proc = await asyncio.create_subprocess_exec(
-            "/bin/sleep", "5", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            "/bin/sleep", "5", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         channel = _LocalChannel(proc)
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
@@ -680,6 +761,10 @@ def test_the_sent_bootstrap_is_the_vermin_checked_file_and_passes_for_39() -> No
     path = REPO / "fleetcpu/fleet/bootstrap_host.py"
     assert host_script() == path.read_text()
     vermin = Path(sys.executable).parent / "vermin"
-    res = subprocess.run([str(vermin), "--no-tips", "--violations", "--target=3.9-", str(path)],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [str(vermin), "--no-tips", "--violations", "--target=3.9-", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert res.returncode == 0, res.stdout + res.stderr

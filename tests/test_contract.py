@@ -53,8 +53,9 @@ def pool_baseline() -> Any:
 
 # --------------------------------------------------------------------------- the rule
 def test_parse_follows_qemus_rules() -> None:
-    s = parse_cpu("Skylake-Server-v1,vendor=GenuineIntel,sse4_1=off,+sse4-1,pcid,-hle,"
-                  "model-id=A,,B,hv-relaxed=on")
+    s = parse_cpu(
+        "Skylake-Server-v1,vendor=GenuineIntel,sse4_1=off,+sse4-1,pcid,-hle,model-id=A,,B,hv-relaxed=on"
+    )
     assert s.model == "Skylake-Server-v1"
     assert s.enabled == {"sse4.1", "pcid"} and s.disabled == {"hle"}  # +/- win over key=value
     assert dict(s.props) == {"vendor": "GenuineIntel", "model-id": "A,B", "hv-relaxed": "on"}
@@ -96,8 +97,7 @@ def test_a_name_only_the_static_expansion_holds_is_known() -> None:
     named = [*b.enable, *b.disable]
     gone = next(n for n in named if n in mp.static_expansion.features)
     full = {k: v for k, v in mp.full_expansion.features.items() if k != gone}
-    thin = dataclasses.replace(mp, full_expansion=dataclasses.replace(mp.full_expansion,
-                                                                      features=full))
+    thin = dataclasses.replace(mp, full_expansion=dataclasses.replace(mp.full_expansion, features=full))
     for probe in (mp, thin):
         v = judge(parse_cpu(b.cpu), b.machine_type, "kvm", _host("x", probe), frozenset(b.features))
         assert v.state == "compliant", v
@@ -112,8 +112,11 @@ def test_model_unknown_vendor_machine_type_and_undecidable(pool_baseline: Any) -
     v = judge(parse_cpu("Skylake-Server-v1"), mt, "kvm", _host(name))  # its QEMU predates it
     assert (v.state, v.reason) == ("non-compliant", "model-unusable")
     v = judge(parse_cpu("Skylake-Client"), mt, "kvm", _host(name))
-    assert (v.state, v.reason, v.lacking) == ("non-compliant", "features-lacking",
-                                              ("mpx", "xgetbv1", "xsavec"))
+    assert (v.state, v.reason, v.lacking) == (
+        "non-compliant",
+        "features-lacking",
+        ("mpx", "xgetbv1", "xsavec"),
+    )
     v = judge(parse_cpu(b.cpu.replace("GenuineIntel", "AuthenticAMD")), mt, "kvm", _host(name))
     assert (v.state, v.reason) == ("non-compliant", "vendor-differs")
     v = judge(parse_cpu(b.cpu + ",+no-such-feature"), mt, "kvm", _host(name))
@@ -202,8 +205,12 @@ def test_the_tsx_scenario(fleet: Callable[..., Any]) -> None:
     [pool] = doc["pools"]
     assert rc == 26
     states = {m["host"]: (m["state"], m["lacking"]) for m in pool["members"]}
-    assert states == {"kvm01": ("non-compliant", ["hle", "rtm"]), "kvm02": ("compliant", []),
-                      "kvm03": ("compliant", []), "kvm04": ("compliant", [])}
+    assert states == {
+        "kvm01": ("non-compliant", ["hle", "rtm"]),
+        "kvm02": ("compliant", []),
+        "kvm03": ("compliant", []),
+        "kvm04": ("compliant", []),
+    }
     assert pool["headroom"]["lost"] == ["hle", "rtm"]  # today's baseline dropped them
     table = fleet("status", "--pool", "prod")
     assert table.returncode == 26 and "kvm01: non-compliant (features-lacking): hle, rtm" in table.stdout
@@ -215,8 +222,7 @@ def test_the_tsx_scenario(fleet: Callable[..., Any]) -> None:
     assert mine[1]["last_compliant_run"] == mine[0]["last_compliant_run"] != mine[0]["run_id"]
 
 
-def test_prometheus_values_through_the_official_parser(fleet: Callable[..., Any],
-                                                        tmp_path: Path) -> None:
+def test_prometheus_values_through_the_official_parser(fleet: Callable[..., Any], tmp_path: Path) -> None:
     assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
     mp = cf.lose(replay.machine_probe(cf.POOL[1]), {"hle", "rtm"})
     assert fleet.add("kvm02", cf.POOL[1], mp=mp).returncode == 26  # type: ignore[attr-defined]
@@ -227,10 +233,17 @@ def test_prometheus_values_through_the_official_parser(fleet: Callable[..., Any]
     assert [p.name for p in out.parent.iterdir()] == ["fleetcpu.prom"]  # no temporary left
     for host in HOSTS:
         assert m[("fleetcpu_host_compliant", (("host", host), ("pool", "prod")))] == (
-            0 if host == "kvm02" else 1)
+            0 if host == "kvm02" else 1
+        )
     counts = {dict(k[1])["state"]: v for k, v in m.items() if k[0] == "fleetcpu_pool_members"}
-    assert counts == {"compliant": 3, "non-compliant": 1, "undecided": 0, "failed": 0,
-                      "stale": 0, "tcg-only": 0}
+    assert counts == {
+        "compliant": 3,
+        "non-compliant": 1,
+        "undecided": 0,
+        "failed": 0,
+        "stale": 0,
+        "tcg-only": 0,
+    }
     assert m[("fleetcpu_pool_adopted_features", (("pool", "prod"),))] == 72
     assert m[("fleetcpu_pool_headroom_features", (("pool", "prod"),))] == 0
     assert m[("fleetcpu_pool_lost_features", (("pool", "prod"),))] == 2
@@ -317,15 +330,21 @@ def test_collect_precedence_over_a_mixed_run(fleet: Callable[..., Any], tmp_path
     weak = make_replay_host(tmp_path / "r", "Xeon-E5-2609-v3", hostname="r-weak")
     inv = tmp_path / "hosts.txt"
     line = "{} transport=local accel=kvm qemu={} host_root={}\n"
-    inv.write_text("[prod]\n" + line.format("kvm03", ok.binary, ok.root)
-                   + line.format("kvm06", weak.binary, weak.root)
-                   + "kvm07 transport=local qemu=/nonexistent/qemu accel=kvm\n")
+    inv.write_text(
+        "[prod]\n"
+        + line.format("kvm03", ok.binary, ok.root)
+        + line.format("kvm06", weak.binary, weak.root)
+        + "kvm07 transport=local qemu=/nonexistent/qemu accel=kvm\n"
+    )
     res = fleet("collect", str(inv), "--timeout", "30")
     assert res.returncode == 26, res.stdout + res.stderr
     assert "non-compliant: kvm06" in res.stdout and "1 failed" in res.stdout
     assert "also 1 of 3 host(s) failed" in res.stderr
-    inv.write_text("[prod]\n" + line.format("kvm03", ok.binary, ok.root)
-                   + "kvm07 transport=local qemu=/nonexistent/qemu accel=kvm\n")
+    inv.write_text(
+        "[prod]\n"
+        + line.format("kvm03", ok.binary, ok.root)
+        + "kvm07 transport=local qemu=/nonexistent/qemu accel=kvm\n"
+    )
     res = fleet("collect", str(inv), "--timeout", "30")
     assert res.returncode == 5, res.stdout + res.stderr
     assert "1 compliant" in res.stdout and "1 failed" in res.stdout
@@ -347,15 +366,25 @@ def _as_older_file(store_dir: Path, host: str) -> str:
     old_run = new_run_id(now)
     row.update(run_id=old_run, collected_at=now)
     narrow = pa.schema([f for f in HOSTS_TABLE.schema if f.name != "qemu_machines"]).with_metadata(
-        {META_TABLE: b"hosts", META_VERSION: b"1"})
+        {META_TABLE: b"hosts", META_VERSION: b"1"}
+    )
     layout = Layout(store_dir)
     path = layout.run_file("hosts", old_run)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist([{k: row[k] for k in narrow.names}], schema=narrow), path)
     record = store.table("runs").to_pylist()[-1]
-    record.update(run_id=old_run, started_at=now, finished_at=now, command="import",
-                  status="complete", hosts_ok=1, hosts_failed=0, hosts_detail=0, files=None,
-                  part=None)
+    record.update(
+        run_id=old_run,
+        started_at=now,
+        finished_at=now,
+        command="import",
+        status="complete",
+        hosts_ok=1,
+        hosts_failed=0,
+        hosts_detail=0,
+        files=None,
+        part=None,
+    )
     rpath = layout.run_file("runs", old_run)
     rpath.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist([record], schema=RUNS.with_metadata), rpath)
@@ -374,22 +403,30 @@ def test_status_sees_a_machine_type_gone_from_a_hosts_qemu(fleet: Callable[..., 
     rc, doc = _status(fleet)
     [pool] = doc["pools"]
     states = {m["host"]: (m["state"], m["reason"]) for m in pool["members"]}
-    assert rc == 26 and states == {"kvm01": ("non-compliant", "machine-type-missing"),
-                                   "kvm02": ("compliant", None), "kvm03": ("compliant", None),
-                                   "kvm04": ("compliant", None)}
+    assert rc == 26 and states == {
+        "kvm01": ("non-compliant", "machine-type-missing"),
+        "kvm02": ("compliant", None),
+        "kvm03": ("compliant", None),
+        "kvm04": ("compliant", None),
+    }
     [m] = [m for m in pool["members"] if m["host"] == "kvm01"]
     assert m["detail"] == f"its QEMU does not list machine type {mt}"
     table = fleet("status")
     assert table.returncode == 26
-    assert f"kvm01: non-compliant (machine-type-missing): its QEMU does not list machine type {mt}" \
+    assert (
+        f"kvm01: non-compliant (machine-type-missing): its QEMU does not list machine type {mt}"
         in table.stdout
+    )
     # What was stored is QEMU's own list, deprecation included.
-    [row] = [r for r in Store.open(fleet.store).table("hosts").to_pylist()  # type: ignore[attr-defined]
-             if r["host"] == "kvm01" and r["qemu_version"] == "5.0.0"]
+    [row] = [
+        r
+        for r in Store.open(fleet.store).table("hosts").to_pylist()  # type: ignore[attr-defined]
+        if r["host"] == "kvm01" and r["qemu_version"] == "5.0.0"
+    ]
     listed = cf.machine_list(NEWER_QEMU)
-    assert [(e["name"], e["alias"], e["is_default"], e["deprecated"])
-            for e in row["qemu_machines"]] == [
-        (m.name, m.alias, m.is_default, m.deprecated) for m in listed]
+    assert [(e["name"], e["alias"], e["is_default"], e["deprecated"]) for e in row["qemu_machines"]] == [
+        (m.name, m.alias, m.is_default, m.deprecated) for m in listed
+    ]
     assert any(m.deprecated for m in listed) and any(m.alias for m in listed)
 
 
@@ -405,8 +442,12 @@ def test_a_host_from_an_older_store_file_is_judged_as_before(fleet: Callable[...
     rc, doc = _status(fleet)
     [pool] = doc["pools"]
     states = {m["host"]: m["state"] for m in pool["members"]}
-    assert rc == 0 and states == {"kvm01": "undecided", "kvm02": "compliant",
-                                  "kvm03": "compliant", "kvm04": "compliant"}
+    assert rc == 0 and states == {
+        "kvm01": "undecided",
+        "kvm02": "compliant",
+        "kvm03": "compliant",
+        "kvm04": "compliant",
+    }
     [m] = [m for m in pool["members"] if m["host"] == "kvm01"]
     assert "not probed" in m["detail"] and "machine list is not recorded" in m["detail"]
     assert fleet("status", "--strict").returncode == 26

@@ -31,21 +31,30 @@ from .test_collect_local import assert_nothing_left, cli_env
 DELAYS = (0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0, 1.5)
 
 
-@pytest.mark.parametrize("sig", [
-    signal.SIGINT,
-    signal.SIGTERM,
-])
+@pytest.mark.parametrize(
+    "sig",
+    [
+        signal.SIGINT,
+        signal.SIGTERM,
+    ],
+)
 def test_a_signal_at_any_moment_is_130_with_a_recorded_run_or_no_trace(
-        tmp_path: Path, isolated_tmp: Path, sig: signal.Signals) -> None:
+    tmp_path: Path, isolated_tmp: Path, sig: signal.Signals
+) -> None:
     inv = tmp_path / "hosts.txt"
     inv.write_text(f"slow transport=local qemu={misbehaving_qemu.hangs(tmp_path / 'h')} accel=tcg\n")
     env = {**os.environ, **cli_env(tmp_path, isolated_tmp)}
     seen = []
     for i, delay in enumerate(DELAYS):
         store = tmp_path / f"store{i}"
-        proc = subprocess.Popen([PYTHON, "-m", "fleetcpu", "collect", str(inv), "--store",
-                                 str(store), "--timeout", "60"], cwd=REPO, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "fleetcpu", "collect", str(inv), "--store", str(store), "--timeout", "60"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(delay)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
@@ -63,7 +72,10 @@ def test_a_signal_at_any_moment_is_130_with_a_recorded_run_or_no_trace(
             assert rc == 130 and [r.status for r in runs] == ["interrupted"], (delay, runs)
             assert "recorded as interrupted" in err
         else:  # no trace: nothing a reader or fsck would see
-            assert not store.exists() or run_cli("fsck", "--store", str(store)).returncode in (
-                0, 21), (delay, rc, err)
+            assert not store.exists() or run_cli("fsck", "--store", str(store)).returncode in (0, 21), (
+                delay,
+                rc,
+                err,
+            )
     assert_nothing_left(isolated_tmp)
     print(sig.name, seen)

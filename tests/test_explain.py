@@ -50,8 +50,9 @@ def pool_small() -> list[Member]:
 
 
 def intel_cpus() -> list[str]:
-    return [c.name for c in catalogue()
-            if c.kind == "cputest" and replay.member(c.name).vendor == "GenuineIntel"]
+    return [
+        c.name for c in catalogue() if c.kind == "cputest" and replay.member(c.name).vendor == "GenuineIntel"
+    ]
 
 
 # --------------------------------------------------------------------------- groups
@@ -65,8 +66,7 @@ def test_groups_join_identical_cpu_data_only() -> None:
     # Microcode and collection time never split a group; phys-bits or nesting do.
     other_ucode = dataclasses.replace(gold(3), microcode="0xdead")
     assert len(group_members([gold(0), other_ucode])) == 1
-    fewer_bits = dataclasses.replace(gold(3), scalars=dataclasses.replace(
-        gold(3).scalars, phys_bits=39))
+    fewer_bits = dataclasses.replace(gold(3), scalars=dataclasses.replace(gold(3).scalars, phys_bits=39))
     assert len(group_members([gold(0), fewer_bits])) == 2
     nesting = m("Xeon-Gold-6130", "gold9", nested=True)
     assert len(group_members([gold(0), nesting])) == 2
@@ -81,10 +81,14 @@ def test_representatives_compute_the_full_result(names: list[str]) -> None:
     reps = [g.member for g in group_members(members)]
     small = compute_baseline("p", MT, "kvm", reps)
     assert (small.features, small.model, small.enable, small.disable, small.scalars) == (
-        full.features, full.model, full.enable, full.disable, full.scalars)
+        full.features,
+        full.model,
+        full.enable,
+        full.disable,
+        full.scalars,
+    )
     x = explain_blockers("p", MT, "kvm", members)  # asserts the same internally
-    assert {h for w in x.groups for h in w.hosts} == ({mm.host for mm in members}
-                                                      if len(x.groups) else set())
+    assert {h for w in x.groups for h in w.hosts} == ({mm.host for mm in members} if len(x.groups) else set())
 
 
 # --------------------------------------------------------------------------- blockers
@@ -100,13 +104,13 @@ def test_what_ifs_are_the_core_without_that_group() -> None:
         without = compute_baseline("prod", MT, "kvm", rest)
         assert w.features == tuple(sorted(set(without.features) - set(base.features)))
         assert (w.model_before, w.model_after) == (base.model, without.model)
-        assert set(w.new_models) == ({v.model for v in without.models if v.candidate}
-                                     - {v.model for v in base.models if v.candidate})
+        assert set(w.new_models) == (
+            {v.model for v in without.models if v.candidate} - {v.model for v in base.models if v.candidate}
+        )
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(intel_cpus()), st.integers(0, 3)), min_size=2,
-                max_size=9))
+@given(st.lists(st.tuples(st.sampled_from(intel_cpus()), st.integers(0, 3)), min_size=2, max_size=9))
 def test_every_what_if_is_the_full_core_without_its_group(picks: list[tuple[str, int]]) -> None:
     """Random pools of real CPUs, some with a feature hidden (a kernel, say): the what-ifs
     reuse the pool's model verdicts (``Subpool``); each must equal ``compute_baseline`` on
@@ -153,8 +157,7 @@ def test_blocked_features_and_models_name_hosts_and_reasons() -> None:
     assert "avx512vnni" in unusable[0].detail
     assert cascade.by_some_hosts and "plat" not in cascade.hosts
     # A naming rule is not something removing hosts fixes.
-    alias_or_superseded = [mb for mb in x.models
-                           if {b.reason for b in mb.blocks} <= {"alias", "superseded"}]
+    alias_or_superseded = [mb for mb in x.models if {b.reason for b in mb.blocks} <= {"alias", "superseded"}]
     assert alias_or_superseded and not any(mb.by_some_hosts for mb in alias_or_superseded)
     doc = blockers_json(x)
     jsonschema.validate(doc, BLOCKERS_JSON_SCHEMA)
@@ -181,8 +184,7 @@ def test_ten_thousand_members_take_about_a_second() -> None:
     """Shared records, as the store hands them; benchmarks/explain_bench.py has the figures."""
     names = intel_cpus()
     protos = [m(n) for n in names]
-    members = [dataclasses.replace(protos[i % len(protos)], host=f"kvm{i:05d}")
-               for i in range(10_000)]
+    members = [dataclasses.replace(protos[i % len(protos)], host=f"kvm{i:05d}") for i in range(10_000)]
     start = time.perf_counter()
     x = explain_blockers("big", MT, "kvm", members)
     elapsed = time.perf_counter() - start
@@ -227,12 +229,15 @@ def test_an_equal_or_richer_host_joins() -> None:
 
 def test_a_scalar_drop_alone_refuses() -> None:
     """No capture records phys-bits: the pool and the newcomer are given them."""
+
     def bits(mm: Member, n: int) -> Member:
         return dataclasses.replace(mm, scalars=dataclasses.replace(mm.scalars, phys_bits=n))
+
     pool = [bits(gold(0), 46), bits(gold(1), 46)]
     c = check_join("prod", MT, "kvm", pool, bits(gold(2), 39), source="store")
     assert [(ch.kind, ch.feature, ch.before, ch.after) for ch in c.changes] == [
-        ("scalar-dropped", "phys-bits", 46, 39)]
+        ("scalar-dropped", "phys-bits", 46, 39)
+    ]
     older = dataclasses.replace(gold(3), scalars=Scalars(6, 85, 2, 13, 0x80000008, None))
     c = check_join("prod", MT, "kvm", [gold(0)], older, source="store")
     assert [ch.feature for ch in c.changes] == ["family/model/stepping"]
@@ -249,8 +254,10 @@ def test_a_qemu_defining_the_model_differently_changes_the_spelling() -> None:
     chosen = compute_baseline("prod", MT, "kvm", pool).model
     extra = "avx512vnni"  # not offered by a Gold 6130, known to its QEMU
     assert extra in gold(0).vocabulary and extra not in gold(0).offered
-    models = tuple(dataclasses.replace(c, features=(*c.features, extra))
-                   if c.features is not None else c for c in gold(2).models)
+    models = tuple(
+        dataclasses.replace(c, features=(*c.features, extra)) if c.features is not None else c
+        for c in gold(2).models
+    )
     other_qemu = dataclasses.replace(gold(2), models=models)
     c = check_join("prod", MT, "kvm", pool, other_qemu, source="document")
     assert [ch.kind for ch in c.changes] == ["spelling-changed"]
@@ -280,8 +287,10 @@ def test_the_pure_core_loads_no_store_libraries() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, fleetcpu.explain, fleetcpu.explain.printout, fleetcpu.libvirt, "
-            "fleetcpu.export, fleetcpu.export.libvirt_xml, fleetcpu.export.proxmox_conf; print(sorted(m for m"
-            " in ('pyarrow', 'pandas', 'fleetcpu.store') if m in sys.modules))")
+    code = (
+        "import sys, fleetcpu.explain, fleetcpu.explain.printout, fleetcpu.libvirt, "
+        "fleetcpu.export, fleetcpu.export.libvirt_xml, fleetcpu.export.proxmox_conf; print(sorted(m for m"
+        " in ('pyarrow', 'pandas', 'fleetcpu.store') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -32,9 +32,15 @@ GOLDEN = REPO / "tests" / "golden"
 def probe_doc(tmp: Path, name: str, *args: str, hostname: str) -> str:
     """The real probe against a fresh replay host of capture ``name``: the document text."""
     host = make_replay_host(tmp, name, hostname=hostname)
-    res = subprocess.run([PYTHON, "-m", "fleetcpu.probe", *host.probe_args(), *args],
-                         capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
-                         env=dict(os.environ, TMPDIR=str(tmp)))
+    res = subprocess.run(
+        [PYTHON, "-m", "fleetcpu.probe", *host.probe_args(), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+        env=dict(os.environ, TMPDIR=str(tmp)),
+    )
     assert res.returncode == 0, res.stderr
     return res.stdout
 
@@ -53,11 +59,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     docs = tmp / "docs"
     docs.mkdir()
 
-    def add(pool: str, host: str, capture: str, *args: str,
-            age: timedelta = timedelta(minutes=5)) -> Path:
+    def add(pool: str, host: str, capture: str, *args: str, age: timedelta = timedelta(minutes=5)) -> Path:
         path = docs / f"{host}.json"
-        path.write_text(aged(probe_doc(tmp / "hosts", capture, "--accel", "kvm", *args,
-                                       hostname=host), age))
+        path.write_text(aged(probe_doc(tmp / "hosts", capture, "--accel", "kvm", *args, hostname=host), age))
         if pool:
             res = run_cli("import", "--store", store, "--pool", pool, "--host", host, str(path))
             assert res.returncode == 0, res.stderr
@@ -78,8 +82,16 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "old-doc": add("", "old-doc", "Core-i5-2500"),
         "qemu5-doc": add("", "qemu5-doc", "qemu-5.0-Xeon-E3-1245-v5"),
     }
-    res = run_cli("import", "--store", store, "--pool", "local", "--host", "this-host",
-                  str(GOLDEN / "probe-kvm-q35.json"))
+    res = run_cli(
+        "import",
+        "--store",
+        store,
+        "--pool",
+        "local",
+        "--host",
+        "this-host",
+        str(GOLDEN / "probe-kvm-q35.json"),
+    )
     assert res.returncode == 0, res.stderr
     return {"store": store, "tmp": tmp, "docs": unstored}
 
@@ -100,7 +112,7 @@ def test_blockers_table_puts_the_cheapest_win_first(fleet: dict[str, Any]) -> No
     assert out.startswith("pool prod: 4 host(s), pc-q35-0.0, kvm, GenuineIntel; model ")
     first = out.index("hosts: ")
     assert out[first:].startswith("hosts: e3\n")  # one host, AVX-512 and a better model back
-    assert "avx512f" in out[first:out.index("\n\n", first)]
+    assert "avx512f" in out[first : out.index("\n\n", first)]
     assert "Features the pool does not get" in out and "not-offered (e3): " in out
     assert "Models some hosts block" in out
     assert "Members not counted (1):\n  stale (stale): " in out
@@ -114,7 +126,9 @@ def test_blockers_json_is_the_documented_shape(fleet: dict[str, Any]) -> None:
     assert doc["schema"] == "fleetcpu.blockers/1"
     assert doc["groups"][0]["hosts"] == ["e3"] and "avx512f" in doc["groups"][0]["gain"]["features"]
     assert [g["hosts"] for g in doc["groups"]][1:] in (
-        [["gold-0", "gold-1"], ["plat"]], [["plat"], ["gold-0", "gold-1"]])
+        [["gold-0", "gold-1"], ["plat"]],
+        [["plat"], ["gold-0", "gold-1"]],
+    )
     assert [(m["host"], m["code"]) for m in doc["missing"]] == [("stale", "stale")]
     avx = next(f for f in doc["features"] if f["feature"] == "avx512f")
     assert (avx["reason"], avx["hosts"]) == ("not-offered", ["e3"])
@@ -151,10 +165,8 @@ def test_a_member_holding_the_pool_back_is_25(fleet: dict[str, Any]) -> None:
     assert res.returncode == 25
     doc = json.loads(res.stdout)
     jsonschema.validate(doc, CHECK_JSON_SCHEMA)
-    assert (doc["host"], doc["source"], doc["member"], doc["can_join"]) == ("e3", "store", True,
-                                                                           False)
-    assert {"avx512f", "avx512bw"} <= {c["feature"] for c in doc["changes"]
-                                       if c["kind"] == "feature-removed"}
+    assert (doc["host"], doc["source"], doc["member"], doc["can_join"]) == ("e3", "store", True, False)
+    assert {"avx512f", "avx512bw"} <= {c["feature"] for c in doc["changes"] if c["kind"] == "feature-removed"}
     assert [(m["host"], m["code"]) for m in doc["missing"]] == [("stale", "stale")]
 
 
@@ -165,7 +177,11 @@ def test_probe_documents_not_stored(fleet: dict[str, Any]) -> None:
     doc = json.loads(res.stdout)
     jsonschema.validate(doc, CHECK_JSON_SCHEMA)
     assert (doc["host"], doc["source"], doc["member"], doc["can_join"]) == (
-        "gold-doc", "document", False, True)
+        "gold-doc",
+        "document",
+        False,
+        True,
+    )
     res = cli(fleet, "check", "--pool", "prod", str(docs["old-doc"]))
     assert res.returncode == 25 and "old-doc would lower pool prod" in res.stderr
     # Nothing was stored by checking.
@@ -193,8 +209,7 @@ def test_a_document_of_the_other_accelerator_is_21(fleet: dict[str, Any]) -> Non
 
 def test_a_qemu_without_the_machine_type_cannot_join(fleet: dict[str, Any]) -> None:
     # A document: its QEMU 5.0 lists no pc-q35-7.2.
-    res = cli(fleet, "check", "--pool", "local", str(fleet["docs"]["qemu5-doc"]), "--format",
-              "json")
+    res = cli(fleet, "check", "--pool", "local", str(fleet["docs"]["qemu5-doc"]), "--format", "json")
     assert res.returncode == 25
     doc = json.loads(res.stdout)
     jsonschema.validate(doc, CHECK_JSON_SCHEMA)
@@ -223,8 +238,7 @@ def test_another_vendor_is_refused(fleet: dict[str, Any]) -> None:
     assert res.returncode == 25
     doc = json.loads(res.stdout)
     assert [c["kind"] for c in doc["changes"]] == ["vendor-differs"]
-    assert (doc["changes"][0]["before"], doc["changes"][0]["after"]) == ("GenuineIntel",
-                                                                         "AuthenticAMD")
+    assert (doc["changes"][0]["before"], doc["changes"][0]["after"]) == ("GenuineIntel", "AuthenticAMD")
 
 
 def test_the_only_member_and_a_mixed_pool(fleet: dict[str, Any]) -> None:

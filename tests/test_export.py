@@ -58,8 +58,9 @@ def golden_member(name: str, host: str) -> Member:
     doc = document_from_json((GOLDEN / name).read_text(), name)
     assert doc.qemu is not None
     [mp] = doc.machine_types
-    return member_from_probe(host, mp.accel, doc.qemu.version,
-                             datetime(2026, 11, 26, tzinfo=UTC), doc.host, mp)
+    return member_from_probe(
+        host, mp.accel, doc.qemu.version, datetime(2026, 11, 26, tzinfo=UTC), doc.host, mp
+    )
 
 
 @cache
@@ -74,14 +75,10 @@ def pool_members() -> dict[str, tuple[str, str, tuple[Member, ...], Policy]]:
     """
     local = golden_member("probe-kvm-q35.json", "this-host")
     tcg = golden_member("probe-tcg-i440fx-2.0.json", "this-host")
-    intel = (replay.member("Xeon-E3-1225-v5", host="kvm01"),
-             replay.member("Xeon-Gold-6130", host="kvm02"))
-    nested = tuple(replay.member("Xeon-Platinum-9242", host=f"n{i}", nested=True)
-                   for i in range(2))
-    rich = (replay.member("Xeon-Gold-6148", host="r1"), replay.member("Xeon-Platinum-8268",
-                                                                      host="r2"))
-    amd = (replay.member("EPYC-7601-32-Core", host="a1"),
-           replay.member("EPYC-7601-32-Core-ibpb", host="a2"))
+    intel = (replay.member("Xeon-E3-1225-v5", host="kvm01"), replay.member("Xeon-Gold-6130", host="kvm02"))
+    nested = tuple(replay.member("Xeon-Platinum-9242", host=f"n{i}", nested=True) for i in range(2))
+    rich = (replay.member("Xeon-Gold-6148", host="r1"), replay.member("Xeon-Platinum-8268", host="r2"))
+    amd = (replay.member("EPYC-7601-32-Core", host="a1"), replay.member("EPYC-7601-32-Core-ibpb", host="a2"))
     newer_probe = replay.machine_probe("qemu-10.0-Ryzen-9-3900X")
     newer = (replay.member("qemu-10.0-Ryzen-9-3900X", host="z1"),)
     return {
@@ -103,8 +100,10 @@ ALL_POOLS = (*GOLDEN_POOLS, "rich", "amd", "newer")
 @cache
 def pools() -> dict[str, Baseline]:
     """The fixed baselines: the golden files' and the consumer tests' replayed pools."""
-    return {name: compute_baseline(name, machine, accel, list(members), policy)
-            for name, (machine, accel, members, policy) in pool_members().items()}
+    return {
+        name: compute_baseline(name, machine, accel, list(members), policy)
+        for name, (machine, accel, members, policy) in pool_members().items()
+    }
 
 
 @cache
@@ -138,7 +137,8 @@ def test_golden(pool: str, fmt: str) -> None:
     path = EXPORTS / f"{pool}.{fmt}"
     assert path.exists(), f"{path} missing: python -m tests.test_export --regenerate"
     assert export(pool, fmt) == path.read_text(), (
-        f"{path} differs; if the change is intended: python -m tests.test_export --regenerate")
+        f"{path} differs; if the change is intended: python -m tests.test_export --regenerate"
+    )
 
 
 def test_every_format_is_in_the_cli() -> None:
@@ -156,8 +156,7 @@ def test_both_index_layouts_are_read() -> None:
     """System (libvirt 9.0): flat includes; realdata (newer): <group>s and versioned models."""
     old, new = system_map(), load_cpu_map(NEW_MAP)
     for cpu_map, directory in ((old, SYSTEM_CPU_MAP), (new, NEW_MAP)):
-        files = {p.stem[len("x86_"):] for p in Path(directory).glob("x86_*.xml")} - {
-            "features", "vendors"}
+        files = {p.stem[len("x86_") :] for p in Path(directory).glob("x86_*.xml")} - {"features", "vendors"}
         assert set(cpu_map.models) == files  # one model per file, each found through index.xml
     assert "pentium3-v1" not in old.models and "Cascadelake-Server-v5" in new.models
     assert new.models["pentium3-v1"].features == new.models["pentium3"].features  # inherited
@@ -175,8 +174,9 @@ def test_removed_features_are_kept_apart() -> None:
 def test_removed_features_are_disabled_unless_wanted() -> None:
     """Cascadelake-Server-v1 inherits Cascadelake-Server's ``mpx removed='yes'``."""
     b = pools()["nested"]
-    without = dataclasses.replace(b, model="Cascadelake-Server-v1",
-                                  features=tuple(f for f in b.features if f != "mpx"))
+    without = dataclasses.replace(
+        b, model="Cascadelake-Server-v1", features=tuple(f for f in b.features if f != "mpx")
+    )
     cpu = spell(without, load_cpu_map(NEW_MAP))
     assert (cpu.model, cpu.how) == ("Cascadelake-Server-v1", "same")
     assert "mpx" in cpu.disable  # never trusted to stay out
@@ -236,8 +236,7 @@ def test_libvirt_reaches_exactly_the_result(pool: str, which: str) -> None:
     wanted = {cpu_map.libvirt_name(f) for f in b.features if f not in KVM_PV} - {None}
     assert (model.features | set(cpu.require)) - set(cpu.disable) == wanted
     assert not set(cpu.require) & set(cpu.disable)
-    assert set(cpu.unnamed) == {f for f in b.features
-                                if f not in KVM_PV and cpu_map.libvirt_name(f) is None}
+    assert set(cpu.unnamed) == {f for f in b.features if f not in KVM_PV and cpu_map.libvirt_name(f) is None}
     assert dict(cpu.pv) == {f: True for f in b.features if f in KVM_PV}
 
 
@@ -279,7 +278,9 @@ def test_no_model_content_can_widen_the_guest(pool: str, which: str) -> None:
 def test_model_choice_same_unversioned_closest() -> None:
     b = pools()["local"]
     assert (spell(b, load_cpu_map(NEW_MAP)).model, spell(b, load_cpu_map(NEW_MAP)).how) == (
-        "pentium3-v1", "same")
+        "pentium3-v1",
+        "same",
+    )
     old = spell(b, system_map())
     assert (old.model, old.how) == ("pentium3", "unversioned")
     assert "QEMU's pentium3 on pc-q35-7.2 is pentium3-v1" in old.why  # the alias, followed
@@ -325,8 +326,7 @@ def test_kvm_pv_features_get_their_domain_knobs() -> None:
 def libvirt_cpu(text: str) -> tuple[str, dict[str, str], dict[str, str]]:
     """(model, model attributes, feature -> policy), checking the shape libvirt requires."""
     root = ET.fromstring(text)
-    assert root.tag == "cpu" and root.attrib == {"mode": "custom", "match": "exact",
-                                                 "check": "full"}
+    assert root.tag == "cpu" and root.attrib == {"mode": "custom", "match": "exact", "check": "full"}
     [model] = root.findall("model")
     assert model.get("fallback") == "forbid"
     vendor = model.get("vendor_id")
@@ -355,13 +355,15 @@ def test_nova_and_kubevirt_say_what_libvirt_says(pool: str) -> None:
     else:  # a model KubeVirt labels nodes with instead (tests/test_export_kubevirt.py)
         assert f"libvirt's choice {model} " in text and "no node would be labelled" in text
         assert {f for f, p in got.items() if p == "require"} == {
-            f for f, p in features.items() if p == "require"}
+            f for f, p in features.items() if p == "require"
+        }
 
 
 def nova_flags(text: str) -> tuple[str, dict[str, str]]:
     """Parse as an INI file (oslo.config's syntax is INI); flags must be Nova's +/- lowercase."""
-    parser = configparser.ConfigParser(interpolation=None, comment_prefixes=("#",),
-                                       inline_comment_prefixes=None, strict=True)
+    parser = configparser.ConfigParser(
+        interpolation=None, comment_prefixes=("#",), inline_comment_prefixes=None, strict=True
+    )
     parser.read_string(text)
     assert parser.sections() == ["libvirt"]
     section = parser["libvirt"]
@@ -389,7 +391,11 @@ def yaml_load(text: str) -> Any:
             return None
         out = subprocess.run(
             [system, "-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"],
-            input=text, capture_output=True, text=True, check=True)
+            input=text,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return json.loads(out.stdout)
     return yaml.safe_load(text)
 
@@ -449,8 +455,7 @@ def proxmox_entry(text: str) -> tuple[str, dict[str, str]]:
         assert m and m.group(3) is not None, line
         assert m.group(1) not in props, "duplicate attribute"
         props[m.group(1)] = m.group(3)
-    assert set(props) <= {"flags", "level", "phys-bits", "hidden", "reported-model",
-                          "hv-vendor-id"}
+    assert set(props) <= {"flags", "level", "phys-bits", "hidden", "reported-model", "hv-vendor-id"}
     assert props["reported-model"] in PVE_MODELS
     if "flags" in props:
         assert re.fullmatch(f"{PVE_FLAG}(;{PVE_FLAG})*", props["flags"]), props["flags"]
@@ -518,8 +523,9 @@ def test_readconfig_is_the_custom_string(pool: str) -> None:
     b = pools()[pool]
     sections = readconfig_sections(export(pool, "readconfig"))
     assert {s["driver"] for s in sections} == {"base-x86_64-cpu"}
-    as_string = ",".join(f"{s['property']}={s['value']}" if s["value"] != "on"
-                         else f"+{s['property']}" for s in sections)
+    as_string = ",".join(
+        f"{s['property']}={s['value']}" if s["value"] != "on" else f"+{s['property']}" for s in sections
+    )
     assert "base," + as_string == b.custom
 
 

@@ -73,8 +73,9 @@ def libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lvd.Libvirtd]
 
 
 def words(reply: list[dict[str, Any]]) -> Words:
-    return {(w["cpuid-input-eax"], w.get("cpuid-input-ecx"), w["cpuid-register"]): w["features"]
-            for w in reply}
+    return {
+        (w["cpuid-input-eax"], w.get("cpuid-input-ecx"), w["cpuid-register"]): w["features"] for w in reply
+    }
 
 
 def extra_bits(guest: Words, reference: Words) -> dict[tuple[int, int | None, str], int]:
@@ -90,17 +91,20 @@ def non_pv(w: Words) -> Words:
 
 
 def domain(name: str, virt_type: str, machine: str, cpu_xml: str, emulator: str) -> str:
-    return (f"<domain type='{virt_type}'><name>{name}</name><memory unit='MiB'>64</memory>"
-            f"<vcpu>1</vcpu><os><type arch='x86_64' machine='{machine}'>hvm</type></os>"
-            f"{cpu_xml}<devices><emulator>{emulator}</emulator></devices></domain>")
+    return (
+        f"<domain type='{virt_type}'><name>{name}</name><memory unit='MiB'>64</memory>"
+        f"<vcpu>1</vcpu><os><type arch='x86_64' machine='{machine}'>hvm</type></os>"
+        f"{cpu_xml}<devices><emulator>{emulator}</emulator></devices></domain>"
+    )
 
 
 _COUNT = iter(range(10**6))
 
 
 @contextmanager
-def guest(d: lvd.Libvirtd, tmp: Path, virt_type: str, machine: str, cpu_xml: str,
-          emulator: str) -> Iterator[dict[str, Any]]:
+def guest(
+    d: lvd.Libvirtd, tmp: Path, virt_type: str, machine: str, cpu_xml: str, emulator: str
+) -> Iterator[dict[str, Any]]:
     """A transient paused guest; yields its vCPU's feature words, filtered features, vendor."""
     name = f"{GUEST_PREFIX}{next(_COUNT)}"
     path = tmp / f"{name}.xml"
@@ -108,15 +112,20 @@ def guest(d: lvd.Libvirtd, tmp: Path, virt_type: str, machine: str, cpu_xml: str
     res = d.virsh("create", "--paused", str(path))
     assert res.returncode == 0, f"libvirtd refused the guest: {res.stderr}"
     try:
+
         def qmp(execute: str, **arguments: str) -> Any:
-            cmd = json.dumps({"execute": execute, "arguments": arguments} if arguments
-                             else {"execute": execute})
+            cmd = json.dumps(
+                {"execute": execute, "arguments": arguments} if arguments else {"execute": execute}
+            )
             out = d.virsh("qemu-monitor-command", name, cmd)
             assert out.returncode == 0, out.stderr
             return json.loads(out.stdout)["return"]
+
         cpu = qmp("query-cpus-fast")[0]["qom-path"]
-        yield {p: qmp("qom-get", path=cpu, property=p)
-               for p in ("feature-words", "filtered-features", "vendor", "phys-bits")}
+        yield {
+            p: qmp("qom-get", path=cpu, property=p)
+            for p in ("feature-words", "filtered-features", "vendor", "phys-bits")
+        }
     finally:
         d.virsh("destroy", name)
 
@@ -136,12 +145,13 @@ def reference(binary: str, machine: str, accel: str, custom: str) -> dict[str, A
     QEMU refuses an unknown property, and cannot give that feature anyway.
     """
     known = known_properties(binary)
-    custom = ",".join(item for item in custom.split(",")
-                      if not item.startswith("+") or item[1:] in known)
+    custom = ",".join(item for item in custom.split(",") if not item.startswith("+") or item[1:] in known)
     with qemu(binary, machine, accel, ["-cpu", custom]) as conn:
         path = conn.command("query-cpus-fast")["return"][0]["qom-path"]
-        return {p: conn.command("qom-get", {"path": path, "property": p})["return"]
-                for p in ("feature-words", "filtered-features", "vendor", "phys-bits")}
+        return {
+            p: conn.command("qom-get", {"path": path, "property": p})["return"]
+            for p in ("feature-words", "filtered-features", "vendor", "phys-bits")
+        }
 
 
 def without_check(cpu_xml: str) -> str:
@@ -153,16 +163,18 @@ def kubevirt_form(yaml_text: str) -> str:
     """The <cpu> KubeVirt's converter writes from spec.domain.cpu: model and features only
     (no check, vendor or phys-bits: KubeVirt has no fields for them)."""
     cpu = kubevirt_cpu(yaml_text)
-    feats = "".join(f"<feature policy='{f['policy']}' name='{f['name']}'/>"
-                    for f in cpu.get("features", []))
+    feats = "".join(f"<feature policy='{f['policy']}' name='{f['name']}'/>" for f in cpu.get("features", []))
     return f"<cpu mode='custom' match='exact'><model>{cpu['model']}</model>{feats}</cpu>"
 
 
 # --------------------------------------------------------------------------- this host's pool
 
 
-def test_local_pool_guest_is_exactly_the_pool_cpu(live: Live, libvirtd: lvd.Libvirtd,  # noqa: F811
-                                                 qemu_bin: str) -> None:
+def test_local_pool_guest_is_exactly_the_pool_cpu(
+    live: Live,  # noqa: F811
+    libvirtd: lvd.Libvirtd,
+    qemu_bin: str,
+) -> None:
     """check='full' as exported, and without check as Nova/KubeVirt write it: the same CPU."""
     b = live.baseline
     machine, virt_type = b["machine_type"], ("kvm" if live.accel == "kvm" else "qemu")
@@ -177,11 +189,23 @@ def test_local_pool_guest_is_exactly_the_pool_cpu(live: Live, libvirtd: lvd.Libv
             assert (got["vendor"], got["phys-bits"]) == (b["vendor"], b["scalars"]["phys_bits"])
 
 
-def test_hypervisor_cpu_compare_gives_the_exit_code(live: Live, libvirtd: lvd.Libvirtd,  # noqa: F811
-                                                   qemu_bin: str) -> None:
+def test_hypervisor_cpu_compare_gives_the_exit_code(
+    live: Live,  # noqa: F811
+    libvirtd: lvd.Libvirtd,
+    qemu_bin: str,
+) -> None:
     virt_type = "kvm" if live.accel == "kvm" else "qemu"
-    args = ["--virttype", virt_type, "--emulator", qemu_bin, "--arch", "x86_64",
-            "--machine", live.baseline["machine_type"], "--error"]
+    args = [
+        "--virttype",
+        virt_type,
+        "--emulator",
+        qemu_bin,
+        "--arch",
+        "x86_64",
+        "--machine",
+        live.baseline["machine_type"],
+        "--error",
+    ]
     ours = live.tmp / "compare-local.xml"
     ours.write_text(live.export("libvirt"))
     res = libvirtd.virsh("hypervisor-cpu-compare", str(ours), *args)
@@ -202,13 +226,16 @@ def system_map() -> Any:
 
 
 @pytest.mark.parametrize("pool", REPLAYED)
-def test_replayed_pool_guest_gets_nothing_the_pool_lacks(pool: str, libvirtd: lvd.Libvirtd,
-                                                         qemu_bin: str, tmp_path: Path) -> None:
+def test_replayed_pool_guest_gets_nothing_the_pool_lacks(
+    pool: str, libvirtd: lvd.Libvirtd, qemu_bin: str, tmp_path: Path
+) -> None:
     b = pools()[pool]
     options = RenderOptions(system_map())
     ref = reference(qemu_bin, MACHINE, "tcg", b.custom)
-    forms = {"libvirt": without_check(render(b, "libvirt", options).stdout),
-             "kubevirt": kubevirt_form(render(b, "kubevirt", options).stdout)}
+    forms = {
+        "libvirt": without_check(render(b, "libvirt", options).stdout),
+        "kubevirt": kubevirt_form(render(b, "kubevirt", options).stdout),
+    }
     for form, xml in forms.items():
         with guest(libvirtd, tmp_path, "qemu", MACHINE, xml, qemu_bin) as got:
             extra = extra_bits(words(got["feature-words"]), words(ref["feature-words"]))
@@ -217,8 +244,7 @@ def test_replayed_pool_guest_gets_nothing_the_pool_lacks(pool: str, libvirtd: lv
                 assert got["vendor"] == b.vendor
 
 
-def test_the_comparison_sees_a_widened_guest(libvirtd: lvd.Libvirtd, qemu_bin: str,
-                                             tmp_path: Path) -> None:
+def test_the_comparison_sees_a_widened_guest(libvirtd: lvd.Libvirtd, qemu_bin: str, tmp_path: Path) -> None:
     """Defect 1 as it was: without the disables, QEMU's EPYC adds what the EPYC pool lacks."""
     b = pools()["amd"]
     xml = without_check(render(b, "libvirt", RenderOptions(system_map())).stdout)
@@ -234,16 +260,21 @@ def test_the_comparison_sees_a_widened_guest(libvirtd: lvd.Libvirtd, qemu_bin: s
 @pytest.fixture(scope="module")
 def nova_python() -> str:
     """.venv-nova's interpreter (made, or checked current, by scripts/nova-venv.sh)."""
-    res = subprocess.run([str(REPO / "scripts" / "nova-venv.sh")], capture_output=True,
-                         text=True, timeout=900, check=False)
+    res = subprocess.run(
+        [str(REPO / "scripts" / "nova-venv.sh")], capture_output=True, text=True, timeout=900, check=False
+    )
     assert res.returncode == 0, f"scripts/nova-venv.sh failed: {res.stderr}"
     return str(REPO / ".venv-nova" / "bin" / "python")
 
 
 def nova_cpus(python: str, uri: str, virt_type: str, confs: list[Path]) -> dict[str, str]:
-    res = subprocess.run([python, str(REPO / "tests" / "nova" / "nova_cpu.py"), uri, virt_type,
-                          *map(str, confs)], capture_output=True, text=True, timeout=300,
-                         check=False)
+    res = subprocess.run(
+        [python, str(REPO / "tests" / "nova" / "nova_cpu.py"), uri, virt_type, *map(str, confs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert res.returncode == 0, f"Nova refused the export: {res.stderr[-3000:]}"
     out: dict[str, str] = json.loads(res.stdout)
     return out
@@ -253,8 +284,13 @@ def nova_features(xml: str) -> dict[str, str]:
     return {f.get("name", ""): f.get("policy", "") for f in ET.fromstring(xml).iter("feature")}
 
 
-def test_nova_builds_the_pool_cpu(live: Live, libvirtd: lvd.Libvirtd, nova_python: str,  # noqa: F811
-                                  qemu_bin: str, tmp_path: Path) -> None:
+def test_nova_builds_the_pool_cpu(
+    live: Live,  # noqa: F811
+    libvirtd: lvd.Libvirtd,
+    nova_python: str,
+    qemu_bin: str,
+    tmp_path: Path,
+) -> None:
     """Nova's own option definitions and LibvirtDriver turn the export into the guest's <cpu>."""
     virt_type = "kvm" if live.accel == "kvm" else "qemu"
     confs = {"local": tmp_path / "local.conf"}
@@ -281,8 +317,7 @@ def test_nova_builds_the_pool_cpu(live: Live, libvirtd: lvd.Libvirtd, nova_pytho
         return
     for pool in REPLAYED:  # under TCG (the twin): Nova's <cpu> for the replayed pools
         ref = reference(qemu_bin, MACHINE, "tcg", pools()[pool].custom)
-        with guest(libvirtd, tmp_path, "qemu", MACHINE, built[str(confs[pool])],
-                   qemu_bin) as got:
+        with guest(libvirtd, tmp_path, "qemu", MACHINE, built[str(confs[pool])], qemu_bin) as got:
             extra = extra_bits(words(got["feature-words"]), words(ref["feature-words"]))
             assert not extra, f"{pool} (Nova): the guest has bits the pool lacks: {extra}"
 
@@ -303,16 +338,20 @@ def pv_features(w: Words) -> set[str]:
 def pv_claims(xml: str) -> tuple[set[str], list[str], set[str]]:
     """(what the export says the guest gets, the knobs it offers with the features they
     add, what it says the guest lacks), read from its comments."""
+
     def listed(prefix: str) -> set[str]:
         m = re.search(re.escape(prefix) + r"[^:]*: (.*?) -->", xml)
         return set(m.group(1).split(", ")) if m else set()
+
     knobs = re.search(r"set them in the domain: (.*?) -->", xml)
-    return (listed("the guest gets"), knobs.group(1).split("; ") if knobs else [],
-            listed("the guest lacks"))
+    return (listed("the guest gets"), knobs.group(1).split("; ") if knobs else [], listed("the guest lacks"))
 
 
-def test_kvm_pv_advice_is_what_the_guest_gets(live: Live, libvirtd: lvd.Libvirtd,  # noqa: F811
-                                              qemu_bin: str) -> None:
+def test_kvm_pv_advice_is_what_the_guest_gets(
+    live: Live,  # noqa: F811
+    libvirtd: lvd.Libvirtd,
+    qemu_bin: str,
+) -> None:
     """Defect 2: CPUID 0x40000001 of the guest libvirt starts, with and without every knob
     the export offers, is exactly what the export says; every knob changes the guest."""
     if live.accel != "kvm":
@@ -329,13 +368,11 @@ def test_kvm_pv_advice_is_what_the_guest_gets(live: Live, libvirtd: lvd.Libvirtd
     for knob in knobs:
         fragment, feature = re.fullmatch(r"(.*) \((\S+) on\)", knob).groups()  # type: ignore[union-attr]
         by_knob[feature] = fragment
-    features = "".join(re.sub(r"</?features>", "", k) for k in by_knob.values()
-                       if k.startswith("<features>"))
+    features = "".join(re.sub(r"</?features>", "", k) for k in by_knob.values() if k.startswith("<features>"))
     kvm = "".join(re.findall(r"<kvm>(.*?)</kvm>", features))
     features = re.sub(r"<kvm>.*?</kvm>", "", features) + (f"<kvm>{kvm}</kvm>" if kvm else "")
     clock = "".join(re.sub(r"</?clock>", "", k) for k in by_knob.values() if k.startswith("<clock>"))
-    tuned = xml.replace("</cpu>", f"</cpu><features>{features}</features>"
-                        f"<clock offset='utc'>{clock}</clock>")
+    tuned = xml.replace("</cpu>", f"</cpu><features>{features}</features><clock offset='utc'>{clock}</clock>")
     with guest(libvirtd, live.tmp, "kvm", b["machine_type"], tuned, qemu_bin) as got:
         knobbed = pv_features(words(got["feature-words"]))
     assert knobbed == gets | set(by_knob)  # every knob offered works
@@ -366,11 +403,19 @@ def test_nova_advice_is_what_nova_accepts(live: Live, nova_python: str) -> None:
     """Defect 3: the phys-bits advice names image properties Nova's own objects define (the
     flavor extra specs are refused by its validator), and no <features> knob Nova cannot write."""
     text = live.export("nova")
-    m = re.search(r"set the image properties (hw_maxphysaddr_mode=\S+) and "
-                  r"(hw_maxphysaddr_bits=\d+)", text)
+    m = re.search(
+        r"set the image properties (hw_maxphysaddr_mode=\S+) and "
+        r"(hw_maxphysaddr_bits=\d+)",
+        text,
+    )
     assert m, text
-    res = subprocess.run([nova_python, "-c", NOVA_ADVICE, *m.groups()], capture_output=True,
-                         text=True, timeout=120, check=False)
+    res = subprocess.run(
+        [nova_python, "-c", NOVA_ADVICE, *m.groups()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     assert "refused: " in res.stdout and "does not appear to be a valid extra spec" in res.stdout
     assert "hw:maxphysaddr_mode=" not in text  # never offered as a setting

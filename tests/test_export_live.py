@@ -41,8 +41,18 @@ from .conftest import REALDATA, kvm_usable, run_cli
 from .support.liveqemu import paused as qemu
 from .test_export import libvirt_cpu, readconfig_sections
 
-VCPU = ("feature-words", "filtered-features", "vendor", "family", "model", "stepping", "level",
-        "xlevel", "phys-bits", "model-id")
+VCPU = (
+    "feature-words",
+    "filtered-features",
+    "vendor",
+    "family",
+    "model",
+    "stepping",
+    "level",
+    "xlevel",
+    "phys-bits",
+    "model-id",
+)
 NEW_MAP = REALDATA / "libvirt" / "cpu_map"
 
 
@@ -54,8 +64,18 @@ class Live:
     baseline: dict[str, Any]
 
     def export(self, fmt: str, *args: str) -> str:
-        res = run_cli("baseline", "--store", self.store, "--pool", "local", "--accel", self.accel,
-                      "--format", fmt, *args)
+        res = run_cli(
+            "baseline",
+            "--store",
+            self.store,
+            "--pool",
+            "local",
+            "--accel",
+            self.accel,
+            "--format",
+            fmt,
+            *args,
+        )
         assert res.returncode == 0, res.stderr
         return res.stdout
 
@@ -71,11 +91,19 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     assert probe.returncode == 0, probe.stderr
     (tmp / "this-host.json").write_text(probe.stdout)
     store = str(tmp / "store")
-    imported = run_cli("import", "--store", store, "--pool", "local", "--host", "this-host",
-                       str(tmp / "this-host.json"), env=env)
+    imported = run_cli(
+        "import",
+        "--store",
+        store,
+        "--pool",
+        "local",
+        "--host",
+        "this-host",
+        str(tmp / "this-host.json"),
+        env=env,
+    )
     assert imported.returncode == 0, imported.stderr
-    doc = run_cli("baseline", "--store", store, "--pool", "local", "--accel", accel,
-                  "--format", "json")
+    doc = run_cli("baseline", "--store", store, "--pool", "local", "--accel", accel, "--format", "json")
     assert doc.returncode == 0, doc.stderr
     return Live(accel, store, tmp, json.loads(doc.stdout))
 
@@ -90,8 +118,7 @@ def vcpu(binary: str, machine: str, accel: str, cpu_args: list[str]) -> dict[str
 
 
 def nothing_filtered(got: dict[str, Any]) -> bool:
-    return not [w for w in decode_feature_words(got["filtered-features"], "filtered-features")
-                if w.bits]
+    return not [w for w in decode_feature_words(got["filtered-features"], "filtered-features") if w.bits]
 
 
 def test_readconfig_gives_the_custom_cpu(live: Live, qemu_bin: str) -> None:
@@ -101,8 +128,7 @@ def test_readconfig_gives_the_custom_cpu(live: Live, qemu_bin: str) -> None:
     cfg.write_text(text)
     machine = b["machine_type"]
     custom = vcpu(qemu_bin, machine, live.accel, ["-cpu", b["custom"] + ",enforce"])
-    readconfig = vcpu(qemu_bin, machine, live.accel,
-                      ["-cpu", "base,enforce", "-readconfig", str(cfg)])
+    readconfig = vcpu(qemu_bin, machine, live.accel, ["-cpu", "base,enforce", "-readconfig", str(cfg)])
     assert readconfig == custom  # feature-words, filtered-features and every scalar
     assert nothing_filtered(readconfig)
     assert readconfig["vendor"] == b["vendor"] and readconfig["phys-bits"] == b["scalars"]["phys_bits"]
@@ -124,7 +150,7 @@ def virsh(*commands: str, mount: Path | None = None) -> subprocess.CompletedProc
     in a private mount namespace (nothing outside this process sees it)."""
     argv = ["virsh", "-q", "-c", "test:///default", "; ".join(commands)]
     if mount is not None:
-        script = f"mount --bind {mount} {SYSTEM_CPU_MAP} && exec \"$@\""
+        script = f'mount --bind {mount} {SYSTEM_CPU_MAP} && exec "$@"'
         argv = ["unshare", "-rm", "sh", "-c", script, "sh", *argv]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
@@ -147,12 +173,14 @@ def domain(cpu_xml: str, extra: list[str]) -> str:
     kvm = "".join(re.findall(r"<kvm>(.*?)</kvm>", features))
     features = re.sub(r"<kvm>.*?</kvm>", "", features) + (f"<kvm>{kvm}</kvm>" if kvm else "")
     clock = "".join(re.sub(r"</?clock>", "", k) for k in extra if k.startswith("<clock>"))
-    return ("<domain type='test'><name>fleetcpu</name><memory>65536</memory>"
-            "<os><type arch='x86_64'>hvm</type></os>"
-            + (f"<features>{features}</features>" if features else "")
-            + cpu_xml
-            + (f"<clock offset='utc'>{clock}</clock>" if clock else "")
-            + "</domain>")
+    return (
+        "<domain type='test'><name>fleetcpu</name><memory>65536</memory>"
+        "<os><type arch='x86_64'>hvm</type></os>"
+        + (f"<features>{features}</features>" if features else "")
+        + cpu_xml
+        + (f"<clock offset='utc'>{clock}</clock>" if clock else "")
+        + "</domain>"
+    )
 
 
 def host_form(cpu_xml: str) -> str:
@@ -170,14 +198,16 @@ def test_libvirt_accepts_the_xml_and_its_knobs(live: Live, need_virsh: None) -> 
     path.write_text(domain(xml, extra))
     res = virsh(f"define {path}", "dumpxml fleetcpu")
     assert res.returncode == 0, res.stderr
-    dumped = ET.fromstring(res.stdout[res.stdout.index("<domain"):])
+    dumped = ET.fromstring(res.stdout[res.stdout.index("<domain") :])
     cpu = dumped.find("cpu")
     assert cpu is not None
     back = ET.tostring(cpu, encoding="unicode")
     assert libvirt_cpu(back) == (model, attrs, features)  # libvirt kept every bit of it
     phys = cpu.find("maxphysaddr")
-    assert phys is not None and phys.attrib == {"mode": "emulate",
-                                                "bits": str(live.baseline["scalars"]["phys_bits"])}
+    assert phys is not None and phys.attrib == {
+        "mode": "emulate",
+        "bits": str(live.baseline["scalars"]["phys_bits"]),
+    }
     for fragment in extra:  # every knob we suggest is one libvirt 9.0 parses and keeps
         inner = ET.fromstring(fragment)
         leaf = next(iter(inner.iter())) if len(inner) == 0 else list(inner.iter())[-1]
@@ -198,8 +228,11 @@ def check_names(xml: str, cpu_map_dir: Path, mount: Path | None, tmp: Path) -> N
     res = virsh(f"cpu-baseline --features {form}", mount=mount)
     assert res.returncode == 0, res.stderr
     # libvirt may re-express the CPU with another model plus disables: its *required* set counts.
-    expanded = {f.get("name") for f in ET.fromstring(res.stdout).iter("feature")
-                if f.get("policy", "require") == "require"}
+    expanded = {
+        f.get("name")
+        for f in ET.fromstring(res.stdout).iter("feature")
+        if f.get("policy", "require") == "require"
+    }
     model, _, features = libvirt_cpu(xml)
     cpu_map = load_cpu_map(cpu_map_dir)
     required = {n for n, p in features.items() if p == "require"}
@@ -233,8 +266,13 @@ def test_libvirt_names_resolve_through_the_newer_cpu_map(live: Live, need_virsh:
     model, _, _ = libvirt_cpu(xml)
     assert re.search(r"-v\d+$", model), "the newer cpu_map has the versioned model"
     flat = flattened(NEW_MAP, live.tmp / f"cpu_map-{len(list(live.tmp.iterdir()))}")
-    can = subprocess.run(["unshare", "-rm", "mount", "--bind", str(flat), str(SYSTEM_CPU_MAP)],
-                         capture_output=True, text=True, timeout=30, check=False)
+    can = subprocess.run(
+        ["unshare", "-rm", "mount", "--bind", str(flat), str(SYSTEM_CPU_MAP)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     if can.returncode != 0:
         pytest.skip(f"no private mount namespace here: {can.stderr.strip()}")
     probe = virsh("cpu-models x86_64", mount=flat)
@@ -256,12 +294,34 @@ def test_nova_and_kubevirt_follow_the_cpu_map_given(live: Live) -> None:
 
 
 def test_cpu_map_flag_errors(live: Live) -> None:
-    res = run_cli("baseline", "--store", live.store, "--pool", "local", "--accel", live.accel,
-                  "--format", "libvirt", "--libvirt-cpu-map", str(live.tmp / "nope"))
+    res = run_cli(
+        "baseline",
+        "--store",
+        live.store,
+        "--pool",
+        "local",
+        "--accel",
+        live.accel,
+        "--format",
+        "libvirt",
+        "--libvirt-cpu-map",
+        str(live.tmp / "nope"),
+    )
     assert (res.returncode, res.stdout) == (3, "")
     assert res.stderr.startswith("error: ") and "not a readable libvirt cpu_map" in res.stderr
-    res = run_cli("baseline", "--store", live.store, "--pool", "local", "--accel", live.accel,
-                  "--format", "qemu", "--libvirt-cpu-map", str(NEW_MAP))
+    res = run_cli(
+        "baseline",
+        "--store",
+        live.store,
+        "--pool",
+        "local",
+        "--accel",
+        live.accel,
+        "--format",
+        "qemu",
+        "--libvirt-cpu-map",
+        str(NEW_MAP),
+    )
     assert res.returncode == 2 and "--libvirt-cpu-map applies to --format" in res.stderr
 
 

@@ -191,11 +191,23 @@ def test_table_names_are_canonical_and_round_trip() -> None:
 
 def test_aliases_fold_to_the_static_spelling() -> None:
     expect = {
-        "sse4_1": "sse4.1", "sse4-1": "sse4.1", "sse4_2": "sse4.2", "sse3": "pni",
-        "pclmuldq": "pclmulqdq", "xd": "nx", "ffxsr": "fxsr-opt", "fxsr_opt": "fxsr-opt",
-        "i64": "lm", "ds_cpl": "ds-cpl", "tsc_adjust": "tsc-adjust", "lahf_lm": "lahf-lm",
-        "kvm_asyncpf": "kvm-asyncpf", "perfctr_core": "perfctr-core",
-        "svm_lock": "svm-lock", "nrip_save": "nrip-save", "md_clear": "md-clear",
+        "sse4_1": "sse4.1",
+        "sse4-1": "sse4.1",
+        "sse4_2": "sse4.2",
+        "sse3": "pni",
+        "pclmuldq": "pclmulqdq",
+        "xd": "nx",
+        "ffxsr": "fxsr-opt",
+        "fxsr_opt": "fxsr-opt",
+        "i64": "lm",
+        "ds_cpl": "ds-cpl",
+        "tsc_adjust": "tsc-adjust",
+        "lahf_lm": "lahf-lm",
+        "kvm_asyncpf": "kvm-asyncpf",
+        "perfctr_core": "perfctr-core",
+        "svm_lock": "svm-lock",
+        "nrip_save": "nrip-save",
+        "md_clear": "md-clear",
     }
     for alias, canon in expect.items():
         assert F.canonical(alias) == canon, alias
@@ -208,11 +220,36 @@ def test_aliases_fold_to_the_static_spelling() -> None:
 
 
 def test_properties_are_not_features() -> None:
-    for name in ("check", "enforce", "l3-cache", "host-phys-bits", "full-cpuid-auto-level",
-                 "migratable", "pmu", "level", "xlevel", "phys-bits", "family", "model",
-                 "vendor", "model-id", "min-level", "hv-relaxed", "hv-vendor-id",
-                 "x-force-features", "kvm", "tcg-cpuid", "apic-id", "core-id", "memory",
-                 "realized", "ucode-rev", "lbr-fmt", "lbr_fmt", "kvm-no-smi-migration"):
+    for name in (
+        "check",
+        "enforce",
+        "l3-cache",
+        "host-phys-bits",
+        "full-cpuid-auto-level",
+        "migratable",
+        "pmu",
+        "level",
+        "xlevel",
+        "phys-bits",
+        "family",
+        "model",
+        "vendor",
+        "model-id",
+        "min-level",
+        "hv-relaxed",
+        "hv-vendor-id",
+        "x-force-features",
+        "kvm",
+        "tcg-cpuid",
+        "apic-id",
+        "core-id",
+        "memory",
+        "realized",
+        "ucode-rev",
+        "lbr-fmt",
+        "lbr_fmt",
+        "kvm-no-smi-migration",
+    ):
         assert F.is_property(name), name
         assert not F.is_feature(name), name
 
@@ -242,16 +279,34 @@ def test_names_for_decodes_and_reports_unknown_bits() -> None:
 def test_feature_classes() -> None:
     every = F.CPUID_FEATURES | F.MSR_FEATURES
     classes = {
-        "NON_MIGRATABLE": F.NON_MIGRATABLE, "NESTED": F.NESTED, "KVM_PV": F.KVM_PV,
-        "TSX": F.TSX, "SECURITY": F.SECURITY, "OS_CONTROLLED": F.OS_CONTROLLED,
+        "NON_MIGRATABLE": F.NON_MIGRATABLE,
+        "NESTED": F.NESTED,
+        "KVM_PV": F.KVM_PV,
+        "TSX": F.TSX,
+        "SECURITY": F.SECURITY,
+        "OS_CONTROLLED": F.OS_CONTROLLED,
     }
     for cname, members in classes.items():
         assert members, cname
         assert members <= every, (cname, sorted(members - every))
     assert "invtsc" in F.NON_MIGRATABLE
-    assert {"vmx", "svm", "npt", "lbrv", "svm-lock", "nrip-save", "tsc-scale", "vmcb-clean",
-            "flushbyasid", "decodeassists", "pause-filter", "pfthreshold", "avic",
-            "v-vmsave-vmload", "vgif"} <= F.NESTED
+    assert {
+        "vmx",
+        "svm",
+        "npt",
+        "lbrv",
+        "svm-lock",
+        "nrip-save",
+        "tsc-scale",
+        "vmcb-clean",
+        "flushbyasid",
+        "decodeassists",
+        "pause-filter",
+        "pfthreshold",
+        "avic",
+        "v-vmsave-vmload",
+        "vgif",
+    } <= F.NESTED
     for name in ("vmx-exit-nosave-debugctl", "vmx-from-a-newer-qemu", "nrip_save"):
         assert F.is_nested(name), name
     assert not F.is_nested("avx2")
@@ -260,15 +315,42 @@ def test_feature_classes() -> None:
     # The whole KVM leaf and nothing else.
     kvm_leaf = {n for n in F.CPUID_FEATURES if (F.cpuid_bit(n) or (0,))[0] == 0x40000001}
     assert kvm_leaf == F.KVM_PV
-    assert {"kvmclock", "kvm-nopiodelay", "kvm-mmu", "kvmclock-stable-bit",
-            "kvm-hint-dedicated"} <= F.KVM_PV
+    assert {"kvmclock", "kvm-nopiodelay", "kvm-mmu", "kvmclock-stable-bit", "kvm-hint-dedicated"} <= F.KVM_PV
     assert {"hle", "rtm"} == F.TSX
-    assert {"spec-ctrl", "stibp", "ssbd", "md-clear", "arch-capabilities", "ibpb", "ibrs",
-            "amd-ssbd", "amd-stibp", "virt-ssbd", "amd-no-ssb", "flush-l1d", "core-capability",
-            "rdctl-no", "mds-no", "taa-no", "sbpb", "ibpb-brtype", "srso-no"} <= F.SECURITY
-    assert {"rdctl-no", "ibrs-all", "skip-l1dfl-vmentry", "ssb-no", "mds-no", "pschange-mc-no",
-            "tsx-ctrl", "taa-no", "fb-clear", "split-lock-detect", "full-width-write"
-            } <= F.MSR_FEATURES
+    assert {
+        "spec-ctrl",
+        "stibp",
+        "ssbd",
+        "md-clear",
+        "arch-capabilities",
+        "ibpb",
+        "ibrs",
+        "amd-ssbd",
+        "amd-stibp",
+        "virt-ssbd",
+        "amd-no-ssb",
+        "flush-l1d",
+        "core-capability",
+        "rdctl-no",
+        "mds-no",
+        "taa-no",
+        "sbpb",
+        "ibpb-brtype",
+        "srso-no",
+    } <= F.SECURITY
+    assert {
+        "rdctl-no",
+        "ibrs-all",
+        "skip-l1dfl-vmentry",
+        "ssb-no",
+        "mds-no",
+        "pschange-mc-no",
+        "tsx-ctrl",
+        "taa-no",
+        "fb-clear",
+        "split-lock-detect",
+        "full-width-write",
+    } <= F.MSR_FEATURES
 
 
 # --------------------------------------------------------------------------- libvirt's CPU map
@@ -308,8 +390,10 @@ def test_libvirt_msr_bits_match() -> None:
         el = feat.find("msr")
         if el is None:
             continue
-        want = (int(el.attrib["index"], 16),
-                single_bit(int(el.attrib["edx"], 16) << 32 | int(el.attrib["eax"], 16)))
+        want = (
+            int(el.attrib["index"], 16),
+            single_bit(int(el.attrib["edx"], 16) << 32 | int(el.attrib["eax"], 16)),
+        )
         canon = qemu_canonical(name, aliases)
         if canon is None:
             if name not in LIBVIRT_ONLY:
@@ -341,8 +425,12 @@ def test_replies_expansions_classify(path: str) -> None:
         check_full(props, frozenset(vocabulary), path)
     # is_feature() accepts any vmx-* name; the table itself must still know
     # every feature this QEMU has, with a CPUID or MSR position.
-    untabled = sorted(k for props in statics for k, v in props.items()
-                      if isinstance(v, bool) and F.cpuid_bit(k) is None and F.msr_bit(k) is None)
+    untabled = sorted(
+        k
+        for props in statics
+        for k, v in props.items()
+        if isinstance(v, bool) and F.cpuid_bit(k) is None and F.msr_bit(k) is None
+    )
     assert untabled == []
 
 
@@ -350,8 +438,11 @@ def test_replies_expansions_classify(path: str) -> None:
 def test_migratable_toggles_only_non_migratable(path: str) -> None:
     by_args = {json.dumps(a, sort_keys=True): p for a, p in replies_expansions(path)}
     plain = by_args[json.dumps({"type": "static", "model": {"name": "host"}}, sort_keys=True)]
-    unmig = by_args[json.dumps({"type": "static", "model": {"name": "host",
-                                "props": {"migratable": False}}}, sort_keys=True)]
+    unmig = by_args[
+        json.dumps(
+            {"type": "static", "model": {"name": "host", "props": {"migratable": False}}}, sort_keys=True
+        )
+    ]
     changed = {k for k in plain.keys() & unmig.keys() if plain[k] != unmig[k]}
     assert changed, "the recorded host has no unmigratable feature: the check proves nothing"
     assert changed <= F.NON_MIGRATABLE
@@ -383,8 +474,14 @@ def libvirt_only_cpuid_bits() -> set[tuple[int, int, str, int]]:
         el = feat.find("cpuid")
         if name in LIBVIRT_ONLY and el is not None:
             reg = next(r for r in ("eax", "ebx", "ecx", "edx") if r in el.attrib)
-            out.add((int(el.attrib["eax_in"], 16), int(el.get("ecx_in", "0"), 16), reg,
-                     single_bit(int(el.attrib[reg], 16))))
+            out.add(
+                (
+                    int(el.attrib["eax_in"], 16),
+                    int(el.get("ecx_in", "0"), 16),
+                    reg,
+                    single_bit(int(el.attrib[reg], 16)),
+                )
+            )
     return out
 
 
@@ -421,16 +518,19 @@ def test_realdata_is_all_there() -> None:
 def qemu_binary() -> str:
     path = shutil.which("qemu-system-x86_64")
     if path is None:
-        pytest.fail("qemu-system-x86_64 missing: apt-get install -y --no-install-recommends "
-                    "qemu-system-x86")
+        pytest.fail("qemu-system-x86_64 missing: apt-get install -y --no-install-recommends qemu-system-x86")
     return path
 
 
 async def _qmp_session(argv: list[str], sock: Path, machine: str) -> dict[str, Any]:
     client = QMPClient("test-features")
     await client.start_server(str(sock))
-    proc = subprocess.Popen([*argv, "-qmp", f"unix:{sock}"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*argv, "-qmp", f"unix:{sock}"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         try:
             await asyncio.wait_for(client.accept(), timeout=20)
@@ -440,8 +540,9 @@ async def _qmp_session(argv: list[str], sock: Path, machine: str) -> dict[str, A
             raise AssertionError(f"QEMU did not connect: {exc!r}; stderr: {err.decode()}") from exc
         out: dict[str, Any] = {}
         for kind in ("static", "full"):
-            reply = await client.execute("query-cpu-model-expansion",
-                                         {"type": kind, "model": {"name": "max"}})
+            reply = await client.execute(
+                "query-cpu-model-expansion", {"type": kind, "model": {"name": "max"}}
+            )
             assert isinstance(reply, dict)
             out[kind] = reply["model"]["props"]
         if machine != "none":
@@ -449,7 +550,8 @@ async def _qmp_session(argv: list[str], sock: Path, machine: str) -> dict[str, A
             assert isinstance(cpus, list), cpus
             assert cpus, "no vCPU on a real machine type"
             out["feature-words"] = await client.execute(
-                "qom-get", {"path": cpus[0]["qom-path"], "property": "feature-words"})
+                "qom-get", {"path": cpus[0]["qom-path"], "property": "feature-words"}
+            )
         # QEMU may hang up before answering quit, and qemu.qmp's disconnect()
         # then re-raises that EOFError: both are the expected end here.
         with contextlib.suppress(Exception):
@@ -463,8 +565,19 @@ async def _qmp_session(argv: list[str], sock: Path, machine: str) -> dict[str, A
 
 
 def live_qemu(machine: str, tmp: Path) -> dict[str, Any]:
-    argv = [qemu_binary(), "-nodefaults", "-display", "none", "-S", "-m", "64",
-            "-machine", machine, "-accel", "tcg"]
+    argv = [
+        qemu_binary(),
+        "-nodefaults",
+        "-display",
+        "none",
+        "-S",
+        "-m",
+        "64",
+        "-machine",
+        machine,
+        "-accel",
+        "tcg",
+    ]
     if machine != "none":
         # -machine none with -cpu aborts QEMU 7.2 ("apic-id property was not
         # initialized properly"): it has no board to give the CPU an APIC ID.
@@ -486,7 +599,8 @@ def test_live_expansions_classify(live: dict[str, dict[str, Any]], machine: str)
     check_full(full, frozenset(static), f"{machine} full")
     # A full expansion names every feature of the static one (plus aliases).
     assert {F.canonical(k) for k in full if F.is_feature(k)} == {
-        k for k, v in static.items() if isinstance(v, bool)}
+        k for k, v in static.items() if isinstance(v, bool)
+    }
 
 
 def test_live_feature_words_decode(live: dict[str, dict[str, Any]]) -> None:

@@ -70,8 +70,18 @@ class Collected:
     sshd: SshdFleet
 
     def baseline(self, pool: str, *args: str) -> tuple[int, Any, str]:
-        res = run_cli("baseline", "--store", str(self.store), "--pool", pool, "--format", "json",
-                      "--max-age", "3650d", *args)
+        res = run_cli(
+            "baseline",
+            "--store",
+            str(self.store),
+            "--pool",
+            pool,
+            "--format",
+            "json",
+            "--max-age",
+            "3650d",
+            *args,
+        )
         doc = json.loads(res.stdout) if res.returncode == 0 else None
         return res.returncode, doc, res.stderr
 
@@ -81,8 +91,7 @@ class Collected:
         out = {}
         for host, snap in store.snapshots(hosts, "kvm").items():
             mp = snap.machines[machine_type]
-            out[host] = member_from_probe(host, "kvm", snap.qemu_version, snap.collected_at,
-                                          snap.facts, mp)
+            out[host] = member_from_probe(host, "kvm", snap.qemu_version, snap.collected_at, snap.facts, mp)
         return out
 
 
@@ -97,7 +106,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collected]:
             ssh = sshd.host("abc"[i % 3])
             lines.setdefault(pool, []).append(
                 f"{name} ansible_host={ssh.address} ansible_port={ssh.port} ansible_user=root "
-                f"qemu={rh.binary} host_root={rh.root} accel=kvm\n")
+                f"qemu={rh.binary} host_root={rh.root} accel=kvm\n"
+            )
         text = ""
         for pool, hosts in lines.items():
             text += f"[{pool}]\n" + "".join(hosts)
@@ -107,9 +117,19 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collected]:
         inv.write_text(text)
         known = sshd.write_known_hosts(tmp / "known_hosts")
         store = tmp / "store"
-        res = run_cli("collect", str(inv), "--store", str(store), "--concurrency", "4",
-                      "--timeout", "60", *sshd.cli_args(known),
-                      env={"XDG_CACHE_HOME": str(tmp / "cache"), "SSH_AUTH_SOCK": ""}, timeout=300)
+        res = run_cli(
+            "collect",
+            str(inv),
+            "--store",
+            str(store),
+            "--concurrency",
+            "4",
+            "--timeout",
+            "60",
+            *sshd.cli_args(known),
+            env={"XDG_CACHE_HOME": str(tmp / "cache"), "SSH_AUTH_SOCK": ""},
+            timeout=300,
+        )
         yield Collected(store, res.returncode, res.stdout, res.stderr, sshd)
     finally:
         sshd.stop()

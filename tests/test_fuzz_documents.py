@@ -22,8 +22,16 @@ SEED = 17
 BOUND_S = 60.0
 #: The operators the issue names, each by the function that applies it.
 NAMED_OPERATORS = {
-    "type_swap", "huge_int", "negative_int", "deep_nesting", "long_string", "odd_name",
-    "missing_key", "extra_key", "duplicate_key", "invalid_utf8",
+    "type_swap",
+    "huge_int",
+    "negative_int",
+    "deep_nesting",
+    "long_string",
+    "odd_name",
+    "missing_key",
+    "extra_key",
+    "duplicate_key",
+    "invalid_utf8",
 }
 
 
@@ -37,8 +45,8 @@ def test_mutated_documents_are_a_document_or_a_clean_refusal(tmp_path: Path) -> 
     elapsed = time.monotonic() - started
     assert tally.total == CASES
     assert tally.tracebacks == [], (
-        f"{len(tally.tracebacks)} of {CASES} cases gave a traceback; the first:\n"
-        + tally.tracebacks[0])
+        f"{len(tally.tracebacks)} of {CASES} cases gave a traceback; the first:\n" + tally.tracebacks[0]
+    )
     assert elapsed <= BOUND_S, f"{CASES} cases took {elapsed:.1f}s (bound {BOUND_S:.0f}s)"
     # Both outcomes happen, and every operator was exercised often.
     assert tally.accepted > CASES // 20 and tally.refused > CASES // 2, tally
@@ -72,8 +80,7 @@ def test_import_of_mutated_documents_is_exit_0_or_3_and_3_changes_nothing(tmp_pa
         res = run_cli("import", str(path), "--host", f"h{case.index}", "--store", str(store))
         assert res.returncode in (0, 3), (case.operators, res.stderr)
         if res.returncode == 3:
-            assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"error: {path}: "), \
-                res.stderr
+            assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"error: {path}: "), res.stderr
             assert _listing(store) == before, f"exit 3 changed the store ({case.operators})"
         else:
             assert len(_listing(store)) > len(before)

@@ -84,7 +84,8 @@ def _key(path: tuple[str | int, ...]) -> str:
 
 @pytest.mark.parametrize(("path", "value"), OUT_OF_RANGE, ids=[f"{_key(p)}={v}" for p, v in OUT_OF_RANGE])
 def test_an_integer_out_of_its_columns_range_is_refused_at_decode(
-        path: tuple[str | int, ...], value: int) -> None:
+    path: tuple[str | int, ...], value: int
+) -> None:
     text = json.dumps(with_value(path, value))
     with pytest.raises(ProbeDocumentError) as caught:
         document_from_json(text, "h.json")
@@ -108,8 +109,11 @@ def test_a_float_too_large_or_not_finite_is_refused_not_a_crash() -> None:
 
 
 def test_deep_nesting_is_refused_before_parsing() -> None:
-    for text in (DEEP, '{"schema": "fleetcpu.probe/1", "host": ' + DEEP + "}",
-                 '{"a": ' + '{"a": ' * 50_000 + "1" + "}" * 50_001):
+    for text in (
+        DEEP,
+        '{"schema": "fleetcpu.probe/1", "host": ' + DEEP + "}",
+        '{"a": ' + '{"a": ' * 50_000 + "1" + "}" * 50_001,
+    ):
         with pytest.raises(ProbeDocumentError) as caught:
             document_from_json(text, "h.json")
         assert "nested deeper than" in caught.value.problem
@@ -135,7 +139,7 @@ def _hostile_python(directory: Path, name: str, payload: str) -> str:
     doc.write_text(payload)
     script = directory / f"{name}-python"
     # Read exactly the bundle, as the real bootstrap does: stdin stays open (EOF means "stop").
-    script.write_text(f"#!/bin/sh\nread magic size sum\nhead -c \"$size\" >/dev/null\ncat {doc}\n")
+    script.write_text(f'#!/bin/sh\nread magic size sum\nhead -c "$size" >/dev/null\ncat {doc}\n')
     script.chmod(0o755)
     return str(script)
 
@@ -143,12 +147,14 @@ def _hostile_python(directory: Path, name: str, payload: str) -> str:
 def collect_hostile(tmp_path: Path, hosts: dict[str, str]) -> tuple[Any, Path]:
     """``fleetcpu collect`` over local hosts each printing its text as the probe's output."""
     inv = tmp_path / "hosts.txt"
-    inv.write_text("".join(
-        f"{name} transport=local python={_hostile_python(tmp_path / 'bin', name, text)}\n"
-        for name, text in hosts.items()))
+    inv.write_text(
+        "".join(
+            f"{name} transport=local python={_hostile_python(tmp_path / 'bin', name, text)}\n"
+            for name, text in hosts.items()
+        )
+    )
     store = tmp_path / "store"
-    res = run_cli("collect", str(inv), "--store", str(store),
-                  env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    res = run_cli("collect", str(inv), "--store", str(store), env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
     return res, store
 
 
@@ -165,8 +171,11 @@ def test_a_collect_with_hostile_hosts_stores_every_row(tmp_path: Path) -> None:
     assert res.returncode == 5, res.stdout + res.stderr
     rows = latest_rows(store)
     assert {n: (r["status"], r["stage"]) for n, r in rows.items()} == {
-        "good1": ("ok", None), "good2": ("ok", None),
-        "deep": ("failed", "output"), "huge": ("failed", "output")}
+        "good1": ("ok", None),
+        "good2": ("ok", None),
+        "deep": ("failed", "output"),
+        "huge": ("failed", "output"),
+    }
     assert "machine_types[0].feature_words[0].bits" in str(rows["huge"]["error"])
     assert "nested deeper than" in str(rows["deep"]["error"])
 
@@ -202,8 +211,9 @@ def test_import_rehearses_every_row_before_storing_any(tmp_path: Path) -> None:
     rehearse(item)  # the golden document converts
     doc = item.document
     cpu = dataclasses.replace(doc.host.cpu, family=2**40)
-    bad = dataclasses.replace(item, document=dataclasses.replace(
-        doc, host=dataclasses.replace(doc.host, cpu=cpu)))
+    bad = dataclasses.replace(
+        item, document=dataclasses.replace(doc, host=dataclasses.replace(doc.host, cpu=cpu))
+    )
     with pytest.raises(ProbeDocumentError) as caught:
         rehearse(bad)
     assert caught.value.message.startswith(f"{good}: <document>: a value its store column cannot hold")

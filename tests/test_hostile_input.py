@@ -51,7 +51,7 @@ def test_a_banner_before_the_document_is_skipped_and_recorded(banner: str) -> No
 
 
 def test_garbage_without_a_document_is_still_an_output_failure() -> None:
-    for junk in (b"Welcome\nno json here\n", b"Welcome\n{\"schema\": 1", b"Welcome\n{nope}\n"):
+    for junk in (b"Welcome\nno json here\n", b'Welcome\n{"schema": 1', b"Welcome\n{nope}\n"):
         verdict = interpret(ran(junk), "python3")
         assert verdict.document is None and verdict.stage == "output", junk
 
@@ -106,7 +106,9 @@ def test_ordinary_values_still_parse() -> None:
     inv = parse_inventory(
         "[p]\nkvm01 ansible_host=10.0.0.1 ansible_user=ops python=/usr/bin/python3 "
         "qemu=/usr/libexec/qemu-kvm machine_types=q35,pc-i440fx-7.2\n"
-        "kvm02 ansible_host=kvm02.example.org host_root=/host\n", "hosts.txt")
+        "kvm02 ansible_host=kvm02.example.org host_root=/host\n",
+        "hosts.txt",
+    )
     assert [h.address for h in inv.hosts] == ["10.0.0.1", "kvm02.example.org"]
 
 
@@ -116,8 +118,9 @@ def test_collect_refuses_a_hostile_inventory_before_any_host(tmp_path: Path) -> 
     store = tmp_path / "store"
     for bad in ("qemu=--help", "machine_types=-h", "ansible_host='a;b'", "qemu=/bin/qemu\x00x"):
         inv.write_text(f"first transport=local python={spy}\nsecond transport=local {bad}\n")
-        res = run_cli("collect", str(inv), "--store", str(store),
-                      env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+        res = run_cli(
+            "collect", str(inv), "--store", str(store), env={"XDG_CACHE_HOME": str(tmp_path / "cache")}
+        )
         assert res.returncode == 3, res.stdout + res.stderr
         assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"error: {inv}:2: "), res.stderr
         assert not touched.exists() and not store.exists()
@@ -127,8 +130,7 @@ def test_collect_refuses_a_hostile_inventory_before_any_host(tmp_path: Path) -> 
 def test_a_missing_host_root_is_a_facts_failure(tmp_path: Path, isolated_tmp: Path) -> None:
     assert "facts" in STAGES and STAGES.index("python") < STAGES.index("facts") < STAGES.index("qemu")
     missing = tmp_path / "no-such-root"
-    res = run_cli("probe", "--host-root", str(missing), "--accel", "tcg",
-                  env={"TMPDIR": str(isolated_tmp)})
+    res = run_cli("probe", "--host-root", str(missing), "--accel", "tcg", env={"TMPDIR": str(isolated_tmp)})
     assert res.returncode == 16, res.stderr
     doc = json.loads(res.stdout)
     assert (doc["status"], doc["stage"], doc["error_code"]) == ("failed", "facts", "host-root")
@@ -136,8 +138,13 @@ def test_a_missing_host_root_is_a_facts_failure(tmp_path: Path, isolated_tmp: Pa
     inv = tmp_path / "hosts.txt"
     inv.write_text(f"gone transport=local accel=tcg host_root={missing}\n")
     store = tmp_path / "store"
-    res = run_cli("collect", str(inv), "--store", str(store),
-                  env={"XDG_CACHE_HOME": str(tmp_path / "cache"), "TMPDIR": str(isolated_tmp)})
+    res = run_cli(
+        "collect",
+        str(inv),
+        "--store",
+        str(store),
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache"), "TMPDIR": str(isolated_tmp)},
+    )
     assert res.returncode == 6, res.stdout + res.stderr
     row = latest_rows(store)["gone"]
     assert (row["status"], row["stage"]) == ("failed", "facts")

@@ -36,8 +36,22 @@ from .support.realdata import conversation, cputest_json_files, cputest_replies,
 
 GOLDEN = REPO / "tests" / "golden" / "probe-kvm-q35.json"
 #: Names that must never pass: each breaks some format's quoting.
-BAD_NAMES = ["y,kvm=off", "a=b", 'x"y', "pwn\n[chardev \"pwn\"]", "", "-h", ".x", "a b",
-             "caf\u00e9", "x" * 65, "x'y", "a\\b", "<x>", "a\u0000b"]
+BAD_NAMES = [
+    "y,kvm=off",
+    "a=b",
+    'x"y',
+    'pwn\n[chardev "pwn"]',
+    "",
+    "-h",
+    ".x",
+    "a b",
+    "caf\u00e9",
+    "x" * 65,
+    "x'y",
+    "a\\b",
+    "<x>",
+    "a\u0000b",
+]
 BAD_VENDORS = ["Genuine,Intel", "x=y", 'a"b', "GenuineIntel\n", "", "GenuineIntelX", "a<b"]
 
 
@@ -74,8 +88,7 @@ def realdata_names() -> dict[str, str]:
             ret = ex.reply["return"]
             if ex.execute == "query-cpu-definitions":
                 for m in qmp_decode.decode_cpu_definitions(ret):
-                    add([m.name, *m.unavailable_features, *([m.alias_of] if m.alias_of else [])],
-                        path.name)
+                    add([m.name, *m.unavailable_features, *([m.alias_of] if m.alias_of else [])], path.name)
             elif ex.execute == "query-cpu-model-expansion":
                 add_expansion(qmp_decode.decode_expansion(ret), path.name)
             elif ex.execute == "query-machines":
@@ -171,28 +184,45 @@ def _rename_key(doc: dict[str, Any], path: tuple[str | int, ...], old: str, new:
 MP: tuple[str | int, ...] = ("machine_types", 0)
 #: (how to plant the name, the key the error must name)
 PLACES: list[tuple[str, Any, str]] = [
-    ("static feature", lambda d, n: _rename_key(d, (*MP, "static_expansion", "features"), "fpu", n),
-     "machine_types[0].static_expansion.features"),
-    ("full feature", lambda d, n: _rename_key(d, (*MP, "full_expansion", "features"), "fpu", n),
-     "machine_types[0].full_expansion.features"),
-    ("full prop", lambda d, n: _rename_key(d, (*MP, "full_expansion", "props"), "family", n),
-     "machine_types[0].full_expansion.props"),
-    ("expansion model", lambda d, n: _set(d, (*MP, "static_expansion", "model"), n),
-     "machine_types[0].static_expansion.model"),
-    ("model name", lambda d, n: _set(d, (*MP, "models", 0, "name"), n),
-     "machine_types[0].models[0].name"),
-    ("model alias", lambda d, n: _set(d, (*MP, "models", 0, "alias_of"), n),
-     "machine_types[0].models[0].alias_of"),
-    ("unavailable", lambda d, n: _set(d, (*MP, "models", 0, "unavailable_features"), ["fpu", n]),
-     "machine_types[0].models[0].unavailable_features[1]"),
-    ("model features", lambda d, n: _set(d, (*MP, "models", 1, "features"), ["fpu", n]),
-     "machine_types[0].models[1].features[1]"),
-    ("machine type", lambda d, n: _set(d, (*MP, "machine_type"), n),
-     "machine_types[0].machine_type"),
-    ("qemu machine", lambda d, n: _set(d, ("qemu", "machines", 0, "name"), n),
-     "qemu.machines[0].name"),
-    ("qemu alias", lambda d, n: _set(d, ("qemu", "machines", 0, "alias"), n),
-     "qemu.machines[0].alias"),
+    (
+        "static feature",
+        lambda d, n: _rename_key(d, (*MP, "static_expansion", "features"), "fpu", n),
+        "machine_types[0].static_expansion.features",
+    ),
+    (
+        "full feature",
+        lambda d, n: _rename_key(d, (*MP, "full_expansion", "features"), "fpu", n),
+        "machine_types[0].full_expansion.features",
+    ),
+    (
+        "full prop",
+        lambda d, n: _rename_key(d, (*MP, "full_expansion", "props"), "family", n),
+        "machine_types[0].full_expansion.props",
+    ),
+    (
+        "expansion model",
+        lambda d, n: _set(d, (*MP, "static_expansion", "model"), n),
+        "machine_types[0].static_expansion.model",
+    ),
+    ("model name", lambda d, n: _set(d, (*MP, "models", 0, "name"), n), "machine_types[0].models[0].name"),
+    (
+        "model alias",
+        lambda d, n: _set(d, (*MP, "models", 0, "alias_of"), n),
+        "machine_types[0].models[0].alias_of",
+    ),
+    (
+        "unavailable",
+        lambda d, n: _set(d, (*MP, "models", 0, "unavailable_features"), ["fpu", n]),
+        "machine_types[0].models[0].unavailable_features[1]",
+    ),
+    (
+        "model features",
+        lambda d, n: _set(d, (*MP, "models", 1, "features"), ["fpu", n]),
+        "machine_types[0].models[1].features[1]",
+    ),
+    ("machine type", lambda d, n: _set(d, (*MP, "machine_type"), n), "machine_types[0].machine_type"),
+    ("qemu machine", lambda d, n: _set(d, ("qemu", "machines", 0, "name"), n), "qemu.machines[0].name"),
+    ("qemu alias", lambda d, n: _set(d, ("qemu", "machines", 0, "alias"), n), "qemu.machines[0].alias"),
 ]
 
 
@@ -213,8 +243,11 @@ def test_a_bad_name_is_refused_at_decode(where: str, plant: Any, key: str) -> No
 
 
 def test_a_bad_vendor_is_refused_at_decode() -> None:
-    for path in ((*MP, "vcpu", "vendor"), ("host", "cpu", "vendor"),
-                 (*MP, "full_expansion", "props", "vendor")):
+    for path in (
+        (*MP, "vcpu", "vendor"),
+        ("host", "cpu", "vendor"),
+        (*MP, "full_expansion", "props", "vendor"),
+    ):
         for vendor in BAD_VENDORS:
             doc = copy.deepcopy(golden())
             _set(doc, path, vendor)
@@ -236,38 +269,44 @@ def test_import_of_a_crafted_document_is_one_line_exit_3(tmp_path: Path) -> None
 
 
 # --------------------------------------------------------------------------- refused by renderers
-def _tampered(feature: str | None = None, machine_type: str = "pc-q35-7.2",
-              vendor: str | None = None) -> Any:
+def _tampered(feature: str | None = None, machine_type: str = "pc-q35-7.2", vendor: str | None = None) -> Any:
     """A baseline from a document changed past the decoder, as an old store could hold it."""
     doc: ProbeDocument = document_from_json(GOLDEN.read_text(), "golden")
     [mp] = doc.machine_types
     assert mp.static_expansion is not None and mp.full_expansion is not None
     if feature is not None:
         mp = dataclasses.replace(
-            mp, static_expansion=dataclasses.replace(
-                mp.static_expansion, features={**mp.static_expansion.features, feature: True}),
+            mp,
+            static_expansion=dataclasses.replace(
+                mp.static_expansion, features={**mp.static_expansion.features, feature: True}
+            ),
             full_expansion=dataclasses.replace(
-                mp.full_expansion, features={**mp.full_expansion.features, feature: True}))
+                mp.full_expansion, features={**mp.full_expansion.features, feature: True}
+            ),
+        )
     if vendor is not None:
         mp = dataclasses.replace(mp, vcpu=dataclasses.replace(mp.vcpu, vendor=vendor))
     mp = dataclasses.replace(mp, machine_type=machine_type)
     assert doc.qemu is not None
-    member = member_from_probe("h1", mp.accel, doc.qemu.version, datetime(2026, 11, 26, tzinfo=UTC),
-                               doc.host, mp)
+    member = member_from_probe(
+        "h1", mp.accel, doc.qemu.version, datetime(2026, 11, 26, tzinfo=UTC), doc.host, mp
+    )
     return compute_baseline("p", machine_type, "kvm", [member])
 
 
 def _options(fmt: str) -> RenderOptions:
-    return RenderOptions(load_cpu_map(REALDATA / "libvirt" / "cpu_map")) if fmt in NEEDS_CPU_MAP \
+    return (
+        RenderOptions(load_cpu_map(REALDATA / "libvirt" / "cpu_map"))
+        if fmt in NEEDS_CPU_MAP
         else RenderOptions()
+    )
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_every_renderer_refuses_a_name_it_cannot_quote(fmt: str) -> None:
     render(_tampered(), fmt, _options(fmt))  # the untampered pool renders
     cases = [_tampered(feature=name) for name in ("y,kvm=off", 'pwn"\n[chardev "pwn"]', "a b")]
-    cases += [_tampered(machine_type="pc-q35-7.2\n[chardev \"pwn\"]"),
-              _tampered(vendor="Genuine,Intel")]
+    cases += [_tampered(machine_type='pc-q35-7.2\n[chardev "pwn"]'), _tampered(vendor="Genuine,Intel")]
     for baseline in cases:
         with pytest.raises(BadInputError) as caught:
             render(baseline, fmt, _options(fmt))
@@ -290,14 +329,22 @@ def test_verify_refuses_to_start_a_cpu_string_with_a_bad_name(tmp_path: Path) ->
     assert mp.static_expansion is not None and mp.full_expansion is not None
     bad = {"y,kvm=off": True}
     mp = dataclasses.replace(
-        mp, static_expansion=dataclasses.replace(
-            mp.static_expansion, features={**mp.static_expansion.features, **bad}),
-        full_expansion=dataclasses.replace(
-            mp.full_expansion, features={**mp.full_expansion.features, **bad}))
+        mp,
+        static_expansion=dataclasses.replace(
+            mp.static_expansion, features={**mp.static_expansion.features, **bad}
+        ),
+        full_expansion=dataclasses.replace(mp.full_expansion, features={**mp.full_expansion.features, **bad}),
+    )
     store = Store.create_or_open(tmp_path / "store")
     with store.run_writer(command="import", inventory=None) as writer:
-        writer.add(HostOutcome(host="h1", pool="p", collected_at=datetime.now(UTC),
-                               document=dataclasses.replace(doc, machine_types=(mp,)),
-                               connection=ConnectionSpec(transport="import")))
+        writer.add(
+            HostOutcome(
+                host="h1",
+                pool="p",
+                collected_at=datetime.now(UTC),
+                document=dataclasses.replace(doc, machine_types=(mp,)),
+                connection=ConnectionSpec(transport="import"),
+            )
+        )
     with pytest.raises(BadInputError, match=r"'y,kvm=off' is not a QEMU .* verify refuses"):
         _target(store, "p", mp.accel, None, None)

@@ -33,8 +33,9 @@ def test_import_then_hosts_json_contract(tmp_path: Path) -> None:
     files = [
         write_document(tmp_path / "kvm01.json", at(renamed(ok_document("kvm"), "kvm01"), t)),
         write_document(tmp_path / "kvm02.json", at(renamed(failed_document(), "kvm02"), t)),
-        write_document(tmp_path / "kvm01-later.json",
-                       at(renamed(ok_document("tcg"), "kvm01"), t + timedelta(hours=1))),
+        write_document(
+            tmp_path / "kvm01-later.json", at(renamed(ok_document("tcg"), "kvm01"), t + timedelta(hours=1))
+        ),
     ]
     res = run_cli("import", "--store", str(store), "--pool", "prod", *map(str, files))
     assert res.returncode == 0, res.stderr
@@ -44,8 +45,7 @@ def test_import_then_hosts_json_contract(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     hosts = hosts_json(res.stdout)
     assert [h["host"] for h in hosts] == ["kvm01", "kvm02"]
-    required = {"host", "pool", "status", "stage", "error", "accel", "qemu_version", "run",
-                "collected_at"}
+    required = {"host", "pool", "status", "stage", "error", "accel", "qemu_version", "run", "collected_at"}
     for h in hosts:
         assert required <= set(h)
         assert h["status"] in ("ok", "failed")
@@ -55,14 +55,17 @@ def test_import_then_hosts_json_contract(tmp_path: Path) -> None:
     # Each file is a run of its own, timed by its document.
     assert kvm01["collected_at"] == "2026-03-01T13:00:00.123Z"
     assert str(kvm01["run"]).startswith("20260301T130000.123Z-")
-    assert (kvm01["status"], kvm01["accel"], kvm01["stage"], kvm01["error"]) == (
-        "ok", "tcg", None, None)
+    assert (kvm01["status"], kvm01["accel"], kvm01["stage"], kvm01["error"]) == ("ok", "tcg", None, None)
     assert kvm01["qemu_version"] == ok_document().qemu.version  # type: ignore[union-attr]
     last_ok = kvm01["last_ok"]
     assert isinstance(last_ok, dict) and last_ok["kvm"]["run"].startswith("20260301T120000.123Z")
     failed = failed_document()
     assert (kvm02["status"], kvm02["stage"], kvm02["error"], kvm02["error_code"]) == (
-        "failed", failed.stage, failed.error, failed.error_code)
+        "failed",
+        failed.stage,
+        failed.error,
+        failed.error_code,
+    )
     assert kvm02["accel"] is None and kvm02["qemu_version"] is None
 
     runs = Store.open(store).runs()
@@ -81,14 +84,12 @@ def test_import_then_hosts_json_contract(tmp_path: Path) -> None:
 def test_pool_filter_unknown_pool_and_empty_store(tmp_path: Path) -> None:
     store = tmp_path / "store"
     doc = write_document(tmp_path / "d.json", ok_document())
-    assert run_cli("import", "--store", str(store), "--host", "a", "--pool", "p1",
-                   str(doc)).returncode == 0
+    assert run_cli("import", "--store", str(store), "--host", "a", "--pool", "p1", str(doc)).returncode == 0
     assert run_cli("import", "--store", str(store), "--host", "b", str(doc)).returncode == 0
     res = run_cli("hosts", "--store", str(store), "--format", "json", "--pool", "p1")
     assert [h["host"] for h in hosts_json(res.stdout)] == ["a"]
     res = run_cli("hosts", "--store", str(store), "--format", "json")
-    assert [(h["host"], h["pool"]) for h in hosts_json(res.stdout)] == [("b", "default"),
-                                                                        ("a", "p1")]
+    assert [(h["host"], h["pool"]) for h in hosts_json(res.stdout)] == [("b", "default"), ("a", "p1")]
     res = run_cli("hosts", "--store", str(store), "--pool", "p9")
     assert res.returncode == 20
     assert res.stderr == "error: unknown pool 'p9'; pools in the store: default, p1\n"
@@ -98,8 +99,7 @@ def test_pool_filter_unknown_pool_and_empty_store(tmp_path: Path) -> None:
             empty.mkdir()
         res = run_cli("hosts", "--store", str(empty))
         assert res.returncode == 21
-        assert res.stderr == (
-            f"error: {empty}: store is empty: run fleetcpu collect or import first\n")
+        assert res.stderr == (f"error: {empty}: store is empty: run fleetcpu collect or import first\n")
         assert not empty.exists() or list(empty.iterdir()) == []  # reading creates nothing
 
 
@@ -111,15 +111,15 @@ def test_store_location_precedence(tmp_path: Path) -> None:
     assert (xdg / "fleetcpu" / "fleetcpu-store.json").exists()
     env["FLEETCPU_STORE"] = str(env_store)
     assert run_cli("import", "--host", "y", str(doc), env=env).returncode == 0
-    assert run_cli("import", "--host", "z", "--store", str(flag), str(doc),
-                   env=env).returncode == 0
+    assert run_cli("import", "--host", "z", "--store", str(flag), str(doc), env=env).returncode == 0
     for root, host in ((xdg / "fleetcpu", "x"), (env_store, "y"), (flag, "z")):
         assert [s.host for s in Store.open(root).latest()] == [host]
     res = run_cli("hosts", "--format", "json", env=env)
     assert [h["host"] for h in hosts_json(res.stdout)] == ["y"]
     home = tmp_path / "home"
-    res = run_cli("import", "--host", "w", str(doc),
-                  env={"HOME": str(home), "XDG_DATA_HOME": "", "FLEETCPU_STORE": ""})
+    res = run_cli(
+        "import", "--host", "w", str(doc), env={"HOME": str(home), "XDG_DATA_HOME": "", "FLEETCPU_STORE": ""}
+    )
     assert res.returncode == 0, res.stderr
     assert (home / ".local/share/fleetcpu/fleetcpu-store.json").exists()
 
@@ -133,9 +133,17 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "not-a-probe": (json.dumps({"hello": "world"}), "schema"),
         "wrong-type": (json.dumps({**good, "duration_s": "fast"}), "duration_s"),
         "deep-wrong-type": (
-            json.dumps({**good, "machine_types": [
-                {**good["machine_types"][0], "feature_words": [
-                    {"leaf": "one", "subleaf": 0, "register": "eax", "bits": 1}]}]}),
+            json.dumps(
+                {
+                    **good,
+                    "machine_types": [
+                        {
+                            **good["machine_types"][0],
+                            "feature_words": [{"leaf": "one", "subleaf": 0, "register": "eax", "bits": 1}],
+                        }
+                    ],
+                }
+            ),
             "machine_types[0].feature_words[0].leaf",
         ),
         "bad-time": (json.dumps({**good, "time": "yesterday"}), "time"),
@@ -148,8 +156,9 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     return out
 
 
-@pytest.mark.parametrize("case", ["not-json", "wrong-schema", "not-a-probe", "wrong-type",
-                                  "deep-wrong-type", "bad-time"])
+@pytest.mark.parametrize(
+    "case", ["not-json", "wrong-schema", "not-a-probe", "wrong-type", "deep-wrong-type", "bad-time"]
+)
 def test_one_bad_file_rejects_the_whole_import(tmp_path: Path, case: str) -> None:
     store = tmp_path / "store"
     good1 = write_document(tmp_path / "g1.json", renamed(ok_document(), "g1"))

@@ -653,9 +653,7 @@ def test_hosts_are_deduplicated_in_file_order() -> None:
     ],
 )
 def test_conflicting_duplicates(second: str, fragments: tuple[str, ...]) -> None:
-    first = (
-        "kvm01 pool=a ansible_port=22 ansible_user=root ansible_python_interpreter=/a transport=ssh"
-    )
+    first = "kvm01 pool=a ansible_port=22 ansible_user=root ansible_python_interpreter=/a transport=ssh"
     fails(f"# hosts\n{first}\n[other]\n{second}\n", 4, *fragments)
 
 
@@ -1020,9 +1018,7 @@ def test_shipped_example_fleet() -> None:
     assert all(h.port is not None and h.user is not None for h in bastion)
     rhel = [h for h in inv.hosts if h.qemu == "/usr/libexec/qemu-kvm"]
     assert len(rhel) == 1
-    assert all(
-        h.source.startswith(str(REPO / "inventories" / "example-fleet.txt")) for h in hosts.values()
-    )
+    assert all(h.source.startswith(str(REPO / "inventories" / "example-fleet.txt")) for h in hosts.values())
     assert inv.warnings == ()
 
 

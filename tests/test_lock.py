@@ -13,8 +13,12 @@ LOCKS = ("requirements.txt", "requirements-dev.txt")
 
 
 def _check(root: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PYTHON, str(root / "scripts" / "lockcheck.py"), "check", *LOCKS],
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [PYTHON, str(root / "scripts" / "lockcheck.py"), "check", *LOCKS],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def _copy(tmp_path: Path) -> Path:

@@ -59,21 +59,27 @@ def _unnameable_and_offered(feature: str, v: View) -> str | None:
 #: THE table of known correct differences between libvirt's baseline and ours.
 KNOWN: tuple[Known, ...] = (
     Known(
-        "vmx-* of libvirt's Intel models", "libvirt-only", lambda f: f.startswith("vmx-"),
+        "vmx-* of libvirt's Intel models",
+        "libvirt-only",
+        lambda f: f.startswith("vmx-"),
         "libvirt 11.3's Intel models list ~70 VMX capability bits (added='yes'); QEMU drops "
         "them from any CPU without vmx, and at least one host of the pair was captured with "
         "nesting off (no vmx, so none of these bits): the guest would not get them either",
         _a_host_without_vmx,
     ),
     Known(
-        "KVM paravirtual", "ours-only", lambda f: f in KVM_PV,
+        "KVM paravirtual",
+        "ours-only",
+        lambda f: f in KVM_PV,
         "KVM's own CPUID leaf 0x40000001 (kvmclock, kvm-pv-eoi, ...): no cpu_map feature has "
         "those bits, so libvirt cannot name them (QEMU adds its defaults on its own); both "
         "hosts' KVM offers each one we keep",
         _unnameable_and_offered,
     ),
     Known(
-        "lmce", "ours-only", lambda f: f == "lmce",
+        "lmce",
+        "ours-only",
+        lambda f: f == "lmce",
         "local machine-check exceptions (MCG_CAP bit 27, MSR 0x179): a QEMU CPU property with "
         "no cpu_map feature, so libvirt cannot name it; both hosts offer it",
         _unnameable_and_offered,
@@ -99,6 +105,7 @@ def _not_in(directory: Path, what: str) -> Callable[[str, usability.UsabilityRes
         if not (directory / "x86_features.xml").exists():
             return f"cannot check: no cpu_map at {directory}"
         return f"{what} defines {model}" if model in cpu_map.load(directory).models else None
+
     return check
 
 
@@ -112,20 +119,23 @@ HOST_CPUS = frozenset({"host", "max", "base"})
 #: Models the probe reads from the replies that a domaincaps file does not list.
 USABILITY_KNOWN: tuple[Justified, ...] = (
     Justified(
-        "host, max, base", lambda m, _: m in HOST_CPUS,
+        "host, max, base",
+        lambda m, _: m in HOST_CPUS,
         "QEMU's host-dependent and empty CPUs, not models: libvirt offers the host through its "
         "host-passthrough/host-model modes and lists as custom models only what its cpu_map "
         "defines, which has none of the three",
         _not_in(CPU_MAP, "libvirt 11.3's cpu_map"),
     ),
     Justified(
-        "newer than libvirt 11.3's cpu_map", lambda m, r: m not in HOST_CPUS and _lists_blockers(r),
+        "newer than libvirt 11.3's cpu_map",
+        lambda m, r: m not in HOST_CPUS and _lists_blockers(r),
         "libvirt lists only models its cpu_map defines; QEMU 10.0's newest (ClearwaterForest, "
         "SierraForest-v2, YongFeng) are not in 11.3's",
         _not_in(CPU_MAP, "libvirt 11.3's cpu_map"),
     ),
     Justified(
-        "older libvirt wrote the QEMU 5.0 files", lambda m, r: m not in HOST_CPUS and not _lists_blockers(r),
+        "older libvirt wrote the QEMU 5.0 files",
+        lambda m, r: m not in HOST_CPUS and not _lists_blockers(r),
         "these files carry no `canonical=` and no `<blockers>`: an older libvirt wrote them, whose "
         "cpu_map had no versioned names, Denverton or KnightsMill; Debian 12's libvirt 9.0 "
         "cpu_map here lacks exactly these too",
@@ -145,8 +155,10 @@ def _judged() -> dict[str, PairResult]:
         v = judge.view(pair)
         result = judge.judge(v, KNOWN)
         if old is not None:
-            hosts = tuple(virsh.host_definition(c, new.expand(CPUTESTDATA / judge.host_file(c)), new, old)
-                          for c in pair.hosts)
+            hosts = tuple(
+                virsh.host_definition(c, new.expand(CPUTESTDATA / judge.host_file(c)), new, old)
+                for c in pair.hosts
+            )
             assert len(hosts) == 2
             opinion = virsh.opinion((hosts[0], hosts[1]), v.theirs, v.libvirt.model, old)
             result = dataclasses.replace(result, virsh=dataclasses.asdict(opinion))
@@ -208,11 +220,13 @@ def test_the_judge_fails_a_wrong_baseline() -> None:
     v = judge.view(pair)
     assert "avx512f" in v.members[1].offered and "avx512f" not in v.members[0].offered
     wrong = dataclasses.replace(
-        v.baseline, features=tuple(sorted((set(v.baseline.features) | {"avx512f"}) - {"sse4.2"})))
+        v.baseline, features=tuple(sorted((set(v.baseline.features) | {"avx512f"}) - {"sse4.2"}))
+    )
     result = judge.judge(dataclasses.replace(v, baseline=wrong), KNOWN)
     assert any(f.startswith("we enable avx512f, which Core-i5-6600") for f in result.failures)
-    assert any("sse4.2: both hosts offer it and we drop it without a policy reason" in f
-               for f in result.failures)
+    assert any(
+        "sse4.2: both hosts offer it and we drop it without a policy reason" in f for f in result.failures
+    )
     # A known row whose check no longer holds fails too, and so does a missing row.
     lying = (dataclasses.replace(KNOWN[1], check=lambda _f, _v: "contradicted"), *KNOWN[::2])
     result = judge.judge(v, lying)
@@ -254,8 +268,9 @@ def test_virsh_errors_and_differences_are_recorded_not_failed() -> None:
     """The path the eight real pairs do not take here: virsh refusing, or answering otherwise."""
     new, old = cpu_map.load(CPU_MAP), cpu_map.load(virsh.SYSTEM_CPU_MAP)
     pair = PAIRS[0]
-    a, b = (virsh.host_definition(c, new.expand(CPUTESTDATA / judge.host_file(c)), new, old)
-            for c in pair.hosts)
+    a, b = (
+        virsh.host_definition(c, new.expand(CPUTESTDATA / judge.host_file(c)), new, old) for c in pair.hosts
+    )
     expected = new.to_qemu(new.expand(CPUTESTDATA / judge.baseline_file(pair)).features)
     bogus = dataclasses.replace(a, xml=a.xml.replace("</cpu>", "  <feature name='no-such-bit'/>\n</cpu>"))
     refused = virsh.opinion((bogus, b), expected, "Broadwell-IBRS", old)
@@ -285,8 +300,9 @@ def test_virsh_reads_every_capture_back_as_the_host() -> None:
 
 
 @pytest.mark.parametrize("case", usability.CASES, ids=[c.file for c in usability.CASES])
-def test_model_usability_against_domaincaps(case: usability.Case,
-                                            usable: dict[str, usability.UsabilityResult]) -> None:
+def test_model_usability_against_domaincaps(
+    case: usability.Case, usable: dict[str, usability.UsabilityResult]
+) -> None:
     r = usable[case.file]
     assert r.compared > 50
     assert not r.disagreements, "\n".join(r.disagreements)
@@ -314,37 +330,48 @@ def test_every_usability_row_is_needed(usable: dict[str, usability.UsabilityResu
 # --------------------------------------------------------------------------- docs/oracle.md
 
 
-def results_json(judged: dict[str, PairResult], usable: dict[str, usability.UsabilityResult]
-                 ) -> dict[str, Any]:
+def results_json(
+    judged: dict[str, PairResult], usable: dict[str, usability.UsabilityResult]
+) -> dict[str, Any]:
     """Everything docs/oracle.md shows, as plain JSON (the generator's only input)."""
     pairs = []
     for pair in PAIRS:
         r = judged[pair.name]
         pairs.append({**dataclasses.asdict(r), "status": r.status})
     used_by = {k.label: [p.name for p in PAIRS if k.label in judged[p.name].known_used] for k in KNOWN}
-    files_by = {j.label: [c.file for c in usability.CASES if j.label in _justify(usable[c.file]).values()]
-                for j in USABILITY_KNOWN}
+    files_by = {
+        j.label: [c.file for c in usability.CASES if j.label in _justify(usable[c.file]).values()]
+        for j in USABILITY_KNOWN
+    }
     return {
         "schema": RESULTS_SCHEMA,
         "libvirt_data": "libvirt v11.3.0 test data in ../shared/realdata/libvirt",
         "virsh_version": virsh.version() if virsh.available() else None,
-        "known": [{"label": k.label, "side": k.side, "reason": k.reason, "used_by": used_by[k.label]}
-                  for k in KNOWN],
+        "known": [
+            {"label": k.label, "side": k.side, "reason": k.reason, "used_by": used_by[k.label]} for k in KNOWN
+        ],
         "pairs": pairs,
-        "usability": [{**dataclasses.asdict(usable[c.file]), "justified": _justify(usable[c.file])}
-                      for c in usability.CASES],
-        "usability_known": [{"label": j.label, "side": "only ours", "reason": j.reason,
-                             "used_by": files_by[j.label]} for j in USABILITY_KNOWN],
+        "usability": [
+            {**dataclasses.asdict(usable[c.file]), "justified": _justify(usable[c.file])}
+            for c in usability.CASES
+        ],
+        "usability_known": [
+            {"label": j.label, "side": "only ours", "reason": j.reason, "used_by": files_by[j.label]}
+            for j in USABILITY_KNOWN
+        ],
     }
 
 
 def test_docs_oracle_md_is_generated_from_these_results(
-        judged: dict[str, PairResult], usable: dict[str, usability.UsabilityResult],
-        tmp_path_factory: pytest.TempPathFactory) -> None:
+    judged: dict[str, PairResult],
+    usable: dict[str, usability.UsabilityResult],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     path = tmp_path_factory.getbasetemp() / "oracle-results.json"
     path.write_text(json.dumps(results_json(judged, usable), indent=1, sort_keys=True) + "\n")
-    res = subprocess.run([PYTHON, str(GENERATOR), str(path)], capture_output=True, text=True,
-                         timeout=60, cwd=REPO, check=False)
+    res = subprocess.run(
+        [PYTHON, str(GENERATOR), str(path)], capture_output=True, text=True, timeout=60, cwd=REPO, check=False
+    )
     assert res.returncode == 0, res.stderr
     assert DOC.exists() and DOC.read_text() == res.stdout, (
         f"docs/oracle.md is not what the generator makes of this run's results; regenerate:\n"

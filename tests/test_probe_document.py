@@ -154,8 +154,31 @@ def test_exit_code_table_is_the_contract() -> None:
     # Additions: 16 (--host-root not a directory, stage facts, issue 17) and
     # 7 (fsck found stray files only, issue 18), 26 (members cannot run their pool's
     # adopted CPU, issue 22).
-    assert sorted(table) == [0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 20, 21, 22, 23, 24,
-                             25, 26, 130]
+    assert sorted(table) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+        7,
+        10,
+        11,
+        12,
+        13,
+        14,
+        15,
+        16,
+        20,
+        21,
+        22,
+        23,
+        24,
+        25,
+        26,
+        130,
+    ]
     readme = (REPO / "README.md").read_text()
     for code, meaning in exit_code_table():
         assert f"| {code} | {meaning} |" in readme, f"README lacks exit code {code}"

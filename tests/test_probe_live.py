@@ -91,7 +91,12 @@ def test_probe_default_machine_resolves_q35(accel: str, isolated_tmp: Path) -> N
 
 def test_two_machine_types_differ(accel: str, isolated_tmp: Path) -> None:
     rc, doc, err = probe(
-        "--accel", accel, "--machine-type", "pc-q35-7.2", "--machine-type", "pc-i440fx-2.0",
+        "--accel",
+        accel,
+        "--machine-type",
+        "pc-q35-7.2",
+        "--machine-type",
+        "pc-i440fx-2.0",
         tmpdir=isolated_tmp,
     )
     assert rc == 0, err
@@ -108,8 +113,9 @@ def test_two_machine_types_differ(accel: str, isolated_tmp: Path) -> None:
 
 
 def test_alias_and_its_target_are_probed_once(isolated_tmp: Path) -> None:
-    rc, doc, _ = probe("--accel", "tcg", "--machine-type", "q35", "--machine-type", "pc-q35-7.2",
-                       tmpdir=isolated_tmp)
+    rc, doc, _ = probe(
+        "--accel", "tcg", "--machine-type", "q35", "--machine-type", "pc-q35-7.2", tmpdir=isolated_tmp
+    )
     assert rc == 0
     assert [m.machine_type for m in doc.machine_types] == ["pc-q35-7.2"]
     assert len([a for a in doc.attempts if a.machine_type]) == 1
@@ -179,11 +185,29 @@ def test_tcg_when_dev_kvm_not_accessible(tmp_path: Path) -> None:
         work.mkdir(mode=0o777)
         work.chmod(0o777)
         res = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-             host_python, "-S", "-m", "fleetcpu.probe", "--accel", "auto"],
-            capture_output=True, text=True, timeout=120, cwd=shared / "code",
-            env={"PATH": os.environ["PATH"], "PYTHONPATH": str(shared / "code"),
-                 "TMPDIR": str(work), "HOME": str(work)}, check=False,
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                host_python,
+                "-S",
+                "-m",
+                "fleetcpu.probe",
+                "--accel",
+                "auto",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=shared / "code",
+            env={
+                "PATH": os.environ["PATH"],
+                "PYTHONPATH": str(shared / "code"),
+                "TMPDIR": str(work),
+                "HOME": str(work),
+            },
+            check=False,
         )
         doc = parsed(res)
         assert res.returncode == 0, res.stderr
@@ -239,16 +263,16 @@ def test_unknown_machine_type(isolated_tmp: Path) -> None:
 
 
 def test_unknown_second_machine_type_needs_no_launch(isolated_tmp: Path) -> None:
-    rc, doc, err = probe("--accel", "tcg", "--machine-type", "q35", "--machine-type", "pc-nope",
-                         tmpdir=isolated_tmp)
+    rc, doc, err = probe(
+        "--accel", "tcg", "--machine-type", "q35", "--machine-type", "pc-nope", tmpdir=isolated_tmp
+    )
     assert rc == 13 and "pc-nope" in err
     assert len([a for a in doc.attempts if a.machine_type]) == 1
 
 
 def test_qmp_garbage(tmp_path: Path, isolated_tmp: Path) -> None:
     fake = misbehaving_qemu.garbage_qmp(tmp_path / "bin")
-    rc, doc, err = probe("--qemu-binary", fake, "--accel", "tcg", "--timeout", "20",
-                         tmpdir=isolated_tmp)
+    rc, doc, err = probe("--qemu-binary", fake, "--accel", "tcg", "--timeout", "20", tmpdir=isolated_tmp)
     assert rc == 14 and doc.error_code == "qmp" and doc.stage == "qmp"
     assert "QMP failure" in err and err.count("\n") == 1
     assert doc.attempts[-1].outcome == "qmp-error" and doc.attempts[-1].exit_status == -9
@@ -257,8 +281,7 @@ def test_qmp_garbage(tmp_path: Path, isolated_tmp: Path) -> None:
 def test_timeout_kills_hung_qemu(tmp_path: Path, isolated_tmp: Path) -> None:
     fake = misbehaving_qemu.hangs(tmp_path / "bin")
     started = time.monotonic()
-    rc, doc, err = probe("--qemu-binary", fake, "--accel", "tcg", "--timeout", "1.5",
-                         tmpdir=isolated_tmp)
+    rc, doc, err = probe("--qemu-binary", fake, "--accel", "tcg", "--timeout", "1.5", tmpdir=isolated_tmp)
     assert time.monotonic() - started < 15
     assert rc == 15 and doc.error_code == "timeout" and doc.stage == "timeout"
     assert "timed out" in err
@@ -271,7 +294,10 @@ def test_signal_stops_qemu(sig: signal.Signals, tmp_path: Path, isolated_tmp: Pa
     fake = misbehaving_qemu.hangs(tmp_path / "bin")
     proc = subprocess.Popen(
         [PYTHON, "-m", "fleetcpu", "probe", "--qemu-binary", fake, "--accel", "tcg"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
         env={**os.environ, "TMPDIR": str(isolated_tmp)},
     )
     deadline = time.monotonic() + 20
@@ -291,7 +317,9 @@ def test_sigkill_of_probe_takes_qemu_down(tmp_path: Path, isolated_tmp: Path) ->
     fake = misbehaving_qemu.hangs(tmp_path / "bin")
     proc = subprocess.Popen(
         [PYTHON, "-m", "fleetcpu.probe", "--qemu-binary", fake, "--accel", "tcg"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
         env={**os.environ, "TMPDIR": str(isolated_tmp)},
     )
     deadline = time.monotonic() + 20
@@ -310,13 +338,22 @@ def test_stdlib_main_matches_cli(isolated_tmp: Path) -> None:
     """``python3 -m fleetcpu.probe`` (what ships to hosts) speaks the same flags and schema."""
     res = subprocess.run(
         [PYTHON, "-m", "fleetcpu.probe", "--accel", "tcg", "--machine-type", "pc-i440fx-7.2"],
-        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=False,
     )
     assert res.returncode == 0, res.stderr
     doc = document_from_json(res.stdout)
     assert doc.machine_types[0].machine_type == "pc-i440fx-7.2"
-    bad = subprocess.run([PYTHON, "-m", "fleetcpu.probe", "--accel", "warp"],
-                         capture_output=True, text=True, cwd=REPO, check=False)
+    bad = subprocess.run(
+        [PYTHON, "-m", "fleetcpu.probe", "--accel", "warp"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
     assert bad.returncode == 2
 
 
@@ -342,8 +379,9 @@ def test_probe_never_imports_heavy_modules() -> None:
         "print(heavy, file=sys.stderr)\n"
         "sys.exit(1 if heavy else 0)\n"
     )
-    res = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=REPO,
-                         check=False, timeout=60)
+    res = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, cwd=REPO, check=False, timeout=60
+    )
     assert res.returncode == 0, res.stderr
 
 
@@ -358,8 +396,9 @@ def test_probe_package_is_stdlib_plus_qmp() -> None:
         "print(bad, file=sys.stderr)\n"
         "sys.exit(1 if bad else 0)\n"
     )
-    res = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=REPO,
-                         check=False, timeout=60)
+    res = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, cwd=REPO, check=False, timeout=60
+    )
     assert res.returncode == 0, res.stderr
 
 
@@ -375,9 +414,15 @@ def test_probe_runs_on_python39(tmp_path: Path) -> None:
     site.mkdir()
     os.symlink(REPO / "fleetcpu", site / "fleetcpu")
     os.symlink(Path(qemu.qmp.__file__).parent.parent, site / "qemu")
-    res = subprocess.run([py39, "-m", "fleetcpu.probe", "--accel", "tcg"], capture_output=True,
-                         text=True, timeout=120, cwd=tmp_path, check=False,
-                         env={"PATH": os.environ["PATH"], "PYTHONPATH": str(site)})
+    res = subprocess.run(
+        [py39, "-m", "fleetcpu.probe", "--accel", "tcg"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(site)},
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["status"] == "ok"
     assert sys.version_info >= (3, 11)

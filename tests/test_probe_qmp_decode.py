@@ -29,8 +29,9 @@ from .support.realdata import (
 BLOCKER_PROPERTIES = {"kvm"}
 
 
-def assert_clean_features(names: list[str] | tuple[str, ...], where: str,
-                          allowed_props: frozenset[str] = frozenset()) -> None:
+def assert_clean_features(
+    names: list[str] | tuple[str, ...], where: str, allowed_props: frozenset[str] = frozenset()
+) -> None:
     for name in names:
         assert features.canonical(name) == name, f"{where}: alias {name!r} survived decoding"
         if name not in allowed_props:
@@ -41,8 +42,9 @@ def assert_clean_expansion(exp: Expansion, where: str) -> None:
     assert exp.features, f"{where}: no features"
     assert_clean_features(list(exp.features), where)
     for key in exp.props:
-        assert not (isinstance(exp.props[key], bool) and features.is_feature(key)
-                    and not features.is_property(key)), f"{where}: feature {key!r} left in props"
+        assert not (
+            isinstance(exp.props[key], bool) and features.is_feature(key) and not features.is_property(key)
+        ), f"{where}: feature {key!r} left in props"
 
 
 def test_realdata_is_present() -> None:
@@ -77,8 +79,7 @@ def test_replies_conversation_decodes(path: Path) -> None:
         raw = ex.reply["return"]
         assert len(models) == len(raw)
         for model in models:
-            assert_clean_features(model.unavailable_features, f"{path.name}:{model.name}",
-                                  BLOCKER_PROPERTIES)
+            assert_clean_features(model.unavailable_features, f"{path.name}:{model.name}", BLOCKER_PROPERTIES)
             assert len(set(model.unavailable_features)) == len(model.unavailable_features)
         by_name = {m.name: m for m in models}
         assert {"host", "max", "base"} <= by_name.keys()
@@ -95,8 +96,16 @@ def test_replies_conversation_decodes(path: Path) -> None:
             statics[ex.arguments["model"]["name"]] = exp
             assert exp.model == "base"
             # A static expansion is features plus the CPUID identity, nothing else.
-            assert set(exp.props) <= {"family", "model", "stepping", "vendor", "model-id",
-                                      "min-level", "min-xlevel", "min-xlevel2"}
+            assert set(exp.props) <= {
+                "family",
+                "model",
+                "stepping",
+                "vendor",
+                "model-id",
+                "min-level",
+                "min-xlevel",
+                "min-xlevel2",
+            }
         else:
             vocab = tuple(statics[ex.arguments["model"]["name"]].features) if statics else None
             exp = qmp_decode.decode_expansion(ex.reply["return"], vocab)
@@ -123,62 +132,102 @@ def test_cputestdata_decodes(path: Path) -> None:
         models = qmp_decode.decode_cpu_definitions(replies["definitions"])
         assert models
         for m in models:
-            assert_clean_features(m.unavailable_features, f"{path.name}:{m.name}",
-                                  BLOCKER_PROPERTIES)
+            assert_clean_features(m.unavailable_features, f"{path.name}:{m.name}", BLOCKER_PROPERTIES)
 
 
 def test_full_expansion_aliases_collapse() -> None:
     """sse4_1, sse4-1 and sse4.1 are one feature; the canonical key's value wins."""
-    reply = {"model": {"name": "host", "props": {
-        "sse4_1": True, "sse4-1": True, "sse4.1": True, "pclmuldq": True, "pclmulqdq": True,
-        "lahf_lm": False, "lahf-lm": False, "check": True, "enforce": False, "hv-relaxed": False,
-        "level": 13, "model-id": "X", "lbr_fmt": 0, "lbr-fmt": 0, "memory": "/machine/x",
-    }}}
+    reply = {
+        "model": {
+            "name": "host",
+            "props": {
+                "sse4_1": True,
+                "sse4-1": True,
+                "sse4.1": True,
+                "pclmuldq": True,
+                "pclmulqdq": True,
+                "lahf_lm": False,
+                "lahf-lm": False,
+                "check": True,
+                "enforce": False,
+                "hv-relaxed": False,
+                "level": 13,
+                "model-id": "X",
+                "lbr_fmt": 0,
+                "lbr-fmt": 0,
+                "memory": "/machine/x",
+            },
+        }
+    }
     exp = qmp_decode.decode_expansion(reply)
     assert dict(exp.features) == {"sse4.1": True, "pclmulqdq": True, "lahf-lm": False}
-    assert set(exp.props) == {"check", "enforce", "hv-relaxed", "level", "model-id", "lbr-fmt",
-                              "memory"}
+    assert set(exp.props) == {"check", "enforce", "hv-relaxed", "level", "model-id", "lbr-fmt", "memory"}
 
 
 def test_vocabulary_keeps_unknown_booleans_out_of_features() -> None:
-    reply = {"model": {"name": "host", "props": {"fpu": True, "x-brand-new-knob": True,
-                                                 "shiny-new-prop": True}}}
+    reply = {
+        "model": {"name": "host", "props": {"fpu": True, "x-brand-new-knob": True, "shiny-new-prop": True}}
+    }
     assert dict(qmp_decode.decode_expansion(reply, vocabulary=("fpu",)).features) == {"fpu": True}
     # Without a vocabulary an unknown boolean is assumed to be a (new) feature.
     assert "shiny-new-prop" in qmp_decode.decode_expansion(reply).features
 
 
 def test_feature_words_subleaf_defaults_to_zero() -> None:
-    words = qmp_decode.decode_feature_words([
-        {"cpuid-register": "EBX", "cpuid-input-eax": 7, "cpuid-input-ecx": 0, "features": 5},
-        {"cpuid-register": "EDX", "cpuid-input-eax": 1, "features": 1},
-        {"cpuid-register": "EAX", "cpuid-input-eax": 13, "cpuid-input-ecx": 1, "features": 7},
-    ])
+    words = qmp_decode.decode_feature_words(
+        [
+            {"cpuid-register": "EBX", "cpuid-input-eax": 7, "cpuid-input-ecx": 0, "features": 5},
+            {"cpuid-register": "EDX", "cpuid-input-eax": 1, "features": 1},
+            {"cpuid-register": "EAX", "cpuid-input-eax": 13, "cpuid-input-ecx": 1, "features": 7},
+        ]
+    )
     assert [(w.leaf, w.subleaf, w.register, w.bits) for w in words] == [
-        (1, 0, "edx", 1), (7, 0, "ebx", 5), (13, 1, "eax", 7)]
+        (1, 0, "edx", 1),
+        (7, 0, "ebx", 5),
+        (13, 1, "eax", 7),
+    ]
 
 
 def test_definitions_deduplicate_and_canonicalise() -> None:
-    [m] = qmp_decode.decode_cpu_definitions([{
-        "name": "Skylake-Server-v1", "unavailable-features": ["pku", "avx", "pku", "sse4_1"],
-        "static": False, "migration-safe": True, "deprecated": False,
-    }])
+    [m] = qmp_decode.decode_cpu_definitions(
+        [
+            {
+                "name": "Skylake-Server-v1",
+                "unavailable-features": ["pku", "avx", "pku", "sse4_1"],
+                "static": False,
+                "migration-safe": True,
+                "deprecated": False,
+            }
+        ]
+    )
     assert m == CpuModel("Skylake-Server-v1", ("avx", "pku", "sse4.1"), None, False, True, False)
     assert not m.usable
 
 
-@pytest.mark.parametrize("bad", [
-    None, [], {"model": []}, {"model": {"name": 3}}, {"model": {"name": "x", "props": []}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        [],
+        {"model": []},
+        {"model": {"name": 3}},
+        {"model": {"name": "x", "props": []}},
+    ],
+)
 def test_bad_expansion_shapes_raise(bad: object) -> None:
     with pytest.raises(qmp_decode.ReplyShapeError):
         qmp_decode.decode_expansion(bad)
 
 
-@pytest.mark.parametrize("bad", [
-    {}, [{"cpuid-register": "EBX"}], [{"cpuid-register": "R9", "cpuid-input-eax": 1, "features": 1}],
-    [{"cpuid-register": "EAX", "cpuid-input-eax": "1", "features": 1}],
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {},
+        [{"cpuid-register": "EBX"}],
+        [{"cpuid-register": "R9", "cpuid-input-eax": 1, "features": 1}],
+        [{"cpuid-register": "EAX", "cpuid-input-eax": "1", "features": 1}],
+    ],
+)
 def test_bad_feature_words_raise(bad: object) -> None:
     with pytest.raises(qmp_decode.ReplyShapeError):
         qmp_decode.decode_feature_words(bad)

@@ -33,8 +33,12 @@ def tree(path: Path) -> ast.Module:
 
 def declared_all(module: ast.Module) -> list[str] | None:
     for node in module.body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "__all__"):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id == "__all__"
+        ):
             value = ast.literal_eval(node.value)
             assert isinstance(value, list)
             return [str(v) for v in value]
@@ -96,12 +100,18 @@ def test_all_is_exactly_the_public_names(path: Path) -> None:
     assert listed is not None, f"{dotted(path)} has no __all__"
     public = defined_public(module)
     unlisted = public - set(listed)
-    assert not unlisted, (f"{dotted(path)} does not list {sorted(unlisted)} in __all__ "
-                          "(list a public name, or give an internal one a leading underscore)")
+    assert not unlisted, (
+        f"{dotted(path)} does not list {sorted(unlisted)} in __all__ "
+        "(list a public name, or give an internal one a leading underscore)"
+    )
     # What it lists beyond its own names it must import: a deliberate re-export
     # (a package's face, or a module whose job is to hand over another's names).
-    imported = {a.asname or a.name.split(".")[0] for n in ast.walk(module)
-                if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+    imported = {
+        a.asname or a.name.split(".")[0]
+        for n in ast.walk(module)
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+        for a in n.names
+    }
     defined = public | {n.id for n in ast.walk(module) if isinstance(n, ast.Name)}
     stray = set(listed) - public - imported - defined
     assert not stray, f"{dotted(path)} lists names it neither defines nor imports: {sorted(stray)}"

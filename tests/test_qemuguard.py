@@ -38,10 +38,30 @@ def detached(qemu_bin: str, tmp_path: Path) -> Iterator[object]:
         if token:
             env[qemuguard.ENV] = qemuguard.TOKEN
         pidfile = tmp_path / f"{len(started)}.pid"
-        subprocess.run([qemu_bin, "-nodefaults", "-display", "none", "-S", "-m", "16",
-                        "-machine", "none", "-accel", "tcg", "-name", name,
-                        "-daemonize", "-pidfile", str(pidfile)],
-                       env=env, check=True, timeout=30, capture_output=True)
+        subprocess.run(
+            [
+                qemu_bin,
+                "-nodefaults",
+                "-display",
+                "none",
+                "-S",
+                "-m",
+                "16",
+                "-machine",
+                "none",
+                "-accel",
+                "tcg",
+                "-name",
+                name,
+                "-daemonize",
+                "-pidfile",
+                str(pidfile),
+            ],
+            env=env,
+            check=True,
+            timeout=30,
+            capture_output=True,
+        )
         pid = int(pidfile.read_text())
         started.append(pid)
         return pid
@@ -57,8 +77,10 @@ def detached(qemu_bin: str, tmp_path: Path) -> Iterator[object]:
 
 def test_a_qemu_the_suite_did_not_start_survives(detached) -> None:  # type: ignore[no-untyped-def]
     # As libvirtd starts a guest: another environment, its own session, parent gone.
-    foreign = [detached("guest=prod-db-01,debug-threads=on", token=False),
-               detached("fleetcpu-test-not-this-session-x", token=False)]
+    foreign = [
+        detached("guest=prod-db-01,debug-threads=on", token=False),
+        detached("fleetcpu-test-not-this-session-x", token=False),
+    ]
     before = qemuguard.qemu_pids() - set(foreign)  # they appeared "during the test"
     assert kill_leaked(before, grace=0.2) == []
     assert all(_alive(p) for p in foreign)

@@ -49,9 +49,17 @@ def demo_blocks() -> list[tour.Block]:
 
 def test_the_tour_has_the_commands_the_issue_promised() -> None:
     commands = " ".join(s.command for b in tour.blocks() for s in b.steps)
-    for needle in ("fleetcpu import --pool", "fleetcpu hosts", "fleetcpu baseline --pool",
-                   "--format libvirt", "fleetcpu blockers", "fleetcpu check", "fleetcpu report",
-                   "fleetcpu collect inventories/local.txt", "fleetcpu verify"):
+    for needle in (
+        "fleetcpu import --pool",
+        "fleetcpu hosts",
+        "fleetcpu baseline --pool",
+        "--format libvirt",
+        "fleetcpu blockers",
+        "fleetcpu check",
+        "fleetcpu report",
+        "fleetcpu collect inventories/local.txt",
+        "fleetcpu verify",
+    ):
         assert needle in commands, needle
 
 
@@ -108,8 +116,7 @@ def test_every_format_works_on_the_demo_pools(tmp_path: Path) -> None:
     assert {"libvirt", "nova", "kubevirt"} <= set(choices)
     for pool in ("intel", "amd"):
         for choice in choices:
-            ran = tour.run(tour.Step(f"fleetcpu baseline --pool {pool} --format {choice}"), cwd,
-                           store)
+            ran = tour.run(tour.Step(f"fleetcpu baseline --pool {pool} --format {choice}"), cwd, store)
             assert ran.status == 0, (pool, choice, ran.stderr)
             assert ran.stdout, (pool, choice)
 
@@ -134,10 +141,11 @@ def test_the_local_block_has_the_shape_this_machine_prints(tmp_path: Path, qemu_
 
 def test_scripts_run_sh_runs_the_local_blocks_first_commands() -> None:
     """The README says the first command runs them: hold it to scripts/run.sh."""
-    run_sh = [line for line in (REPO / "scripts/run.sh").read_text().splitlines()
-              if line.startswith("fleetcpu ")]
+    run_sh = [
+        line for line in (REPO / "scripts/run.sh").read_text().splitlines() if line.startswith("fleetcpu ")
+    ]
     (block,) = [b for b in tour.blocks() if b.local]
-    assert run_sh == [s.command for s in block.steps[:len(run_sh)]]
+    assert run_sh == [s.command for s in block.steps[: len(run_sh)]]
     assert len(run_sh) == 3
 
 
@@ -153,8 +161,13 @@ def test_the_readme_counts_the_features_it_shows() -> None:
 
 def test_the_generator_reproduces_the_examples(tmp_path: Path) -> None:
     """scripts/gen_examples.py, run now, writes these files (times and durations aside)."""
-    done = subprocess.run([sys.executable, str(REPO / "scripts/gen_examples.py"), "-o",
-                           str(tmp_path)], capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts/gen_examples.py"), "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
 
     def stable(value: object) -> object:
@@ -177,13 +190,16 @@ def test_the_readme_lays_out_the_test_data_as_the_suite_finds_it() -> None:
     from .conftest import REALDATA
 
     text = tour.README.read_text()
-    section = text[text.index("### The test data"):]
-    section = section[:section.index("\n## ")] if "\n## " in section else section
+    section = text[text.index("### The test data") :]
+    section = section[: section.index("\n## ")] if "\n## " in section else section
     assert "FLEETCPU_REALDATA" in section and "../shared/realdata" in section
     named = re.findall(r"^\| `([a-z]+/(?:[a-z_]+/)?)` \|", section, re.M)
     assert len(named) == 6, named
     for rel in named:
         assert (REALDATA / rel).is_dir(), rel
     # and every libvirt directory there is in the table
-    assert {f"libvirt/{p.name}/" for p in (REALDATA / "libvirt").iterdir() if p.is_dir()
-            and p.name != "cputestdata-7.0.0-legacy-baseline"} <= set(named)
+    assert {
+        f"libvirt/{p.name}/"
+        for p in (REALDATA / "libvirt").iterdir()
+        if p.is_dir() and p.name != "cputestdata-7.0.0-legacy-baseline"
+    } <= set(named)

@@ -53,7 +53,12 @@ def run_probe(host: ReplayHost, *args: str, tmp: Path) -> tuple[int, ProbeDocume
     env = dict(os.environ, TMPDIR=str(tmp))
     res = subprocess.run(
         [PYTHON, "-m", "fleetcpu.probe", *host.probe_args(), *args],
-        capture_output=True, text=True, timeout=60, env=env, cwd=REPO, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=REPO,
+        check=False,
     )
     doc = document_from_json(res.stdout, "probe stdout")
     assert doc.exit_code == res.returncode, res.stderr
@@ -77,10 +82,7 @@ class Expected:
 
 def _masks(path: Path) -> set[Word]:
     return {
-        (leaf, sub, reg, bits)
-        for leaf, sub, regs in cpuid_rows(path)
-        for reg, bits in regs.items()
-        if bits
+        (leaf, sub, reg, bits) for leaf, sub, regs in cpuid_rows(path) for reg, bits in regs.items() if bits
     }
 
 
@@ -89,7 +91,7 @@ def _passes(path: Path) -> dict[str, list[Exchange]]:
     exchanges = conversation(path)
     starts = [e.index for e in exchanges if e.execute == "qmp_capabilities"]
     assert len(starts) == 2, f"{path.name}: expected a KVM and a TCG pass"
-    return {"kvm": exchanges[: starts[1]], "tcg": exchanges[starts[1]:]}
+    return {"kvm": exchanges[: starts[1]], "tcg": exchanges[starts[1] :]}
 
 
 def _ask(exchanges: list[Exchange], execute: str, arguments: dict[str, Any]) -> Any:
@@ -117,11 +119,17 @@ def expected(cap: HostCapture, accel: str = "kvm") -> Expected:
         _ask(exchanges, "query-cpu-model-expansion", {"type": "static", "model": {"name": model}})
     )
     full = None
-    props = _ask(exchanges, "query-cpu-model-expansion",
-                 {"type": "static", "model": {"name": model}})["model"]["props"]
+    props = _ask(exchanges, "query-cpu-model-expansion", {"type": "static", "model": {"name": model}})[
+        "model"
+    ]["props"]
     if accel == "kvm":
-        [ask] = [e for e in exchanges if e.execute == "query-cpu-model-expansion"
-                 and e.arguments["type"] == "full" and e.arguments["model"]["name"] == "host"]
+        [ask] = [
+            e
+            for e in exchanges
+            if e.execute == "query-cpu-model-expansion"
+            and e.arguments["type"] == "full"
+            and e.arguments["model"]["name"] == "host"
+        ]
         full = decode_expansion(ask.reply["return"], tuple(static.features))
         props = ask.reply["return"]["model"]["props"]
     return Expected(
@@ -151,8 +159,7 @@ def assert_errors_are_the_refusals(mp: MachineProbe, host: ReplayHost) -> None:
     ok_pids = [e["pid"] for e in host.log_entries() if e["event"] == "ready"]
     refused = [e["source"] for e in host.qmp_log(ok_pids[-1]) if e["answer"] == "refused"]
     assert sorted(f.message for f in mp.errors) == sorted(refused)
-    assert all(f.error_class == "GenericError" and f.message.startswith("replay: ")
-               for f in mp.errors)
+    assert all(f.error_class == "GenericError" and f.message.startswith("replay: ") for f in mp.errors)
 
 
 # ---------------------------------------------------------------------------
@@ -165,16 +172,19 @@ def test_catalogue_lists_every_capture() -> None:
     cputest = [c for c in CATALOGUE if c.kind == "cputest"]
     assert len(cputest) == len(list(cputest[0].path.parent.glob("x86_64-cpuid-*.json"))) == 42
     assert {c.name for c in REPLIES} == {
-        "qemu-10.0-Ryzen-9-3900X", "qemu-8.2-Ryzen-9-3900X", "qemu-5.0-Xeon-E3-1245-v5"}
+        "qemu-10.0-Ryzen-9-3900X",
+        "qemu-8.2-Ryzen-9-3900X",
+        "qemu-5.0-Xeon-E3-1245-v5",
+    }
     assert len(names) == len(set(names)) == 45
     assert find_capture("Hygon-C86-7185-32-core").kind == "cputest"
-
 
 
 def without_features(models: tuple[CpuModel, ...]) -> tuple[CpuModel, ...]:
     """The definitions as captured: the per-model ``features`` come from the stand-in's
     synthetic model expansions (cpu_map), checked by the baseline's agreement test."""
     return tuple(dataclasses.replace(m, features=None) for m in models)
+
 
 @pytest.mark.parametrize("cap", CATALOGUE, ids=[c.name for c in CATALOGUE])
 def test_probe_replays_capture(cap: HostCapture, tmp_path: Path) -> None:
@@ -186,7 +196,11 @@ def test_probe_replays_capture(cap: HostCapture, tmp_path: Path) -> None:
     # Host facts: the synthetic root names the captured CPU.
     cpu = doc.host.cpu
     assert (cpu.vendor, cpu.family, cpu.model, cpu.stepping) == (
-        props["vendor"], props["family"], props["model"], props["stepping"])
+        props["vendor"],
+        props["family"],
+        props["model"],
+        props["stepping"],
+    )
     assert cpu.model_name == str(props["model-id"]).strip()
     assert cpu.microcode == "0xb00002e"
     assert doc.host.synthetic == cap.label
@@ -209,8 +223,13 @@ def test_probe_replays_capture(cap: HostCapture, tmp_path: Path) -> None:
         assert words(mp.filtered_features) == exp.filtered
     else:
         assert mp.feature_words == () and mp.filtered_features == ()
-    assert (mp.vcpu.vendor, mp.vcpu.family, mp.vcpu.model, mp.vcpu.stepping, mp.vcpu.model_id) \
-        == (props["vendor"], props["family"], props["model"], props["stepping"], props["model-id"])
+    assert (mp.vcpu.vendor, mp.vcpu.family, mp.vcpu.model, mp.vcpu.stepping, mp.vcpu.model_id) == (
+        props["vendor"],
+        props["family"],
+        props["model"],
+        props["stepping"],
+        props["model-id"],
+    )
     assert (mp.vcpu.level, mp.vcpu.xlevel) == (props.get("level"), props.get("xlevel"))
     # The probe's evidence and the stand-in's log agree.
     assert_attempts_match_log(doc, host)
@@ -231,8 +250,7 @@ def test_tcg_pass_of_a_conversation(cap: HostCapture, tmp_path: Path) -> None:
     assert mp.static_expansion == exp.static
     assert mp.full_expansion is None  # libvirt's TCG pass has no full expansion: refused
     assert without_features(mp.models) == exp.models
-    assert without_features(mp.models) != expected(cap, "kvm").models, \
-        "TCG and KVM disagree on usability"
+    assert without_features(mp.models) != expected(cap, "kvm").models, "TCG and KVM disagree on usability"
     assert_attempts_match_log(doc, host)
     assert_errors_are_the_refusals(mp, host)
 
@@ -253,8 +271,7 @@ def test_one_host_two_qemus_differ(tmp_path: Path) -> None:
     """The Ryzen 9 3900X at QEMU 8.2 and 10.0: same silicon, different model lists."""
     docs = {}
     for name in ("qemu-8.2-Ryzen-9-3900X", "qemu-10.0-Ryzen-9-3900X"):
-        rc, docs[name], err = run_probe(make_replay_host(tmp_path, name), "--accel", "kvm",
-                                        tmp=tmp_path)
+        rc, docs[name], err = run_probe(make_replay_host(tmp_path, name), "--accel", "kvm", tmp=tmp_path)
         assert rc == 0, err
     old, new = (docs[n].machine_types[0] for n in docs)
     assert (old.machine_type, new.machine_type) == ("pc-q35-8.2", "pc-q35-10.0")
@@ -264,22 +281,27 @@ def test_one_host_two_qemus_differ(tmp_path: Path) -> None:
     assert {"ClearwaterForest", "YongFeng", "SierraForest"} <= new_models - old_models
     # Shared models are judged alike once de-duplicated (the raw lists differ in order only).
     old_unavailable = {m.name: m.unavailable_features for m in old.models}
-    assert all(old_unavailable[m.name] == m.unavailable_features
-               for m in new.models if m.name in old_unavailable)
+    assert all(
+        old_unavailable[m.name] == m.unavailable_features for m in new.models if m.name in old_unavailable
+    )
     assert docs["qemu-8.2-Ryzen-9-3900X"].host.cpu == docs["qemu-10.0-Ryzen-9-3900X"].host.cpu
 
 
 def test_hosts_of_one_capture_differ_in_microcode_and_nesting(tmp_path: Path) -> None:
-    a = make_replay_host(tmp_path, "Xeon-Platinum-8268", microcode="0x5002f01", nested=True,
-                         hostname="cl-a")
+    a = make_replay_host(tmp_path, "Xeon-Platinum-8268", microcode="0x5002f01", nested=True, hostname="cl-a")
     b = make_replay_host(tmp_path, "Xeon-Platinum-8268", microcode="0x5003003", hostname="cl-b")
-    (rc_a, doc_a, _), (rc_b, doc_b, _) = (run_probe(h, "--accel", "kvm", tmp=tmp_path)
-                                          for h in (a, b))
+    (rc_a, doc_a, _), (rc_b, doc_b, _) = (run_probe(h, "--accel", "kvm", tmp=tmp_path) for h in (a, b))
     assert rc_a == rc_b == 0
     assert (doc_a.host.hostname, doc_a.host.cpu.microcode, doc_a.host.kvm_nested) == (
-        "cl-a", "0x5002f01", "true")
+        "cl-a",
+        "0x5002f01",
+        "true",
+    )
     assert (doc_b.host.hostname, doc_b.host.cpu.microcode, doc_b.host.kvm_nested) == (
-        "cl-b", "0x5003003", "false")
+        "cl-b",
+        "0x5003003",
+        "false",
+    )
     assert doc_a.machine_types[0].full_expansion == doc_b.machine_types[0].full_expansion
     with pytest.raises(FileExistsError):
         make_replay_host(tmp_path, "Xeon-Platinum-8268", hostname="cl-a")
@@ -294,8 +316,9 @@ def test_unknown_machine_type(name: str, tmp_path: Path) -> None:
     assert_attempts_match_log(doc, host)
     # Once QEMU's machine list is known, an unknown name is refused without a launch.
     host.clear_log()
-    rc, doc, err = run_probe(host, "--accel", "kvm", "--machine-type", "q35",
-                             "--machine-type", "pc-q35-99.9", tmp=tmp_path)
+    rc, doc, err = run_probe(
+        host, "--accel", "kvm", "--machine-type", "q35", "--machine-type", "pc-q35-99.9", tmp=tmp_path
+    )
     assert rc == 13, err
     assert_attempts_match_log(doc, host)
     assert len(host.launches()) == 1  # the q35 guest; pc-q35-99.9 refused from its machine list
@@ -312,8 +335,9 @@ def test_version_banner(tmp_path: Path) -> None:
         ("qemu-8.2-Ryzen-9-3900X", "QEMU emulator version 8.2.0 (replay:caps_8.2.0_x86_64.replies)"),
     ]:
         host = make_replay_host(tmp_path, name)
-        res = subprocess.run([str(host.binary), "-version"], capture_output=True, text=True,
-                             timeout=10, check=False)
+        res = subprocess.run(
+            [str(host.binary), "-version"], capture_output=True, text=True, timeout=10, check=False
+        )
         assert res.returncode == 0 and res.stdout.splitlines()[0] == banner
 
 
@@ -322,32 +346,43 @@ def test_unknown_machine_gets_qemus_words(tmp_path: Path) -> None:
     with run_fake(host, machine="pc-q35-99.9") as run:
         rc, err = run.wait()
     assert rc == 1
-    assert err.splitlines() == ["qemu-system-x86_64: unsupported machine type",
-                                "Use -machine help to list supported machines"]
+    assert err.splitlines() == [
+        "qemu-system-x86_64: unsupported machine type",
+        "Use -machine help to list supported machines",
+    ]
 
 
-@pytest.mark.parametrize(("name", "cpu", "accel", "message"), [
-    ("Xeon-Gold-6130", "Skylake-Serverr", "kvm", "unable to find CPU model 'Skylake-Serverr'"),
-    ("Core2-E6850", "GraniteRapidz", "kvm", "unable to find CPU model 'GraniteRapidz'"),
-    ("qemu-10.0-Ryzen-9-3900X", "host", "tcg", "CPU model 'host' requires KVM or HVF"),
-    ("Core-i7-7700", "host,frobnicate=on", "kvm",
-     "can't apply global host-x86_64-cpu.frobnicate=on: "
-     "Property 'host-x86_64-cpu.frobnicate' not found"),
-])
-def test_bad_cpu_gets_qemus_words(name: str, cpu: str, accel: str, message: str,
-                                  tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "cpu", "accel", "message"),
+    [
+        ("Xeon-Gold-6130", "Skylake-Serverr", "kvm", "unable to find CPU model 'Skylake-Serverr'"),
+        ("Core2-E6850", "GraniteRapidz", "kvm", "unable to find CPU model 'GraniteRapidz'"),
+        ("qemu-10.0-Ryzen-9-3900X", "host", "tcg", "CPU model 'host' requires KVM or HVF"),
+        (
+            "Core-i7-7700",
+            "host,frobnicate=on",
+            "kvm",
+            "can't apply global host-x86_64-cpu.frobnicate=on: "
+            "Property 'host-x86_64-cpu.frobnicate' not found",
+        ),
+    ],
+)
+def test_bad_cpu_gets_qemus_words(name: str, cpu: str, accel: str, message: str, tmp_path: Path) -> None:
     host = make_replay_host(tmp_path, name)
     with run_fake(host, cpu=cpu, accel=accel) as run:
         rc, err = run.wait()
     assert (rc, err) == (1, f"qemu-system-x86_64: {message}\n")
 
 
-@pytest.mark.parametrize("argv", [
-    ["-nodefaults", "-frobnicate"],
-    ["-accel", "hax", "-machine", "q35"],
-    ["-m"],
-    ["disk.img"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-nodefaults", "-frobnicate"],
+        ["-accel", "hax", "-machine", "q35"],
+        ["-m"],
+        ["disk.img"],
+    ],
+)
 def test_bad_command_line_exits_1(argv: list[str], tmp_path: Path) -> None:
     host = make_replay_host(tmp_path, "Phenom-B95")
     with run_fake(host, argv=argv) as run:
@@ -355,28 +390,27 @@ def test_bad_command_line_exits_1(argv: list[str], tmp_path: Path) -> None:
     assert rc == 1 and err.startswith("qemu-system-x86_64: ") and len(err.splitlines()) == 1
 
 
-@pytest.mark.parametrize(("name", "cpu", "line"), [
-    # A named model the captured definitions call usable, plus a feature the host lacks.
-    ("Xeon-Gold-6130", "Skylake-Server,avx512vnni=on,enforce",
-     "CPUID.07H:ECX.avx512vnni [bit 11]"),
-    ("Core-i7-7700", "Skylake-Client,+avx512f,enforce", "CPUID.07H:EBX.avx512f [bit 16]"),
-    # No definitions captured: the model is judged through libvirt's cpu_map.
-    ("Xeon-Gold-6148", "Skylake-Server,avx512vnni=on,enforce",
-     "CPUID.07H:ECX.avx512vnni [bit 11]"),
-    ("Phenom-B95", "host,avx2=on,enforce", "CPUID.07H:EBX.avx2 [bit 5]"),
-    # A conversation: judged against the pass's host expansion.
-    ("qemu-8.2-Ryzen-9-3900X", "EPYC-v2,avx512f=on,enforce", "CPUID.07H:EBX.avx512f [bit 16]"),
-    # The model's own captured unavailable-features.
-    ("Xeon-Gold-6130", "Cascadelake-Server,enforce", "CPUID.07H:ECX.avx512vnni [bit 11]"),
-])
-def test_enforce_refuses_a_missing_feature(name: str, cpu: str, line: str,
-                                           tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "cpu", "line"),
+    [
+        # A named model the captured definitions call usable, plus a feature the host lacks.
+        ("Xeon-Gold-6130", "Skylake-Server,avx512vnni=on,enforce", "CPUID.07H:ECX.avx512vnni [bit 11]"),
+        ("Core-i7-7700", "Skylake-Client,+avx512f,enforce", "CPUID.07H:EBX.avx512f [bit 16]"),
+        # No definitions captured: the model is judged through libvirt's cpu_map.
+        ("Xeon-Gold-6148", "Skylake-Server,avx512vnni=on,enforce", "CPUID.07H:ECX.avx512vnni [bit 11]"),
+        ("Phenom-B95", "host,avx2=on,enforce", "CPUID.07H:EBX.avx2 [bit 5]"),
+        # A conversation: judged against the pass's host expansion.
+        ("qemu-8.2-Ryzen-9-3900X", "EPYC-v2,avx512f=on,enforce", "CPUID.07H:EBX.avx512f [bit 16]"),
+        # The model's own captured unavailable-features.
+        ("Xeon-Gold-6130", "Cascadelake-Server,enforce", "CPUID.07H:ECX.avx512vnni [bit 11]"),
+    ],
+)
+def test_enforce_refuses_a_missing_feature(name: str, cpu: str, line: str, tmp_path: Path) -> None:
     host = make_replay_host(tmp_path, name)
     with run_fake(host, cpu=cpu) as run:
         rc, err = run.wait()
     assert rc == 1
-    assert f"qemu-system-x86_64: warning: host doesn't support requested feature: {line}" in \
-        err.splitlines()
+    assert f"qemu-system-x86_64: warning: host doesn't support requested feature: {line}" in err.splitlines()
     assert err.splitlines()[-1] == "qemu-system-x86_64: Host doesn't support requested features"
     # The same CPU without the feature starts.
     usable = ",".join(p for p in cpu.split(",") if not (p.startswith("+") or p.endswith("=on")))
@@ -384,8 +418,9 @@ def test_enforce_refuses_a_missing_feature(name: str, cpu: str, line: str,
         with run_fake(host, cpu=usable) as run:
             greeting = run.negotiate()
             assert "QMP" in greeting
-            reply = run.qmp.command("qom-get", {"path": "/machine/unattached/device[0]",
-                                               "property": "filtered-features"})
+            reply = run.qmp.command(
+                "qom-get", {"path": "/machine/unattached/device[0]", "property": "filtered-features"}
+            )
             assert "return" in reply
             if not usable.startswith("host"):
                 assert reply["return"] == [], "a usable model filters nothing"
@@ -395,15 +430,20 @@ def test_without_enforce_a_missing_feature_is_filtered(tmp_path: Path) -> None:
     host = make_replay_host(tmp_path, "Core2-E6850")
     with run_fake(host, cpu="host,avx512f=on") as run:
         run.negotiate()
-        reply = run.qmp.command("qom-get", {"path": "/machine/unattached/device[0]",
-                                            "property": "filtered-features"})
+        reply = run.qmp.command(
+            "qom-get", {"path": "/machine/unattached/device[0]", "property": "filtered-features"}
+        )
         assert run.qmp.command("quit") == {"return": {}, "id": "t3"}
         rc, err = run.wait()
     assert rc == 0
-    assert err == ("qemu-system-x86_64: warning: host doesn't support requested feature: "
-                   "CPUID.07H:EBX.avx512f [bit 16]\n")
-    got = {(w["cpuid-input-eax"], w.get("cpuid-input-ecx", 0), w["cpuid-register"], w["features"])
-           for w in reply["return"]}
+    assert err == (
+        "qemu-system-x86_64: warning: host doesn't support requested feature: "
+        "CPUID.07H:EBX.avx512f [bit 16]\n"
+    )
+    got = {
+        (w["cpuid-input-eax"], w.get("cpuid-input-ecx", 0), w["cpuid-register"], w["features"])
+        for w in reply["return"]
+    }
     leaf7 = [w for w in got if w[0] == 7 and w[2] == "EBX"]
     assert leaf7 == [(7, 0, "EBX", 1 << 16)]
     disabled = expected(find_capture("Core2-E6850")).filtered
@@ -415,39 +455,49 @@ def test_qmp_protocol(tmp_path: Path) -> None:
     host = make_replay_host(tmp_path, "Xeon-E5-2650-v3")
     with run_fake(host) as run:
         greeting = run.qmp.read()
-        assert greeting == {"QMP": {"version": {"qemu": {"major": 0, "minor": 0, "micro": 0},
-                                                "package": host.capture.label},
-                                    "capabilities": []}}
+        assert greeting == {
+            "QMP": {
+                "version": {"qemu": {"major": 0, "minor": 0, "micro": 0}, "package": host.capture.label},
+                "capabilities": [],
+            }
+        }
         early = run.qmp.command("query-status")
         assert early["error"]["class"] == "CommandNotFound"
         assert run.qmp.command("qmp_capabilities") == {"return": {}, "id": "t2"}
         again = run.qmp.command("qmp_capabilities")
         assert again["error"]["class"] == "CommandNotFound"
-        assert run.qmp.command("query-status")["return"] == {"status": "prelaunch",
-                                                              "running": False}
+        assert run.qmp.command("query-status")["return"] == {"status": "prelaunch", "running": False}
         nope = run.qmp.command("query-frobnicator")
-        assert nope["error"] == {"class": "CommandNotFound",
-                                 "desc": "The command query-frobnicator has not been found"}
+        assert nope["error"] == {
+            "class": "CommandNotFound",
+            "desc": "The command query-frobnicator has not been found",
+        }
         refused = run.qmp.command("query-cpu-definitions")
         assert refused["error"] == {
             "class": "GenericError",
-            "desc": "replay: query-cpu-definitions not captured in "
-                    "x86_64-cpuid-Xeon-E5-2650-v3.json"}
-        missing = run.qmp.command("qom-get", {"path": "/machine/peripheral/x",
-                                              "property": "family"})
+            "desc": "replay: query-cpu-definitions not captured in x86_64-cpuid-Xeon-E5-2650-v3.json",
+        }
+        missing = run.qmp.command("qom-get", {"path": "/machine/peripheral/x", "property": "family"})
         assert missing["error"]["class"] == "DeviceNotFound"
         # A captured answer is replayed verbatim.
-        full = run.qmp.command("query-cpu-model-expansion",
-                               {"type": "full", "model": {"name": "host"}})
+        full = run.qmp.command("query-cpu-model-expansion", {"type": "full", "model": {"name": "host"}})
         assert full["return"] == cputest_replies(host.capture.path)["model-expansion"]
         assert run.qmp.command("quit") == {"return": {}, "id": "t9"}
         rc, _ = run.wait()
         assert rc == 0
         assert run.qmp.read()["event"] == "SHUTDOWN"
     logged = [e["execute"] for e in host.qmp_log()]
-    assert logged == ["query-status", "qmp_capabilities", "qmp_capabilities", "query-status",
-                      "query-frobnicator", "query-cpu-definitions", "qom-get",
-                      "query-cpu-model-expansion", "quit"]
+    assert logged == [
+        "query-status",
+        "qmp_capabilities",
+        "qmp_capabilities",
+        "query-status",
+        "query-frobnicator",
+        "query-cpu-definitions",
+        "qom-get",
+        "query-cpu-model-expansion",
+        "quit",
+    ]
 
 
 def test_a_conversation_replays_other_captured_commands(tmp_path: Path) -> None:
@@ -460,10 +510,15 @@ def test_a_conversation_replays_other_captured_commands(tmp_path: Path) -> None:
         props = run.qmp.command("device-list-properties", {"typename": "e1000"})
         assert props["error"]["desc"].startswith("replay: device-list-properties with arguments")
         # The probe's fallback asks with props: answered by the captured ask without them.
-        exp = run.qmp.command("query-cpu-model-expansion", {
-            "type": "static", "model": {"name": "host", "props": {"arch-capabilities": False}}})
-        plain = _ask(_passes(host.capture.path)["kvm"], "query-cpu-model-expansion",
-                     {"type": "static", "model": {"name": "host"}})
+        exp = run.qmp.command(
+            "query-cpu-model-expansion",
+            {"type": "static", "model": {"name": "host", "props": {"arch-capabilities": False}}},
+        )
+        plain = _ask(
+            _passes(host.capture.path)["kvm"],
+            "query-cpu-model-expansion",
+            {"type": "static", "model": {"name": "host"}},
+        )
         assert exp["return"] == plain
     [entry] = [e for e in host.qmp_log() if e["execute"] == "query-cpu-model-expansion"]
     assert "not applied" in entry["source"]
@@ -482,8 +537,13 @@ def test_no_stand_in_outlives_its_socket_owner(tmp_path: Path) -> None:
 
 def test_answer_table_is_complete() -> None:
     """One table holds every choice; each cell is a known kind with a reason."""
-    kinds = {replay_qemu.CAPTURED, replay_qemu.CAPTURED_OR_REFUSED, replay_qemu.DERIVED,
-             replay_qemu.SYNTHETIC, replay_qemu.REFUSED}
+    kinds = {
+        replay_qemu.CAPTURED,
+        replay_qemu.CAPTURED_OR_REFUSED,
+        replay_qemu.DERIVED,
+        replay_qemu.SYNTHETIC,
+        replay_qemu.REFUSED,
+    }
     columns = {"cputest", "replies-kvm", "replies-tcg"}
     for item, cells in replay_qemu.ANSWERS.items():
         assert cells and set(cells) <= columns, item

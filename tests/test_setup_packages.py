@@ -38,8 +38,7 @@ def readme_lists() -> tuple[list[str], list[str]]:
     assert sep, "README no longer says what the test command adds"
     rest = rest.split("Everything else")[0]
     names = re.compile(r"`([a-z0-9][a-z0-9.+-]+)`")
-    return (names.findall(first.split("The first installs", 1)[1].split("(")[0]),
-            names.findall(rest))
+    return (names.findall(first.split("The first installs", 1)[1].split("(")[0]), names.findall(rest))
 
 
 def test_readme_lists_are_setup_sh_lists() -> None:
@@ -52,8 +51,7 @@ def test_readme_lists_are_setup_sh_lists() -> None:
 @pytest.mark.skipif(shutil.which("dpkg") is None, reason="not a Debian machine")
 def test_the_first_command_installs_the_system_cpu_map() -> None:
     """The package owning /usr/share/libvirt/cpu_map is installed without --dev."""
-    done = subprocess.run(["dpkg", "-S", str(SYSTEM_CPU_MAP)], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(["dpkg", "-S", str(SYSTEM_CPU_MAP)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"no installed package owns {SYSTEM_CPU_MAP}: {done.stderr}"
     owners = {line.split(":")[0] for line in done.stdout.splitlines()}
     base, _ = setup_lists()

@@ -55,9 +55,23 @@ def test_same_answers_as_the_standard_library_here() -> None:
 def test_importing_asyncssh_through_fleetcpu_starts_one_process(tmp_path: Path) -> None:
     """One ldconfig, not the ~eleven processes of ctypes' gcc and ld fallbacks."""
     trace = tmp_path / "trace"
-    res = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace),
-                          sys.executable, "-c", "import fleetcpu.fleet.ssh"],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=execve",
+            "-o",
+            str(trace),
+            sys.executable,
+            "-c",
+            "import fleetcpu.fleet.ssh",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     execs = [ln for ln in trace.read_text().splitlines() if "execve(" in ln and "= 0" in ln]
     assert len(execs) == 2, execs  # the interpreter itself, and one ldconfig

@@ -52,9 +52,15 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         w.add(outcome("kvm03", failed_document()))
     with s.run_writer(command="collect") as w:  # nothing changed: no detail rows this time
         w.add(outcome("kvm01", ok_document("kvm")))
-    killed = subprocess.run([PYTHON, "-c", KILLED, str(root)], capture_output=True, text=True,
-                            cwd=REPO, timeout=120, check=False,
-                            env={**os.environ, "FLEETCPU_TEST_HOOK_KILL_AT": "before-record-2"})
+    killed = subprocess.run(
+        [PYTHON, "-c", KILLED, str(root)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+        env={**os.environ, "FLEETCPU_TEST_HOOK_KILL_AT": "before-record-2"},
+    )
     assert killed.returncode == -9, killed.stderr
     run = killed.stdout.strip()
     assert len(run_files(root, "runs", run)) == 1
@@ -82,7 +88,6 @@ def test_python_examples_run(store: Path, capsys: pytest.CaptureFixture[str]) ->
     assert per_pool == {**{("prod", m): 1 for m in usable}, **{("dev", m): 2 for m in usable}}
 
 
-
 def test_sql_examples_run(store: Path) -> None:
     blocks = _blocks("sql")
     assert len(blocks) >= 3
@@ -92,7 +97,9 @@ def test_sql_examples_run(store: Path) -> None:
     # Every kvm host, joined through detail_run although kvm01's latest run wrote no models.
     assert {row[2] for row in per_model} == usable
     assert {(row[0], row[2]): row[3] for row in per_model} == {
-        **{("prod", m): 1 for m in usable}, **{("dev", m): 2 for m in usable}}
+        **{("prod", m): 1 for m in usable},
+        **{("dev", m): 2 for m in usable},
+    }
     # Every committed hosts row: 3 + 1 + the killed run's committed part; not its lost part.
     assert sorted(row[1] for row in results[1]) == ["kvm01", "kvm01", "kvm02", "kvm03", "kvm04"]
     assert len(results[2]) == 6  # the schema-evolution example reads every file, as it says
@@ -108,4 +115,6 @@ def test_readme_examples_run(store: Path, capsys: pytest.CaptureFixture[str]) ->
     (sql,) = [b for b in _blocks("sql", README) if "STORE" in b]
     rows = duckdb.execute(sql.replace("STORE", str(store))).fetchall()
     assert {(r[0], r[2]): r[3] for r in rows} == {
-        **{("prod", m): 1 for m in _usable()}, **{("dev", m): 2 for m in _usable()}}
+        **{("prod", m): 1 for m in _usable()},
+        **{("dev", m): 2 for m in _usable()},
+    }

@@ -51,9 +51,12 @@ def test_latest_keeps_newest_run_and_last_success_per_accel(store: Store) -> Non
     tcg, kvm = ok_document("tcg"), ok_document("kvm")
     t = base_time()
     r1 = _run(store, 0, outcome("a", kvm, when=t), outcome("b", tcg, when=t))
-    r2 = _run(store, 1, outcome("a", tcg, when=t + timedelta(hours=1)),
-              outcome("b", None, stage="connect", error="timed out",
-                      when=t + timedelta(hours=1)))
+    r2 = _run(
+        store,
+        1,
+        outcome("a", tcg, when=t + timedelta(hours=1)),
+        outcome("b", None, stage="connect", error="timed out", when=t + timedelta(hours=1)),
+    )
     states = {s.host: s for s in store.latest()}
     a, b = states["a"], states["b"]
     assert (a.run, a.accel, a.status) == (r2, "tcg", "ok")
@@ -71,8 +74,7 @@ def test_latest_keeps_newest_run_and_last_success_per_accel(store: Store) -> Non
 def test_an_older_run_committed_later_never_regresses_a_host(store: Store) -> None:
     doc = ok_document()
     newer = _run(store, 5, outcome("a", doc, pool="new"))
-    older = _run(store, 1, outcome("a", failed_document(), pool="old"),
-                 outcome("z", doc, pool="old"))
+    older = _run(store, 1, outcome("a", failed_document(), pool="old"), outcome("z", doc, pool="old"))
     states = {s.host: s for s in store.latest()}
     assert states["a"].run == newer and states["a"].pool == "new" and states["a"].ok
     assert states["z"].run == older
@@ -122,8 +124,7 @@ def test_identical_data_is_stored_once_yet_read_back_whole(store: Store) -> None
 
 
 def test_pools_and_unknown_pool(store: Store) -> None:
-    _run(store, 0, outcome("a", ok_document(), pool="prod"), outcome("b", None, pool="dev",
-                                                                     stage="connect"))
+    _run(store, 0, outcome("a", ok_document(), pool="prod"), outcome("b", None, pool="dev", stage="connect"))
     assert store.pools() == ["dev", "prod"]
     assert [s.host for s in store.latest("prod")] == ["a"]
     with pytest.raises(UnknownPoolError, match=r"'nope'.*dev, prod"):
@@ -165,8 +166,11 @@ def test_writer_flushes_row_groups_and_commits_on_exception(tmp_path: Path, layo
     else:
         assert [pq.ParquetFile(f).metadata.num_rows for f in hosts_files] == [3, 3, 2]
         records = store.table("runs").to_pylist()
-        assert [(r["part"], r["status"], r["hosts_ok"] + r["hosts_failed"]) for r in records] \
-            == [(1, "partial", 3), (2, "partial", 3), (3, "interrupted", 2)]
+        assert [(r["part"], r["status"], r["hosts_ok"] + r["hosts_failed"]) for r in records] == [
+            (1, "partial", 3),
+            (2, "partial", 3),
+            (3, "interrupted", 2),
+        ]
         assert run.parts == 3
     assert len(store.latest()) == 8
     assert not list(store.root.rglob(".*.tmp"))
@@ -174,8 +178,6 @@ def test_writer_flushes_row_groups_and_commits_on_exception(tmp_path: Path, layo
     writer.commit()
     with pytest.raises(RuntimeError, match="already committed"):
         writer.add(outcome("late", doc))
-
-
 
 
 def test_a_host_added_twice_to_one_run_is_a_bug(store: Store) -> None:

@@ -58,7 +58,10 @@ def test_a_slow_live_run_survives_a_sweep_by_another_writer(tmp_path: Path, layo
     assert write_run(root, "a", 4, layout=layout).returncode == 0
     with subprocess.Popen(
         [PYTHON, "-c", SLOW_WRITER, str(root), "10", "10", "1", str(layout)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         cwd=REPO,
     ) as slow:
         assert slow.stdout is not None and slow.stdin is not None
@@ -73,7 +76,8 @@ def test_a_slow_live_run_survives_a_sweep_by_another_writer(tmp_path: Path, layo
             (live,) = [r for r in Store.open(root).runs() if r.run_id == run]
             assert (live.status, live.parts, live.hosts_ok) == ("partial", 2, 10)
             assert {s.host for s in Store.open(root).latest() if s.run == run} == {
-                f"slow{i:03d}" for i in range(10)}
+                f"slow{i:03d}" for i in range(10)
+            }
         # Untouched for two hours, as a run that flushes every 500 hosts can be.
         _age(temps, 7200)
         # Another writer commits on the same UTC day, and sweeps.
@@ -108,8 +112,7 @@ def test_a_run_killed_on_an_earlier_date_is_swept(tmp_path: Path) -> None:
     assert not (Layout(root).data / "leases" / run).exists()
 
 
-def test_a_run_killed_after_parts_keeps_them_and_loses_only_its_unrecorded_files(
-        tmp_path: Path) -> None:
+def test_a_run_killed_after_parts_keeps_them_and_loses_only_its_unrecorded_files(tmp_path: Path) -> None:
     """Layout 2: killed between part 3's files and its record. Parts 1 and 2 are
     committed: the sweep two days later keeps them and removes only part 3's files."""
     root = tmp_path / "store"

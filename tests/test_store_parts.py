@@ -73,9 +73,14 @@ def test_a_collect_killed_after_several_parts_keeps_them(fleet: FakeFleet, tmp_p
     # second part appears (so the kill falls between parts, not on one).
     fleet.delay = 0.6
     full = dict(os.environ, **env)
-    proc = subprocess.Popen([PYTHON, "-m", "fleetcpu", *_collect_args(
-        fleet, inventory, store, "--concurrency", "4")], cwd=REPO, env=full,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "fleetcpu", *_collect_args(fleet, inventory, store, "--concurrency", "4")],
+        cwd=REPO,
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while len(set(store.glob("v1/runs/*/run-*.parquet")) - first_records) < 2:
@@ -111,15 +116,18 @@ def test_a_collect_killed_after_several_parts_keeps_them(fleet: FakeFleet, tmp_p
     latest = _hosts_json(store)
     assert {h for h, r in latest.items() if r["run"] == run.run_id} == set(committed)
     assert {h for h, r in latest.items() if r["run"] == first_run} == set(latest) - set(committed)
-    base = run_cli("baseline", "--store", str(store), "--pool", "default", "--accel", "kvm",
-                   "--format", "json")
+    base = run_cli(
+        "baseline", "--store", str(store), "--pool", "default", "--accel", "kvm", "--format", "json"
+    )
     assert base.returncode == 0, base.stderr
 
     last_part = max(r["finished_at"] for r in records)
     lost_s = (killed_at - last_part).total_seconds()
-    print(f"\nkill test: {len(records)} part(s) committed before the kill; "
-          f"{len(committed)} host rows committed of ~{before_kill - KILL_HOSTS} probed by the "
-          f"kill; {lost_s:.2f} s between the last committed part and the kill")
+    print(
+        f"\nkill test: {len(records)} part(s) committed before the kill; "
+        f"{len(committed)} host rows committed of ~{before_kill - KILL_HOSTS} probed by the "
+        f"kill; {lost_s:.2f} s between the last committed part and the kill"
+    )
     assert 0 <= lost_s <= 5.0 + 1.0 + 2.0  # 5 s rule, 1 s tick, scheduling on a shared machine
 
     # fsck names the killed run, damage none; then the next collect sweeps what it left.
@@ -196,14 +204,16 @@ def test_a_part_is_written_once_the_oldest_result_waited_flush_seconds(tmp_path:
         run = w.run_id
     records = store.table("runs", runs=[run]).to_pylist()
     assert [(r["part"], r["status"], r["hosts_ok"]) for r in records] == [
-        (1, "partial", 2), (2, "partial", 1), (3, "complete", 0)]
+        (1, "partial", 2),
+        (2, "partial", 1),
+        (3, "complete", 0),
+    ]
     assert [f["table"] for f in records[2]["files"]] == []
     (info,) = [r for r in store.runs() if r.run_id == run]
     assert (info.status, info.parts, info.hosts_ok) == ("complete", 3, 3)
 
 
-def test_collect_commits_a_part_while_a_slow_host_is_still_running(
-        fleet: FakeFleet, tmp_path: Path) -> None:
+def test_collect_commits_a_part_while_a_slow_host_is_still_running(fleet: FakeFleet, tmp_path: Path) -> None:
     """The collector's tick: one host answers at once, the other hangs until its
     timeout; the first host's part is committed while the run is still going."""
     store = tmp_path / "store"
@@ -211,9 +221,19 @@ def test_collect_commits_a_part_while_a_slow_host_is_still_running(
     slow.fault = "hang"
     inventory = fleet.inventory(tmp_path / "inv", [fast.name, slow.name])
     full = dict(os.environ, **_env(tmp_path))
-    proc = subprocess.Popen([PYTHON, "-m", "fleetcpu", *_collect_args(
-        fleet, inventory, store, "--timeout", "12", "--retries", "0")], cwd=REPO, env=full,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "fleetcpu",
+            *_collect_args(fleet, inventory, store, "--timeout", "12", "--retries", "0"),
+        ],
+        cwd=REPO,
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 11
         while time.monotonic() < deadline and not list(store.glob("v1/runs/*/run-*.parquet")):
@@ -278,8 +298,7 @@ def test_a_layout_1_store_is_written_as_before(tmp_path: Path) -> None:
         assert res.returncode == 0, res.stderr
     assert json.loads((root / "fleetcpu-store.json").read_text())["layout"] == 1
     names = {p.name for p in root.glob("v1/*/date=*/*.parquet")}
-    assert names and all(run_file_name(n) is not None and run_file_name(n)[1] is None
-                         for n in names)
+    assert names and all(run_file_name(n) is not None and run_file_name(n)[1] is None for n in names)
     store = Store.open(root)
     assert [(r.status, r.parts) for r in store.runs()] == [("complete", 1)] * 2
     assert store.table("runs")["part"].null_count == 2

@@ -66,15 +66,20 @@ with store.run_writer(command="collect", inventory="fleet.txt",
 """
 
 
-def write_run(root: Path, prefix: str, n: int, hours: float = 0,
-              env: dict[str, str] | None = None, layout: int = 2
-              ) -> subprocess.CompletedProcess[str]:
+def write_run(
+    root: Path, prefix: str, n: int, hours: float = 0, env: dict[str, str] | None = None, layout: int = 2
+) -> subprocess.CompletedProcess[str]:
     """``layout``: of the store, if this run creates it."""
     full = dict(os.environ)
     full.update(env or {})
     return subprocess.run(
         [PYTHON, "-c", WRITER, str(root), prefix, str(n), str(hours), str(layout)],
-        capture_output=True, text=True, timeout=120, cwd=REPO, env=full, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=full,
+        check=False,
     )
 
 
@@ -176,8 +181,7 @@ def test_killed_after_the_commit_record_is_indexed_by_the_next_reader(tmp_path: 
     assert layout.pending_file(run).exists()
     res = run_cli("hosts", "--store", str(root), "--format", "json")
     assert res.returncode == 0, res.stderr
-    assert {h["host"] for h in json.loads(res.stdout) if h["run"] == run} == {
-        f"b{i:03d}" for i in range(6)}
+    assert {h["host"] for h in json.loads(res.stdout) if h["run"] == run} == {f"b{i:03d}" for i in range(6)}
     assert not layout.pending_file(run).exists()  # folded into the index for good
     assert_run_whole(Store.open(root), run, "b", 6)
 
@@ -197,8 +201,15 @@ def test_a_held_lock_delays_only_the_index_and_loses_nothing(tmp_path: Path) -> 
     doc_file = write_document(tmp_path / "kvm01.json", ok_document())
     assert run_cli("import", "--store", str(root), "--host", "first", str(doc_file)).returncode == 0
     with held_lock(root):
-        res = run_cli("import", "--store", str(root), "--host", "second", str(doc_file),
-                      env={"FLEETCPU_STORE_LOCK_TIMEOUT": "0.3"})
+        res = run_cli(
+            "import",
+            "--store",
+            str(root),
+            "--host",
+            "second",
+            str(doc_file),
+            env={"FLEETCPU_STORE_LOCK_TIMEOUT": "0.3"},
+        )
         assert res.returncode == 4
         assert "locked" in res.stderr and "Traceback" not in res.stderr
         assert len(res.stderr.strip().splitlines()) == 1
@@ -227,11 +238,27 @@ def test_two_processes_importing_at_once(tmp_path: Path) -> None:
     for k, host in enumerate(files):
         # Both write host "shared" (interleaved times) and one host of their own.
         for target in ("shared", f"own-{host}"):
-            procs.append(subprocess.Popen(
-                [PYTHON, "-m", "fleetcpu", "import", "--store", str(root), "--host", target,
-                 "--pool", f"p{k}", *files[host]],
-                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        PYTHON,
+                        "-m",
+                        "fleetcpu",
+                        "import",
+                        "--store",
+                        str(root),
+                        "--host",
+                        target,
+                        "--pool",
+                        f"p{k}",
+                        *files[host],
+                    ],
+                    cwd=REPO,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
     for p in procs:
         _out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
@@ -243,8 +270,11 @@ def test_two_processes_importing_at_once(tmp_path: Path) -> None:
     assert sorted(map(str, hosts["run_id"].to_pylist())) == sorted(r.run_id for r in runs)
     latest = {s.host: s for s in store.latest()}
     assert set(latest) == {"shared", "own-alpha", "own-beta"}
-    newest_shared = max(str(r) for r, h in zip(hosts["run_id"].to_pylist(),
-                                          hosts["host"].to_pylist(), strict=True) if h == "shared")
+    newest_shared = max(
+        str(r)
+        for r, h in zip(hosts["run_id"].to_pylist(), hosts["host"].to_pylist(), strict=True)
+        if h == "shared"
+    )
     assert latest["shared"].run == newest_shared
     assert latest["shared"].pool == "p1"  # beta's files are the later ones
     assert os.listdir(Layout(root).pending_dir) == []
@@ -279,9 +309,13 @@ def test_a_corrupted_history_file_is_named(tmp_path: Path, damage: str) -> None:
     layout = Layout(store.root)
     path = run_file(store.root, "hosts", run)
     data = path.read_bytes()
-    path.write_bytes({"truncated": data[: len(data) // 2],
-                      "garbage": b"PAR1" + os.urandom(len(data) - 8) + b"PAR1",
-                      "empty": b""}[damage])
+    path.write_bytes(
+        {
+            "truncated": data[: len(data) // 2],
+            "garbage": b"PAR1" + os.urandom(len(data) - 8) + b"PAR1",
+            "empty": b"",
+        }[damage]
+    )
     layout.index_file.unlink()  # the rebuild has to read the damaged file
     res = run_cli("hosts", "--store", str(store.root))
     assert res.returncode == 4, res.stderr
@@ -346,8 +380,7 @@ def test_a_foreign_directory_is_refused_and_left_alone(tmp_path: Path) -> None:
     for layout in (3, True, "2", None):
         newer = tmp_path / f"newer-{layout}"
         newer.mkdir()
-        (newer / "fleetcpu-store.json").write_text(json.dumps({"format": "fleetcpu.store",
-                                                              "layout": layout}))
+        (newer / "fleetcpu-store.json").write_text(json.dumps({"format": "fleetcpu.store", "layout": layout}))
         for cmd in (["hosts"], ["import", str(doc)], ["fsck"]):
             res = run_cli(*cmd, "--store", str(newer))
             assert res.returncode == 4, (layout, cmd, res.stderr)

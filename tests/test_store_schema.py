@@ -45,8 +45,11 @@ def test_golden_document_round_trips(store: Store, name: str) -> None:
     accel = str(doc.accel)
     conn = ConnectionSpec("ssh", "10.1.2.3", 2222, "ops", "/usr/bin/python3", "/opt/qemu")
     with store.run_writer(command="collect", inventory="hosts.txt") as w:
-        w.add(dataclasses.replace(outcome("kvm01", doc, declared=("pc-q35-7.2", "pc-i440fx-2.0")),
-                                  connection=conn))
+        w.add(
+            dataclasses.replace(
+                outcome("kvm01", doc, declared=("pc-q35-7.2", "pc-i440fx-2.0")), connection=conn
+            )
+        )
 
     snap = store.snapshots(["kvm01"], accel)["kvm01"]
     # The CPU data comes back as the very records the probe produced.
@@ -56,7 +59,10 @@ def test_golden_document_round_trips(store: Store, name: str) -> None:
     assert snap.connection == conn
     assert doc.qemu is not None
     assert (snap.qemu_version, snap.qemu_package, snap.qemu_binary) == (
-        doc.qemu.version, doc.qemu.package, doc.qemu.binary)
+        doc.qemu.version,
+        doc.qemu.package,
+        doc.qemu.binary,
+    )
     assert snap.probe_version == doc.probe_version
     assert snap.qemu_machines == doc.qemu.machines and snap.qemu_machines  # hosts v2
     assert snap.run == snap.detail_run == w.run_id
@@ -112,8 +118,14 @@ def test_every_table_file_names_its_table_and_version(store: Store) -> None:
 def test_every_failure_kind_is_a_row(store: Store) -> None:
     failed = failed_document()
     outcomes = [
-        outcome(f"h-{stage}", None, stage=stage, error=f"{stage} went wrong",
-                error_code=stage, stderr_tail=f"stderr of {stage}\n")
+        outcome(
+            f"h-{stage}",
+            None,
+            stage=stage,
+            error=f"{stage} went wrong",
+            error_code=stage,
+            stderr_tail=f"stderr of {stage}\n",
+        )
         for stage in STAGES
     ]
     # The probe ran but failed on the host: its document carries stage and evidence.
@@ -121,8 +133,7 @@ def test_every_failure_kind_is_a_row(store: Store) -> None:
     # The probe printed garbage: no document, no stage given -> "output".
     outcomes.append(outcome("h-garbage", None, error="not JSON: 'Segmentation fault'"))
     # Succeeded, yet cleanup failed afterwards: failed, but its CPU data is kept.
-    outcomes.append(outcome("h-cleanup-after-ok", ok_document(), stage="cleanup",
-                            error="rm: cannot remove"))
+    outcomes.append(outcome("h-cleanup-after-ok", ok_document(), stage="cleanup", error="rm: cannot remove"))
     with store.run_writer(command="collect", inventory="hosts.txt") as w:
         for o in outcomes:
             w.add(o)
@@ -132,12 +143,21 @@ def test_every_failure_kind_is_a_row(store: Store) -> None:
     for stage in STAGES:
         r = rows[f"h-{stage}"]
         assert (r["status"], r["stage"], r["error"], r["error_code"], r["stderr_tail"]) == (
-            "failed", stage, f"{stage} went wrong", stage, f"stderr of {stage}\n")
+            "failed",
+            stage,
+            f"{stage} went wrong",
+            stage,
+            f"stderr of {stage}\n",
+        )
         assert r["cpu_digest"] is None and r["detail_run"] is None
         assert r["conn_address"] == f"h-{stage}.example.com" and r["conn_port"] == 22
     r = rows["h-probe"]
     assert (r["status"], r["stage"], r["error"], r["error_code"]) == (
-        "failed", failed.stage, failed.error, failed.error_code)
+        "failed",
+        failed.stage,
+        failed.error,
+        failed.error_code,
+    )
     assert r["hostname"] == failed.host.hostname and r["kernel_release"] is not None
     assert rows["h-garbage"]["stage"] == "output"
     kept = rows["h-cleanup-after-ok"]
@@ -145,8 +165,7 @@ def test_every_failure_kind_is_a_row(store: Store) -> None:
     assert kept["detail_run"] == w.run_id
 
     runs = store.runs()
-    assert [(r.hosts_ok, r.hosts_failed, r.status) for r in runs] == [
-        (0, len(outcomes), "complete")]
+    assert [(r.hosts_ok, r.hosts_failed, r.status) for r in runs] == [(0, len(outcomes), "complete")]
     latest = {s.host: s for s in store.latest()}
     assert latest["h-qemu"].stage == "qemu" and not latest["h-qemu"].ok
     # A failure is not "latest successful data".
@@ -161,19 +180,31 @@ def test_a_file_written_with_an_older_narrower_schema_is_still_read(store: Store
     layout = Layout(store.root)
     old_run = new_run_id(base_time() - timedelta(days=30))
     # The older schema: as if qemu_kvm_*, synthetic, conn_* and probe_duration_s were added later.
-    added = {"qemu_kvm_present", "qemu_kvm_enabled", "synthetic", "probe_duration_s",
-             "conn_python", "conn_qemu", "qemu_machines"}
+    added = {
+        "qemu_kvm_present",
+        "qemu_kvm_enabled",
+        "synthetic",
+        "probe_duration_s",
+        "conn_python",
+        "conn_qemu",
+        "qemu_machines",
+    }
     narrow = pa.schema([f for f in HOSTS.schema if f.name not in added]).with_metadata(
-        {META_TABLE: b"hosts", META_VERSION: b"0"})
+        {META_TABLE: b"hosts", META_VERSION: b"0"}
+    )
     row = store.table("hosts").to_pylist()[0]
     row.update(run_id=old_run, host="old", collected_at=base_time() - timedelta(days=30))
     path = layout.run_file("hosts", old_run)
     path.parent.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist([{k: row[k] for k in narrow.names}], schema=narrow), path)
     runs_row = store.table("runs").to_pylist()[0]
-    runs_row.update(run_id=old_run, started_at=base_time() - timedelta(days=30),
-                    finished_at=base_time() - timedelta(days=30),
-                    files=None, part=None)  # as before records listed files or parts
+    runs_row.update(
+        run_id=old_run,
+        started_at=base_time() - timedelta(days=30),
+        finished_at=base_time() - timedelta(days=30),
+        files=None,
+        part=None,
+    )  # as before records listed files or parts
     rpath = layout.run_file("runs", old_run)
     rpath.parent.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist([runs_row], schema=RUNS.with_metadata), rpath)
@@ -199,31 +230,110 @@ def test_tables_only_grow_nullable_columns_within_v1() -> None:
     """The schema evolution rule as a test: these v1 columns must keep name, type and
     nullability forever; new columns may only be appended as nullable."""
     frozen = {
-        "runs": ["run_id", "started_at", "finished_at", "command", "inventory",
-                 "fleetcpu_version", "status", "hosts_ok", "hosts_failed", "hosts_detail"],
-        "hosts": ["run_id", "host", "pool", "collected_at", "status", "stage", "error",
-                  "error_code", "stderr_tail", "accel", "accel_reason", "qemu_version",
-                  "qemu_package", "qemu_binary", "qemu_kvm_present", "qemu_kvm_enabled",
-                  "hostname", "kernel_release", "cpu_vendor", "cpu_family", "cpu_model",
-                  "cpu_stepping", "cpu_model_name", "microcode", "kvm_module", "kvm_nested",
-                  "dev_kvm", "synthetic", "probe_time", "probe_version", "probe_duration_s",
-                  "duration_s", "machine_types", "declared_machine_types", "conn_transport",
-                  "conn_address", "conn_port", "conn_user", "conn_python", "conn_qemu", "attempts",
-                  "cpu_digest", "detail_run"],
-        "machines": ["run_id", "host", "machine_type", "requested", "accel", "cpu", "vendor",
-                     "family", "model", "stepping", "model_id", "level", "xlevel", "phys_bits",
-                     "errors"],
-        "feature_words": ["run_id", "host", "machine_type", "leaf", "subleaf", "register",
-                          "supported", "filtered"],
-        "models": ["run_id", "host", "machine_type", "model", "usable", "unavailable_features",
-                   "alias_of", "deprecated", "migration_safe", "static", "typename", "features"],
-        "expansion": ["run_id", "host", "machine_type", "kind", "model", "enabled", "disabled",
-                      "props"],
+        "runs": [
+            "run_id",
+            "started_at",
+            "finished_at",
+            "command",
+            "inventory",
+            "fleetcpu_version",
+            "status",
+            "hosts_ok",
+            "hosts_failed",
+            "hosts_detail",
+        ],
+        "hosts": [
+            "run_id",
+            "host",
+            "pool",
+            "collected_at",
+            "status",
+            "stage",
+            "error",
+            "error_code",
+            "stderr_tail",
+            "accel",
+            "accel_reason",
+            "qemu_version",
+            "qemu_package",
+            "qemu_binary",
+            "qemu_kvm_present",
+            "qemu_kvm_enabled",
+            "hostname",
+            "kernel_release",
+            "cpu_vendor",
+            "cpu_family",
+            "cpu_model",
+            "cpu_stepping",
+            "cpu_model_name",
+            "microcode",
+            "kvm_module",
+            "kvm_nested",
+            "dev_kvm",
+            "synthetic",
+            "probe_time",
+            "probe_version",
+            "probe_duration_s",
+            "duration_s",
+            "machine_types",
+            "declared_machine_types",
+            "conn_transport",
+            "conn_address",
+            "conn_port",
+            "conn_user",
+            "conn_python",
+            "conn_qemu",
+            "attempts",
+            "cpu_digest",
+            "detail_run",
+        ],
+        "machines": [
+            "run_id",
+            "host",
+            "machine_type",
+            "requested",
+            "accel",
+            "cpu",
+            "vendor",
+            "family",
+            "model",
+            "stepping",
+            "model_id",
+            "level",
+            "xlevel",
+            "phys_bits",
+            "errors",
+        ],
+        "feature_words": [
+            "run_id",
+            "host",
+            "machine_type",
+            "leaf",
+            "subleaf",
+            "register",
+            "supported",
+            "filtered",
+        ],
+        "models": [
+            "run_id",
+            "host",
+            "machine_type",
+            "model",
+            "usable",
+            "unavailable_features",
+            "alias_of",
+            "deprecated",
+            "migration_safe",
+            "static",
+            "typename",
+            "features",
+        ],
+        "expansion": ["run_id", "host", "machine_type", "kind", "model", "enabled", "disabled", "props"],
     }
     for name, columns in frozen.items():
         spec = TABLES[name]
         assert spec.names[: len(columns)] == columns, name
-        for extra in spec.schema.names[len(columns):]:
+        for extra in spec.schema.names[len(columns) :]:
             assert spec.schema.field(extra).nullable, f"{name}.{extra} must be nullable"
     assert str(TABLES["feature_words"].schema.field("supported").type) == "int64"
     assert TABLES["hosts"].schema.field("collected_at").type == pa.timestamp("ms", tz="UTC")
@@ -273,37 +383,54 @@ def test_the_digest_sees_every_stored_field() -> None:
         "requested": dataclasses.replace(mp, requested="other"),
         "cpu": dataclasses.replace(mp, cpu="host,pmu=off"),
         "model order": dataclasses.replace(mp, models=mp.models[::-1]),
-        "unavailable": dataclasses.replace(mp, models=(
-            dataclasses.replace(m0, unavailable_features=("x",)), *mp.models[1:])),
-        "unavailable order": dataclasses.replace(mp, models=(
-            dataclasses.replace(m0, unavailable_features=("a", "b")), *mp.models[1:])),
-        "unavailable order 2": dataclasses.replace(mp, models=(
-            dataclasses.replace(m0, unavailable_features=("b", "a")), *mp.models[1:])),
-        "features none->empty": dataclasses.replace(mp, models=(
-            dataclasses.replace(m0, features=() if m0.features is None else None),
-            *mp.models[1:])),
-        "migration_safe": dataclasses.replace(mp, models=(
-            dataclasses.replace(m0, migration_safe=None if m0.migration_safe else True),
-            *mp.models[1:])),
-        "word bits": dataclasses.replace(mp, feature_words=(
-            dataclasses.replace(w0, bits=w0.bits ^ 1), *mp.feature_words[1:])),
+        "unavailable": dataclasses.replace(
+            mp, models=(dataclasses.replace(m0, unavailable_features=("x",)), *mp.models[1:])
+        ),
+        "unavailable order": dataclasses.replace(
+            mp, models=(dataclasses.replace(m0, unavailable_features=("a", "b")), *mp.models[1:])
+        ),
+        "unavailable order 2": dataclasses.replace(
+            mp, models=(dataclasses.replace(m0, unavailable_features=("b", "a")), *mp.models[1:])
+        ),
+        "features none->empty": dataclasses.replace(
+            mp, models=(dataclasses.replace(m0, features=() if m0.features is None else None), *mp.models[1:])
+        ),
+        "migration_safe": dataclasses.replace(
+            mp,
+            models=(
+                dataclasses.replace(m0, migration_safe=None if m0.migration_safe else True),
+                *mp.models[1:],
+            ),
+        ),
+        "word bits": dataclasses.replace(
+            mp, feature_words=(dataclasses.replace(w0, bits=w0.bits ^ 1), *mp.feature_words[1:])
+        ),
         "word moved to filtered": dataclasses.replace(
-            mp, feature_words=mp.feature_words[1:], filtered_features=(w0, *mp.filtered_features)),
-        "feature flipped": dataclasses.replace(mp, full_expansion=dataclasses.replace(
-            exp, features={**exp.features, first_feature: not exp.features[first_feature]})),
-        "prop 1": dataclasses.replace(mp, full_expansion=dataclasses.replace(
-            exp, props={**exp.props, "x-test": 1})),
-        "prop True": dataclasses.replace(mp, full_expansion=dataclasses.replace(
-            exp, props={**exp.props, "x-test": True})),
-        "prop '1'": dataclasses.replace(mp, full_expansion=dataclasses.replace(
-            exp, props={**exp.props, "x-test": "1"})),
+            mp, feature_words=mp.feature_words[1:], filtered_features=(w0, *mp.filtered_features)
+        ),
+        "feature flipped": dataclasses.replace(
+            mp,
+            full_expansion=dataclasses.replace(
+                exp, features={**exp.features, first_feature: not exp.features[first_feature]}
+            ),
+        ),
+        "prop 1": dataclasses.replace(
+            mp, full_expansion=dataclasses.replace(exp, props={**exp.props, "x-test": 1})
+        ),
+        "prop True": dataclasses.replace(
+            mp, full_expansion=dataclasses.replace(exp, props={**exp.props, "x-test": True})
+        ),
+        "prop '1'": dataclasses.replace(
+            mp, full_expansion=dataclasses.replace(exp, props={**exp.props, "x-test": "1"})
+        ),
         "no static": dataclasses.replace(mp, static_expansion=None),
         "vcpu level": dataclasses.replace(mp, vcpu=dataclasses.replace(mp.vcpu, level=99)),
     }
     digests = {name: cpu_digest((v,)) for name, v in variants.items()}
     assert len(set(digests.values())) == len(digests), digests
     assert cpu_digest(doc.machine_types) == cpu_digest(
-        document_from_json(doc.to_json()).machine_types)  # stable across a JSON round trip
+        document_from_json(doc.to_json()).machine_types
+    )  # stable across a JSON round trip
     assert cpu_digest(()) is None
 
 
@@ -311,8 +438,16 @@ def test_public_surface() -> None:
     import fleetcpu.store as store_pkg
 
     assert set(store_pkg.__all__) == {
-        "TABLES", "AccelLatest", "HostSnapshot", "HostState", "RunInfo", "RunWriter", "Store",
-        "TableSpec", "default_location", "resolve_location",
+        "TABLES",
+        "AccelLatest",
+        "HostSnapshot",
+        "HostState",
+        "RunInfo",
+        "RunWriter",
+        "Store",
+        "TableSpec",
+        "default_location",
+        "resolve_location",
     }
     for name in store_pkg.__all__:
         assert getattr(store_pkg, name) is not None

@@ -30,7 +30,11 @@ def live_tcg_document() -> ProbeDocument:
     """A probe of this machine's real QEMU under TCG (once per test process)."""
     res = subprocess.run(
         [PYTHON, "-m", "fleetcpu.probe", "--accel", "tcg"],
-        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=False,
     )
     assert res.returncode == 0, res.stderr
     return document_from_json(res.stdout, "live tcg probe")
@@ -61,7 +65,11 @@ def failed_document() -> ProbeDocument:
     """A real failed document: the probe pointed at a QEMU that does not exist."""
     res = subprocess.run(
         [PYTHON, "-m", "fleetcpu.probe", "--qemu-binary", "/nonexistent/qemu-system-x86_64"],
-        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=False,
     )
     assert res.returncode == 10, res.stderr
     return document_from_json(res.stdout, "failed probe")
@@ -123,8 +131,12 @@ def outcome(
         pool=pool,
         collected_at=when or base_time(),
         document=doc,
-        connection=connection or ConnectionSpec(
-            transport="ssh", address=f"{host}.example.com", port=22, user="root",
+        connection=connection
+        or ConnectionSpec(
+            transport="ssh",
+            address=f"{host}.example.com",
+            port=22,
+            user="root",
             python="python3",
         ),
         stage=stage,

@@ -40,8 +40,7 @@ def _build(root: Path, layout: int = 2) -> tuple[Store, str, str]:
     with second as w:
         for i in range(3):
             w.add(outcome(f"kvm{i:02d}", doc, when=NOW - timedelta(hours=1)))
-        w.add(outcome("bad", None, stage="connect", error="refused",
-                      when=NOW - timedelta(hours=1)))
+        w.add(outcome("bad", None, stage="connect", error="refused", when=NOW - timedelta(hours=1)))
     return store, first.run_id, second.run_id
 
 
@@ -62,8 +61,7 @@ def _make_legacy(root: Path) -> None:
         table = pq.read_table(path)
         assert table["part"].null_count == table.num_rows
         table = table.drop_columns(["files", "part"])
-        table = table.replace_schema_metadata({b"fleetcpu.table": b"runs",
-                                               b"fleetcpu.schema_version": b"1"})
+        table = table.replace_schema_metadata({b"fleetcpu.table": b"runs", b"fleetcpu.schema_version": b"1"})
         pq.write_table(table, path, compression="zstd")
 
 
@@ -110,8 +108,7 @@ def test_runs_without_a_file_list_are_trusted_and_called_unverified(tmp_path: Pa
     assert _baseline(store.root)[0] == 0
 
 
-def test_foreign_and_misplaced_files_change_no_answer_and_fsck_lists_them(
-        tmp_path: Path) -> None:
+def test_foreign_and_misplaced_files_change_no_answer_and_fsck_lists_them(tmp_path: Path) -> None:
     store, first, second = _build(tmp_path / "store")
     layout = Layout(store.root)
     hosts_json = run_cli("hosts", "--store", str(store.root), "--format", "json").stdout
@@ -122,10 +119,10 @@ def test_foreign_and_misplaced_files_change_no_answer_and_fsck_lists_them(
 
     day = run_file(store.root, "hosts", second).parent
     stray = [
-        day / "part-0.parquet",                                   # someone's own file
-        day / f"run-{new_run_id(NOW)}.parquet",                   # foreign, valid run name
+        day / "part-0.parquet",  # someone's own file
+        day / f"run-{new_run_id(NOW)}.parquet",  # foreign, valid run name
         layout.table_dir("hosts") / "date=garbage" / "x.parquet",  # a folder no run writes
-        day / part_name(second, 2),                               # a part its run never had
+        day / part_name(second, 2),  # a part its run never had
     ]
     pd.DataFrame({"host": ["x"], "cpu": ["y"]}).to_parquet(stray[0])
     pd.DataFrame({"run_id": ["r"], "host": ["x"]}).to_parquet(stray[1])

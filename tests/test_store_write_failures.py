@@ -28,22 +28,24 @@ from .test_store_support import ok_document, write_document
 FLEET = 300
 
 
-
 @functools.cache
 def _namespaces_work() -> bool:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return False
-    res = subprocess.run(["unshare", "-m", "--propagation", "private", "true"],
-                         capture_output=True, check=False)
+    res = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "true"], capture_output=True, check=False
+    )
     return res.returncode == 0
 
 
-needs_mounts = pytest.mark.skipif(not _namespaces_work(),
-                                  reason="needs root and unshare -m for real read-only/full mounts")
+needs_mounts = pytest.mark.skipif(
+    not _namespaces_work(), reason="needs root and unshare -m for real read-only/full mounts"
+)
 
 
-def in_namespace(setup: str, *commands: list[str] | str, env: dict[str, str] | None = None,
-                 timeout: float = 300) -> list[subprocess.CompletedProcess[str]]:
+def in_namespace(
+    setup: str, *commands: list[str] | str, env: dict[str, str] | None = None, timeout: float = 300
+) -> list[subprocess.CompletedProcess[str]]:
     """Run ``setup`` (shell: mounts), then each command (a list: fleetcpu's arguments; a
     string: shell), in one private mount namespace; each command's exit code, stdout and
     stderr come back separately."""
@@ -54,11 +56,22 @@ def in_namespace(setup: str, *commands: list[str] | str, env: dict[str, str] | N
     for i, args in enumerate(commands):
         cmd = args if isinstance(args, str) else shlex.join([PYTHON, "-m", "fleetcpu", *args])
         parts.append(f"{cmd} >{scratch}/{i}.out 2>{scratch}/{i}.err; echo $? >{scratch}/{i}.rc")
-    subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", "\n".join(parts)],
-                   cwd=REPO, env=full, timeout=timeout, check=True)
-    return [subprocess.CompletedProcess(
-        args, int((scratch / f"{i}.rc").read_text()), (scratch / f"{i}.out").read_text(),
-        (scratch / f"{i}.err").read_text()) for i, args in enumerate(commands)]
+    subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", "\n".join(parts)],
+        cwd=REPO,
+        env=full,
+        timeout=timeout,
+        check=True,
+    )
+    return [
+        subprocess.CompletedProcess(
+            args,
+            int((scratch / f"{i}.rc").read_text()),
+            (scratch / f"{i}.out").read_text(),
+            (scratch / f"{i}.err").read_text(),
+        )
+        for i, args in enumerate(commands)
+    ]
 
 
 fleet, fresh = fake_fleet_fixtures(FLEET, delay=0.0, net=4)
@@ -71,8 +84,11 @@ def _contacted(fleet: FakeFleet) -> int:
 def _env(tmp_path: Path) -> dict[str, str]:
     scratch = tmp_path / "scratch"
     scratch.mkdir(exist_ok=True)
-    return {"XDG_CACHE_HOME": str(tmp_path / "cache"), "SSH_AUTH_SOCK": "",
-            "FLEETCPU_TEST_SCRATCH": str(scratch)}
+    return {
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "SSH_AUTH_SOCK": "",
+        "FLEETCPU_TEST_SCRATCH": str(scratch),
+    }
 
 
 def _collect(fleet: FakeFleet, inventory: Path, store: Path) -> list[str]:
@@ -88,15 +104,16 @@ def _imported_store(tmp_path: Path) -> Path:
 
 
 @needs_mounts
-def test_a_read_only_store_is_exit_4_before_any_host_is_contacted(
-        fresh: FakeFleet, tmp_path: Path) -> None:
+def test_a_read_only_store_is_exit_4_before_any_host_is_contacted(fresh: FakeFleet, tmp_path: Path) -> None:
     store = _imported_store(tmp_path)
     inventory = fresh.inventory(tmp_path / "inv", [h.name for h in fresh.hosts[:5]])
     before = sorted(p.relative_to(store) for p in store.rglob("*"))
     collect, hosts = in_namespace(
         f"mount --bind {store} {store}; mount -o remount,bind,ro {store}",
-        _collect(fresh, inventory, store), ["hosts", "--store", str(store), "--format", "json"],
-        env=_env(tmp_path))
+        _collect(fresh, inventory, store),
+        ["hosts", "--store", str(store), "--format", "json"],
+        env=_env(tmp_path),
+    )
     assert collect.returncode == 4, (collect.stdout, collect.stderr)
     assert "Read-only file system" in collect.stderr and str(store) in collect.stderr
     assert "no host was contacted" in collect.stderr
@@ -109,7 +126,8 @@ def test_a_read_only_store_is_exit_4_before_any_host_is_contacted(
 
 
 def test_a_table_folder_that_is_a_file_is_exit_4_before_any_host_is_contacted(
-        fresh: FakeFleet, tmp_path: Path) -> None:
+    fresh: FakeFleet, tmp_path: Path
+) -> None:
     store = _imported_store(tmp_path)
     shutil.rmtree(store / "v1" / "hosts")
     (store / "v1" / "hosts").write_text("not a folder")
@@ -121,13 +139,15 @@ def test_a_table_folder_that_is_a_file_is_exit_4_before_any_host_is_contacted(
 
 
 @needs_mounts
-def test_a_full_disk_is_exit_4_before_any_host_is_contacted(
-        fresh: FakeFleet, tmp_path: Path) -> None:
+def test_a_full_disk_is_exit_4_before_any_host_is_contacted(fresh: FakeFleet, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     inventory = fresh.inventory(tmp_path / "inv", [h.name for h in fresh.hosts[:5]])
-    (collect,) = in_namespace(f"mount -t tmpfs -o size=256k tmpfs {mnt}",
-                              _collect(fresh, inventory, mnt / "store"), env=_env(tmp_path))
+    (collect,) = in_namespace(
+        f"mount -t tmpfs -o size=256k tmpfs {mnt}",
+        _collect(fresh, inventory, mnt / "store"),
+        env=_env(tmp_path),
+    )
     assert collect.returncode == 4, (collect.stdout, collect.stderr)
     assert "No space left on device" in collect.stderr or "room" in collect.stderr
     assert "no host was contacted" in collect.stderr and "Traceback" not in collect.stderr
@@ -136,7 +156,8 @@ def test_a_full_disk_is_exit_4_before_any_host_is_contacted(
 
 @needs_mounts
 def test_a_disk_that_fills_during_the_run_is_exit_4_with_the_summary(
-        fresh: FakeFleet, tmp_path: Path) -> None:
+    fresh: FakeFleet, tmp_path: Path
+) -> None:
     """Room for the first batch, not for the run: 300 failed hosts' incompressible
     stderr tails (8 KiB each) do not fit in what is left."""
     for host in fresh.hosts:
@@ -147,8 +168,11 @@ def test_a_disk_that_fills_during_the_run_is_exit_4_with_the_summary(
     inventory = fresh.inventory(tmp_path / "inv")
     collect, fsck, temporaries = in_namespace(
         f"mount -t tmpfs -o size=1280k tmpfs {mnt}",
-        _collect(fresh, inventory, store), ["fsck", "--store", str(store)],
-        f"find {mnt} -name '*.tmp'", env=_env(tmp_path))
+        _collect(fresh, inventory, store),
+        ["fsck", "--store", str(store)],
+        f"find {mnt} -name '*.tmp'",
+        env=_env(tmp_path),
+    )
     assert collect.returncode == 4, (collect.stdout, collect.stderr)
     assert "Traceback" not in collect.stderr
     # The summary is printed, and the error says what was stored: nothing of this run.
@@ -183,13 +207,21 @@ def test_readers_answer_from_committed_data_when_they_cannot_write(tmp_path: Pat
     fill = f"dd if=/dev/zero of={mnt}/fill bs=4k 2>/dev/null || true"
     env = _env(tmp_path)
     scratch = Path(env["FLEETCPU_TEST_SCRATCH"])
-    script = (f"mount -t tmpfs -o size=4m tmpfs {mnt}; "
-              f"FLEETCPU_TEST_HOOK_KILL_AT=before-index {PYTHON} -c "
-              f"{shlex.quote(_KILLED_WRITER)} {store} >{scratch}/w.out 2>&1 || true")
+    script = (
+        f"mount -t tmpfs -o size=4m tmpfs {mnt}; "
+        f"FLEETCPU_TEST_HOOK_KILL_AT=before-index {PYTHON} -c "
+        f"{shlex.quote(_KILLED_WRITER)} {store} >{scratch}/w.out 2>&1 || true"
+    )
     hosts_args = ["hosts", "--store", str(store), "--format", "json"]
     _, hosts_full, _, hosts_ro, fsck = in_namespace(
-        script, fill, hosts_args, f"rm {mnt}/fill; mount -o remount,ro {mnt}", hosts_args,
-        ["fsck", "--store", str(store)], env=env)
+        script,
+        fill,
+        hosts_args,
+        f"rm {mnt}/fill; mount -o remount,ro {mnt}",
+        hosts_args,
+        ["fsck", "--store", str(store)],
+        env=env,
+    )
     for res in (hosts_full, hosts_ro):
         assert res.returncode == 0, (res.stderr, (scratch / "w.out").read_text())
         assert sorted(h["host"] for h in json.loads(res.stdout)) == ["a000", "a001", "a002"]
@@ -209,14 +241,16 @@ with store.run_writer(command="collect") as w:
 
 
 def test_a_lock_timeout_prints_the_summary_and_says_the_run_is_stored(
-        fresh: FakeFleet, tmp_path: Path) -> None:
+    fresh: FakeFleet, tmp_path: Path
+) -> None:
     store = _imported_store(tmp_path)
     inventory = fresh.inventory(tmp_path / "inv", [h.name for h in fresh.hosts[:5]])
     fd = os.open(store / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # another fleetcpu updating the index, for too long
-        res = run_cli(*_collect(fresh, inventory, store),
-                      env={**_env(tmp_path), "FLEETCPU_STORE_LOCK_TIMEOUT": "0.3"})
+        res = run_cli(
+            *_collect(fresh, inventory, store), env={**_env(tmp_path), "FLEETCPU_STORE_LOCK_TIMEOUT": "0.3"}
+        )
     finally:
         os.close(fd)
     assert res.returncode == 4, (res.stdout, res.stderr)

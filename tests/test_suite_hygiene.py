@@ -9,8 +9,14 @@ from .conftest import PYTHON, REPO
 
 def test_a_leftover_temporary_fails_the_run() -> None:
     case = "tests/support/leaky_case.py"
-    res = subprocess.run([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", case],
-                         capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    res = subprocess.run(
+        [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", case],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 1, res.stdout + res.stderr
     assert "1 passed" in res.stdout
     assert "left temporary files behind: ['leaked-" in res.stdout

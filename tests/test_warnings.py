@@ -40,8 +40,9 @@ print(sum(f[0] == "ignore" and f[3] is not None for f in warnings.filters))
 
 
 def test_listed_warnings_are_silenced_and_others_still_show() -> None:
-    res = subprocess.run([PYTHON, "-W", "default", "-c", _PROBE], capture_output=True, text=True,
-                         cwd=REPO, check=True)
+    res = subprocess.run(
+        [PYTHON, "-W", "default", "-c", _PROBE], capture_output=True, text=True, cwd=REPO, check=True
+    )
     shown = re.findall(r"Warning: (.+)", res.stderr)
     # The listed category from asyncssh is gone; from anywhere else, and any other
     # category from asyncssh, it shows.
@@ -51,8 +52,13 @@ def test_listed_warnings_are_silenced_and_others_still_show() -> None:
 
 def test_collect_prints_no_warning_line(tmp_path: Path) -> None:
     """The README's run command: a local collect imports asyncssh and prints only its summary."""
-    res = run_cli("collect", str(REPO / "inventories" / "local.txt"), "--store", str(tmp_path / "s"),
-                  env={"PYTHONWARNINGS": "default"})
+    res = run_cli(
+        "collect",
+        str(REPO / "inventories" / "local.txt"),
+        "--store",
+        str(tmp_path / "s"),
+        env={"PYTHONWARNINGS": "default"},
+    )
     assert res.returncode == 0, res.stderr
     assert "Warning" not in res.stderr and "warn" not in res.stderr.lower()
     assert res.stderr.count("\n") <= 1, res.stderr
@@ -60,10 +66,12 @@ def test_collect_prints_no_warning_line(tmp_path: Path) -> None:
 
 def test_probe_installs_the_list_without_importing_cryptography() -> None:
     """The probe's entry (what hosts run) installs the same filters, and needs no cryptography."""
-    check = ("import sys, warnings, fleetcpu.probe.__main__ as m\n"
-             "try:\n    m.main(['--help'])\nexcept SystemExit:\n    pass\n"
-             "print(sorted(getattr(f[2], 'target', '') for f in warnings.filters if f[0] == 'ignore'"
-             " and hasattr(f[2], 'target')), 'cryptography' in sys.modules)\n")
+    check = (
+        "import sys, warnings, fleetcpu.probe.__main__ as m\n"
+        "try:\n    m.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(getattr(f[2], 'target', '') for f in warnings.filters if f[0] == 'ignore'"
+        " and hasattr(f[2], 'target')), 'cryptography' in sys.modules)\n"
+    )
     res = subprocess.run([PYTHON, "-c", check], capture_output=True, text=True, cwd=REPO, check=True)
     want = sorted(e.category for e in quiet.SILENCED)
     assert res.stdout.strip().splitlines()[-1] == f"{want} False"

@@ -40,6 +40,7 @@ def open_or_demo(location: Path) -> Store:
         inventory = demo.parent / "local.txt"
         inventory.write_text(LOCAL_INVENTORY)
     print(f"{location}: empty; building a demo store at {demo} by probing this machine")
-    subprocess.run([sys.executable, "-m", "fleetcpu", "collect", str(inventory), "--store",
-                    str(demo)], check=False)
+    subprocess.run(
+        [sys.executable, "-m", "fleetcpu", "collect", str(inventory), "--store", str(demo)], check=False
+    )
     return Store.open(demo)

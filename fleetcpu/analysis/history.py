@@ -42,17 +42,36 @@ def latest_hosts(store: Store, pool: str | None = None) -> pd.DataFrame:
     """One row per host: its latest record, and when it last succeeded per accelerator."""
     rows = [
         {
-            "host": s.host, "pool": s.pool, "status": s.status, "stage": s.stage,
-            "error": s.error, "accel": s.accel, "qemu_version": s.qemu_version,
-            "collected_at": s.collected_at, "cpu_digest": s.cpu_digest,
+            "host": s.host,
+            "pool": s.pool,
+            "status": s.status,
+            "stage": s.stage,
+            "error": s.error,
+            "accel": s.accel,
+            "qemu_version": s.qemu_version,
+            "collected_at": s.collected_at,
+            "cpu_digest": s.cpu_digest,
             "last_ok_kvm": s.kvm.collected_at if s.kvm else None,
             "last_ok_tcg": s.tcg.collected_at if s.tcg else None,
         }
         for s in store.latest(pool)
     ]
-    return pd.DataFrame(rows, columns=[
-        "host", "pool", "status", "stage", "error", "accel", "qemu_version", "collected_at",
-        "cpu_digest", "last_ok_kvm", "last_ok_tcg"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "host",
+            "pool",
+            "status",
+            "stage",
+            "error",
+            "accel",
+            "qemu_version",
+            "collected_at",
+            "cpu_digest",
+            "last_ok_kvm",
+            "last_ok_tcg",
+        ],
+    )
 
 
 def run_history(store: Store) -> pd.DataFrame:
@@ -68,28 +87,52 @@ def runs_since(store: Store, age: timedelta, now: datetime | None = None) -> str
     return min(recent) if recent else None
 
 
-def failures(store: Store, pool: str | None = None, *, since: str | None = None
-             ) -> pd.DataFrame:
+def failures(store: Store, pool: str | None = None, *, since: str | None = None) -> pd.DataFrame:
     """Failed host rows per run and stage (runs from ``since`` on): where collection breaks."""
     runs = None if since is None else [r.run_id for r in store.runs() if r.run_id >= since]
-    hosts = store.table("hosts", columns=["run_id", "collected_at", "host", "pool", "status",
-                                          "stage"], runs=runs)
+    hosts = store.table(
+        "hosts", columns=["run_id", "collected_at", "host", "pool", "status", "stage"], runs=runs
+    )
     hosts = hosts.filter(pc.equal(hosts["status"], pa.scalar("failed")))
     failed = hosts.to_pandas()
     if pool is not None:
         failed = failed[failed["pool"] == pool]
-    return (failed.groupby(["run_id", "stage"]).agg(hosts=("host", "nunique"),
-                                                    collected_at=("collected_at", "min"))
-            .reset_index().sort_values(["run_id", "stage"]).reset_index(drop=True))
+    return (
+        failed.groupby(["run_id", "stage"])
+        .agg(hosts=("host", "nunique"), collected_at=("collected_at", "min"))
+        .reset_index()
+        .sort_values(["run_id", "stage"])
+        .reset_index(drop=True)
+    )
 
 
 _FACTS = ("qemu_version", "kernel_release", "microcode")
-_HOST_COLUMNS = ["run_id", "collected_at", "host", "pool", "status", "accel", "detail_run",
-                 "cpu_digest", *_FACTS]
+_HOST_COLUMNS = [
+    "run_id",
+    "collected_at",
+    "host",
+    "pool",
+    "status",
+    "accel",
+    "detail_run",
+    "cpu_digest",
+    *_FACTS,
+]
 DRIFT_COLUMNS = [
-    "host", "pool", "collected_at", "run_id", "previous_at", "previous_run", "machine_type",
-    "features_added", "features_removed", "models_gained", "models_lost", "changed",
-    *(f"{fact}_before" for fact in _FACTS), *_FACTS,
+    "host",
+    "pool",
+    "collected_at",
+    "run_id",
+    "previous_at",
+    "previous_run",
+    "machine_type",
+    "features_added",
+    "features_removed",
+    "models_gained",
+    "models_lost",
+    "changed",
+    *(f"{fact}_before" for fact in _FACTS),
+    *_FACTS,
 ]
 
 
@@ -104,13 +147,13 @@ def _pick(probed: list[tuple[str, str]], machine_type: str | None) -> str | None
     return next((mt for mt, _ in probed if mt != "none"), None)
 
 
-def _narrow(store: Store, name: str, run: str, hosts: set[str], columns: list[str]
-            ) -> list[Record]:
+def _narrow(store: Store, name: str, run: str, hosts: set[str], columns: list[str]) -> list[Record]:
     return list(rows_of(store.run_table(name, run, columns=columns, hosts=hosts)))
 
 
-def _cpu_states(store: Store, wanted: Iterable[tuple[str, str]], machine_type: str | None
-                ) -> dict[tuple[str, str], CpuState | None]:
+def _cpu_states(
+    store: Store, wanted: Iterable[tuple[str, str]], machine_type: str | None
+) -> dict[tuple[str, str], CpuState | None]:
     """(host, detail run) -> (machine type, offered features, usable named models).
 
     Reads only the columns drift compares (not the per-model feature lists, the
@@ -128,24 +171,33 @@ def _cpu_states(store: Store, wanted: Iterable[tuple[str, str]], machine_type: s
             probed.setdefault(r["host"], []).append((r["machine_type"], r["requested"]))
         chosen = {h: _pick(p, machine_type) for h, p in probed.items()}
         usable: dict[str, set[str]] = {}
-        for r in _narrow(store, "models", run, hosts,
-                         ["host", "machine_type", "model", "usable", "alias_of"]):
+        for r in _narrow(
+            store, "models", run, hosts, ["host", "machine_type", "model", "usable", "alias_of"]
+        ):
             if r["machine_type"] == chosen.get(r["host"]) and r["usable"] and not r["alias_of"]:
                 usable.setdefault(r["host"], set()).add(r["model"])
         expansions: dict[str, dict[str, Expansion]] = {}
-        for r in _narrow(store, "expansion", run, hosts,
-                         ["host", "machine_type", "kind", "model", "enabled", "disabled"]):
+        for r in _narrow(
+            store, "expansion", run, hosts, ["host", "machine_type", "kind", "model", "enabled", "disabled"]
+        ):
             if r["machine_type"] == chosen.get(r["host"]):
                 features = dict.fromkeys(r["disabled"], False)
                 features.update(dict.fromkeys(r["enabled"], True))
                 expansions.setdefault(r["host"], {})[r["kind"]] = Expansion(
-                    model=r["model"], features=features)
+                    model=r["model"], features=features
+                )
         for host in hosts:
             mt = chosen.get(host)
             kinds = expansions.get(host, {})
-            out[(host, run)] = None if mt is None else (
-                mt, offered_from(kinds.get("static"), kinds.get("full")),
-                frozenset(usable.get(host, ())))
+            out[(host, run)] = (
+                None
+                if mt is None
+                else (
+                    mt,
+                    offered_from(kinds.get("static"), kinds.get("full")),
+                    frozenset(usable.get(host, ())),
+                )
+            )
     return out
 
 
@@ -153,12 +205,10 @@ Record = dict[str, Any]
 
 
 def _differs(before: Record, after: Record) -> bool:
-    return before["cpu_digest"] != after["cpu_digest"] or any(
-        before[fact] != after[fact] for fact in _FACTS)
+    return before["cpu_digest"] != after["cpu_digest"] or any(before[fact] != after[fact] for fact in _FACTS)
 
 
-def _row(before: Record, after: Record, old: CpuState | None, new: CpuState | None
-         ) -> Record | None:
+def _row(before: Record, after: Record, old: CpuState | None, new: CpuState | None) -> Record | None:
     """One drift row, or None when neither the CPU data nor a fact changed."""
     changed = [fact for fact in _FACTS if before[fact] != after[fact]]
     f_old, f_new = (old[1], new[1]) if old and new else (frozenset(), frozenset())
@@ -168,11 +218,17 @@ def _row(before: Record, after: Record, old: CpuState | None, new: CpuState | No
     if not changed and f_old == f_new and m_old == m_new:
         return None
     row: Record = {
-        "host": after["host"], "pool": after["pool"], "collected_at": after["collected_at"],
-        "run_id": after["run_id"], "previous_at": before["collected_at"],
-        "previous_run": before["run_id"], "machine_type": new[0] if new else None,
-        "features_added": sorted(f_new - f_old), "features_removed": sorted(f_old - f_new),
-        "models_gained": sorted(m_new - m_old), "models_lost": sorted(m_old - m_new),
+        "host": after["host"],
+        "pool": after["pool"],
+        "collected_at": after["collected_at"],
+        "run_id": after["run_id"],
+        "previous_at": before["collected_at"],
+        "previous_run": before["run_id"],
+        "machine_type": new[0] if new else None,
+        "features_added": sorted(f_new - f_old),
+        "features_removed": sorted(f_old - f_new),
+        "models_gained": sorted(m_new - m_old),
+        "models_lost": sorted(m_old - m_new),
         "changed": changed,
     }
     for fact in _FACTS:
@@ -181,21 +237,27 @@ def _row(before: Record, after: Record, old: CpuState | None, new: CpuState | No
     return row
 
 
-def _records(store: Store, runs: Iterable[str], accel: str, hosts: set[str] | None
-             ) -> Iterator[Record]:
+def _records(store: Store, runs: Iterable[str], accel: str, hosts: set[str] | None) -> Iterator[Record]:
     """The successful ``accel`` records of ``hosts`` (None: all), run by run, oldest first."""
     ok, under = pa.scalar("ok"), pa.scalar(accel)
     for run in runs:
         # Empty for a verify run, which writes no hosts rows.
         table = store.run_table(HOSTS.name, run, columns=_HOST_COLUMNS, hosts=hosts)
-        table = table.filter(pc.and_(pc.equal(table["status"], ok),
-                                     pc.equal(table["accel"], under)))
+        table = table.filter(pc.and_(pc.equal(table["status"], ok), pc.equal(table["accel"], under)))
         yield from rows_of(table)
 
 
-def drift(store: Store, pool: str | None = None, *, accel: str = "kvm",
-          machine_type: str | None = None, since: str | None = None, until: str | None = None,
-          ends: bool = False, hosts: Iterable[str] | None = None) -> pd.DataFrame:
+def drift(
+    store: Store,
+    pool: str | None = None,
+    *,
+    accel: str = "kvm",
+    machine_type: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    ends: bool = False,
+    hosts: Iterable[str] | None = None,
+) -> pd.DataFrame:
     """What changed on each host: features and usable models, next to QEMU, kernel, microcode.
 
     Reads the committed runs from ``since`` to ``until`` (run ids, inclusive;
@@ -211,8 +273,11 @@ def drift(store: Store, pool: str | None = None, *, accel: str = "kvm",
     first probed one, shown in ``machine_type``. CPU data is read back only
     for the records that changed.
     """
-    runs = [r.run_id for r in store.runs()
-            if (since is None or r.run_id >= since) and (until is None or r.run_id <= until)]
+    runs = [
+        r.run_id
+        for r in store.runs()
+        if (since is None or r.run_id >= since) and (until is None or r.run_id <= until)
+    ]
     wanted = set(hosts) if hosts is not None else None
     if pool is not None:
         members = {s.host for s in store.latest(pool)}
@@ -230,10 +295,23 @@ def drift(store: Store, pool: str | None = None, *, accel: str = "kvm",
         last[host] = record
     if ends:
         pairs = [(first[h], last[h]) for h in sorted(first) if _differs(first[h], last[h])]
-    cpu = _cpu_states(store, {(r["host"], r["detail_run"]) for pair in pairs for r in pair
-                              if r["detail_run"] is not None}, machine_type)
-    rows = [row for before, after in pairs
-            if (row := _row(before, after, cpu.get((before["host"], before["detail_run"])),
-                            cpu.get((after["host"], after["detail_run"])))) is not None]
+    cpu = _cpu_states(
+        store,
+        {(r["host"], r["detail_run"]) for pair in pairs for r in pair if r["detail_run"] is not None},
+        machine_type,
+    )
+    rows = [
+        row
+        for before, after in pairs
+        if (
+            row := _row(
+                before,
+                after,
+                cpu.get((before["host"], before["detail_run"])),
+                cpu.get((after["host"], after["detail_run"])),
+            )
+        )
+        is not None
+    ]
     frame = pd.DataFrame(rows, columns=DRIFT_COLUMNS)
     return frame.sort_values(["collected_at", "host"]).reset_index(drop=True)

@@ -59,22 +59,22 @@ class Section:
 #: Every section, in report order, with the one line that says how to read it.
 HOW_TO_READ = {
     "Pool summary": "Who is in the pool, what they run, and the CPU every member can run: "
-                    "start guests with the first -cpu string.",
+    "start guests with the first -cpu string.",
     "Hosts": "The latest record of every host in the pool; a failed host keeps its last good "
-             "data until it is older than --max-age.",
+    "data until it is older than --max-age.",
     "Feature coverage": "A row per group of identical hosts, a column per feature that differs "
-                        "between them: a white cell is a feature that host cannot give a guest, "
-                        "so the pool cannot have it.",
+    "between them: a white cell is a feature that host cannot give a guest, "
+    "so the pool cannot have it.",
     "Model usability": "A column per QEMU CPU model usable on some hosts only: white means that "
-                       "host's QEMU refuses the model (the blockers table names the features it "
-                       "lacks).",
+    "host's QEMU refuses the model (the blockers table names the features it "
+    "lacks).",
     "Blockers": "Left: each feature some member offers but the pool lacks, by how many hosts "
-                "block it (one blocker is cheap to fix). Right: what removing each group of "
-                "identical hosts would gain; the top bar is the best trade.",
+    "block it (one blocker is cheap to fix). Right: what removing each group of "
+    "identical hosts would gain; the top bar is the best trade.",
     "Drift": "One marker per change of a host between two successful runs: red lost features, "
-             "green gained, grey only QEMU/kernel/microcode changed; the label says what.",
+    "green gained, grey only QEMU/kernel/microcode changed; the label says what.",
     "Failures": "Failed hosts of the pool per run, by the stage that failed (ssh, bootstrap, "
-                "qemu, ...): a bar that grows is a fleet problem.",
+    "qemu, ...): a bar that grows is a fleet problem.",
 }
 
 
@@ -111,20 +111,30 @@ def _when(moment: datetime) -> str:
 
 def _summary(data: PoolData, row: dict[str, Any]) -> Section:
     sec = _section("Pool summary")
-    facts = pd.DataFrame([(k, v) for k, v in row.items() if k not in ("cpu", "custom")],
-                         columns=["", "value"])
+    facts = pd.DataFrame(
+        [(k, v) for k, v in row.items() if k not in ("cpu", "custom")], columns=["", "value"]
+    )
     sec.tables.append(("", facts))
     if row["cpu"]:
         sec.preformatted += [f"-cpu {row['cpu']}", f"-cpu {row['custom']}"]
     else:
         sec.missing = f"no baseline: {row['problem']}"
     if data.missing:
-        sec.tables.append((f"{len(data.missing)} member(s) missing from the answer",
-                           pd.DataFrame([(m.host, m.code, m.message) for m in data.missing],
-                                        columns=["host", "code", "message"])))
+        sec.tables.append(
+            (
+                f"{len(data.missing)} member(s) missing from the answer",
+                pd.DataFrame(
+                    [(m.host, m.code, m.message) for m in data.missing], columns=["host", "code", "message"]
+                ),
+            )
+        )
     if data.notices:
-        sec.tables.append(("notices", pd.DataFrame([(n.code, n.message) for n in data.notices],
-                                                   columns=["code", "message"])))
+        sec.tables.append(
+            (
+                "notices",
+                pd.DataFrame([(n.code, n.message) for n in data.notices], columns=["code", "message"]),
+            )
+        )
     return sec
 
 
@@ -132,9 +142,24 @@ def _hosts(store: Store, data: PoolData) -> Section:
     sec = _section("Hosts")
     if data.states:
         frame = latest_hosts(store, data.pool)
-        sec.tables.append(("", frame[["host", "status", "stage", "error", "accel",
-                                      "qemu_version", "collected_at", "last_ok_kvm",
-                                      "last_ok_tcg"]]))
+        sec.tables.append(
+            (
+                "",
+                frame[
+                    [
+                        "host",
+                        "status",
+                        "stage",
+                        "error",
+                        "accel",
+                        "qemu_version",
+                        "collected_at",
+                        "last_ok_kvm",
+                        "last_ok_tcg",
+                    ]
+                ],
+            )
+        )
     else:
         sec.missing = data.problem or "no host"
     return sec
@@ -147,8 +172,9 @@ def _matrix_section(title: str, matrix: pd.DataFrame, data: PoolData, draw: Any)
     elif matrix.empty:
         sec.missing = "nothing to draw: no member data"
     else:
-        sec.image = png(draw(matrix, f"pool {data.pool} on {data.machine_type} ({data.accel}),"
-                                     f" {len(matrix)} member(s)"))
+        sec.image = png(
+            draw(matrix, f"pool {data.pool} on {data.machine_type} ({data.accel}), {len(matrix)} member(s)")
+        )
     return sec
 
 
@@ -160,34 +186,66 @@ def _blockers(data: PoolData, tables: BlockerTables) -> Section:
     sec.image = png(plots.plot_blockers(tables.features, tables.groups))
     if len(data.members) < 2:
         sec.missing = "a one-member pool has no blockers: every feature its host offers is kept"
-    sec.tables.append(("features the pool lacks", tables.features.sort_values(
-        ["n_hosts", "feature"])[["feature", "reason", "n_hosts", "hosts"]]))
+    sec.tables.append(
+        (
+            "features the pool lacks",
+            tables.features.sort_values(["n_hosts", "feature"])[["feature", "reason", "n_hosts", "hosts"]],
+        )
+    )
     if not tables.groups.empty:
-        sec.tables.append(("without one group of identical hosts", tables.groups[
-            ["group", "n_hosts", "hosts", "n_features", "features_gained", "model_before",
-             "model_after", "score"]]))
+        sec.tables.append(
+            (
+                "without one group of identical hosts",
+                tables.groups[
+                    [
+                        "group",
+                        "n_hosts",
+                        "hosts",
+                        "n_features",
+                        "features_gained",
+                        "model_before",
+                        "model_after",
+                        "score",
+                    ]
+                ],
+            )
+        )
     return sec
 
 
 def _drift(store: Store, data: PoolData, runs: int, since: str | None, history: str) -> Section:
     sec = _section("Drift")
     if runs < 2:
-        sec.missing = (f"{runs} run stored: drift needs two runs of the same host "
-                       "(collect again later)")
+        sec.missing = f"{runs} run stored: drift needs two runs of the same host (collect again later)"
         return sec
     if since is None:
         sec.missing = f"no run in the last {history} (--history)"
         return sec
-    frame = drift(store, data.pool, accel=data.accel, machine_type=data.machine_type,
-                  since=since)
+    frame = drift(store, data.pool, accel=data.accel, machine_type=data.machine_type, since=since)
     if frame.empty:
         sec.missing = f"no host of the pool changed between its successful runs in {history}"
         return sec
     sec.image = png(plots.plot_drift(frame))
-    sec.tables.append(("latest changes", frame.sort_values("collected_at", ascending=False)[
-        ["collected_at", "host", "features_removed", "features_added", "models_lost",
-         "models_gained", "changed", "microcode_before", "microcode", "kernel_release",
-         "qemu_version"]]))
+    sec.tables.append(
+        (
+            "latest changes",
+            frame.sort_values("collected_at", ascending=False)[
+                [
+                    "collected_at",
+                    "host",
+                    "features_removed",
+                    "features_added",
+                    "models_lost",
+                    "models_gained",
+                    "changed",
+                    "microcode_before",
+                    "microcode",
+                    "kernel_release",
+                    "qemu_version",
+                ]
+            ],
+        )
+    )
     return sec
 
 
@@ -205,17 +263,23 @@ def _failures(store: Store, data: PoolData, since: str | None, history: str) -> 
 
 
 def _empty(root: Path, pool: str, accel: str) -> tuple[PoolData, list[Section]]:
-    problem = (f"the store at {root} is empty: run fleetcpu collect INVENTORY (or fleetcpu "
-               "import) first")
+    problem = f"the store at {root} is empty: run fleetcpu collect INVENTORY (or fleetcpu import) first"
     data = PoolData(pool, accel, None, (), (), (), (), problem=problem)
     secs = [Section(title, how, missing=problem) for title, how in HOW_TO_READ.items()]
     return data, secs
 
 
-def sections(store: Store | None, pool: str, *, root: Path, accel: str = "kvm",
-             machine_type: str | None = None, max_age: timedelta = DEFAULT_MAX_AGE,
-             history: timedelta = DEFAULT_HISTORY, now: datetime | None = None
-             ) -> tuple[PoolData, list[Section]]:
+def sections(
+    store: Store | None,
+    pool: str,
+    *,
+    root: Path,
+    accel: str = "kvm",
+    machine_type: str | None = None,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    history: timedelta = DEFAULT_HISTORY,
+    now: datetime | None = None,
+) -> tuple[PoolData, list[Section]]:
     """Every section of the report for one pool, figures rendered. ``store`` is None for a
     missing or empty store: the report then says so. Raises UnknownPoolError only for a pool
     a non-empty store does not know: a typo in --pool is an error, not an empty report."""
@@ -223,8 +287,7 @@ def sections(store: Store | None, pool: str, *, root: Path, accel: str = "kvm",
     if store is None or not store.pools():
         return _empty(root, pool, accel)
     store.latest(pool)
-    data = load_pool(store, pool, accel=accel, machine_type=machine_type, max_age=max_age,
-                     now=now)
+    data = load_pool(store, pool, accel=accel, machine_type=machine_type, max_age=max_age, now=now)
     runs = len(store.runs())
     since = runs_since(store, history, now)
     tables = blockers(data)
@@ -253,18 +316,20 @@ padding:2px 6px;text-align:left;vertical-align:top} img{max-width:100%;height:au
 
 def _table_html(caption: str, frame: pd.DataFrame) -> str:
     head = f"<h3>{html.escape(caption)}</h3>" if caption else ""
-    more = (f"<p class='meta'>{len(frame) - TABLE_ROWS} more rows not shown "
-            "(fleetcpu.analysis has them all)</p>" if len(frame) > TABLE_ROWS else "")
-    return head + _display(frame).to_html(index=False, escape=True, na_rep="",
-                                          border=0) + more
+    more = (
+        f"<p class='meta'>{len(frame) - TABLE_ROWS} more rows not shown (fleetcpu.analysis has them all)</p>"
+        if len(frame) > TABLE_ROWS
+        else ""
+    )
+    return head + _display(frame).to_html(index=False, escape=True, na_rep="", border=0) + more
 
 
-def render_html(root: Path, data: PoolData, secs: Sequence[Section],
-                now: datetime | None = None) -> str:
+def render_html(root: Path, data: PoolData, secs: Sequence[Section], now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     title = f"fleetcpu report: pool {data.pool}"
     out = [
-        "<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
+        "<!DOCTYPE html>",
+        "<html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='meta'>{html.escape(data.accel)} data"
@@ -281,24 +346,41 @@ def render_html(root: Path, data: PoolData, secs: Sequence[Section],
             out.append(f"<p class='missing'>{html.escape(sec.missing)}</p>")
         if sec.image:
             encoded = base64.b64encode(sec.image).decode("ascii")
-            out.append(f"<figure><img alt='{html.escape(sec.title)}' "
-                       f"src='data:image/png;base64,{encoded}'></figure>")
+            out.append(
+                f"<figure><img alt='{html.escape(sec.title)}' src='data:image/png;base64,{encoded}'></figure>"
+            )
         out += [f"<pre>{html.escape(text)}</pre>" for text in sec.preformatted]
         out += [_table_html(caption, frame) for caption, frame in sec.tables]
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
 
-def build_report(store: Store | None, pool: str, *, root: Path, accel: str = "kvm",
-                 machine_type: str | None = None, max_age: timedelta = DEFAULT_MAX_AGE,
-                 history: timedelta = DEFAULT_HISTORY, now: datetime | None = None
-                 ) -> tuple[str, PoolData, list[Section]]:
+def build_report(
+    store: Store | None,
+    pool: str,
+    *,
+    root: Path,
+    accel: str = "kvm",
+    machine_type: str | None = None,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    history: timedelta = DEFAULT_HISTORY,
+    now: datetime | None = None,
+) -> tuple[str, PoolData, list[Section]]:
     """The report's HTML, and the pool data and sections it was made from (for the CLI's
     summary line)."""
     now = now or datetime.now(UTC)
-    data, secs = sections(store, pool, root=root, accel=accel, machine_type=machine_type,
-                          max_age=max_age, history=history, now=now)
+    data, secs = sections(
+        store,
+        pool,
+        root=root,
+        accel=accel,
+        machine_type=machine_type,
+        max_age=max_age,
+        history=history,
+        now=now,
+    )
     return render_html(root, data, secs, now), data, secs
+
 
 __all__ = [
     "DEFAULT_HISTORY",

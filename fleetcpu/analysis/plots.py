@@ -60,8 +60,7 @@ def fold_rows(matrix: pd.DataFrame) -> pd.DataFrame:
     for host, k in zip(matrix.index, key, strict=True):
         groups.setdefault(k, []).append(str(host))
     ordered = sorted(groups.values(), key=lambda hosts: (-len(hosts), hosts[0]))
-    labels = [hosts[0] if len(hosts) == 1 else f"{hosts[0]} (+{len(hosts) - 1})"
-              for hosts in ordered]
+    labels = [hosts[0] if len(hosts) == 1 else f"{hosts[0]} (+{len(hosts) - 1})" for hosts in ordered]
     folded = matrix.loc[[hosts[0] for hosts in ordered]]
     folded.index = pd.Index(labels, name=matrix.index.name)
     return folded
@@ -92,12 +91,18 @@ def heatmap(matrix: pd.DataFrame, title: str, what: str) -> Figure:
         ax.axis("off")
         ax.text(0.5, 0.5, f"every host has the same {what}", ha="center", va="center")
     else:
-        ax.imshow(folded.to_numpy(dtype=float), aspect="auto", cmap="Greens", vmin=0, vmax=1.25,
-                  interpolation="nearest")
-        ax.set_yticks(range(len(folded.index)), labels=[str(i) for i in folded.index],
-                      fontsize=7)
-        ax.set_xticks(range(folded.shape[1]), labels=[str(c) for c in folded.columns],
-                      rotation=90, fontsize=6)
+        ax.imshow(
+            folded.to_numpy(dtype=float),
+            aspect="auto",
+            cmap="Greens",
+            vmin=0,
+            vmax=1.25,
+            interpolation="nearest",
+        )
+        ax.set_yticks(range(len(folded.index)), labels=[str(i) for i in folded.index], fontsize=7)
+        ax.set_xticks(
+            range(folded.shape[1]), labels=[str(c) for c in folded.columns], rotation=90, fontsize=6
+        )
     ax.set_title(f"{title}\n({'; '.join(notes)})", fontsize=9)
     return fig
 
@@ -123,30 +128,47 @@ def plot_blockers(features: pd.DataFrame, groups: pd.DataFrame, title: str = "")
     policy = len(features) - len(by_hosts)
     if top.empty:
         left.axis("off")
-        left.text(0.5, 0.5, "no feature is blocked by a host"
-                  + (f" ({policy} left out by policy)" if policy else ""), ha="center",
-                  va="center", fontsize=8)
+        left.text(
+            0.5,
+            0.5,
+            "no feature is blocked by a host" + (f" ({policy} left out by policy)" if policy else ""),
+            ha="center",
+            va="center",
+            fontsize=8,
+        )
     else:
         left.barh(range(len(top)), top["n_hosts"], color="tab:red")
-        left.set_yticks(range(len(top)), labels=[f"{f} ({r})" for f, r in
-                                                 zip(top["feature"], top["reason"], strict=True)],
-                        fontsize=7)
+        left.set_yticks(
+            range(len(top)),
+            labels=[f"{f} ({r})" for f, r in zip(top["feature"], top["reason"], strict=True)],
+            fontsize=7,
+        )
         left.invert_yaxis()
         left.set_xlabel("hosts blocking it")
         left.xaxis.set_major_locator(MaxNLocator(integer=True))
         more = len(by_hosts) - len(top)
-        left.set_title("features hosts take from the pool (fewest blockers first)"
-                       + (f"\n{more} more not drawn" if more > 0 else "")
-                       + (f"; {policy} left out by policy, not hosts" if policy else ""),
-                       fontsize=9)
+        left.set_title(
+            "features hosts take from the pool (fewest blockers first)"
+            + (f"\n{more} more not drawn" if more > 0 else "")
+            + (f"; {policy} left out by policy, not hosts" if policy else ""),
+            fontsize=9,
+        )
     gains = groups[groups["n_features"] > 0].head(MAX_BARS) if not groups.empty else groups
     if gains.empty:
         right.axis("off")
-        right.text(0.5, 0.5, "removing no single group of hosts gains a feature",
-                   ha="center", va="center", fontsize=8)
+        right.text(
+            0.5,
+            0.5,
+            "removing no single group of hosts gains a feature",
+            ha="center",
+            va="center",
+            fontsize=8,
+        )
     else:
-        labels = [f"{g}: {h[0]}" + (f" (+{n - 1})" if n > 1 else "")
-                  for g, h, n in zip(gains["group"], gains["hosts"], gains["n_hosts"], strict=True)]
+        labels = [
+            f"{g}: {h[0]}" + (f" (+{n - 1})" if n > 1 else "")
+            for g, h, n in zip(gains["group"], gains["hosts"], gains["n_hosts"], strict=True)
+        ]
         right.barh(range(len(gains)), gains["n_features"], color="tab:blue")
         right.set_yticks(range(len(gains)), labels=labels, fontsize=7)
         right.invert_yaxis()
@@ -164,8 +186,7 @@ def _change_text(row: pd.Series) -> str:
     extra = len(row["features_removed"]) + len(row["features_added"]) - len(parts)
     if extra > 0:
         parts.append(f"({extra} more)")
-    facts = [f"{c} {row.get(f'{c}_before')}->{row.get(c)}" for c in row["changed"]
-             if c != "machine_type"]
+    facts = [f"{c} {row.get(f'{c}_before')}->{row.get(c)}" for c in row["changed"] if c != "machine_type"]
     return " ".join(parts + facts)
 
 
@@ -177,8 +198,7 @@ def plot_drift(frame: pd.DataFrame, title: str = "what changed on each host") ->
     ax = fig.add_subplot()
     if not shown:
         ax.axis("off")
-        ax.text(0.5, 0.5, "no host changed between its successful runs", ha="center",
-                va="center")
+        ax.text(0.5, 0.5, "no host changed between its successful runs", ha="center", va="center")
         ax.set_title(title, fontsize=9)
         return fig
     position = {h: i for i, h in enumerate(shown)}
@@ -187,18 +207,38 @@ def plot_drift(frame: pd.DataFrame, title: str = "what changed on each host") ->
     gained = (data["features_added"].map(len) > 0) & ~lost
     facts = ~(lost | gained)
     # The grey line is the window the change happened in: from the last record before it.
-    ax.hlines(data["host"].map(position), data["previous_at"], data["collected_at"],
-              color="lightgray", linewidth=2, zorder=1)
-    for mask, marker, color, label in ((lost, "v", "tab:red", "features lost"),
-                                       (gained, "^", "tab:green", "features gained"),
-                                       (facts, "o", "tab:gray", "facts only")):
+    ax.hlines(
+        data["host"].map(position),
+        data["previous_at"],
+        data["collected_at"],
+        color="lightgray",
+        linewidth=2,
+        zorder=1,
+    )
+    for mask, marker, color, label in (
+        (lost, "v", "tab:red", "features lost"),
+        (gained, "^", "tab:green", "features gained"),
+        (facts, "o", "tab:gray", "facts only"),
+    ):
         part = data[mask]
         if not part.empty:
-            ax.scatter(part["collected_at"], part["host"].map(position), marker=marker, s=60,
-                       color=color, label=label, zorder=3)
+            ax.scatter(
+                part["collected_at"],
+                part["host"].map(position),
+                marker=marker,
+                s=60,
+                color=color,
+                label=label,
+                zorder=3,
+            )
     for _, row in data.iterrows():
-        ax.annotate(_change_text(row), (row["collected_at"], position[row["host"]]),
-                    xytext=(6, 4), textcoords="offset points", fontsize=6)
+        ax.annotate(
+            _change_text(row),
+            (row["collected_at"], position[row["host"]]),
+            xytext=(6, 4),
+            textcoords="offset points",
+            fontsize=6,
+        )
     ax.set_yticks(range(len(shown)), labels=shown, fontsize=7)
     ax.set_ylim(-0.7, len(shown) - 0.3)
     first, last = data["previous_at"].min(), data["collected_at"].max()
@@ -220,11 +260,15 @@ def plot_failures(frame: pd.DataFrame, title: str = "failed hosts per run") -> F
         ax.axis("off")
         ax.text(0.5, 0.5, "no failed hosts", ha="center", va="center")
         return fig
-    pivot = frame.pivot_table(index="run_id", columns="stage", values="hosts", aggfunc="sum",
-                              fill_value=0)
+    pivot = frame.pivot_table(index="run_id", columns="stage", values="hosts", aggfunc="sum", fill_value=0)
     pivot.plot(kind="bar", stacked=True, ax=ax, width=0.8)
-    ax.set_xticks(range(len(pivot.index)), labels=[str(r)[:15] for r in pivot.index],
-                  rotation=45, fontsize=6, ha="right")
+    ax.set_xticks(
+        range(len(pivot.index)),
+        labels=[str(r)[:15] for r in pivot.index],
+        rotation=45,
+        fontsize=6,
+        ha="right",
+    )
     ax.set_ylabel("failed hosts")
     ax.set_title(title, fontsize=9)
     return fig

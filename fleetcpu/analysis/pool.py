@@ -64,9 +64,16 @@ class PoolData:
     problem: str | None = None
 
 
-def load_pool(store: Store, pool: str, *, accel: str = "kvm", machine_type: str | None = None,
-              max_age: timedelta = DEFAULT_MAX_AGE, policy: Policy | None = None,
-              now: datetime | None = None) -> PoolData:
+def load_pool(
+    store: Store,
+    pool: str,
+    *,
+    accel: str = "kvm",
+    machine_type: str | None = None,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    policy: Policy | None = None,
+    now: datetime | None = None,
+) -> PoolData:
     """Select the pool's members exactly as the CLI does; a refusal becomes ``problem``."""
     now = now or datetime.now(UTC)
     policy = policy or Policy()
@@ -77,16 +84,15 @@ def load_pool(store: Store, pool: str, *, accel: str = "kvm", machine_type: str 
     except FleetcpuError as exc:
         return PoolData(pool, accel, None, (), (), (), (), policy, problem=str(exc))
     try:
-        sel = select_members(store, pool, accel=accel, machine_type=machine_type,
-                             max_age=max_age, now=now)
+        sel = select_members(store, pool, accel=accel, machine_type=machine_type, max_age=max_age, now=now)
     except StoreError:
         raise
     except FleetcpuError as exc:
         found = classify(states, accel, max_age, now)
-        return PoolData(pool, accel, None, (), found.missing, found.notices, states, policy,
-                        problem=str(exc))
-    return PoolData(pool, accel, sel.machine_type, sel.members, sel.missing, sel.notices, states,
-                    policy, sel.probed)
+        return PoolData(pool, accel, None, (), found.missing, found.notices, states, policy, problem=str(exc))
+    return PoolData(
+        pool, accel, sel.machine_type, sel.members, sel.missing, sel.notices, states, policy, sel.probed
+    )
 
 
 def coverage(data: PoolData) -> pd.DataFrame:
@@ -98,8 +104,12 @@ def coverage(data: PoolData) -> pd.DataFrame:
     sets = {m.host: m.offered for m in sorted(data.members, key=lambda m: m.host)}
     counts = Counter(f for s in sets.values() for f in s)
     names = sorted(counts, key=lambda f: (-counts[f], f))
-    frame = pd.DataFrame([[f in s for f in names] for s in sets.values()],
-                         index=pd.Index(list(sets), name="host"), columns=names, dtype=bool)
+    frame = pd.DataFrame(
+        [[f in s for f in names] for s in sets.values()],
+        index=pd.Index(list(sets), name="host"),
+        columns=names,
+        dtype=bool,
+    )
     frame.columns.name = "feature"
     return frame
 
@@ -110,9 +120,15 @@ def usability(data: PoolData) -> pd.DataFrame:
     Aliases are left out: they are the versioned model they resolve to.
     """
     rows = [
-        {"host": m.host, "model": cm.name, "usable": cm.usable,
-         "blocking": list(cm.unavailable_features), "deprecated": cm.deprecated}
-        for m in sorted(data.members, key=lambda m: m.host) for cm in m.models
+        {
+            "host": m.host,
+            "model": cm.name,
+            "usable": cm.usable,
+            "blocking": list(cm.unavailable_features),
+            "deprecated": cm.deprecated,
+        }
+        for m in sorted(data.members, key=lambda m: m.host)
+        for cm in m.models
         if cm.alias_of is None
     ]
     return pd.DataFrame(rows, columns=["host", "model", "usable", "blocking", "deprecated"])
@@ -155,13 +171,27 @@ class BlockerTables:
 
 FEATURE_COLUMNS = ["feature", "reason", "hosts", "n_hosts", "message"]
 MODEL_COLUMNS = ["model", "reasons", "hosts", "n_hosts", "by_some_hosts"]
-GROUP_COLUMNS = ["group", "hosts", "n_hosts", "features_gained", "n_features", "model_before",
-                 "model_after", "new_models", "score"]
+GROUP_COLUMNS = [
+    "group",
+    "hosts",
+    "n_hosts",
+    "features_gained",
+    "n_features",
+    "model_before",
+    "model_after",
+    "new_models",
+    "score",
+]
 
 
 def _no_blockers(problem: str) -> BlockerTables:
-    return BlockerTables(None, problem, pd.DataFrame(columns=FEATURE_COLUMNS),
-                         pd.DataFrame(columns=MODEL_COLUMNS), pd.DataFrame(columns=GROUP_COLUMNS))
+    return BlockerTables(
+        None,
+        problem,
+        pd.DataFrame(columns=FEATURE_COLUMNS),
+        pd.DataFrame(columns=MODEL_COLUMNS),
+        pd.DataFrame(columns=GROUP_COLUMNS),
+    )
 
 
 def blockers(data: PoolData) -> BlockerTables:
@@ -172,21 +202,45 @@ def blockers(data: PoolData) -> BlockerTables:
     if data.problem is not None or data.machine_type is None:
         return _no_blockers(data.problem or "no machine type")
     try:
-        found = explain_blockers(data.pool, data.machine_type, data.accel, data.members,
-                                 data.policy, missing=data.missing, notices=data.notices)
+        found = explain_blockers(
+            data.pool,
+            data.machine_type,
+            data.accel,
+            data.members,
+            data.policy,
+            missing=data.missing,
+            notices=data.notices,
+        )
     except FleetcpuError as exc:
         return _no_blockers(str(exc))
     features = pd.DataFrame(
         [(f.feature, f.reason, list(f.hosts), len(f.hosts), f.message) for f in found.features],
-        columns=FEATURE_COLUMNS)
+        columns=FEATURE_COLUMNS,
+    )
     models = pd.DataFrame(
-        [(m.model, sorted({b.reason for b in m.blocks}), list(m.hosts), len(m.hosts),
-          m.by_some_hosts) for m in found.models],
-        columns=MODEL_COLUMNS)
+        [
+            (m.model, sorted({b.reason for b in m.blocks}), list(m.hosts), len(m.hosts), m.by_some_hosts)
+            for m in found.models
+        ],
+        columns=MODEL_COLUMNS,
+    )
     groups = pd.DataFrame(
-        [(w.label, list(w.hosts), len(w.hosts), list(w.features), len(w.features),
-          w.model_before, w.model_after, list(w.new_models), w.score) for w in found.groups],
-        columns=GROUP_COLUMNS)
+        [
+            (
+                w.label,
+                list(w.hosts),
+                len(w.hosts),
+                list(w.features),
+                len(w.features),
+                w.model_before,
+                w.model_after,
+                list(w.new_models),
+                w.score,
+            )
+            for w in found.groups
+        ],
+        columns=GROUP_COLUMNS,
+    )
     return BlockerTables(found.baseline, None, features, models, groups)
 
 
@@ -195,9 +249,23 @@ def _counted(values: Sequence[str | None]) -> str:
     return ", ".join(f"{k} ({n})" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-SUMMARY_COLUMNS = ["pool", "hosts", "members", "missing", "latest_failed", "vendors",
-                   "qemu_versions", "machine_types", "machine_type", "model", "features", "cpu",
-                   "custom", "warnings", "problem"]
+SUMMARY_COLUMNS = [
+    "pool",
+    "hosts",
+    "members",
+    "missing",
+    "latest_failed",
+    "vendors",
+    "qemu_versions",
+    "machine_types",
+    "machine_type",
+    "model",
+    "features",
+    "cpu",
+    "custom",
+    "warnings",
+    "problem",
+]
 
 
 def summary_row(data: PoolData, tables: BlockerTables | None = None) -> dict[str, object]:
@@ -212,8 +280,15 @@ def summary_row(data: PoolData, tables: BlockerTables | None = None) -> dict[str
         base, problem = tables.baseline, tables.problem
     elif problem is None and data.machine_type is not None:
         try:
-            base = compute_baseline(data.pool, data.machine_type, data.accel, data.members,
-                                    data.policy, missing=data.missing, notices=data.notices)
+            base = compute_baseline(
+                data.pool,
+                data.machine_type,
+                data.accel,
+                data.members,
+                data.policy,
+                missing=data.missing,
+                notices=data.notices,
+            )
         except FleetcpuError as exc:
             problem = str(exc)
     return {
@@ -235,11 +310,15 @@ def summary_row(data: PoolData, tables: BlockerTables | None = None) -> dict[str
     }
 
 
-def pool_summary(store: Store, pools: Sequence[str] | None = None, *, accel: str = "kvm",
-                 max_age: timedelta = DEFAULT_MAX_AGE, now: datetime | None = None
-                 ) -> pd.DataFrame:
+def pool_summary(
+    store: Store,
+    pools: Sequence[str] | None = None,
+    *,
+    accel: str = "kvm",
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    now: datetime | None = None,
+) -> pd.DataFrame:
     """One row per pool: members, vendors, QEMU versions, machine types and the baseline model."""
     names = list(pools) if pools is not None else store.pools()
-    rows = [summary_row(load_pool(store, p, accel=accel, max_age=max_age, now=now))
-            for p in names]
+    rows = [summary_row(load_pool(store, p, accel=accel, max_age=max_age, now=now)) for p in names]
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

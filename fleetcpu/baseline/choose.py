@@ -85,13 +85,15 @@ class _ModelsData:
         self.by_name = {c.name: c for c in models}
         self.names = frozenset(self.by_name)
         #: (base, versioned name) pairs: a set, so that a pool's are one C-level union.
-        self.versioned = frozenset((base, n) for n in self.by_name
-                                   for base, number in (split_version(n),) if number)
+        self.versioned = frozenset(
+            (base, n) for n in self.by_name for base, number in (split_version(n),) if number
+        )
         #: name or "=name" (resolved through an alias) -> the model's feature set.
         self.features: dict[str, frozenset[str]] = {}
         #: (name, superseded, loose) -> (why blocked or None, the model judged, resolves)
-        self.blocks: dict[tuple[str, str | None, bool],
-                          tuple[tuple[str, str] | None, CpuModel | None, bool]] = {}
+        self.blocks: dict[
+            tuple[str, str | None, bool], tuple[tuple[str, str] | None, CpuModel | None, bool]
+        ] = {}
 
 
 class JudgeMemo:
@@ -173,8 +175,16 @@ def _resolved(view: _ModelsData, name: str) -> CpuModel | None:
         return model
     target = view.by_name.get(model.alias_of)
     features = target.features if target is not None else None
-    return CpuModel(model.name, model.unavailable_features, None, model.deprecated,
-                    model.migration_safe, model.static, model.typename, features)
+    return CpuModel(
+        model.name,
+        model.unavailable_features,
+        None,
+        model.deprecated,
+        model.migration_safe,
+        model.static,
+        model.typename,
+        features,
+    )
 
 
 def _model_block(model: CpuModel | None, superseded_by: str | None) -> tuple[str, str] | None:
@@ -182,23 +192,27 @@ def _model_block(model: CpuModel | None, superseded_by: str | None) -> tuple[str
     if model is None:
         return "absent", "not in this QEMU's query-cpu-definitions"
     checks = (
-        (model.alias_of is not None,
-         "alias", f"alias of {model.alias_of}: its meaning moves with the machine type"),
-        (superseded_by is not None,
-         "superseded", f"versioned names exist ({superseded_by}): an unversioned name moves"),
-        (not model.usable,
-         "unusable", "unavailable features: " + " ".join(model.unavailable_features)),
+        (
+            model.alias_of is not None,
+            "alias",
+            f"alias of {model.alias_of}: its meaning moves with the machine type",
+        ),
+        (
+            superseded_by is not None,
+            "superseded",
+            f"versioned names exist ({superseded_by}): an unversioned name moves",
+        ),
+        (not model.usable, "unusable", "unavailable features: " + " ".join(model.unavailable_features)),
         (model.deprecated, "deprecated", "QEMU marks it deprecated"),
-        (model.migration_safe is not True,
-         "not-migration-safe", "QEMU does not mark it migration-safe"),
-        (model.features is None,
-         "features-unknown", "its expansion was not recorded by the probe"),
+        (model.migration_safe is not True, "not-migration-safe", "QEMU does not mark it migration-safe"),
+        (model.features is None, "features-unknown", "its expansion was not recorded by the probe"),
     )
     return next(((reason, detail) for failed, reason, detail in checks if failed), None)
 
 
-def _block(data: _ModelsData, key: tuple[str, str | None, bool]
-           ) -> tuple[tuple[str, str] | None, CpuModel | None, bool]:
+def _block(
+    data: _ModelsData, key: tuple[str, str | None, bool]
+) -> tuple[tuple[str, str] | None, CpuModel | None, bool]:
     """(why model ``name`` is blocked in this view or None, the model judged, whether it
     resolves per machine type), for ``key`` = (name, superseded by, loose); memoized."""
     name, superseded, loose = key
@@ -214,13 +228,13 @@ def _block(data: _ModelsData, key: tuple[str, str | None, bool]
 
 def _collect(blocks: dict[tuple[str, str], list[str]]) -> tuple[ModelBlock, ...]:
     return tuple(
-        ModelBlock(reason, detail, tuple(sorted(hosts)))
-        for (reason, detail), hosts in sorted(blocks.items())
+        ModelBlock(reason, detail, tuple(sorted(hosts))) for (reason, detail), hosts in sorted(blocks.items())
     )
 
 
-def _collect_views(blocks: dict[tuple[str, str], list[_View]],
-                   merged: dict[tuple[int, ...], tuple[str, ...]]) -> tuple[ModelBlock, ...]:
+def _collect_views(
+    blocks: dict[tuple[str, str], list[_View]], merged: dict[tuple[int, ...], tuple[str, ...]]
+) -> tuple[ModelBlock, ...]:
     """``_collect`` of blocks given as views (each view's hosts are sorted already).
 
     At 10,000 members a hundred models are blocked on the same few sets of
@@ -232,14 +246,16 @@ def _collect_views(blocks: dict[tuple[str, str], list[_View]],
         key = tuple(id(v) for v in views)
         hosts = merged.get(key)
         if hosts is None:
-            hosts = merged[key] = (tuple(views[0].hosts) if len(views) == 1 else
-                                   tuple(sorted(h for v in views for h in v.hosts)))
+            hosts = merged[key] = (
+                tuple(views[0].hosts) if len(views) == 1 else tuple(sorted(h for v in views for h in v.hosts))
+            )
         out.append(ModelBlock(reason, detail, hosts))
     return tuple(out)
 
 
-def _unspeakable(names: Iterable[str], vocabularies: Sequence[tuple[frozenset[str], list[str]]]
-                 ) -> dict[tuple[str, str], list[str]]:
+def _unspeakable(
+    names: Iterable[str], vocabularies: Sequence[tuple[frozenset[str], list[str]]]
+) -> dict[tuple[str, str], list[str]]:
     """``-feat`` names some member's QEMU does not know, grouped like model blocks."""
     wanted = frozenset(names)
     out: dict[tuple[str, str], list[str]] = {}
@@ -266,12 +282,12 @@ class Judged:
     #: host -> the reasons left without that host for each host some block names alone), or
     #: None when a block follows the result (filled by ``block_summary``).
     _summary: dict[int, tuple[frozenset[str], int, dict[str, frozenset[str]]] | None] = field(
-        default_factory=dict, compare=False, repr=False)
+        default_factory=dict, compare=False, repr=False
+    )
     #: False for a ``Subpool`` judgement: its dicts hold only the verdicts it built.
     complete: bool = True
 
-    def block_summary(self, v: ModelVerdict
-                      ) -> tuple[frozenset[str], int, dict[str, frozenset[str]]] | None:
+    def block_summary(self, v: ModelVerdict) -> tuple[frozenset[str], int, dict[str, frozenset[str]]] | None:
         """``v``'s reasons, smallest block size and reasons left without each lone host, once
         per verdict rather than per what-if: a removal of fewer hosts than every block names
         leaves every reason in place, and a what-if removes one host (a group's label)."""
@@ -281,8 +297,11 @@ class Judged:
         found = None
         if not any(b.reason in _RESULT_REASONS for b in v.blocks):
             lone = {b.hosts[0] for b in v.blocks if len(b.hosts) == 1}
-            found = (frozenset(b.reason for b in v.blocks), min(len(b.hosts) for b in v.blocks),
-                     {h: frozenset(b.reason for b in v.blocks if b.hosts != (h,)) for h in lone})
+            found = (
+                frozenset(b.reason for b in v.blocks),
+                min(len(b.hosts) for b in v.blocks),
+                {h: frozenset(b.reason for b in v.blocks if b.hosts != (h,)) for h in lone},
+            )
         self._summary[key] = found
         return found
 
@@ -335,8 +354,9 @@ def _naming(views: Sequence[_View], memo: JudgeMemo) -> tuple[list[str], dict[st
     return found
 
 
-def judge_models(members: Sequence[Member], result: frozenset[str],
-                 memo: JudgeMemo | None = None) -> tuple[ModelVerdict, ...]:
+def judge_models(
+    members: Sequence[Member], result: frozenset[str], memo: JudgeMemo | None = None
+) -> tuple[ModelVerdict, ...]:
     """Every model any member lists (host/max/base aside), judged; sorted best candidate first.
 
     ``memo`` may be shared by calls on pools of the same members' records (see ``JudgeMemo``).
@@ -344,8 +364,12 @@ def judge_models(members: Sequence[Member], result: frozenset[str],
     return judge(members, result, memo).verdicts
 
 
-def judge(members: Sequence[Member], result: frozenset[str], memo: JudgeMemo | None = None,
-          sub: Subpool | None = None) -> Judged:
+def judge(
+    members: Sequence[Member],
+    result: frozenset[str],
+    memo: JudgeMemo | None = None,
+    sub: Subpool | None = None,
+) -> Judged:
     """``judge_models`` with what a smaller pool can reuse; ``sub`` says this pool is one.
 
     With ``sub`` the candidates alone come back: a model the parent's verdict
@@ -378,13 +402,19 @@ def judge(members: Sequence[Member], result: frozenset[str], memo: JudgeMemo | N
     strict = {name: verdict(name, loose=False) for name in names}
     loose: dict[str, ModelVerdict | frozenset[str]] = {}
     if not any(isinstance(v, ModelVerdict) and v.candidate for v in strict.values()):
-        loose = {name: verdict(name, loose=True) for name, v in strict.items()
-                 if (why := _reasons(v)) and why <= RESOLVING}
-    verdicts = [v for name, s in strict.items()
-                if isinstance(v := loose.get(name, s), ModelVerdict)
-                and (v.candidate or sub is None)]
-    memo.last = Judged(tuple(sorted(verdicts, key=_rank)), _built(strict), _built(loose),
-                       superseded_by, complete=sub is None)
+        loose = {
+            name: verdict(name, loose=True)
+            for name, v in strict.items()
+            if (why := _reasons(v)) and why <= RESOLVING
+        }
+    verdicts = [
+        v
+        for name, s in strict.items()
+        if isinstance(v := loose.get(name, s), ModelVerdict) and (v.candidate or sub is None)
+    ]
+    memo.last = Judged(
+        tuple(sorted(verdicts, key=_rank)), _built(strict), _built(loose), superseded_by, complete=sub is None
+    )
     return memo.last
 
 
@@ -399,8 +429,7 @@ def _built(found: dict[str, ModelVerdict | frozenset[str]]) -> dict[str, ModelVe
     return {name: v for name, v in found.items() if isinstance(v, ModelVerdict)}
 
 
-def _still_blocked(previous: ModelVerdict | None, sub: Subpool, same_text: bool
-                   ) -> frozenset[str]:
+def _still_blocked(previous: ModelVerdict | None, sub: Subpool, same_text: bool) -> frozenset[str]:
     """The reasons still blocking ``previous`` in the smaller pool; empty when it must be
     judged afresh. Builds no verdict: a ``Subpool`` judgement returns candidates alone."""
     if previous is None or previous.candidate or not same_text:
@@ -416,13 +445,23 @@ def _still_blocked(previous: ModelVerdict | None, sub: Subpool, same_text: bool
         (host,) = removed
         return without_lone.get(host, reasons)
     # A block vanishes only when the removal takes every host it names (few: test length first).
-    return frozenset(b.reason for b in previous.blocks
-                     if not (len(b.hosts) <= len(removed) and removed.issuperset(b.hosts)))
+    return frozenset(
+        b.reason
+        for b in previous.blocks
+        if not (len(b.hosts) <= len(removed) and removed.issuperset(b.hosts))
+    )
 
 
-def _judge(name: str, views: Sequence[_View], superseded: str | None, result: frozenset[str],
-           vocabularies: Sequence[tuple[frozenset[str], list[str]]], *, loose: bool,
-           merged: dict[tuple[int, ...], tuple[str, ...]]) -> ModelVerdict:
+def _judge(
+    name: str,
+    views: Sequence[_View],
+    superseded: str | None,
+    result: frozenset[str],
+    vocabularies: Sequence[tuple[frozenset[str], list[str]]],
+    *,
+    loose: bool,
+    merged: dict[tuple[int, ...], tuple[str, ...]],
+) -> ModelVerdict:
     """One model for the pool; ``loose`` forgives names that resolve per machine type.
     ``merged`` caches sorted host lists of view sets for one judgement (``_collect_views``)."""
     blocks: dict[tuple[str, str], list[_View]] = {}
@@ -455,8 +494,14 @@ def _judge(name: str, views: Sequence[_View], superseded: str | None, result: fr
     bad = _unspeakable(disable, vocabularies)
     if bad:
         return ModelVerdict(name, candidate=False, blocks=_collect(bad))
-    return ModelVerdict(name, candidate=True, enable=enable, disable=disable,
-                        own_features=len(inter), resolves_on=tuple(sorted(resolves_on)))
+    return ModelVerdict(
+        name,
+        candidate=True,
+        enable=enable,
+        disable=disable,
+        own_features=len(inter),
+        resolves_on=tuple(sorted(resolves_on)),
+    )
 
 
 def _rank(v: ModelVerdict) -> tuple[int, int, int, int, str]:

@@ -75,21 +75,21 @@ def pool_vendor(members: Sequence[Member]) -> tuple[str | None, list[Notice]]:
         else:
             unknown.append(m.host)
     if len(by_vendor) > 1:
-        listing = "; ".join(
-            f"{vendor}: {host_list(hosts)}" for vendor, hosts in sorted(by_vendor.items())
-        )
+        listing = "; ".join(f"{vendor}: {host_list(hosts)}" for vendor, hosts in sorted(by_vendor.items()))
         raise MixedVendorsError(
             f"the pool mixes CPU vendors ({listing}): a guest cannot live-migrate between "
             "vendors; split the pool by vendor"
         )
     notices = []
     if unknown:
-        notices.append(Notice(
-            "vendor-unknown",
-            f"no CPU vendor recorded for {host_list(unknown)}: the custom string "
-            + ("uses the other members' vendor" if by_vendor else "sets no vendor"),
-            hosts=tuple(unknown),
-        ))
+        notices.append(
+            Notice(
+                "vendor-unknown",
+                f"no CPU vendor recorded for {host_list(unknown)}: the custom string "
+                + ("uses the other members' vendor" if by_vendor else "sets no vendor"),
+                hosts=tuple(unknown),
+            )
+        )
     return (next(iter(by_vendor)) if by_vendor else None), notices
 
 
@@ -127,10 +127,14 @@ def pool_scalars(members: Sequence[Member]) -> tuple[Scalars, list[Notice]]:
 
 
 def _unknown_scalar(label: str, hosts: list[str], others: bool) -> Notice:
-    then = ("taken from the other members, so it may exceed these hosts' own"
-            if others else "left out of the custom string (QEMU chooses it)")
-    return Notice("scalar-unknown", f"{label} not recorded for {host_list(hosts)}: {then}",
-                  hosts=tuple(hosts))
+    then = (
+        "taken from the other members, so it may exceed these hosts' own"
+        if others
+        else "left out of the custom string (QEMU chooses it)"
+    )
+    return Notice(
+        "scalar-unknown", f"{label} not recorded for {host_list(hosts)}: {then}", hosts=tuple(hosts)
+    )
 
 
 def _offered_groups(members: Sequence[Member]) -> dict[frozenset[str], list[str]]:
@@ -160,26 +164,29 @@ class _Policy:
         self.blocks: list[FeatureBlock] = []
         self.notices: list[Notice] = []
 
-    def drop(self, names: Iterable[str], reason: str, message: str,
-             hosts: tuple[str, ...] = ()) -> None:
+    def drop(self, names: Iterable[str], reason: str, message: str, hosts: tuple[str, ...] = ()) -> None:
         for name in sorted(set(names) & self.result):
             self.result.discard(name)
             self.blocks.append(FeatureBlock(name, reason, hosts, message))
 
     def apply(self, policy: Policy, members: Sequence[Member]) -> None:
         if not policy.non_migratable:
-            self.drop(NON_MIGRATABLE, "non-migratable",
-                      "QEMU refuses to migrate a guest that has it (--allow-non-migratable keeps it)")
+            self.drop(
+                NON_MIGRATABLE,
+                "non-migratable",
+                "QEMU refuses to migrate a guest that has it (--allow-non-migratable keeps it)",
+            )
         nested = [f for f in self.result if is_nested(f)]
         if not policy.nested:
-            self.drop(nested, "nested-policy",
-                      "nested virtualisation is off unless asked for (--nested)")
+            self.drop(nested, "nested-policy", "nested virtualisation is off unless asked for (--nested)")
         elif nested and self.accel == "kvm":
             # Under TCG, VMX/SVM are QEMU's emulation: the KVM module's nesting is irrelevant.
             off = tuple(m.host for m in members if m.kvm_nested != "true")
             if off:
-                message = (f"--nested asked, but {host_list(off)} do not report KVM nesting "
-                           "enabled (kvm_intel/kvm_amd nested=1): nesting features dropped")
+                message = (
+                    f"--nested asked, but {host_list(off)} do not report KVM nesting "
+                    "enabled (kvm_intel/kvm_amd nested=1): nesting features dropped"
+                )
                 self.drop(nested, "nested-off", message, off)
                 self.notices.append(Notice("nested-unavailable", message, hosts=off))
         if not policy.kvm_pv:
@@ -199,17 +206,21 @@ def _microcode_notices(result: set[str], members: Sequence[Member]) -> list[Noti
     listing = "; ".join(f"{code}: {host_list(hosts, 4)}" for code, hosts in sorted(by_code.items()))
     hosts = tuple(m.host for m in members)
     return [
-        Notice("tsx-microcode-differs",
-               f"{name} is offered by every member but their microcode differs ({listing}): "
-               "microcode and kernel updates remove TSX without a hardware change; re-collect "
-               "after updates, or drop it with --no-tsx",
-               feature=name, hosts=hosts)
+        Notice(
+            "tsx-microcode-differs",
+            f"{name} is offered by every member but their microcode differs ({listing}): "
+            "microcode and kernel updates remove TSX without a hardware change; re-collect "
+            "after updates, or drop it with --no-tsx",
+            feature=name,
+            hosts=hosts,
+        )
         for name in kept
     ]
 
 
-def _lacking(groups: dict[frozenset[str], list[str]], union: frozenset[str],
-             common: frozenset[str]) -> dict[str, list[str]]:
+def _lacking(
+    groups: dict[frozenset[str], list[str]], union: frozenset[str], common: frozenset[str]
+) -> dict[str, list[str]]:
     """Feature -> hosts lacking it, for every feature some but not all members offer.
 
     Each group's hosts are sorted (members are); features lacking on the same
@@ -227,8 +238,9 @@ def _lacking(groups: dict[frozenset[str], list[str]], union: frozenset[str],
         key = tuple(where)
         hosts = merged.get(key)
         if hosts is None:
-            hosts = merged[key] = (lists[where[0]] if len(where) == 1 else
-                                   sorted(h for i in where for h in lists[i]))
+            hosts = merged[key] = (
+                lists[where[0]] if len(where) == 1 else sorted(h for i in where for h in lists[i])
+            )
         out[name] = hosts
     return out
 
@@ -280,22 +292,29 @@ def compute_baseline(
     # The union only serves the reasons: the what-ifs (reasons=False) skip it.
     lacking = _lacking(groups, frozenset.union(*groups), common) if reasons else {}
     for name, hosts in sorted(lacking.items()):
-        blocked.append(FeatureBlock(
-            name, "not-offered", tuple(hosts),
-            f"{_kind(name)} not offered by {len(hosts)} of {total} members: {host_list(hosts)}",
-        ))
+        blocked.append(
+            FeatureBlock(
+                name,
+                "not-offered",
+                tuple(hosts),
+                f"{_kind(name)} not offered by {len(hosts)} of {total} members: {host_list(hosts)}",
+            )
+        )
         if name in SECURITY:
             # host_list of every host with its microcode, building only the named ones.
             with_code = ", ".join(f"{h} (microcode {microcode[h]})" for h in hosts[:NAMED_HOSTS])
             if len(hosts) > NAMED_HOSTS:
                 with_code += f" and {len(hosts) - NAMED_HOSTS} more"
-            own.append(Notice(
-                "security-feature-mixed",
-                f"{name} is offered by {total - len(hosts)} of {total} members, so the guest does "
-                f"not get it; lacking on {with_code} (a microcode or kernel update "
-                "there may add it)",
-                feature=name, hosts=tuple(hosts),
-            ))
+            own.append(
+                Notice(
+                    "security-feature-mixed",
+                    f"{name} is offered by {total - len(hosts)} of {total} members, so the guest does "
+                    f"not get it; lacking on {with_code} (a microcode or kernel update "
+                    "there may add it)",
+                    feature=name,
+                    hosts=tuple(hosts),
+                )
+            )
 
     scalars, scalar_notices = pool_scalars(ordered)
     own.extend(scalar_notices)
@@ -307,22 +326,26 @@ def compute_baseline(
     if chosen is None:
         model, enable, disable = FALLBACK_MODEL, tuple(sorted(result)), ()
         cpu = custom  # base without scalars would be a worse custom string
-        own.append(Notice(
-            "no-common-model",
-            "no named CPU model is usable, migration-safe and recorded on every member: "
-            "both strings start from base with every feature explicit",
-        ))
+        own.append(
+            Notice(
+                "no-common-model",
+                "no named CPU model is usable, migration-safe and recorded on every member: "
+                "both strings start from base with every feature explicit",
+            )
+        )
     else:
         model, enable, disable = chosen.model, chosen.enable, chosen.disable
         cpu = cpuarg.named(model, vendor, enable, disable, scalars.phys_bits)
         if chosen.resolves_on:
-            own.append(Notice(
-                "model-resolves-per-machine-type",
-                f"no model name is stable on every member's QEMU; {model} is an alias or "
-                f"unversioned name on {host_list(chosen.resolves_on)}, resolved for "
-                f"{machine_type} only: keep the machine type pinned",
-                hosts=chosen.resolves_on,
-            ))
+            own.append(
+                Notice(
+                    "model-resolves-per-machine-type",
+                    f"no model name is stable on every member's QEMU; {model} is an alias or "
+                    f"unversioned name on {host_list(chosen.resolves_on)}, resolved for "
+                    f"{machine_type} only: keep the machine type pinned",
+                    hosts=chosen.resolves_on,
+                )
+            )
 
     return Baseline(
         pool=pool,

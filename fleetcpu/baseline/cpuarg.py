@@ -41,8 +41,13 @@ def _features(enable: Iterable[str], disable: Iterable[str] = ()) -> list[str]:
     return [f"+{name}" for name in sorted(enable)] + [f"-{name}" for name in sorted(disable)]
 
 
-def named(model: str, vendor: str | None, enable: Iterable[str], disable: Iterable[str],
-          phys_bits: int | None = None) -> str:
+def named(
+    model: str,
+    vendor: str | None,
+    enable: Iterable[str],
+    disable: Iterable[str],
+    phys_bits: int | None = None,
+) -> str:
     """``Model,vendor=V,phys-bits=N,+a,+b,-c``: the model, the pool's vendor and phys-bits,
     then explicit changes.
 

@@ -30,8 +30,9 @@ __all__ = ["ADVICE", "Probed", "choose_machine_type", "family_version", "newest"
 Probed = Mapping[str, Mapping[str, str]]
 
 _VERSION = re.compile(r"^(?P<family>.*?)-?(?P<version>\d+(?:\.\d+)*)$")
-ADVICE = ("declare the pool's machine type (machine_types= in the inventory, or --machine-type) "
-          "and collect again")
+ADVICE = (
+    "declare the pool's machine type (machine_types= in the inventory, or --machine-type) and collect again"
+)
 
 
 def family_version(name: str) -> tuple[str, tuple[int, ...]]:
@@ -105,8 +106,7 @@ def _everywhere(name: str, probed: Probed, what: str) -> str:
         )
     targets = sorted({t for t in resolved.values() if t is not None})
     if len(targets) > 1:
-        by = "; ".join(f"{t}: {host_list(sorted(h for h, r in resolved.items() if r == t))}"
-                       for t in targets)
+        by = "; ".join(f"{t}: {host_list(sorted(h for h, r in resolved.items() if r == t))}" for t in targets)
         raise NoCommonMachineTypeError(
             f"{what} {name} is an alias standing for different machine types ({by}); "
             "name a versioned machine type"
@@ -139,11 +139,13 @@ def choose_machine_type(
         others = sorted(set(dict.fromkeys(declared)) - {n for n, t in found.items() if t == chosen})
         notices = []
         if others:
-            notices.append(Notice(
-                "other-declared-machine-types",
-                f"the pool also declares {', '.join(others)}: this baseline is for {chosen}; "
-                "run again with --machine-type for each",
-            ))
+            notices.append(
+                Notice(
+                    "other-declared-machine-types",
+                    f"the pool also declares {', '.join(others)}: this baseline is for {chosen}; "
+                    "run again with --machine-type for each",
+                )
+            )
         return chosen, notices
     chosen_auto = newest(_common(probed))
     if chosen_auto is None:

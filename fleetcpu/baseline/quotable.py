@@ -29,15 +29,25 @@ def refuse_names(who: str, what: str, names: Iterable[str], vendor: str | None =
     """
     for name in names:
         if not is_name(name):
-            raise BadInputError(f"{what}: {name_problem(name)}; {who} refuses to write it "
-                                "(re-probe the host: fleetcpu no longer stores such a name)")
+            raise BadInputError(
+                f"{what}: {name_problem(name)}; {who} refuses to write it "
+                "(re-probe the host: fleetcpu no longer stores such a name)"
+            )
     if vendor is not None and not is_vendor(vendor):
-        raise BadInputError(f"{what}: {vendor_problem(vendor)}; {who} refuses to write "
-                            "it (re-probe the host)")
+        raise BadInputError(
+            f"{what}: {vendor_problem(vendor)}; {who} refuses to write it (re-probe the host)"
+        )
 
 
 def refuse_unquotable(b: Baseline, who: str) -> None:
     """Every host-given name of ``b`` any format writes, checked before ``who`` writes one."""
-    names = [b.machine_type, b.model, *b.enable, *b.disable, *b.features,
-             *(v.model for v in b.models), *(blk.feature for blk in b.blocked)]
+    names = [
+        b.machine_type,
+        b.model,
+        *b.enable,
+        *b.disable,
+        *b.features,
+        *(v.model for v in b.models),
+        *(blk.feature for blk in b.blocked),
+    ]
     refuse_names(who, f"baseline of pool {b.pool}", names, b.vendor)

@@ -88,8 +88,7 @@ def _failure(state: HostState) -> str:
     return f"failed at {stage}: {state.error or state.error_code or 'no message'}"
 
 
-def classify(states: Sequence[HostState], accel: str, max_age: timedelta, now: datetime
-             ) -> Classified:
+def classify(states: Sequence[HostState], accel: str, max_age: timedelta, now: datetime) -> Classified:
     """Decide, per member, from its index record alone: use its data, or report it missing."""
     if accel not in ACCELS:
         raise ValueError(f"accel must be one of {', '.join(ACCELS)}, not {accel!r}")
@@ -102,50 +101,65 @@ def classify(states: Sequence[HostState], accel: str, max_age: timedelta, now: d
         if slot is None:
             alt = state.latest_ok(other)
             if alt is not None:
-                why = ("TCG shows what QEMU emulates, not what KVM guests get" if accel == "kvm"
-                       else "KVM data says nothing about what TCG emulates")
-                missing.append(Missing(
-                    state.host, f"probed-under-{other}",
-                    f"only {other} data (latest {_when(alt.collected_at)}), no successful {accel} "
-                    f"probe: {why}",
-                ))
+                why = (
+                    "TCG shows what QEMU emulates, not what KVM guests get"
+                    if accel == "kvm"
+                    else "KVM data says nothing about what TCG emulates"
+                )
+                missing.append(
+                    Missing(
+                        state.host,
+                        f"probed-under-{other}",
+                        f"only {other} data (latest {_when(alt.collected_at)}), no successful {accel} "
+                        f"probe: {why}",
+                    )
+                )
             else:
                 latest = "" if state.ok else f"; latest run {_failure(state)}"
-                missing.append(Missing(state.host, "no-successful-probe",
-                                       f"no successful probe is stored{latest}"))
+                missing.append(
+                    Missing(state.host, "no-successful-probe", f"no successful probe is stored{latest}")
+                )
             continue
         age = now - slot.collected_at
         if age > max_age:
-            missing.append(Missing(
-                state.host, "stale",
-                f"latest successful {accel} probe is {age_text(age)} old ({_when(slot.collected_at)}),"
-                f" older than --max-age {age_text(max_age)}",
-            ))
+            missing.append(
+                Missing(
+                    state.host,
+                    "stale",
+                    f"latest successful {accel} probe is {age_text(age)} old ({_when(slot.collected_at)}),"
+                    f" older than --max-age {age_text(max_age)}",
+                )
+            )
             continue
         usable.append(state)
         if slot.run == state.run:
             continue
         if not state.ok:
-            notices.append(Notice(
-                "latest-run-failed",
-                f"{state.host}: latest run ({_when(state.collected_at)}) {_failure(state)}; using "
-                f"its {accel} data of {_when(slot.collected_at)} ({age_text(age)} old)",
-                hosts=(state.host,),
-            ))
+            notices.append(
+                Notice(
+                    "latest-run-failed",
+                    f"{state.host}: latest run ({_when(state.collected_at)}) {_failure(state)}; using "
+                    f"its {accel} data of {_when(slot.collected_at)} ({age_text(age)} old)",
+                    hosts=(state.host,),
+                )
+            )
         elif state.accel != accel:
-            notices.append(Notice(
-                "latest-run-other-accel",
-                f"{state.host}: latest run ({_when(state.collected_at)}) ran under "
-                f"{state.accel}, not {accel}; using its {accel} data of "
-                f"{_when(slot.collected_at)} ({age_text(age)} old)",
-                hosts=(state.host,),
-            ))
+            notices.append(
+                Notice(
+                    "latest-run-other-accel",
+                    f"{state.host}: latest run ({_when(state.collected_at)}) ran under "
+                    f"{state.accel}, not {accel}; using its {accel} data of "
+                    f"{_when(slot.collected_at)} ({age_text(age)} old)",
+                    hosts=(state.host,),
+                )
+            )
     return Classified(tuple(usable), tuple(missing), tuple(notices))
 
 
 def _missing_text(missing: Sequence[Missing]) -> str:
     return "; ".join(f"{m.host} ({m.code}: {m.message})" for m in missing[:5]) + (
-        f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
+        f"; and {len(missing) - 5} more" if len(missing) > 5 else ""
+    )
 
 
 def _declared(usable: Sequence[HostState]) -> tuple[str, ...]:
@@ -170,16 +184,26 @@ def build_members(snapshots: Sequence[HostSnapshot], machine_type: str) -> tuple
         proto = shared.get(id(probe))
         if proto is None:
             proto = shared[id(probe)] = member_from_probe(
-                snap.host, snap.accel, snap.qemu_version, snap.collected_at, snap.facts, probe)
+                snap.host, snap.accel, snap.qemu_version, snap.collected_at, snap.facts, probe
+            )
         # Built directly: dataclasses.replace inspects the fields on every call, a
         # second of CPU at 100,000 members.
-        out.append(Member(
-            host=snap.host, accel=snap.accel, qemu_version=snap.qemu_version,
-            collected_at=snap.collected_at, vendor=vendor(probe, snap.facts),
-            microcode=snap.facts.cpu.microcode, kvm_nested=snap.facts.kvm_nested,
-            models=proto.models, offered=proto.offered, vocabulary=proto.vocabulary,
-            scalars=proto.scalars, feature_words=proto.feature_words,
-        ))
+        out.append(
+            Member(
+                host=snap.host,
+                accel=snap.accel,
+                qemu_version=snap.qemu_version,
+                collected_at=snap.collected_at,
+                vendor=vendor(probe, snap.facts),
+                microcode=snap.facts.cpu.microcode,
+                kvm_nested=snap.facts.kvm_nested,
+                models=proto.models,
+                offered=proto.offered,
+                vocabulary=proto.vocabulary,
+                scalars=proto.scalars,
+                feature_words=proto.feature_words,
+            )
+        )
     return tuple(out)
 
 
@@ -217,12 +241,18 @@ def select_members(
     NoUsableDataError (21: no usable member, or any missing with ``strict``),
     NoCommonMachineTypeError (22)."""
     with no_collection():
-        return _select(store, pool, accel, machine_type, max_age, strict,
-                       now or datetime.now(UTC))
+        return _select(store, pool, accel, machine_type, max_age, strict, now or datetime.now(UTC))
 
 
-def _select(store: Store, pool: str, accel: str, machine_type: str | None,
-            max_age: timedelta, strict: bool, now: datetime) -> Selection:
+def _select(
+    store: Store,
+    pool: str,
+    accel: str,
+    machine_type: str | None,
+    max_age: timedelta,
+    strict: bool,
+    now: datetime,
+) -> Selection:
     """``select_members``, run with the collector paused."""
     states = store.latest(pool)  # UnknownPoolError when no host names the pool
     found = classify(states, accel, max_age, now)
@@ -233,18 +263,18 @@ def _select(store: Store, pool: str, accel: str, machine_type: str | None,
         if state.host in snapshots:
             usable.append(state)
         else:
-            missing.append(Missing(state.host, "no-successful-probe",
-                                   f"no CPU data stored for its successful {accel} run"))
+            missing.append(
+                Missing(
+                    state.host, "no-successful-probe", f"no CPU data stored for its successful {accel} run"
+                )
+            )
     if not usable:
         raise NoUsableDataError(
             f"pool {pool!r}: no member has usable {accel} data"
-            + (f": {_missing_text(missing)}" if missing else ""))
-    probed = {
-        s.host: {mt: mp.requested for mt, mp in snapshots[s.host].machines.items()}
-        for s in usable
-    }
-    chosen, machine_notices = choose_machine_type(
-        probed, explicit=machine_type, declared=_declared(usable))
+            + (f": {_missing_text(missing)}" if missing else "")
+        )
+    probed = {s.host: {mt: mp.requested for mt, mp in snapshots[s.host].machines.items()} for s in usable}
+    chosen, machine_notices = choose_machine_type(probed, explicit=machine_type, declared=_declared(usable))
     with_cpu = []
     for state in usable:
         probe = snapshots[state.host].machines[chosen]
@@ -252,18 +282,25 @@ def _select(store: Store, pool: str, accel: str, machine_type: str | None,
             # A launch that answered no host expansion says nothing a guest could be offered;
             # counting it as "offers nothing" would silently empty the pool's CPU.
             failed = "; ".join(f"{e.query}: {e.message}" for e in probe.errors[:2])
-            missing.append(Missing(state.host, "no-successful-probe",
-                                   f"its {accel} probe of {chosen} recorded no host CPU expansion"
-                                   + (f" ({failed})" if failed else "")))
+            missing.append(
+                Missing(
+                    state.host,
+                    "no-successful-probe",
+                    f"its {accel} probe of {chosen} recorded no host CPU expansion"
+                    + (f" ({failed})" if failed else ""),
+                )
+            )
         else:
             with_cpu.append(state)
     missing.sort(key=lambda m: m.host)
     if strict and missing:
         raise NoUsableDataError(
-            f"pool {pool!r}: --strict and {len(missing)} member(s) missing: {_missing_text(missing)}")
+            f"pool {pool!r}: --strict and {len(missing)} member(s) missing: {_missing_text(missing)}"
+        )
     if not with_cpu:
         raise NoUsableDataError(
-            f"pool {pool!r}: no member has usable {accel} data on {chosen}: {_missing_text(missing)}")
+            f"pool {pool!r}: no member has usable {accel} data on {chosen}: {_missing_text(missing)}"
+        )
     members = build_members([snapshots[s.host] for s in with_cpu], chosen)
     counts: dict[str, int] = {}
     for types in probed.values():
@@ -278,6 +315,7 @@ def _select(store: Store, pool: str, accel: str, machine_type: str | None,
         notices=(*found.notices, *machine_notices),
         probed=tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
     )
+
 
 __all__ = [
     "ACCELS",

@@ -66,6 +66,7 @@ __all__ = [
     "run_collect",
 ]
 
+
 @dataclass
 class CollectResult:
     tally: Tally
@@ -91,24 +92,45 @@ def connection_spec(host: HostSpec, default_user: str | None) -> ConnectionSpec:
     """How the host was reached (inventory values and --user); never keys. None: ssh's default."""
     if host.transport == "local":
         return ConnectionSpec("local", python=host.python, qemu=host.qemu)
-    return ConnectionSpec("ssh", address=host.address, port=host.port,
-                          user=host.user or default_user, python=host.python, qemu=host.qemu)
+    return ConnectionSpec(
+        "ssh",
+        address=host.address,
+        port=host.port,
+        user=host.user or default_user,
+        python=host.python,
+        qemu=host.qemu,
+    )
 
 
 class Collector:
     """Probes hosts and hands over one ``HostOutcome`` each; knows nothing of the store."""
 
-    def __init__(self, options: FleetOptions, transports: dict[str, Transport],
-                 bundle: Bundle, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        options: FleetOptions,
+        transports: dict[str, Transport],
+        bundle: Bundle,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.options = options
         self.transports = transports
         self.payload = bootstrap.payload(bundle)
         self.retry = retry or options.retry_policy()
         self.host_deadline = options.host_deadline(self.retry)
 
-    def outcome(self, host: HostSpec, started: float, *, document: ProbeDocument | None = None,
-                stage: str | None = None, error: str | None = None, code: str | None = None,
-                stderr_tail: str = "", banner: int = 0) -> HostOutcome:
+    def outcome(
+        self,
+        host: HostSpec,
+        started: float,
+        *,
+        document: ProbeDocument | None = None,
+        stage: str | None = None,
+        error: str | None = None,
+        code: str | None = None,
+        stderr_tail: str = "",
+        banner: int = 0,
+    ) -> HostOutcome:
         return HostOutcome(
             host=host.name,
             pool=host.pool,
@@ -133,24 +155,50 @@ class Collector:
         try:
             run = await within_deadline(
                 lambda: transport.run(host, command, self.payload, self.options.timeout),
-                self.retry, self.host_deadline)
+                self.retry,
+                self.host_deadline,
+            )
         except HostFailure as failure:
-            return self.outcome(host, started, stage=failure.stage, error=failure.message,
-                                code=failure.code, stderr_tail=failure.evidence)
+            return self.outcome(
+                host,
+                started,
+                stage=failure.stage,
+                error=failure.message,
+                code=failure.code,
+                stderr_tail=failure.evidence,
+            )
         verdict = interpret(run, python)
-        return self.outcome(host, started, document=verdict.document, stage=verdict.stage,
-                            error=verdict.error, code=verdict.code, stderr_tail=verdict.stderr_tail,
-                            banner=verdict.banner)
+        return self.outcome(
+            host,
+            started,
+            document=verdict.document,
+            stage=verdict.stage,
+            error=verdict.error,
+            code=verdict.code,
+            stderr_tail=verdict.stderr_tail,
+            banner=verdict.banner,
+        )
 
-    async def collect(self, hosts: Sequence[HostSpec], on_result: Callable[[HostOutcome], None],
-                      on_start: Callable[[HostSpec], None] | None = None) -> None:
-        await fan_out(hosts, self.probe_host, concurrency=self.options.concurrency,
-                      on_result=on_result, on_start=on_start)
+    async def collect(
+        self,
+        hosts: Sequence[HostSpec],
+        on_result: Callable[[HostOutcome], None],
+        on_start: Callable[[HostSpec], None] | None = None,
+    ) -> None:
+        await fan_out(
+            hosts,
+            self.probe_host,
+            concurrency=self.options.concurrency,
+            on_result=on_result,
+            on_start=on_start,
+        )
 
 
 def _interrupted(collector: Collector, host: HostSpec) -> HostOutcome:
     return collector.outcome(
-        host, time.monotonic(), stage="interrupted",
+        host,
+        time.monotonic(),
+        stage="interrupted",
         error="the run was interrupted while this host was being probed; its probe was stopped",
         code="interrupted",
     )
@@ -177,22 +225,34 @@ def _store_failure(exc: StoreError, result: CollectResult, tally: Tally) -> Stor
     else:  # the writer's own message already says "stored": use what it wraps
         reason = cause.message if isinstance(cause, StoreError) else exc.message
     if result.stored:
-        what = (f"run {result.run_id} is stored with its {tally.done} host(s) (its commit "
-                "record is written); the next fleetcpu command folds it into the index")
+        what = (
+            f"run {result.run_id} is stored with its {tally.done} host(s) (its commit "
+            "record is written); the next fleetcpu command folds it into the index"
+        )
     elif result.hosts_committed:
-        what = (f"run {result.run_id} is stored in part: {result.hosts_committed} of the "
-                f"{tally.done} host(s) probed are in its committed parts (it reads as killed), "
-                "the others are not stored")
+        what = (
+            f"run {result.run_id} is stored in part: {result.hosts_committed} of the "
+            f"{tally.done} host(s) probed are in its committed parts (it reads as killed), "
+            "the others are not stored"
+        )
     else:
-        what = (f"run {result.run_id} was not stored: {tally.done} host(s) probed, none of "
-                "their results are in the store")
+        what = (
+            f"run {result.run_id} was not stored: {tally.done} host(s) probed, none of "
+            "their results are in the store"
+        )
     if isinstance(exc, StoreLockedError):
         return StoreLockedError(f"{reason}; {what}")
     return StoreWriteError(f"{reason}; {what}", reason)
 
 
-async def _collect_into_store(inventory: Inventory, collector: Collector, store_dir: str | None,
-                              tally: Tally, progress: Progress, result: CollectResult) -> None:
+async def _collect_into_store(
+    inventory: Inventory,
+    collector: Collector,
+    store_dir: str | None,
+    tally: Tally,
+    progress: Progress,
+    result: CollectResult,
+) -> None:
     from ..contract.shell import ComplianceRecorder
     from ..store import Store, resolve_location
 
@@ -210,8 +270,14 @@ async def _collect_into_store(inventory: Inventory, collector: Collector, store_
         result.hosts_committed = writer.hosts_committed
 
 
-async def _fan_out(inventory: Inventory, collector: Collector, writer: RunWriter, tally: Tally,
-                   in_flight: InFlight, result: CollectResult) -> None:
+async def _fan_out(
+    inventory: Inventory,
+    collector: Collector,
+    writer: RunWriter,
+    tally: Tally,
+    in_flight: InFlight,
+    result: CollectResult,
+) -> None:
     from ..store.schema import COMPLIANCE
 
     judge = result.compliance
@@ -271,8 +337,7 @@ def run_collect(
     judged count for exit 26 too (``fleetcpu collect --strict``)."""
     out = out or sys.stdout
     err = err or sys.stderr
-    inventory = load_inventory(inventory_path, strict=options.strict_inventory,
-                               max_hosts=options.max_hosts)
+    inventory = load_inventory(inventory_path, strict=options.strict_inventory, max_hosts=options.max_hosts)
     for warning in inventory.warnings:
         err.write(f"warning: {warning}\n")
     transports = build_transports(inventory.hosts, options)
@@ -305,15 +370,16 @@ def run_collect(
     if result.accepted_keys:
         shown = ", ".join(result.accepted_keys[:5])
         more = len(result.accepted_keys) - 5
-        err.write(f"warning: trusted {len(result.accepted_keys)} new host key(s) on first use and "
-                  f"added them to known_hosts: {shown}{f' and {more} more' if more > 0 else ''}\n")
+        err.write(
+            f"warning: trusted {len(result.accepted_keys)} new host key(s) on first use and "
+            f"added them to known_hosts: {shown}{f' and {more} more' if more > 0 else ''}\n"
+        )
     out.flush()
     raise_exit_code(result, tally, err, strict=strict)
     return result
 
 
-def raise_exit_code(result: CollectResult, tally: Tally, err: TextIO, *,
-                    strict: bool = False) -> None:
+def raise_exit_code(result: CollectResult, tally: Tally, err: TextIO, *, strict: bool = False) -> None:
     """One code per run, in the contract's precedence: 130, 3 (raised before any host
     is contacted), 4, 6, 26, 5, then 0. 26 comes before 5: in a large fleet some host
     is always down, and that must not hide a host that cannot run its pool's CPU.
@@ -336,8 +402,8 @@ def raise_exit_code(result: CollectResult, tally: Tally, err: TextIO, *,
 
         message = offending_message(judged, strict)
         if message is not None:
-            raise NonCompliantError(message + (f"; also {failed} of {tally.total} host(s) "
-                                               "failed" if failed else ""))
+            raise NonCompliantError(
+                message + (f"; also {failed} of {tally.total} host(s) failed" if failed else "")
+            )
     if failed:
-        raise SomeHostsFailedError(f"{failed} of {tally.total} host(s) failed; "
-                                   "their failure rows are stored")
+        raise SomeHostsFailedError(f"{failed} of {tally.total} host(s) failed; their failure rows are stored")

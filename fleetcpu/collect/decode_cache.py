@@ -61,13 +61,19 @@ def _skip(text: str, i: int) -> int:
     m = _WS.match(text, i)
     return i if m is None else m.end()
 
+
 #: The parts worth remembering, each with a valid stand-in: decoding the
 #: stand-in is cheap, and the document it validates is then given the
 #: remembered records instead. ``qemu`` (~5 KB: every machine type the binary
 #: knows) is the same on every host running one QEMU build.
 _STAND_INS: dict[str, Any] = {
-    "machine_types": [json.loads(json.dumps(dataclasses.asdict(
-        MachineProbe("x", "x", "", "", (), None, None, VcpuProps(), (), ()))))],
+    "machine_types": [
+        json.loads(
+            json.dumps(
+                dataclasses.asdict(MachineProbe("x", "x", "", "", (), None, None, VcpuProps(), (), ()))
+            )
+        )
+    ],
     "qemu": None,
 }
 
@@ -98,8 +104,7 @@ class DocumentMemo:
 _MEMO = DocumentMemo()
 
 
-def _walk(text: str, memo: DocumentMemo) -> tuple[dict[str, Any], dict[str, str],
-                                                  dict[str, Any]] | None:
+def _walk(text: str, memo: DocumentMemo) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]] | None:
     """The top-level object, remembered parts left out; None: not the usual shape.
 
     Returns (value, the texts of the memo's parts, the records reused for some of them).
@@ -139,8 +144,7 @@ def _walk(text: str, memo: DocumentMemo) -> tuple[dict[str, Any], dict[str, str]
     return None
 
 
-def read_document(text: str, source: str = "probe output",
-                  memo: DocumentMemo | None = None) -> ProbeDocument:
+def read_document(text: str, source: str = "probe output", memo: DocumentMemo | None = None) -> ProbeDocument:
     """``document_from_json(text, source)``, reusing remembered ``machine_types`` and ``qemu`` records.
 
     Raises ``ProbeDocumentError`` exactly as ``document_from_json`` does.

@@ -57,7 +57,7 @@ def _marker(stderr: str, what: str) -> str | None:
     prefix = f"{MARKER} {what} "
     for line in stderr.splitlines():
         if line.startswith(prefix):
-            return line[len(prefix):].strip()
+            return line[len(prefix) :].strip()
     return None
 
 
@@ -82,11 +82,21 @@ def _with_document(run: RemoteRun, document: ProbeDocument, stderr: str) -> Verd
     """
     if document.ok and run.timed_out:
         how = "was closed hard" if run.killed else "was stopped with SIGTERM"
-        return Verdict(document, "cleanup", "the probe printed its document but did not exit "
-                       f"before the command timeout; it {how}", "cleanup", stderr)
+        return Verdict(
+            document,
+            "cleanup",
+            f"the probe printed its document but did not exit before the command timeout; it {how}",
+            "cleanup",
+            stderr,
+        )
     if document.ok and (run.exit_signal is not None or run.exit_status not in (0, None)):
-        return Verdict(document, "cleanup", "the probe printed its document, then ended with "
-                       f"{_how_it_ended(run)}: {_last_line(stderr)}", "cleanup", stderr)
+        return Verdict(
+            document,
+            "cleanup",
+            f"the probe printed its document, then ended with {_how_it_ended(run)}: {_last_line(stderr)}",
+            "cleanup",
+            stderr,
+        )
     return Verdict(document, stderr_tail=stderr)
 
 
@@ -115,8 +125,10 @@ def _banner_lines(banner: bytes) -> int:
 
 def _banner_note(banner: bytes) -> str:
     shown = _text(banner[:BANNER_EVIDENCE])
-    return (f"fleetcpu: skipped a {_banner_lines(banner)}-line banner before the probe "
-            f"document ({len(banner)} bytes): {shown!r}\n")
+    return (
+        f"fleetcpu: skipped a {_banner_lines(banner)}-line banner before the probe "
+        f"document ({len(banner)} bytes): {shown!r}\n"
+    )
 
 
 def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912 - a decision table
@@ -131,28 +143,38 @@ def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912
 
     status = run.exit_status
     if status == 127 and not run.stdout:
-        return fail("python", f"{python} not found on the host (exit 127): {_last_line(stderr)}",
-                    "python-missing")
+        return fail(
+            "python", f"{python} not found on the host (exit 127): {_last_line(stderr)}", "python-missing"
+        )
     if status == 126 and not run.stdout:
-        return fail("python", f"{python} cannot be executed (exit 126): {_last_line(stderr)}",
-                    "python-not-executable")
+        return fail(
+            "python", f"{python} cannot be executed (exit 126): {_last_line(stderr)}", "python-not-executable"
+        )
     too_old = _marker(stderr, "python-too-old")
     if status == EXIT_OLD_PYTHON and too_old is not None:
         return fail("python", too_old, "python-too-old")
     bad_bundle = _marker(stderr, "upload")
     if status == EXIT_BAD_BUNDLE and bad_bundle is not None:
-        return fail("upload", f"the host did not receive the probe bundle intact: {bad_bundle}",
-                    "upload")
+        return fail("upload", f"the host did not receive the probe bundle intact: {bad_bundle}", "upload")
     if run.upload_error is not None and not run.stdout:
-        return fail("upload", f"sending the probe bundle failed ({run.upload_error}); "
-                    f"the command ended with {_how_it_ended(run)}", "upload")
+        return fail(
+            "upload",
+            f"sending the probe bundle failed ({run.upload_error}); "
+            f"the command ended with {_how_it_ended(run)}",
+            "upload",
+        )
     if run.over_budget:
-        return fail("output", f"more than {STDOUT_FREE} bytes on stdout while other hosts' output "
-                    f"held the collector's shared budget ({STDOUT_BUDGET} bytes): not a probe "
-                    "document", "output-too-large")
+        return fail(
+            "output",
+            f"more than {STDOUT_FREE} bytes on stdout while other hosts' output "
+            f"held the collector's shared budget ({STDOUT_BUDGET} bytes): not a probe "
+            "document",
+            "output-too-large",
+        )
     if run.stdout_overflow:
-        return fail("output", f"more than {STDOUT_CAP} bytes on stdout: not a probe document",
-                    "output-too-large")
+        return fail(
+            "output", f"more than {STDOUT_CAP} bytes on stdout: not a probe document", "output-too-large"
+        )
     document: ProbeDocument | None = None
     problem = ""
     banner = b""
@@ -164,26 +186,37 @@ def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912
             except ProbeDocumentError as exc:
                 problem = exc.message
     if run.timed_out and (document is None or not document.ok):
-        how = ("did not stop after SIGTERM and was closed hard" if run.killed
-               else "was stopped with SIGTERM")
-        return fail("timeout", f"no probe document within the command timeout; the probe {how}",
-                    "timeout")
+        how = "did not stop after SIGTERM and was closed hard" if run.killed else "was stopped with SIGTERM"
+        return fail("timeout", f"no probe document within the command timeout; the probe {how}", "timeout")
     if document is not None:
         if banner:
             verdict = _with_document(run, document, _banner_note(banner) + stderr)
             return dataclasses.replace(verdict, banner=_banner_lines(banner))
         return _with_document(run, document, stderr)
     if run.lost is not None:
-        return fail("output", f"connection lost before the probe finished ({run.lost})",
-                    "connection-lost")
+        return fail("output", f"connection lost before the probe finished ({run.lost})", "connection-lost")
     if not run.stdout.strip():
-        return fail("output", f"the probe printed nothing and ended with {_how_it_ended(run)}: "
-                    f"{_last_line(stderr)}", "no-output")
+        return fail(
+            "output",
+            f"the probe printed nothing and ended with {_how_it_ended(run)}: {_last_line(stderr)}",
+            "no-output",
+        )
     if run.exit_signal is not None:
-        return fail("output", f"the probe was killed by signal {run.exit_signal} after "
-                    f"{len(run.stdout)} bytes of output ({problem})", "killed")
+        return fail(
+            "output",
+            f"the probe was killed by signal {run.exit_signal} after "
+            f"{len(run.stdout)} bytes of output ({problem})",
+            "killed",
+        )
     if run.stdout.lstrip().startswith(b"{") and not run.stdout.rstrip().endswith(b"}"):
-        return fail("output", f"truncated probe document: {len(run.stdout)} bytes ending "
-                    f"mid-document ({problem}); it ended with {_how_it_ended(run)}", "truncated")
-    return fail("output", f"the probe's output is not a probe document ({problem}); "
-                f"it ended with {_how_it_ended(run)}", "bad-output")
+        return fail(
+            "output",
+            f"truncated probe document: {len(run.stdout)} bytes ending "
+            f"mid-document ({problem}); it ended with {_how_it_ended(run)}",
+            "truncated",
+        )
+    return fail(
+        "output",
+        f"the probe's output is not a probe document ({problem}); it ended with {_how_it_ended(run)}",
+        "bad-output",
+    )

@@ -30,8 +30,22 @@ __all__ = ["BOOLEAN", "CpuString", "parse_cpu"]
 BOOLEAN = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}
 
 #: Properties whose value is not a boolean, so ``key=on`` is still a property.
-_SCALARS = frozenset(("vendor", "family", "model", "stepping", "level", "xlevel", "xlevel2",
-                      "min-level", "min-xlevel", "model-id", "phys-bits", "tsc-frequency"))
+_SCALARS = frozenset(
+    (
+        "vendor",
+        "family",
+        "model",
+        "stepping",
+        "level",
+        "xlevel",
+        "xlevel2",
+        "min-level",
+        "min-xlevel",
+        "model-id",
+        "phys-bits",
+        "tsc-frequency",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +73,7 @@ def _split(text: str) -> list[str]:
     parts, current, i = [], [], 0
     while i < len(text):
         if text[i] == ",":
-            if text[i + 1:i + 2] == ",":
+            if text[i + 1 : i + 2] == ",":
                 current.append(",")
                 i += 2
                 continue
@@ -109,5 +123,4 @@ def parse_cpu(text: str) -> CpuString:
         switched.pop(name, None)
     enabled = plus | {n for n, on in switched.items() if on}
     disabled = minus | {n for n, on in switched.items() if not on}
-    return CpuString(text, model, frozenset(enabled), frozenset(disabled),
-                     tuple(sorted(props.items())))
+    return CpuString(text, model, frozenset(enabled), frozenset(disabled), tuple(sorted(props.items())))

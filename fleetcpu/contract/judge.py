@@ -45,13 +45,27 @@ NON_COMPLIANT = "non-compliant"
 UNDECIDED = "undecided"
 
 #: Why a host is non-compliant (closed set, shared by table, JSON and Prometheus).
-REASONS = ("machine-type-missing", "model-unusable", "features-lacking", "model-differs",
-           "vendor-differs")
+REASONS = ("machine-type-missing", "model-unusable", "features-lacking", "model-differs", "vendor-differs")
 
 #: Properties QEMU sets whatever the host offers: values, not capabilities.
-FREE_PROPS = frozenset(("family", "model", "stepping", "level", "xlevel", "xlevel2", "min-level",
-                        "min-xlevel", "model-id", "enforce", "check", "l3-cache",
-                        "full-cpuid-auto-level", "migratable"))
+FREE_PROPS = frozenset(
+    (
+        "family",
+        "model",
+        "stepping",
+        "level",
+        "xlevel",
+        "xlevel2",
+        "min-level",
+        "min-xlevel",
+        "model-id",
+        "enforce",
+        "check",
+        "l3-cache",
+        "full-cpuid-auto-level",
+        "migratable",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -98,8 +112,7 @@ def _listed(machine_list: tuple[MachineInfo, ...], machine_type: str) -> bool:
     return any(machine_type in (m.name, m.alias) for m in machine_list)
 
 
-def _no(reason: str, detail: str, lacking: tuple[str, ...] = (), extra: tuple[str, ...] = ()
-        ) -> Verdict:
+def _no(reason: str, detail: str, lacking: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> Verdict:
     return Verdict(NON_COMPLIANT, reason, lacking, detail, extra)
 
 
@@ -127,11 +140,11 @@ class Judge:
         probe = host.machines.get(self.machine_type)
         if probe is None:
             if host.machine_list is not None and not _listed(host.machine_list, self.machine_type):
-                return _no("machine-type-missing",
-                           f"its QEMU does not list machine type {self.machine_type}")
-            return _undecided(f"machine type {self.machine_type} was not probed on this host"
-                              + ("" if host.machine_list is not None
-                                 else " (and its QEMU's machine list is not recorded)"))
+                return _no("machine-type-missing", f"its QEMU does not list machine type {self.machine_type}")
+            return _undecided(
+                f"machine type {self.machine_type} was not probed on this host"
+                + ("" if host.machine_list is not None else " (and its QEMU's machine list is not recorded)")
+            )
         vendor = _vendor(probe, host.cpu_vendor)
         key = (id(probe), vendor)
         found = self._memo.get(key)
@@ -145,8 +158,7 @@ class Judge:
         """The rule, step by step; each early return is one documented outcome."""
         cpu = self.cpu
         if probe.accel != self.accel:
-            return _undecided(f"{self.machine_type} was probed under {probe.accel}, "
-                              f"not {self.accel}")
+            return _undecided(f"{self.machine_type} was probed under {probe.accel}, not {self.accel}")
         if probe.static_expansion is None and probe.full_expansion is None:
             return _undecided(f"its probe of {self.machine_type} recorded no host CPU expansion")
         offered = offered_from(probe.static_expansion, probe.full_expansion)
@@ -163,33 +175,49 @@ class Judge:
         verdict = self._props(probe, vendor)
         if verdict is not None:
             return verdict
-        unknown = sorted(n for n in cpu.enabled | cpu.disabled
-                         if vocabulary is not None and n not in vocabulary)
+        unknown = sorted(
+            n for n in cpu.enabled | cpu.disabled if vocabulary is not None and n not in vocabulary
+        )
         if unknown:
-            return _no("model-unusable", f"its QEMU knows no feature named {', '.join(unknown)} "
-                       "(it would refuse the string)", tuple(unknown))
+            return _no(
+                "model-unusable",
+                f"its QEMU knows no feature named {', '.join(unknown)} (it would refuse the string)",
+                tuple(unknown),
+            )
         lacking = set(entry.unavailable_features) - cpu.disabled
         lacking |= cpu.enabled - offered
         if "type" in lacking:  # QEMU's marker for "this accelerator cannot run the model at all"
-            return _no("model-unusable", f"{cpu.model} cannot run under {self.accel} on it",
-                       tuple(sorted(lacking)))
+            return _no(
+                "model-unusable", f"{cpu.model} cannot run under {self.accel} on it", tuple(sorted(lacking))
+            )
         if lacking:
-            return _no("features-lacking", "lacks " + ", ".join(sorted(lacking)),
-                       tuple(sorted(lacking)))
+            return _no("features-lacking", "lacks " + ", ".join(sorted(lacking)), tuple(sorted(lacking)))
         if self.expected is None:
             return Verdict(COMPLIANT, detail="starts it")
         own = _model_features(entry, by_name) if not cpu.custom else frozenset()
         if own is None:
-            return _undecided(f"its QEMU's definition of {cpu.model} on {self.machine_type} is "
-                              "not recorded, so the features a guest gets cannot be checked")
+            return _undecided(
+                f"its QEMU's definition of {cpu.model} on {self.machine_type} is "
+                "not recorded, so the features a guest gets cannot be checked"
+            )
         got = (own - cpu.disabled) | cpu.enabled
         if got != self.expected:
             short = tuple(sorted(self.expected - got))
             extra = tuple(sorted(got - self.expected))
-            return _no("model-differs", f"its QEMU's {cpu.model} gives other features: "
-                       + "; ".join(x for x in (f"without {', '.join(short)}" if short else "",
-                                               f"with {', '.join(extra)}" if extra else "") if x),
-                       short, extra)
+            return _no(
+                "model-differs",
+                f"its QEMU's {cpu.model} gives other features: "
+                + "; ".join(
+                    x
+                    for x in (
+                        f"without {', '.join(short)}" if short else "",
+                        f"with {', '.join(extra)}" if extra else "",
+                    )
+                    if x
+                ),
+                short,
+                extra,
+            )
         return Verdict(COMPLIANT, detail="starts it with every adopted feature")
 
     def _props(self, probe: MachineProbe, vendor: str | None) -> Verdict | None:
@@ -206,8 +234,9 @@ class Judge:
                 if host_bits is None or not value.isdigit():
                     return _undecided("its physical address width is not recorded")
                 if int(value) > host_bits:
-                    return _no("features-lacking", f"phys-bits {value} exceeds its {host_bits}",
-                               ("phys-bits",))
+                    return _no(
+                        "features-lacking", f"phys-bits {value} exceeds its {host_bits}", ("phys-bits",)
+                    )
             elif BOOLEAN.get(value.lower()) is False:
                 continue  # switching a property off asks nothing of the host
             else:
@@ -226,7 +255,8 @@ def _model_features(entry: CpuModel, by_name: Mapping[str, CpuModel]) -> frozens
     return None
 
 
-def judge(cpu: CpuString, machine_type: str, accel: str, host: HostCpu,
-          expected: frozenset[str] | None = None) -> Verdict:
+def judge(
+    cpu: CpuString, machine_type: str, accel: str, host: HostCpu, expected: frozenset[str] | None = None
+) -> Verdict:
     """One host, once: ``Judge(cpu, machine_type, accel, expected)(host)``."""
     return Judge(cpu, machine_type, accel, expected)(host)

@@ -24,8 +24,9 @@ METRICS = {
     "fleetcpu_pool_adopted_timestamp_seconds": "When the pool's CPU was adopted.",
     "fleetcpu_pool_headroom_features": "Features today's baseline would add over the adopted CPU.",
     "fleetcpu_pool_lost_features": "Adopted features today's baseline no longer has.",
-    "fleetcpu_pool_last_successful_collect_timestamp_seconds":
-        "Latest successful probe of any member of the pool.",
+    "fleetcpu_pool_last_successful_collect_timestamp_seconds": (
+        "Latest successful probe of any member of the pool."
+    ),
 }
 
 
@@ -45,26 +46,39 @@ def render(statuses: Sequence[PoolStatus]) -> str:
         pool = {"pool": s.pool}
         if s.adoption is not None:
             for m in s.members:
-                samples["fleetcpu_host_compliant"].append(_series(
-                    "fleetcpu_host_compliant", {"pool": s.pool, "host": m.host},
-                    1 if m.state == COMPLIANT else 0))
+                samples["fleetcpu_host_compliant"].append(
+                    _series(
+                        "fleetcpu_host_compliant",
+                        {"pool": s.pool, "host": m.host},
+                        1 if m.state == COMPLIANT else 0,
+                    )
+                )
             counts = s.counts()
             for state in STATES:
-                samples["fleetcpu_pool_members"].append(_series(
-                    "fleetcpu_pool_members", {**pool, "state": state}, counts[state]))
-            samples["fleetcpu_pool_adopted_features"].append(_series(
-                "fleetcpu_pool_adopted_features", pool, len(s.adoption.features)))
-            samples["fleetcpu_pool_adopted_timestamp_seconds"].append(_series(
-                "fleetcpu_pool_adopted_timestamp_seconds", pool, s.adoption.adopted_at.timestamp()))
+                samples["fleetcpu_pool_members"].append(
+                    _series("fleetcpu_pool_members", {**pool, "state": state}, counts[state])
+                )
+            samples["fleetcpu_pool_adopted_features"].append(
+                _series("fleetcpu_pool_adopted_features", pool, len(s.adoption.features))
+            )
+            samples["fleetcpu_pool_adopted_timestamp_seconds"].append(
+                _series("fleetcpu_pool_adopted_timestamp_seconds", pool, s.adoption.adopted_at.timestamp())
+            )
         if s.headroom is not None and s.headroom.problem is None:
-            samples["fleetcpu_pool_headroom_features"].append(_series(
-                "fleetcpu_pool_headroom_features", pool, len(s.headroom.gain)))
-            samples["fleetcpu_pool_lost_features"].append(_series(
-                "fleetcpu_pool_lost_features", pool, len(s.headroom.lost)))
+            samples["fleetcpu_pool_headroom_features"].append(
+                _series("fleetcpu_pool_headroom_features", pool, len(s.headroom.gain))
+            )
+            samples["fleetcpu_pool_lost_features"].append(
+                _series("fleetcpu_pool_lost_features", pool, len(s.headroom.lost))
+            )
         if s.last_collect is not None:
-            samples["fleetcpu_pool_last_successful_collect_timestamp_seconds"].append(_series(
-                "fleetcpu_pool_last_successful_collect_timestamp_seconds", pool,
-                s.last_collect.timestamp()))
+            samples["fleetcpu_pool_last_successful_collect_timestamp_seconds"].append(
+                _series(
+                    "fleetcpu_pool_last_successful_collect_timestamp_seconds",
+                    pool,
+                    s.last_collect.timestamp(),
+                )
+            )
     out = []
     for name, help_text in METRICS.items():
         out.append(f"# HELP {name} {help_text}")

@@ -64,8 +64,9 @@ def adopted(store: Store) -> dict[str, Adoption]:
     if not runs:
         return {}
     out: dict[str, Adoption] = {}
-    for row in sorted(store.table(ADOPTIONS.name, runs=runs).to_pylist(),
-                      key=lambda r: str(r["adoption_id"])):
+    for row in sorted(
+        store.table(ADOPTIONS.name, runs=runs).to_pylist(), key=lambda r: str(r["adoption_id"])
+    ):
         out[str(row["pool"])] = from_row(row)
     return out
 
@@ -73,8 +74,7 @@ def adopted(store: Store) -> dict[str, Adoption]:
 def host_cpu(snap: HostSnapshot) -> HostCpu:
     """A stored host, as the rule reads it. Its QEMU's machine list is what proves an
     adopted machine type gone (an empty or unrecorded list proves nothing, as at collect)."""
-    return HostCpu(snap.host, snap.accel, snap.machines, snap.qemu_machines or None,
-                   snap.facts.cpu.vendor)
+    return HostCpu(snap.host, snap.accel, snap.machines, snap.qemu_machines or None, snap.facts.cpu.vendor)
 
 
 # --------------------------------------------------------------------------- adopt
@@ -99,8 +99,7 @@ def _who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _expected(cpu: CpuString, machine_type: str, snaps: Sequence[HostSnapshot]
-              ) -> frozenset[str] | None:
+def _expected(cpu: CpuString, machine_type: str, snaps: Sequence[HostSnapshot]) -> frozenset[str] | None:
     """The features ``cpu`` gives a guest, from the first member whose QEMU recorded the model."""
     if cpu.custom:
         return cpu.enabled
@@ -120,9 +119,17 @@ def _expected(cpu: CpuString, machine_type: str, snaps: Sequence[HostSnapshot]
     return None
 
 
-def plan_adoption(store: Store, pool: str, *, cpu: str | None, machine_type: str | None,
-                  accel: str, note: str | None, max_age: timedelta,
-                  now: datetime | None = None) -> Plan:
+def plan_adoption(
+    store: Store,
+    pool: str,
+    *,
+    cpu: str | None,
+    machine_type: str | None,
+    accel: str,
+    note: str | None,
+    max_age: timedelta,
+    now: datetime | None = None,
+) -> Plan:
     """What ``adopt`` would record, and the change from the previous adoption.
 
     Default: today's baseline. ``cpu``: the operator's string, accepted only when every
@@ -132,38 +139,69 @@ def plan_adoption(store: Store, pool: str, *, cpu: str | None, machine_type: str
     now = now or datetime.now(UTC)
     parsed = parse_cpu(cpu) if cpu is not None else None
     if parsed is not None and parsed.model in ("host", "max"):
-        raise UsageError(f"--cpu {cpu}: host-passthrough gives each host its own CPU; "
-                         "it cannot be a pool's contract")
-    chosen = select_members(store, pool, accel=accel, machine_type=machine_type,
-                            max_age=max_age, now=now)
+        raise UsageError(
+            f"--cpu {cpu}: host-passthrough gives each host its own CPU; it cannot be a pool's contract"
+        )
+    chosen = select_members(store, pool, accel=accel, machine_type=machine_type, max_age=max_age, now=now)
     slots = {s.host: s.latest_ok(accel) for s in store.latest(pool)}
     hosts = tuple(sorted(m.host for m in chosen.members))
     runs = tuple(sorted({slot.run for h in hosts if (slot := slots.get(h)) is not None}))
     previous = adopted(store).get(pool)
     if parsed is None:
-        b = compute_baseline(pool, chosen.machine_type, accel, chosen.members, Policy(),
-                             missing=chosen.missing, notices=chosen.notices)
-        adoption = from_baseline(b, adoption_id="", adopted_at=now, adopted_by=_who(),
-                                 note=note, runs=runs, previous=previous.adoption_id if previous else None)
+        b = compute_baseline(
+            pool,
+            chosen.machine_type,
+            accel,
+            chosen.members,
+            Policy(),
+            missing=chosen.missing,
+            notices=chosen.notices,
+        )
+        adoption = from_baseline(
+            b,
+            adoption_id="",
+            adopted_at=now,
+            adopted_by=_who(),
+            note=note,
+            runs=runs,
+            previous=previous.adoption_id if previous else None,
+        )
     else:
         found = list(store.snapshots(hosts, accel).values())
         expected = _expected(parsed, chosen.machine_type, found)
         if expected is None:
             raise NonCompliantError(
                 f"--cpu {cpu}: no member's QEMU recorded what {parsed.model} holds on "
-                f"{chosen.machine_type}, so the features it gives cannot be known; not adopted")
+                f"{chosen.machine_type}, so the features it gives cannot be known; not adopted"
+            )
         rule = Judge(parsed, chosen.machine_type, accel, expected)
         refused = [(s.host, v) for s in found if (v := rule(host_cpu(s))).state != COMPLIANT]
         if refused:
             shown = "; ".join(f"{h}: {v.state}, {v.detail}" for h, v in refused[:10])
             more = f"; and {len(refused) - 10} more" if len(refused) > 10 else ""
-            raise NonCompliantError(f"--cpu {cpu}: {len(refused)} of {len(found)} member(s) "
-                                    f"cannot be shown to start it on {chosen.machine_type}: "
-                                    f"{shown}{more}; not adopted")
+            raise NonCompliantError(
+                f"--cpu {cpu}: {len(refused)} of {len(found)} member(s) "
+                f"cannot be shown to start it on {chosen.machine_type}: "
+                f"{shown}{more}; not adopted"
+            )
         vendor = parsed.prop("vendor")
-        adoption = Adoption("", now, _who(), pool, chosen.machine_type, accel, "operator",
-                            parsed.text, parsed.model, expected, hosts, runs, vendor=vendor,
-                            note=note, previous=previous.adoption_id if previous else None)
+        adoption = Adoption(
+            "",
+            now,
+            _who(),
+            pool,
+            chosen.machine_type,
+            accel,
+            "operator",
+            parsed.text,
+            parsed.model,
+            expected,
+            hosts,
+            runs,
+            vendor=vendor,
+            note=note,
+            previous=previous.adoption_id if previous else None,
+        )
     snaps = store.snapshots(hosts, accel)
     rule = Judge(parse_cpu(adoption.cpu), adoption.machine_type, accel, adoption.features)
     verdicts = []
@@ -172,15 +210,24 @@ def plan_adoption(store: Store, pool: str, *, cpu: str | None, machine_type: str
         if snap is None:
             continue
         make = functools.partial(
-            Compliance, host=host, pool=pool, adoption_id="", machine_type=adoption.machine_type,
-            collected_at=snap.collected_at, run_id=snap.run,
-            microcode=snap.facts.cpu.microcode, kernel_release=snap.facts.kernel_release,
-            qemu_version=snap.qemu_version)
+            Compliance,
+            host=host,
+            pool=pool,
+            adoption_id="",
+            machine_type=adoption.machine_type,
+            collected_at=snap.collected_at,
+            run_id=snap.run,
+            microcode=snap.facts.cpu.microcode,
+            kernel_release=snap.facts.kernel_release,
+            qemu_version=snap.qemu_version,
+        )
         verdicts.append(carry(None, from_verdict(rule(host_cpu(snap)), make)))
     lines = change_lines(previous, adoption)
     if chosen.missing:
-        lines.append(f"{len(chosen.missing)} member(s) without usable data were not consulted: "
-                     + ", ".join(m.host for m in chosen.missing[:10]))
+        lines.append(
+            f"{len(chosen.missing)} member(s) without usable data were not consulted: "
+            + ", ".join(m.host for m in chosen.missing[:10])
+        )
     return Plan(adoption, previous, tuple(lines), tuple(verdicts))
 
 
@@ -189,9 +236,10 @@ def record_adoption(store: Store, plan: Plan) -> Adoption:
     with store.run_writer(command="adopt", started_at=plan.adoption.adopted_at) as writer:
         adoption = dataclasses.replace(plan.adoption, adoption_id=writer.run_id)
         writer.add_rows(ADOPTIONS, [to_row(adoption)])
-        writer.add_rows(COMPLIANCE, [
-            compliance_row(dataclasses.replace(c, adoption_id=writer.run_id))
-            for c in plan.verdicts])
+        writer.add_rows(
+            COMPLIANCE,
+            [compliance_row(dataclasses.replace(c, adoption_id=writer.run_id)) for c in plan.verdicts],
+        )
     return adoption
 
 
@@ -240,23 +288,33 @@ class ComplianceRecorder:
         doc = outcome.document
         facts = doc.host if doc is not None else None
         make = functools.partial(
-            Compliance, host=outcome.host, pool=outcome.pool, adoption_id=a.adoption_id,
-            machine_type=a.machine_type, collected_at=outcome.collected_at, run_id=run_id,
+            Compliance,
+            host=outcome.host,
+            pool=outcome.pool,
+            adoption_id=a.adoption_id,
+            machine_type=a.machine_type,
+            collected_at=outcome.collected_at,
+            run_id=run_id,
             microcode=facts.cpu.microcode if facts is not None else None,
             kernel_release=facts.kernel_release if facts is not None else None,
-            qemu_version=doc.qemu.version if doc is not None and doc.qemu else None)
+            qemu_version=doc.qemu.version if doc is not None and doc.qemu else None,
+        )
         if not outcome.ok or doc is None:
             stage = outcome.failure_stage or "unknown stage"
             error = outcome.error or (doc.error if doc is not None else None) or "no message"
             now = make(state=FAILED, detail=f"latest run failed at {stage}: {error}")
         elif doc.accel != a.accel:
-            now = make(state=TCG_ONLY, detail=f"its probe ran under {doc.accel}, not "
-                             f"{a.accel}" + (f" ({doc.accel_reason})" if doc.accel_reason else ""))
+            now = make(
+                state=TCG_ONLY,
+                detail=f"its probe ran under {doc.accel}, not "
+                f"{a.accel}" + (f" ({doc.accel_reason})" if doc.accel_reason else ""),
+            )
         else:
             machines = {mp.machine_type: mp for mp in doc.machine_types if mp.accel == a.accel}
             listed = doc.qemu.machines if doc.qemu is not None and doc.qemu.machines else None
-            verdict = self._rules[outcome.pool](HostCpu(outcome.host, a.accel, machines, listed,
-                                                        doc.host.cpu.vendor))
+            verdict = self._rules[outcome.pool](
+                HostCpu(outcome.host, a.accel, machines, listed, doc.host.cpu.vendor)
+            )
             now = from_verdict(verdict, make)
         now = carry(self.previous.get(outcome.host), now)
         self.previous[outcome.host] = now
@@ -279,16 +337,23 @@ def summary_lines(judged: Iterable[Compliance], limit: int = 20) -> list[str]:
         counts: dict[str, int] = {}
         for c in members:
             counts[c.state] = counts.get(c.state, 0) + 1
-        out.append(f"compliance: pool {pool} (adopted {members[0].adoption_id}): "
-                   + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        out.append(
+            f"compliance: pool {pool} (adopted {members[0].adoption_id}): "
+            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        )
         bad = [c for c in members if c.state == NON_COMPLIANT]
         for c in bad[:limit]:
             what = ", ".join(c.lacking) if c.lacking else c.detail
-            since = (f"compliant until run {c.last_compliant_run}"
-                     if c.last_compliant_run else "never compliant in the store")
+            since = (
+                f"compliant until run {c.last_compliant_run}"
+                if c.last_compliant_run
+                else "never compliant in the store"
+            )
             changed = changes_since(c)
-            out.append(f"  non-compliant: {c.host}: {c.reason}: {what}; {since}"
-                       + (f"; since then: {', '.join(changed)}" if changed else ""))
+            out.append(
+                f"  non-compliant: {c.host}: {c.reason}: {what}; {since}"
+                + (f"; since then: {', '.join(changed)}" if changed else "")
+            )
         if len(bad) > limit:
             out.append(f"  ... and {len(bad) - limit} more non-compliant host(s)")
     return out
@@ -318,72 +383,117 @@ def offending_message(judged: Iterable[Compliance], strict: bool) -> str | None:
 
 
 # --------------------------------------------------------------------------- status
-def _judge_states(rule: Judge, a: Adoption, states: Sequence[HostState],
-                  snaps: dict[str, HostSnapshot], max_age: timedelta, now: datetime
-                  ) -> list[Compliance]:
+def _judge_states(
+    rule: Judge,
+    a: Adoption,
+    states: Sequence[HostState],
+    snaps: dict[str, HostSnapshot],
+    max_age: timedelta,
+    now: datetime,
+) -> list[Compliance]:
     out = []
     for st in states:
         snap = snaps.get(st.host)
         slot = st.latest_ok(a.accel)
-        if (snap is not None and slot is not None and st.ok and st.accel == a.accel
-                and now - slot.collected_at <= max_age):
+        if (
+            snap is not None
+            and slot is not None
+            and st.ok
+            and st.accel == a.accel
+            and now - slot.collected_at <= max_age
+        ):
             # The common case, 99% of a large pool: built directly, not through a
             # ``functools.partial`` per member (a second at 100,000 members).
             v = rule(host_cpu(snap))
-            out.append(Compliance(
-                host=st.host, pool=st.pool, state=v.state, adoption_id=a.adoption_id,
-                machine_type=a.machine_type, collected_at=st.collected_at, reason=v.reason,
-                lacking=v.lacking, extra=v.extra, detail=v.detail,
-                microcode=snap.facts.cpu.microcode, kernel_release=snap.facts.kernel_release,
-                qemu_version=snap.qemu_version, run_id=st.run))
+            out.append(
+                Compliance(
+                    host=st.host,
+                    pool=st.pool,
+                    state=v.state,
+                    adoption_id=a.adoption_id,
+                    machine_type=a.machine_type,
+                    collected_at=st.collected_at,
+                    reason=v.reason,
+                    lacking=v.lacking,
+                    extra=v.extra,
+                    detail=v.detail,
+                    microcode=snap.facts.cpu.microcode,
+                    kernel_release=snap.facts.kernel_release,
+                    qemu_version=snap.qemu_version,
+                    run_id=st.run,
+                )
+            )
             continue
         facts = snap.facts if snap is not None else None
         make = functools.partial(
-            Compliance, host=st.host, pool=st.pool, adoption_id=a.adoption_id,
-            machine_type=a.machine_type, collected_at=st.collected_at, run_id=st.run,
+            Compliance,
+            host=st.host,
+            pool=st.pool,
+            adoption_id=a.adoption_id,
+            machine_type=a.machine_type,
+            collected_at=st.collected_at,
+            run_id=st.run,
             microcode=facts.cpu.microcode if facts else None,
             kernel_release=facts.kernel_release if facts else None,
-            qemu_version=snap.qemu_version if snap else st.qemu_version)
+            qemu_version=snap.qemu_version if snap else st.qemu_version,
+        )
         if not st.ok:
-            older = (f"; its {a.accel} data of {slot.collected_at:%Y-%m-%dT%H:%MZ} is not judged "
-                     "as current" if slot is not None else "; no successful probe is stored")
-            out.append(make(state=FAILED, detail=f"latest run failed at "
-                                  f"{st.stage or 'unknown stage'}: {st.error or st.error_code}"
-                                  + older))
+            older = (
+                f"; its {a.accel} data of {slot.collected_at:%Y-%m-%dT%H:%MZ} is not judged as current"
+                if slot is not None
+                else "; no successful probe is stored"
+            )
+            out.append(
+                make(
+                    state=FAILED,
+                    detail=f"latest run failed at "
+                    f"{st.stage or 'unknown stage'}: {st.error or st.error_code}" + older,
+                )
+            )
         elif st.accel != a.accel or slot is None:
-            out.append(make(state=TCG_ONLY, detail=f"its latest probe ran under {st.accel}, "
-                                  f"not {a.accel}"))
+            out.append(make(state=TCG_ONLY, detail=f"its latest probe ran under {st.accel}, not {a.accel}"))
         elif now - slot.collected_at > max_age:
-            out.append(make(state=STALE, detail=f"its latest data is "
-                                  f"{age_text(now - slot.collected_at)} old, older than "
-                                  f"--max-age {age_text(max_age)}"))
+            out.append(
+                make(
+                    state=STALE,
+                    detail=f"its latest data is "
+                    f"{age_text(now - slot.collected_at)} old, older than "
+                    f"--max-age {age_text(max_age)}",
+                )
+            )
         elif snap is None:
-            out.append(make(state="undecided", detail="no CPU data stored for its "
-                                  "successful run"))
+            out.append(make(state="undecided", detail="no CPU data stored for its successful run"))
         else:
             out.append(from_verdict(rule(host_cpu(snap)), make))
     return out
 
 
-def _headroom(a: Adoption, snaps: dict[str, HostSnapshot], judged: Sequence[Compliance]
-              ) -> Headroom:
+def _headroom(a: Adoption, snaps: dict[str, HostSnapshot], judged: Sequence[Compliance]) -> Headroom:
     fresh = {c.host for c in judged if c.state not in (FAILED, STALE, TCG_ONLY)}
-    usable = [s for h, s in sorted(snaps.items()) if h in fresh and a.machine_type in s.machines
-              and (s.machines[a.machine_type].static_expansion is not None
-                   or s.machines[a.machine_type].full_expansion is not None)]
+    usable = [
+        s
+        for h, s in sorted(snaps.items())
+        if h in fresh
+        and a.machine_type in s.machines
+        and (
+            s.machines[a.machine_type].static_expansion is not None
+            or s.machines[a.machine_type].full_expansion is not None
+        )
+    ]
     if not usable:
         return Headroom((), (), None, f"no member has current {a.accel} data on {a.machine_type}")
     try:
-        b = compute_baseline(a.pool, a.machine_type, a.accel,
-                             build_members(usable, a.machine_type), Policy())
+        b = compute_baseline(a.pool, a.machine_type, a.accel, build_members(usable, a.machine_type), Policy())
     except FleetcpuError as exc:
         return Headroom((), (), None, exc.message)
-    return Headroom(tuple(sorted(set(b.features) - a.features)),
-                    tuple(sorted(a.features - set(b.features))), b.cpu)
+    return Headroom(
+        tuple(sorted(set(b.features) - a.features)), tuple(sorted(a.features - set(b.features))), b.cpu
+    )
 
 
-def pool_statuses(store: Store, pool: str | None, *, max_age: timedelta,
-                  now: datetime | None = None) -> list[PoolStatus]:
+def pool_statuses(
+    store: Store, pool: str | None, *, max_age: timedelta, now: datetime | None = None
+) -> list[PoolStatus]:
     """Every pool's status (or ``pool``'s: unknown is UnknownPoolError, exit 20).
 
     With the cyclic collector paused, as ``baseline`` does: judging 100,000 members builds
@@ -393,8 +503,7 @@ def pool_statuses(store: Store, pool: str | None, *, max_age: timedelta,
         return _pool_statuses(store, pool, max_age, now or datetime.now(UTC))
 
 
-def _pool_statuses(store: Store, pool: str | None, max_age: timedelta, now: datetime
-                   ) -> list[PoolStatus]:
+def _pool_statuses(store: Store, pool: str | None, max_age: timedelta, now: datetime) -> list[PoolStatus]:
     adoptions = adopted(store)
     states = store.latest(pool) if pool is not None or not adoptions else store.latest()
     by_pool: dict[str, list[HostState]] = {}
@@ -404,8 +513,12 @@ def _pool_statuses(store: Store, pool: str | None, max_age: timedelta, now: date
     for name in sorted(by_pool):
         members = by_pool[name]
         a = adoptions.get(name)
-        oks = [slot.collected_at for st in members for acc in ("kvm", "tcg")
-               if (slot := st.latest_ok(acc)) is not None]
+        oks = [
+            slot.collected_at
+            for st in members
+            for acc in ("kvm", "tcg")
+            if (slot := st.latest_ok(acc)) is not None
+        ]
         last = max(oks) if oks else None
         if a is None:
             out.append(PoolStatus(name, None, (), None, last))

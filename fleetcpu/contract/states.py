@@ -85,25 +85,37 @@ class Compliance:
 
 def from_verdict(verdict: Verdict, make: Callable[..., Compliance]) -> Compliance:
     """``make`` (a ``Compliance`` with the host's fields bound) given the rule's answer."""
-    return make(state=verdict.state, reason=verdict.reason, lacking=verdict.lacking,
-                extra=verdict.extra, detail=verdict.detail)
+    return make(
+        state=verdict.state,
+        reason=verdict.reason,
+        lacking=verdict.lacking,
+        extra=verdict.extra,
+        detail=verdict.detail,
+    )
 
 
 def carry(previous: Compliance | None, now: Compliance) -> Compliance:
     """``now`` with its last compliant run: itself when compliant, else the previous row's
     (for the same adoption: a new contract starts a new history)."""
     if now.state == COMPLIANT:
-        return replace(now, last_compliant_run=now.run_id, last_compliant_at=now.collected_at,
-                       last_compliant_microcode=now.microcode,
-                       last_compliant_kernel=now.kernel_release,
-                       last_compliant_qemu=now.qemu_version)
+        return replace(
+            now,
+            last_compliant_run=now.run_id,
+            last_compliant_at=now.collected_at,
+            last_compliant_microcode=now.microcode,
+            last_compliant_kernel=now.kernel_release,
+            last_compliant_qemu=now.qemu_version,
+        )
     if previous is None or previous.adoption_id != now.adoption_id:
         return now
-    return replace(now, last_compliant_run=previous.last_compliant_run,
-                   last_compliant_at=previous.last_compliant_at,
-                   last_compliant_microcode=previous.last_compliant_microcode,
-                   last_compliant_kernel=previous.last_compliant_kernel,
-                   last_compliant_qemu=previous.last_compliant_qemu)
+    return replace(
+        now,
+        last_compliant_run=previous.last_compliant_run,
+        last_compliant_at=previous.last_compliant_at,
+        last_compliant_microcode=previous.last_compliant_microcode,
+        last_compliant_kernel=previous.last_compliant_kernel,
+        last_compliant_qemu=previous.last_compliant_qemu,
+    )
 
 
 def changes_since(c: Compliance) -> tuple[str, ...]:
@@ -111,18 +123,34 @@ def changes_since(c: Compliance) -> tuple[str, ...]:
     if c.last_compliant_run is None:
         return ()
     out = []
-    for label, then, now in (("microcode", c.last_compliant_microcode, c.microcode),
-                             ("kernel", c.last_compliant_kernel, c.kernel_release),
-                             ("QEMU", c.last_compliant_qemu, c.qemu_version)):
+    for label, then, now in (
+        ("microcode", c.last_compliant_microcode, c.microcode),
+        ("kernel", c.last_compliant_kernel, c.kernel_release),
+        ("QEMU", c.last_compliant_qemu, c.qemu_version),
+    ):
         if then != now:
             out.append(f"{label} {then or '?'} -> {now or '?'}")
     return tuple(out)
 
 
-_ROW_FIELDS = ("host", "pool", "collected_at", "adoption_id", "machine_type", "state", "reason",
-               "detail", "microcode", "kernel_release", "qemu_version", "last_compliant_run",
-               "last_compliant_at", "last_compliant_microcode", "last_compliant_kernel",
-               "last_compliant_qemu")
+_ROW_FIELDS = (
+    "host",
+    "pool",
+    "collected_at",
+    "adoption_id",
+    "machine_type",
+    "state",
+    "reason",
+    "detail",
+    "microcode",
+    "kernel_release",
+    "qemu_version",
+    "last_compliant_run",
+    "last_compliant_at",
+    "last_compliant_microcode",
+    "last_compliant_kernel",
+    "last_compliant_qemu",
+)
 
 
 def to_row(c: Compliance) -> dict[str, Any]:
@@ -136,5 +164,9 @@ def to_row(c: Compliance) -> dict[str, Any]:
 def from_row(row: dict[str, Any]) -> Compliance:
     fields: dict[str, Any] = {name: row.get(name) for name in _ROW_FIELDS}
     fields["detail"] = fields["detail"] or ""
-    return Compliance(**fields, run_id=row.get("run_id"), lacking=tuple(row.get("lacking") or ()),
-                      extra=tuple(row.get("extra") or ()))
+    return Compliance(
+        **fields,
+        run_id=row.get("run_id"),
+        lacking=tuple(row.get("lacking") or ()),
+        extra=tuple(row.get("extra") or ()),
+    )

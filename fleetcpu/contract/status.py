@@ -71,40 +71,63 @@ def _time(moment: datetime | None) -> str | None:
 @functools.lru_cache(maxsize=4096)
 def _rfc3339(moment: datetime) -> str:
     """Memoised: 100,000 members share a few run times, and ``strftime`` was a second."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
-        f"{moment.microsecond // 1000:03d}Z"
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _adopted_json(a: Adoption | None, now: datetime) -> dict[str, Any] | None:
     if a is None:
         return None
-    return {"id": a.adoption_id, "adopted_at": _time(a.adopted_at),
-            "age_seconds": max(0, int((now - a.adopted_at).total_seconds())),
-            "adopted_by": a.adopted_by, "note": a.note, "source": a.source, "model": a.model,
-            "cpu": a.cpu, "custom": a.custom, "machine_type": a.machine_type, "accel": a.accel,
-            "feature_count": len(a.features), "features": sorted(a.features)}
+    return {
+        "id": a.adoption_id,
+        "adopted_at": _time(a.adopted_at),
+        "age_seconds": max(0, int((now - a.adopted_at).total_seconds())),
+        "adopted_by": a.adopted_by,
+        "note": a.note,
+        "source": a.source,
+        "model": a.model,
+        "cpu": a.cpu,
+        "custom": a.custom,
+        "machine_type": a.machine_type,
+        "accel": a.accel,
+        "feature_count": len(a.features),
+        "features": sorted(a.features),
+    }
 
 
 def _member_json(m: Compliance) -> dict[str, Any]:
-    return {"host": m.host, "state": m.state, "reason": m.reason, "lacking": list(m.lacking),
-            "extra": list(m.extra), "detail": m.detail or None,
-            "collected_at": _time(m.collected_at),
-            "last_compliant_at": _time(m.last_compliant_at)}
+    return {
+        "host": m.host,
+        "state": m.state,
+        "reason": m.reason,
+        "lacking": list(m.lacking),
+        "extra": list(m.extra),
+        "detail": m.detail or None,
+        "collected_at": _time(m.collected_at),
+        "last_compliant_at": _time(m.last_compliant_at),
+    }
 
 
 def status_json(statuses: Sequence[PoolStatus], now: datetime) -> dict[str, Any]:
     pools = []
     for s in statuses:
         h = s.headroom
-        pools.append({
-            "pool": s.pool,
-            "adopted": _adopted_json(s.adoption, now),
-            "counts": s.counts(),
-            "members": [_member_json(m) for m in s.members],
-            "headroom": None if h is None else {"gain": list(h.gain), "lost": list(h.lost),
-                                                "baseline_cpu": h.cpu, "problem": h.problem},
-            "last_successful_collect": _time(s.last_collect),
-        })
+        pools.append(
+            {
+                "pool": s.pool,
+                "adopted": _adopted_json(s.adoption, now),
+                "counts": s.counts(),
+                "members": [_member_json(m) for m in s.members],
+                "headroom": None
+                if h is None
+                else {
+                    "gain": list(h.gain),
+                    "lost": list(h.lost),
+                    "baseline_cpu": h.cpu,
+                    "problem": h.problem,
+                },
+                "last_successful_collect": _time(s.last_collect),
+            }
+        )
     return {"schema": SCHEMA, "generated_at": _time(now), "pools": pools}
 
 
@@ -117,6 +140,7 @@ def status_text(doc: dict[str, Any]) -> str:
     line goes through the C encoder instead, and a member per line reads (and greps)
     better than nine. Any JSON parser reads the same document.
     """
+
     def block(obj: dict[str, Any], pad: str) -> str:
         inner = pad + "    "
         items = []
@@ -137,16 +161,23 @@ def status_table(statuses: Sequence[PoolStatus], now: datetime) -> str:
     for s in statuses:
         a = s.adoption
         if a is None:
-            lines.append(f"pool {s.pool}: no adopted CPU (fleetcpu adopt --pool {s.pool}), "
-                         f"{len(s.members)} member(s) not judged")
+            lines.append(
+                f"pool {s.pool}: no adopted CPU (fleetcpu adopt --pool {s.pool}), "
+                f"{len(s.members)} member(s) not judged"
+            )
             lines.append("")
             continue
-        lines.append(f"pool {s.pool}: adopted {a.adoption_id} ({_age((now - a.adopted_at).total_seconds())} "
-                     f"ago, by {a.adopted_by}): {a.model}, {len(a.features)} features, "
-                     f"{a.machine_type} ({a.accel})")
+        lines.append(
+            f"pool {s.pool}: adopted {a.adoption_id} ({_age((now - a.adopted_at).total_seconds())} "
+            f"ago, by {a.adopted_by}): {a.model}, {len(a.features)} features, "
+            f"{a.machine_type} ({a.accel})"
+        )
         counts = s.counts()
-        lines.append("  members: " + ", ".join(f"{n} {state}" for state, n in counts.items()
-                                              if n) if s.members else "  members: none")
+        lines.append(
+            "  members: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+            if s.members
+            else "  members: none"
+        )
         for m in s.members:
             if m.state == NON_COMPLIANT:
                 what = ", ".join(m.lacking) or m.detail

@@ -126,8 +126,7 @@ class CheckResult:
         removed = [c.feature for c in self.changes if c.kind == "feature-removed" and c.feature]
         parts = []
         if removed:
-            shown = ", ".join(removed[:6]) + (f" and {len(removed) - 6} more" if len(removed) > 6
-                                              else "")
+            shown = ", ".join(removed[:6]) + (f" and {len(removed) - 6} more" if len(removed) > 6 else "")
             parts.append(f"removes {len(removed)} feature(s) ({shown})")
         parts += [c.message for c in self.changes if c.kind != "feature-removed"]
         return f"{self.host} would lower pool {self.pool}: " + "; ".join(parts)

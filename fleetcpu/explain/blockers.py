@@ -98,11 +98,9 @@ def _what_if(label: str, hosts: tuple[str, ...], base: Baseline, without: Baseli
     features = tuple(sorted(set(without.features) - set(base.features)))
     scalars = scalar_changes(base.scalars, without.scalars, raised=True)
     before_ok = {v.model for v in base.models if v.candidate}
-    new_models = tuple(sorted(v.model for v in without.models
-                              if v.candidate and v.model not in before_ok))
+    new_models = tuple(sorted(v.model for v in without.models if v.candidate and v.model not in before_ok))
     gain = len(features) + len(scalars) + int(without.model != base.model)
-    return WhatIf(label, hosts, features, base.model, without.model, new_models, scalars,
-                  gain / len(hosts))
+    return WhatIf(label, hosts, features, base.model, without.model, new_models, scalars, gain / len(hosts))
 
 
 def explain_blockers(
@@ -117,8 +115,9 @@ def explain_blockers(
 ) -> Blockers:
     """The pool's blockers and per-group what-ifs; raises like ``compute_baseline``."""
     memo = JudgeMemo()  # the what-ifs judge the same models tuples over and over
-    full = compute_baseline(pool, machine_type, accel, members, policy, missing=missing,
-                            notices=notices, memo=memo)
+    full = compute_baseline(
+        pool, machine_type, accel, members, policy, missing=missing, notices=notices, memo=memo
+    )
     groups = group_members(members)
     reps = [g.member for g in groups]
     base = compute_baseline(pool, machine_type, accel, reps, policy, memo=memo, reasons=False)
@@ -126,13 +125,25 @@ def explain_blockers(
     assert judged is not None
     # The representatives' pool is the full pool's answer (see groups): a difference is a bug.
     assert (base.features, base.model, base.enable, base.disable, base.scalars) == (
-        full.features, full.model, full.enable, full.disable, full.scalars)
+        full.features,
+        full.model,
+        full.enable,
+        full.disable,
+        full.scalars,
+    )
     ranked = []
     if len(groups) > 1:
         for i, g in enumerate(groups):
-            without = compute_baseline(pool, machine_type, accel, reps[:i] + reps[i + 1:], policy,
-                                       memo=memo, reasons=False,
-                                       sub=Subpool(judged, frozenset({g.member.host})))
+            without = compute_baseline(
+                pool,
+                machine_type,
+                accel,
+                reps[:i] + reps[i + 1 :],
+                policy,
+                memo=memo,
+                reasons=False,
+                sub=Subpool(judged, frozenset({g.member.host})),
+            )
             w = _what_if(g.label, g.hosts, base, without)
             ranked.append(((-w.score, len(w.hosts), -len(w.features), i), w))
     ranked.sort(key=lambda kw: kw[0])

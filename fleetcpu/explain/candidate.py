@@ -68,21 +68,25 @@ def qemu_too_old(qemu_version: str | None, machine_type: str) -> bool:
     """True when a QEMU of this version cannot have this upstream machine type."""
     family, version = family_version(machine_type)
     have = _version(qemu_version)
-    return family in _VERSIONED_FAMILIES and bool(version) and have is not None \
-        and have[:2] < version[:2]
+    return family in _VERSIONED_FAMILIES and bool(version) and have is not None and have[:2] < version[:2]
 
 
 def _missing_type(host: str, machine_type: str, why: str) -> Change:
-    return Change("machine-type-missing",
-                  f"{host} cannot run the pool's machine type {machine_type}: {why}",
-                  feature=None, before=machine_type, after=None)
+    return Change(
+        "machine-type-missing",
+        f"{host} cannot run the pool's machine type {machine_type}: {why}",
+        feature=None,
+        before=machine_type,
+        after=None,
+    )
 
 
 def _not_probed(host: str, machine_type: str) -> NoCommonMachineTypeError:
     return NoCommonMachineTypeError(
         f"{host} was not probed with the pool's machine type {machine_type}; probe it with "
         f"fleetcpu probe --machine-type {machine_type} (or collect with machine_types="
-        f"{machine_type}) and check again")
+        f"{machine_type}) and check again"
+    )
 
 
 def _from_document(path: str, machine_type: str, accel: str) -> Candidate:
@@ -96,25 +100,36 @@ def _from_document(path: str, machine_type: str, accel: str) -> Candidate:
     if probe is None:
         names: set[str] = set()
         if doc.qemu is not None:
-            names = {m.name for m in doc.qemu.machines} | {
-                m.alias for m in doc.qemu.machines if m.alias}
+            names = {m.name for m in doc.qemu.machines} | {m.alias for m in doc.qemu.machines if m.alias}
         if doc.qemu is not None and names and machine_type not in names:
-            return Candidate(host, "document", None, _missing_type(
-                host, machine_type, f"its QEMU {doc.qemu.version} does not list it"))
+            return Candidate(
+                host,
+                "document",
+                None,
+                _missing_type(host, machine_type, f"its QEMU {doc.qemu.version} does not list it"),
+            )
         if doc.status != "ok" and not doc.machine_types:
-            raise NoUsableDataError(f"{path}: a failed probe ({doc.stage or 'unknown stage'}: "
-                                    f"{doc.error or doc.error_code or 'no message'}): no CPU data")
+            raise NoUsableDataError(
+                f"{path}: a failed probe ({doc.stage or 'unknown stage'}: "
+                f"{doc.error or doc.error_code or 'no message'}): no CPU data"
+            )
         raise _not_probed(host, machine_type)
     if probe.accel != accel:
         raise NoUsableDataError(
             f"{path}: {host} was probed under {probe.accel}, the pool uses {accel}: "
-            + ("TCG shows what QEMU emulates, not what KVM guests get" if accel == "kvm"
-               else "KVM data says nothing about what TCG emulates"))
+            + (
+                "TCG shows what QEMU emulates, not what KVM guests get"
+                if accel == "kvm"
+                else "KVM data says nothing about what TCG emulates"
+            )
+        )
     if probe.static_expansion is None and probe.full_expansion is None:
-        raise NoUsableDataError(f"{path}: its probe of {machine_type} recorded no host CPU "
-                                "expansion: nothing to judge")
-    member = member_from_probe(host, probe.accel, doc.qemu.version if doc.qemu else None,
-                               _time(doc), doc.host, probe)
+        raise NoUsableDataError(
+            f"{path}: its probe of {machine_type} recorded no host CPU expansion: nothing to judge"
+        )
+    member = member_from_probe(
+        host, probe.accel, doc.qemu.version if doc.qemu else None, _time(doc), doc.host, probe
+    )
     return Candidate(host, "document", member)
 
 
@@ -130,13 +145,13 @@ def _time(doc: ProbeDocument) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _from_store(store: Store, host: str, machine_type: str, accel: str, max_age: timedelta,
-                now: datetime) -> Candidate:
+def _from_store(
+    store: Store, host: str, machine_type: str, accel: str, max_age: timedelta, now: datetime
+) -> Candidate:
     states = {s.host: s for s in store.latest()}
     state = states.get(host)
     if state is None:
-        raise UsageError(f"{host}: neither a probe document nor a host in the store "
-                         f"({store.root})")
+        raise UsageError(f"{host}: neither a probe document nor a host in the store ({store.root})")
     found = classify([state], accel, max_age, now)
     if found.missing:
         raise NoUsableDataError(f"{host}: {found.missing[0].message}")
@@ -145,19 +160,25 @@ def _from_store(store: Store, host: str, machine_type: str, accel: str, max_age:
         raise NoUsableDataError(f"{host}: no CPU data stored for its successful {accel} run")
     if machine_type not in snap.machines:
         if qemu_too_old(snap.qemu_version, machine_type):
-            return Candidate(host, "store", None, _missing_type(
-                host, machine_type, f"its QEMU {snap.qemu_version} predates it"))
+            return Candidate(
+                host,
+                "store",
+                None,
+                _missing_type(host, machine_type, f"its QEMU {snap.qemu_version} predates it"),
+            )
         raise _not_probed(host, machine_type)
     probe = snap.machines[machine_type]
     if probe.static_expansion is None and probe.full_expansion is None:
-        raise NoUsableDataError(f"{host}: its {accel} probe of {machine_type} recorded no host "
-                                "CPU expansion: nothing to judge")
+        raise NoUsableDataError(
+            f"{host}: its {accel} probe of {machine_type} recorded no host CPU expansion: nothing to judge"
+        )
     [member] = build_members([snap], machine_type)
     return Candidate(host, "store", member)
 
 
-def load_candidate(store: Store, arg: str, machine_type: str, accel: str, max_age: timedelta,
-                   now: datetime | None = None) -> Candidate:
+def load_candidate(
+    store: Store, arg: str, machine_type: str, accel: str, max_age: timedelta, now: datetime | None = None
+) -> Candidate:
     """The host named by ``arg`` (see the module docstring); raises exit 2/3/21/22 errors."""
     if is_document(arg):
         return _from_document(arg, machine_type, accel)

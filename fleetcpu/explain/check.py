@@ -56,46 +56,70 @@ def _model_reason(before: Baseline, after: Baseline, host: str) -> str:
     if verdict.candidate:
         return f"{head} ({after.model} now needs fewer explicit changes)"
     mine = [b for b in verdict.blocks if host in b.hosts] or list(verdict.blocks)
-    return f"{head} ({before.model} on {host}: " + "; ".join(
-        f"{b.reason}, {b.detail}" for b in mine) + ")"
+    return f"{head} ({before.model} on {host}: " + "; ".join(f"{b.reason}, {b.detail}" for b in mine) + ")"
 
 
 def changes_between(before: Baseline, after: Baseline, host: str) -> tuple[Change, ...]:
     """Every way ``after`` (the pool with ``host``) is lower than ``before`` (without it)."""
-    out = [Change("feature-removed", _feature_reason(after, f, host), feature=f)
-           for f in sorted(set(before.features) - set(after.features))]
+    out = [
+        Change("feature-removed", _feature_reason(after, f, host), feature=f)
+        for f in sorted(set(before.features) - set(after.features))
+    ]
     if after.model != before.model:
-        out.append(Change("model-changed", _model_reason(before, after, host),
-                          before=before.model, after=after.model))
+        out.append(
+            Change(
+                "model-changed", _model_reason(before, after, host), before=before.model, after=after.model
+            )
+        )
     elif not out and (after.enable, after.disable) != (before.enable, before.disable):
         # Same features, same model, other +/-: the host's QEMU defines the model otherwise.
         # (With features removed the string changes anyway; that is not reported twice.)
         old, new = before.cpu.split(","), after.cpu.split(",")
         dropped = [t for t in old if t not in new]
         added = [t for t in new if t not in old]
-        out.append(Change(
-            "spelling-changed",
-            f"{before.model} needs other explicit changes with {host} (its QEMU defines "
-            f"{before.model} differently): the named string loses {' '.join(dropped) or 'nothing'}"
-            f" and gains {' '.join(added) or 'nothing'}", before=before.cpu, after=after.cpu))
+        out.append(
+            Change(
+                "spelling-changed",
+                f"{before.model} needs other explicit changes with {host} (its QEMU defines "
+                f"{before.model} differently): the named string loses {' '.join(dropped) or 'nothing'}"
+                f" and gains {' '.join(added) or 'nothing'}",
+                before=before.cpu,
+                after=after.cpu,
+            )
+        )
     for sc in scalar_changes(before.scalars, after.scalars, raised=False):
         label = _LABELS.get(sc.scalar, sc.scalar)
-        out.append(Change("scalar-dropped", f"{label} drops from {sc.before} to {sc.after}",
-                          feature=label, before=sc.before, after=sc.after))
+        out.append(
+            Change(
+                "scalar-dropped",
+                f"{label} drops from {sc.before} to {sc.after}",
+                feature=label,
+                before=sc.before,
+                after=sc.after,
+            )
+        )
     return tuple(out)
 
 
 def _new_warnings(before: Baseline | None, after: Baseline) -> tuple[str, ...]:
     seen = {(w.code, w.feature) for w in before.warnings} if before else set()
-    return tuple(f"{w.code}: {w.message}" for w in after.warnings
-                 if (w.code, w.feature) not in seen)
+    return tuple(f"{w.code}: {w.message}" for w in after.warnings if (w.code, w.feature) not in seen)
 
 
-def refused(pool: str, machine_type: str, accel: str, host: str, source: str, member: bool,
-            change: Change, missing: Sequence[Missing] = ()) -> CheckResult:
+def refused(
+    pool: str,
+    machine_type: str,
+    accel: str,
+    host: str,
+    source: str,
+    member: bool,
+    change: Change,
+    missing: Sequence[Missing] = (),
+) -> CheckResult:
     """A refusal decided before any computation (no machine type, other vendor)."""
-    return CheckResult(pool, machine_type, accel, host, source, member, False, None, None,
-                       (change,), missing=tuple(missing))
+    return CheckResult(
+        pool, machine_type, accel, host, source, member, False, None, None, (change,), missing=tuple(missing)
+    )
 
 
 def check_join(
@@ -117,10 +141,33 @@ def check_join(
         after = compute_baseline(pool, machine_type, accel, [*others, candidate], policy)
     except MixedVendorsError as exc:
         vendor = before.vendor if before else None
-        return refused(pool, machine_type, accel, candidate.host, source, member, Change(
-            "vendor-differs",
-            f"{candidate.host} reports vendor {candidate.vendor}, the pool {vendor} ({exc.message})",
-            before=vendor, after=candidate.vendor), missing)
+        return refused(
+            pool,
+            machine_type,
+            accel,
+            candidate.host,
+            source,
+            member,
+            Change(
+                "vendor-differs",
+                f"{candidate.host} reports vendor {candidate.vendor}, the pool {vendor} ({exc.message})",
+                before=vendor,
+                after=candidate.vendor,
+            ),
+            missing,
+        )
     changes = changes_between(before, after, candidate.host) if before else ()
-    return CheckResult(pool, machine_type, accel, candidate.host, source, member, not changes,
-                       before, after, changes, _new_warnings(before, after), tuple(missing))
+    return CheckResult(
+        pool,
+        machine_type,
+        accel,
+        candidate.host,
+        source,
+        member,
+        not changes,
+        before,
+        after,
+        changes,
+        _new_warnings(before, after),
+        tuple(missing),
+    )

@@ -75,6 +75,5 @@ def group_members(members: Sequence[Member]) -> list[Group]:
     groups = []
     for i, same in enumerate(found.values(), start=1):
         label = f"g{i}"
-        groups.append(Group(label, tuple(m.host for m in same),
-                            dataclasses.replace(same[0], host=label)))
+        groups.append(Group(label, tuple(m.host for m in same), dataclasses.replace(same[0], host=label)))
     return groups

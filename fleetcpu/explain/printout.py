@@ -32,8 +32,13 @@ _SCALARS = ("family", "model", "stepping", "level", "xlevel", "phys_bits")
 
 
 def _pool_json(b: Baseline) -> dict[str, Any]:
-    return {"model": b.model, "cpu": b.cpu, "custom": b.custom, "features": list(b.features),
-            "scalars": {k: getattr(b.scalars, k) for k in _SCALARS}}
+    return {
+        "model": b.model,
+        "cpu": b.cpu,
+        "custom": b.custom,
+        "features": list(b.features),
+        "scalars": {k: getattr(b.scalars, k) for k in _SCALARS},
+    }
 
 
 def _what_if_json(w: WhatIf) -> dict[str, Any]:
@@ -47,8 +52,7 @@ def _what_if_json(w: WhatIf) -> dict[str, Any]:
             "model_before": w.model_before,
             "model_after": w.model_after,
             "new_models": list(w.new_models),
-            "scalars": [{"scalar": s.scalar, "before": s.before, "after": s.after}
-                        for s in w.scalars],
+            "scalars": [{"scalar": s.scalar, "before": s.before, "after": s.after} for s in w.scalars],
         },
     }
 
@@ -62,18 +66,31 @@ def blockers_json(x: Blockers) -> dict[str, Any]:
         "accel": b.accel,
         "vendor": b.vendor,
         "baseline": _pool_json(b),
-        "hosts": [{"host": h.host, "qemu_version": h.qemu_version,
-                   "collected_at": rfc3339(h.collected_at)} for h in b.hosts],
-        "features": [{"feature": f.feature, "reason": f.reason, "hosts": list(f.hosts),
-                      "message": f.message} for f in x.features],
-        "models": [{"model": m.model, "by_some_hosts": m.by_some_hosts, "hosts": list(m.hosts),
-                    "blocks": [{"reason": blk.reason, "detail": blk.detail,
-                                "hosts": list(blk.hosts)} for blk in m.blocks]}
-                   for m in x.models],
+        "hosts": [
+            {"host": h.host, "qemu_version": h.qemu_version, "collected_at": rfc3339(h.collected_at)}
+            for h in b.hosts
+        ],
+        "features": [
+            {"feature": f.feature, "reason": f.reason, "hosts": list(f.hosts), "message": f.message}
+            for f in x.features
+        ],
+        "models": [
+            {
+                "model": m.model,
+                "by_some_hosts": m.by_some_hosts,
+                "hosts": list(m.hosts),
+                "blocks": [
+                    {"reason": blk.reason, "detail": blk.detail, "hosts": list(blk.hosts)} for blk in m.blocks
+                ],
+            }
+            for m in x.models
+        ],
         "groups": [_what_if_json(w) for w in x.groups],
         "missing": [{"host": m.host, "code": m.code, "message": m.message} for m in b.missing],
-        "warnings": [{"code": w.code, "feature": w.feature, "hosts": list(w.hosts),
-                      "message": w.message} for w in b.warnings],
+        "warnings": [
+            {"code": w.code, "feature": w.feature, "hosts": list(w.hosts), "message": w.message}
+            for w in b.warnings
+        ],
     }
 
 
@@ -97,21 +114,27 @@ def _names(names: list[str], limit: int) -> str:
 def blockers_table(x: Blockers, limit: int = 20) -> str:
     """The human report: what-ifs first (the actionable part), then features, then models."""
     b = x.baseline
-    out = [f"pool {b.pool}: {len(b.hosts)} host(s), {b.machine_type}, {b.accel}, "
-           f"{b.vendor or 'vendor unknown'}; model {b.model} (+{len(b.enable)} -{len(b.disable)}),"
-           f" {len(b.features)} features", ""]
+    out = [
+        f"pool {b.pool}: {len(b.hosts)} host(s), {b.machine_type}, {b.accel}, "
+        f"{b.vendor or 'vendor unknown'}; model {b.model} (+{len(b.enable)} -{len(b.disable)}),"
+        f" {len(b.features)} features",
+        "",
+    ]
     if x.groups:
-        out.append(f"Without one group of identical hosts ({len(x.groups)} groups; best gain per "
-                   "host removed first):")
+        out.append(
+            f"Without one group of identical hosts ({len(x.groups)} groups; best gain per "
+            "host removed first):"
+        )
         for w in x.groups[:limit]:
             out.append(f"  {w.label:<5} {len(w.hosts):>6} host(s): {_gain_text(w)}")
             out.append(f"        hosts: {host_list(list(w.hosts))}")
             if w.features:
                 out.append(f"        features: {' '.join(w.features)}")
             if w.new_models:
-                out.append(f"        models: {' '.join(w.new_models[:12])}"
-                           + (f" and {len(w.new_models) - 12} more" if len(w.new_models) > 12
-                              else ""))
+                out.append(
+                    f"        models: {' '.join(w.new_models[:12])}"
+                    + (f" and {len(w.new_models) - 12} more" if len(w.new_models) > 12 else "")
+                )
         if len(x.groups) > limit:
             out.append(f"  ... and {len(x.groups) - limit} more groups (--format json lists all)")
     else:
@@ -120,13 +143,17 @@ def blockers_table(x: Blockers, limit: int = 20) -> str:
     by_cause: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for f in x.features:
         by_cause.setdefault((f.reason, f.hosts), []).append(f.feature)
-    for (reason, hosts), names in sorted(by_cause.items(),
-                                         key=lambda kv: (not kv[0][1], len(kv[0][1]), kv[0])):
+    for (reason, hosts), names in sorted(
+        by_cause.items(), key=lambda kv: (not kv[0][1], len(kv[0][1]), kv[0])
+    ):
         who = host_list(list(hosts)) if hosts else "policy"
         out.append(f"  {reason} ({who}): {_names(names, limit * 2)}")
     some = [m for m in x.models if m.by_some_hosts]
-    out += ["", f"Models some hosts block ({len(some)}; {len(x.models) - len(some)} more are "
-            "blocked on every member or by naming rules, see --format json):"]
+    out += [
+        "",
+        f"Models some hosts block ({len(some)}; {len(x.models) - len(some)} more are "
+        "blocked on every member or by naming rules, see --format json):",
+    ]
     by_blocks: dict[tuple[tuple[str, str, tuple[str, ...]], ...], list[str]] = {}
     size: dict[tuple[tuple[str, str, tuple[str, ...]], ...], int] = {}
     for m in some:
@@ -135,8 +162,9 @@ def blockers_table(x: Blockers, limit: int = 20) -> str:
         size[key] = len(m.hosts)  # the blocks' hosts, counted once (no set per key)
     ranked = sorted(by_blocks.items(), key=lambda kv: (size[kv[0]], kv[0]))
     for key, models in ranked[:limit]:
-        reasons = "; ".join(f"{reason} on {host_list(list(hosts), 4)} ({detail})"
-                            for reason, detail, hosts in key)
+        reasons = "; ".join(
+            f"{reason} on {host_list(list(hosts), 4)} ({detail})" for reason, detail, hosts in key
+        )
         out.append(f"  {_names(models, limit)}: {reasons}")
     if len(ranked) > limit:
         out.append(f"  ... and {len(ranked) - limit} more lines (--format json lists all)")
@@ -158,8 +186,16 @@ def check_json(c: CheckResult) -> dict[str, Any]:
         "can_join": c.can_join,
         "before": _pool_json(c.before) if c.before else None,
         "after": _pool_json(c.after) if c.after else None,
-        "changes": [{"kind": ch.kind, "message": ch.message, "feature": ch.feature,
-                     "before": ch.before, "after": ch.after} for ch in c.changes],
+        "changes": [
+            {
+                "kind": ch.kind,
+                "message": ch.message,
+                "feature": ch.feature,
+                "before": ch.before,
+                "after": ch.after,
+            }
+            for ch in c.changes
+        ],
         "new_warnings": list(c.new_warnings),
         "missing": [{"host": m.host, "code": m.code, "message": m.message} for m in c.missing],
     }
@@ -167,14 +203,21 @@ def check_json(c: CheckResult) -> dict[str, Any]:
 
 def check_table(c: CheckResult) -> str:
     ref = "the pool without it" if c.member else "the pool"
-    out = [f"{c.host} ({c.source}) vs pool {c.pool} ({c.machine_type}, {c.accel}): "
-           + ("CAN join" if c.can_join else "CANNOT join") + f" (compared with {ref})"]
+    out = [
+        f"{c.host} ({c.source}) vs pool {c.pool} ({c.machine_type}, {c.accel}): "
+        + ("CAN join" if c.can_join else "CANNOT join")
+        + f" (compared with {ref})"
+    ]
     if c.before is not None:
-        out.append(f"  now:       {c.before.model} (+{len(c.before.enable)} "
-                   f"-{len(c.before.disable)}), {len(c.before.features)} features")
+        out.append(
+            f"  now:       {c.before.model} (+{len(c.before.enable)} "
+            f"-{len(c.before.disable)}), {len(c.before.features)} features"
+        )
     if c.after is not None:
-        out.append(f"  with it:   {c.after.model} (+{len(c.after.enable)} "
-                   f"-{len(c.after.disable)}), {len(c.after.features)} features")
+        out.append(
+            f"  with it:   {c.after.model} (+{len(c.after.enable)} "
+            f"-{len(c.after.disable)}), {len(c.after.features)} features"
+        )
     out += [f"  - {ch.message}" for ch in c.changes]
     out += [f"  note {w}" for w in c.new_warnings]
     out += [f"  not counted: {m.host} ({m.code}): {m.message}" for m in c.missing]
@@ -195,62 +238,131 @@ _POOL = {
     "type": "object",
     "required": ["model", "cpu", "custom", "features", "scalars"],
     "properties": {
-        "model": {"type": "string"}, "cpu": {"type": "string"}, "custom": {"type": "string"},
+        "model": {"type": "string"},
+        "cpu": {"type": "string"},
+        "custom": {"type": "string"},
         "features": _STRINGS,
-        "scalars": {"type": "object", "required": list(_SCALARS),
-                    "properties": {k: _nullable("integer") for k in _SCALARS}},
+        "scalars": {
+            "type": "object",
+            "required": list(_SCALARS),
+            "properties": {k: _nullable("integer") for k in _SCALARS},
+        },
     },
 }
-_SCALAR_CHANGE = {"type": "object", "required": ["scalar", "before", "after"],
-                  "properties": {"scalar": {"type": "string"},
-                                 "before": _nullable(["integer", "string"]),
-                                 "after": _nullable(["integer", "string"])}}
+_SCALAR_CHANGE = {
+    "type": "object",
+    "required": ["scalar", "before", "after"],
+    "properties": {
+        "scalar": {"type": "string"},
+        "before": _nullable(["integer", "string"]),
+        "after": _nullable(["integer", "string"]),
+    },
+}
 _COMMON = {
-    "schema": {"type": "string"}, "pool": {"type": "string"},
-    "machine_type": {"type": "string"}, "accel": {"enum": ["kvm", "tcg"]},
+    "schema": {"type": "string"},
+    "pool": {"type": "string"},
+    "machine_type": {"type": "string"},
+    "accel": {"enum": ["kvm", "tcg"]},
 }
 
 BLOCKERS_JSON_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "fleetcpu.blockers/1",
     "type": "object",
-    "required": ["schema", "pool", "machine_type", "accel", "vendor", "baseline", "hosts",
-                 "features", "models", "groups", "missing", "warnings"],
+    "required": [
+        "schema",
+        "pool",
+        "machine_type",
+        "accel",
+        "vendor",
+        "baseline",
+        "hosts",
+        "features",
+        "models",
+        "groups",
+        "missing",
+        "warnings",
+    ],
     "properties": {
         **_COMMON,
         "schema": {"const": "fleetcpu.blockers/1"},
         "vendor": _nullable("string"),
         "baseline": _POOL,
-        "hosts": {"type": "array", "items": {
-            "type": "object", "required": ["host", "qemu_version", "collected_at"]}},
-        "features": {"type": "array", "items": {
-            "type": "object", "required": ["feature", "reason", "hosts", "message"],
-            "properties": {"feature": {"type": "string"},
-                           "reason": {"enum": ["not-offered", "non-migratable", "nested-policy",
-                                               "nested-off", "kvm-pv-policy", "tsx-policy"]},
-                           "hosts": _STRINGS, "message": {"type": "string"}}}},
-        "models": {"type": "array", "items": {
-            "type": "object", "required": ["model", "by_some_hosts", "hosts", "blocks"],
-            "properties": {
-                "model": {"type": "string"}, "by_some_hosts": {"type": "boolean"},
-                "hosts": _STRINGS,
-                "blocks": {"type": "array", "minItems": 1, "items": {
-                    "type": "object", "required": ["reason", "detail", "hosts"],
-                    "properties": {"reason": {"type": "string"}, "detail": {"type": "string"},
-                                   "hosts": _STRINGS}}}}}},
-        "groups": {"type": "array", "items": {
-            "type": "object", "required": ["label", "hosts", "size", "score", "gain"],
-            "properties": {
-                "label": {"type": "string"}, "hosts": _STRINGS,
-                "size": {"type": "integer", "minimum": 1}, "score": {"type": "number"},
-                "gain": {"type": "object",
-                         "required": ["features", "model_before", "model_after", "new_models",
-                                      "scalars"],
-                         "properties": {"features": _STRINGS,
-                                        "model_before": {"type": "string"},
-                                        "model_after": {"type": "string"},
-                                        "new_models": _STRINGS,
-                                        "scalars": {"type": "array", "items": _SCALAR_CHANGE}}}}}},
+        "hosts": {
+            "type": "array",
+            "items": {"type": "object", "required": ["host", "qemu_version", "collected_at"]},
+        },
+        "features": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["feature", "reason", "hosts", "message"],
+                "properties": {
+                    "feature": {"type": "string"},
+                    "reason": {
+                        "enum": [
+                            "not-offered",
+                            "non-migratable",
+                            "nested-policy",
+                            "nested-off",
+                            "kvm-pv-policy",
+                            "tsx-policy",
+                        ]
+                    },
+                    "hosts": _STRINGS,
+                    "message": {"type": "string"},
+                },
+            },
+        },
+        "models": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["model", "by_some_hosts", "hosts", "blocks"],
+                "properties": {
+                    "model": {"type": "string"},
+                    "by_some_hosts": {"type": "boolean"},
+                    "hosts": _STRINGS,
+                    "blocks": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["reason", "detail", "hosts"],
+                            "properties": {
+                                "reason": {"type": "string"},
+                                "detail": {"type": "string"},
+                                "hosts": _STRINGS,
+                            },
+                        },
+                    },
+                },
+            },
+        },
+        "groups": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["label", "hosts", "size", "score", "gain"],
+                "properties": {
+                    "label": {"type": "string"},
+                    "hosts": _STRINGS,
+                    "size": {"type": "integer", "minimum": 1},
+                    "score": {"type": "number"},
+                    "gain": {
+                        "type": "object",
+                        "required": ["features", "model_before", "model_after", "new_models", "scalars"],
+                        "properties": {
+                            "features": _STRINGS,
+                            "model_before": {"type": "string"},
+                            "model_after": {"type": "string"},
+                            "new_models": _STRINGS,
+                            "scalars": {"type": "array", "items": _SCALAR_CHANGE},
+                        },
+                    },
+                },
+            },
+        },
         "missing": {"type": "array"},
         "warnings": {"type": "array"},
     },
@@ -260,8 +372,21 @@ CHECK_JSON_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "fleetcpu.check/1",
     "type": "object",
-    "required": ["schema", "pool", "machine_type", "accel", "host", "source", "member",
-                 "can_join", "before", "after", "changes", "new_warnings", "missing"],
+    "required": [
+        "schema",
+        "pool",
+        "machine_type",
+        "accel",
+        "host",
+        "source",
+        "member",
+        "can_join",
+        "before",
+        "after",
+        "changes",
+        "new_warnings",
+        "missing",
+    ],
     "properties": {
         **_COMMON,
         "schema": {"const": "fleetcpu.check/1"},
@@ -271,17 +396,30 @@ CHECK_JSON_SCHEMA: dict[str, Any] = {
         "can_join": {"type": "boolean"},
         "before": {"oneOf": [_POOL, {"type": "null"}]},
         "after": {"oneOf": [_POOL, {"type": "null"}]},
-        "changes": {"type": "array", "items": {
-            "type": "object", "required": ["kind", "message", "feature", "before", "after"],
-            "properties": {
-                "kind": {"enum": ["feature-removed", "model-changed", "spelling-changed",
-                                  "scalar-dropped", "vendor-differs", "machine-type-missing"]},
-                "message": {"type": "string"},
-                "feature": _nullable("string"),
-                "before": _nullable(["integer", "string"]),
-                "after": _nullable(["integer", "string"])}}},
+        "changes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["kind", "message", "feature", "before", "after"],
+                "properties": {
+                    "kind": {
+                        "enum": [
+                            "feature-removed",
+                            "model-changed",
+                            "spelling-changed",
+                            "scalar-dropped",
+                            "vendor-differs",
+                            "machine-type-missing",
+                        ]
+                    },
+                    "message": {"type": "string"},
+                    "feature": _nullable("string"),
+                    "before": _nullable(["integer", "string"]),
+                    "after": _nullable(["integer", "string"]),
+                },
+            },
+        },
         "new_warnings": _STRINGS,
-        "missing": {"type": "array", "items": {
-            "type": "object", "required": ["host", "code", "message"]}},
+        "missing": {"type": "array", "items": {"type": "object", "required": ["host", "code", "message"]}},
     },
 }

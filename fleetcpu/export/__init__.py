@@ -77,8 +77,13 @@ def _need_cpu_map(options: RenderOptions, fmt: str) -> CpuMap:
 
 #: --format name -> renderer; the first is the default.
 FORMATS: dict[str, Callable[[Baseline, RenderOptions], Rendered]] = {
-    "qemu": _qemu, "json": _json, "readconfig": _readconfig, "libvirt": _libvirt,
-    "nova": _nova, "kubevirt": _kubevirt, "proxmox": _proxmox,
+    "qemu": _qemu,
+    "json": _json,
+    "readconfig": _readconfig,
+    "libvirt": _libvirt,
+    "nova": _nova,
+    "kubevirt": _kubevirt,
+    "proxmox": _proxmox,
 }
 #: Formats spelt through a libvirt cpu_map (the CLI loads one for them).
 NEEDS_CPU_MAP = frozenset({"libvirt", "nova", "kubevirt"})

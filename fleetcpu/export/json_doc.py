@@ -52,8 +52,12 @@ def to_json(b: Baseline) -> dict[str, Any]:
         "cpu": b.cpu,
         "custom": b.custom,
         "hosts": [
-            {"host": h.host, "accel": h.accel, "qemu_version": h.qemu_version,
-             "collected_at": rfc3339(h.collected_at)}
+            {
+                "host": h.host,
+                "accel": h.accel,
+                "qemu_version": h.qemu_version,
+                "collected_at": rfc3339(h.collected_at),
+            }
             for h in b.hosts
         ],
         "missing": [{"host": m.host, "code": m.code, "message": m.message} for m in b.missing],

@@ -73,10 +73,27 @@ def quoted(value: str) -> str:
 #: never labelled on any node unless the KubeVirt CR's obsoleteCPUModels replaces the map.
 OBSOLETE_MODELS = frozenset(
     name + suffix
-    for name in ("486", "pentium", "pentium2", "pentium3", "pentiumpro", "coreduo", "n270",
-                 "core2duo", "Conroe", "athlon", "phenom", "qemu64", "qemu32", "kvm64", "kvm32",
-                 "Opteron_G1", "Opteron_G2")
-    for suffix in ("", "-v1"))
+    for name in (
+        "486",
+        "pentium",
+        "pentium2",
+        "pentium3",
+        "pentiumpro",
+        "coreduo",
+        "n270",
+        "core2duo",
+        "Conroe",
+        "athlon",
+        "phenom",
+        "qemu64",
+        "qemu32",
+        "kvm64",
+        "kvm32",
+        "Opteron_G1",
+        "Opteron_G2",
+    )
+    for suffix in ("", "-v1")
+)
 
 #: KVM PV feature -> the KubeVirt VirtualMachineInstance field that switches it (kubevirt.io/v1,
 #: as its converter reads them at v1.9.0).
@@ -87,7 +104,7 @@ KUBEVIRT_PV_FIELDS = {
 #: libvirt's knobs (``PV_KNOBS``) that no KubeVirt field reaches, and why.
 _NO_FIELD = {
     "kvm-pv-eoi": "features.apic.endOfInterrupt is in the API but never read by the converter "
-                  "(it writes <apic/> only)",
+    "(it writes <apic/> only)",
     "kvm-poll-control": "features.kvm has only hidden",
     "kvm-hint-dedicated": "features.kvm has only hidden",
 }
@@ -100,20 +117,31 @@ def pv_notes(cpu: LibvirtCpu) -> list[str]:
     gets, _add, _remove, _lacks, _extra = pv_split(cpu)
     wanted = {f for f, on in cpu.pv if on}
     defaults = {f for f, _ in cpu.pv} | set(gets)
-    fields = [KUBEVIRT_PV_FIELDS[f].format(on="true") + f" ({f} on)"
-              for f in sorted(wanted - set(gets)) if f in KUBEVIRT_PV_FIELDS]
-    fields += [KUBEVIRT_PV_FIELDS[f].format(on="false") + f" ({f} off)"
-               for f in sorted(defaults - wanted) if f in KUBEVIRT_PV_FIELDS and f in gets]
+    fields = [
+        KUBEVIRT_PV_FIELDS[f].format(on="true") + f" ({f} on)"
+        for f in sorted(wanted - set(gets))
+        if f in KUBEVIRT_PV_FIELDS
+    ]
+    fields += [
+        KUBEVIRT_PV_FIELDS[f].format(on="false") + f" ({f} off)"
+        for f in sorted(defaults - wanted)
+        if f in KUBEVIRT_PV_FIELDS and f in gets
+    ]
     nofield = sorted(f for f in wanted - set(gets) if f not in KUBEVIRT_PV_FIELDS)
-    notes = ["KVM paravirtual features: with no field set the guest gets QEMU's KVM defaults for "
-             "the named model: " + ", ".join(gets)]
+    notes = [
+        "KVM paravirtual features: with no field set the guest gets QEMU's KVM defaults for "
+        "the named model: " + ", ".join(gets)
+    ]
     if fields:
         notes.append("set in the VirtualMachineInstance: " + "; ".join(fields))
     if nofield:
         notes.append("the guest lacks (KubeVirt has no field for them): " + ", ".join(nofield))
-    notes.append("no KubeVirt field for " + "; ".join(
-        f"{PV_KNOBS[f].format(on='on', yes='yes')} ({f}: {why})"
-        for f, why in sorted(_NO_FIELD.items())))
+    notes.append(
+        "no KubeVirt field for "
+        + "; ".join(
+            f"{PV_KNOBS[f].format(on='on', yes='yes')} ({f}: {why})" for f, why in sorted(_NO_FIELD.items())
+        )
+    )
     return notes
 
 
@@ -127,55 +155,79 @@ def choose(b: Baseline, cpu_map: CpuMap) -> tuple[LibvirtCpu, list[str]]:
     fits = [(cost, name) for cost, name in usable if name not in OBSOLETE_MODELS]
     if fits:
         cost, name = fits[0]
-        reason = ("is in KubeVirt's DefaultObsoleteCPUModels" if cpu.model in OBSOLETE_MODELS
-                  else "was not judged usable on every member by the pool's probes")
-        why = (f"libvirt's choice {cpu.model} {reason}, so no node would be labelled "
-               f"cpu-model.node.kubevirt.io/{cpu.model}; {name} is the closest model this "
-               f"cpu_map knows that is usable on every member and not obsolete ({cost} "
-               "explicit changes)")
+        reason = (
+            "is in KubeVirt's DefaultObsoleteCPUModels"
+            if cpu.model in OBSOLETE_MODELS
+            else "was not judged usable on every member by the pool's probes"
+        )
+        why = (
+            f"libvirt's choice {cpu.model} {reason}, so no node would be labelled "
+            f"cpu-model.node.kubevirt.io/{cpu.model}; {name} is the closest model this "
+            f"cpu_map knows that is usable on every member and not obsolete ({cost} "
+            "explicit changes)"
+        )
         return spell_as(b, cpu_map, name, why), []
     if usable:  # only obsolete models fit: libvirt's if usable, else the cheapest; the override
         cost, name = usable[0]
         if cpu.model not in names:
-            cpu = spell_as(b, cpu_map, name,
-                           f"{name} is the closest model this cpu_map knows that is usable on "
-                           f"every member ({cost} explicit changes)")
+            cpu = spell_as(
+                b,
+                cpu_map,
+                name,
+                f"{name} is the closest model this cpu_map knows that is usable on "
+                f"every member ({cost} explicit changes)",
+            )
         return cpu, [
             f"{cpu.model} is in KubeVirt's DefaultObsoleteCPUModels (v1.9.0), and no model this "
             "cpu_map knows that is not obsolete is usable on every member: the node-labeller "
             f"publishes no cpu-model.node.kubevirt.io/{cpu.model}, so the VM is never "
             "scheduled unless the KubeVirt CR replaces the obsolete list with one without it "
             "(a model listed there is obsolete whatever its value):",
-            *override(cpu.model)]
+            *override(cpu.model),
+        ]
     return cpu, [
         "the pool's probes judged no model this cpu_map knows usable on every member: the "
         f"node-labeller publishes cpu-model.node.kubevirt.io/{cpu.model} only where libvirt "
-        "reports it usable, so the VM may never be scheduled"]
+        "reports it usable, so the VM may never be scheduled"
+    ]
 
 
 def override(model: str) -> list[str]:
     """The KubeVirt CR's obsoleteCPUModels: KubeVirt's default list without ``model``."""
-    return ["  spec:", "    configuration:", "      obsoleteCPUModels:",
-            *(f"        {quoted(m)}: true" for m in sorted(OBSOLETE_MODELS - {model}))]
+    return [
+        "  spec:",
+        "    configuration:",
+        "      obsoleteCPUModels:",
+        *(f"        {quoted(m)}: true" for m in sorted(OBSOLETE_MODELS - {model})),
+    ]
 
 
 def _selectors(cpu: LibvirtCpu) -> str:
-    return (f"the VM's pod needs nodes labelled cpu-model.node.kubevirt.io/{cpu.model}=true and "
-            f"cpu-feature.node.kubevirt.io/<name>=true for each of the {len(cpu.require)} "
-            "features with policy require; the node-labeller sets a feature label where "
-            "libvirt's host-model requires it, which can lack a feature QEMU offers that the "
-            "host's own CPUID lacks (KVM emulates it): check with kubectl get nodes -l "
-            f"cpu-model.node.kubevirt.io/{cpu.model}=true,cpu-feature.node.kubevirt.io/<name>=true")
+    return (
+        f"the VM's pod needs nodes labelled cpu-model.node.kubevirt.io/{cpu.model}=true and "
+        f"cpu-feature.node.kubevirt.io/<name>=true for each of the {len(cpu.require)} "
+        "features with policy require; the node-labeller sets a feature label where "
+        "libvirt's host-model requires it, which can lack a feature QEMU offers that the "
+        "host's own CPUID lacks (KVM emulates it): check with kubectl get nodes -l "
+        f"cpu-model.node.kubevirt.io/{cpu.model}=true,cpu-feature.node.kubevirt.io/<name>=true"
+    )
 
 
 def render_kubevirt(b: Baseline, cpu_map: CpuMap) -> Rendered:
     cpu, scheduling = choose(b, cpu_map)
     refuse_names("--format kubevirt", f"cpu_map {cpu.cpu_map}", spelled(cpu), cpu.vendor_id)
-    notes = [*origin(b), f"libvirt cpu_map: {cpu.cpu_map}", f"model {cpu.model}: {cpu.why}",
-             *gaps(cpu), *scheduling, _selectors(cpu), *pv_notes(cpu),
-             "KubeVirt cannot set the CPUID vendor or phys-bits: under KVM QEMU gives the "
-             f"guest the host's vendor, which is the pool's ({b.vendor or 'unknown'})",
-             "in a VirtualMachine this goes under spec.template.spec.domain.cpu"]
+    notes = [
+        *origin(b),
+        f"libvirt cpu_map: {cpu.cpu_map}",
+        f"model {cpu.model}: {cpu.why}",
+        *gaps(cpu),
+        *scheduling,
+        _selectors(cpu),
+        *pv_notes(cpu),
+        "KubeVirt cannot set the CPUID vendor or phys-bits: under KVM QEMU gives the "
+        f"guest the host's vendor, which is the pool's ({b.vendor or 'unknown'})",
+        "in a VirtualMachine this goes under spec.template.spec.domain.cpu",
+    ]
     lines = [f"# {n}" for n in notes]
     lines += ["spec:", "  domain:", "    cpu:", f"      model: {quoted(cpu.model)}"]
     policies = [(f, "require") for f in cpu.require] + [(f, "disable") for f in cpu.disable]

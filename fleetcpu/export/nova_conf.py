@@ -40,28 +40,38 @@ def pv_notes(cpu: LibvirtCpu) -> list[str]:
         return []
     gets, add, _remove, lacks, extra = pv_split(cpu)
     lacks = sorted({*lacks, *(k.rsplit(" (", 1)[1].split()[0] for k in add)})
-    notes = ["KVM paravirtual features: Nova writes no <features> or <clock> knob for them, so "
-             "the guest gets QEMU's KVM defaults for the named model: " + ", ".join(gets)]
+    notes = [
+        "KVM paravirtual features: Nova writes no <features> or <clock> knob for them, so "
+        "the guest gets QEMU's KVM defaults for the named model: " + ", ".join(gets)
+    ]
     if lacks:
         notes.append("the guest lacks (no Nova option turns them on): " + ", ".join(lacks))
     extra = sorted({*extra, *(k.rsplit(" (", 1)[1].split()[0] for k in _remove)})
     if extra:
-        notes.append("the guest gets although the pool lacks them (no Nova option turns them "
-                     "off): " + ", ".join(extra))
+        notes.append(
+            "the guest gets although the pool lacks them (no Nova option turns them off): " + ", ".join(extra)
+        )
     return notes
 
 
 def render_nova(b: Baseline, cpu_map: CpuMap) -> Rendered:
     cpu = spell(b, cpu_map)
     refuse_names("--format nova", f"cpu_map {cpu.cpu_map}", spelled(cpu), cpu.vendor_id)
-    notes = [*origin(b), f"libvirt cpu_map: {cpu.cpu_map}", f"model {cpu.model}: {cpu.why}",
-             *gaps(cpu), *pv_notes(cpu),
-             "Nova cannot set the CPUID vendor: under KVM QEMU gives the guest the host's, "
-             f"which is the pool's ({b.vendor or 'unknown'}) on every member"]
+    notes = [
+        *origin(b),
+        f"libvirt cpu_map: {cpu.cpu_map}",
+        f"model {cpu.model}: {cpu.why}",
+        *gaps(cpu),
+        *pv_notes(cpu),
+        "Nova cannot set the CPUID vendor: under KVM QEMU gives the guest the host's, "
+        f"which is the pool's ({b.vendor or 'unknown'}) on every member",
+    ]
     if b.scalars.phys_bits is not None:
-        notes.append("phys-bits: set the image properties hw_maxphysaddr_mode=emulate and "
-                     f"hw_maxphysaddr_bits={b.scalars.phys_bits} (Nova 2023.1+; the flavor "
-                     "extra specs hw:maxphysaddr_* are refused from API microversion 2.86)")
+        notes.append(
+            "phys-bits: set the image properties hw_maxphysaddr_mode=emulate and "
+            f"hw_maxphysaddr_bits={b.scalars.phys_bits} (Nova 2023.1+; the flavor "
+            "extra specs hw:maxphysaddr_* are refused from API microversion 2.86)"
+        )
     lines = [f"# {n}" for n in notes]
     lines += [
         "[libvirt]",

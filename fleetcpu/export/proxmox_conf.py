@@ -71,26 +71,98 @@ __all__ = [
 #: qemu-server 9.2.6's built-in list (CPUConfig.pm), without ``max``, ``host`` (not one CPU)
 #: and the Icelake-Client names it reports as Icelake-Server.
 PVE_MODELS: dict[str, str] = {
-    **dict.fromkeys((
-        "486", "pentium", "pentium2", "pentium3", "coreduo", "core2duo", "Conroe", "Penryn",
-        "Nehalem", "Nehalem-IBRS", "Westmere", "Westmere-IBRS", "SandyBridge",
-        "SandyBridge-IBRS", "IvyBridge", "IvyBridge-IBRS", "Haswell", "Haswell-IBRS",
-        "Haswell-noTSX", "Haswell-noTSX-IBRS", "Broadwell", "Broadwell-IBRS", "Broadwell-noTSX",
-        "Broadwell-noTSX-IBRS", "Skylake-Client", "Skylake-Client-IBRS",
-        "Skylake-Client-noTSX-IBRS", "Skylake-Client-v4", "Skylake-Server", "Skylake-Server-IBRS",
-        "Skylake-Server-noTSX-IBRS", "Skylake-Server-v4", "Skylake-Server-v5",
-        "Cascadelake-Server", "Cascadelake-Server-v2", "Cascadelake-Server-noTSX",
-        "Cascadelake-Server-v4", "Cascadelake-Server-v5", "Cooperlake", "Cooperlake-v2",
-        "KnightsMill", "Icelake-Server", "Icelake-Server-noTSX", "Icelake-Server-v3",
-        "Icelake-Server-v4", "Icelake-Server-v5", "Icelake-Server-v6", "Icelake-Server-v7",
-        "SapphireRapids", "SapphireRapids-v2", "SapphireRapids-v3", "SapphireRapids-v4",
-        "GraniteRapids", "GraniteRapids-v2", "GraniteRapids-v3", "SierraForest",
-        "SierraForest-v2", "SierraForest-v3", "ClearwaterForest"), "GenuineIntel"),
-    **dict.fromkeys((
-        "athlon", "phenom", "Opteron_G1", "Opteron_G2", "Opteron_G3", "Opteron_G4", "Opteron_G5",
-        "EPYC", "EPYC-IBPB", "EPYC-v3", "EPYC-v4", "EPYC-v5", "EPYC-Rome", "EPYC-Rome-v2",
-        "EPYC-Rome-v3", "EPYC-Rome-v4", "EPYC-Rome-v5", "EPYC-Milan", "EPYC-Milan-v2",
-        "EPYC-Milan-v3", "EPYC-Genoa", "EPYC-Genoa-v2", "EPYC-Turin"), "AuthenticAMD"),
+    **dict.fromkeys(
+        (
+            "486",
+            "pentium",
+            "pentium2",
+            "pentium3",
+            "coreduo",
+            "core2duo",
+            "Conroe",
+            "Penryn",
+            "Nehalem",
+            "Nehalem-IBRS",
+            "Westmere",
+            "Westmere-IBRS",
+            "SandyBridge",
+            "SandyBridge-IBRS",
+            "IvyBridge",
+            "IvyBridge-IBRS",
+            "Haswell",
+            "Haswell-IBRS",
+            "Haswell-noTSX",
+            "Haswell-noTSX-IBRS",
+            "Broadwell",
+            "Broadwell-IBRS",
+            "Broadwell-noTSX",
+            "Broadwell-noTSX-IBRS",
+            "Skylake-Client",
+            "Skylake-Client-IBRS",
+            "Skylake-Client-noTSX-IBRS",
+            "Skylake-Client-v4",
+            "Skylake-Server",
+            "Skylake-Server-IBRS",
+            "Skylake-Server-noTSX-IBRS",
+            "Skylake-Server-v4",
+            "Skylake-Server-v5",
+            "Cascadelake-Server",
+            "Cascadelake-Server-v2",
+            "Cascadelake-Server-noTSX",
+            "Cascadelake-Server-v4",
+            "Cascadelake-Server-v5",
+            "Cooperlake",
+            "Cooperlake-v2",
+            "KnightsMill",
+            "Icelake-Server",
+            "Icelake-Server-noTSX",
+            "Icelake-Server-v3",
+            "Icelake-Server-v4",
+            "Icelake-Server-v5",
+            "Icelake-Server-v6",
+            "Icelake-Server-v7",
+            "SapphireRapids",
+            "SapphireRapids-v2",
+            "SapphireRapids-v3",
+            "SapphireRapids-v4",
+            "GraniteRapids",
+            "GraniteRapids-v2",
+            "GraniteRapids-v3",
+            "SierraForest",
+            "SierraForest-v2",
+            "SierraForest-v3",
+            "ClearwaterForest",
+        ),
+        "GenuineIntel",
+    ),
+    **dict.fromkeys(
+        (
+            "athlon",
+            "phenom",
+            "Opteron_G1",
+            "Opteron_G2",
+            "Opteron_G3",
+            "Opteron_G4",
+            "Opteron_G5",
+            "EPYC",
+            "EPYC-IBPB",
+            "EPYC-v3",
+            "EPYC-v4",
+            "EPYC-v5",
+            "EPYC-Rome",
+            "EPYC-Rome-v2",
+            "EPYC-Rome-v3",
+            "EPYC-Rome-v4",
+            "EPYC-Rome-v5",
+            "EPYC-Milan",
+            "EPYC-Milan-v2",
+            "EPYC-Milan-v3",
+            "EPYC-Genoa",
+            "EPYC-Genoa-v2",
+            "EPYC-Turin",
+        ),
+        "AuthenticAMD",
+    ),
     **dict.fromkeys(("kvm32", "kvm64", "qemu32", "qemu64"), ""),
 }
 #: How ``fleetcpu.baseline.choose`` words an ``unusable`` block's detail (a test holds it).
@@ -124,8 +196,7 @@ def overridden(b: Baseline, model: str) -> list[str]:
     """Proxmox's own flags the pool's result contradicts: the entry must override them, and
     Proxmox then warns at every start."""
     result = set(b.features)
-    return sorted(f for f, on in forced(model, b.accel, b.machine_type).items()
-                  if on != (f in result))
+    return sorted(f for f, on in forced(model, b.accel, b.machine_type).items() if on != (f in result))
 
 
 def _compatible(name: str, b: Baseline) -> bool:
@@ -151,7 +222,8 @@ def choose(b: Baseline) -> tuple[str, ModelVerdict | None]:
     """
     fallback = _fallback(b)
     options: list[tuple[tuple[int, int, int, int, str], str, ModelVerdict | None]] = [
-        ((len(overridden(b, fallback)), 1, 0, 0, fallback), fallback, None)]
+        ((len(overridden(b, fallback)), 1, 0, 0, fallback), fallback, None)
+    ]
     for v in b.models:
         if not v.candidate:
             continue
@@ -175,12 +247,15 @@ def unavailable(b: Baseline, model: str) -> set[str]:
     names = [model]
     v = verdicts.get(model)
     if v is not None:
-        names += [blk.detail[len("alias of "):].split(":", 1)[0] for blk in v.blocks
-                  if blk.reason == "alias" and blk.detail.startswith("alias of ")]
+        names += [
+            blk.detail[len("alias of ") :].split(":", 1)[0]
+            for blk in v.blocks
+            if blk.reason == "alias" and blk.detail.startswith("alias of ")
+        ]
     for name in names:
         for blk in verdicts[name].blocks if name in verdicts else ():
             if blk.reason == "unusable" and blk.detail.startswith(_UNAVAILABLE):
-                out.update(blk.detail[len(_UNAVAILABLE):].split())
+                out.update(blk.detail[len(_UNAVAILABLE) :].split())
     return out
 
 
@@ -198,8 +273,9 @@ def flags(b: Baseline, model: str, verdict: ModelVerdict | None) -> list[str]:
         minus.discard(name)
         if on != (name in result):
             (plus if name in result else minus).add(name)
-    return ([f"+{PVE_SPELLING.get(f, f)}" for f in sorted(plus)]
-            + [f"-{PVE_SPELLING.get(f, f)}" for f in sorted(minus)])
+    return [f"+{PVE_SPELLING.get(f, f)}" for f in sorted(plus)] + [
+        f"-{PVE_SPELLING.get(f, f)}" for f in sorted(minus)
+    ]
 
 
 def section_name(pool: str) -> str:
@@ -210,34 +286,46 @@ def render_proxmox(b: Baseline) -> Rendered:
     model, verdict = choose(b)
     notes = [*origin(b)]
     if verdict is not None:
-        notes.append(f"reported-model {model} is {verdict.model} on {b.machine_type} as the "
-                     "pool's probes recorded it; flags are its exact differences to the pool")
+        notes.append(
+            f"reported-model {model} is {verdict.model} on {b.machine_type} as the "
+            "pool's probes recorded it; flags are its exact differences to the pool"
+        )
     else:
-        exact = ("exact, or a refusal to start under Proxmox's enforce" if b.accel == "kvm"
-                 else "Proxmox adds enforce under KVM only: under TCG a feature TCG cannot "
-                 "emulate is dropped, never added")
-        notes.append(f"no model Proxmox accepts stands for a model usable on every member with "
-                     f"the pool's vendor ({b.vendor or 'unknown'}): {model} with every feature "
-                     f"explicit ({exact})")
-    notes += [f"use: qm set <vmid> --cpu custom-{section_name(b.pool)} (machine type "
-              f"{b.machine_type})"]
+        exact = (
+            "exact, or a refusal to start under Proxmox's enforce"
+            if b.accel == "kvm"
+            else "Proxmox adds enforce under KVM only: under TCG a feature TCG cannot "
+            "emulate is dropped, never added"
+        )
+        notes.append(
+            f"no model Proxmox accepts stands for a model usable on every member with "
+            f"the pool's vendor ({b.vendor or 'unknown'}): {model} with every feature "
+            f"explicit ({exact})"
+        )
+    notes += [f"use: qm set <vmid> --cpu custom-{section_name(b.pool)} (machine type {b.machine_type})"]
     own = forced(model, b.accel, b.machine_type)
     if own:
-        notes.append("Proxmox itself sets " + ", ".join(
-            f"{'+' if on else '-'}{PVE_SPELLING.get(f, f)}" for f, on in sorted(own.items()))
-            + f" for {model}" + (" under KVM" if b.accel == "kvm" else "")
-            + ": not repeated here")
+        notes.append(
+            "Proxmox itself sets "
+            + ", ".join(f"{'+' if on else '-'}{PVE_SPELLING.get(f, f)}" for f, on in sorted(own.items()))
+            + f" for {model}"
+            + (" under KVM" if b.accel == "kvm" else "")
+            + ": not repeated here"
+        )
     clash = overridden(b, model)
     if clash:
-        notes.append("overridden here, as the pool's result differs (every start then prints "
-                     "Proxmox's 'warning: CPU flag/setting ... overwrites ...'; no other model "
-                     "Proxmox accepts fits with fewer): " + ", ".join(
-                         PVE_SPELLING.get(f, f) for f in clash))
+        notes.append(
+            "overridden here, as the pool's result differs (every start then prints "
+            "Proxmox's 'warning: CPU flag/setting ... overwrites ...'; no other model "
+            "Proxmox accepts fits with fewer): " + ", ".join(PVE_SPELLING.get(f, f) for f in clash)
+        )
     if b.scalars.level is not None:
-        notes.append(f"level {b.scalars.level} is the pool's (qemu-server 9.1.14 or later; an "
-                     "older one refuses the entry: without the line the guest gets "
-                     f"{model}'s level); Proxmox cannot set xlevel: the guest gets {model}'s, "
-                     "raised by QEMU to what the features need")
+        notes.append(
+            f"level {b.scalars.level} is the pool's (qemu-server 9.1.14 or later; an "
+            "older one refuses the entry: without the line the guest gets "
+            f"{model}'s level); Proxmox cannot set xlevel: the guest gets {model}'s, "
+            "raised by QEMU to what the features need"
+        )
     lines = [f"# {n}" for n in notes]
     lines.append(f"cpu-model: {section_name(b.pool)}")
     flag_list = flags(b, model, verdict)

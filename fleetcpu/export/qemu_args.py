@@ -17,9 +17,11 @@ __all__ = ["header", "render_qemu"]
 
 def header(b: Baseline) -> str:
     changes = f"+{len(b.enable)} -{len(b.disable)}"
-    return (f"# pool {b.pool}: {len(b.hosts)} host(s), {b.machine_type}, {b.accel}, "
-            f"{b.vendor or 'vendor unknown'}; model {b.model} ({changes}), "
-            f"{len(b.features)} features; append ,enforce to refuse to start rather than drop")
+    return (
+        f"# pool {b.pool}: {len(b.hosts)} host(s), {b.machine_type}, {b.accel}, "
+        f"{b.vendor or 'vendor unknown'}; model {b.model} ({changes}), "
+        f"{len(b.features)} features; append ,enforce to refuse to start rather than drop"
+    )
 
 
 def render_qemu(b: Baseline) -> Rendered:

@@ -42,8 +42,12 @@ def properties(b: Baseline) -> list[tuple[str, str]]:
     props: list[tuple[str, str]] = []
     if b.vendor:
         props.append(("vendor", b.vendor))
-    for key, value in (("family", s.family), ("model", s.model), ("stepping", s.stepping),
-                       ("level", s.level)):
+    for key, value in (
+        ("family", s.family),
+        ("model", s.model),
+        ("stepping", s.stepping),
+        ("level", s.level),
+    ):
         if value is not None:
             props.append((key, str(value)))
     if s.xlevel is not None:
@@ -54,8 +58,10 @@ def properties(b: Baseline) -> list[tuple[str, str]]:
     props += [(name, "on") for name in sorted(b.features)]
     for key, text in props:
         if '"' in key + text or "\\" in key + text or "\n" in key + text:
-            raise BadInputError(f"baseline of pool {b.pool}: cannot quote {key}={text!r} for "
-                                "-readconfig; --format readconfig refuses to write it")
+            raise BadInputError(
+                f"baseline of pool {b.pool}: cannot quote {key}={text!r} for "
+                "-readconfig; --format readconfig refuses to write it"
+            )
     return props
 
 
@@ -67,6 +73,5 @@ def render_readconfig(b: Baseline) -> Rendered:
         "",
     ]
     for key, value in properties(b):
-        lines += ["[global]", f'  driver = "{DRIVER}"', f'  property = "{key}"',
-                  f'  value = "{value}"', ""]
+        lines += ["[global]", f'  driver = "{DRIVER}"', f'  property = "{key}"', f'  value = "{value}"', ""]
     return Rendered("\n".join(lines), commentary(b))

@@ -46,15 +46,21 @@ def _abi_tag() -> str:
 
 def _ldconfig_listing() -> bytes:
     try:
-        return subprocess.run(["/sbin/ldconfig", "-p"], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              env={"LC_ALL": "C", "LANG": "C"}, check=False).stdout
+        return subprocess.run(
+            ["/sbin/ldconfig", "-p"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={"LC_ALL": "C", "LANG": "C"},
+            check=False,
+        ).stdout
     except OSError:
         return b""
 
 
-def cached_finder(standard: Callable[[str], str | None],
-                  listing: Callable[[], bytes] = _ldconfig_listing) -> Callable[[str], str | None]:
+def cached_finder(
+    standard: Callable[[str], str | None], listing: Callable[[], bytes] = _ldconfig_listing
+) -> Callable[[str], str | None]:
     """``find_library`` answering from one ldconfig listing; ``standard`` only with LD_LIBRARY_PATH."""
     listed = functools.cache(listing)
     abi = _abi_tag()

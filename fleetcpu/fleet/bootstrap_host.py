@@ -137,20 +137,20 @@ def _zip_members(data):
         sys.exit(EXIT_BAD_BUNDLE)
 
     end = len(data) - 22
-    if end < 0 or data[end:end + 4] != b"PK\x05\x06":
+    if end < 0 or data[end : end + 4] != b"PK\x05\x06":
         bad("no end of central directory")
     count, size, offset = struct.unpack_from("<HII", data, end + 10)
     members = {}  # type: dict[str, tuple[int, int, int]]
     pos = offset
     for _ in range(count):
-        if data[pos:pos + 4] != b"PK\x01\x02":
+        if data[pos : pos + 4] != b"PK\x01\x02":
             bad("damaged central directory")
         method, csize = struct.unpack_from("<H4xI", data, pos + 10)
         name_len, extra_len, comment_len = struct.unpack_from("<HHH", data, pos + 28)
         (local,) = struct.unpack_from("<I", data, pos + 42)
-        name = data[pos + 46:pos + 46 + name_len].decode("utf-8")
+        name = data[pos + 46 : pos + 46 + name_len].decode("utf-8")
         pos += 46 + name_len + extra_len + comment_len
-        if data[local:local + 4] != b"PK\x03\x04" or method not in (0, 8):
+        if data[local : local + 4] != b"PK\x03\x04" or method not in (0, 8):
             bad("entry %s" % name)
         lname, lextra = struct.unpack_from("<HH", data, local + 26)
         members[name] = (method, local + 30 + lname + lextra, csize)
@@ -183,7 +183,7 @@ def _install(data):
     def read(name):
         # type: (str) -> bytes
         method, start, size = members[name]
-        raw = data[start:start + size]
+        raw = data[start : start + size]
         return zlib.decompress(raw, -15) if method == 8 else raw
 
     tag = getattr(sys.implementation, "cache_tag", None)  # type: str | None  # None: no caching
@@ -225,7 +225,9 @@ def _install(data):
                 return None
             # typeshed wants the legacy load_module too; PEP 451's create/exec is all imports use.
             return importlib.util.spec_from_loader(
-                fullname, self, origin=ORIGIN + (found[0] or fullname),  # type: ignore[arg-type]
+                fullname,
+                self,  # type: ignore[arg-type]
+                origin=ORIGIN + (found[0] or fullname),
                 is_package=found[1],
             )
 

@@ -137,9 +137,13 @@ def precompile(sources: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     if not sys.executable or sys.implementation.cache_tag is None:
         return []
     try:
-        done = subprocess.run([sys.executable, "-I", "-S", "-c", _COMPILER, ORIGIN],
-                              input=marshal.dumps(sources), capture_output=True, timeout=60,
-                              check=True)
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _COMPILER, ORIGIN],
+            input=marshal.dumps(sources),
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
         tag, pycs = marshal.loads(done.stdout)  # noqa: S302 - our own child's answer
     except (OSError, subprocess.SubprocessError, ValueError, EOFError, TypeError):
         return []
@@ -182,8 +186,9 @@ def load_bundle(directory: Path | None = None) -> Bundle:
     where = cache_dir() if directory is None else directory
     cached = where / f"probe-bundle-{_source_key(sources)[:32]}.zip"
     tag = sys.implementation.cache_tag
-    complete = sorted([name for name, _ in sources]
-                      + ([pyc_name(name, tag) for name, _ in sources] if tag else []))
+    complete = sorted(
+        [name for name, _ in sources] + ([pyc_name(name, tag) for name, _ in sources] if tag else [])
+    )
     try:
         data = cached.read_bytes()
         with zipfile.ZipFile(io.BytesIO(data)) as archive:

@@ -92,8 +92,7 @@ async def with_retries(
             await asyncio.sleep(policy.delay(tries))
 
 
-async def within_deadline(attempt: Callable[[], Awaitable[R]], policy: RetryPolicy,
-                          deadline: float) -> R:
+async def within_deadline(attempt: Callable[[], Awaitable[R]], policy: RetryPolicy, deadline: float) -> R:
     """``with_retries`` under one host's whole deadline; running out is a ``timeout`` failure.
 
     The safety net collect and verify share: whatever the transports' own
@@ -103,8 +102,11 @@ async def within_deadline(attempt: Callable[[], Awaitable[R]], policy: RetryPoli
         async with asyncio.timeout(deadline):
             return await with_retries(attempt, policy)
     except TimeoutError as exc:
-        raise HostFailure("timeout", f"host not done within its deadline of {deadline:.0f}s "
-                                     "(retries, command, cleanup)", code="host-deadline") from exc
+        raise HostFailure(
+            "timeout",
+            f"host not done within its deadline of {deadline:.0f}s (retries, command, cleanup)",
+            code="host-deadline",
+        ) from exc
 
 
 async def fan_out(

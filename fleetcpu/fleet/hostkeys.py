@@ -63,8 +63,7 @@ def _fingerprint(key: asyncssh.SSHKey) -> str:
 class HostKeyPolicy:
     """Everything the run knows about host keys; shared by all connections of the run."""
 
-    def __init__(self, files: Sequence[Path], *, accept_new: bool,
-                 write_to: Path | None = None) -> None:
+    def __init__(self, files: Sequence[Path], *, accept_new: bool, write_to: Path | None = None) -> None:
         self.files = [Path(f) for f in files]
         self.accept_new = accept_new
         #: TOFU appends here: the first file given, else the user's known_hosts.
@@ -153,8 +152,13 @@ class HostKeyCheck(asyncssh.SSHClient):
         self.had_entries = any(bool(part) for i, part in enumerate(result) if i != 2)
         return tuple(result)
 
-    def validate_host_public_key(self, host: str, addr: str, port: int,  # noqa: ARG002
-                                 key: asyncssh.SSHKey) -> bool:
+    def validate_host_public_key(
+        self,
+        host: str,  # noqa: ARG002
+        addr: str,  # noqa: ARG002
+        port: int,  # noqa: ARG002
+        key: asyncssh.SSHKey,
+    ) -> bool:
         """Called by asyncssh only for a key known_hosts does not trust (see the module docstring)."""
         self.offered = key
         if key in self.revoked:
@@ -180,14 +184,20 @@ class HostKeyCheck(asyncssh.SSHClient):
         if self.verdict == "revoked":
             if self.offered is None:  # refused by asyncssh: the key is one of these
                 seen = "one of " + ", ".join(_fingerprint(k) for k in self.revoked)
-            return (f"HOST KEY REVOKED for {where}: the server offered {seen}, which known_hosts "
-                    f"({files}) marks @revoked; refused whatever the flags")
+            return (
+                f"HOST KEY REVOKED for {where}: the server offered {seen}, which known_hosts "
+                f"({files}) marks @revoked; refused whatever the flags"
+            )
         if self.verdict == "changed":
             known = ", ".join(_fingerprint(k) for k in self.known_keys) or "a CA or certificate entry"
-            return (f"HOST KEY CHANGED for {where}: the server offered {seen}, known_hosts "
-                    f"({files}) has {known}; refused (possible man-in-the-middle, or a "
-                    "reinstalled host: check it, then fix known_hosts)")
+            return (
+                f"HOST KEY CHANGED for {where}: the server offered {seen}, known_hosts "
+                f"({files}) has {known}; refused (possible man-in-the-middle, or a "
+                "reinstalled host: check it, then fix known_hosts)"
+            )
         if self.verdict == "unknown":
-            return (f"unknown host key for {where}: the server offered {seen}, not in known_hosts "
-                    f"({files}); refused (verify it, or rerun with --accept-new-host-keys)")
+            return (
+                f"unknown host key for {where}: the server offered {seen}, not in known_hosts "
+                f"({files}); refused (verify it, or rerun with --accept-new-host-keys)"
+            )
         return f"host key for {where} not accepted ({fallback}); the server offered {seen}"

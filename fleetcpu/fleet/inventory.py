@@ -290,8 +290,10 @@ def _vars_value(raw: str) -> str:
 
 def _check_name(what: str, name: str) -> str:
     if not _NAME_RE.fullmatch(name):
-        raise _LineError(f"invalid {what} {name!r}: use only letters, digits, '_', '.' and '-'"
-                         + (", and do not start with '-'" if name.startswith("-") else ""))
+        raise _LineError(
+            f"invalid {what} {name!r}: use only letters, digits, '_', '.' and '-'"
+            + (", and do not start with '-'" if name.startswith("-") else "")
+        )
     return name
 
 
@@ -302,8 +304,9 @@ def _normalise(canon: str, key: str, raw: str) -> str:
     if not raw:
         raise _LineError(f"{key}= needs a value")
     if raw.startswith("-"):
-        raise _LineError(f"bad {key} {raw!r}: a value may not start with '-' "
-                         "(the host would read it as an option)")
+        raise _LineError(
+            f"bad {key} {raw!r}: a value may not start with '-' (the host would read it as an option)"
+        )
     if canon == "port":
         return _normalise_port(key, raw)
     if canon == "accel":
@@ -327,8 +330,7 @@ def _normalise_address(key: str, raw: str) -> str:
     if not raw or any(c.isspace() for c in raw):
         raise _LineError(f"bad {key} {raw!r}")
     if any(c in SSH_HOST_FORBIDDEN for c in raw):
-        raise _LineError(f"bad {key} {raw!r}: OpenSSH refuses host names holding any of "
-                         f"{SSH_HOST_FORBIDDEN}")
+        raise _LineError(f"bad {key} {raw!r}: OpenSSH refuses host names holding any of {SSH_HOST_FORBIDDEN}")
     return raw
 
 
@@ -416,9 +418,7 @@ def _range_values(body: str) -> list[str]:
             raise _LineError(f"range {shown} expands to more than {MAX_EXPANSION} names")
         if beg[0] == "0" and len(beg) > 1:
             if len(beg) != len(end):
-                raise _LineError(
-                    f"bad range {shown}: a zero-padded range needs start and end of equal width"
-                )
+                raise _LineError(f"bad range {shown}: a zero-padded range needs start and end of equal width")
             return [str(i).zfill(len(beg)) for i in numbers]
         return [str(i) for i in numbers]
     letters = string.ascii_letters
@@ -431,8 +431,9 @@ def _range_values(body: str) -> list[str]:
 
 
 def _too_many(cap: int) -> _LineError:
-    return _LineError(f"the inventory names more than {cap} hosts, the cap on one run; "
-                      "pass --max-hosts N to allow more")
+    return _LineError(
+        f"the inventory names more than {cap} hosts, the cap on one run; pass --max-hosts N to allow more"
+    )
 
 
 def _expand(pattern: str, cap: int = MAX_EXPANSION) -> list[str]:
@@ -571,13 +572,9 @@ class _Parser:
                 _merge_same_line(settings, *found)
         user, host, port = _split_host_token(pattern)
         if user is not None:
-            _merge_same_line(
-                settings, "user", _Set(_normalise("user", "user@", user), lineno, "user@")
-            )
+            _merge_same_line(settings, "user", _Set(_normalise("user", "user@", user), lineno, "user@"))
         if port is not None:
-            _merge_same_line(
-                settings, "port", _Set(_normalise_port(":port", port), lineno, ":port")
-            )
+            _merge_same_line(settings, "port", _Set(_normalise_port(":port", port), lineno, ":port"))
         for name in _expand(host, self.max_hosts):
             self._add_host(name, settings, lineno)
 
@@ -711,9 +708,7 @@ class _Parser:
                     cycle = [*path[path.index(child) :], child]
                     raise self.fail(
                         line,
-                        "[:children] cycle: "
-                        + " -> ".join(cycle)
-                        + " (a group cannot be its own ancestor)",
+                        "[:children] cycle: " + " -> ".join(cycle) + " (a group cannot be its own ancestor)",
                     )
                 if child not in done:
                     path.append(child)
@@ -774,15 +769,11 @@ class _Parser:
 def _merge_same_line(settings: dict[str, _Set], canon: str, new: _Set) -> None:
     old = settings.get(canon)
     if old is not None and old.value != new.value:
-        raise _LineError(
-            f"{new.key} {new.value!r} contradicts {old.key} {old.value!r} on the same line"
-        )
+        raise _LineError(f"{new.key} {new.value!r} contradicts {old.key} {old.value!r} on the same line")
     settings.setdefault(canon, new)
 
 
-def _ancestors(
-    group: str, parents: dict[str, list[str]], memo: dict[str, frozenset[str]]
-) -> frozenset[str]:
+def _ancestors(group: str, parents: dict[str, list[str]], memo: dict[str, frozenset[str]]) -> frozenset[str]:
     """The group and every group above it (cycles were refused before this runs)."""
     found = memo.get(group)
     if found is not None:
@@ -822,8 +813,9 @@ def _depths(defined: dict[str, int], parents: dict[str, list[str]]) -> dict[str,
 # --------------------------------------------------------------- entry points
 
 
-def parse_inventory(text: str, path: str = "<inventory>", *, strict: bool = False,
-                    max_hosts: int = DEFAULT_MAX_HOSTS) -> Inventory:
+def parse_inventory(
+    text: str, path: str = "<inventory>", *, strict: bool = False, max_hosts: int = DEFAULT_MAX_HOSTS
+) -> Inventory:
     """Parse inventory text; ``path`` only labels messages and ``HostSpec.source``.
 
     ``strict`` turns unknown keys into errors, for CI jobs that want the
@@ -836,8 +828,9 @@ def parse_inventory(text: str, path: str = "<inventory>", *, strict: bool = Fals
     return parser.finish()
 
 
-def load_inventory(path: str | os.PathLike[str], *, strict: bool = False,
-                   max_hosts: int = DEFAULT_MAX_HOSTS) -> Inventory:
+def load_inventory(
+    path: str | os.PathLike[str], *, strict: bool = False, max_hosts: int = DEFAULT_MAX_HOSTS
+) -> Inventory:
     """Read and parse a file; an unreadable file is an ``InventoryError`` (exit 3) too."""
     shown = os.fspath(path)
     try:

@@ -83,13 +83,23 @@ class LocalTransport:
     def __init__(self, grace: float = 5.0) -> None:
         self.grace = grace
 
-    async def run(self, host: HostSpec, command: str, stdin: bytes,  # noqa: ARG002 - the protocol's
-                  timeout: float) -> RemoteRun:
+    async def run(
+        self,
+        host: HostSpec,  # noqa: ARG002
+        command: str,
+        stdin: bytes,
+        timeout: float,
+    ) -> RemoteRun:
         try:
             proc = await asyncio.create_subprocess_exec(
-                SHELL, "-c", command,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                start_new_session=True, env=dict(os.environ),
+                SHELL,
+                "-c",
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                env=dict(os.environ),
             )
         except OSError as exc:
             raise HostFailure("python", f"cannot start {SHELL}: {exc}") from exc

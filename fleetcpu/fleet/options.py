@@ -51,8 +51,13 @@ class FleetOptions:
         The transports' own bounds normally end first; this catches a bug or
         a stuck library, so a host can never hold a worker forever.
         """
-        return ((self.retries + 1) * self.ssh.connect_timeout + retry.worst_case()
-                + self.timeout + 2 * self.ssh.grace + 5.0)
+        return (
+            (self.retries + 1) * self.ssh.connect_timeout
+            + retry.worst_case()
+            + self.timeout
+            + 2 * self.ssh.grace
+            + 5.0
+        )
 
 
 def build_transports(hosts: Sequence[HostSpec], options: FleetOptions) -> dict[str, Transport]:

@@ -88,8 +88,9 @@ class Tally:
 class Progress:
     """One self-overwriting line on a TTY, at most ``rate`` redraws per second; nothing otherwise."""
 
-    def __init__(self, tally: Tally, stream: TextIO, *, enabled: bool | None = None,
-                 rate: float = 10.0) -> None:
+    def __init__(
+        self, tally: Tally, stream: TextIO, *, enabled: bool | None = None, rate: float = 10.0
+    ) -> None:
         self.tally = tally
         self.stream = stream
         self.enabled = stream.isatty() if enabled is None else enabled
@@ -110,8 +111,9 @@ class Progress:
         bar = "#" * filled + "-" * (width - filled)
         failed = sum(t.failed.values())
         in_flight = t.started - t.done
-        self.stream.write(f"\r\x1b[K[{bar}] {t.done}/{t.total} ok {t.ok} failed {failed} "
-                          f"in flight {in_flight}")
+        self.stream.write(
+            f"\r\x1b[K[{bar}] {t.done}/{t.total} ok {t.ok} failed {failed} in flight {in_flight}"
+        )
         self.stream.flush()
         self._shown = True
 

@@ -30,8 +30,15 @@ class HostFailure(Exception):
     the others (host key, auth, bad address) will not change by retrying.
     """
 
-    def __init__(self, stage: str, message: str, *, transient: bool = False,
-                 evidence: str = "", code: str | None = None) -> None:
+    def __init__(
+        self,
+        stage: str,
+        message: str,
+        *,
+        transient: bool = False,
+        evidence: str = "",
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.stage = stage
         self.message = message

@@ -60,8 +60,9 @@ def preferred_ciphers() -> tuple[str, ...]:
     return tuple(alg.decode() for alg in first + [a for a in defaults if a not in first])
 
 
-_TRANSIENT_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ECONNRESET, errno.ETIMEDOUT,
-                               errno.ECONNABORTED, errno.EPIPE})
+_TRANSIENT_ERRNOS = frozenset(
+    {errno.ECONNREFUSED, errno.ECONNRESET, errno.ETIMEDOUT, errno.ECONNABORTED, errno.EPIPE}
+)
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,9 @@ class _SshChannel:
         try:
             return await self.process.stdout.read(65536)
         except asyncssh.Error as exc:
-            raise ConnectionError(exc.reason if isinstance(exc, asyncssh.DisconnectError)
-                                  else str(exc)) from exc
+            raise ConnectionError(
+                exc.reason if isinstance(exc, asyncssh.DisconnectError) else str(exc)
+            ) from exc
 
     async def read_stderr(self) -> bytes:
         try:
@@ -150,8 +152,7 @@ def _config_chooses_ciphers(paths: Sequence[str] | None) -> bool:
     unreadable file or an ``Include`` counts as yes: when in doubt, the
     user's configuration wins over a speed preference.
     """
-    files = ([Path(p).expanduser() for p in paths] if paths is not None
-             else [Path.home() / ".ssh" / "config"])
+    files = [Path(p).expanduser() for p in paths] if paths is not None else [Path.home() / ".ssh" / "config"]
     for path in files:
         try:
             text = path.read_text(encoding="utf-8", errors="replace").lower()
@@ -211,41 +212,56 @@ class SshTransport:
         try:
             return await asyncssh.connect(host.address, **self._connect_kwargs(host, check))
         except asyncssh.HostKeyNotVerifiable as exc:
-            raise HostFailure("hostkey", check.refusal(exc.reason),
-                              code=f"hostkey-{check.verdict or 'refused'}") from exc
+            raise HostFailure(
+                "hostkey", check.refusal(exc.reason), code=f"hostkey-{check.verdict or 'refused'}"
+            ) from exc
         except asyncssh.PermissionDenied as exc:
             user = host.user or self.settings.user or "(default user)"
-            raise HostFailure("auth", f"authentication refused for {user} at {where}: {exc.reason}",
-                              code="auth") from exc
+            raise HostFailure(
+                "auth", f"authentication refused for {user} at {where}: {exc.reason}", code="auth"
+            ) from exc
         except asyncssh.KeyExchangeFailed as exc:
             stage = "hostkey" if "host key" in exc.reason.lower() else "connect"
-            raise HostFailure(stage, f"key exchange with {where} failed: {exc.reason}",
-                              code="kex") from exc
+            raise HostFailure(stage, f"key exchange with {where} failed: {exc.reason}", code="kex") from exc
         except asyncssh.ConnectionLost as exc:
-            raise HostFailure("connect", f"{where} closed the connection during the SSH handshake "
-                              f"({exc.reason}; sshd's MaxStartups drops bursts like this)",
-                              transient=True, code="connection-lost") from exc
+            raise HostFailure(
+                "connect",
+                f"{where} closed the connection during the SSH handshake "
+                f"({exc.reason}; sshd's MaxStartups drops bursts like this)",
+                transient=True,
+                code="connection-lost",
+            ) from exc
         except asyncssh.DisconnectError as exc:
-            transient = exc.code in (asyncssh.DISC_TOO_MANY_CONNECTIONS,
-                                     asyncssh.DISC_CONNECTION_LOST)
-            raise HostFailure("connect", f"{where} disconnected during the SSH handshake: "
-                              f"{exc.reason}", transient=transient, code="disconnected") from exc
+            transient = exc.code in (asyncssh.DISC_TOO_MANY_CONNECTIONS, asyncssh.DISC_CONNECTION_LOST)
+            raise HostFailure(
+                "connect",
+                f"{where} disconnected during the SSH handshake: {exc.reason}",
+                transient=transient,
+                code="disconnected",
+            ) from exc
         except TimeoutError as exc:
-            raise HostFailure("connect", f"no SSH session with {where} within {timeout:g}s "
-                              "(--connect-timeout)", transient=True, code="connect-timeout") from exc
+            raise HostFailure(
+                "connect",
+                f"no SSH session with {where} within {timeout:g}s (--connect-timeout)",
+                transient=True,
+                code="connect-timeout",
+            ) from exc
         except socket.gaierror as exc:
-            raise HostFailure("connect", f"cannot resolve {host.address}: {exc.strerror}",
-                              code="resolve") from exc
+            raise HostFailure(
+                "connect", f"cannot resolve {host.address}: {exc.strerror}", code="resolve"
+            ) from exc
         except OSError as exc:
             transient = exc.errno in _TRANSIENT_ERRNOS
             # asyncio words a refused connect as "Connect call failed (addr, port)": say why.
             why = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise HostFailure("connect", f"cannot connect to {where}: {why}",
-                              transient=transient, code="connect") from exc
+            raise HostFailure(
+                "connect", f"cannot connect to {where}: {why}", transient=transient, code="connect"
+            ) from exc
         except (asyncssh.Error, ValueError) as exc:
             # ValueError: asyncssh's verdict on a bad ssh_config or option for this host.
-            raise HostFailure("connect", f"cannot open an SSH session with {where}: {exc}",
-                              code="ssh") from exc
+            raise HostFailure(
+                "connect", f"cannot open an SSH session with {where}: {exc}", code="ssh"
+            ) from exc
 
     async def run(self, host: HostSpec, command: str, stdin: bytes, timeout: float) -> RemoteRun:
         check = self.hostkeys.for_connection()
@@ -258,8 +274,9 @@ class SshTransport:
             try:
                 process = await conn.create_process(command, encoding=None)
             except (asyncssh.Error, OSError) as exc:
-                raise HostFailure("connect", f"{self._where(host)} refused a session: {exc}",
-                                  transient=True, code="session") from exc
+                raise HostFailure(
+                    "connect", f"{self._where(host)} refused a session: {exc}", transient=True, code="session"
+                ) from exc
             return await drive(_SshChannel(process), stdin, timeout, self.settings.grace)
         finally:
             conn.close()

@@ -58,7 +58,6 @@ class _Budget:
 _SHARED = _Budget(STDOUT_BUDGET)
 
 
-
 class Transport(Protocol):
     """Runs ``command`` on ``host`` with ``stdin`` written to it; the command gets ``timeout`` seconds."""
 
@@ -230,4 +229,3 @@ async def _stop(channel: Channel, tasks: list[asyncio.Task[None]], grace: float)
         channel.kill()
     await _wait_all(tasks, 2.0)
     return False
-

@@ -92,8 +92,7 @@ class CpuMap:
     models: Mapping[str, LibvirtModel]
     #: Folded QEMU spelling -> libvirt name (built once from names and aliases).
     _by_qemu: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
-    _by_bit: Mapping[tuple[int, int, str, int], str] = field(default_factory=dict, repr=False,
-                                                            compare=False)
+    _by_bit: Mapping[tuple[int, int, str, int], str] = field(default_factory=dict, repr=False, compare=False)
 
     def libvirt_name(self, qemu_name: str) -> str | None:
         """libvirt's spelling of a QEMU feature, None when this cpu_map cannot name it.
@@ -129,8 +128,7 @@ def parse_features(xml_text: str | bytes) -> dict[str, LibvirtFeature]:
         name = el.get("name")
         if not name:
             continue
-        aliases = tuple((a.get("name", ""), a.get("source", "")) for a in el.iter("alias")
-                        if a.get("name"))
+        aliases = tuple((a.get("name", ""), a.get("source", "")) for a in el.iter("alias") if a.get("name"))
         bit = None
         cpuid = el.find("cpuid")
         if cpuid is not None:
@@ -177,8 +175,7 @@ def _raw_models(xml_text: str | bytes) -> dict[str, _RawModel]:
     return out
 
 
-def parse_models(texts: Iterable[str | bytes], vendors: Mapping[str, str]
-                 ) -> dict[str, LibvirtModel]:
+def parse_models(texts: Iterable[str | bytes], vendors: Mapping[str, str]) -> dict[str, LibvirtModel]:
     """Model files -> flattened models. A parent chain that loops or breaks stops there."""
     raw: dict[str, _RawModel] = {}
     for text in texts:
@@ -195,13 +192,13 @@ def parse_models(texts: Iterable[str | bytes], vendors: Mapping[str, str]
     out = {}
     for name in raw:
         feats, removed, vendor = flatten(name, (name,))
-        out[name] = LibvirtModel(name, vendors.get(vendor) if vendor else None,
-                                 frozenset(feats), frozenset(removed - feats))
+        out[name] = LibvirtModel(
+            name, vendors.get(vendor) if vendor else None, frozenset(feats), frozenset(removed - feats)
+        )
     return out
 
 
-def build(path: str, features: Mapping[str, LibvirtFeature],
-          models: Mapping[str, LibvirtModel]) -> CpuMap:
+def build(path: str, features: Mapping[str, LibvirtFeature], models: Mapping[str, LibvirtModel]) -> CpuMap:
     """Assemble a ``CpuMap`` and its lookup indexes (pure)."""
     by_qemu: dict[str, str] = {}
     by_bit: dict[tuple[int, int, str, int], str] = {}
@@ -218,8 +215,13 @@ def build(path: str, features: Mapping[str, LibvirtFeature],
 
 def _x86_includes(index: ET.Element) -> list[str]:
     """Every file the x86 arch includes, in order, through any nesting of ``<group>``."""
-    return [inc.get("filename", "") for arch in index.iter("arch") if arch.get("name") == "x86"
-            for inc in arch.iter("include") if inc.get("filename")]
+    return [
+        inc.get("filename", "")
+        for arch in index.iter("arch")
+        if arch.get("name") == "x86"
+        for inc in arch.iter("include")
+        if inc.get("filename")
+    ]
 
 
 def load_cpu_map(directory: str | Path) -> CpuMap:
@@ -235,8 +237,8 @@ def load_cpu_map(directory: str | Path) -> CpuMap:
         features = parse_features(texts.get("x86_features.xml", b"<cpus/>"))
         vendors = parse_vendors(texts.get("x86_vendors.xml", b"<cpus/>"))
         models = parse_models(
-            [t for n, t in texts.items() if n not in ("x86_features.xml", "x86_vendors.xml")],
-            vendors)
+            [t for n, t in texts.items() if n not in ("x86_features.xml", "x86_vendors.xml")], vendors
+        )
     except ET.ParseError as exc:
         raise CpuMapError(f"{base}: malformed cpu_map XML ({exc})") from exc
     if not features or not models:

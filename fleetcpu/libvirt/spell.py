@@ -57,8 +57,18 @@ from ..baseline.types import Baseline, ModelVerdict
 from ..probe.features import KVM_PV, is_nested
 from .cpumap import CpuMap, LibvirtModel
 
-__all__ = ["CLOSEST", "PV_DEFAULT", "PV_KNOBS", "SAME", "UNVERSIONED", "LibvirtCpu", "qemu_view", "spell",
-           "spell_as", "usable_models"]
+__all__ = [
+    "CLOSEST",
+    "PV_DEFAULT",
+    "PV_KNOBS",
+    "SAME",
+    "UNVERSIONED",
+    "LibvirtCpu",
+    "qemu_view",
+    "spell",
+    "spell_as",
+    "usable_models",
+]
 
 #: KVM paravirtual feature -> the libvirt domain XML that switches it, as a format string
 #: taking "on"/"off" ("yes"/"no" for the timer). Features without an entry have no knob that
@@ -76,8 +86,9 @@ PV_KNOBS: dict[str, str] = {
 #: what libvirt starts (CPUID 0x40000001 EAX 0x100007b, measured as above; the host kernel
 #: must offer them). kvm-pv-tlb-flush, kvm-pv-sched-yield, kvm-asyncpf-int and kvm-pv-ipi
 #: are off on named models, and libvirt cannot turn them on.
-PV_DEFAULT = frozenset({"kvmclock", "kvm-nopiodelay", "kvm-asyncpf", "kvm-steal-time",
-                        "kvm-pv-eoi", "kvmclock-stable-bit"})
+PV_DEFAULT = frozenset(
+    {"kvmclock", "kvm-nopiodelay", "kvm-asyncpf", "kvm-steal-time", "kvm-pv-eoi", "kvmclock-stable-bit"}
+)
 
 #: How the model was found (``LibvirtCpu.how``).
 SAME, UNVERSIONED, CLOSEST = "same", "unversioned", "closest"
@@ -133,7 +144,7 @@ def qemu_view(b: Baseline, name: str) -> ModelVerdict | None:
         detail = v.blocks[0].detail
         prefix = "alias of "
         if detail.startswith(prefix):
-            target = verdicts.get(detail[len(prefix):].split(":", 1)[0])
+            target = verdicts.get(detail[len(prefix) :].split(":", 1)[0])
             if target is not None and target.candidate:
                 return target
     return None
@@ -176,14 +187,19 @@ def _choose(b: Baseline, cpu_map: CpuMap, result: set[str]) -> _Choice:
     if b.model != "base":
         found = cpu_map.model(b.model)
         if found is not None:
-            return _Choice(found, SAME, f"the pool's model {b.model}, known to this cpu_map",
-                           qemu_view(b, b.model))
+            return _Choice(
+                found, SAME, f"the pool's model {b.model}, known to this cpu_map", qemu_view(b, b.model)
+            )
         base, version = split_version(b.model)
         found = cpu_map.model(base)
         if version and found is not None:
-            return _Choice(found, UNVERSIONED,
-                           f"the pool's model is {b.model}; this cpu_map has no {b.model}, "
-                           f"so {base} plus explicit features", qemu_view(b, base))
+            return _Choice(
+                found,
+                UNVERSIONED,
+                f"the pool's model is {b.model}; this cpu_map has no {b.model}, "
+                f"so {base} plus explicit features",
+                qemu_view(b, base),
+            )
     # Closest: models whose QEMU view the pool recorded first, then any model cpu_map knows.
     options = []
     for lm in cpu_map.models.values():
@@ -192,17 +208,23 @@ def _choose(b: Baseline, cpu_map: CpuMap, result: set[str]) -> _Choice:
         key = (int(view is None), _cost(lm, result), vendor_off, lm.name)
         options.append((key, _Choice(lm, CLOSEST, "", view)))
     key, choice = min(options, key=lambda kv: kv[0])
-    why = (f"the pool's model {b.model} is unknown to this cpu_map; {choice.model.name} is the "
-           f"closest model it knows ({key[1]} explicit changes, nesting features aside)")
+    why = (
+        f"the pool's model {b.model} is unknown to this cpu_map; {choice.model.name} is the "
+        f"closest model it knows ({key[1]} explicit changes, nesting features aside)"
+    )
     return _Choice(choice.model, CLOSEST, why, choice.view)
 
 
 def _qemu_sentence(choice: _Choice, machine_type: str) -> str:
     if choice.view is not None:
-        return (f"QEMU's {choice.model.name} on {machine_type} is {choice.view.model} as the "
-                "pool's probes recorded it; every feature is explicit")
-    return (f"the probes did not record what QEMU's {choice.model.name} holds on {machine_type}; "
-            "every feature the members' QEMUs know is explicit, so its content cannot matter")
+        return (
+            f"QEMU's {choice.model.name} on {machine_type} is {choice.view.model} as the "
+            "pool's probes recorded it; every feature is explicit"
+        )
+    return (
+        f"the probes did not record what QEMU's {choice.model.name} holds on {machine_type}; "
+        "every feature the members' QEMUs know is explicit, so its content cannot matter"
+    )
 
 
 def spell(b: Baseline, cpu_map: CpuMap) -> LibvirtCpu:
@@ -216,8 +238,9 @@ def usable_models(b: Baseline, cpu_map: CpuMap) -> list[tuple[int, str]]:
     every member (its QEMU view recorded), cheapest first: the models a consumer that
     schedules by model usability (KubeVirt's node labels) can take."""
     result = _names(cpu_map, b.features)[0]
-    return sorted((_cost(lm, result), lm.name) for lm in cpu_map.models.values()
-                  if qemu_view(b, lm.name) is not None)
+    return sorted(
+        (_cost(lm, result), lm.name) for lm in cpu_map.models.values() if qemu_view(b, lm.name) is not None
+    )
 
 
 def spell_as(b: Baseline, cpu_map: CpuMap, model: str, why: str) -> LibvirtCpu:
@@ -230,8 +253,7 @@ def spell_as(b: Baseline, cpu_map: CpuMap, model: str, why: str) -> LibvirtCpu:
     return _build(b, cpu_map, _Choice(lm, CLOSEST, why, qemu_view(b, model)), result, unnamed)
 
 
-def _build(b: Baseline, cpu_map: CpuMap, choice: _Choice, result: set[str],
-           unnamed: set[str]) -> LibvirtCpu:
+def _build(b: Baseline, cpu_map: CpuMap, choice: _Choice, result: set[str], unnamed: set[str]) -> LibvirtCpu:
     lm = choice.model
     known = _names(cpu_map, b.vocabulary)[0] if b.vocabulary else set(cpu_map.features)
     require = set(result)

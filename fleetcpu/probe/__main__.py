@@ -42,15 +42,33 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python3 -m fleetcpu.probe",
         description="Probe this host's QEMU/KVM CPU capabilities; print one JSON document.",
     )
-    p.add_argument("--machine-type", action="append", default=[], metavar="T",
-                   help="machine type or alias to probe (repeatable; default: the q35 alias)")
+    p.add_argument(
+        "--machine-type",
+        action="append",
+        default=[],
+        metavar="T",
+        help="machine type or alias to probe (repeatable; default: the q35 alias)",
+    )
     p.add_argument("--qemu-binary", metavar="PATH", help="QEMU to run (default: qemu-system-x86_64)")
-    p.add_argument("--accel", choices=ACCELS, default="auto",
-                   help="auto tries KVM then falls back to TCG (default: auto)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
-                   help="deadline for the whole probe in seconds (default: %(default)s)")
-    p.add_argument("--host-root", default="/", metavar="DIR",
-                   help="read host facts under DIR (a container's view of the host)")
+    p.add_argument(
+        "--accel",
+        choices=ACCELS,
+        default="auto",
+        help="auto tries KVM then falls back to TCG (default: auto)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help="deadline for the whole probe in seconds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--host-root",
+        default="/",
+        metavar="DIR",
+        help="read host facts under DIR (a container's view of the host)",
+    )
     p.add_argument("--indent", type=int, default=None, help=argparse.SUPPRESS)
     return p
 

@@ -338,8 +338,10 @@ def _convert(tp: Any, value: Any, path: str, source: str) -> Any:  # noqa: PLR09
                 return _scalar(value)
             except _Bad:
                 raise ProbeDocumentError(
-                    source, path, "must be a boolean, a string, a finite number or an integer "
-                    "from %d to %d" % SCALAR_INT) from None
+                    source,
+                    path,
+                    "must be a boolean, a string, a finite number or an integer from %d to %d" % SCALAR_INT,
+                ) from None
         if len(options) == 1:  # Optional[X]: keep X's precise error path
             return _convert(options[0], value, path, source)
         errors = []
@@ -360,9 +362,7 @@ def _convert(tp: Any, value: Any, path: str, source: str) -> Any:  # noqa: PLR09
     if origin in (dict, collections.abc.Mapping):
         if not isinstance(value, dict):
             raise ProbeDocumentError(source, path, "must be an object")
-        return {
-            k: _convert(args[1], v, "%s.%s" % (path, k), source) for k, v in value.items()
-        }
+        return {k: _convert(args[1], v, "%s.%s" % (path, k), source) for k, v in value.items()}
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ProbeDocumentError(source, path, "must be a number")
@@ -460,10 +460,11 @@ def _ranged(hint: Any, bounds: Tuple[int, int]) -> _Fast:
 def _record(tp: Any) -> _Fast:
     hints = _hints(tp)
     spec = [
-        (f.name,
-         _ranged(hints[f.name], f.metadata["range"]) if "range" in f.metadata
-         else _fast(hints[f.name]),
-         f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+        (
+            f.name,
+            _ranged(hints[f.name], f.metadata["range"]) if "range" in f.metadata else _fast(hints[f.name]),
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
         for f in dataclasses.fields(tp)
     ]
 
@@ -580,7 +581,8 @@ def document_from_dict(value: Any, source: str = "<probe>") -> ProbeDocument:
         for j, fw in enumerate(mp.feature_words + mp.filtered_features):
             if fw.register not in REGISTERS:
                 raise ProbeDocumentError(
-                    source, "machine_types[%d] feature word %d: register" % (i, j),
+                    source,
+                    "machine_types[%d] feature word %d: register" % (i, j),
                     "must be one of %s" % ", ".join(REGISTERS),
                 )
     doc = _name_unnamed_blockers(doc)
@@ -599,9 +601,14 @@ def _name_unnamed_blockers(doc: ProbeDocument) -> ProbeDocument:
     machine_types = []
     for mp in doc.machine_types:
         models = tuple(
-            dataclasses.replace(m, unavailable_features=tuple(sorted(
-                {UNNAMED_FEATURE if f == "" else f for f in m.unavailable_features})))
-            if "" in m.unavailable_features else m
+            dataclasses.replace(
+                m,
+                unavailable_features=tuple(
+                    sorted({UNNAMED_FEATURE if f == "" else f for f in m.unavailable_features})
+                ),
+            )
+            if "" in m.unavailable_features
+            else m
             for m in mp.models
         )
         machine_types.append(dataclasses.replace(mp, models=models))
@@ -646,8 +653,7 @@ def _check_names(doc: ProbeDocument, source: str) -> None:
             _name(m.alias_of, at + ".alias_of", source)
             _names(m.unavailable_features, at + ".unavailable_features", source)
             _names(m.features or (), at + ".features", source)
-        for kind, exp in (("static_expansion", mp.static_expansion),
-                          ("full_expansion", mp.full_expansion)):
+        for kind, exp in (("static_expansion", mp.static_expansion), ("full_expansion", mp.full_expansion)):
             if exp is None:
                 continue
             at = "%s.%s" % (where, kind)
@@ -714,8 +720,8 @@ def load_json(text: str, source: str) -> Any:
     """
     if len(text) > MAX_DOCUMENT_CHARS:
         raise ProbeDocumentError(
-            source, "", "%d characters, more than %d: not a probe document"
-            % (len(text), MAX_DOCUMENT_CHARS))
+            source, "", "%d characters, more than %d: not a probe document" % (len(text), MAX_DOCUMENT_CHARS)
+        )
     if _too_deep(text, MAX_DEPTH):
         raise ProbeDocumentError(source, "", "nested deeper than %d levels" % MAX_DEPTH)
     try:

@@ -103,13 +103,11 @@ async def _read_vcpu(session: Session, state: _State, opts: VerifyOptions) -> No
         words = await session.feature_words(path, "feature-words")
         filtered = await session.feature_words(path, "filtered-features")
         fields["feature_words"] = None if _failed_query(session, "feature-words") else words
-        fields["filtered_features"] = (None if _failed_query(session, "filtered-features")
-                                       else filtered)
+        fields["filtered_features"] = None if _failed_query(session, "filtered-features") else filtered
         fields["vcpu"] = await session.vcpu(path)
 
 
-async def _launch(opts: VerifyOptions, state: _State, binary: str, workdir: str,
-                  deadline: float) -> None:
+async def _launch(opts: VerifyOptions, state: _State, binary: str, workdir: str, deadline: float) -> None:
     inst = QemuInstance(binary, opts.machine_type, opts.accel, opts.cpu + ENFORCE, workdir)
     session = Session("fleetcpu-verify")
     fields = state.fields
@@ -122,8 +120,10 @@ async def _launch(opts: VerifyOptions, state: _State, binary: str, workdir: str,
             raise
         except Exception as exc:  # QEMU closed the monitor: did it refuse to start?
             if await inst.wait_exit(2.0) is None:
-                raise QmpProtocolError("no QMP greeting from %s (-cpu %s%s): %s" % (
-                    binary, opts.cpu, ENFORCE, str(exc) or type(exc).__name__)) from exc
+                raise QmpProtocolError(
+                    "no QMP greeting from %s (-cpu %s%s): %s"
+                    % (binary, opts.cpu, ENFORCE, str(exc) or type(exc).__name__)
+                ) from exc
             fields["started"] = False
             return
         fields["started"] = True
@@ -132,8 +132,10 @@ async def _launch(opts: VerifyOptions, state: _State, binary: str, workdir: str,
         except asyncio.TimeoutError:
             raise
         except Exception as exc:  # an essential query failed, or QEMU died under us
-            raise QmpProtocolError("QMP failure with %s (-cpu %s%s): %s" % (
-                binary, opts.cpu, ENFORCE, str(exc) or type(exc).__name__)) from exc
+            raise QmpProtocolError(
+                "QMP failure with %s (-cpu %s%s): %s"
+                % (binary, opts.cpu, ENFORCE, str(exc) or type(exc).__name__)
+            ) from exc
         await within(session.close(), deadline)
         await inst.wait_exit(2.0)
     finally:
@@ -159,8 +161,9 @@ async def _verify(opts: VerifyOptions, state: _State, deadline: float) -> None:
     try:
         await _launch(opts, state, binary, workdir, deadline)
     except asyncio.TimeoutError as exc:
-        raise ProbeTimeoutError("verify timed out after %.1fs (QEMU %s did not answer)"
-                                % (opts.timeout, binary)) from exc
+        raise ProbeTimeoutError(
+            "verify timed out after %.1fs (QEMU %s did not answer)" % (opts.timeout, binary)
+        ) from exc
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -198,14 +201,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python3 -m fleetcpu.probe verify",
         description="Start QEMU paused with -cpu CPU,enforce; print one JSON document "
-                    "(fleetcpu.verify/1) saying whether it started and what the vCPU shows.",
+        "(fleetcpu.verify/1) saying whether it started and what the vCPU shows.",
     )
     p.add_argument("--cpu", required=True, help="the -cpu string to verify (without enforce)")
     p.add_argument("--machine-type", required=True, metavar="T")
     p.add_argument("--accel", choices=ACCELS, required=True)
     p.add_argument("--qemu-binary", metavar="PATH", help="QEMU to run (default: qemu-system-x86_64)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
-                   help="deadline for the whole verification in seconds (default: %(default)s)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help="deadline for the whole verification in seconds (default: %(default)s)",
+    )
     p.add_argument("--indent", type=int, default=None, help=argparse.SUPPRESS)
     return p
 
@@ -228,8 +236,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.cpu or any(c.isspace() for c in args.cpu):
         sys.stderr.write("error: --cpu must be one -cpu string without spaces\n")
         return 2
-    opts = VerifyOptions(cpu=args.cpu, machine_type=args.machine_type, accel=args.accel,
-                         qemu_binary=args.qemu_binary, timeout=args.timeout)
+    opts = VerifyOptions(
+        cpu=args.cpu,
+        machine_type=args.machine_type,
+        accel=args.accel,
+        qemu_binary=args.qemu_binary,
+        timeout=args.timeout,
+    )
     doc = asyncio.run(_main(opts))
     sys.stdout.write(doc.to_json(indent=args.indent) + "\n")
     sys.stdout.flush()

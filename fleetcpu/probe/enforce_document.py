@@ -122,8 +122,9 @@ def verify_from_json(text: str, source: str = "<verify>") -> VerifyDocument:
     for key in ("feature_words", "filtered_features"):
         for i, word in enumerate(getattr(doc, key) or ()):
             if word.register not in REGISTERS:
-                raise ProbeDocumentError(source, "%s[%d].register" % (key, i),
-                                         "must be one of %s" % ", ".join(REGISTERS))
+                raise ProbeDocumentError(
+                    source, "%s[%d].register" % (key, i), "must be one of %s" % ", ".join(REGISTERS)
+                )
     return doc
 
 
@@ -139,8 +140,7 @@ def missing_features(stderr: str) -> Tuple[str, ...]:
     for m in _MISSING_RE.finditer(stderr):
         name = m.group("name")
         if name is None and m.group("leaf") is not None:
-            found = features.names_for(int(m.group("leaf"), 16), 0, m.group("reg"),
-                                       1 << int(m.group("bit")))
+            found = features.names_for(int(m.group("leaf"), 16), 0, m.group("reg"), 1 << int(m.group("bit")))
             name = found[0] if found else None
         if name is None:
             name = "msr-0x%s-bit%s" % (m.group("msr").lower(), m.group("bit"))

@@ -63,8 +63,11 @@ def is_name(text: object) -> bool:
 
 def is_vendor(text: object) -> bool:
     """Whether ``text`` is a CPUID vendor string fleetcpu may write into a config."""
-    return type(text) is str and _VENDOR.fullmatch(text) is not None \
+    return (
+        type(text) is str
+        and _VENDOR.fullmatch(text) is not None
         and not any(c in VENDOR_FORBIDDEN for c in text)
+    )
 
 
 def name_problem(text: str) -> Optional[str]:
@@ -78,4 +81,6 @@ def vendor_problem(text: str) -> Optional[str]:
     if is_vendor(text):
         return None
     return "%r is not a CPUID vendor string (1 to 12 printable ASCII characters, none of %s)" % (
-        text, VENDOR_FORBIDDEN)
+        text,
+        VENDOR_FORBIDDEN,
+    )

@@ -46,9 +46,7 @@ INTERRUPTING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 def now_rfc3339() -> str:
     """UTC now to the millisecond (``2026-01-01T00:00:00.000Z``), without importing datetime."""
     ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + ".%03dZ" % (
-        ns // 10**6 % 1000
-    )
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + ".%03dZ" % (ns // 10**6 % 1000)
 
 
 class Early:
@@ -69,7 +67,10 @@ class Early:
         """The pre-started guest if it is the one asked for (it always is: the chain's first)."""
         launch = self.launch
         if launch is None or (launch.argv[0], launch.machine, launch.accel, launch.cpu) != (
-            binary, machine, accel, cpu
+            binary,
+            machine,
+            accel,
+            cpu,
         ):
             return None
         self.launch = None

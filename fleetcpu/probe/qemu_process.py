@@ -75,8 +75,7 @@ class _Watch:
         try:  # unreaped (poll said so), so the pid cannot have been reused
             self._pidfd = os.pidfd_open(proc.pid)
         except (AttributeError, OSError):  # Linux < 5.3
-            threading.Thread(target=self._wait, name="fleetcpu-wait-%d" % proc.pid,
-                             daemon=True).start()
+            threading.Thread(target=self._wait, name="fleetcpu-wait-%d" % proc.pid, daemon=True).start()
         else:
             loop.add_reader(self._pidfd, self._pidfd_readable)
 
@@ -138,7 +137,9 @@ class _Watch:
 
 
 async def check_version(
-    binary: str, timeout: float, run: Optional[VersionRun] = None,
+    binary: str,
+    timeout: float,
+    run: Optional[VersionRun] = None,
     record: Optional[List[Attempt]] = None,
 ) -> Tuple[str, Attempt]:
     """Run ``QEMU -version`` (or take over ``run``, already started): its version, and the attempt.
@@ -182,8 +183,9 @@ class QemuInstance:
     arguments; ``start()`` then takes it over instead of starting another.
     """
 
-    def __init__(self, binary: str, machine: str, accel: str, cpu: str, workdir: str,
-                 launch: Optional[Launch] = None) -> None:
+    def __init__(
+        self, binary: str, machine: str, accel: str, cpu: str, workdir: str, launch: Optional[Launch] = None
+    ) -> None:
         self.binary = binary
         self.machine = machine
         self.accel = accel

@@ -93,8 +93,9 @@ def _child_setup() -> None:  # pragma: no cover - runs in the child between fork
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def spawn(argv: Sequence[str], *, cwd: Optional[str] = None, pass_fds: Sequence[int] = (),
-          stdout: bool = False) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[str], *, cwd: Optional[str] = None, pass_fds: Sequence[int] = (), stdout: bool = False
+) -> subprocess.Popen[bytes]:
     """Start one QEMU process: no stdin, stderr (and ``stdout`` if asked) on pipes, no core."""
     _prctl()
     return subprocess.Popen(
@@ -215,8 +216,7 @@ class VersionRun:
 
     def version(self) -> str:
         """The version of a finished run; NotQemuError unless it printed QEMU's banner."""
-        return version_of(self.binary, self.proc.returncode, bytes(self.stdout.data),
-                          bytes(self.stderr.data))
+        return version_of(self.binary, self.proc.returncode, bytes(self.stdout.data), bytes(self.stderr.data))
 
     def close(self) -> None:
         self.stdout.close()

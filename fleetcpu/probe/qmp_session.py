@@ -128,9 +128,7 @@ class Session:
 
     def expect_models(self, models: Iterable[str]) -> None:
         """Send the static expansion of each of ``models``."""
-        self._send_ahead(
-            ("query-cpu-model-expansion", _expansion_args("static", m, {})) for m in models
-        )
+        self._send_ahead(("query-cpu-model-expansion", _expansion_args("static", m, {})) for m in models)
 
     def expect_vcpu(self, path: str) -> None:
         """Send every ``qom-get`` that ``feature_words`` and ``vcpu`` ask of ``path``."""
@@ -179,9 +177,7 @@ class Session:
         vocabulary: Optional[Tuple[str, ...]] = None,
     ) -> Optional[Expansion]:
         try:
-            reply = await self._run(
-                "query-cpu-model-expansion", _expansion_args(kind, model, props)
-            )
+            reply = await self._run("query-cpu-model-expansion", _expansion_args(kind, model, props))
             return qmp_decode.decode_expansion(reply, vocabulary)
         except (ExecuteError, qmp_decode.ReplyShapeError) as exc:
             self._failed("query-cpu-model-expansion %s %s" % (kind, model), exc)

@@ -160,8 +160,9 @@ async def _with_model_features(session: Session, models: Tuple[CpuModel, ...]) -
     return tuple(out)
 
 
-async def _ask(session: Session, state: _State, requested: str, target: str, accel: str, cpu: str
-               ) -> MachineProbe:
+async def _ask(
+    session: Session, state: _State, requested: str, target: str, accel: str, cpu: str
+) -> MachineProbe:
     """Every query of one launch, in the order that lets later ones reuse earlier answers.
 
     Each query is sent ahead as soon as what it needs is known (three waves:
@@ -206,7 +207,13 @@ async def _ask(session: Session, state: _State, requested: str, target: str, acc
 
 
 async def _launch(
-    state: _State, requested: str, target: str, accel: str, cpu: str, workdir: str, deadline: float,
+    state: _State,
+    requested: str,
+    target: str,
+    accel: str,
+    cpu: str,
+    workdir: str,
+    deadline: float,
     launch: Optional[Launch] = None,
 ) -> MachineProbe:
     """One QEMU for one machine type; classifies any failure as death, QMP trouble or timeout.
@@ -257,8 +264,10 @@ async def _probe(opts: ProbeOptions, state: _State, deadline: float, early: Opti
     workdir = early.workdir if early is not None else None
     try:
         if not os.path.isdir(opts.host_root):  # every fact would read as null, "ok"
-            raise HostRootError("host root %s is not a directory: no host facts can be read "
-                                "under it (--host-root, inventory host_root)" % opts.host_root)
+            raise HostRootError(
+                "host root %s is not a directory: no host facts can be read "
+                "under it (--host-root, inventory host_root)" % opts.host_root
+            )
         state.binary = find_binary(opts.qemu_binary)
         if workdir is None:
             workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
@@ -297,20 +306,16 @@ async def _machines(
                 resolved = resolve_machine(state.machines, requested)
                 if resolved is None:
                     raise UnknownMachineTypeError(
-                        "unknown machine type %r for %s (QEMU %s)"
-                        % (requested, state.binary, state.version)
+                        "unknown machine type %r for %s (QEMU %s)" % (requested, state.binary, state.version)
                     )
                 if resolved in done:
                     continue
                 target = resolved
             while True:
                 accel, cpu = attempts[step]
-                launch = (early.take_launch(binary, target, accel, cpu)
-                          if early is not None else None)
+                launch = early.take_launch(binary, target, accel, cpu) if early is not None else None
                 try:
-                    probe = await _launch(
-                        state, requested, target, accel, cpu, workdir, deadline, launch
-                    )
+                    probe = await _launch(state, requested, target, accel, cpu, workdir, deadline, launch)
                     break
                 except _Died as died:
                     if any(m in died.stderr.lower() for m in _UNKNOWN_MACHINE_MARKERS):
@@ -336,9 +341,7 @@ async def _machines(
         ) from exc
 
 
-def _document(
-    state: _State, started: float, when: str, error: Optional[FleetcpuError]
-) -> ProbeDocument:
+def _document(state: _State, started: float, when: str, error: Optional[FleetcpuError]) -> ProbeDocument:
     qemu = None
     if state.binary is not None and state.version is not None:
         qemu = QemuInfo(

@@ -98,7 +98,10 @@ class ParquetSink:
         self._file: IO[bytes] = open(self.tmp, "wb")  # noqa: SIM115 - closed in close/discard
         try:
             self._writer = pq.ParquetWriter(
-                self._file, spec.with_metadata, compression=COMPRESSION, write_statistics=True,
+                self._file,
+                spec.with_metadata,
+                compression=COMPRESSION,
+                write_statistics=True,
             )
         except BaseException:
             # A full disk can fail the header write: no sink exists yet for the caller

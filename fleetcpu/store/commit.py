@@ -74,8 +74,9 @@ class CommitRecord:
 
 def _entries(files: Sequence[Mapping[str, object]]) -> tuple[FileEntry, ...]:
     return tuple(
-        FileEntry(str(f["table"]), str(f["path"]), int(str(f["rows"])), int(str(f["bytes"])),
-                  str(f["sha256"]))
+        FileEntry(
+            str(f["table"]), str(f["path"]), int(str(f["rows"])), int(str(f["bytes"])), str(f["sha256"])
+        )
         for f in files
     )
 
@@ -104,16 +105,19 @@ def from_rows(layout: Layout, run_id: str, rows: Sequence[Mapping[str, object]])
             missing = layout.part_file("runs", run_id, n)
             raise StoreCorruptError(
                 f"{missing}: missing; run {run_id} has commit records of parts "
-                f"{', '.join(str(r.get('part')) for r in rows)}, so part {n}'s are lost")
+                f"{', '.join(str(r.get('part')) for r in rows)}, so part {n}'s are lost"
+            )
         if n < len(rows) and row.get("status") != PARTIAL:
             extra = layout.part_file("runs", run_id, n + 1)
             raise StoreCorruptError(
                 f"{extra}: run {run_id} already ended with part {n} ({row.get('status')}); "
-                "a later part's record is not its writer's")
+                "a later part's record is not its writer's"
+            )
         listed = row.get("files")
         if not isinstance(listed, list):
             raise StoreCorruptError(
-                f"{layout.part_file('runs', run_id, n)}: a part's record without its files")
+                f"{layout.part_file('runs', run_id, n)}: a part's record without its files"
+            )
         files.extend(_entries(listed))
     final = bool(rows) and rows[-1].get("status") != PARTIAL
     return CommitRecord(run_id, tuple(files), len(rows), final)

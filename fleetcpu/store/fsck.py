@@ -62,8 +62,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check_run(layout: Layout, run_id: str, records: list[Path], live: set[str],
-               report: FsckReport) -> set[Path]:
+def _check_run(
+    layout: Layout, run_id: str, records: list[Path], live: set[str], report: FsckReport
+) -> set[Path]:
     """The run's files as its records list them (damage noted); returns their paths."""
     owned = set(records)
     rows = []
@@ -101,9 +102,14 @@ def _check_run(layout: Layout, run_id: str, records: list[Path], live: set[str],
             report.damaged.append(Damage(run_id, path, f"missing (listed with {entry.rows} rows)"))
             continue
         if size != entry.bytes or _sha256(path) != entry.sha256:
-            report.damaged.append(Damage(
-                run_id, path, f"{size} bytes, not the {entry.bytes} bytes and sha256 its "
-                "commit record lists: replaced or damaged"))
+            report.damaged.append(
+                Damage(
+                    run_id,
+                    path,
+                    f"{size} bytes, not the {entry.bytes} bytes and sha256 its "
+                    "commit record lists: replaced or damaged",
+                )
+            )
             continue
         try:
             read_file(path, TABLES[entry.table], columns=[], rows=entry.rows)
@@ -124,7 +130,7 @@ def _is_run_bookkeeping(path: Path, layout: Layout, live: set[str]) -> bool:
         return name.removeprefix(".").removesuffix(".tmp") in live
     if is_temporary(name):
         # .run-<id>[-<part>].parquet.tmp, .run-<id>....parquet.<pid>.tmp, .run-<id>.parquet.room.tmp
-        name = name[1:name.index(".parquet") + len(".parquet")] if ".parquet" in name else ""
+        name = name[1 : name.index(".parquet") + len(".parquet")] if ".parquet" in name else ""
     named = run_file_name(name)
     return named is not None and named[0] in live
 
@@ -144,8 +150,9 @@ def fsck(layout: Layout) -> FsckReport:
         try:
             read_file(layout.index_file, INDEX, columns=[])
         except FleetcpuError as exc:
-            report.damaged.append(Damage("index", layout.index_file,
-                                         f"{exc.message} (derived: delete it to rebuild)"))
+            report.damaged.append(
+                Damage("index", layout.index_file, f"{exc.message} (derived: delete it to rebuild)")
+            )
     # Runs that committed during the walk: their files are theirs, not strays.
     committed_now = set(scan.committed_run_ids(layout)) - set(committed)
     for directory, _dirs, names in os.walk(layout.root):
@@ -173,10 +180,12 @@ def render(report: FsckReport) -> list[str]:
     """The report as lines: one per finding, then a summary line."""
     lines = [f"damaged     {d.path}: {d.problem} (run {d.run_id})" for d in report.damaged]
     lines += [f"stray       {p}: no committed run lists it" for p in report.stray]
-    lines += [f"unverified  run {r}: committed before runs listed their files" for r in
-              report.unverified]
-    lines += [f"killed      run {r}: its writer died after {n} committed part(s); they are "
-              "kept and read, the rest of the run is lost" for r, n in report.killed.items()]
+    lines += [f"unverified  run {r}: committed before runs listed their files" for r in report.unverified]
+    lines += [
+        f"killed      run {r}: its writer died after {n} committed part(s); they are "
+        "kept and read, the rest of the run is lost"
+        for r, n in report.killed.items()
+    ]
     verified = report.runs - len(report.unverified)
     lines.append(
         f"{report.runs} committed run(s): {verified} verified, {len(report.unverified)} "
@@ -185,4 +194,3 @@ def render(report: FsckReport) -> list[str]:
         + (f"; {report.live} file(s) of live runs not judged" if report.live else "")
     )
     return lines
-

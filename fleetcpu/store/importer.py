@@ -90,8 +90,7 @@ def load(path: str, host: str | None) -> ImportItem:
     try:
         moment = parse_rfc3339(doc.time)
     except ValueError as exc:
-        raise ProbeDocumentError(path, "time", f"not an RFC 3339 time with offset: {doc.time!r}") \
-            from exc
+        raise ProbeDocumentError(path, "time", f"not an RFC 3339 time with offset: {doc.time!r}") from exc
     if host is not None:
         name = _host_name(host, "--host", "")
     elif doc.host.hostname is None:
@@ -121,8 +120,7 @@ def rehearse(item: ImportItem) -> None:
         for table, rows in detail_rows("rehearsal", item.host, machines).by_table().items():
             pa.Table.from_pylist(rows, schema=TABLES[table].schema)
     except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
-        raise ProbeDocumentError(item.path, "", f"a value its store column cannot hold ({exc})") \
-            from exc
+        raise ProbeDocumentError(item.path, "", f"a value its store column cannot hold ({exc})") from exc
 
 
 #: Given the opened store, what to add to each run beside the host's rows (a command
@@ -130,9 +128,15 @@ def rehearse(item: ImportItem) -> None:
 OutcomeHook = Callable[[Store], Callable[[RunWriter, HostOutcome], None]]
 
 
-def import_files(store_path: Path, files: Sequence[str], *, pool: str | None = None,
-                 host: str | None = None, collected_now: bool = False,
-                 hook: OutcomeHook | None = None) -> list[Imported]:
+def import_files(
+    store_path: Path,
+    files: Sequence[str],
+    *,
+    pool: str | None = None,
+    host: str | None = None,
+    collected_now: bool = False,
+    hook: OutcomeHook | None = None,
+) -> list[Imported]:
     items = [load(path, host) for path in files]  # all or nothing: validate first
     for item in items:
         rehearse(item)
@@ -143,7 +147,8 @@ def import_files(store_path: Path, files: Sequence[str], *, pool: str | None = N
         when = datetime.now(UTC) if collected_now else item.time
         with store.run_writer(
             command=COMMAND_COLLECTED_NOW if collected_now else COMMAND,
-            inventory=os.path.abspath(item.path), started_at=when,
+            inventory=os.path.abspath(item.path),
+            started_at=when,
         ) as writer:
             result = outcome(item, pool or DEFAULT_POOL, when)
             writer.add(result)

@@ -41,8 +41,19 @@ __all__ = [
 
 #: Index columns that come straight from a ``hosts`` row: the candidate shape.
 BASE = [
-    "host", "pool", "run_id", "collected_at", "status", "stage", "error", "error_code",
-    "accel", "qemu_version", "cpu_digest", "detail_run", "declared_machine_types",
+    "host",
+    "pool",
+    "run_id",
+    "collected_at",
+    "status",
+    "stage",
+    "error",
+    "error_code",
+    "accel",
+    "qemu_version",
+    "cpu_digest",
+    "detail_run",
+    "declared_machine_types",
 ]
 SLOT = "slot"
 LATEST = "latest"
@@ -106,15 +117,12 @@ def reduce(candidates: pa.Table) -> pa.Table:
     """Keep, per (host, slot), the candidate with the greatest run id."""
     if candidates.num_rows == 0:
         return candidates
-    ordered = candidates.sort_by(
-        [("host", "ascending"), (SLOT, "ascending"), ("run_id", "descending")]
-    )
+    ordered = candidates.sort_by([("host", "ascending"), (SLOT, "ascending"), ("run_id", "descending")])
     n = ordered.num_rows
     first: pa.ChunkedArray[Any] | None = None
     for name in ("host", SLOT):
         col = ordered[name]
-        prev = pa.chunked_array([pa.nulls(1, pa.string()), *col.slice(0, n - 1).chunks],
-                                pa.string())
+        prev = pa.chunked_array([pa.nulls(1, pa.string()), *col.slice(0, n - 1).chunks], pa.string())
         compared: Any = pc.not_equal(col, prev)
         differs: pa.ChunkedArray[Any] = compared.fill_null(True)
         first = differs if first is None else pc.or_(first, differs)
@@ -130,19 +138,23 @@ def pivot(candidates: pa.Table) -> pa.Table:
     out = latest.drop_columns(["declared_machine_types"])
     for accel in INDEX_ACCELS:
         part = candidates.filter(_is(candidates[SLOT], accel))
-        part = _table({
-            "host": part["host"],
-            f"{accel}_run": part["run_id"],
-            f"{accel}_collected_at": part["collected_at"],
-            f"{accel}_detail_run": part["detail_run"],
-            f"{accel}_cpu_digest": part["cpu_digest"],
-        })
+        part = _table(
+            {
+                "host": part["host"],
+                f"{accel}_run": part["run_id"],
+                f"{accel}_collected_at": part["collected_at"],
+                f"{accel}_detail_run": part["detail_run"],
+                f"{accel}_cpu_digest": part["cpu_digest"],
+            }
+        )
         out = out.join(part, keys="host", join_type="left outer")
     out = out.sort_by("host")
     out = out.append_column("declared_machine_types", declared).select(INDEX.names)
     return pa.Table.from_arrays(
-        [out[name].combine_chunks() if out.num_rows else pa.array([], INDEX.schema.field(name).type)
-         for name in INDEX.names],
+        [
+            out[name].combine_chunks() if out.num_rows else pa.array([], INDEX.schema.field(name).type)
+            for name in INDEX.names
+        ],
         schema=INDEX.schema,
     )
 

@@ -201,8 +201,7 @@ def default_location(env: Mapping[str, str] | None = None) -> Path:
     return base / "fleetcpu"
 
 
-def resolve_location(option: str | os.PathLike[str] | None,
-                     env: Mapping[str, str] | None = None) -> Path:
+def resolve_location(option: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Path:
     """``--store DIR`` wins over the environment."""
     if option is not None and str(option) != "":
         return Path(option).expanduser()

@@ -138,7 +138,11 @@ def temporaries_of(layout: Layout, run_id: str, tables: tuple[str, ...]) -> list
             entries = list(os.scandir(day))
         except FileNotFoundError:
             continue
-        out += [Path(e.path) for e in entries
-                if e.name.startswith(prefix) and e.name[len(prefix):][:1] in (".", "-")
-                and e.name.endswith(".tmp")]
+        out += [
+            Path(e.path)
+            for e in entries
+            if e.name.startswith(prefix)
+            and e.name[len(prefix) :][:1] in (".", "-")
+            and e.name.endswith(".tmp")
+        ]
     return out

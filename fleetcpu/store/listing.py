@@ -66,7 +66,6 @@ def hosts_table(states: Sequence[HostState]) -> str:
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
-        for r in rows
+        "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows
     ]
     return "\n".join(line.rstrip() for line in lines)

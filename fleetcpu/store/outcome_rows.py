@@ -91,34 +91,44 @@ def _canon_expansion(exp: Expansion | None) -> str:
     if exp is None:
         return "None"
     features = sorted(exp.features.items())
-    return _FIELDS.join((
-        exp.model,
-        _ITEMS.join(name for name, on in features if on),
-        _ITEMS.join(name for name, on in features if not on),
-        _ITEMS.join(f"{name}={value!r}" for name, value in sorted(exp.props.items())),
-    ))
+    return _FIELDS.join(
+        (
+            exp.model,
+            _ITEMS.join(name for name, on in features if on),
+            _ITEMS.join(name for name, on in features if not on),
+            _ITEMS.join(f"{name}={value!r}" for name, value in sorted(exp.props.items())),
+        )
+    )
 
 
 def _canon_machine(mp: MachineProbe) -> str:
     v = mp.vcpu
-    return _RECORDS.join((
-        _FIELDS.join((mp.requested, mp.machine_type, mp.accel, mp.cpu)),
-        *(
-            _FIELDS.join((
-                m.name, _ITEMS.join(m.unavailable_features), repr(m.alias_of),
-                repr(m.deprecated), repr(m.migration_safe), repr(m.static), repr(m.typename),
-                "None" if m.features is None else "=" + _ITEMS.join(m.features),
-            ))
-            for m in mp.models
-        ),
-        _canon_expansion(mp.static_expansion),
-        _canon_expansion(mp.full_expansion),
-        repr((v.vendor, v.family, v.model, v.stepping, v.model_id, v.level, v.xlevel,
-              v.phys_bits)),
-        _ITEMS.join(f"{w.leaf}.{w.subleaf}.{w.register}={w.bits}" for w in mp.feature_words),
-        _ITEMS.join(f"{w.leaf}.{w.subleaf}.{w.register}={w.bits}" for w in mp.filtered_features),
-        repr([(e.query, e.error_class, e.message) for e in mp.errors]),
-    ))
+    return _RECORDS.join(
+        (
+            _FIELDS.join((mp.requested, mp.machine_type, mp.accel, mp.cpu)),
+            *(
+                _FIELDS.join(
+                    (
+                        m.name,
+                        _ITEMS.join(m.unavailable_features),
+                        repr(m.alias_of),
+                        repr(m.deprecated),
+                        repr(m.migration_safe),
+                        repr(m.static),
+                        repr(m.typename),
+                        "None" if m.features is None else "=" + _ITEMS.join(m.features),
+                    )
+                )
+                for m in mp.models
+            ),
+            _canon_expansion(mp.static_expansion),
+            _canon_expansion(mp.full_expansion),
+            repr((v.vendor, v.family, v.model, v.stepping, v.model_id, v.level, v.xlevel, v.phys_bits)),
+            _ITEMS.join(f"{w.leaf}.{w.subleaf}.{w.register}={w.bits}" for w in mp.feature_words),
+            _ITEMS.join(f"{w.leaf}.{w.subleaf}.{w.register}={w.bits}" for w in mp.filtered_features),
+            repr([(e.query, e.error_class, e.message) for e in mp.errors]),
+        )
+    )
 
 
 def cpu_digest(machine_types: Sequence[MachineProbe]) -> str | None:
@@ -178,12 +188,13 @@ def _stderr_tail(outcome: HostOutcome) -> str | None:
 
 def machine_list_rows(machines: Sequence[MachineInfo]) -> list[Row]:
     """The ``qemu_machines`` value of a QEMU's machine list (``hosts`` schema 2)."""
-    return [{"name": m.name, "alias": m.alias, "is_default": m.is_default,
-             "deprecated": m.deprecated} for m in machines]
+    return [
+        {"name": m.name, "alias": m.alias, "is_default": m.is_default, "deprecated": m.deprecated}
+        for m in machines
+    ]
 
 
-def host_row(outcome: HostOutcome, run_id: str, digest: str | None,
-             detail_run: str | None) -> Row:
+def host_row(outcome: HostOutcome, run_id: str, digest: str | None, detail_run: str | None) -> Row:
     doc = outcome.document
     facts = doc.host if doc is not None else None
     qemu = doc.qemu if doc is not None else None
@@ -223,8 +234,7 @@ def host_row(outcome: HostOutcome, run_id: str, digest: str | None,
         "probe_duration_s": doc.duration_s if doc is not None else None,
         "duration_s": outcome.duration_s,
         "machine_types": (
-            [mp.machine_type for mp in unique_machines(doc.machine_types)]
-            if doc is not None else []
+            [mp.machine_type for mp in unique_machines(doc.machine_types)] if doc is not None else []
         ),
         "declared_machine_types": list(outcome.declared_machine_types),
         "conn_transport": conn.transport,
@@ -258,37 +268,72 @@ def detail_rows(run_id: str, host: str, machine_types: Sequence[MachineProbe]) -
     for mp in machine_types:
         mt = mp.machine_type
         v = mp.vcpu
-        out.machines.append({
-            "run_id": run_id, "host": host, "machine_type": mt, "requested": mp.requested,
-            "accel": mp.accel, "cpu": mp.cpu, "vendor": v.vendor, "family": v.family,
-            "model": v.model, "stepping": v.stepping, "model_id": v.model_id, "level": v.level,
-            "xlevel": v.xlevel, "phys_bits": v.phys_bits, "errors": _errors_json(mp.errors),
-        })
+        out.machines.append(
+            {
+                "run_id": run_id,
+                "host": host,
+                "machine_type": mt,
+                "requested": mp.requested,
+                "accel": mp.accel,
+                "cpu": mp.cpu,
+                "vendor": v.vendor,
+                "family": v.family,
+                "model": v.model,
+                "stepping": v.stepping,
+                "model_id": v.model_id,
+                "level": v.level,
+                "xlevel": v.xlevel,
+                "phys_bits": v.phys_bits,
+                "errors": _errors_json(mp.errors),
+            }
+        )
         # Supported and filtered bits of one register share a row: "which bits of
         # 7.0.ebx did QEMU filter on kvm12" is then one row, not a join.
         words: dict[tuple[int, int, str], Row] = {}
         for w in mp.feature_words:
             words[(w.leaf, w.subleaf, w.register)] = {
-                "run_id": run_id, "host": host, "machine_type": mt, "leaf": w.leaf,
-                "subleaf": w.subleaf, "register": w.register, "supported": w.bits,
+                "run_id": run_id,
+                "host": host,
+                "machine_type": mt,
+                "leaf": w.leaf,
+                "subleaf": w.subleaf,
+                "register": w.register,
+                "supported": w.bits,
                 "filtered": None,
             }
         for w in mp.filtered_features:
-            row = words.setdefault((w.leaf, w.subleaf, w.register), {
-                "run_id": run_id, "host": host, "machine_type": mt, "leaf": w.leaf,
-                "subleaf": w.subleaf, "register": w.register, "supported": None,
-                "filtered": None,
-            })
+            row = words.setdefault(
+                (w.leaf, w.subleaf, w.register),
+                {
+                    "run_id": run_id,
+                    "host": host,
+                    "machine_type": mt,
+                    "leaf": w.leaf,
+                    "subleaf": w.subleaf,
+                    "register": w.register,
+                    "supported": None,
+                    "filtered": None,
+                },
+            )
             row["filtered"] = w.bits
         out.feature_words.extend(words.values())
         for m in mp.models:
-            out.models.append({
-                "run_id": run_id, "host": host, "machine_type": mt, "model": m.name,
-                "usable": m.usable, "unavailable_features": list(m.unavailable_features),
-                "alias_of": m.alias_of, "deprecated": m.deprecated,
-                "migration_safe": m.migration_safe, "static": m.static, "typename": m.typename,
-                "features": None if m.features is None else list(m.features),
-            })
+            out.models.append(
+                {
+                    "run_id": run_id,
+                    "host": host,
+                    "machine_type": mt,
+                    "model": m.name,
+                    "usable": m.usable,
+                    "unavailable_features": list(m.unavailable_features),
+                    "alias_of": m.alias_of,
+                    "deprecated": m.deprecated,
+                    "migration_safe": m.migration_safe,
+                    "static": m.static,
+                    "typename": m.typename,
+                    "features": None if m.features is None else list(m.features),
+                }
+            )
         if mp.static_expansion is not None:
             out.expansion.append(_expansion_row(run_id, host, mt, "static", mp.static_expansion))
         if mp.full_expansion is not None:

@@ -86,8 +86,14 @@ class OpenPart:
             self._sinks[spec.name] = sink
         sink.write(pa.Table.from_pylist(rows, schema=spec.schema))
 
-    def commit(self, facts: RunFacts, status: str, counts: Counts, order: Sequence[str],
-               before_record: Callable[[], None] = lambda: None) -> None:
+    def commit(
+        self,
+        facts: RunFacts,
+        status: str,
+        counts: Counts,
+        order: Sequence[str],
+        before_record: Callable[[], None] = lambda: None,
+    ) -> None:
         """Close, publish (in ``order``: detail tables before the ``hosts`` rows whose
         ``detail_run`` points at them) and record the part. On any failure this part's
         temporaries and published files are removed before the exception goes on:
@@ -100,28 +106,43 @@ class OpenPart:
             for sink in sinks:
                 sink.close()
                 size, sha = sink.digest()
-                files.append({"table": sink.spec.name, "rows": sink.rows, "bytes": size,
-                              "sha256": sha,
-                              "path": sink.final.relative_to(layout.data).as_posix()})
+                files.append(
+                    {
+                        "table": sink.spec.name,
+                        "rows": sink.rows,
+                        "bytes": size,
+                        "sha256": sha,
+                        "path": sink.final.relative_to(layout.data).as_posix(),
+                    }
+                )
             for sink in sinks:
                 sink.publish()
                 self._published.append(sink.final)
             before_record()
             finished = datetime.now(UTC)
-            write_table(record, RUNS, pa.Table.from_pylist([{
-                "run_id": facts.run_id,
-                "started_at": facts.started_at,
-                "finished_at": max(finished, facts.started_at),
-                "command": facts.command,
-                "inventory": facts.inventory,
-                "fleetcpu_version": __version__,
-                "status": status,
-                "hosts_ok": counts.ok,
-                "hosts_failed": counts.failed,
-                "hosts_detail": counts.detail,
-                "files": files,
-                "part": self.part,
-            }], schema=RUNS.schema))
+            write_table(
+                record,
+                RUNS,
+                pa.Table.from_pylist(
+                    [
+                        {
+                            "run_id": facts.run_id,
+                            "started_at": facts.started_at,
+                            "finished_at": max(finished, facts.started_at),
+                            "command": facts.command,
+                            "inventory": facts.inventory,
+                            "fleetcpu_version": __version__,
+                            "status": status,
+                            "hosts_ok": counts.ok,
+                            "hosts_failed": counts.failed,
+                            "hosts_detail": counts.detail,
+                            "files": files,
+                            "part": self.part,
+                        }
+                    ],
+                    schema=RUNS.schema,
+                ),
+            )
         except BaseException:
             if not record.exists():  # else only its folder's fsync failed: it is committed
                 self.discard()

@@ -41,30 +41,25 @@ def _check(path: Path, spec: TableSpec, file_schema: pa.Schema) -> None:
     table = meta.get(META_TABLE)
     if table is None:
         raise StoreForeignError(
-            f"{path}: not a fleetcpu file (no fleetcpu.table metadata); "
-            "remove it from the store"
+            f"{path}: not a fleetcpu file (no fleetcpu.table metadata); remove it from the store"
         )
     if table != spec.name.encode():
         raise StoreForeignError(
-            f"{path}: a fleetcpu {table.decode(errors='replace')!r} file where "
-            f"{spec.name!r} files belong"
+            f"{path}: a fleetcpu {table.decode(errors='replace')!r} file where {spec.name!r} files belong"
         )
     for field in spec.schema:
         idx = file_schema.get_field_index(field.name)
         if idx < 0:
             if not field.nullable:
                 raise StoreForeignError(
-                    f"{path}: column {field.name!r} missing (required by {spec.name} "
-                    f"schema {spec.version})"
+                    f"{path}: column {field.name!r} missing (required by {spec.name} schema {spec.version})"
                 )
             continue
         found = file_schema.field(idx).type
         if pa.types.is_dictionary(found):  # read_dictionary: the stored type is its values'
             found = found.value_type
         if not found.equals(field.type):
-            raise StoreForeignError(
-                f"{path}: column {field.name!r} is {found}, expected {field.type}"
-            )
+            raise StoreForeignError(f"{path}: column {field.name!r} is {found}, expected {field.type}")
 
 
 def _check_rows(path: Path, pf: pq.ParquetFile, rows: int | None) -> None:
@@ -141,8 +136,7 @@ def _row_groups_with(path: Path, pf: pq.ParquetFile, hosts: AbstractSet[str]) ->
     return [g for k, g in enumerate(groups) if upto[k] > (upto[k - 1] if k else 0)]
 
 
-def row_group_of_hosts(path: Path, spec: TableSpec, *, rows: int | None = None
-                       ) -> dict[str, int]:
+def row_group_of_hosts(path: Path, spec: TableSpec, *, rows: int | None = None) -> dict[str, int]:
     """host -> the first row group of the file holding it (one read of the host column)."""
     pf = _open(path)
     _check(path, spec, pf.schema_arrow)
@@ -155,7 +149,7 @@ def row_group_of_hosts(path: Path, spec: TableSpec, *, rows: int | None = None
     start = 0
     for i in range(pf.num_row_groups):
         rows = pf.metadata.row_group(i).num_rows
-        for host in hosts[start:start + rows]:
+        for host in hosts[start : start + rows]:
             out.setdefault(str(host), i)
         start += rows
     return out
@@ -187,14 +181,14 @@ def read_file(
         if wanted_hosts is None:
             table = pf.read(columns=present)
         else:
-            table = pf.read_row_groups(_row_groups_with(path, pf, wanted_hosts),
-                                       columns=present)
+            table = pf.read_row_groups(_row_groups_with(path, pf, wanted_hosts), columns=present)
     except (pa.ArrowException, OSError) as exc:
         raise StoreCorruptError(f"{path}: unreadable Parquet data ({exc})") from exc
     if wanted_hosts is not None:
         table = table.filter(_member_mask(table["host"], wanted_hosts))
-        table = table.set_column(table.schema.get_field_index("host"), "host",
-                                 table["host"].cast(pa.string()))
+        table = table.set_column(
+            table.schema.get_field_index("host"), "host", table["host"].cast(pa.string())
+        )
     return conform(table, spec, wanted if columns is None else list(columns))
 
 

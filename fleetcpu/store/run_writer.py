@@ -97,9 +97,13 @@ def _prove_writable(layout: Layout, run_id: str, room: int) -> None:
     day.mkdir(parents=True, exist_ok=True)
     free = os.statvfs(day)
     if free.f_bavail * free.f_frsize < room:
-        raise OSError(28, f"No space left on device (no room for a first batch: "
-                          f"{free.f_bavail * free.f_frsize // 1024} KiB free, "
-                          f"{room // 1024} KiB needed)", str(day))
+        raise OSError(
+            28,
+            f"No space left on device (no room for a first batch: "
+            f"{free.f_bavail * free.f_frsize // 1024} KiB free, "
+            f"{room // 1024} KiB needed)",
+            str(day),
+        )
     probe = day / f".run-{run_id}.parquet.room.tmp"
     try:
         with open(probe, "wb") as f:
@@ -143,9 +147,7 @@ class RunWriter:
         self._known = port.known_digests
         self._seen: set[str] = set()
         self._digests: dict[int, tuple[tuple[MachineProbe, ...], tuple[MachineProbe, ...], str | None]] = {}
-        self._buffers: dict[str, list[Row]] = {
-            spec.name: [] for spec in _BUFFERED
-        }
+        self._buffers: dict[str, list[Row]] = {spec.name: [] for spec in _BUFFERED}
         self._buffered_hosts = 0
         self._buffered_rows = 0
         self._sinks: dict[str, ParquetSink] = {}
@@ -184,8 +186,10 @@ class RunWriter:
         if self.committed:
             state = "is stored (its commit record is written)"
         elif self.hosts_committed:
-            state = (f"is stored in part: its {self.parts} committed part(s) hold "
-                     f"{self.hosts_committed} host(s), the rest was not stored")
+            state = (
+                f"is stored in part: its {self.parts} committed part(s) hold "
+                f"{self.hosts_committed} host(s), the rest was not stored"
+            )
         else:
             state = "was not stored"
         return StoreWriteError(f"{reason}: run {self.run_id} {state}", reason)
@@ -259,8 +263,12 @@ class RunWriter:
         """Layout 2: commit a part once the oldest buffered host has waited
         ``flush_seconds``. ``add`` calls it; so does the collector every second, so
         that a kill loses seconds even when hosts take minutes each."""
-        if (self._in_parts and not self._closed and self._oldest is not None
-                and time.monotonic() - self._oldest >= self.flush_seconds):
+        if (
+            self._in_parts
+            and not self._closed
+            and self._oldest is not None
+            and time.monotonic() - self._oldest >= self.flush_seconds
+        ):
             self._flush_or_fail()
 
     def _flush_or_fail(self, *, spill: bool = False) -> None:
@@ -326,8 +334,9 @@ class RunWriter:
         self._check_open()
         if spec.name not in self._buffers or spec in (*DETAIL_TABLES, HOSTS, VERIFY):
             raise ValueError(f"table {spec.name!r} is not written with add_rows")
-        rows = [{**row, "run_id": self.run_id} if "run_id" in spec.schema.names else dict(row)
-                for row in rows]
+        rows = [
+            {**row, "run_id": self.run_id} if "run_id" in spec.schema.names else dict(row) for row in rows
+        ]
         pa.Table.from_pylist(rows, schema=spec.schema)
         self._buffers[spec.name].extend(rows)
         self._buffered_rows += len(rows)
@@ -378,10 +387,13 @@ class RunWriter:
             journal.begin(layout, self.run_id)  # from now on the index owes this run
         point = "before-runs" if status != PARTIAL else f"before-record-{part}"
         try:
-            self._open.commit(RunFacts(self.run_id, self.started_at, self.command,
-                                       self.inventory), status, self._part_counts,
-                              [spec.name for spec in _BUFFERED],
-                              before_record=lambda: _hook_kill_at(point))
+            self._open.commit(
+                RunFacts(self.run_id, self.started_at, self.command, self.inventory),
+                status,
+                self._part_counts,
+                [spec.name for spec in _BUFFERED],
+                before_record=lambda: _hook_kill_at(point),
+            )
         finally:
             self._open = None
         self.parts = part
@@ -436,8 +448,15 @@ class RunWriter:
                     continue
                 sink.close()
                 size, sha = sink.digest()
-                files.append({"table": spec.name, "rows": sink.rows, "bytes": size, "sha256": sha,
-                              "path": sink.final.relative_to(self._port.layout.data).as_posix()})
+                files.append(
+                    {
+                        "table": spec.name,
+                        "rows": sink.rows,
+                        "bytes": size,
+                        "sha256": sha,
+                        "path": sink.final.relative_to(self._port.layout.data).as_posix(),
+                    }
+                )
         except (OSError, pa.ArrowException) as exc:
             error = self._write_error(exc)
             self.discard()
@@ -455,9 +474,11 @@ class RunWriter:
             raise self._write_error(exc) from exc
         except StoreLockedError as exc:
             # After the commit record: the run is stored, only the index waits (journal).
-            raise StoreLockedError(f"{exc.message}; run {self.run_id} is stored (its commit "
-                                   "record is written), the next fleetcpu command folds it "
-                                   "into the index") from exc
+            raise StoreLockedError(
+                f"{exc.message}; run {self.run_id} is stored (its commit "
+                "record is written), the next fleetcpu command folds it "
+                "into the index"
+            ) from exc
 
     def _commit_last_part(self, status: str) -> None:
         self._closed = True
@@ -481,9 +502,11 @@ class RunWriter:
         except (OSError, pa.ArrowException) as exc:
             raise self._write_error(exc) from exc
         except StoreLockedError as exc:
-            raise StoreLockedError(f"{exc.message}; run {self.run_id} is stored (its commit "
-                                   "record is written), the next fleetcpu command folds it "
-                                   "into the index") from exc
+            raise StoreLockedError(
+                f"{exc.message}; run {self.run_id} is stored (its commit "
+                "record is written), the next fleetcpu command folds it "
+                "into the index"
+            ) from exc
 
     def _publish(self, status: str, files: list[dict[str, object]]) -> None:
         layout = self._port.layout
@@ -493,19 +516,28 @@ class RunWriter:
                 self._sinks[spec.name].publish()
         _hook_kill_at("before-runs")
         finished = datetime.now(UTC)
-        write_table(layout.run_file(RUNS.name, self.run_id), RUNS, pa.Table.from_pylist([{
-            "run_id": self.run_id,
-            "started_at": self.started_at,
-            "finished_at": max(finished, self.started_at),
-            "command": self.command,
-            "inventory": self.inventory,
-            "fleetcpu_version": __version__,
-            "status": status,
-            "hosts_ok": self.hosts_ok,
-            "hosts_failed": self.hosts_failed,
-            "hosts_detail": self.hosts_detail,
-            "files": files,
-        }], schema=RUNS.schema))
+        write_table(
+            layout.run_file(RUNS.name, self.run_id),
+            RUNS,
+            pa.Table.from_pylist(
+                [
+                    {
+                        "run_id": self.run_id,
+                        "started_at": self.started_at,
+                        "finished_at": max(finished, self.started_at),
+                        "command": self.command,
+                        "inventory": self.inventory,
+                        "fleetcpu_version": __version__,
+                        "status": status,
+                        "hosts_ok": self.hosts_ok,
+                        "hosts_failed": self.hosts_failed,
+                        "hosts_detail": self.hosts_detail,
+                        "files": files,
+                    }
+                ],
+                schema=RUNS.schema,
+            ),
+        )
         self.committed = True
         _hook_kill_at("before-index")
         self._port.index_run(self.run_id, HOSTS.name in self._sinks)

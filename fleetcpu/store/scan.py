@@ -51,8 +51,7 @@ def commit_records(layout: Layout) -> dict[str, list[Path]]:
     """run id -> its commit records where its id puts them (one for a layout 1 run, one
     per committed part in layout 2), oldest run first, parts in order."""
     try:
-        days = [e.name for e in os.scandir(layout.table_dir("runs"))
-                if e.is_dir() and is_date_dir(e.name)]
+        days = [e.name for e in os.scandir(layout.table_dir("runs")) if e.is_dir() and is_date_dir(e.name)]
     except FileNotFoundError:
         return {}
     found: dict[str, list[tuple[int, Path]]] = {}

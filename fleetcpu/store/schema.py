@@ -96,21 +96,25 @@ def _f(name: str, type_: pa.DataType, nullable: bool = True) -> pa.Field[Any]:
 
 #: One file a run committed, as its commit record lists it: ``path`` relative to the
 #: layout directory (``hosts/date=.../run-<id>.parquet``), its rows, bytes and sha256.
-FILE_ENTRY = pa.struct([
-    pa.field("table", pa.string(), nullable=False),
-    pa.field("path", pa.string(), nullable=False),
-    pa.field("rows", pa.int64(), nullable=False),
-    pa.field("bytes", pa.int64(), nullable=False),
-    pa.field("sha256", pa.string(), nullable=False),
-])
+FILE_ENTRY = pa.struct(
+    [
+        pa.field("table", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("rows", pa.int64(), nullable=False),
+        pa.field("bytes", pa.int64(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+    ]
+)
 
 #: One entry of a QEMU's machine list (``query-machines``), as the probe records it.
-MACHINE_ENTRY = pa.struct([
-    pa.field("name", pa.string(), nullable=False),
-    pa.field("alias", pa.string()),
-    pa.field("is_default", pa.bool_(), nullable=False),
-    pa.field("deprecated", pa.bool_(), nullable=False),
-])
+MACHINE_ENTRY = pa.struct(
+    [
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("alias", pa.string()),
+        pa.field("is_default", pa.bool_(), nullable=False),
+        pa.field("deprecated", pa.bool_(), nullable=False),
+    ]
+)
 
 RUNS = TableSpec(
     "runs",

@@ -110,8 +110,7 @@ def connection(row: Mapping[str, Any]) -> ConnectionSpec:
     )
 
 
-_CPU_COLUMNS = ("cpu_vendor", "cpu_family", "cpu_model", "cpu_stepping", "cpu_model_name",
-                "microcode")
+_CPU_COLUMNS = ("cpu_vendor", "cpu_family", "cpu_model", "cpu_stepping", "cpu_model_name", "microcode")
 
 
 def facts_and_connections(hosts: pa.Table) -> dict[str, tuple[HostFacts, ConnectionSpec]]:
@@ -129,20 +128,33 @@ def facts_and_connections(hosts: pa.Table) -> dict[str, tuple[HostFacts, Connect
         cpu = cpus.get(key)
         if cpu is None:
             vendor, family, model, stepping, model_name, microcode = key
-            cpu = cpus[key] = CpuFacts(vendor=vendor, family=_opt_int(family),
-                                       model=_opt_int(model), stepping=_opt_int(stepping),
-                                       model_name=model_name, microcode=microcode)
+            cpu = cpus[key] = CpuFacts(
+                vendor=vendor,
+                family=_opt_int(family),
+                model=_opt_int(model),
+                stepping=_opt_int(stepping),
+                model_name=model_name,
+                microcode=microcode,
+            )
         nested, dev_kvm = c["kvm_nested"][i], c["dev_kvm"][i]
         out[str(c["host"][i])] = (
-            HostFacts(hostname=c["hostname"][i], kernel_release=c["kernel_release"][i], cpu=cpu,
-                      kvm_module=c["kvm_module"][i],
-                      kvm_nested=nested if nested is not None else "unknown",
-                      dev_kvm=dev_kvm if dev_kvm is not None else "missing",
-                      synthetic=c["synthetic"][i]),
-            ConnectionSpec(transport=c["conn_transport"][i] or "unknown",
-                           address=c["conn_address"][i], port=c["conn_port"][i],
-                           user=c["conn_user"][i], python=c["conn_python"][i],
-                           qemu=c["conn_qemu"][i]),
+            HostFacts(
+                hostname=c["hostname"][i],
+                kernel_release=c["kernel_release"][i],
+                cpu=cpu,
+                kvm_module=c["kvm_module"][i],
+                kvm_nested=nested if nested is not None else "unknown",
+                dev_kvm=dev_kvm if dev_kvm is not None else "missing",
+                synthetic=c["synthetic"][i],
+            ),
+            ConnectionSpec(
+                transport=c["conn_transport"][i] or "unknown",
+                address=c["conn_address"][i],
+                port=c["conn_port"][i],
+                user=c["conn_user"][i],
+                python=c["conn_python"][i],
+                qemu=c["conn_qemu"][i],
+            ),
         )
     return out
 
@@ -163,8 +175,13 @@ def machine_lists(column: pa.ChunkedArray[Any]) -> list[tuple[MachineInfo, ...] 
     entries = cast("pa.StructArray", lists.values.slice(start, end - start))
     entry_text = pc.call_function(
         "binary_join_element_wise",
-        [entries.field("name"), entries.field("alias"), entries.field("is_default").cast(pa.string()),
-         entries.field("deprecated").cast(pa.string()), pa.scalar(_FIELD_SEP)],
+        [
+            entries.field("name"),
+            entries.field("alias"),
+            entries.field("is_default").cast(pa.string()),
+            entries.field("deprecated").cast(pa.string()),
+            pa.scalar(_FIELD_SEP),
+        ],
         options=pc.JoinOptions(null_handling="replace", null_replacement=_NULL),
     )
     offsets = pc.subtract(lists.offsets, pa.scalar(start, pa.int32()))
@@ -178,8 +195,12 @@ def machine_lists(column: pa.ChunkedArray[Any]) -> list[tuple[MachineInfo, ...] 
         if code is not None:
             first.setdefault(code, row)
     built = {
-        code: tuple(MachineInfo(name=e["name"], alias=e["alias"], is_default=e["is_default"],
-                                deprecated=e["deprecated"]) for e in lists[row].as_py())
+        code: tuple(
+            MachineInfo(
+                name=e["name"], alias=e["alias"], is_default=e["is_default"], deprecated=e["deprecated"]
+            )
+            for e in lists[row].as_py()
+        )
         for code, row in first.items()
     }
     return [None if code is None else built[code] for code in indices]
@@ -207,20 +228,76 @@ def accel_slots(index: pa.Table, accel: str) -> list[AccelLatest | None]:
 
 def host_states(index: pa.Table) -> list[HostState]:
     """Index rows -> records, column by column: no per-row dict on the hot path of ``hosts``."""
-    c = {name: pylist(index[name]) for name in (
-        "host", "pool", "run_id", "collected_at", "status", "stage", "error", "error_code",
-        "accel", "qemu_version", "cpu_digest", "detail_run", "declared_machine_types")}
+    c = {
+        name: pylist(index[name])
+        for name in (
+            "host",
+            "pool",
+            "run_id",
+            "collected_at",
+            "status",
+            "stage",
+            "error",
+            "error_code",
+            "accel",
+            "qemu_version",
+            "cpu_digest",
+            "detail_run",
+            "declared_machine_types",
+        )
+    }
     return [
-        HostState(host=host, pool=pool, run=run, collected_at=when, status=status, stage=stage,
-                  error=error, error_code=code, accel=accel, qemu_version=qemu,
-                  cpu_digest=digest, detail_run=detail, kvm=kvm, tcg=tcg,
-                  declared_machine_types=tuple(declared or ()))
-        for host, pool, run, when, status, stage, error, code, accel, qemu, digest, detail,
-        declared, kvm, tcg in zip(
-            c["host"], c["pool"], c["run_id"], c["collected_at"], c["status"], c["stage"],
-            c["error"], c["error_code"], c["accel"], c["qemu_version"], c["cpu_digest"],
-            c["detail_run"], c["declared_machine_types"], accel_slots(index, "kvm"),
-            accel_slots(index, "tcg"), strict=True)
+        HostState(
+            host=host,
+            pool=pool,
+            run=run,
+            collected_at=when,
+            status=status,
+            stage=stage,
+            error=error,
+            error_code=code,
+            accel=accel,
+            qemu_version=qemu,
+            cpu_digest=digest,
+            detail_run=detail,
+            kvm=kvm,
+            tcg=tcg,
+            declared_machine_types=tuple(declared or ()),
+        )
+        for (
+            host,
+            pool,
+            run,
+            when,
+            status,
+            stage,
+            error,
+            code,
+            accel,
+            qemu,
+            digest,
+            detail,
+            declared,
+            kvm,
+            tcg,
+        ) in zip(
+            c["host"],
+            c["pool"],
+            c["run_id"],
+            c["collected_at"],
+            c["status"],
+            c["stage"],
+            c["error"],
+            c["error_code"],
+            c["accel"],
+            c["qemu_version"],
+            c["cpu_digest"],
+            c["detail_run"],
+            c["declared_machine_types"],
+            accel_slots(index, "kvm"),
+            accel_slots(index, "tcg"),
+            strict=True,
+        )
     ]
 
 
@@ -242,18 +319,20 @@ def run_infos(runs: pa.Table) -> list[RunInfo]:
                 parts=last.parts + 1,
             )
             continue
-        out.append(RunInfo(
-            run_id=row["run_id"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-            command=row["command"],
-            inventory=row["inventory"],
-            fleetcpu_version=row["fleetcpu_version"],
-            status=row["status"],
-            hosts_ok=row["hosts_ok"],
-            hosts_failed=row["hosts_failed"],
-            hosts_detail=row["hosts_detail"],
-        ))
+        out.append(
+            RunInfo(
+                run_id=row["run_id"],
+                started_at=row["started_at"],
+                finished_at=row["finished_at"],
+                command=row["command"],
+                inventory=row["inventory"],
+                fleetcpu_version=row["fleetcpu_version"],
+                status=row["status"],
+                hosts_ok=row["hosts_ok"],
+                hosts_failed=row["hosts_failed"],
+                hosts_detail=row["hosts_detail"],
+            )
+        )
     return out
 
 
@@ -292,8 +371,9 @@ def _encoded(table: pa.Table, names: Sequence[str]) -> pa.DictionaryArray[Any, A
     return encoded
 
 
-def _grouped(table: pa.Table, names: Sequence[str],
-             build: Callable[[dict[str, Any]], T]) -> dict[Key, tuple[T, ...]]:
+def _grouped(
+    table: pa.Table, names: Sequence[str], build: Callable[[dict[str, Any]], T]
+) -> dict[Key, tuple[T, ...]]:
     """(host, machine type) -> ``build(row)`` of its rows, in stored (probe) order.
 
     Across a fleet, hosts of one CPU generation and QEMU version hold identical
@@ -310,8 +390,9 @@ def _grouped(table: pa.Table, names: Sequence[str],
     rows = _encoded(table, names)
     positions = pa.array(range(n), pa.int64())
     # Group by (host, machine type), keeping stored order inside each group.
-    order = pc.sort_indices(pa.table({"g": groups.indices, "p": positions}),
-                            sort_keys=[("g", "ascending"), ("p", "ascending")])
+    order = pc.sort_indices(
+        pa.table({"g": groups.indices, "p": positions}), sort_keys=[("g", "ascending"), ("p", "ascending")]
+    )
     g_sorted = groups.indices.take(order)
     r_sorted = rows.indices.take(order)
     changes = pc.indices_nonzero(pc.not_equal(g_sorted.slice(1), g_sorted.slice(0, n - 1)))
@@ -342,9 +423,13 @@ def _grouped(table: pa.Table, names: Sequence[str],
 
 def _cpu_model(row: Mapping[str, Any]) -> CpuModel:
     return CpuModel(
-        name=row["model"], unavailable_features=tuple(row["unavailable_features"]),
-        alias_of=row["alias_of"], deprecated=row["deprecated"],
-        migration_safe=row["migration_safe"], static=row["static"], typename=row["typename"],
+        name=row["model"],
+        unavailable_features=tuple(row["unavailable_features"]),
+        alias_of=row["alias_of"],
+        deprecated=row["deprecated"],
+        migration_safe=row["migration_safe"],
+        static=row["static"],
+        typename=row["typename"],
         features=None if row["features"] is None else tuple(row["features"]),
     )
 
@@ -361,18 +446,28 @@ def _words(row: Mapping[str, Any]) -> tuple[FeatureWord | None, FeatureWord | No
 def _expansion(row: Mapping[str, Any]) -> Expansion:
     features = dict.fromkeys(row["disabled"], False)
     features.update(dict.fromkeys(row["enabled"], True))
-    return Expansion(model=row["model"], features=dict(sorted(features.items())),
-                     props=_props(row["props"]))
+    return Expansion(model=row["model"], features=dict(sorted(features.items())), props=_props(row["props"]))
 
 
-_MODEL_COLUMNS = ("model", "unavailable_features", "alias_of", "deprecated", "migration_safe",
-                  "static", "typename", "features")
+_MODEL_COLUMNS = (
+    "model",
+    "unavailable_features",
+    "alias_of",
+    "deprecated",
+    "migration_safe",
+    "static",
+    "typename",
+    "features",
+)
 _WORD_COLUMNS = ("leaf", "subleaf", "register", "supported", "filtered")
 _EXPANSION_COLUMNS = ("model", "enabled", "disabled", "props")
 
 
 def machine_probes(
-    machines: pa.Table, feature_words: pa.Table, models: pa.Table, expansion: pa.Table,
+    machines: pa.Table,
+    feature_words: pa.Table,
+    models: pa.Table,
+    expansion: pa.Table,
 ) -> dict[str, dict[str, MachineProbe]]:
     """host -> machine type -> MachineProbe, machine types in stored (probe) order.
 
@@ -403,9 +498,14 @@ def machine_probes(
             static_expansion=statics[key][0] if key in statics else None,
             full_expansion=fulls[key][0] if key in fulls else None,
             vcpu=VcpuProps(
-                vendor=row["vendor"], family=row["family"], model=row["model"],
-                stepping=row["stepping"], model_id=row["model_id"], level=row["level"],
-                xlevel=row["xlevel"], phys_bits=row["phys_bits"],
+                vendor=row["vendor"],
+                family=row["family"],
+                model=row["model"],
+                stepping=row["stepping"],
+                model_id=row["model_id"],
+                level=row["level"],
+                xlevel=row["xlevel"],
+                phys_bits=row["phys_bits"],
             ),
             feature_words=tuple(w for w, _ in pairs if w is not None),
             filtered_features=tuple(f for _, f in pairs if f is not None),

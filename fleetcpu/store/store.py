@@ -83,8 +83,7 @@ _EMPTY_MSG = "store is empty: run fleetcpu collect or import first"
 def _is_empty_dir(path: Path) -> bool:
     """Empty, or holding only what a concurrent creator of this store leaves first."""
     return all(
-        name == LOCK or (name.startswith(f".{MARKER}.") and is_temporary(name))
-        for name in os.listdir(path)
+        name == LOCK or (name.startswith(f".{MARKER}.") and is_temporary(name)) for name in os.listdir(path)
     )
 
 
@@ -119,7 +118,10 @@ class Store:
 
     @classmethod
     def create_or_open(
-        cls, path: str | os.PathLike[str], *, lock_timeout: float | None = None,
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        lock_timeout: float | None = None,
         layout: int = LAYOUT,
     ) -> Store:
         """The store at ``path``, created when the directory is absent or empty.
@@ -136,11 +138,14 @@ class Store:
         try:
             root.mkdir(parents=True, exist_ok=True)
             if not store.layout.marker.exists() and _is_empty_dir(root):
-                marker = {"format": MARKER_FORMAT, "layout": layout,
-                          "created": rfc3339(datetime.now(UTC)), "fleetcpu_version": __version__}
+                marker = {
+                    "format": MARKER_FORMAT,
+                    "layout": layout,
+                    "created": rfc3339(datetime.now(UTC)),
+                    "fleetcpu_version": __version__,
+                }
                 # Exclusive: of two processes creating the store at once, one marker wins.
-                write_bytes(store.layout.marker, (json.dumps(marker) + "\n").encode(),
-                            exclusive=True)
+                write_bytes(store.layout.marker, (json.dumps(marker) + "\n").encode(), exclusive=True)
         except OSError as exc:
             reason = f"{exc.filename or root}: {exc.strerror or exc}"
             raise StoreWriteError(f"{reason}: cannot create the store", reason) from exc
@@ -186,10 +191,21 @@ class Store:
         flush_seconds: float = FLUSH_SECONDS,
     ) -> RunWriter:
         """A streaming writer for one run; ``started_at`` (default now) times the run id."""
-        port = RunPort(self.root, self.layout, self.layout_version, self._known_digests(),
-                       lambda run_id, wrote_hosts: self._index_run(run_id, wrote_hosts=wrote_hosts))
-        return RunWriter(port, command, inventory, started_at=started_at, flush_every=flush_every,
-                         flush_seconds=flush_seconds)
+        port = RunPort(
+            self.root,
+            self.layout,
+            self.layout_version,
+            self._known_digests(),
+            lambda run_id, wrote_hosts: self._index_run(run_id, wrote_hosts=wrote_hosts),
+        )
+        return RunWriter(
+            port,
+            command,
+            inventory,
+            started_at=started_at,
+            flush_every=flush_every,
+            flush_seconds=flush_seconds,
+        )
 
     def _known_digests(self) -> dict[tuple[str, str], str]:
         """(host, cpu_digest) -> detail run, from the index: what a new run need not rewrite."""
@@ -210,8 +226,7 @@ class Store:
         found = self.committed_files(HOSTS.name, run_id, records)
         if not found:
             return empty(HOSTS, idx.BASE)
-        return pa.concat_tables(read_file(f.path, HOSTS, columns=idx.BASE, rows=f.rows)
-                                for f in found)
+        return pa.concat_tables(read_file(f.path, HOSTS, columns=idx.BASE, rows=f.rows) for f in found)
 
     # -- commit records -----------------------------------------------------
 
@@ -221,15 +236,17 @@ class Store:
         record = self._records.get(run_id)
         if record is None:
             found = scan.records_of(self.layout, run_id) if paths is None else paths
-            rows = [row for path in found
-                    for row in read_file(path, RUNS, columns=_RECORD_COLUMNS).to_pylist()]
+            rows = [
+                row for path in found for row in read_file(path, RUNS, columns=_RECORD_COLUMNS).to_pylist()
+            ]
             record = commit.from_rows(self.layout, run_id, rows)
             if record.final:
                 self._records[run_id] = record
         return record
 
-    def committed_files(self, table: str, run_id: str,
-                        records: Sequence[Path] | None = None) -> list[CommittedFile]:
+    def committed_files(
+        self, table: str, run_id: str, records: Sequence[Path] | None = None
+    ) -> list[CommittedFile]:
         """The files of ``table`` that committed run ``run_id`` published (none: it wrote no
         rows there), checked against its commit records: a listed file that is missing or
         replaced is StoreCorruptError naming it. ``records``: its record files, if known."""
@@ -295,9 +312,13 @@ class Store:
         if record.files is None:
             return []  # unverified (older fleetcpu): its one file per table is its own
         keep = {self.layout.data / f.path for f in record.files}
-        return [path for spec in RUN_TABLES if spec is not RUNS
-                for path in scan.published_files(self.layout, spec.name, run_id)
-                if path not in keep]
+        return [
+            path
+            for spec in RUN_TABLES
+            if spec is not RUNS
+            for path in scan.published_files(self.layout, spec.name, run_id)
+            if path not in keep
+        ]
 
     # -- the index ----------------------------------------------------------
 
@@ -390,8 +411,9 @@ class Store:
             infos[i] = again if again.status != PARTIAL else replace(again, status=KILLED)
         return infos
 
-    def table(self, name: str, *, columns: Sequence[str] | None = None,
-              runs: Iterable[str] | None = None) -> pa.Table:
+    def table(
+        self, name: str, *, columns: Sequence[str] | None = None, runs: Iterable[str] | None = None
+    ) -> pa.Table:
         """A whole table (or the given runs of it) through its current schema,
         committed runs only: the safe way to load history for analysis."""
         spec = TABLES.get(name)
@@ -402,14 +424,23 @@ class Store:
         if spec is RUNS:  # a row per record: per run in layout 1, per part in layout 2
             parts = [read_file(path, spec, columns=columns) for r in chosen for path in records[r]]
         else:
-            parts = [read_file(f.path, spec, columns=columns, rows=f.rows)
-                     for r in chosen for f in self.committed_files(name, r, records[r])]
+            parts = [
+                read_file(f.path, spec, columns=columns, rows=f.rows)
+                for r in chosen
+                for f in self.committed_files(name, r, records[r])
+            ]
         if not parts:
             return empty(spec, columns)
         return pa.concat_tables(parts)
 
-    def run_table(self, name: str, run_id: str, *, columns: Sequence[str] | None = None,
-                  hosts: Collection[str] | None = None) -> pa.Table:
+    def run_table(
+        self,
+        name: str,
+        run_id: str,
+        *,
+        columns: Sequence[str] | None = None,
+        hosts: Collection[str] | None = None,
+    ) -> pa.Table:
         """One committed run's rows of table ``name`` (of ``hosts`` only: just the row
         groups holding them), read through its commit records.
 
@@ -421,8 +452,7 @@ class Store:
         if spec is None or spec in (INDEX, RUNS):
             raise ValueError(f"no run table {name!r}")
         files = self.committed_files(name, run_id)
-        parts = [read_file(f.path, spec, columns=columns, hosts=hosts, rows=f.rows)
-                 for f in files]
+        parts = [read_file(f.path, spec, columns=columns, hosts=hosts, rows=f.rows) for f in files]
         if not parts:
             return empty(spec, columns)
         return pa.concat_tables(parts)
@@ -483,16 +513,14 @@ class Store:
         # Only the slot of ``accel`` is needed: no whole HostState per host.
         chosen = {
             str(host): slot
-            for host, slot in zip(index["host"].to_pylist(), accel_slots(index, accel),
-                                  strict=True)
+            for host, slot in zip(index["host"].to_pylist(), accel_slots(index, accel), strict=True)
             if slot is not None and slot.detail_run is not None
         }
         by_run: dict[str, set[str]] = {}
         holders: dict[str, list[tuple[str, str]]] = {}  # content key -> (host, detail run)s
         for host, slot in chosen.items():
             by_run.setdefault(slot.run, set()).add(host)
-            holders.setdefault(_content_key(host, slot.cpu_digest), []).append(
-                (host, str(slot.detail_run)))
+            holders.setdefault(_content_key(host, slot.cpu_digest), []).append((host, str(slot.detail_run)))
         sample = self._samples(holders)
         by_detail: dict[str, set[str]] = {}
         for host, run in sample.values():
@@ -504,15 +532,17 @@ class Store:
         for run, members in sorted(by_run.items()):
             found = self.committed_files(HOSTS.name, run)
             if not found:
-                raise StoreCorruptError(f"{self.layout.run_file(HOSTS.name, run)}: missing "
-                                        "although the index points there")
+                raise StoreCorruptError(
+                    f"{self.layout.run_file(HOSTS.name, run)}: missing although the index points there"
+                )
             table = pa.concat_tables(
-                read_file(f.path, HOSTS, columns=_SNAPSHOT_COLUMNS, hosts=members, rows=f.rows)
-                for f in found)
+                read_file(f.path, HOSTS, columns=_SNAPSHOT_COLUMNS, hosts=members, rows=f.rows) for f in found
+            )
             host_rows.update(facts_and_connections(table))
             names = [str(h) for h in table["host"].to_pylist()]
-            qemu.update(zip(names, zip(
-                *(table[n].to_pylist() for n in _QEMU_COLUMNS), strict=True), strict=True))
+            qemu.update(
+                zip(names, zip(*(table[n].to_pylist() for n in _QEMU_COLUMNS), strict=True), strict=True)
+            )
             listed.update(zip(names, machine_lists(table["qemu_machines"]), strict=True))
 
         detail: dict[str, dict[str, MachineProbe]] = {}
@@ -520,15 +550,19 @@ class Store:
             parts = self._parts_holding(run, members)
             tables = []
             for spec in DETAIL_TABLES:
-                found = [f for f in self.committed_files(spec.name, run)
-                         if parts is None or _part_of(f.path) in parts]
-                tables.append(pa.concat_tables(
-                    read_file(f.path, spec, hosts=members, rows=f.rows) for f in found
-                ) if found else empty(spec))
+                found = [
+                    f
+                    for f in self.committed_files(spec.name, run)
+                    if parts is None or _part_of(f.path) in parts
+                ]
+                tables.append(
+                    pa.concat_tables(read_file(f.path, spec, hosts=members, rows=f.rows) for f in found)
+                    if found
+                    else empty(spec)
+                )
             detail.update(machine_probes(*tables))
         shared = {
-            key: MappingProxyType(detail[host]) for key, (host, _run) in sample.items()
-            if host in detail
+            key: MappingProxyType(detail[host]) for key, (host, _run) in sample.items() if host in detail
         }
 
         out: dict[str, HostSnapshot] = {}
@@ -537,12 +571,16 @@ class Store:
             row = host_rows.get(host)
             machines = shared.get(_content_key(host, slot.cpu_digest))
             if row is None:
-                raise StoreCorruptError(f"{self.layout.run_file(HOSTS.name, slot.run)}: host "
-                                        f"{host!r} missing although the index points there")
+                raise StoreCorruptError(
+                    f"{self.layout.run_file(HOSTS.name, slot.run)}: host "
+                    f"{host!r} missing although the index points there"
+                )
             if machines is None:
                 holder, run = sample[_content_key(host, slot.cpu_digest)]
-                raise StoreCorruptError(f"{self.layout.run_file('machines', run)}: host "
-                                        f"{holder!r} missing although the index points there")
+                raise StoreCorruptError(
+                    f"{self.layout.run_file('machines', run)}: host "
+                    f"{holder!r} missing although the index points there"
+                )
             facts, conn = row
             pool, qemu_version, qemu_package, qemu_binary, probe_version = qemu[host]
             out[host] = HostSnapshot(
@@ -574,8 +612,9 @@ class Store:
         found = self.committed_files(MACHINES.name, run)
         if len(found) < 2:
             return None
-        return {_part_of(f.path) for f in found
-                if set().union(*hosts_by_row_group(f.path, MACHINES)) & members}
+        return {
+            _part_of(f.path) for f in found if set().union(*hosts_by_row_group(f.path, MACHINES)) & members
+        }
 
     def _samples(self, holders: dict[str, list[tuple[str, str]]]) -> dict[str, tuple[str, str]]:
         """One (host, detail run) per content key, chosen so that their rows share few row groups.
@@ -593,8 +632,7 @@ class Store:
         for run in sorted({run for found in holders.values() for _, run in found}):
             where[run] = {}
             for part, f in enumerate(self.committed_files("machines", run)):
-                for host, group in row_group_of_hosts(f.path, TABLES["machines"],
-                                                      rows=f.rows).items():
+                for host, group in row_group_of_hosts(f.path, TABLES["machines"], rows=f.rows).items():
                     where[run].setdefault(host, (part, group))
         # (run, (part, row group)) -> key -> host
         bins: dict[tuple[str, tuple[int, int]], dict[str, str]] = {}
@@ -619,10 +657,31 @@ _RECORD_COLUMNS = ["status", "files", "part"]
 
 #: The ``hosts`` columns a snapshot needs (facts, QEMU, connection), not the evidence.
 _SNAPSHOT_COLUMNS = [
-    "host", "pool", "qemu_version", "qemu_package", "qemu_binary", "hostname", "kernel_release",
-    "cpu_vendor", "cpu_family", "cpu_model", "cpu_stepping", "cpu_model_name", "microcode",
-    "kvm_module", "kvm_nested", "dev_kvm", "synthetic", "probe_version", "conn_transport",
-    "conn_address", "conn_port", "conn_user", "conn_python", "conn_qemu", "qemu_machines",
+    "host",
+    "pool",
+    "qemu_version",
+    "qemu_package",
+    "qemu_binary",
+    "hostname",
+    "kernel_release",
+    "cpu_vendor",
+    "cpu_family",
+    "cpu_model",
+    "cpu_stepping",
+    "cpu_model_name",
+    "microcode",
+    "kvm_module",
+    "kvm_nested",
+    "dev_kvm",
+    "synthetic",
+    "probe_version",
+    "conn_transport",
+    "conn_address",
+    "conn_port",
+    "conn_user",
+    "conn_python",
+    "conn_qemu",
+    "qemu_machines",
 ]
 
 

@@ -59,32 +59,47 @@ def interpret(run: RemoteRun, python: str) -> Answer:  # noqa: PLR0911 - a decis
     problem = ""
     if run.stdout.strip() and not run.stdout_overflow:
         try:
-            document = verify_from_json(run.stdout.decode("utf-8", errors="replace"),
-                                        "verify output")
+            document = verify_from_json(run.stdout.decode("utf-8", errors="replace"), "verify output")
         except ProbeDocumentError as exc:
             problem = exc.message
     if document is None:
         told = interpret_probe_run(run, python)
         if told.stage is None:  # a probe document where a verify document belongs
-            return Answer(None, "output", "the host answered with a probe document, not a verify "
-                          "document: is its bundle another fleetcpu version?", "bad-output", stderr)
+            return Answer(
+                None,
+                "output",
+                "the host answered with a probe document, not a verify "
+                "document: is its bundle another fleetcpu version?",
+                "bad-output",
+                stderr,
+            )
         error = told.error or ""
         if problem:  # say what is wrong with it as a verify document, not as a probe document
             error = error.replace(_probe_problem(run.stdout), problem)
         error = error.replace("probe document", "verify document")
         return Answer(None, told.stage, error, told.code, told.stderr_tail)
     if run.timed_out and not document.ok:
-        how = ("did not stop after SIGTERM and was closed hard" if run.killed
-               else "was stopped with SIGTERM")
-        return Answer(document, "timeout", f"no answer within the command timeout; verify {how}",
-                      "timeout", stderr)
+        how = "did not stop after SIGTERM and was closed hard" if run.killed else "was stopped with SIGTERM"
+        return Answer(
+            document, "timeout", f"no answer within the command timeout; verify {how}", "timeout", stderr
+        )
     if not document.ok:
         return Answer(document, document.stage, document.error, document.error_code, stderr)
     if run.timed_out:
         how = "was closed hard" if run.killed else "was stopped with SIGTERM"
-        return Answer(document, "cleanup", "verify printed its document but did not exit before "
-                      f"the command timeout; it {how}", "cleanup", stderr)
+        return Answer(
+            document,
+            "cleanup",
+            f"verify printed its document but did not exit before the command timeout; it {how}",
+            "cleanup",
+            stderr,
+        )
     if run.exit_signal is not None or run.exit_status not in (0, None):
-        return Answer(document, "cleanup", "verify printed its document, then ended with "
-                      f"{_how_it_ended(run)}", "cleanup", stderr)
+        return Answer(
+            document,
+            "cleanup",
+            f"verify printed its document, then ended with {_how_it_ended(run)}",
+            "cleanup",
+            stderr,
+        )
     return Answer(document, stderr_tail=stderr)

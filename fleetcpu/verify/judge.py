@@ -53,8 +53,16 @@ SCALARS = ("vendor", "family", "model", "stepping", "model_id", "level", "xlevel
 
 Word = tuple[int, int, str]
 
-_ERROR_MARKERS = ("doesn't support", "error", "failed", "unsupported", "cannot", "could not",
-                  "not found", "invalid")
+_ERROR_MARKERS = (
+    "doesn't support",
+    "error",
+    "failed",
+    "unsupported",
+    "cannot",
+    "could not",
+    "not found",
+    "invalid",
+)
 
 
 def _nonzero(words: Iterable[FeatureWord]) -> dict[Word, int]:
@@ -67,8 +75,9 @@ def _nonzero(words: Iterable[FeatureWord]) -> dict[Word, int]:
 
 def words_digest(words: Iterable[FeatureWord]) -> str:
     """sha256 of the non-zero registers, in order: equal digests, equal guest feature bits."""
-    text = "".join(f"{leaf:x}.{sub:x}.{reg}={bits:x}\n"
-                   for (leaf, sub, reg), bits in sorted(_nonzero(words).items()))
+    text = "".join(
+        f"{leaf:x}.{sub:x}.{reg}={bits:x}\n" for (leaf, sub, reg), bits in sorted(_nonzero(words).items())
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -89,8 +98,12 @@ def _filtered_names(words: Sequence[FeatureWord]) -> tuple[str, ...]:
     return tuple(sorted(named))
 
 
-def differences(host_words: Sequence[FeatureWord], pool_words: Sequence[FeatureWord],
-                host_vcpu: VcpuProps, pool_vcpu: VcpuProps) -> tuple[Difference, ...]:
+def differences(
+    host_words: Sequence[FeatureWord],
+    pool_words: Sequence[FeatureWord],
+    host_vcpu: VcpuProps,
+    pool_vcpu: VcpuProps,
+) -> tuple[Difference, ...]:
     """How a host's vCPU differs from the reference's: registers first (by CPUID order), then scalars."""
     mine, theirs = _nonzero(host_words), _nonzero(pool_words)
     out = []
@@ -99,9 +112,16 @@ def differences(host_words: Sequence[FeatureWord], pool_words: Sequence[FeatureW
         if a == b:
             continue
         leaf, sub, reg = key
-        out.append(Difference("register", f"0x{leaf:x}.{sub}.{reg}", a, b,
-                              extra=named_bits(leaf, sub, reg, a & ~b),
-                              lacking=named_bits(leaf, sub, reg, b & ~a)))
+        out.append(
+            Difference(
+                "register",
+                f"0x{leaf:x}.{sub}.{reg}",
+                a,
+                b,
+                extra=named_bits(leaf, sub, reg, a & ~b),
+                lacking=named_bits(leaf, sub, reg, b & ~a),
+            )
+        )
     for name in SCALARS:
         a_value, b_value = getattr(host_vcpu, name), getattr(pool_vcpu, name)
         if a_value is not None and b_value is not None and a_value != b_value:
@@ -142,8 +162,7 @@ def _reference(runs: Sequence[HostRun]) -> _Reference | None:
         doc = run.document
         if _comparable(run) and doc is not None and doc.feature_words is not None:
             digest = words_digest(doc.feature_words)
-            groups.setdefault(digest, []).append(
-                _Reference(run.host, digest, doc.feature_words, doc.vcpu))
+            groups.setdefault(digest, []).append(_Reference(run.host, digest, doc.feature_words, doc.vcpu))
     if not groups:
         return None
     group = min(groups.values(), key=lambda g: (-len(g), g[0].host))
@@ -153,51 +172,78 @@ def _reference(runs: Sequence[HostRun]) -> _Reference | None:
 def _comparable(run: HostRun) -> bool:
     """Started clean with enforce and answered both reads: its words can stand for the pool."""
     doc = run.document
-    return (run.stage is None and doc is not None and doc.ok and doc.started is True
-            and doc.feature_words is not None and doc.filtered_features is not None
-            and not _nonzero(doc.filtered_features))
+    return (
+        run.stage is None
+        and doc is not None
+        and doc.ok
+        and doc.started is True
+        and doc.feature_words is not None
+        and doc.filtered_features is not None
+        and not _nonzero(doc.filtered_features)
+    )
 
 
 def _qom_error(doc: VerifyDocument) -> str:
-    failed = [f"{f.query}: {f.message}" for f in doc.errors if f.query.startswith("qom-get")
-              or f.query == "query-cpus-fast"]
+    failed = [
+        f"{f.query}: {f.message}"
+        for f in doc.errors
+        if f.query.startswith("qom-get") or f.query == "query-cpus-fast"
+    ]
     return "; ".join(failed[:2]) or "QEMU reported no vCPU"
 
 
 def _verdict(run: HostRun, ref: _Reference | None) -> HostVerdict:  # noqa: PLR0911
     doc = run.document
     base = HostVerdict(
-        host=run.host, pool=run.pool, collected_at=run.collected_at, duration_s=run.duration_s,
-        verdict="failed", reason="", stage=run.stage, error=run.error, error_code=run.error_code,
+        host=run.host,
+        pool=run.pool,
+        collected_at=run.collected_at,
+        duration_s=run.duration_s,
+        verdict="failed",
+        reason="",
+        stage=run.stage,
+        error=run.error,
+        error_code=run.error_code,
         stderr_tail=run.stderr_tail,
     )
     if doc is not None:
         base = _with_document(base, doc, run)
     if run.stage is not None or doc is None:
         stage = run.stage or "output"
-        return dataclasses.replace(base, verdict="failed", stage=stage,
-                        reason=f"{stage}: {run.error or 'no verify document'}")
+        return dataclasses.replace(
+            base, verdict="failed", stage=stage, reason=f"{stage}: {run.error or 'no verify document'}"
+        )
     if not doc.ok:
-        return dataclasses.replace(base, verdict="failed", stage=doc.stage, error=doc.error,
-                        error_code=doc.error_code, reason=f"{doc.stage}: {doc.error}")
+        return dataclasses.replace(
+            base,
+            verdict="failed",
+            stage=doc.stage,
+            error=doc.error,
+            error_code=doc.error_code,
+            reason=f"{doc.stage}: {doc.error}",
+        )
     if doc.started is False:
-        missing = f"lacks {', '.join(doc.missing)}" if doc.missing else first_error_line(
-            doc.stderr_tail)
-        return dataclasses.replace(base, verdict="refused",
-                        reason=f"QEMU refused to start the CPU with enforce: {missing}")
+        missing = f"lacks {', '.join(doc.missing)}" if doc.missing else first_error_line(doc.stderr_tail)
+        return dataclasses.replace(
+            base, verdict="refused", reason=f"QEMU refused to start the CPU with enforce: {missing}"
+        )
     if doc.filtered_features is not None and base.filtered:
-        return dataclasses.replace(base, verdict="filtered",
-                        reason=f"started but filtered {', '.join(base.filtered)} "
-                               "(this QEMU did not honour enforce)")
+        return dataclasses.replace(
+            base,
+            verdict="filtered",
+            reason=f"started but filtered {', '.join(base.filtered)} (this QEMU did not honour enforce)",
+        )
     if doc.feature_words is None or doc.filtered_features is None:
-        return dataclasses.replace(base, verdict="unverified",
-                        reason=f"started, but its vCPU could not be read: {_qom_error(doc)}")
+        return dataclasses.replace(
+            base, verdict="unverified", reason=f"started, but its vCPU could not be read: {_qom_error(doc)}"
+        )
     assert ref is not None, "a comparable host always yields a reference"
     diffs = differences(doc.feature_words, ref.words, doc.vcpu, ref.vcpu)
     base = dataclasses.replace(base, equal_to_pool=not diffs, differences=diffs)
     if diffs:
-        return dataclasses.replace(base, verdict="differs",
-                        reason=f"differs from {ref.host}: {describe(diffs)}")
+        return dataclasses.replace(
+            base, verdict="differs", reason=f"differs from {ref.host}: {describe(diffs)}"
+        )
     return dataclasses.replace(base, verdict="pass", reason="")
 
 
@@ -219,8 +265,14 @@ def _with_document(base: HostVerdict, doc: VerifyDocument, run: HostRun) -> Host
     )
 
 
-def judge(target: Target, runs: Sequence[HostRun], *, run_id: str | None = None,
-          elapsed_s: float = 0.0, interrupted: bool = False) -> VerifyReport:
+def judge(
+    target: Target,
+    runs: Sequence[HostRun],
+    *,
+    run_id: str | None = None,
+    elapsed_s: float = 0.0,
+    interrupted: bool = False,
+) -> VerifyReport:
     """The pool's report: one verdict per host (sorted by name) against the majority vCPU."""
     names = [r.host for r in runs]
     if len(set(names)) != len(names):

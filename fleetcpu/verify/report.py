@@ -32,8 +32,14 @@ DETAIL_WIDTH = 160
 
 
 def _difference(d: Difference) -> dict[str, Any]:
-    return {"kind": d.kind, "name": d.name, "host": d.host, "pool": d.pool,
-            "extra": list(d.extra), "lacking": list(d.lacking)}
+    return {
+        "kind": d.kind,
+        "name": d.name,
+        "host": d.host,
+        "pool": d.pool,
+        "extra": list(d.extra),
+        "lacking": list(d.lacking),
+    }
 
 
 def verdict_json(h: HostVerdict) -> dict[str, Any]:
@@ -76,8 +82,9 @@ def report_json(report: VerifyReport) -> dict[str, Any]:
         "run_id": report.run_id,
         "passed": report.passed,
         "interrupted": report.interrupted,
-        "reference": None if report.reference is None else {
-            "host": report.reference, "words_digest": report.reference_digest},
+        "reference": None
+        if report.reference is None
+        else {"host": report.reference, "words_digest": report.reference_digest},
         "summary": {
             "hosts": len(report.hosts),
             "passed": passed,
@@ -98,8 +105,10 @@ def summary_line(report: VerifyReport) -> str:
         return f"verified pool {t.pool}: all {n} host(s) passed{took}{run}"
     failed = ", ".join(f"{v} {counts[v]}" for v in VERDICTS if v != "pass" and counts.get(v))
     head = "interrupted: " if report.interrupted else ""
-    return (f"{head}verify of pool {t.pool} FAILED: {counts.get('pass', 0)} of {n} host(s) passed"
-            f"{f', {failed}' if failed else ''}{took}{run}")
+    return (
+        f"{head}verify of pool {t.pool} FAILED: {counts.get('pass', 0)} of {n} host(s) passed"
+        f"{f', {failed}' if failed else ''}{took}{run}"
+    )
 
 
 def _yes_no(value: bool | None) -> str:
@@ -115,15 +124,28 @@ def _detail(h: HostVerdict, reference: str | None) -> str:
 
 def table(report: VerifyReport) -> str:
     t = report.target
-    source = (f"the pool's baseline ({t.model})" if t.cpu_source == "baseline" and t.model
-              else "the pool's baseline" if t.cpu_source == "baseline" else "--cpu")
-    lines = [f"pool {t.pool}, machine type {t.machine_type}, accel {t.accel}, CPU from {source}:",
-             f"  -cpu {t.cpu},enforce", ""]
+    source = (
+        f"the pool's baseline ({t.model})"
+        if t.cpu_source == "baseline" and t.model
+        else "the pool's baseline"
+        if t.cpu_source == "baseline"
+        else "--cpu"
+    )
+    lines = [
+        f"pool {t.pool}, machine type {t.machine_type}, accel {t.accel}, CPU from {source}:",
+        f"  -cpu {t.cpu},enforce",
+        "",
+    ]
     head = ("HOST", "VERDICT", "STARTED", "FILTERED", "SAME CPU", "DETAIL")
     rows = [head] + [
-        (h.host, h.verdict, _yes_no(h.started),
-         "-" if h.started is not True else (",".join(h.filtered) or "none"),
-         _yes_no(h.equal_to_pool), _detail(h, report.reference))
+        (
+            h.host,
+            h.verdict,
+            _yes_no(h.started),
+            "-" if h.started is not True else (",".join(h.filtered) or "none"),
+            _yes_no(h.equal_to_pool),
+            _detail(h, report.reference),
+        )
         for h in report.hosts
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]

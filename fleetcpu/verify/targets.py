@@ -63,45 +63,99 @@ def check_cpu(cpu: str) -> str:
     return text
 
 
-def spec_from_connection(host: str, pool: str, accel: str, conn: ConnectionSpec,
-                         source: str) -> HostSpec | Unreachable:
+def spec_from_connection(
+    host: str, pool: str, accel: str, conn: ConnectionSpec, source: str
+) -> HostSpec | Unreachable:
     """A stored connection spec back into the ``HostSpec`` the transports take."""
     if conn.transport == "local":
-        return HostSpec(name=host, address=host, port=None, user=None, pool=pool,
-                        machine_types=(), qemu=conn.qemu, python=conn.python, accel=accel,
-                        transport="local", groups=(), source=source)
+        return HostSpec(
+            name=host,
+            address=host,
+            port=None,
+            user=None,
+            pool=pool,
+            machine_types=(),
+            qemu=conn.qemu,
+            python=conn.python,
+            accel=accel,
+            transport="local",
+            groups=(),
+            source=source,
+        )
     if conn.transport == "ssh" and conn.address:
-        return HostSpec(name=host, address=conn.address, port=conn.port, user=conn.user,
-                        pool=pool, machine_types=(), qemu=conn.qemu, python=conn.python,
-                        accel=accel, transport="ssh", groups=(), source=source)
+        return HostSpec(
+            name=host,
+            address=conn.address,
+            port=conn.port,
+            user=conn.user,
+            pool=pool,
+            machine_types=(),
+            qemu=conn.qemu,
+            python=conn.python,
+            accel=accel,
+            transport="ssh",
+            groups=(),
+            source=source,
+        )
     if conn.transport == "import":
-        return Unreachable(host, pool, "only imported from a probe document, so the store "
-                           "holds no way to reach it: give an inventory naming it", "no-route")
-    return Unreachable(host, pool, f"its stored connection ({conn.transport}, address "
-                       f"{conn.address!r}) cannot be used: give an inventory naming it", "no-route")
+        return Unreachable(
+            host,
+            pool,
+            "only imported from a probe document, so the store "
+            "holds no way to reach it: give an inventory naming it",
+            "no-route",
+        )
+    return Unreachable(
+        host,
+        pool,
+        f"its stored connection ({conn.transport}, address "
+        f"{conn.address!r}) cannot be used: give an inventory naming it",
+        "no-route",
+    )
 
 
-def hosts_from_store(store: Store, states: Sequence[HostState], accel: str
-                     ) -> tuple[list[HostSpec], list[Unreachable]]:
+def hosts_from_store(
+    store: Store, states: Sequence[HostState], accel: str
+) -> tuple[list[HostSpec], list[Unreachable]]:
     """Each member's connection spec from its latest ``hosts`` row (one file read per distinct run)."""
     wanted = {(s.host, s.run) for s in states}
-    rows = store.table("hosts", columns=["run_id", "host", "conn_transport", "conn_address",
-                                         "conn_port", "conn_user", "conn_python", "conn_qemu"],
-                       runs={s.run for s in states}).to_pylist()
-    found = {(str(r["host"]), str(r["run_id"])): r for r in rows
-             if (r["host"], r["run_id"]) in wanted}
+    rows = store.table(
+        "hosts",
+        columns=[
+            "run_id",
+            "host",
+            "conn_transport",
+            "conn_address",
+            "conn_port",
+            "conn_user",
+            "conn_python",
+            "conn_qemu",
+        ],
+        runs={s.run for s in states},
+    ).to_pylist()
+    found = {(str(r["host"]), str(r["run_id"])): r for r in rows if (r["host"], r["run_id"]) in wanted}
     specs: list[HostSpec] = []
     unreachable: list[Unreachable] = []
     for state in states:
         row = found.get((state.host, state.run))
         if row is None:
-            unreachable.append(Unreachable(state.host, state.pool, f"its latest record (run "
-                                           f"{state.run}) is not in the store", "no-route"))
+            unreachable.append(
+                Unreachable(
+                    state.host,
+                    state.pool,
+                    f"its latest record (run {state.run}) is not in the store",
+                    "no-route",
+                )
+            )
             continue
-        conn = ConnectionSpec(transport=row["conn_transport"] or "unknown",
-                              address=row["conn_address"], port=row["conn_port"],
-                              user=row["conn_user"], python=row["conn_python"],
-                              qemu=row["conn_qemu"])
+        conn = ConnectionSpec(
+            transport=row["conn_transport"] or "unknown",
+            address=row["conn_address"],
+            port=row["conn_port"],
+            user=row["conn_user"],
+            python=row["conn_python"],
+            qemu=row["conn_qemu"],
+        )
         spec = spec_from_connection(state.host, state.pool, accel, conn, f"store:{state.run}")
         if isinstance(spec, Unreachable):
             unreachable.append(spec)
@@ -110,8 +164,7 @@ def hosts_from_store(store: Store, states: Sequence[HostState], accel: str
     return specs, unreachable
 
 
-def _target(store: Store | None, pool: str, accel: str, machine_type: str | None,
-            cpu: str | None) -> Target:
+def _target(store: Store | None, pool: str, accel: str, machine_type: str | None, cpu: str | None) -> Target:
     if cpu is not None and machine_type is not None:
         return Target(pool, accel, machine_type, check_cpu(cpu), "option")
     from ..baseline import Policy, compute_baseline
@@ -119,20 +172,34 @@ def _target(store: Store | None, pool: str, accel: str, machine_type: str | None
     from ..baseline.select import select_members
 
     if store is None:
-        raise UsageError("without a store holding the pool's probes, give both --cpu and "
-                         "--machine-type")
+        raise UsageError("without a store holding the pool's probes, give both --cpu and --machine-type")
     chosen = select_members(store, pool, accel=accel, machine_type=machine_type)
     if cpu is not None:
         return Target(pool, accel, chosen.machine_type, check_cpu(cpu), "option")
-    result = compute_baseline(pool, chosen.machine_type, accel, chosen.members, Policy(),
-                              missing=chosen.missing, notices=chosen.notices)
+    result = compute_baseline(
+        pool,
+        chosen.machine_type,
+        accel,
+        chosen.members,
+        Policy(),
+        missing=chosen.missing,
+        notices=chosen.notices,
+    )
     refuse_unquotable(result, "verify")  # its -cpu string goes to QEMU on every member
     return Target(pool, accel, chosen.machine_type, result.cpu, "baseline", result.model)
 
 
-def plan(pool: str, *, store: Store | None, inventory_path: str | None, accel: str,
-         machine_type: str | None = None, cpu: str | None = None,
-         strict_inventory: bool = False, max_hosts: int = DEFAULT_MAX_HOSTS) -> Plan:
+def plan(
+    pool: str,
+    *,
+    store: Store | None,
+    inventory_path: str | None,
+    accel: str,
+    machine_type: str | None = None,
+    cpu: str | None = None,
+    strict_inventory: bool = False,
+    max_hosts: int = DEFAULT_MAX_HOSTS,
+) -> Plan:
     """Everything decided before contact. Raises the error whose exit code the CLI returns."""
     if cpu is not None:
         check_cpu(cpu)
@@ -144,8 +211,9 @@ def plan(pool: str, *, store: Store | None, inventory_path: str | None, accel: s
         warnings = inventory.warnings
         pools = inventory.pools()
         if pool not in pools:
-            raise UnknownPoolError(f"{inventory_path}: no host of pool {pool!r}; its pools: "
-                                   f"{', '.join(sorted(pools)) or 'none'}")
+            raise UnknownPoolError(
+                f"{inventory_path}: no host of pool {pool!r}; its pools: {', '.join(sorted(pools)) or 'none'}"
+            )
         members = list(pools[pool])
     target = _target(store, pool, accel, machine_type, cpu)
     if inventory_path is None:

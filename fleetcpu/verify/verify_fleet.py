@@ -64,9 +64,17 @@ def _now() -> datetime:
 
 def verify_args(target: Target, host: HostSpec, command_timeout: float) -> list[str]:
     """The host half's arguments: ``verify`` (see ``fleetcpu.probe.__main__``), then its flags."""
-    args = ["verify", "--cpu", target.cpu, "--machine-type", target.machine_type,
-            "--accel", target.accel,
-            "--timeout", f"{bootstrap.probe_timeout(command_timeout):g}"]
+    args = [
+        "verify",
+        "--cpu",
+        target.cpu,
+        "--machine-type",
+        target.machine_type,
+        "--accel",
+        target.accel,
+        "--timeout",
+        f"{bootstrap.probe_timeout(command_timeout):g}",
+    ]
     if host.qemu:
         args += ["--qemu-binary", host.qemu]
     return args
@@ -75,8 +83,15 @@ def verify_args(target: Target, host: HostSpec, command_timeout: float) -> list[
 class Verifier:
     """Verifies one target on hosts and hands over one ``HostRun`` each; knows nothing of the store."""
 
-    def __init__(self, options: FleetOptions, transports: dict[str, Transport], bundle: Bundle,
-                 target: Target, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        options: FleetOptions,
+        transports: dict[str, Transport],
+        bundle: Bundle,
+        target: Target,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.options = options
         self.transports = transports
         self.target = target
@@ -84,38 +99,58 @@ class Verifier:
         self.retry = retry or options.retry_policy()
         self.host_deadline = options.host_deadline(self.retry)
 
-    def failure(self, host: HostSpec, started: float, stage: str, error: str,
-                code: str | None, stderr_tail: str = "") -> HostRun:
-        return HostRun(host.name, host.pool, _now(), round(time.monotonic() - started, 4), None,
-                       stage=stage, error=error, error_code=code, stderr_tail=stderr_tail)
+    def failure(
+        self, host: HostSpec, started: float, stage: str, error: str, code: str | None, stderr_tail: str = ""
+    ) -> HostRun:
+        return HostRun(
+            host.name,
+            host.pool,
+            _now(),
+            round(time.monotonic() - started, 4),
+            None,
+            stage=stage,
+            error=error,
+            error_code=code,
+            stderr_tail=stderr_tail,
+        )
 
     async def verify_host(self, host: HostSpec) -> HostRun:
         """One host, start to finish; every way it can go wrong ends as a failed ``HostRun``."""
         started = time.monotonic()
         transport = self.transports[host.transport]
         python = host.python or bootstrap.DEFAULT_PYTHON
-        command = bootstrap.remote_command(
-            host.python, verify_args(self.target, host, self.options.timeout))
+        command = bootstrap.remote_command(host.python, verify_args(self.target, host, self.options.timeout))
         try:
             run = await within_deadline(
                 lambda: transport.run(host, command, self.payload, self.options.timeout),
-                self.retry, self.host_deadline)
+                self.retry,
+                self.host_deadline,
+            )
         except HostFailure as failure:
-            return self.failure(host, started, failure.stage, failure.message, failure.code,
-                                failure.evidence)
+            return self.failure(host, started, failure.stage, failure.message, failure.code, failure.evidence)
         answer = interpret(run, python)
-        return HostRun(host.name, host.pool, _now(), round(time.monotonic() - started, 4),
-                       answer.document, stage=answer.stage, error=answer.error,
-                       error_code=answer.code, stderr_tail=answer.stderr_tail)
+        return HostRun(
+            host.name,
+            host.pool,
+            _now(),
+            round(time.monotonic() - started, 4),
+            answer.document,
+            stage=answer.stage,
+            error=answer.error,
+            error_code=answer.code,
+            stderr_tail=answer.stderr_tail,
+        )
 
 
 def _unreachable(item: Unreachable) -> HostRun:
-    return HostRun(item.host, item.pool, _now(), 0.0, None, stage="connect", error=item.message,
-                   error_code=item.code)
+    return HostRun(
+        item.host, item.pool, _now(), 0.0, None, stage="connect", error=item.message, error_code=item.code
+    )
 
 
-async def _verify_all(hosts: Sequence[HostSpec], verifier: Verifier, runs: list[HostRun],
-                      tally: Tally, progress: Progress) -> None:
+async def _verify_all(
+    hosts: Sequence[HostSpec], verifier: Verifier, runs: list[HostRun], tally: Tally, progress: Progress
+) -> None:
     in_flight = InFlight(progress)
 
     def finished(run: HostRun) -> None:
@@ -126,13 +161,24 @@ async def _verify_all(hosts: Sequence[HostSpec], verifier: Verifier, runs: list[
 
     try:
         with term_cancels_run():
-            await fan_out(hosts, verifier.verify_host, concurrency=verifier.options.concurrency,
-                          on_result=finished, on_start=in_flight.started)
+            await fan_out(
+                hosts,
+                verifier.verify_host,
+                concurrency=verifier.options.concurrency,
+                on_result=finished,
+                on_start=in_flight.started,
+            )
     except asyncio.CancelledError:
         for host in list(in_flight.hosts.values()):
-            runs.append(verifier.failure(host, time.monotonic(), "interrupted",
-                                         "the run was interrupted while this host was being "
-                                         "verified; its QEMU was stopped", "interrupted"))
+            runs.append(
+                verifier.failure(
+                    host,
+                    time.monotonic(),
+                    "interrupted",
+                    "the run was interrupted while this host was being verified; its QEMU was stopped",
+                    "interrupted",
+                )
+            )
         raise
 
 
@@ -165,9 +211,16 @@ def run_verify(
     out = out or sys.stdout
     err = err or sys.stderr
     store = _open_store(store_dir, required=inventory is None)
-    chosen: Plan = plan(pool, store=store, inventory_path=inventory, accel=accel,
-                        machine_type=machine_type, cpu=cpu,
-                        strict_inventory=options.strict_inventory, max_hosts=options.max_hosts)
+    chosen: Plan = plan(
+        pool,
+        store=store,
+        inventory_path=inventory,
+        accel=accel,
+        machine_type=machine_type,
+        cpu=cpu,
+        strict_inventory=options.strict_inventory,
+        max_hosts=options.max_hosts,
+    )
     for warning in chosen.warnings:
         err.write(f"warning: {warning}\n")
     transports = build_transports(chosen.hosts, options)
@@ -188,13 +241,10 @@ def run_verify(
         progress.close()
     elapsed = time.monotonic() - started
 
-    with store.run_writer(command="verify", inventory=chosen.inventory,
-                          started_at=started_at) as writer:
-        report = judge(chosen.target, runs, run_id=writer.run_id, elapsed_s=elapsed,
-                       interrupted=interrupted)
+    with store.run_writer(command="verify", inventory=chosen.inventory, started_at=started_at) as writer:
+        report = judge(chosen.target, runs, run_id=writer.run_id, elapsed_s=elapsed, interrupted=interrupted)
         for verdict in report.hosts:
-            writer.add_verify(verify_row(verdict, chosen.target, report.reference),
-                              passed=verdict.passed)
+            writer.add_verify(verify_row(verdict, chosen.target, report.reference), passed=verdict.passed)
         if interrupted:
             writer.commit("interrupted")
 
@@ -203,14 +253,19 @@ def run_verify(
         err.write(summary_line(report) + "\n")
     accepted = list(getattr(transports.get("ssh"), "accepted_keys", []))
     if accepted:
-        err.write(f"warning: trusted {len(accepted)} new host key(s) on first use and added "
-                  f"them to known_hosts: {', '.join(accepted[:5])}\n")
+        err.write(
+            f"warning: trusted {len(accepted)} new host key(s) on first use and added "
+            f"them to known_hosts: {', '.join(accepted[:5])}\n"
+        )
     out.flush()
     if interrupted:
-        raise InterruptedByUserError(f"interrupted: {len(runs)} host(s) stored, run "
-                                     f"{report.run_id} recorded as interrupted")
+        raise InterruptedByUserError(
+            f"interrupted: {len(runs)} host(s) stored, run {report.run_id} recorded as interrupted"
+        )
     if not report.passed:
         failed = sum(1 for h in report.hosts if not h.passed)
-        raise VerifyFailedError(f"{failed} of {len(report.hosts)} host(s) of pool {pool!r} did "
-                                f"not pass; their rows are stored (run {report.run_id})")
+        raise VerifyFailedError(
+            f"{failed} of {len(report.hosts)} host(s) of pool {pool!r} did "
+            f"not pass; their rows are stored (run {report.run_id})"
+        )
     return report

@@ -111,8 +111,9 @@ class View:
         return [m.host for m, r in zip(self.members, self.readings, strict=True) if feature not in r]
 
     def policy_block(self, feature: str) -> FeatureBlock | None:
-        return next((b for b in self.baseline.blocked
-                     if b.feature == feature and b.reason != NOT_OFFERED), None)
+        return next(
+            (b for b in self.baseline.blocked if b.feature == feature and b.reason != NOT_OFFERED), None
+        )
 
 
 @dataclass(frozen=True)
@@ -177,11 +178,16 @@ def view(pair: Pair, policy: Policy | None = None, *, nested: bool = False) -> V
     cmap = load(CPU_MAP)
     members = (replay.member(pair.a, nested=nested), replay.member(pair.b, nested=nested))
     baseline = compute_baseline(pair.name, "pc-q35-replay", "kvm", members, policy)
-    readings = tuple(cmap.to_qemu(cmap.expand(CPUTESTDATA / host_file(c)).features)
-                     for c in pair.hosts)
+    readings = tuple(cmap.to_qemu(cmap.expand(CPUTESTDATA / host_file(c)).features) for c in pair.hosts)
     assert len(readings) == 2
-    return View(pair, members, baseline, cmap.expand(CPUTESTDATA / baseline_file(pair)), cmap,
-                (readings[0], readings[1]))
+    return View(
+        pair,
+        members,
+        baseline,
+        cmap.expand(CPUTESTDATA / baseline_file(pair)),
+        cmap,
+        (readings[0], readings[1]),
+    )
 
 
 def _our_model_note(v: View) -> str:
@@ -191,8 +197,10 @@ def _our_model_note(v: View) -> str:
     blind = [m.host for m in v.members if not any(c.features for c in m.models)]
     if blind:
         return "no query-cpu-definitions captured on " + ", ".join(blind)
-    return next((n.message for n in v.baseline.warnings if n.code == "no-common-model"),
-                "no named model is a candidate on both hosts")
+    return next(
+        (n.message for n in v.baseline.warnings if n.code == "no-common-model"),
+        "no named model is a candidate on both hosts",
+    )
 
 
 def _classify(f: str, side: Side, v: View, table: Sequence[Known]) -> Difference:
@@ -204,23 +212,32 @@ def _classify(f: str, side: Side, v: View, table: Sequence[Known]) -> Difference
     if row is not None:
         contradiction = row.check(f, v)
         if contradiction is not None:
-            return Difference(f, side, "fail", f"known row {row.label!r} does not hold: {contradiction}",
-                              row.label)
+            return Difference(
+                f, side, "fail", f"known row {row.label!r} does not hold: {contradiction}", row.label
+            )
         return Difference(f, side, "known", row.reason, row.label)
     lacking = v.lacking(f)
     if side == "ours-only":
         if lacking:
             return Difference(f, side, "fail", f"we enable it; {', '.join(lacking)} does not offer it")
         if v.lacking_for_libvirt(f):
-            return Difference(f, side, "fail", "we enable it; libvirt reads "
-                              f"{', '.join(v.lacking_for_libvirt(f))} without it")
+            return Difference(
+                f,
+                side,
+                "fail",
+                f"we enable it; libvirt reads {', '.join(v.lacking_for_libvirt(f))} without it",
+            )
         return Difference(f, side, "larger", "offered by both hosts; libvirt's baseline drops it")
     if not lacking:
         return Difference(f, side, "fail", "both hosts offer it and we drop it without a policy reason")
     read_with = [h for h in lacking if h not in v.lacking_for_libvirt(f)]
     if read_with and f in v.nameable:
-        return Difference(f, side, "fail", f"the readings disagree: libvirt reads {', '.join(read_with)} "
-                          "with it, fleetcpu without")
+        return Difference(
+            f,
+            side,
+            "fail",
+            f"the readings disagree: libvirt reads {', '.join(read_with)} with it, fleetcpu without",
+        )
     return Difference(f, side, "host-lacks", f"not offered by {', '.join(lacking)}")
 
 
@@ -232,8 +249,7 @@ def judge(v: View, table: Sequence[Known]) -> PairResult:
         if v.lacking(f):
             failures.append(f"we enable {f}, which {', '.join(v.lacking(f))} does not offer")
         elif v.lacking_for_libvirt(f):
-            failures.append(f"we enable {f}; libvirt reads {', '.join(v.lacking_for_libvirt(f))} "
-                            "without it")
+            failures.append(f"we enable {f}; libvirt reads {', '.join(v.lacking_for_libvirt(f))} without it")
         else:
             continue
         unsafe.add(f)
@@ -242,8 +258,9 @@ def judge(v: View, table: Sequence[Known]) -> PairResult:
         failures.append(f"vendor: libvirt says {vendor}, we say {v.baseline.vendor}")
     diffs = [_classify(f, "ours-only", v, table) for f in sorted(v.ours - v.theirs)]
     diffs += [_classify(f, "libvirt-only", v, table) for f in sorted(v.theirs - v.ours)]
-    failures += [f"{d.side} {d.feature}: {d.why}" for d in diffs
-                 if d.verdict == "fail" and d.feature not in unsafe]
+    failures += [
+        f"{d.side} {d.feature}: {d.why}" for d in diffs if d.verdict == "fail" and d.feature not in unsafe
+    ]
     return PairResult(
         pair=v.pair.name,
         hosts=v.pair.hosts,

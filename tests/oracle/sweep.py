@@ -88,8 +88,7 @@ def main() -> int:
         sys.stderr.write("virsh (Debian's libvirt-clients) is not installed\n")
         return 2
     pairs, found, skipped = sweep()
-    sys.stdout.write(f"virsh {virsh.version()}: {pairs} same-vendor pairs, "
-                     f"{sum(found.values())} findings\n")
+    sys.stdout.write(f"virsh {virsh.version()}: {pairs} same-vendor pairs, {sum(found.values())} findings\n")
     for line in skipped:
         sys.stdout.write(f"  left out {line}\n")
     for what, count in found.most_common():

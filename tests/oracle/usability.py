@@ -35,8 +35,11 @@ class Case:
 #: The .replies conversations and libvirt's three readings of each (i440fx, q35, TCG).
 CASES: tuple[Case, ...] = tuple(
     Case(f"qemu_{ver}{variant}.x86_64.xml", capture, "tcg" if variant == "-tcg" else "kvm")
-    for ver, capture in (("5.0.0", "qemu-5.0-Xeon-E3-1245-v5"), ("8.2.0", "qemu-8.2-Ryzen-9-3900X"),
-                         ("10.0.0", "qemu-10.0-Ryzen-9-3900X"))
+    for ver, capture in (
+        ("5.0.0", "qemu-5.0-Xeon-E3-1245-v5"),
+        ("8.2.0", "qemu-8.2-Ryzen-9-3900X"),
+        ("10.0.0", "qemu-10.0-Ryzen-9-3900X"),
+    )
     for variant in ("", "-q35", "-tcg")
 )
 
@@ -105,15 +108,19 @@ def compare(case: Case) -> UsabilityResult:
         if model.usable == theirs.usable[name]:
             usable_agree += 1
         else:
-            disagreements.append(f"{name}: libvirt usable={theirs.usable[name]}, we read "
-                                 f"unavailable-features {list(model.unavailable_features)}")
+            disagreements.append(
+                f"{name}: libvirt usable={theirs.usable[name]}, we read "
+                f"unavailable-features {list(model.unavailable_features)}"
+            )
         if name in theirs.blockers:
             mine = frozenset(model.unavailable_features)
             if mine == theirs.blockers[name]:
                 blockers_agree += 1
             else:
-                delta = [*(f"+{f}" for f in sorted(theirs.blockers[name] - mine)),
-                         *(f"-{f}" for f in sorted(mine - theirs.blockers[name]))]
+                delta = [
+                    *(f"+{f}" for f in sorted(theirs.blockers[name] - mine)),
+                    *(f"-{f}" for f in sorted(mine - theirs.blockers[name])),
+                ]
                 disagreements.append(f"{name}: libvirt's blockers {' '.join(delta)} against ours")
     return UsabilityResult(
         file=case.file,

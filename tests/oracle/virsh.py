@@ -44,8 +44,7 @@ def available() -> bool:
 
 @cache
 def version() -> str:
-    res = subprocess.run(["virsh", "--version"], capture_output=True, text=True, timeout=TIMEOUT,
-                         check=False)
+    res = subprocess.run(["virsh", "--version"], capture_output=True, text=True, timeout=TIMEOUT, check=False)
     return res.stdout.strip() or res.stderr.strip()
 
 
@@ -66,8 +65,9 @@ class Answer:
         """``Model +a +b -c``: the answer as an operator would read it."""
         if self.error is not None:
             return "error: " + self.error
-        return " ".join([self.model or "?", *(f"+{f}" for f in self.required),
-                         *(f"-{f}" for f in self.disabled)])
+        return " ".join(
+            [self.model or "?", *(f"+{f}" for f in self.required), *(f"-{f}" for f in self.disabled)]
+        )
 
 
 def baseline(xml_text: str, *, features: bool) -> Answer:
@@ -82,10 +82,10 @@ def baseline(xml_text: str, *, features: bool) -> Answer:
         return Answer(None, (), (), error)
     root = ET.fromstring(res.stdout)
     model = root.find("model")
-    required = tuple(f.get("name", "") for f in root.findall("feature")
-                     if f.get("policy", "require") == "require")
-    disabled = tuple(f.get("name", "") for f in root.findall("feature")
-                     if f.get("policy") == "disable")
+    required = tuple(
+        f.get("name", "") for f in root.findall("feature") if f.get("policy", "require") == "require"
+    )
+    disabled = tuple(f.get("name", "") for f in root.findall("feature") if f.get("policy") == "disable")
     return Answer(model.text if model is not None else None, required, disabled, None)
 
 
@@ -124,13 +124,15 @@ def host_definition(cpu: str, guest: GuestCpu, new: CpuMap, old: CpuMap) -> Host
     seen = baseline(xml, features=True)
     if seen.error is not None:
         return HostDefinition(cpu, model, xml, tuple(dropped), False, ("error: " + seen.error,))
-    diff = tuple([f"+{f}" for f in sorted(seen.features - names)]
-                 + [f"-{f}" for f in sorted(names - seen.features)])
+    diff = tuple(
+        [f"+{f}" for f in sorted(seen.features - names)] + [f"-{f}" for f in sorted(names - seen.features)]
+    )
     return HostDefinition(cpu, model, xml, tuple(dropped), not diff, diff)
 
 
 def _model_for(guest: GuestCpu, names: set[str], old: CpuMap) -> str:
     """The ``-json.xml``'s model if it implies nothing the host lacks, else the vendor's richest such."""
+
     def fits(model: str) -> bool:
         try:
             return old.flatten(model).features <= names
@@ -159,8 +161,9 @@ class Opinion:
     detail: str
 
 
-def opinion(hosts: tuple[HostDefinition, HostDefinition], expected: frozenset[str],
-            expected_model: str, old: CpuMap) -> Opinion:
+def opinion(
+    hosts: tuple[HostDefinition, HostDefinition], expected: frozenset[str], expected_model: str, old: CpuMap
+) -> Opinion:
     """Ask virsh for the pair's baseline; compare on the features virsh's cpu_map can name.
 
     ``expected`` is libvirt 11.3's answer in fleetcpu's spelling.
@@ -170,8 +173,9 @@ def opinion(hosts: tuple[HostDefinition, HostDefinition], expected: frozenset[st
     expanded = baseline(text, features=True)
     if expanded.error is not None or compact.error is not None:
         error = expanded.error or compact.error
-        return Opinion(version(), hosts, compact.compact(), None, (), "oracles disagree",
-                       f"virsh errs: {error}")
+        return Opinion(
+            version(), hosts, compact.compact(), None, (), "oracles disagree", f"virsh errs: {error}"
+        )
     ours = old.to_qemu(set(expanded.features))
     want = expected & old.vocabulary
     extra, missing = sorted(ours - want), sorted(want - ours)
@@ -184,8 +188,22 @@ def opinion(hosts: tuple[HostDefinition, HostDefinition], expected: frozenset[st
     if extra or missing:
         delta = " ".join([*(f"+{f}" for f in extra), *(f"-{f}" for f in missing)])
         detail = "; ".join([f"features differ from libvirt 11.3's: {delta}", *notes])
-        return Opinion(version(), hosts, compact.compact(), compact.model, tuple(sorted(ours)),
-                       "oracles disagree", detail)
+        return Opinion(
+            version(),
+            hosts,
+            compact.compact(),
+            compact.model,
+            tuple(sorted(ours)),
+            "oracles disagree",
+            detail,
+        )
     same = f"same {len(ours)} features as libvirt 11.3 (of those virsh can name)"
-    return Opinion(version(), hosts, compact.compact(), compact.model, tuple(sorted(ours)),
-                   "agrees", "; ".join([same, *notes]))
+    return Opinion(
+        version(),
+        hosts,
+        compact.compact(),
+        compact.model,
+        tuple(sorted(ours)),
+        "agrees",
+        "; ".join([same, *notes]),
+    )

@@ -48,33 +48,61 @@ def _exp(e: Expansion | None, gone: frozenset[str], new: frozenset[str]) -> Expa
 def lose(mp: MachineProbe, gone: set[str]) -> MachineProbe:
     """``mp`` with ``gone`` no longer offered, as QEMU reports it."""
     lost = frozenset(gone)
-    models = [dataclasses.replace(m, unavailable_features=tuple(sorted(
-        {*m.unavailable_features, *(lost & set(m.features or ()))})))
-        if lost & set(m.features or ()) else m for m in mp.models]
-    return dataclasses.replace(mp, models=tuple(models),
-                               static_expansion=_exp(mp.static_expansion, lost, frozenset()),
-                               full_expansion=_exp(mp.full_expansion, lost, frozenset()))
+    models = [
+        dataclasses.replace(
+            m, unavailable_features=tuple(sorted({*m.unavailable_features, *(lost & set(m.features or ()))}))
+        )
+        if lost & set(m.features or ())
+        else m
+        for m in mp.models
+    ]
+    return dataclasses.replace(
+        mp,
+        models=tuple(models),
+        static_expansion=_exp(mp.static_expansion, lost, frozenset()),
+        full_expansion=_exp(mp.full_expansion, lost, frozenset()),
+    )
 
 
 def gain(mp: MachineProbe, new: set[str]) -> MachineProbe:
     """``mp`` with ``new`` offered too (a microcode update exposing a mitigation)."""
     added = frozenset(new)
-    return dataclasses.replace(mp, static_expansion=_exp(mp.static_expansion, frozenset(), added),
-                               full_expansion=_exp(mp.full_expansion, frozenset(), added))
+    return dataclasses.replace(
+        mp,
+        static_expansion=_exp(mp.static_expansion, frozenset(), added),
+        full_expansion=_exp(mp.full_expansion, frozenset(), added),
+    )
 
 
-def document(name: str, *, microcode: str = "0x1", mp: MachineProbe | None = None,
-             machines: tuple[MachineInfo, ...] | None = None, qemu_version: str | None = None,
-             accel: str = "kvm", when: datetime | None = None) -> ProbeDocument:
+def document(
+    name: str,
+    *,
+    microcode: str = "0x1",
+    mp: MachineProbe | None = None,
+    machines: tuple[MachineInfo, ...] | None = None,
+    qemu_version: str | None = None,
+    accel: str = "kvm",
+    when: datetime | None = None,
+) -> ProbeDocument:
     mp = mp or replay.machine_probe(name, accel)
     when = when or datetime.now(UTC)
     return ProbeDocument(
-        status="ok", probe_version="replay", time=when.isoformat(), duration_s=0.1,
-        host=replay.facts(name, microcode=microcode), accel=accel,
-        qemu=QemuInfo(binary=BINARY_NAME, version=qemu_version or replay.qemu_version(name),
-                      package="replay", kvm_present=True, kvm_enabled=accel == "kvm",
-                      machines=machine_list(name) if machines is None else machines),
-        machine_types=(mp,))
+        status="ok",
+        probe_version="replay",
+        time=when.isoformat(),
+        duration_s=0.1,
+        host=replay.facts(name, microcode=microcode),
+        accel=accel,
+        qemu=QemuInfo(
+            binary=BINARY_NAME,
+            version=qemu_version or replay.qemu_version(name),
+            package="replay",
+            kvm_present=True,
+            kvm_enabled=accel == "kvm",
+            machines=machine_list(name) if machines is None else machines,
+        ),
+        machine_types=(mp,),
+    )
 
 
 def write_doc(path: Path, doc: ProbeDocument) -> Path:

@@ -75,8 +75,7 @@ class Seed:
 
     def __post_init__(self) -> None:
         self.paths = list(_paths(self.value))
-        self.containers = [()] + [p for p in self.paths
-                                  if isinstance(_get(self.value, p), (dict, list))]
+        self.containers = [()] + [p for p in self.paths if isinstance(_get(self.value, p), (dict, list))]
 
 
 def _cut(value: dict[str, Any], keep: int) -> dict[str, Any]:
@@ -87,7 +86,7 @@ def _cut(value: dict[str, Any], keep: int) -> dict[str, Any]:
         mp["filtered_features"] = mp["filtered_features"][:keep]
         for kind in ("static_expansion", "full_expansion"):
             for part in ("features", "props"):
-                mp[kind][part] = dict(list(mp[kind][part].items())[:keep * 3])
+                mp[kind][part] = dict(list(mp[kind][part].items())[: keep * 3])
     value["qemu"]["machines"] = value["qemu"]["machines"][:keep]
     return value
 
@@ -112,10 +111,25 @@ def seeds() -> list[Seed]:
 # changes the bytes.
 HUGE = [2**31, 2**32, 2**53 + 1, 2**63, 2**64, 2**1000, 10**400]
 NEGATIVE = [-1, -(2**31) - 1, -(2**63) - 1, -(10**30)]
-ODD_NAMES = ["y,kvm=off", "a=b", "pwn\n[chardev \"pwn\"]", "", "-h", " ", "\u0000", "\u00e9t\u00e9",
-             "x" * 300, "\ud800", "\udfff", "a\\b", "'", "<x/>", "\u202e", "\ufeff"]
-SWAPS: list[Any] = [None, True, False, 0, -7, 1.5, float("inf"), "", "text", [], [1, "a"], {},
-                    {"k": "v"}]
+ODD_NAMES = [
+    "y,kvm=off",
+    "a=b",
+    'pwn\n[chardev "pwn"]',
+    "",
+    "-h",
+    " ",
+    "\u0000",
+    "\u00e9t\u00e9",
+    "x" * 300,
+    "\ud800",
+    "\udfff",
+    "a\\b",
+    "'",
+    "<x/>",
+    "\u202e",
+    "\ufeff",
+]
+SWAPS: list[Any] = [None, True, False, 0, -7, 1.5, float("inf"), "", "text", [], [1, "a"], {}, {"k": "v"}]
 Edits = list[tuple[str, str]]
 
 
@@ -189,14 +203,25 @@ def duplicate_key(rng: random.Random, seed: Seed, doc: dict[str, Any], edits: Ed
     edits.append((json.dumps(sentinel), json.dumps(key)))
 
 
-VALUE_OPS = {f.__name__: f for f in (type_swap, huge_int, negative_int, long_string, odd_name,
-                                     missing_key, extra_key, deep_nesting, duplicate_key)}
+VALUE_OPS = {
+    f.__name__: f
+    for f in (
+        type_swap,
+        huge_int,
+        negative_int,
+        long_string,
+        odd_name,
+        missing_key,
+        extra_key,
+        deep_nesting,
+        duplicate_key,
+    )
+}
 
 
 def invalid_utf8(rng: random.Random, data: bytes) -> bytes:
     """Bytes no UTF-8 decoder accepts (a stray continuation, an encoded surrogate, 0xff)."""
-    bad = rng.choice((b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\x80", b"\xf8\x88\x80\x80\x80",
-                      b"\xe2\x82"))
+    bad = rng.choice((b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\x80", b"\xf8\x88\x80\x80\x80", b"\xe2\x82"))
     at = rng.randrange(len(data))
     return data[:at] + bad + data[at:]
 
@@ -222,8 +247,11 @@ def cases(count: int, seed: int = 17) -> Iterator[Case]:
     for index in range(count):
         whole = index % WHOLE_EVERY == 0
         s = pool[index // 10 % len(GOLDENS) if whole else len(GOLDENS) + index % len(GOLDENS)]
-        ops = list(dict.fromkeys([OPERATORS[index % len(OPERATORS)],
-                                  *rng.sample(OPERATORS, rng.choice((0, 0, 1, 2)))]))
+        ops = list(
+            dict.fromkeys(
+                [OPERATORS[index % len(OPERATORS)], *rng.sample(OPERATORS, rng.choice((0, 0, 1, 2)))]
+            )
+        )
         edits: Edits = []
         doc = json.loads(texts[s.name])
         for o in ops:
@@ -278,11 +306,19 @@ def judge(case: Case, scratch: Path) -> tuple[bool, str | None]:
             assert verdict.stage == "output", verdict
         elif not imported:
             doc = verdict.document
-            rehearse(ImportItem(str(scratch), doc.host.hostname or "h",
-                                parse_rfc3339(doc.time) if _rfc3339(doc.time) else _EPOCH, doc))
+            rehearse(
+                ImportItem(
+                    str(scratch),
+                    doc.host.hostname or "h",
+                    parse_rfc3339(doc.time) if _rfc3339(doc.time) else _EPOCH,
+                    doc,
+                )
+            )
     except Exception:  # noqa: BLE001 - exactly what the fuzz test hunts
-        return False, f"case {case.index} ({case.seed}, {'+'.join(case.operators)}):\n" \
-            + traceback.format_exc()
+        return (
+            False,
+            f"case {case.index} ({case.seed}, {'+'.join(case.operators)}):\n" + traceback.format_exc(),
+        )
     return imported, None
 
 

@@ -78,8 +78,13 @@ class Libvirtd:
     log: Path
 
     def virsh(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["virsh", "-q", "-c", self.uri, *args], capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            ["virsh", "-q", "-c", self.uri, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def guests(self) -> list[str]:
         res = self.virsh("list", "--all", "--name")
@@ -104,8 +109,10 @@ def _prepare(root: Path) -> Path:
     (root / "var/run").symlink_to("/run")
     (root / "var/lock").symlink_to("/run/lock")
     conf = etc / "libvirtd.conf"
-    conf.write_text(f'unix_sock_dir = "{root / "sock"}"\nunix_sock_rw_perms = "0700"\n'
-                    'auth_unix_rw = "none"\nauth_unix_ro = "none"\n')
+    conf.write_text(
+        f'unix_sock_dir = "{root / "sock"}"\nunix_sock_rw_perms = "0700"\n'
+        'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
+    )
     (etc / "qemu.conf").write_text(QEMU_CONF)
     passwd = Path("/etc/passwd").read_text()
     group = Path("/etc/group").read_text()
@@ -125,10 +132,24 @@ def running(root: Path) -> Iterator[Libvirtd]:
     log = root / "libvirtd.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c", SCRIPT, "sh",
-             LIBVIRTD, "--config", str(conf)],
-            env={**os.environ, "D": str(root)}, stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT)
+            [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                SCRIPT,
+                "sh",
+                LIBVIRTD,
+                "--config",
+                str(conf),
+            ],
+            env={**os.environ, "D": str(root)},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     daemon = Libvirtd(proc, f"qemu:///system?socket={root / 'sock' / 'libvirt-sock'}", log)
     try:
         deadline = time.monotonic() + 30

@@ -22,7 +22,7 @@ def argv(binary: str, machine: str, accel: str, cpu_args: list[str], fd: int) ->
     (``["-cpu", "base,enforce", "-readconfig", FILE]``)."""
     line = launch_argv(binary, machine, accel, "CPU", fd)
     at = line.index("-cpu")
-    return [*line[:at], *cpu_args, *line[at + 2:]]
+    return [*line[:at], *cpu_args, *line[at + 2 :]]
 
 
 @contextmanager
@@ -30,9 +30,13 @@ def paused(binary: str, machine: str, accel: str, cpu_args: list[str]) -> Iterat
     """A paused real QEMU with QMP on a socketpair; killed and reaped whatever happens."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        proc = subprocess.Popen(argv(binary, machine, accel, cpu_args, theirs.fileno()),
-                                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            argv(binary, machine, accel, cpu_args, theirs.fileno()),
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
     finally:
         theirs.close()
     conn = QmpConnection(ours, timeout=30)

@@ -25,7 +25,9 @@ def _write(directory: Path, body: str) -> str:
 
 def _refuse(directory: Path, real: str, flag: str, value: str, message: str) -> str:
     """Real QEMU, except that ``flag value`` (exactly) dies at start with ``message``."""
-    return _write(directory, f"""#!/bin/bash
+    return _write(
+        directory,
+        f"""#!/bin/bash
 prev=
 for a in "$@"; do
   if [ "$prev" = "{flag}" ] && [ "$a" = "{value}" ]; then
@@ -35,7 +37,8 @@ for a in "$@"; do
   prev=$a
 done
 exec {real} "$@"
-""")
+""",
+    )
 
 
 def refuse_cpu(directory: Path, real: str, refused: str = "host") -> str:
@@ -45,17 +48,19 @@ def refuse_cpu(directory: Path, real: str, refused: str = "host") -> str:
 
 def refuse_kvm(directory: Path, real: str) -> str:
     """KVM always fails, as on a host with a broken kvm module."""
-    return _refuse(directory, real, "-accel", "kvm",
-                   "failed to initialize kvm: Permission denied")
+    return _refuse(directory, real, "-accel", "kvm", "failed to initialize kvm: Permission denied")
 
 
 def dies_at_start(directory: Path, real: str) -> str:
     """Answers -version like QEMU, then every launch dies after printing an error."""
-    return _write(directory, f"""#!/bin/bash
+    return _write(
+        directory,
+        f"""#!/bin/bash
 if [ "$1" = "-version" ]; then exec {real} -version; fi
 echo "qemu-system-x86_64: -machine foo: could not open /dev/fake: No such device" >&2
 exit 1
-""")
+""",
+    )
 
 
 def not_qemu(directory: Path) -> str:
@@ -64,15 +69,20 @@ def not_qemu(directory: Path) -> str:
 
 def hangs(directory: Path) -> str:
     """Says it is QEMU, then never greets on QMP: the probe's deadline must stop it."""
-    return _write(directory, f"""#!/bin/bash
+    return _write(
+        directory,
+        f"""#!/bin/bash
 if [ "$1" = "-version" ]; then printf '%s' "{BANNER}"; exit 0; fi
 exec -a qemu-system-x86_64-hung sleep 600
-""")
+""",
+    )
 
 
 def garbage_qmp(directory: Path) -> str:
     """Says it is QEMU, then writes garbage on the QMP socket and stays alive."""
-    return _write(directory, f"""#!{sys.executable}
+    return _write(
+        directory,
+        f"""#!{sys.executable}
 import os, re, sys, time
 if sys.argv[1:] == ["-version"]:
     sys.stdout.write({BANNER!r}); sys.exit(0)
@@ -83,4 +93,5 @@ for a in sys.argv:
         fd = int(m.group(1))
 os.write(fd, b'{{"this is": "not QMP"}}\\nHTTP/1.1 400 Bad Request\\n')
 time.sleep(600)
-""")
+""",
+    )

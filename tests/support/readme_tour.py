@@ -105,8 +105,15 @@ def run(step: Step, cwd: Path, store: Path, timeout: float = 300) -> Ran:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["FLEETCPU_STORE"] = str(store)
-    done = subprocess.run(["bash", "-c", step.command], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    done = subprocess.run(
+        ["bash", "-c", step.command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     out = done.stdout.split("\n")
     if out and out[-1] == "":
         out.pop()
@@ -127,7 +134,7 @@ def rewrite(cwd: Path, store: Path) -> str:
             body += ["$ " + step.command, *ran.stdout]
         bodies.append((block, body))
     for block, body in reversed(bodies):  # splice from the end: earlier indices stay valid
-        lines[block.start + 1:block.end] = body
+        lines[block.start + 1 : block.end] = body
     return "\n".join(lines)
 
 

@@ -53,8 +53,18 @@ SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
 
 # Fault names understood by FakeFleet.
 FAULTS = (
-    "ok", "garbage", "truncated", "hang", "hang-hard", "old-python", "exit127",
-    "disconnect", "killed", "auth-fail", "bad-upload", "linger",
+    "ok",
+    "garbage",
+    "truncated",
+    "hang",
+    "hang-hard",
+    "old-python",
+    "exit127",
+    "disconnect",
+    "killed",
+    "auth-fail",
+    "bad-upload",
+    "linger",
 )
 
 
@@ -71,8 +81,11 @@ def closed_port(address: str) -> int:
 
 def keygen(path: Path, comment: str = "fleetcpu-test") -> str:
     """A throwaway ed25519 key pair; returns the public key line."""
-    subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
     return (path.parent / (path.name + ".pub")).read_text().strip()
 
 
@@ -132,9 +145,11 @@ def probe_killer_qemu(directory: Path) -> str:
     """Answers ``-version`` like QEMU, then SIGKILLs the probe that launched it: a probe killed midway."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "qemu-system-x86_64"
-    path.write_text("#!/bin/sh\n"
-                    'if [ "$1" = "-version" ]; then echo "QEMU emulator version 7.2.22 (fake)"; exit 0; fi\n'
-                    "kill -9 $PPID\nexit 1\n")
+    path.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = "-version" ]; then echo "QEMU emulator version 7.2.22 (fake)"; exit 0; fi\n'
+        "kill -9 $PPID\nexit 1\n"
+    )
     path.chmod(0o755)
     return str(path)
 
@@ -180,8 +195,7 @@ class SshdFleet:
     def host(self, name: str) -> SshdHost:
         return next(h for h in self.hosts if h.name == name)
 
-    def write_known_hosts(self, path: Path, *, omit: Iterable[str] = (),
-                          wrong: Iterable[str] = ()) -> Path:
+    def write_known_hosts(self, path: Path, *, omit: Iterable[str] = (), wrong: Iterable[str] = ()) -> Path:
         """known_hosts for the fleet; ``omit``: hosts left out, ``wrong``: hosts given another key."""
         omit, wrong = set(omit), set(wrong)
         lines = []
@@ -191,15 +205,24 @@ class SshdFleet:
             key = h.host_public_key
             if h.name in wrong:
                 impostor = self.root / f"impostor-{h.name}"
-                key = (keygen(impostor) if not impostor.exists()
-                       else (self.root / f"impostor-{h.name}.pub").read_text().strip())
+                key = (
+                    keygen(impostor)
+                    if not impostor.exists()
+                    else (self.root / f"impostor-{h.name}.pub").read_text().strip()
+                )
             lines.append(known_hosts_line(h.address, h.port, key))
         path.write_text("\n".join(lines) + "\n")
         return path
 
     def cli_args(self, known_hosts: Path) -> list[str]:
-        return ["-i", str(self.client_key), "--ssh-config", str(self.empty_config),
-                "--known-hosts", str(known_hosts)]
+        return [
+            "-i",
+            str(self.client_key),
+            "--ssh-config",
+            str(self.empty_config),
+            "--known-hosts",
+            str(known_hosts),
+        ]
 
     def leftover_files(self) -> list[str]:
         return sorted(str(p) for h in self.hosts for p in h.tmpdir.iterdir())
@@ -230,8 +253,15 @@ class SshdFleet:
                 h.proc.stderr.close()
 
 
-def start_sshd_fleet(root: Path, names: list[str], *, unauthorized: Iterable[str] = (),
-                     first: int = 2, setenv: str = "", extra_config: str = "") -> SshdFleet:
+def start_sshd_fleet(
+    root: Path,
+    names: list[str],
+    *,
+    unauthorized: Iterable[str] = (),
+    first: int = 2,
+    setenv: str = "",
+    extra_config: str = "",
+) -> SshdFleet:
     """One sshd per name on 127.0.0.<first>, <first+1>, ...; ``unauthorized`` hosts refuse the client key.
 
     ``setenv``: more ``NAME=VALUE`` for every session (sshd reads one ``SetEnv`` line only);
@@ -272,12 +302,14 @@ def start_sshd_fleet(root: Path, names: list[str], *, unauthorized: Iterable[str
                 "UseDNS no\n"
                 "PrintMotd no\n"
                 "LogLevel ERROR\n"
-                f"SetEnv TMPDIR={tmpdir} {qemuguard.ENV}={qemuguard.TOKEN} {setenv}\n"
-                + extra_config
+                f"SetEnv TMPDIR={tmpdir} {qemuguard.ENV}={qemuguard.TOKEN} {setenv}\n" + extra_config
             )
-            proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE)
+            proc = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             fleet.hosts.append(SshdHost(name, address, port, d, tmpdir, host_pub, proc))
         for h in fleet.hosts:
             _wait_listening(h.address, h.port, h.proc, 10.0)
@@ -332,9 +364,7 @@ class FakeFleet:
         self.delay = delay
         #: Bytes of stderr each "noisy" host prints.
         self.noise = 64 * 1024
-        self.hosts = [
-            FakeHost(f"fake{i:03d}", f"127.0.{net + i // 250}.{1 + i % 250}") for i in range(count)
-        ]
+        self.hosts = [FakeHost(f"fake{i:03d}", f"127.0.{net + i // 250}.{1 + i % 250}") for i in range(count)]
         self.by_name = {h.name: h for h in self.hosts}
         self.document = GOLDEN.read_bytes()
         self.script = host_script()
@@ -364,7 +394,8 @@ class FakeFleet:
         for host in self.hosts:
             host.key = asyncssh.generate_private_key("ssh-ed25519")
             server = await asyncssh.listen(
-                host.address, 0,
+                host.address,
+                0,
                 server_host_keys=[host.key],
                 server_factory=lambda h=host: _FakeServer(self, h),
                 process_factory=lambda process, h=host: self._session(h, process),
@@ -402,8 +433,7 @@ class FakeFleet:
         for host in self.hosts:
             host.fault, host.resets, host.connections, host.aborted = "ok", 0, 0, 0
 
-    def write_known_hosts(self, path: Path, *, omit: Iterable[str] = (),
-                          wrong: Iterable[str] = ()) -> Path:
+    def write_known_hosts(self, path: Path, *, omit: Iterable[str] = (), wrong: Iterable[str] = ()) -> Path:
         omit, wrong = set(omit), set(wrong)
         lines = []
         for h in self.hosts:
@@ -418,14 +448,19 @@ class FakeFleet:
 
     def inventory(self, path: Path, names: Iterable[str] | None = None, extra: str = "") -> Path:
         chosen = [self.by_name[n] for n in names] if names is not None else self.hosts
-        lines = [f"{h.name} ansible_host={h.address} ansible_port={h.port} {extra}".rstrip()
-                 for h in chosen]
+        lines = [f"{h.name} ansible_host={h.address} ansible_port={h.port} {extra}".rstrip() for h in chosen]
         path.write_text("\n".join(lines) + "\n")
         return path
 
     def cli_args(self, known_hosts: Path | None = None) -> list[str]:
-        return ["-i", str(self.client_key_path), "--ssh-config", str(self.ssh_config),
-                "--known-hosts", str(known_hosts or self.known_hosts)]
+        return [
+            "-i",
+            str(self.client_key_path),
+            "--ssh-config",
+            str(self.ssh_config),
+            "--known-hosts",
+            str(known_hosts or self.known_hosts),
+        ]
 
     def leftovers(self, timeout: float = 3.0) -> int:
         """Sessions still open on the host side once the run is over (after a short settle)."""
@@ -462,8 +497,10 @@ class FakeFleet:
 
     async def _session(self, host: FakeHost, process: asyncssh.SSHServerProcess[bytes]) -> None:
         # The client may go away at any point: that is its right.
-        with self._tracked(), contextlib.suppress(asyncssh.Error, OSError,
-                                                  asyncio.IncompleteReadError, EOFError):
+        with (
+            self._tracked(),
+            contextlib.suppress(asyncssh.Error, OSError, asyncio.IncompleteReadError, EOFError),
+        ):
             await self._act(host, process)
 
     async def _act(self, host: FakeHost, process: asyncssh.SSHServerProcess[bytes]) -> None:
@@ -479,8 +516,10 @@ class FakeFleet:
             process.exit(127)
             return
         if fault == "old-python":
-            process.stderr.write(b"fleetcpu-bootstrap: python-too-old /usr/bin/python3 is Python "
-                                 b"3.6.8, fleetcpu's probe needs 3.9 or newer\n")
+            process.stderr.write(
+                b"fleetcpu-bootstrap: python-too-old /usr/bin/python3 is Python "
+                b"3.6.8, fleetcpu's probe needs 3.9 or newer\n"
+            )
             process.exit(bootstrap_host.EXIT_OLD_PYTHON)
             return
         if not await self._receive_bundle(process) or fault == "bad-upload":

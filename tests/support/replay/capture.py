@@ -191,7 +191,8 @@ def host_expansion(cap: Capture, accel: str = "kvm") -> dict[str, Any] | None:
         return None
     model = "host" if accel == "kvm" else "max"
     asks = [
-        e for e in p.all("query-cpu-model-expansion")
+        e
+        for e in p.all("query-cpu-model-expansion")
         if (e.arguments.get("model") or {}).get("name") == model and "return" in e.reply
     ]
     asks.sort(key=lambda e: (e.arguments.get("type") != "full", bool(e.arguments["model"].get("props"))))

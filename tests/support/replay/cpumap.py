@@ -66,9 +66,7 @@ class FeatureTable:
                 continue
             for n in (libvirt_name, qemu, *aliases):
                 self.by_name.setdefault(fold(n), bits)
-            self.by_bit.setdefault(
-                (bits.kind, bits.leaf, bits.subleaf, bits.register, bits.bit), bits
-            )
+            self.by_bit.setdefault((bits.kind, bits.leaf, bits.subleaf, bits.register, bits.bit), bits)
 
     @staticmethod
     def _bits(el: ET.Element, name: str) -> FeatureBits | None:
@@ -120,11 +118,7 @@ def load_models(cpu_map: Path) -> dict[str, Model]:
             if "name" not in m.attrib or (m.find("feature") is None and m.find("model") is None):
                 continue
             parent = m.find("model")
-            feats = {
-                fold(f.get("name", ""))
-                for f in m.findall("feature")
-                if f.get("removed") != "yes"
-            }
+            feats = {fold(f.get("name", "")) for f in m.findall("feature") if f.get("removed") != "yes"}
             raw[m.attrib["name"]] = (parent.get("name") if parent is not None else None, feats)
 
     def flatten(name: str, depth: int = 0) -> set[str]:

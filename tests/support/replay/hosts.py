@@ -89,9 +89,7 @@ def catalogue() -> tuple[HostCapture, ...]:
         HostCapture(p.name.removeprefix(capmod.CPUID_PREFIX).removesuffix(".json"), p, "cputest")
         for p in sorted(CPUTESTDATA.glob(capmod.CPUID_PREFIX + "*.json"))
     ]
-    hosts += [
-        HostCapture(_replies_name(p), p, "replies") for p in sorted(CAPS.glob("caps_*.replies"))
-    ]
+    hosts += [HostCapture(_replies_name(p), p, "replies") for p in sorted(CAPS.glob("caps_*.replies"))]
     names = [h.name for h in hosts]
     assert len(set(names)) == len(names), f"catalogue names collide: {names}"
     return tuple(hosts)
@@ -130,8 +128,7 @@ class ReplayHost:
         return [e["argv"] for e in self.log_entries() if e["event"] == "start"]
 
     def qmp_log(self, pid: int | None = None) -> list[dict[str, Any]]:
-        return [e for e in self.log_entries()
-                if e["event"] == "qmp" and (pid is None or e["pid"] == pid)]
+        return [e for e in self.log_entries() if e["event"] == "qmp" and (pid is None or e["pid"] == pid)]
 
     def clear_log(self) -> None:
         self.log.unlink(missing_ok=True)
@@ -185,8 +182,17 @@ def make_replay_host(
     _write(root / f"sys/module/{module}/parameters/nested", "Y\n" if nested else "N\n")
     _write(root / "fleetcpu-synthetic", cap.label + "\n")
     binary = directory / BINARY_NAME
-    command = [sys.executable, "-E", "-s", "-S", str(FAKE),
-               "--replay-capture", str(cap.path), "--replay-log", str(log)]
+    command = [
+        sys.executable,
+        "-E",
+        "-s",
+        "-S",
+        str(FAKE),
+        "--replay-capture",
+        str(cap.path),
+        "--replay-log",
+        str(log),
+    ]
     binary.write_text(
         "#!/bin/sh\n"
         f"# Replay host {hostname}: answers from {cap.path.name} (tests/support/replay/hosts.py).\n"
@@ -277,8 +283,11 @@ def run_fake(
         if argv is not None:
             full = [str(host.binary), *argv]
         proc = subprocess.Popen(
-            full, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            full,
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
     finally:
         theirs.close()
@@ -292,4 +301,3 @@ def run_fake(
             proc.communicate(timeout=10)
         proc.wait()
         run.qmp.close()
-

@@ -57,8 +57,7 @@ class _Asker:
             return None
         return value
 
-    def expansion(self, kind: str, model: str, vocabulary: tuple[str, ...] | None = None
-                  ) -> Expansion | None:
+    def expansion(self, kind: str, model: str, vocabulary: tuple[str, ...] | None = None) -> Expansion | None:
         reply = self.ask("query-cpu-model-expansion", {"type": kind, "model": {"name": model}})
         return None if reply is None else qmp_decode.decode_expansion(reply, vocabulary)
 
@@ -112,8 +111,14 @@ def facts(name: str, *, microcode: str = "0x1", nested: bool = False) -> HostFac
     ident = capmod.identity(cap.load())
     return HostFacts(
         hostname=name,
-        cpu=CpuFacts(vendor=ident.vendor, family=ident.family, model=ident.model,
-                     stepping=ident.stepping, model_name=ident.model_name, microcode=microcode),
+        cpu=CpuFacts(
+            vendor=ident.vendor,
+            family=ident.family,
+            model=ident.model,
+            stepping=ident.stepping,
+            model_name=ident.model_name,
+            microcode=microcode,
+        ),
         kvm_module=KVM_MODULES.get(ident.vendor, "kvm_intel"),
         kvm_nested="true" if nested else "false",
         dev_kvm="ok",
@@ -134,9 +139,15 @@ def accels(name: str) -> tuple[str, ...]:
     return ("kvm",) if cap.kind == "cputest" else ("kvm", "tcg")
 
 
-def member(name: str, accel: str = "kvm", *, host: str | None = None, microcode: str = "0x1",
-           nested: bool = False) -> Member:
+def member(
+    name: str, accel: str = "kvm", *, host: str | None = None, microcode: str = "0x1", nested: bool = False
+) -> Member:
     """A baseline ``Member`` for catalogue host ``name`` (``host`` renames it, for big pools)."""
-    return member_from_probe(host or name, accel, qemu_version(name), COLLECTED_AT,
-                             facts(name, microcode=microcode, nested=nested),
-                             machine_probe(name, accel))
+    return member_from_probe(
+        host or name,
+        accel,
+        qemu_version(name),
+        COLLECTED_AT,
+        facts(name, microcode=microcode, nested=nested),
+        machine_probe(name, accel),
+    )

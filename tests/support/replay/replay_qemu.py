@@ -89,8 +89,10 @@ ANSWERS: dict[str, dict[str, tuple[str, str]]] = {
     },
     "query-cpu-definitions": {
         "cputest": (CAPTURED_OR_REFUSED, "id=definitions where the .json has it (about half)"),
-        "replies-kvm": (CAPTURED, "the pass's own list (libvirt asked with -machine none; "
-                        "replayed for every -machine)"),
+        "replies-kvm": (
+            CAPTURED,
+            "the pass's own list (libvirt asked with -machine none; replayed for every -machine)",
+        ),
         "replies-tcg": (CAPTURED, "the pass's own list (TCG's unavailable-features differ)"),
     },
     "expansion static host": {
@@ -98,10 +100,14 @@ ANSWERS: dict[str, dict[str, tuple[str, str]]] = {
         "replies-kvm": (CAPTURED, "libvirt asked it without props (see PROPS_RULE)"),
     },
     "expansion full host": {
-        "cputest": (CAPTURED, "id=model-expansion: full expansion of the static model, so "
-                    "its name is 'base' (see PROPS_RULE)"),
-        "replies-kvm": (CAPTURED, "libvirt asked it with migratable=false, hv-passthrough=true "
-                        "(see PROPS_RULE)"),
+        "cputest": (
+            CAPTURED,
+            "id=model-expansion: full expansion of the static model, so its name is 'base' (see PROPS_RULE)",
+        ),
+        "replies-kvm": (
+            CAPTURED,
+            "libvirt asked it with migratable=false, hv-passthrough=true (see PROPS_RULE)",
+        ),
     },
     "expansion static max": {
         "replies-tcg": (CAPTURED, "libvirt asked it without props (see PROPS_RULE)"),
@@ -110,9 +116,12 @@ ANSWERS: dict[str, dict[str, tuple[str, str]]] = {
         "replies-tcg": (REFUSED, "libvirt's TCG pass asks static expansions only"),
     },
     "expansion static <named model>": {
-        "cputest": (SYNTHETIC, "the model's features from libvirt's cpu_map (MODEL_RULE), model "
-                    "name 'base' as QEMU's static expansions; a model the captured definitions "
-                    "lack gets QEMU's \"CPU model 'X' not found\"; one cpu_map lacks is refused"),
+        "cputest": (
+            SYNTHETIC,
+            "the model's features from libvirt's cpu_map (MODEL_RULE), model "
+            "name 'base' as QEMU's static expansions; a model the captured definitions "
+            "lack gets QEMU's \"CPU model 'X' not found\"; one cpu_map lacks is refused",
+        ),
         "replies-kvm": (SYNTHETIC, "as cputest"),
         "replies-tcg": (SYNTHETIC, "as cputest"),
     },
@@ -122,8 +131,11 @@ ANSWERS: dict[str, dict[str, tuple[str, str]]] = {
         "replies-tcg": (REFUSED, "only max was expanded under TCG"),
     },
     "query-cpus-fast": {
-        "cputest": (SYNTHETIC, "QEMU's layout: one entry per -smp vCPU, /machine/unattached/"
-                    "device[N], thread-id = the stand-in's pid"),
+        "cputest": (
+            SYNTHETIC,
+            "QEMU's layout: one entry per -smp vCPU, /machine/unattached/"
+            "device[N], thread-id = the stand-in's pid",
+        ),
         "replies-kvm": (SYNTHETIC, "as cputest"),
         "replies-tcg": (SYNTHETIC, "as cputest"),
     },
@@ -133,24 +145,32 @@ ANSWERS: dict[str, dict[str, tuple[str, str]]] = {
         "replies-tcg": (DERIVED, "as cputest"),
     },
     "qom-get feature-words": {
-        "cputest": (CAPTURED, "-cpu host only: the -enabled.xml masks, one word per non-zero "
-                    "register (libvirt's rows do not say which zero registers QEMU had); "
-                    "-feat on the command line is not applied; other models refused"),
+        "cputest": (
+            CAPTURED,
+            "-cpu host only: the -enabled.xml masks, one word per non-zero "
+            "register (libvirt's rows do not say which zero registers QEMU had); "
+            "-feat on the command line is not applied; other models refused",
+        ),
         "replies-kvm": (REFUSED, "a conversation holds no realized vCPU"),
         "replies-tcg": (REFUSED, "a conversation holds no realized vCPU"),
     },
     "qom-get filtered-features": {
-        "cputest": (DERIVED, "-cpu host: the -disabled.xml masks; any model: plus the bits "
-                    "(x86_features.xml) of the model's unavailable features and of requested "
-                    "features the host lacks"),
-        "replies-kvm": (DERIVED, "as cputest without -disabled.xml: a modern QEMU builds host "
-                        "from what KVM offers, so host filters nothing of its own (QEMU 7.2 on "
-                        "the test machine reports every word 0), only what -cpu asks for"),
+        "cputest": (
+            DERIVED,
+            "-cpu host: the -disabled.xml masks; any model: plus the bits "
+            "(x86_features.xml) of the model's unavailable features and of requested "
+            "features the host lacks",
+        ),
+        "replies-kvm": (
+            DERIVED,
+            "as cputest without -disabled.xml: a modern QEMU builds host "
+            "from what KVM offers, so host filters nothing of its own (QEMU 7.2 on "
+            "the test machine reports every word 0), only what -cpu asks for",
+        ),
         "replies-tcg": (DERIVED, "as replies-kvm, judged against the TCG pass"),
     },
     "qom-get vendor, family, model, stepping, model-id": {
-        "cputest": (CAPTURED, "-cpu host: the props of the captured host expansion; other "
-                    "models refused"),
+        "cputest": (CAPTURED, "-cpu host: the props of the captured host expansion; other models refused"),
         "replies-kvm": (CAPTURED, "-cpu host: the props of the full host expansion"),
         "replies-tcg": (CAPTURED, "-cpu max: the props of the static max expansion"),
     },
@@ -171,9 +191,12 @@ ANSWERS: dict[str, dict[str, tuple[str, str]]] = {
     },
     "other commands": {
         "cputest": (REFUSED, "CommandNotFound, as a QEMU without the command"),
-        "replies-kvm": (CAPTURED_OR_REFUSED, "verbatim if the pass has the same command with "
-                        "the same arguments; GenericError if only other arguments were "
-                        "captured; CommandNotFound if never"),
+        "replies-kvm": (
+            CAPTURED_OR_REFUSED,
+            "verbatim if the pass has the same command with "
+            "the same arguments; GenericError if only other arguments were "
+            "captured; CommandNotFound if never",
+        ),
         "replies-tcg": (CAPTURED_OR_REFUSED, "as replies-kvm"),
     },
 }
@@ -184,8 +207,10 @@ ANSWERS: dict[str, dict[str, tuple[str, str]]] = {
 #: same type and model is still the right one, because it describes the
 #: captured host; props are never applied to it (that would alter a captured
 #: reply). The log records the exchange used and the props not applied.
-PROPS_RULE = ("the exact arguments, else the captured ask of that type and model without "
-              "props, else any captured ask of that type and model; props are never applied")
+PROPS_RULE = (
+    "the exact arguments, else the captured ask of that type and model without "
+    "props, else any captured ask of that type and model; props are never applied"
+)
 
 #: How a named model's static expansion is made up (no capture holds one: libvirt
 #: never asked). ``cpumap.model_features`` is the one implementation; the
@@ -211,7 +236,7 @@ CPU_RULE = (
     "judged). A requested feature is judged against the -enabled.xml bits through "
     "x86_features.xml (cputest CPUID features), else against the captured host expansion (MSR "
     "and KVM features, conversations); a feature neither can judge counts as missing. A name "
-    "neither the captured QEMU nor libvirt knows gets QEMU's \"Property ... not found\". "
+    'neither the captured QEMU nor libvirt knows gets QEMU\'s "Property ... not found". '
     "Missing features are warned about (unless check=off), fail the start with enforce, and "
     "otherwise show up in filtered-features."
 )
@@ -219,10 +244,23 @@ CPU_RULE = (
 #: Properties every x86 QEMU accepts in -cpu even where a capture's expansion omits them.
 GENERIC_CPU_PROPS = frozenset({"check", "enforce", "migratable", "host-cache-info", "host-phys-bits"})
 SYNTHETIC_MACHINES = (
-    {"name": "pc-q35-0.0", "alias": "q35", "cpu-max": 288, "deprecated": False,
-     "hotpluggable-cpus": True, "default-cpu-type": "qemu64-x86_64-cpu"},
-    {"name": "pc-i440fx-0.0", "alias": "pc", "is-default": True, "cpu-max": 255,
-     "deprecated": False, "hotpluggable-cpus": True, "default-cpu-type": "qemu64-x86_64-cpu"},
+    {
+        "name": "pc-q35-0.0",
+        "alias": "q35",
+        "cpu-max": 288,
+        "deprecated": False,
+        "hotpluggable-cpus": True,
+        "default-cpu-type": "qemu64-x86_64-cpu",
+    },
+    {
+        "name": "pc-i440fx-0.0",
+        "alias": "pc",
+        "is-default": True,
+        "cpu-max": 255,
+        "deprecated": False,
+        "hotpluggable-cpus": True,
+        "default-cpu-type": "qemu64-x86_64-cpu",
+    },
     {"name": "none", "cpu-max": 1, "deprecated": False, "hotpluggable-cpus": False},
 )
 HOST_MODELS = ("host", "max", "base")
@@ -232,8 +270,22 @@ VCPU_SCALARS = ("vendor", "family", "model", "stepping", "model-id")
 VCPU_LEVELS = ("level", "xlevel")
 BOOL_WORDS = {"on": True, "yes": True, "true": True, "off": False, "no": False, "false": False}
 NO_ARG = frozenset({"-nodefaults", "-no-user-config", "-S", "-version", "-nographic"})
-WITH_ARG = frozenset({"-display", "-m", "-smp", "-machine", "-M", "-accel", "-cpu", "-chardev",
-                      "-mon", "-qmp", "-name", "-uuid"})
+WITH_ARG = frozenset(
+    {
+        "-display",
+        "-m",
+        "-smp",
+        "-machine",
+        "-M",
+        "-accel",
+        "-cpu",
+        "-chardev",
+        "-mon",
+        "-qmp",
+        "-name",
+        "-uuid",
+    }
+)
 
 
 class Exit(Exception):
@@ -326,8 +378,9 @@ class Replay:
 
     def refuse(self, what: str, why: str = "") -> QmpError:
         why = f" ({why})" if why else ""
-        return QmpError("GenericError",
-                        f"replay: {what} not captured in {self.capture_path.name}{why}", REFUSED)
+        return QmpError(
+            "GenericError", f"replay: {what} not captured in {self.capture_path.name}{why}", REFUSED
+        )
 
     # -- messages like QEMU's -----------------------------------------------
     def say(self, line: str) -> None:
@@ -483,13 +536,11 @@ class Replay:
             requested = next((m["name"] for m in machines if m.get("is-default")), "none")
         chosen = next((m for m in machines if requested in (m["name"], m.get("alias"))), None)
         if chosen is None:
-            self.die("unsupported machine type",
-                     hint="Use -machine help to list supported machines")
+            self.die("unsupported machine type", hint="Use -machine help to list supported machines")
         # Accelerators start after the machine is chosen, as in QEMU's vl.c.
         if accel == "tcg" and self.kind == "cputest":
             self.log.write("refused", what="-accel tcg", rule=ANSWERS["-accel tcg"]["cputest"][1])
-            self.die(f"-accel tcg: replay: not captured ({self.capture_path.name} holds a "
-                     "KVM capture only)")
+            self.die(f"-accel tcg: replay: not captured ({self.capture_path.name} holds a KVM capture only)")
         if self.kind == "replies" and accel not in self.load().passes:
             self.die(f"-accel {accel}: replay: no {accel} pass in {self.capture_path.name}")
         self.accel = accel
@@ -518,14 +569,16 @@ class Replay:
                 self.die(f"-mon {value}: replay: only mode=control (QMP) monitors are supported")
             self.qmp_fd = chardevs[kv["chardev"]]
         if self.qmp_fd is None:
-            self.die("replay: no QMP monitor (-chardev socket,id=qmp,fd=N "
-                     "-mon chardev=qmp,mode=control)")
+            self.die("replay: no QMP monitor (-chardev socket,id=qmp,fd=N -mon chardev=qmp,mode=control)")
 
     def is_feature(self, name: str) -> bool:
         """A CPUID/MSR feature (libvirt knows its bits) or a KVM paravirtual one, not a property."""
         folded = cpumap.fold(name)
-        return self.table.get(name) is not None or folded.startswith("kvm-") or folded in (
-            "kvmclock", "kvmclock-stable-bit")
+        return (
+            self.table.get(name) is not None
+            or folded.startswith("kvm-")
+            or folded in ("kvmclock", "kvmclock-stable-bit")
+        )
 
     def configure_cpu(self, text: str) -> None:
         cpu = CpuArg.parse(text)
@@ -551,14 +604,12 @@ class Replay:
         for name, on in cpu.wanted.items():
             if cpumap.fold(name) not in known_props and self.table.get(name) is None:
                 qom = f"{cpu.model}-x86_64-cpu.{name}"
-                self.die(f"can't apply global {qom}={'on' if on else 'off'}: "
-                         f"Property '{qom}' not found")
+                self.die(f"can't apply global {qom}={'on' if on else 'off'}: Property '{qom}' not found")
         off = {cpumap.fold(n) for n, on in cpu.wanted.items() if not on}
         missing = [n for n in own if cpumap.fold(n) not in off]
         seen = {cpumap.fold(n) for n in missing}
         for name, on in cpu.wanted.items():
-            if on and self.is_feature(name) and cpumap.fold(name) not in seen \
-                    and not self.host_has(name):
+            if on and self.is_feature(name) and cpumap.fold(name) not in seen and not self.host_has(name):
                 missing.append(name)
                 seen.add(cpumap.fold(name))
         self.missing = missing
@@ -608,15 +659,20 @@ class Replay:
                     if exc.pos >= len(buf.rstrip()) or exc.msg.startswith("Unterminated"):
                         break  # the object is not complete yet: wait for the rest
                     nl = buf.find("\n")
-                    buf = buf[nl + 1:] if nl >= 0 else ""
+                    buf = buf[nl + 1 :] if nl >= 0 else ""
                     send({"error": {"class": "GenericError", "desc": f"JSON parse error, {exc.msg}"}})
                     continue
                 buf = buf[end:]
                 reply, negotiated, done = self.handle(msg, negotiated)
                 send(reply)
                 if done:
-                    send({"event": "SHUTDOWN", "data": {"guest": False, "reason": "host-qmp-quit"},
-                          "timestamp": {"seconds": int(time.time()), "microseconds": 0}})
+                    send(
+                        {
+                            "event": "SHUTDOWN",
+                            "data": {"guest": False, "reason": "host-qmp-quit"},
+                            "timestamp": {"seconds": int(time.time()), "microseconds": 0},
+                        }
+                    )
                     sock.close()
                     return 0
 
@@ -638,9 +694,7 @@ class Replay:
         ok = "return" in envelope
         return envelope, negotiated or (ok and execute == "qmp_capabilities"), ok and execute == "quit"
 
-    def dispatch(
-        self, msg: Any, execute: Any, args: Any, negotiated: bool
-    ) -> tuple[Any, str, str]:
+    def dispatch(self, msg: Any, execute: Any, args: Any, negotiated: bool) -> tuple[Any, str, str]:
         if not isinstance(msg, dict):
             raise QmpError("GenericError", "QMP input must be a JSON object")
         if not isinstance(execute, str):
@@ -649,12 +703,12 @@ class Replay:
             raise QmpError("GenericError", "QMP input member 'arguments' must be an object")
         if execute == "qmp_capabilities":
             if negotiated:
-                raise QmpError("CommandNotFound",
-                               "Capabilities negotiation is already complete, command ignored")
+                raise QmpError(
+                    "CommandNotFound", "Capabilities negotiation is already complete, command ignored"
+                )
             return {}, "protocol", ""
         if not negotiated:
-            raise QmpError("CommandNotFound",
-                           "Expecting capabilities negotiation with 'qmp_capabilities'")
+            raise QmpError("CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'")
         if execute == "quit":
             return {}, "protocol", ""
         return self.answer(execute, args)
@@ -681,8 +735,11 @@ class Replay:
             assert ex is not None
             return ex.reply["return"], how, f"exchange {ex.index}"
         (major, minor, micro), package = self.version()
-        return ({"qemu": {"major": major, "minor": minor, "micro": micro}, "package": package},
-                how, "ANSWERS")
+        return (
+            {"qemu": {"major": major, "minor": minor, "micro": micro}, "package": package},
+            how,
+            "ANSWERS",
+        )
 
     def q_kvm(self, _args: dict[str, Any]) -> tuple[Any, str, str]:
         how = self.rule("query-kvm")
@@ -745,9 +802,11 @@ class Replay:
                 raise self.refuse(what)
             return cap.model_expansion, how, f"id=model-expansion; props not applied: {props}"
         asks = [
-            e for e in cap.passes[self.accel].all("query-cpu-model-expansion")
+            e
+            for e in cap.passes[self.accel].all("query-cpu-model-expansion")
             if e.arguments.get("type") == kind
-            and (e.arguments.get("model") or {}).get("name") == name and "return" in e.reply
+            and (e.arguments.get("model") or {}).get("name") == name
+            and "return" in e.reply
         ]
         exact = [e for e in asks if e.arguments == args]
         bare = [e for e in asks if not e.arguments["model"].get("props")]
@@ -770,8 +829,9 @@ class Replay:
         known = {cpumap.fold(k) for k in self.host_props()}
         feats = cpumap.model_features(self.cpu_map_models, self.table, name, known)
         if feats is None:
-            raise self.refuse(f"query-cpu-model-expansion static {name}",
-                              "libvirt's cpu_map has no such model")
+            raise self.refuse(
+                f"query-cpu-model-expansion static {name}", "libvirt's cpu_map has no such model"
+            )
         source = f"cpu_map {cpumap.resolve_model(self.cpu_map_models, name)} (MODEL_RULE)"
         return {"model": {"name": "base", "props": dict.fromkeys(feats, True)}}, how, source
 
@@ -780,15 +840,23 @@ class Replay:
 
     def q_cpus_fast(self, _args: dict[str, Any]) -> tuple[Any, str, str]:
         cpus = [
-            {"cpu-index": i, "qom-path": path, "thread-id": os.getpid(), "target": "x86_64",
-             "props": {"core-id": 0, "thread-id": 0, "socket-id": i}}
+            {
+                "cpu-index": i,
+                "qom-path": path,
+                "thread-id": os.getpid(),
+                "target": "x86_64",
+                "props": {"core-id": 0, "thread-id": 0, "socket-id": i},
+            }
             for i, path in enumerate(self.vcpu_paths())
         ]
         return cpus, self.rule("query-cpus-fast"), "ANSWERS"
 
     def q_status(self, _args: dict[str, Any]) -> tuple[Any, str, str]:
-        status = {"status": "prelaunch", "running": False} if self.paused else {
-            "status": "running", "running": True}
+        status = (
+            {"status": "prelaunch", "running": False}
+            if self.paused
+            else {"status": "running", "running": True}
+        )
         return status, self.rule("query-status"), "ANSWERS"
 
     def _words(self, rows: list[capmod.CpuidRow]) -> list[dict[str, Any]]:
@@ -837,11 +905,13 @@ class Replay:
             return self._words(cap.enabled), how, "-enabled.xml"
         if prop == "filtered-features":
             how = self.rule("qom-get filtered-features")
-            return self._words(self.filtered_rows()), how, "-disabled.xml + missing " + ",".join(
-                self.missing)
+            return self._words(self.filtered_rows()), how, "-disabled.xml + missing " + ",".join(self.missing)
         if prop in VCPU_SCALARS + VCPU_LEVELS:
-            item = ("qom-get vendor, family, model, stepping, model-id" if prop in VCPU_SCALARS
-                    else "qom-get level, xlevel")
+            item = (
+                "qom-get vendor, family, model, stepping, model-id"
+                if prop in VCPU_SCALARS
+                else "qom-get level, xlevel"
+            )
             how = self.rule(item)
             props = self.host_props() if host_like else {}
             if how == REFUSED or prop not in props:
@@ -872,9 +942,9 @@ def _own_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
         if not argv[i].startswith("--replay-") or i + 1 >= len(argv):
             sys.stderr.write(f"replay_qemu: bad wrapper arguments {argv!r}\n")
             raise Exit(2)
-        own[argv[i][len("--replay-"):]] = argv[i + 1]
+        own[argv[i][len("--replay-") :]] = argv[i + 1]
         i += 2
-    return own, argv[i + 1:]
+    return own, argv[i + 1 :]
 
 
 def main(argv: list[str]) -> int:
@@ -896,8 +966,13 @@ def main(argv: list[str]) -> int:
             )
         else:
             replay.configure(replay.parse_argv(qemu_args))
-            log.write("ready", machine=replay.machine, accel=replay.accel, cpu=replay.cpu.model,
-                      missing=replay.missing)
+            log.write(
+                "ready",
+                machine=replay.machine,
+                accel=replay.accel,
+                cpu=replay.cpu.model,
+                missing=replay.missing,
+            )
             status = replay.serve()
     except Exit as exc:
         status = exc.status

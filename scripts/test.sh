@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up, then run the whole gate: ruff, mypy (--strict on the package; the
+# Set up, then run the whole gate: ruff (check and format), mypy (--strict on the package; the
 # tests too, less strictly), import-linter (the layering), vermin (the
 # probe's Python 3.9 promise) and the test suite. Extra arguments go to pytest.
 #   scripts/test.sh [PYTEST ARGS]           against the lock (what CI runs)
@@ -21,6 +21,7 @@ fi
 export PATH="$PWD/$venv/bin:$PATH"
 echo "== ruff" >&2
 ruff check fleetcpu tests benchmarks notebooks scripts
+ruff format --check fleetcpu tests benchmarks notebooks scripts
 echo "== mypy --strict" >&2
 mypy --strict fleetcpu
 echo "== mypy tests (pyproject's override: not strict)" >&2

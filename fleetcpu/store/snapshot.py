@@ -29,6 +29,7 @@ from ..probe.document import (
     Scalar,
     VcpuProps,
 )
+from .index import BASE
 from .views import AccelLatest, HostState, RunInfo
 
 __all__ = [
@@ -228,24 +229,7 @@ def accel_slots(index: pa.Table, accel: str) -> list[AccelLatest | None]:
 
 def host_states(index: pa.Table) -> list[HostState]:
     """Index rows -> records, column by column: no per-row dict on the hot path of ``hosts``."""
-    c = {
-        name: pylist(index[name])
-        for name in (
-            "host",
-            "pool",
-            "run_id",
-            "collected_at",
-            "status",
-            "stage",
-            "error",
-            "error_code",
-            "accel",
-            "qemu_version",
-            "cpu_digest",
-            "detail_run",
-            "declared_machine_types",
-        )
-    }
+    c = {name: pylist(index[name]) for name in BASE}
     return [
         HostState(
             host=host,

@@ -271,6 +271,41 @@ def test_a_microcode_update_adding_a_feature_shows_headroom(fleet: Callable[...,
     assert res.returncode == 0 and "adds 1 feature(s): md-clear" in res.stdout
 
 
+def test_headroom_over_distinct_members_is_the_whole_pools_cpu(fleet: Callable[..., Any]) -> None:
+    """status computes the headroom over one member per distinct content (a speed-up):
+    the CPU must be the one the whole pool gives, repeats and differing facts included."""
+    from fleetcpu.baseline import Policy
+    from fleetcpu.baseline.select import build_members
+    from fleetcpu.contract import shell
+
+    add = fleet.add  # type: ignore[attr-defined]
+    assert add("kvm05", cf.POOL[0]).returncode == 0  # a repeat of kvm01's CPU
+    assert add("kvm06", cf.POOL[1], microcode="0x5003302").returncode == 0  # the same CPU, other microcode
+    tsx_gone = cf.lose(replay.machine_probe(cf.POOL[2]), {"hle", "rtm"})
+    assert add("kvm07", cf.POOL[2], mp=tsx_gone).returncode == 0  # a different content
+    assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
+    store = Store.open(fleet.store)  # type: ignore[attr-defined]
+    a = shell.adopted(store)["prod"]
+    snaps = store.snapshots([s.host for s in store.latest("prod")], "kvm")
+    distinct = shell._distinct(list(snaps.values()), a.machine_type)
+    assert len(snaps) == 7 and len(distinct) == 5, [s.host for s in distinct]
+    whole = compute_baseline(
+        "prod", a.machine_type, "kvm", build_members(list(snaps.values()), a.machine_type)
+    )
+    part = compute_baseline(
+        "prod", a.machine_type, "kvm", build_members(distinct, a.machine_type), Policy(), reasons=False
+    )
+    assert (part.features, part.cpu, part.custom, part.model) == (
+        whole.features,
+        whole.cpu,
+        whole.custom,
+        whole.model,
+    )
+    assert "hle" not in whole.features  # kvm07 counted: it is the one that lowers the CPU
+    _rc, doc = _status(fleet)
+    assert doc["pools"][0]["headroom"]["baseline_cpu"] == whole.cpu
+
+
 def test_a_member_leaves_and_a_new_one_does_not_comply(fleet: Callable[..., Any]) -> None:
     assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
     # kvm04 (the Broadwell, the pool's floor) moves to another pool: not judged in prod any more.

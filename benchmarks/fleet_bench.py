@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import os
 import random
@@ -82,7 +83,7 @@ sys.path.insert(0, str(REPO))
 
 from fleetcpu.baseline import compute_baseline  # noqa: E402
 from fleetcpu.baseline.select import select_members  # noqa: E402
-from fleetcpu.contract.shell import adopted, plan_adoption, record_adoption  # noqa: E402
+from fleetcpu.contract.shell import ComplianceRecorder, adopted, plan_adoption, record_adoption  # noqa: E402
 from fleetcpu.explain import explain_blockers  # noqa: E402
 from fleetcpu.outcome import ConnectionSpec, HostOutcome  # noqa: E402
 from fleetcpu.probe.document import (  # noqa: E402
@@ -93,6 +94,7 @@ from fleetcpu.probe.document import (  # noqa: E402
 )
 from fleetcpu.probe.features import TSX  # noqa: E402
 from fleetcpu.store import Store  # noqa: E402
+from fleetcpu.store.schema import COMPLIANCE  # noqa: E402
 from tests.support.contract_fleet import machine_list  # noqa: E402
 from tests.support.replay import members as replay  # noqa: E402
 from tests.support.replay.hosts import catalogue  # noqa: E402
@@ -245,6 +247,41 @@ def append_run(store: Store, f: Fleet, when: datetime, failed: set[int]) -> Appe
     return Append(seconds, cpu, run_bytes(store.root, w.run_id), w.hosts_detail)
 
 
+def judged(root: Path) -> bool:
+    """Whether the store's newest collect holds verdicts (a collect after the adoption; the
+    adoption's own run holds the verdicts judged at adoption, not a collect's)."""
+    store = Store.open(root)
+    newest = max((r for r in store.runs() if r.command == "collect"), key=lambda r: r.started_at).run_id
+    return bool(store.table("compliance", runs=[newest]).num_rows)
+
+
+def judged_run(root: Path, size: int, cpus: dict[str, list[str]]) -> bool:
+    """A collect after the adoption: every host judged and its verdict stored with the run,
+    as ``collect`` does (``ComplianceRecorder``); what ``status`` meets in steady state.
+    Appended once: False when the newest run already holds verdicts."""
+    if judged(root):
+        return False
+    store = Store.open(root)
+    when = datetime.now(UTC)
+    f = fleet(size, cpus, when)
+    recorder = ComplianceRecorder.load(store)
+    with store.run_writer("collect", "fleet.txt", started_at=when) as w:
+        for i in range(len(f.pool)):
+            host = f"kvm{i:06d}"
+            outcome = HostOutcome(
+                host=host,
+                pool=f.pool[i],
+                collected_at=when,
+                document=f.docs[(f.cpu[i], f.variant[i])],
+                connection=ConnectionSpec("ssh", f"{host}.example.com", 22, "root"),
+            )
+            w.add(outcome)
+            rows = recorder.rows(outcome, w.run_id)
+            if rows:
+                w.add_rows(COMPLIANCE, rows)
+    return True
+
+
 def build(root: Path, size: int, runs: int, cpus: dict[str, list[str]], now: datetime) -> list[Append]:
     """``runs`` runs an hour apart, the last at ``now``; 1% change and 2% fail after the first."""
     f = fleet(size, cpus, now)
@@ -324,7 +361,7 @@ def median_of(fn: Callable[[], object], repeat: int) -> Timed:
     return Timed(statistics.median(walls), statistics.median(cpus))
 
 
-def measure(root: Path, empty: Path, repeat: int) -> dict[str, Any]:
+def measure(root: Path, empty: Path, repeat: int, judge: Callable[[], bool]) -> dict[str, Any]:
     store_arg = ["--store", str(root)]
     out: dict[str, Any] = {}
     out["cli start"] = median_proc(["hosts", "--store", str(empty)], repeat, expect=21)
@@ -347,6 +384,12 @@ def measure(root: Path, empty: Path, repeat: int) -> dict[str, Any]:
                 max_age=timedelta(days=7),
             ),
         )
+    # Right after the adoption no run has judged the members: status judges each from its data
+    # (measured only then: a store kept from an earlier bench already holds a judged run).
+    if not judged(root):
+        out["cli status adopted"] = median_proc(["status", "--pool", "intel", *store_arg], repeat)
+    # Then a collect judges every member and stores the verdicts, which status takes.
+    judge()
     out["cli status"] = median_proc(["status", "--pool", "intel", *store_arg], repeat)
     out["cli status json"] = median_proc(
         ["status", "--pool", "intel", "--format", "json", *store_arg], repeat
@@ -386,6 +429,7 @@ CLI = (
     "cli baseline",
     "cli blockers",
     "cli baseline amd",
+    "cli status adopted",
     "cli status",
     "cli status json",
 )
@@ -410,6 +454,8 @@ def report(rows: list[dict[str, Any]]) -> None:
             print("  append: store reused (--reuse), not timed")
         print(f"  index:               {r['index bytes'] / n:8.0f} B/host")
         for key in CLI:
+            if key not in r:  # ``cli status adopted``: measured on a store's first bench only
+                continue
             p = r[key]
             print(f"  {key + ':':<20} {ms(p.wall)} wall {ms(p.cpu)} cpu {p.rss_mib:7.1f} MiB peak")
         for key in INPROC:
@@ -498,7 +544,8 @@ def main() -> int:
                     f"{size:,} hosts: {args.runs} runs appended in {sum(a.seconds for a in appends):.1f} s",
                     flush=True,
                 )
-            rows.append({"size": size, "appends": appends, **measure(root, empty, args.repeat)})
+            judge = functools.partial(judged_run, root, size, cpus)
+            rows.append({"size": size, "appends": appends, **measure(root, empty, args.repeat, judge)})
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -304,6 +304,91 @@ def test_headroom_over_distinct_members_is_the_whole_pools_cpu(fleet: Callable[.
     assert "hle" not in whole.features  # kvm07 counted: it is the one that lowers the CPU
     _rc, doc = _status(fleet)
     assert doc["pools"][0]["headroom"]["baseline_cpu"] == whole.cpu
+    # The store's one snapshot per CPU data: whole snapshots, one per digest.
+    reps = store.distinct_snapshots(sorted(snaps), "kvm")
+    assert len(reps) == 5 and all(r == snaps[r.host] for r in reps)
+    assert len({r.cpu_digest for r in reps}) == 5 and [r.host for r in reps] == sorted(r.host for r in reps)
+
+
+def test_headroom_reads_every_host_of_a_cpu_whose_probe_names_no_vendor(fleet: Callable[..., Any]) -> None:
+    """Without a vendor of its own, a probe's hosts take their facts' vendor, which hosts of
+    one CPU data could differ in: the headroom then reads each of them, not one."""
+    from fleetcpu.contract import shell
+
+    mp = replay.machine_probe(cf.POOL[0])
+
+    def unnamed(e: Any) -> Any:
+        return (
+            None
+            if e is None
+            else dataclasses.replace(e, props={k: v for k, v in e.props.items() if k != "vendor"})
+        )
+
+    mp = dataclasses.replace(
+        mp,
+        vcpu=dataclasses.replace(mp.vcpu, vendor=None),
+        static_expansion=unnamed(mp.static_expansion),
+        full_expansion=unnamed(mp.full_expansion),
+    )
+    for host in ("kvm05", "kvm06"):
+        assert fleet.add(host, cf.POOL[0], mp=mp).returncode == 0  # type: ignore[attr-defined]
+    assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
+    store = Store.open(fleet.store)  # type: ignore[attr-defined]
+    a = shell.adopted(store)["prod"]
+    states = store.latest("prod")
+    fresh = {s.host for s in states}
+    reps = shell._representatives(store, a, states, fresh, {})
+    assert {"kvm05", "kvm06"} <= {r.host for r in reps}
+    assert len(store.distinct_snapshots(sorted(fresh), "kvm")) == 5  # the two share one digest
+
+
+def test_status_takes_the_verdicts_runs_stored_only_where_judging_gives_them(
+    fleet: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """status takes a member's verdict from its latest run when that run judged it against
+    this adoption (a speed-up): the statuses must equal judging every member again."""
+    from fleetcpu.contract import shell
+
+    def statuses(reuse: bool) -> Any:
+        store = Store.open(fleet.store)  # type: ignore[attr-defined]
+        return shell._pool_statuses(store, None, timedelta(days=7), now, reuse=reuse)
+
+    def stored() -> set[str]:
+        store = Store.open(fleet.store)  # type: ignore[attr-defined]
+        a = shell.adopted(store)["prod"]
+        return set(shell._stored_verdicts(store, a, store.latest("prod")))
+
+    add = fleet.add  # type: ignore[attr-defined]
+    assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
+    now = datetime.now(UTC)
+    assert stored() == set()  # imported before the adoption: nothing judged them yet
+    assert statuses(True) == statuses(False)
+    # Judged by their imports: kvm01 lost TSX, kvm02 as before, kvm05 joins with kvm01's CPU.
+    tsx_gone = cf.lose(replay.machine_probe(cf.POOL[0]), {"hle", "rtm"})
+    assert add("kvm01", cf.POOL[0], mp=tsx_gone, microcode="0x2006e05").returncode == 26
+    assert add("kvm02", cf.POOL[1]).returncode == 0
+    assert add("kvm05", cf.POOL[0]).returncode == 0
+    now = datetime.now(UTC)
+    assert stored() == {"kvm01", "kvm02", "kvm05"}
+    taken, judged = statuses(True), statuses(False)
+    assert taken == judged
+    states = {m.host: m.state for m in taken[0].members}
+    assert states == {
+        "kvm01": "non-compliant",
+        "kvm02": "compliant",
+        "kvm03": "compliant",
+        "kvm04": "compliant",
+        "kvm05": "compliant",
+    }
+    assert taken[0].headroom.lost == ("hle", "rtm")  # today's baseline, over kvm01's new data
+    # Another fleetcpu's verdicts are judged again, not taken.
+    monkeypatch.setattr(shell, "__version__", "0.0.0+other")
+    assert stored() == set()
+    monkeypatch.undo()
+    # A new adoption: the runs' verdicts were against the old one.
+    assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
+    now = datetime.now(UTC)
+    assert stored() == set() and statuses(True) == statuses(False)
 
 
 def test_a_member_leaves_and_a_new_one_does_not_comply(fleet: Callable[..., Any]) -> None:

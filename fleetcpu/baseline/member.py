@@ -18,7 +18,7 @@ from ..probe.document import Expansion, HostFacts, MachineProbe, Scalar
 from ..probe.features import OS_CONTROLLED
 from .types import Member, Scalars
 
-__all__ = ["member_from_probe", "offered", "offered_from", "scalars", "vendor", "vocabulary"]
+__all__ = ["member_from_probe", "offered", "offered_from", "probe_vendor", "scalars", "vendor", "vocabulary"]
 
 
 def offered(probe: MachineProbe) -> frozenset[str]:
@@ -89,14 +89,19 @@ def scalars(probe: MachineProbe) -> Scalars:
     )
 
 
-def vendor(probe: MachineProbe, facts: HostFacts) -> str | None:
-    """The CPUID vendor a guest sees: the vCPU's, else the expansion's, else /proc/cpuinfo's."""
+def probe_vendor(probe: MachineProbe) -> str | None:
+    """The CPUID vendor the probe itself names: the vCPU's, else the expansion's (None: neither)."""
     if probe.vcpu.vendor:
         return probe.vcpu.vendor
     value = _props(probe).get("vendor")
     if isinstance(value, str) and value:
         return value
-    return facts.cpu.vendor
+    return None
+
+
+def vendor(probe: MachineProbe, facts: HostFacts) -> str | None:
+    """The CPUID vendor a guest sees: the probe's (``probe_vendor``), else /proc/cpuinfo's."""
+    return probe_vendor(probe) or facts.cpu.vendor
 
 
 def member_from_probe(

@@ -72,7 +72,7 @@ from .snapshot import (
     machine_probes,
     run_infos,
 )
-from .views import HostSnapshot, HostState, RunInfo
+from .views import AccelLatest, HostSnapshot, HostState, RunInfo
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "Store"]
 
@@ -505,6 +505,26 @@ class Store:
         one frozen ``MachineProbe`` set). A 10,000-host pool of a few CPU
         types costs a few hosts' worth of records.
         """
+        chosen, sample = self._sampled(hosts, accel)
+        return self._snapshots(chosen, sample, accel)
+
+    def distinct_snapshots(self, hosts: Iterable[str], accel: str) -> list[HostSnapshot]:
+        """One snapshot per distinct CPU data (``cpu_digest``) among ``hosts``, sorted by host.
+
+        For what depends on the CPU data alone (``status``'s headroom): a
+        10,000-host pool of 144 CPUs costs 144 snapshots, of the holders
+        ``snapshots`` would sample anyway, chosen where they share row groups.
+        Each is one holder's whole snapshot, its facts that host's own.
+        """
+        chosen, sample = self._sampled(hosts, accel)
+        holders = {host for host, _run in sample.values()}
+        mine = {host: slot for host, slot in chosen.items() if host in holders}
+        return [snap for _host, snap in sorted(self._snapshots(mine, sample, accel).items())]
+
+    def _sampled(
+        self, hosts: Iterable[str], accel: str
+    ) -> tuple[dict[str, AccelLatest], dict[str, tuple[str, str]]]:
+        """``hosts``' slots of ``accel`` with CPU data, and one (host, detail run) per content key."""
         if accel not in INDEX_ACCELS:
             raise ValueError(f"accel must be one of {', '.join(INDEX_ACCELS)}, not {accel!r}")
         index = self._index_table()
@@ -516,12 +536,19 @@ class Store:
             for host, slot in zip(index["host"].to_pylist(), accel_slots(index, accel), strict=True)
             if slot is not None and slot.detail_run is not None
         }
-        by_run: dict[str, set[str]] = {}
         holders: dict[str, list[tuple[str, str]]] = {}  # content key -> (host, detail run)s
         for host, slot in chosen.items():
-            by_run.setdefault(slot.run, set()).add(host)
             holders.setdefault(_content_key(host, slot.cpu_digest), []).append((host, str(slot.detail_run)))
-        sample = self._samples(holders)
+        return chosen, self._samples(holders)
+
+    def _snapshots(
+        self, chosen: dict[str, AccelLatest], sample: dict[str, tuple[str, str]], accel: str
+    ) -> dict[str, HostSnapshot]:
+        """The snapshots of ``chosen``: their ``hosts`` rows, and the detail rows of the
+        ``sample`` holders of their content keys (shared by every host of a key)."""
+        by_run: dict[str, set[str]] = {}
+        for host, slot in chosen.items():
+            by_run.setdefault(slot.run, set()).add(host)
         by_detail: dict[str, set[str]] = {}
         for host, run in sample.values():
             by_detail.setdefault(run, set()).add(host)

@@ -13,7 +13,7 @@ Both sides are timed from exec to exit as fresh processes, interleaved:
 Both run as on a host: the base interpreter (not this venv, whose editable
 install adds an import finder) with only a private directory on
 ``PYTHONPATH`` holding what the probe bundle holds (``fleetcpu/__init__.py``,
-``errors.py``, ``probe/*.py``, ``qemu/qmp/*.py``) and the reference module.
+``errors.py``, ``vocabulary.py``, ``probe/*.py``, ``qemu/qmp/*.py``) and the reference module.
 That directory is byte-compiled once, as ``pip install`` does, so neither
 side's time depends on whether this checkout happens to hold ``.pyc`` files
 or ``PYTHONDONTWRITEBYTECODE`` is set. ``--no-bytecode`` compiles both from
@@ -124,7 +124,7 @@ def make_site(python: str, bytecode: bool) -> Path:
 
     site = Path(tempfile.mkdtemp(prefix="fleetcpu-bench-"))
     (site / "fleetcpu" / "probe").mkdir(parents=True)
-    for name in ("__init__.py", "errors.py"):
+    for name in ("__init__.py", "errors.py", "vocabulary.py"):
         shutil.copy(REPO / "fleetcpu" / name, site / "fleetcpu" / name)
     for src in (REPO / "fleetcpu" / "probe").glob("*.py"):
         shutil.copy(src, site / "fleetcpu" / "probe" / src.name)

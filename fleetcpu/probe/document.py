@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 from ..errors import ProbeDocumentError
+from ..vocabulary import DevKvm, KvmNested, Register, Status
 from .names import UNNAMED_FEATURE, is_name, is_vendor, name_problem, vendor_problem
 
 __all__ = [
@@ -66,7 +67,8 @@ SCHEMA_MAJOR = "fleetcpu.probe/"
 #: A non-feature CPU property value (``level``, ``model-id``, ``hv-spinlocks``...).
 Scalar = Union[bool, int, float, str, None]
 
-REGISTERS = ("eax", "ebx", "ecx", "edx")
+#: The CPUID registers a feature word may name, as plain strings (``Register``'s values).
+REGISTERS = Register.values()
 
 # Every integer a document may hold has a range, checked at decode: a value
 # beyond its Parquet column (int32, int64) passed the type check and then
@@ -178,7 +180,7 @@ class Attempt:
     accel: str
     cpu: str
     argv: Tuple[str, ...]
-    #: ok | died | unknown-machine-type | qmp-error | timeout | interrupted
+    #: An ``Outcome``: ok | died | unknown-machine-type | qmp-error | timeout | interrupted
     outcome: str
     exit_status: Optional[int] = field(metadata=STATUS)
     stderr_tail: str
@@ -232,10 +234,10 @@ class HostFacts:
     cpu: CpuFacts = field(default_factory=CpuFacts)
     #: kvm_intel, kvm_amd, kvm_pvm, ... or None when no KVM vendor module is loaded.
     kvm_module: Optional[str] = None
-    #: "true" | "false" | "unknown"
-    kvm_nested: str = "unknown"
-    #: "ok" | "missing" | "no-permission"
-    dev_kvm: str = "missing"
+    #: A ``KvmNested``: "true" | "false" | "unknown"
+    kvm_nested: str = KvmNested.UNKNOWN
+    #: A ``DevKvm``: "ok" | "missing" | "no-permission"
+    dev_kvm: str = DevKvm.MISSING
     #: Set (to a label) when the facts were made up for a test host, never on a real one.
     synthetic: Optional[str] = None
 
@@ -283,7 +285,7 @@ class ProbeDocument(JsonDocument):
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status == Status.OK
 
 
 def _fields(record: Any) -> Dict[str, Any]:
@@ -556,6 +558,9 @@ def _from_dict(cls: Type[T], value: Any, path: str, source: str) -> T:
     return cls(**kwargs)
 
 
+_STATUSES = Status.values()
+
+
 def document_from_dict(value: Any, source: str = "<probe>") -> ProbeDocument:
     """Validate a parsed JSON value as a probe document; errors name the key at fault."""
     if not isinstance(value, dict):
@@ -571,11 +576,11 @@ def document_from_dict(value: Any, source: str = "<probe>") -> ProbeDocument:
         doc = typing.cast(ProbeDocument, _fast(ProbeDocument)(value))
     except _Bad:
         doc = _from_dict(ProbeDocument, value, "", source)  # raises, naming the key
-    if doc.status not in ("ok", "failed"):
+    if doc.status not in _STATUSES:
         raise ProbeDocumentError(source, "status", "must be 'ok' or 'failed'")
-    if doc.status == "failed" and not doc.stage:
+    if doc.status == Status.FAILED and not doc.stage:
         raise ProbeDocumentError(source, "stage", "a failed document must say its stage")
-    if doc.status == "ok" and not doc.machine_types:
+    if doc.status == Status.OK and not doc.machine_types:
         raise ProbeDocumentError(source, "machine_types", "an ok document needs at least one")
     for i, mp in enumerate(doc.machine_types):
         for j, fw in enumerate(mp.feature_words + mp.filtered_features):

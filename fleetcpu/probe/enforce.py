@@ -44,11 +44,12 @@ from ..errors import (
     ProbeTimeoutError,
     QmpProtocolError,
 )
+from ..vocabulary import Accel, Status, now_rfc3339
 from .enforce_document import QemuBrief, VerifyDocument, missing_features
 from .qemu_process import QemuInstance, check_version, find_binary
 from .qmp_decode import resolve_machine
 from .qmp_session import Session
-from .run import failure_of, now_rfc3339, within
+from .run import failure_of, within
 
 __all__ = [
     "ACCELS",
@@ -61,7 +62,8 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 60.0
-ACCELS = ("kvm", "tcg")
+#: ``--accel``'s choices: verify starts a CPU under one accelerator, never "auto".
+ACCELS = Accel.values()
 #: What verify appends to the CPU: a feature the host lacks must stop QEMU, not vanish.
 ENFORCE = ",enforce"
 
@@ -98,7 +100,7 @@ async def _read_vcpu(session: Session, state: _State, opts: VerifyOptions) -> No
     path = await session.vcpu_path()
     fields = state.fields
     fields["machine_type"] = resolve_machine(machines, opts.machine_type) or opts.machine_type
-    fields["accel_used"] = None if enabled is None else ("kvm" if enabled else "tcg")
+    fields["accel_used"] = None if enabled is None else (Accel.KVM if enabled else Accel.TCG)
     if path is not None:
         words = await session.feature_words(path, "feature-words")
         filtered = await session.feature_words(path, "filtered-features")
@@ -176,7 +178,7 @@ async def run_verify(opts: VerifyOptions) -> VerifyDocument:
     deadline = asyncio.get_running_loop().time() + opts.timeout
     error = await failure_of(_verify(opts, state, deadline), "verify")
     base: Dict[str, Any] = {
-        "status": "ok",
+        "status": Status.OK,
         "probe_version": __version__,
         "time": when,
         "duration_s": round(time.monotonic() - started, 4),
@@ -188,7 +190,7 @@ async def run_verify(opts: VerifyOptions) -> VerifyDocument:
     base.update(state.fields)
     if error is not None:
         base.update(
-            status="failed",
+            status=Status.FAILED,
             stage=error.stage if isinstance(error, ProbeError) else error.code,
             error=error.message,
             error_code=error.code,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 from ..errors import ProbeDocumentError
+from ..vocabulary import Status
 from . import features
 from .document import (
     REGISTERS,
@@ -97,7 +98,7 @@ class VerifyDocument(JsonDocument):
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status == Status.OK
 
 
 def verify_from_json(text: str, source: str = "<verify>") -> VerifyDocument:
@@ -113,11 +114,11 @@ def verify_from_json(text: str, source: str = "<verify>") -> VerifyDocument:
             source, "schema", "unsupported version %r (this fleetcpu reads %r)" % (schema, SCHEMA)
         )
     doc = _from_dict(VerifyDocument, value, "", source)
-    if doc.status not in ("ok", "failed"):
+    if doc.status not in Status.values():
         raise ProbeDocumentError(source, "status", "must be 'ok' or 'failed'")
-    if doc.status == "failed" and not doc.stage:
+    if doc.status == Status.FAILED and not doc.stage:
         raise ProbeDocumentError(source, "stage", "a failed document must say its stage")
-    if doc.status == "ok" and doc.started is None:
+    if doc.status == Status.OK and doc.started is None:
         raise ProbeDocumentError(source, "started", "an ok document says whether QEMU started")
     for key in ("feature_words", "filtered_features"):
         for i, word in enumerate(getattr(doc, key) or ()):

@@ -183,10 +183,12 @@ def now_rfc3339() -> str:
 
 
 def rfc3339(moment: datetime) -> str:
-    """``2026-11-26T10:13:36.578Z`` (the store's and every document's spelling); naive is UTC."""
-    from datetime import timezone
+    """``2026-11-26T10:13:36.578Z`` (the store's and every document's spelling); naive is UTC.
 
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    moment = moment.astimezone(timezone.utc)
+    The offset is subtracted rather than converted with ``astimezone``: the
+    same instant, without importing ``datetime.timezone`` here.
+    """
+    offset = moment.utcoffset()
+    if offset:
+        moment = moment - offset
     return moment.strftime(_SECONDS) + ".%03dZ" % (moment.microsecond // 1000)

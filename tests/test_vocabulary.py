@@ -9,6 +9,7 @@ by consumers, so instead of being generated they are held to the classes.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Iterator
@@ -74,6 +75,7 @@ def test_every_spelling_of_a_word_is_its_value(member: Word) -> None:
     assert f"{member:>20}" == f"{value:>20}"
     assert json.dumps(member) == json.dumps(value)
     assert json.dumps({member: [member]}) == json.dumps({value: [value]})
+    assert json.dumps({member: [member]}, indent=1) == json.dumps({value: [value]}, indent=1)
     assert member == value and hash(member) == hash(value)
     assert type(member)(value) is member
 
@@ -196,3 +198,72 @@ def test_spells_a_set_tells_a_set_from_other_lists() -> None:
     assert spells_a_set(["tcg-only", "stale"])
     assert not spells_a_set(["kvm"])
     assert not spells_a_set(["stale", "probed-under-tcg"])
+
+
+# ----------------------------------------------------- the package uses it
+
+PACKAGE = REPO / "fleetcpu"
+
+
+def _literal_words(node: ast.AST) -> list[str] | None:
+    """The strings of a tuple, list, set or dict-keys literal made only of string constants (and None)."""
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        items: list[ast.expr | None] = list(node.elts)
+    elif isinstance(node, ast.Dict):
+        items = list(node.keys)
+    else:
+        return None
+    items = [i for i in items if not (isinstance(i, ast.Constant) and i.value is None)]
+    words = [i.value for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str)]
+    return words if len(words) == len(items) else None
+
+
+def spelt_lists(source: str) -> list[tuple[int, list[str]]]:
+    """(line, words) of every literal list in ``source`` that spells part of a vocabulary set."""
+    return [
+        (node.lineno, words)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.expr)
+        and (words := _literal_words(node)) is not None
+        and spells_a_set(list(words))
+    ]
+
+
+def test_no_list_of_a_vocabulary_set_is_written_outside_it() -> None:
+    """Accelerators, stages, outcomes, states, registers: named from the vocabulary, never re-listed."""
+    found = [
+        f"{path.relative_to(REPO)}:{line}: {words}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "vocabulary.py" or path.parent != PACKAGE
+        for line, words in spelt_lists(path.read_text())
+    ]
+    assert not found, "lists of vocabulary words outside fleetcpu/vocabulary.py:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'ACCELS = ("kvm", "tcg")',
+        'choice = click.Choice(["auto", "kvm", "tcg"])',
+        'REGS = frozenset({"eax", "ebx", "ecx", "edx"})',
+        'last_ok = {"kvm": 1, "tcg": 2}',
+        'if stage in ("output", "timeout", "upload"): pass',
+        'schema = {"enum": ["compliant", "stale", None]}',
+    ],
+)
+def test_the_scan_finds_a_list_written_again(source: str) -> None:
+    assert spelt_lists(source), source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "ACCELS = Accel.values()",
+        'x = ("kvm",)',
+        'formats = ("qemu", "json", "readconfig")',
+        'flags = ("on", "true", "yes", "")',
+        'pair = ("kvm", 1)',
+    ],
+)
+def test_the_scan_leaves_other_lists_alone(source: str) -> None:
+    assert not spelt_lists(source), source

@@ -26,6 +26,7 @@ from ..outcome import HostOutcome
 from ..store import HostSnapshot, HostState, Store
 from ..store.atomic import write_bytes
 from ..store.schema import ADOPTIONS, COMPLIANCE
+from ..vocabulary import Accel
 from .adoption import Adoption, change_lines, from_baseline, from_row, lowers, to_row
 from .cpu_string import CpuString, parse_cpu
 from .judge import COMPLIANT, HostCpu, Judge
@@ -514,10 +515,7 @@ def _pool_statuses(store: Store, pool: str | None, max_age: timedelta, now: date
         members = by_pool[name]
         a = adoptions.get(name)
         oks = [
-            slot.collected_at
-            for st in members
-            for acc in ("kvm", "tcg")
-            if (slot := st.latest_ok(acc)) is not None
+            slot.collected_at for st in members for acc in Accel if (slot := st.latest_ok(acc)) is not None
         ]
         last = max(oks) if oks else None
         if a is None:

@@ -1,9 +1,9 @@
 """Failed probe and verify documents, byte for byte, as the host prints them.
 
-The golden files in ``tests/golden`` are ok documents (``tests/golden/failed``
-holds these); a failed document is
-what a broken host sends, what the store keeps as its evidence, and what a
-script reads to learn the stage and exit code. Both documents are built by
+The other golden files in ``tests/golden`` are ok documents; a failed
+document is what a broken host sends, what the store keeps as its evidence,
+and what a script reads to learn the stage and exit code
+(``tests/golden/failed`` holds them). Both documents are built by
 the real entry points (``run_probe``, ``run_verify``) on a made-up host
 root, and compared as text: key order, spelling of every word, the null
 fields. Only what differs per run is replaced before comparing: the clock
@@ -14,15 +14,20 @@ temporary host root's path.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
+import typing
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from fleetcpu import __version__
+from fleetcpu.probe.document import ProbeDocument
 from fleetcpu.probe.enforce import VerifyOptions, run_verify
+from fleetcpu.probe.enforce_document import VerifyDocument
+from fleetcpu.probe.envelope import JsonDocument
 from fleetcpu.probe.launch_plan import ProbeOptions, dev_kvm_state
 from fleetcpu.probe.run import run_probe
 from fleetcpu.vocabulary import DevKvm
@@ -101,3 +106,18 @@ def test_indented_documents_are_the_same_document(host_root: Path) -> None:
     """``--indent`` (a reader's view) changes whitespace only."""
     doc = asyncio.run(run_probe(ProbeOptions(qemu_binary=MISSING_QEMU, host_root=str(host_root))))
     assert json.loads(doc.to_json(indent=2)) == json.loads(doc.to_json()) == doc.to_dict()
+
+
+def test_both_documents_open_and_close_alike() -> None:
+    """The envelope's fields: opened by ``JsonDocument``, closed by each document (see envelope.py)."""
+    opening = [f.name for f in dataclasses.fields(JsonDocument)]
+    assert opening == ["status", "probe_version", "time", "duration_s"]
+    closing = ["stage", "error", "error_code", "exit_code", "schema"]
+    shapes = []
+    for cls in (ProbeDocument, VerifyDocument):
+        names = [f.name for f in dataclasses.fields(cls)]
+        assert names[:4] == opening and names[-5:] == closing, cls.__name__
+        hints = typing.get_type_hints(cls)
+        shapes.append([(f.name, hints[f.name], f.default) for f in dataclasses.fields(cls)[-5:-1]])
+    assert shapes[0] == shapes[1]
+    assert (ProbeDocument.schema, VerifyDocument.schema) == ("fleetcpu.probe/1", "fleetcpu.verify/1")

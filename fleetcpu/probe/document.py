@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type, TypeVar,
 
 from ..errors import ProbeDocumentError
 from ..vocabulary import DevKvm, KvmNested, Register, Status
+from .envelope import JsonDocument, check_status, read_envelope
 from .names import UNNAMED_FEATURE, is_name, is_vendor, name_problem, vendor_problem
 
 __all__ = [
@@ -47,7 +48,6 @@ __all__ = [
     "Expansion",
     "FeatureWord",
     "HostFacts",
-    "JsonDocument",
     "MachineInfo",
     "MachineProbe",
     "ProbeDocument",
@@ -242,35 +242,14 @@ class HostFacts:
     synthetic: Optional[str] = None
 
 
-class JsonDocument:
-    """What every document a host prints shares: ``schema`` first, then its fields, as JSON."""
-
-    def to_dict(self) -> Dict[str, Any]:
-        out = _plain(self)
-        assert isinstance(out, dict)
-        # schema first, for humans reading the file
-        return {"schema": out.pop("schema"), **out}
-
-    def to_json(self, indent: Optional[int] = None) -> str:
-        """``to_dict()`` as JSON, but with the encoder walking the records itself.
-
-        The C encoder takes tuples, lists, dicts and scalars as they are and asks
-        ``_fields`` only for each record: same text, a quarter of the time of
-        building the plain copy first, at the very end of every probe.
-        """
-        fields = _fields(self)
-        top = {"schema": fields.pop("schema"), **fields}
-        return json.dumps(top, indent=indent, default=_fields)
-
-
 @dataclass(frozen=True)
 class ProbeDocument(JsonDocument):
-    """The probe's whole output; ``status`` failed documents carry stage, error and attempts."""
+    """The probe's whole output; ``status`` failed documents carry stage, error and attempts.
 
-    status: str
-    probe_version: str
-    time: str
-    duration_s: float
+    It opens with the envelope's fields (``envelope.JsonDocument``) and closes
+    with the failure's, as every host document does.
+    """
+
     host: HostFacts
     accel: Optional[str] = None
     accel_reason: Optional[str] = None
@@ -282,30 +261,6 @@ class ProbeDocument(JsonDocument):
     error_code: Optional[str] = None
     exit_code: int = field(default=0, metadata={"range": (0, 255)})
     schema: str = SCHEMA
-
-    @property
-    def ok(self) -> bool:
-        return self.status == Status.OK
-
-
-def _fields(record: Any) -> Dict[str, Any]:
-    """One record's fields by name, values untouched (the JSON encoder's ``default``)."""
-    names = getattr(record, "__dataclass_fields__", None)
-    if names is None:
-        raise TypeError("not JSON serialisable: %s" % type(record).__name__)
-    return {name: getattr(record, name) for name in names}
-
-
-def _plain(value: Any) -> Any:
-    """Records -> JSON-ready values; ``dataclasses.asdict`` deep-copies and was 3x slower."""
-    fields = getattr(value, "__dataclass_fields__", None)
-    if fields is not None:
-        return {name: _plain(getattr(value, name)) for name in fields}
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 # --------------------------------------------------------------------------
@@ -558,28 +513,14 @@ def _from_dict(cls: Type[T], value: Any, path: str, source: str) -> T:
     return cls(**kwargs)
 
 
-_STATUSES = Status.values()
-
-
 def document_from_dict(value: Any, source: str = "<probe>") -> ProbeDocument:
     """Validate a parsed JSON value as a probe document; errors name the key at fault."""
-    if not isinstance(value, dict):
-        raise ProbeDocumentError(source, "", "not a JSON object")
-    schema = value.get("schema")
-    if not isinstance(schema, str) or not schema.startswith(SCHEMA_MAJOR):
-        raise ProbeDocumentError(source, "schema", "not a fleetcpu probe document (%r)" % (schema,))
-    if schema != SCHEMA:
-        raise ProbeDocumentError(
-            source, "schema", "unsupported version %r (this fleetcpu reads %r)" % (schema, SCHEMA)
-        )
+    read_envelope(value, SCHEMA, SCHEMA_MAJOR, "probe", source)
     try:
         doc = typing.cast(ProbeDocument, _fast(ProbeDocument)(value))
     except _Bad:
         doc = _from_dict(ProbeDocument, value, "", source)  # raises, naming the key
-    if doc.status not in _STATUSES:
-        raise ProbeDocumentError(source, "status", "must be 'ok' or 'failed'")
-    if doc.status == Status.FAILED and not doc.stage:
-        raise ProbeDocumentError(source, "stage", "a failed document must say its stage")
+    check_status(doc.status, doc.stage, source)
     if doc.status == Status.OK and not doc.machine_types:
         raise ProbeDocumentError(source, "machine_types", "an ok document needs at least one")
     for i, mp in enumerate(doc.machine_types):

@@ -38,14 +38,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from .. import __version__
 from ..errors import (
-    ProbeError,
     ProbeTimeoutError,
     QmpProtocolError,
 )
-from ..vocabulary import Accel, Status, now_rfc3339
+from ..vocabulary import Accel, now_rfc3339
 from .enforce_document import QemuBrief, VerifyDocument, missing_features
+from .envelope import build
 from .qemu_process import QemuInstance, check_version, find_binary
 from .qmp_decode import resolve_machine
 from .qmp_session import Session
@@ -177,26 +176,14 @@ async def run_verify(opts: VerifyOptions) -> VerifyDocument:
     state = _State()
     deadline = asyncio.get_running_loop().time() + opts.timeout
     error = await failure_of(_verify(opts, state, deadline), "verify")
-    base: Dict[str, Any] = {
-        "status": Status.OK,
-        "probe_version": __version__,
-        "time": when,
-        "duration_s": round(time.monotonic() - started, 4),
+    fields: Dict[str, Any] = {
         "cpu": opts.cpu,
         "requested_machine_type": opts.machine_type,
         "accel": opts.accel,
         "qemu": state.qemu,
+        **state.fields,
     }
-    base.update(state.fields)
-    if error is not None:
-        base.update(
-            status=Status.FAILED,
-            stage=error.stage if isinstance(error, ProbeError) else error.code,
-            error=error.message,
-            error_code=error.code,
-            exit_code=error.exit_code,
-        )
-    return VerifyDocument(**base)
+    return build(VerifyDocument, started, when, fields, error)
 
 
 def build_parser() -> argparse.ArgumentParser:

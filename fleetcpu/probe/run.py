@@ -23,18 +23,16 @@ import tempfile
 import time
 from typing import Any, Awaitable, Dict, List, Optional, Set, Tuple, TypeVar
 
-from .. import __version__
 from ..errors import (
     FleetcpuError,
     HostRootError,
     InterruptedByUserError,
-    ProbeError,
     ProbeTimeoutError,
     QemuDiedError,
     QmpProtocolError,
     UnknownMachineTypeError,
 )
-from ..vocabulary import MIXED, NOT_POOL_MODELS, Accel, Outcome, Status, now_rfc3339
+from ..vocabulary import MIXED, NOT_POOL_MODELS, Accel, Outcome, now_rfc3339
 from .document import (
     Attempt,
     CpuModel,
@@ -47,6 +45,7 @@ from .document import (
     Scalar,
     VcpuProps,
 )
+from .envelope import build
 from .facts import read_facts
 from .launch_plan import ACCELS, DEFAULT_MACHINE, DEFAULT_TIMEOUT, WORKDIR_PREFIX, ProbeOptions, chain
 from .qemu_early import Early
@@ -349,11 +348,7 @@ def _document(state: _State, started: float, when: str, error: Optional[Fleetcpu
         )
     accels = sorted({r.accel for r in state.results})
     accel = accels[0] if len(accels) == 1 else (MIXED if accels else None)
-    base: Dict[str, Any] = {
-        "status": Status.OK,
-        "probe_version": __version__,
-        "time": when,
-        "duration_s": round(time.monotonic() - started, 4),
+    fields: Dict[str, Any] = {
         "host": state.facts,
         "accel": accel,
         "accel_reason": state.accel_reason if accel != Accel.KVM else None,
@@ -361,17 +356,7 @@ def _document(state: _State, started: float, when: str, error: Optional[Fleetcpu
         "machine_types": tuple(state.results),
         "attempts": tuple(state.attempts),
     }
-    if error is not None:
-        stage = error.stage if isinstance(error, ProbeError) else error.code
-        base.update(
-            status=Status.FAILED,
-            stage=stage,
-            error=error.message,
-            error_code=error.code,
-            exit_code=error.exit_code,
-            machine_types=(),
-        )
-    return ProbeDocument(**base)
+    return build(ProbeDocument, started, when, fields, error, when_failed={"machine_types": ()})
 
 
 async def failure_of(work: Awaitable[None], what: str) -> Optional[FleetcpuError]:

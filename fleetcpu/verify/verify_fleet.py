@@ -175,7 +175,7 @@ async def _verify_all(
                 verifier.failure(
                     host,
                     time.monotonic(),
-                    "interrupted",
+                    Stage.INTERRUPTED,
                     "the run was interrupted while this host was being verified; its QEMU was stopped",
                     "interrupted",
                 )

@@ -13,7 +13,7 @@ Both sides are timed from exec to exit as fresh processes, interleaved:
 Both run as on a host: the base interpreter (not this venv, whose editable
 install adds an import finder) with only a private directory on
 ``PYTHONPATH`` holding what the probe bundle holds (``fleetcpu/__init__.py``,
-``errors.py``, ``probe/*.py``, ``qemu/qmp/*.py``) and the reference module.
+``errors.py``, ``vocabulary.py``, ``probe/*.py``, ``qemu/qmp/*.py``) and the reference module.
 That directory is byte-compiled once, as ``pip install`` does, so neither
 side's time depends on whether this checkout happens to hold ``.pyc`` files
 or ``PYTHONDONTWRITEBYTECODE`` is set. ``--no-bytecode`` compiles both from
@@ -124,7 +124,7 @@ def make_site(python: str, bytecode: bool) -> Path:
 
     site = Path(tempfile.mkdtemp(prefix="fleetcpu-bench-"))
     (site / "fleetcpu" / "probe").mkdir(parents=True)
-    for name in ("__init__.py", "errors.py"):
+    for name in ("__init__.py", "errors.py", "vocabulary.py"):
         shutil.copy(REPO / "fleetcpu" / name, site / "fleetcpu" / name)
     for src in (REPO / "fleetcpu" / "probe").glob("*.py"):
         shutil.copy(src, site / "fleetcpu" / "probe" / src.name)
@@ -138,13 +138,19 @@ def make_site(python: str, bytecode: bool) -> Path:
     return site
 
 
-def measure(argv: list[str]) -> tuple[float, int, float, str]:
+def measure(argv: list[str], cwd: Path) -> tuple[float, int, float, str]:
     """Wall seconds, peak RSS (KiB, VmHWM of the process itself), CPU seconds
-    (the process and the children it reaped) and stdout of one fresh process."""
+    (the process and the children it reaped) and stdout of one fresh process.
+
+    ``cwd``: the private site. ``python -m`` puts the working directory first
+    on ``sys.path``: run from the checkout, the probe imported the checkout's
+    ``fleetcpu`` (with whatever ``.pyc`` files it holds, stale ones compiled
+    again at every run) instead of the site's.
+    """
     # Not a pipe: a 100 KB document would block the writer until we read it.
     with tempfile.TemporaryFile() as sink:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.DEVNULL, cwd=REPO)
+        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.DEVNULL, cwd=cwd)
         hwm = 0
         status = Path(f"/proc/{proc.pid}/status")
         while True:
@@ -192,7 +198,7 @@ def main() -> int:
     try:
         for accel in accels:
             probe_cmd = [python, "-m", "fleetcpu.probe", "--accel", accel]
-            _, _, _, warm = measure(probe_cmd)
+            _, _, _, warm = measure(probe_cmd, site)
             doc = json.loads(warm)
             if doc["status"] != "ok":
                 print(f"{accel}: probe failed ({doc['error']}); skipped")
@@ -205,11 +211,11 @@ def main() -> int:
                 if a["machine_type"]
             ]
             ref_cmd = [python, "-m", "probe_reference", json.dumps(plan)]
-            measure(ref_cmd)  # warm-up, like the probe's
+            measure(ref_cmd, site)  # warm-up, like the probe's
             probe, ref = [], []
             for _ in range(runs):  # interleaved so drift hits both sides alike
-                probe.append(measure(probe_cmd)[:3])
-                ref.append(measure(ref_cmd)[:3])
+                probe.append(measure(probe_cmd, site)[:3])
+                ref.append(measure(ref_cmd, site)[:3])
             pw, pr, pc = (statistics.median(x[i] for x in probe) for i in range(3))
             rw, rr, rc = (statistics.median(x[i] for x in ref) for i in range(3))
             ratios[accel] = pw / rw

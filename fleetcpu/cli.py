@@ -21,6 +21,7 @@ import click
 
 from . import __version__
 from .errors import FleetcpuError, InterruptedByUserError
+from .vocabulary import Accel, AccelRequest
 
 __all__ = [
     "F",
@@ -171,7 +172,7 @@ def main() -> None:
 @click.option("--qemu-binary", metavar="PATH", help="QEMU to run (default: qemu-system-x86_64).")
 @click.option(
     "--accel",
-    type=click.Choice(["auto", "kvm", "tcg"]),
+    type=click.Choice(AccelRequest.values()),
     default="auto",
     show_default=True,
     help="auto tries KVM, then falls back to TCG and records why.",
@@ -514,7 +515,7 @@ def _parse_age(_ctx: click.Context | None, _param: click.Parameter | None, value
 @click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory).")
 @click.option(
     "--accel",
-    type=click.Choice(["kvm", "tcg"]),
+    type=click.Choice(Accel.values()),
     default="kvm",
     show_default=True,
     help="Use only data probed with this accelerator.",
@@ -621,7 +622,7 @@ _VERIFY_FORMATS = ("table", "json")
 )
 @click.option(
     "--accel",
-    type=click.Choice(["kvm", "tcg"]),
+    type=click.Choice(Accel.values()),
     default="kvm",
     show_default=True,
     help="Accelerator to start the CPU with, and of the data the baseline uses.",
@@ -690,7 +691,7 @@ def _selection_options(func: F) -> F:
         click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory)."),
         click.option(
             "--accel",
-            type=click.Choice(["kvm", "tcg"]),
+            type=click.Choice(Accel.values()),
             default="kvm",
             show_default=True,
             help="Use only data probed with this accelerator.",
@@ -867,7 +868,7 @@ def check(
 @click.option(
     "--machine-type", metavar="T", default=None, help="Machine type (default: as for fleetcpu baseline)."
 )
-@click.option("--accel", type=click.Choice(["kvm", "tcg"]), default="kvm", show_default=True)
+@click.option("--accel", type=click.Choice(Accel.values()), default="kvm", show_default=True)
 @click.option(
     "--max-age",
     default="7d",
@@ -1010,7 +1011,7 @@ def _allow_pandas() -> None:
 )
 @click.option(
     "--accel",
-    type=click.Choice(["kvm", "tcg"]),
+    type=click.Choice(Accel.values()),
     default="kvm",
     show_default=True,
     help="Use only data probed with this accelerator.",

@@ -43,6 +43,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple, Type
 
+from .vocabulary import Stage
+
 __all__ = [
     "AllHostsFailedError",
     "BadInputError",
@@ -178,7 +180,7 @@ class StrayFilesError(FleetcpuError):
 class ProbeError(FleetcpuError):
     """The probe could not produce CPU data; ``stage`` says where it stopped."""
 
-    stage = "qemu"
+    stage = Stage.QEMU
 
 
 class QemuMissingError(ProbeError):
@@ -208,14 +210,14 @@ class UnknownMachineTypeError(ProbeError):
 class QmpProtocolError(ProbeError):
     exit_code = 14
     code = "qmp"
-    stage = "qmp"
+    stage = Stage.QMP
     meaning = "QMP protocol failure"
 
 
 class ProbeTimeoutError(ProbeError):
     exit_code = 15
     code = "timeout"
-    stage = "timeout"
+    stage = Stage.TIMEOUT
     meaning = "probe timeout"
 
 
@@ -228,7 +230,7 @@ class HostRootError(ProbeError):
 
     exit_code = 16
     code = "host-root"
-    stage = "facts"
+    stage = Stage.FACTS
     meaning = "--host-root is not a directory (no host facts)"
 
 

@@ -13,25 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .probe.document import ProbeDocument
+from .vocabulary import Stage
 
 __all__ = ["STAGES", "ConnectionSpec", "HostOutcome"]
 
-#: Failure stages, in the order a collection passes through them.
-STAGES = (
-    "inventory",
-    "connect",
-    "hostkey",
-    "auth",
-    "upload",
-    "python",
-    "facts",
-    "qemu",
-    "qmp",
-    "timeout",
-    "interrupted",
-    "output",
-    "cleanup",
-)
+#: Failure stages, in the order a collection passes through them (``vocabulary.Stage``).
+STAGES = Stage.values()
 
 
 @dataclass(frozen=True)
@@ -76,7 +63,7 @@ class HostOutcome:
             return self.stage
         if self.document is not None and not self.document.ok:
             return self.document.stage
-        return None if self.document is not None else "output"
+        return None if self.document is not None else Stage.OUTPUT
 
     @property
     def failure_message(self) -> str | None:

@@ -29,6 +29,6 @@ mypy tests
 echo "== import-linter (the layering in pyproject.toml)" >&2
 lint-imports --no-cache
 echo "== vermin --target=3.9- (what ships to hosts)" >&2
-vermin --no-tips --violations --target=3.9- --eval-annotations fleetcpu/probe fleetcpu/errors.py fleetcpu/__init__.py
+vermin --no-tips --violations --target=3.9- --eval-annotations fleetcpu/probe fleetcpu/errors.py fleetcpu/vocabulary.py fleetcpu/__init__.py
 echo "== pytest" >&2
 exec pytest -q -p no:cacheprovider "$@"

@@ -136,6 +136,7 @@ def test_bundle_is_deterministic_and_holds_exactly_the_probe() -> None:
     assert {
         "fleetcpu/__init__.py",
         "fleetcpu/errors.py",
+        "fleetcpu/vocabulary.py",
         "fleetcpu/probe/__main__.py",
         "fleetcpu/probe/run.py",
         "qemu/qmp/__init__.py",

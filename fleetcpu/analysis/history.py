@@ -25,6 +25,7 @@ from ..probe.document import Expansion
 from ..store import Store
 from ..store.schema import HOSTS
 from ..store.snapshot import columns as rows_of
+from ..vocabulary import Accel, Status
 
 __all__ = [
     "DRIFT_COLUMNS",
@@ -93,7 +94,7 @@ def failures(store: Store, pool: str | None = None, *, since: str | None = None)
     hosts = store.table(
         "hosts", columns=["run_id", "collected_at", "host", "pool", "status", "stage"], runs=runs
     )
-    hosts = hosts.filter(pc.equal(hosts["status"], pa.scalar("failed")))
+    hosts = hosts.filter(pc.equal(hosts["status"], pa.scalar(Status.FAILED.value)))
     failed = hosts.to_pandas()
     if pool is not None:
         failed = failed[failed["pool"] == pool]
@@ -239,7 +240,7 @@ def _row(before: Record, after: Record, old: CpuState | None, new: CpuState | No
 
 def _records(store: Store, runs: Iterable[str], accel: str, hosts: set[str] | None) -> Iterator[Record]:
     """The successful ``accel`` records of ``hosts`` (None: all), run by run, oldest first."""
-    ok, under = pa.scalar("ok"), pa.scalar(accel)
+    ok, under = pa.scalar(Status.OK.value), pa.scalar(accel)
     for run in runs:
         # Empty for a verify run, which writes no hosts rows.
         table = store.run_table(HOSTS.name, run, columns=_HOST_COLUMNS, hosts=hosts)
@@ -251,7 +252,7 @@ def drift(
     store: Store,
     pool: str | None = None,
     *,
-    accel: str = "kvm",
+    accel: str = Accel.KVM,
     machine_type: str | None = None,
     since: str | None = None,
     until: str | None = None,

@@ -24,6 +24,7 @@ import pandas as pd
 from .. import __version__
 from ..baseline.select import DEFAULT_MAX_AGE, age_text
 from ..store import Store
+from ..vocabulary import Accel
 from . import plots
 from .history import drift, failures, latest_hosts, runs_since
 from .pool import (
@@ -274,7 +275,7 @@ def sections(
     pool: str,
     *,
     root: Path,
-    accel: str = "kvm",
+    accel: str = Accel.KVM,
     machine_type: str | None = None,
     max_age: timedelta = DEFAULT_MAX_AGE,
     history: timedelta = DEFAULT_HISTORY,
@@ -360,7 +361,7 @@ def build_report(
     pool: str,
     *,
     root: Path,
-    accel: str = "kvm",
+    accel: str = Accel.KVM,
     machine_type: str | None = None,
     max_age: timedelta = DEFAULT_MAX_AGE,
     history: timedelta = DEFAULT_HISTORY,

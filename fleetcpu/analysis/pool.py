@@ -26,6 +26,7 @@ from ..baseline.types import Baseline, Member, Missing, Notice, Policy
 from ..errors import FleetcpuError, StoreError
 from ..explain import explain_blockers
 from ..store import HostState, Store
+from ..vocabulary import Accel
 
 __all__ = [
     "FEATURE_COLUMNS",
@@ -68,7 +69,7 @@ def load_pool(
     store: Store,
     pool: str,
     *,
-    accel: str = "kvm",
+    accel: str = Accel.KVM,
     machine_type: str | None = None,
     max_age: timedelta = DEFAULT_MAX_AGE,
     policy: Policy | None = None,
@@ -314,7 +315,7 @@ def pool_summary(
     store: Store,
     pools: Sequence[str] | None = None,
     *,
-    accel: str = "kvm",
+    accel: str = Accel.KVM,
     max_age: timedelta = DEFAULT_MAX_AGE,
     now: datetime | None = None,
 ) -> pd.DataFrame:

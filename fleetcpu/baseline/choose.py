@@ -47,6 +47,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..probe.document import CpuModel
+from ..vocabulary import NOT_POOL_MODELS
 from .types import Member, ModelBlock, ModelVerdict
 
 __all__ = [
@@ -62,8 +63,6 @@ __all__ = [
     "split_version",
 ]
 
-#: host/max follow the host they run on, base is empty: never a pool model.
-NOT_POOL_MODELS = frozenset({"host", "max", "base"})
 FALLBACK_MODEL = "base"
 _VERSIONED = re.compile(r"^(?P<base>.+)-v(?P<n>\d+)$")
 

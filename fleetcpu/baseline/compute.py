@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 
 from ..errors import MixedVendorsError, NoUsableDataError
 from ..probe.features import KVM_PV, NON_MIGRATABLE, SECURITY, TSX, is_nested
+from ..vocabulary import Accel, KvmNested
 from . import cpuarg
 from .choose import FALLBACK_MODEL, JudgeMemo, Subpool, best, judge
 from .types import (
@@ -179,9 +180,9 @@ class _Policy:
         nested = [f for f in self.result if is_nested(f)]
         if not policy.nested:
             self.drop(nested, "nested-policy", "nested virtualisation is off unless asked for (--nested)")
-        elif nested and self.accel == "kvm":
+        elif nested and self.accel == Accel.KVM:
             # Under TCG, VMX/SVM are QEMU's emulation: the KVM module's nesting is irrelevant.
-            off = tuple(m.host for m in members if m.kvm_nested != "true")
+            off = tuple(m.host for m in members if m.kvm_nested != KvmNested.TRUE)
             if off:
                 message = (
                     f"--nested asked, but {host_list(off)} do not report KVM nesting "

@@ -32,12 +32,13 @@ from datetime import UTC, datetime, timedelta
 from ..errors import NoUsableDataError
 from ..probe.document import MachineProbe
 from ..store import HostSnapshot, HostState, Store
+from ..vocabulary import Accel
 from .machine import choose_machine_type
 from .member import member_from_probe, vendor
 from .types import Member, Missing, Notice
 
 DEFAULT_MAX_AGE = timedelta(days=7)
-ACCELS = ("kvm", "tcg")
+ACCELS = Accel.values()
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def classify(states: Sequence[HostState], accel: str, max_age: timedelta, now: d
     """Decide, per member, from its index record alone: use its data, or report it missing."""
     if accel not in ACCELS:
         raise ValueError(f"accel must be one of {', '.join(ACCELS)}, not {accel!r}")
-    other = "tcg" if accel == "kvm" else "kvm"
+    other = Accel.TCG if accel == Accel.KVM else Accel.KVM
     usable: list[HostState] = []
     missing: list[Missing] = []
     notices: list[Notice] = []
@@ -103,7 +104,7 @@ def classify(states: Sequence[HostState], accel: str, max_age: timedelta, now: d
             if alt is not None:
                 why = (
                     "TCG shows what QEMU emulates, not what KVM guests get"
-                    if accel == "kvm"
+                    if accel == Accel.KVM
                     else "KVM data says nothing about what TCG emulates"
                 )
                 missing.append(
@@ -231,7 +232,7 @@ def select_members(
     store: Store,
     pool: str,
     *,
-    accel: str = "kvm",
+    accel: str = Accel.KVM,
     machine_type: str | None = None,
     max_age: timedelta = DEFAULT_MAX_AGE,
     strict: bool = False,

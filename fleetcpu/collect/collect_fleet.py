@@ -51,6 +51,7 @@ from ..fleet.remote_run import HostFailure
 from ..fleet.transport import Transport
 from ..outcome import ConnectionSpec, HostOutcome
 from ..probe.document import ProbeDocument
+from ..vocabulary import Stage
 from .probe_reply import interpret
 
 if TYPE_CHECKING:
@@ -198,7 +199,7 @@ def _interrupted(collector: Collector, host: HostSpec) -> HostOutcome:
     return collector.outcome(
         host,
         time.monotonic(),
-        stage="interrupted",
+        stage=Stage.INTERRUPTED,
         error="the run was interrupted while this host was being probed; its probe was stopped",
         code="interrupted",
     )

@@ -28,10 +28,13 @@ from ..errors import ProbeDocumentError
 from ..fleet.bootstrap import EXIT_BAD_BUNDLE, EXIT_OLD_PYTHON, MARKER
 from ..fleet.remote_run import STDOUT_BUDGET, STDOUT_CAP, STDOUT_FREE, RemoteRun
 from ..probe.document import ProbeDocument
+from ..vocabulary import Stage
 from .decode_cache import read_document
 
 __all__ = ["BANNER_EVIDENCE", "STDOUT_EVIDENCE", "Verdict", "interpret"]
 
+#: The stages whose message quotes the start of stdout (what came instead of a document).
+_SHOW_STDOUT = (Stage.OUTPUT, Stage.TIMEOUT, Stage.UPLOAD)
 #: How much of an unusable stdout is kept as evidence.
 STDOUT_EVIDENCE = 512
 #: How much of a skipped banner the row keeps.
@@ -84,7 +87,7 @@ def _with_document(run: RemoteRun, document: ProbeDocument, stderr: str) -> Verd
         how = "was closed hard" if run.killed else "was stopped with SIGTERM"
         return Verdict(
             document,
-            "cleanup",
+            Stage.CLEANUP,
             f"the probe printed its document but did not exit before the command timeout; it {how}",
             "cleanup",
             stderr,
@@ -92,7 +95,7 @@ def _with_document(run: RemoteRun, document: ProbeDocument, stderr: str) -> Verd
     if document.ok and (run.exit_signal is not None or run.exit_status not in (0, None)):
         return Verdict(
             document,
-            "cleanup",
+            Stage.CLEANUP,
             f"the probe printed its document, then ended with {_how_it_ended(run)}: {_last_line(stderr)}",
             "cleanup",
             stderr,
@@ -136,7 +139,7 @@ def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912
     stderr = _text(run.stderr_tail)
 
     def fail(stage: str, error: str, code: str) -> Verdict:
-        if run.stdout and stage in ("output", "timeout", "upload"):
+        if run.stdout and stage in _SHOW_STDOUT:
             shown = run.stdout[:STDOUT_EVIDENCE]
             error += f"; stdout began with {shown!r} ({len(run.stdout)} bytes)"
         return Verdict(None, stage, error, code, stderr)
@@ -144,28 +147,30 @@ def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912
     status = run.exit_status
     if status == 127 and not run.stdout:
         return fail(
-            "python", f"{python} not found on the host (exit 127): {_last_line(stderr)}", "python-missing"
+            Stage.PYTHON, f"{python} not found on the host (exit 127): {_last_line(stderr)}", "python-missing"
         )
     if status == 126 and not run.stdout:
         return fail(
-            "python", f"{python} cannot be executed (exit 126): {_last_line(stderr)}", "python-not-executable"
+            Stage.PYTHON,
+            f"{python} cannot be executed (exit 126): {_last_line(stderr)}",
+            "python-not-executable",
         )
     too_old = _marker(stderr, "python-too-old")
     if status == EXIT_OLD_PYTHON and too_old is not None:
-        return fail("python", too_old, "python-too-old")
+        return fail(Stage.PYTHON, too_old, "python-too-old")
     bad_bundle = _marker(stderr, "upload")
     if status == EXIT_BAD_BUNDLE and bad_bundle is not None:
-        return fail("upload", f"the host did not receive the probe bundle intact: {bad_bundle}", "upload")
+        return fail(Stage.UPLOAD, f"the host did not receive the probe bundle intact: {bad_bundle}", "upload")
     if run.upload_error is not None and not run.stdout:
         return fail(
-            "upload",
+            Stage.UPLOAD,
             f"sending the probe bundle failed ({run.upload_error}); "
             f"the command ended with {_how_it_ended(run)}",
             "upload",
         )
     if run.over_budget:
         return fail(
-            "output",
+            Stage.OUTPUT,
             f"more than {STDOUT_FREE} bytes on stdout while other hosts' output "
             f"held the collector's shared budget ({STDOUT_BUDGET} bytes): not a probe "
             "document",
@@ -173,7 +178,7 @@ def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912
         )
     if run.stdout_overflow:
         return fail(
-            "output", f"more than {STDOUT_CAP} bytes on stdout: not a probe document", "output-too-large"
+            Stage.OUTPUT, f"more than {STDOUT_CAP} bytes on stdout: not a probe document", "output-too-large"
         )
     document: ProbeDocument | None = None
     problem = ""
@@ -187,36 +192,40 @@ def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912
                 problem = exc.message
     if run.timed_out and (document is None or not document.ok):
         how = "did not stop after SIGTERM and was closed hard" if run.killed else "was stopped with SIGTERM"
-        return fail("timeout", f"no probe document within the command timeout; the probe {how}", "timeout")
+        return fail(
+            Stage.TIMEOUT, f"no probe document within the command timeout; the probe {how}", "timeout"
+        )
     if document is not None:
         if banner:
             verdict = _with_document(run, document, _banner_note(banner) + stderr)
             return dataclasses.replace(verdict, banner=_banner_lines(banner))
         return _with_document(run, document, stderr)
     if run.lost is not None:
-        return fail("output", f"connection lost before the probe finished ({run.lost})", "connection-lost")
+        return fail(
+            Stage.OUTPUT, f"connection lost before the probe finished ({run.lost})", "connection-lost"
+        )
     if not run.stdout.strip():
         return fail(
-            "output",
+            Stage.OUTPUT,
             f"the probe printed nothing and ended with {_how_it_ended(run)}: {_last_line(stderr)}",
             "no-output",
         )
     if run.exit_signal is not None:
         return fail(
-            "output",
+            Stage.OUTPUT,
             f"the probe was killed by signal {run.exit_signal} after "
             f"{len(run.stdout)} bytes of output ({problem})",
             "killed",
         )
     if run.stdout.lstrip().startswith(b"{") and not run.stdout.rstrip().endswith(b"}"):
         return fail(
-            "output",
+            Stage.OUTPUT,
             f"truncated probe document: {len(run.stdout)} bytes ending "
             f"mid-document ({problem}); it ended with {_how_it_ended(run)}",
             "truncated",
         )
     return fail(
-        "output",
+        Stage.OUTPUT,
         f"the probe's output is not a probe document ({problem}); it ended with {_how_it_ended(run)}",
         "bad-output",
     )

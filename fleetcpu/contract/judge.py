@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from ..baseline.member import offered_from
 from ..baseline.member import vocabulary as vocabulary_of
 from ..probe.document import CpuModel, MachineInfo, MachineProbe
+from ..vocabulary import State
 from .cpu_string import BOOLEAN, CpuString
 
 __all__ = [
@@ -40,9 +41,10 @@ __all__ = [
     "judge",
 ]
 
-COMPLIANT = "compliant"
-NON_COMPLIANT = "non-compliant"
-UNDECIDED = "undecided"
+#: The rule's three answers (``vocabulary.State`` holds them with the states it cannot give).
+COMPLIANT = State.COMPLIANT
+NON_COMPLIANT = State.NON_COMPLIANT
+UNDECIDED = State.UNDECIDED
 
 #: Why a host is non-compliant (closed set, shared by table, JSON and Prometheus).
 REASONS = ("machine-type-missing", "model-unusable", "features-lacking", "model-differs", "vendor-differs")

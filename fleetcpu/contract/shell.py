@@ -33,6 +33,7 @@ from ..store import HostSnapshot, HostState, Store
 from ..store.atomic import write_bytes
 from ..store.schema import ADOPTIONS, COMPLIANCE, RUNS
 from ..store.snapshot import columns
+from ..vocabulary import Accel
 from .adoption import Adoption, change_lines, from_baseline, from_row, lowers, to_row
 from .cpu_string import CpuString, parse_cpu
 from .judge import COMPLIANT, UNDECIDED, HostCpu, Judge
@@ -487,7 +488,7 @@ def _judge_states(
                 )
             )
         elif snap is None:
-            out.append(make(state="undecided", detail="no CPU data stored for its successful run"))
+            out.append(make(state=UNDECIDED, detail="no CPU data stored for its successful run"))
         else:
             out.append(from_verdict(rule(host_cpu(snap)), make))
     return out
@@ -681,10 +682,7 @@ def _pool_statuses(
         members = by_pool[name]
         a = adoptions.get(name)
         oks = [
-            slot.collected_at
-            for st in members
-            for acc in ("kvm", "tcg")
-            if (slot := st.latest_ok(acc)) is not None
+            slot.collected_at for st in members for acc in Accel if (slot := st.latest_ok(acc)) is not None
         ]
         last = max(oks) if oks else None
         if a is None:

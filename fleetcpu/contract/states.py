@@ -1,16 +1,10 @@
-"""The closed set of compliance states, and one member's verdict as a record and a row. Pure.
+"""The compliance states' names, and one member's verdict as a record and a row. Pure.
 
-One set, shared by the table, the JSON (``fleetcpu.status/1``), Prometheus
-and the stored ``compliance`` rows, so a dashboard and a script never
-disagree on what a word means:
-
-* ``compliant``: the data proves it starts the adopted CPU, every feature;
-* ``non-compliant``: the data proves it cannot (``reason``, ``lacking``);
-* ``undecided``: the data cannot say (``detail`` says why): never compliant;
-* ``failed``: its latest run failed (older data may exist; it is not judged as current);
-* ``stale``: its latest successful data is older than ``--max-age``;
-* ``tcg-only``: its latest probe ran under another accelerator than the
-  contract's (for a KVM contract: it fell back to TCG, so it runs no KVM guest).
+One closed set (``vocabulary.State``, where each word is explained), shared
+by the table, the JSON (``fleetcpu.status/1``), Prometheus and the stored
+``compliance`` rows, so a dashboard and a script never disagree on what a
+word means. ``STATES`` is its values in their order; the names below are its
+members, the first three being the rule's answers (``judge``).
 
 ``carry`` keeps "since when": every row repeats the host's last compliant
 run and what the host was then (microcode, kernel, QEMU), so the collect
@@ -24,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from ..vocabulary import State
 from .judge import COMPLIANT, NON_COMPLIANT, UNDECIDED, Verdict
 
 __all__ = [
@@ -43,10 +38,10 @@ __all__ = [
     "to_row",
 ]
 
-FAILED = "failed"
-STALE = "stale"
-TCG_ONLY = "tcg-only"
-STATES = (COMPLIANT, NON_COMPLIANT, UNDECIDED, FAILED, STALE, TCG_ONLY)
+FAILED = State.FAILED
+STALE = State.STALE
+TCG_ONLY = State.TCG_ONLY
+STATES = State.values()
 
 
 def counts_against(state: str, strict: bool) -> bool:

@@ -13,11 +13,12 @@ import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from ..vocabulary import rfc3339
 from .adoption import Adoption
-from .states import NON_COMPLIANT, STATES, Compliance, counts_against
+from .states import COMPLIANT, NON_COMPLIANT, STATES, Compliance, counts_against
 
 __all__ = ["SCHEMA", "Headroom", "PoolStatus", "status_json", "status_table", "status_text"]
 
@@ -71,7 +72,7 @@ def _time(moment: datetime | None) -> str | None:
 @functools.lru_cache(maxsize=4096)
 def _rfc3339(moment: datetime) -> str:
     """Memoised: 100,000 members share a few run times, and ``strftime`` was a second."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return rfc3339(moment)
 
 
 def _adopted_json(a: Adoption | None, now: datetime) -> dict[str, Any] | None:
@@ -182,7 +183,7 @@ def status_table(statuses: Sequence[PoolStatus], now: datetime) -> str:
             if m.state == NON_COMPLIANT:
                 what = ", ".join(m.lacking) or m.detail
                 lines.append(f"  {m.host}: non-compliant ({m.reason}): {what}")
-            elif m.state != "compliant":
+            elif m.state != COMPLIANT:
                 lines.append(f"  {m.host}: {m.state}: {m.detail}")
         h = s.headroom
         if h is not None:

@@ -28,6 +28,7 @@ from ..baseline.types import Member
 from ..errors import BadInputError, NoCommonMachineTypeError, NoUsableDataError, UsageError
 from ..probe.document import MachineProbe, ProbeDocument, document_from_json
 from ..store import Store
+from ..vocabulary import Accel, Status
 from .answers import Change
 
 __all__ = ["Candidate", "is_document", "load_candidate", "qemu_too_old"]
@@ -108,7 +109,7 @@ def _from_document(path: str, machine_type: str, accel: str) -> Candidate:
                 None,
                 _missing_type(host, machine_type, f"its QEMU {doc.qemu.version} does not list it"),
             )
-        if doc.status != "ok" and not doc.machine_types:
+        if doc.status != Status.OK and not doc.machine_types:
             raise NoUsableDataError(
                 f"{path}: a failed probe ({doc.stage or 'unknown stage'}: "
                 f"{doc.error or doc.error_code or 'no message'}): no CPU data"
@@ -119,7 +120,7 @@ def _from_document(path: str, machine_type: str, accel: str) -> Candidate:
             f"{path}: {host} was probed under {probe.accel}, the pool uses {accel}: "
             + (
                 "TCG shows what QEMU emulates, not what KVM guests get"
-                if accel == "kvm"
+                if accel == Accel.KVM
                 else "KVM data says nothing about what TCG emulates"
             )
         )

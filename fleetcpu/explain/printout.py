@@ -15,7 +15,7 @@ from typing import Any
 
 from ..baseline.compute import host_list
 from ..baseline.types import Baseline
-from ..export.json_doc import rfc3339
+from ..vocabulary import Accel, rfc3339
 from .answers import Blockers, CheckResult, WhatIf
 
 __all__ = [
@@ -262,7 +262,7 @@ _COMMON = {
     "schema": {"type": "string"},
     "pool": {"type": "string"},
     "machine_type": {"type": "string"},
-    "accel": {"enum": ["kvm", "tcg"]},
+    "accel": {"enum": list(Accel.values())},
 }
 
 BLOCKERS_JSON_SCHEMA: dict[str, Any] = {

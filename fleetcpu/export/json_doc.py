@@ -11,21 +11,13 @@ store. The explanations (``Baseline.blocked``/``models``) are not part of
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from ..baseline.types import Baseline
+from ..vocabulary import rfc3339
 from .rendered import Rendered
 
-__all__ = ["render_json", "rfc3339", "to_json"]
-
-
-def rfc3339(moment: datetime) -> str:
-    """``2026-11-26T10:13:36.578Z`` (the store's spelling); a naive time is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{moment.microsecond // 1000:03d}Z"
+__all__ = ["render_json", "to_json"]
 
 
 def to_json(b: Baseline) -> dict[str, Any]:

@@ -51,6 +51,7 @@ import re
 from ..baseline.choose import split_version
 from ..baseline.types import Baseline, ModelVerdict
 from ..libvirt.spell import qemu_view
+from ..vocabulary import Accel
 from .provenance import commentary, origin
 from .rendered import Rendered
 
@@ -187,7 +188,7 @@ def forced(model: str, accel: str, machine_type: str) -> dict[str, bool]:
         out["sep"] = True
     if model.startswith("Opteron"):
         out["rdtscp"] = False
-    if accel == "kvm" and machine_version(machine_type) >= (2, 3):
+    if accel == Accel.KVM and machine_version(machine_type) >= (2, 3):
         out["kvm-pv-unhalt"] = out["kvm-pv-eoi"] = True
     return out
 
@@ -203,11 +204,11 @@ def _compatible(name: str, b: Baseline) -> bool:
     vendor = PVE_MODELS.get(name)
     if vendor is None:
         return False
-    return vendor == b.vendor if vendor else b.accel == "kvm"
+    return vendor == b.vendor if vendor else b.accel == Accel.KVM
 
 
 def _fallback(b: Baseline) -> str:
-    if b.accel == "kvm":
+    if b.accel == Accel.KVM:
         return "kvm64"  # no vendor forced: KVM gives the guest the host's, the pool's
     # Under TCG the model's own vendor applies: QEMU's kvm64 is Intel, qemu64 AMD.
     return "kvm64" if b.vendor == "GenuineIntel" else "qemu64"
@@ -293,7 +294,7 @@ def render_proxmox(b: Baseline) -> Rendered:
     else:
         exact = (
             "exact, or a refusal to start under Proxmox's enforce"
-            if b.accel == "kvm"
+            if b.accel == Accel.KVM
             else "Proxmox adds enforce under KVM only: under TCG a feature TCG cannot "
             "emulate is dropped, never added"
         )
@@ -309,7 +310,7 @@ def render_proxmox(b: Baseline) -> Rendered:
             "Proxmox itself sets "
             + ", ".join(f"{'+' if on else '-'}{PVE_SPELLING.get(f, f)}" for f, on in sorted(own.items()))
             + f" for {model}"
-            + (" under KVM" if b.accel == "kvm" else "")
+            + (" under KVM" if b.accel == Accel.KVM else "")
             + ": not repeated here"
         )
     clash = overridden(b, model)

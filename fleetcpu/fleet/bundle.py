@@ -3,7 +3,7 @@
 Why a zip built from the *installed* packages: the orchestrator and the hosts
 must run the same probe, and the host has neither fleetcpu nor qemu.qmp. The
 zip holds ``fleetcpu/__init__.py``, ``fleetcpu/errors.py``,
-``fleetcpu/probe/*.py`` and ``qemu/qmp/*.py`` (less its interactive tools),
+``fleetcpu/vocabulary.py``, ``fleetcpu/probe/*.py`` and ``qemu/qmp/*.py`` (less its interactive tools),
 each with its precompiled code; ``bootstrap_host`` imports it from memory.
 
 Why precompiled code beside the source: a host whose Python has the
@@ -102,6 +102,7 @@ def bundle_sources() -> list[tuple[str, Path]]:
     files = [
         ("fleetcpu/__init__.py", fleetcpu_dir / "__init__.py"),
         ("fleetcpu/errors.py", fleetcpu_dir / "errors.py"),
+        ("fleetcpu/vocabulary.py", fleetcpu_dir / "vocabulary.py"),
     ]
     files += [(f"fleetcpu/probe/{p.name}", p) for p in (fleetcpu_dir / "probe").glob("*.py")]
     files += [(f"qemu/qmp/{p.name}", p) for p in qmp_dir.glob("*.py") if p.name not in _QMP_TOOLS]

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from ..vocabulary import Stage
 from .remote_run import HostFailure
 
 __all__ = [
@@ -103,7 +104,7 @@ async def within_deadline(attempt: Callable[[], Awaitable[R]], policy: RetryPoli
             return await with_retries(attempt, policy)
     except TimeoutError as exc:
         raise HostFailure(
-            "timeout",
+            Stage.TIMEOUT,
             f"host not done within its deadline of {deadline:.0f}s (retries, command, cleanup)",
             code="host-deadline",
         ) from exc

@@ -87,6 +87,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from fleetcpu.errors import InventoryError
+from fleetcpu.vocabulary import AccelRequest
 
 __all__ = [
     "ACCELS",
@@ -108,7 +109,7 @@ MAX_EXPANSION = 1_000_000
 #: Most distinct hosts one inventory may name unless the caller lifts it (``--max-hosts``).
 DEFAULT_MAX_HOSTS = 100_000
 
-ACCELS = ("auto", "kvm", "tcg")
+ACCELS = AccelRequest.values()
 TRANSPORTS = ("ssh", "local")
 
 #: Key as written -> the one setting it controls.
@@ -758,7 +759,7 @@ class _Parser:
             machine_types=tuple(machine_types.split(",")) if machine_types else (),
             qemu=get("qemu"),
             python=get("python"),
-            accel=get("accel") or "auto",
+            accel=get("accel") or AccelRequest.AUTO,
             transport=get("transport") or "ssh",
             groups=direct,
             source=f"{self.path}:{host.line}",

@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 
+from ..vocabulary import Stage
 from .inventory import HostSpec
 from .remote_run import HostFailure, RemoteRun
 from .transport import drive
@@ -102,7 +103,7 @@ class LocalTransport:
                 env=dict(os.environ),
             )
         except OSError as exc:
-            raise HostFailure("python", f"cannot start {SHELL}: {exc}") from exc
+            raise HostFailure(Stage.PYTHON, f"cannot start {SHELL}: {exc}") from exc
         channel = _LocalChannel(proc)
         try:
             return await drive(channel, stdin, timeout, self.grace)

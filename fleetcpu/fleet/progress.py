@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
 from ..outcome import STAGES, HostOutcome
+from ..vocabulary import Stage
 
 if TYPE_CHECKING:
     from .inventory import HostSpec
@@ -57,7 +58,7 @@ class Tally:
             if outcome.document is not None:
                 self.accels[outcome.document.accel or "unknown"] += 1
             return
-        stage = outcome.failure_stage or "output"
+        stage = outcome.failure_stage or Stage.OUTPUT
         self.count(stage)
         names = self.examples.setdefault(stage, [])
         if len(names) < EXAMPLES:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..vocabulary import Stage
 from .asyncssh_import import asyncssh
 from .hostkeys import HostKeyCheck, HostKeyPolicy, default_known_hosts, known_hosts_name
 from .inventory import HostSpec
@@ -213,19 +214,19 @@ class SshTransport:
             return await asyncssh.connect(host.address, **self._connect_kwargs(host, check))
         except asyncssh.HostKeyNotVerifiable as exc:
             raise HostFailure(
-                "hostkey", check.refusal(exc.reason), code=f"hostkey-{check.verdict or 'refused'}"
+                Stage.HOSTKEY, check.refusal(exc.reason), code=f"hostkey-{check.verdict or 'refused'}"
             ) from exc
         except asyncssh.PermissionDenied as exc:
             user = host.user or self.settings.user or "(default user)"
             raise HostFailure(
-                "auth", f"authentication refused for {user} at {where}: {exc.reason}", code="auth"
+                Stage.AUTH, f"authentication refused for {user} at {where}: {exc.reason}", code="auth"
             ) from exc
         except asyncssh.KeyExchangeFailed as exc:
-            stage = "hostkey" if "host key" in exc.reason.lower() else "connect"
+            stage = Stage.HOSTKEY if "host key" in exc.reason.lower() else Stage.CONNECT
             raise HostFailure(stage, f"key exchange with {where} failed: {exc.reason}", code="kex") from exc
         except asyncssh.ConnectionLost as exc:
             raise HostFailure(
-                "connect",
+                Stage.CONNECT,
                 f"{where} closed the connection during the SSH handshake "
                 f"({exc.reason}; sshd's MaxStartups drops bursts like this)",
                 transient=True,
@@ -234,33 +235,33 @@ class SshTransport:
         except asyncssh.DisconnectError as exc:
             transient = exc.code in (asyncssh.DISC_TOO_MANY_CONNECTIONS, asyncssh.DISC_CONNECTION_LOST)
             raise HostFailure(
-                "connect",
+                Stage.CONNECT,
                 f"{where} disconnected during the SSH handshake: {exc.reason}",
                 transient=transient,
                 code="disconnected",
             ) from exc
         except TimeoutError as exc:
             raise HostFailure(
-                "connect",
+                Stage.CONNECT,
                 f"no SSH session with {where} within {timeout:g}s (--connect-timeout)",
                 transient=True,
                 code="connect-timeout",
             ) from exc
         except socket.gaierror as exc:
             raise HostFailure(
-                "connect", f"cannot resolve {host.address}: {exc.strerror}", code="resolve"
+                Stage.CONNECT, f"cannot resolve {host.address}: {exc.strerror}", code="resolve"
             ) from exc
         except OSError as exc:
             transient = exc.errno in _TRANSIENT_ERRNOS
             # asyncio words a refused connect as "Connect call failed (addr, port)": say why.
             why = os.strerror(exc.errno) if exc.errno else str(exc)
             raise HostFailure(
-                "connect", f"cannot connect to {where}: {why}", transient=transient, code="connect"
+                Stage.CONNECT, f"cannot connect to {where}: {why}", transient=transient, code="connect"
             ) from exc
         except (asyncssh.Error, ValueError) as exc:
             # ValueError: asyncssh's verdict on a bad ssh_config or option for this host.
             raise HostFailure(
-                "connect", f"cannot open an SSH session with {where}: {exc}", code="ssh"
+                Stage.CONNECT, f"cannot open an SSH session with {where}: {exc}", code="ssh"
             ) from exc
 
     async def run(self, host: HostSpec, command: str, stdin: bytes, timeout: float) -> RemoteRun:
@@ -275,7 +276,10 @@ class SshTransport:
                 process = await conn.create_process(command, encoding=None)
             except (asyncssh.Error, OSError) as exc:
                 raise HostFailure(
-                    "connect", f"{self._where(host)} refused a session: {exc}", transient=True, code="session"
+                    Stage.CONNECT,
+                    f"{self._where(host)} refused a session: {exc}",
+                    transient=True,
+                    code="session",
                 ) from exc
             return await drive(_SshChannel(process), stdin, timeout, self.settings.grace)
         finally:

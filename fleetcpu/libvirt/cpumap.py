@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ..errors import BadInputError
 from ..probe.features import canonical, cpuid_bit
+from ..vocabulary import Register
 
 __all__ = [
     "SYSTEM_CPU_MAP",
@@ -50,7 +51,7 @@ __all__ = [
 
 #: The system's cpu_map on Debian/Ubuntu/Fedora/RHEL: what ``--libvirt-cpu-map`` defaults to.
 SYSTEM_CPU_MAP = Path("/usr/share/libvirt/cpu_map")
-_REGISTERS = ("eax", "ebx", "ecx", "edx")
+_REGISTERS = Register.values()
 
 
 class CpuMapError(BadInputError):

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 from ..errors import ProbeDocumentError
+from ..vocabulary import DevKvm, KvmNested, Register, Status
+from .envelope import JsonDocument, check_status, read_envelope
 from .names import UNNAMED_FEATURE, is_name, is_vendor, name_problem, vendor_problem
 
 __all__ = [
@@ -46,7 +48,6 @@ __all__ = [
     "Expansion",
     "FeatureWord",
     "HostFacts",
-    "JsonDocument",
     "MachineInfo",
     "MachineProbe",
     "ProbeDocument",
@@ -66,7 +67,8 @@ SCHEMA_MAJOR = "fleetcpu.probe/"
 #: A non-feature CPU property value (``level``, ``model-id``, ``hv-spinlocks``...).
 Scalar = Union[bool, int, float, str, None]
 
-REGISTERS = ("eax", "ebx", "ecx", "edx")
+#: The CPUID registers a feature word may name, as plain strings (``Register``'s values).
+REGISTERS = Register.values()
 
 # Every integer a document may hold has a range, checked at decode: a value
 # beyond its Parquet column (int32, int64) passed the type check and then
@@ -178,7 +180,7 @@ class Attempt:
     accel: str
     cpu: str
     argv: Tuple[str, ...]
-    #: ok | died | unknown-machine-type | qmp-error | timeout | interrupted
+    #: An ``Outcome``: ok | died | unknown-machine-type | qmp-error | timeout | interrupted
     outcome: str
     exit_status: Optional[int] = field(metadata=STATUS)
     stderr_tail: str
@@ -232,43 +234,22 @@ class HostFacts:
     cpu: CpuFacts = field(default_factory=CpuFacts)
     #: kvm_intel, kvm_amd, kvm_pvm, ... or None when no KVM vendor module is loaded.
     kvm_module: Optional[str] = None
-    #: "true" | "false" | "unknown"
-    kvm_nested: str = "unknown"
-    #: "ok" | "missing" | "no-permission"
-    dev_kvm: str = "missing"
+    #: A ``KvmNested``: "true" | "false" | "unknown"
+    kvm_nested: str = KvmNested.UNKNOWN
+    #: A ``DevKvm``: "ok" | "missing" | "no-permission"
+    dev_kvm: str = DevKvm.MISSING
     #: Set (to a label) when the facts were made up for a test host, never on a real one.
     synthetic: Optional[str] = None
 
 
-class JsonDocument:
-    """What every document a host prints shares: ``schema`` first, then its fields, as JSON."""
-
-    def to_dict(self) -> Dict[str, Any]:
-        out = _plain(self)
-        assert isinstance(out, dict)
-        # schema first, for humans reading the file
-        return {"schema": out.pop("schema"), **out}
-
-    def to_json(self, indent: Optional[int] = None) -> str:
-        """``to_dict()`` as JSON, but with the encoder walking the records itself.
-
-        The C encoder takes tuples, lists, dicts and scalars as they are and asks
-        ``_fields`` only for each record: same text, a quarter of the time of
-        building the plain copy first, at the very end of every probe.
-        """
-        fields = _fields(self)
-        top = {"schema": fields.pop("schema"), **fields}
-        return json.dumps(top, indent=indent, default=_fields)
-
-
 @dataclass(frozen=True)
 class ProbeDocument(JsonDocument):
-    """The probe's whole output; ``status`` failed documents carry stage, error and attempts."""
+    """The probe's whole output; ``status`` failed documents carry stage, error and attempts.
 
-    status: str
-    probe_version: str
-    time: str
-    duration_s: float
+    It opens with the envelope's fields (``envelope.JsonDocument``) and closes
+    with the failure's, as every host document does.
+    """
+
     host: HostFacts
     accel: Optional[str] = None
     accel_reason: Optional[str] = None
@@ -280,30 +261,6 @@ class ProbeDocument(JsonDocument):
     error_code: Optional[str] = None
     exit_code: int = field(default=0, metadata={"range": (0, 255)})
     schema: str = SCHEMA
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-def _fields(record: Any) -> Dict[str, Any]:
-    """One record's fields by name, values untouched (the JSON encoder's ``default``)."""
-    names = getattr(record, "__dataclass_fields__", None)
-    if names is None:
-        raise TypeError("not JSON serialisable: %s" % type(record).__name__)
-    return {name: getattr(record, name) for name in names}
-
-
-def _plain(value: Any) -> Any:
-    """Records -> JSON-ready values; ``dataclasses.asdict`` deep-copies and was 3x slower."""
-    fields = getattr(value, "__dataclass_fields__", None)
-    if fields is not None:
-        return {name: _plain(getattr(value, name)) for name in fields}
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 # --------------------------------------------------------------------------
@@ -558,24 +515,13 @@ def _from_dict(cls: Type[T], value: Any, path: str, source: str) -> T:
 
 def document_from_dict(value: Any, source: str = "<probe>") -> ProbeDocument:
     """Validate a parsed JSON value as a probe document; errors name the key at fault."""
-    if not isinstance(value, dict):
-        raise ProbeDocumentError(source, "", "not a JSON object")
-    schema = value.get("schema")
-    if not isinstance(schema, str) or not schema.startswith(SCHEMA_MAJOR):
-        raise ProbeDocumentError(source, "schema", "not a fleetcpu probe document (%r)" % (schema,))
-    if schema != SCHEMA:
-        raise ProbeDocumentError(
-            source, "schema", "unsupported version %r (this fleetcpu reads %r)" % (schema, SCHEMA)
-        )
+    read_envelope(value, SCHEMA, SCHEMA_MAJOR, "probe", source)
     try:
         doc = typing.cast(ProbeDocument, _fast(ProbeDocument)(value))
     except _Bad:
         doc = _from_dict(ProbeDocument, value, "", source)  # raises, naming the key
-    if doc.status not in ("ok", "failed"):
-        raise ProbeDocumentError(source, "status", "must be 'ok' or 'failed'")
-    if doc.status == "failed" and not doc.stage:
-        raise ProbeDocumentError(source, "stage", "a failed document must say its stage")
-    if doc.status == "ok" and not doc.machine_types:
+    check_status(doc.status, doc.stage, source)
+    if doc.status == Status.OK and not doc.machine_types:
         raise ProbeDocumentError(source, "machine_types", "an ok document needs at least one")
     for i, mp in enumerate(doc.machine_types):
         for j, fw in enumerate(mp.feature_words + mp.filtered_features):

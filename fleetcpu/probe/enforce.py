@@ -38,17 +38,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from .. import __version__
 from ..errors import (
-    ProbeError,
     ProbeTimeoutError,
     QmpProtocolError,
 )
+from ..vocabulary import Accel, now_rfc3339
 from .enforce_document import QemuBrief, VerifyDocument, missing_features
+from .envelope import build
 from .qemu_process import QemuInstance, check_version, find_binary
 from .qmp_decode import resolve_machine
 from .qmp_session import Session
-from .run import failure_of, now_rfc3339, within
+from .run import failure_of, within
 
 __all__ = [
     "ACCELS",
@@ -61,7 +61,8 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 60.0
-ACCELS = ("kvm", "tcg")
+#: ``--accel``'s choices: verify starts a CPU under one accelerator, never "auto".
+ACCELS = Accel.values()
 #: What verify appends to the CPU: a feature the host lacks must stop QEMU, not vanish.
 ENFORCE = ",enforce"
 
@@ -98,7 +99,7 @@ async def _read_vcpu(session: Session, state: _State, opts: VerifyOptions) -> No
     path = await session.vcpu_path()
     fields = state.fields
     fields["machine_type"] = resolve_machine(machines, opts.machine_type) or opts.machine_type
-    fields["accel_used"] = None if enabled is None else ("kvm" if enabled else "tcg")
+    fields["accel_used"] = None if enabled is None else (Accel.KVM if enabled else Accel.TCG)
     if path is not None:
         words = await session.feature_words(path, "feature-words")
         filtered = await session.feature_words(path, "filtered-features")
@@ -175,26 +176,14 @@ async def run_verify(opts: VerifyOptions) -> VerifyDocument:
     state = _State()
     deadline = asyncio.get_running_loop().time() + opts.timeout
     error = await failure_of(_verify(opts, state, deadline), "verify")
-    base: Dict[str, Any] = {
-        "status": "ok",
-        "probe_version": __version__,
-        "time": when,
-        "duration_s": round(time.monotonic() - started, 4),
+    fields: Dict[str, Any] = {
         "cpu": opts.cpu,
         "requested_machine_type": opts.machine_type,
         "accel": opts.accel,
         "qemu": state.qemu,
+        **state.fields,
     }
-    base.update(state.fields)
-    if error is not None:
-        base.update(
-            status="failed",
-            stage=error.stage if isinstance(error, ProbeError) else error.code,
-            error=error.message,
-            error_code=error.code,
-            exit_code=error.exit_code,
-        )
-    return VerifyDocument(**base)
+    return build(VerifyDocument, started, when, fields, error)
 
 
 def build_parser() -> argparse.ArgumentParser:

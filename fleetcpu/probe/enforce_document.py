@@ -16,16 +16,17 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 from ..errors import ProbeDocumentError
+from ..vocabulary import Status
 from . import features
 from .document import (
     REGISTERS,
     FeatureWord,
-    JsonDocument,
     QueryFailure,
     VcpuProps,
     _from_dict,
     load_json,
 )
+from .envelope import JsonDocument, check_status, read_envelope
 
 __all__ = [
     "SCHEMA",
@@ -61,12 +62,12 @@ class QemuBrief:
 
 @dataclass(frozen=True)
 class VerifyDocument(JsonDocument):
-    """Everything one verify launch told us; ``status`` failed means no answer was reached."""
+    """Everything one verify launch told us; ``status`` failed means no answer was reached.
 
-    status: str
-    probe_version: str
-    time: str
-    duration_s: float
+    It opens with the envelope's fields (``envelope.JsonDocument``) and closes
+    with the failure's, as every host document does.
+    """
+
     #: The CPU as asked, without the ``,enforce`` verify appends.
     cpu: str
     #: The machine type as asked (versioned, or an alias such as q35).
@@ -95,29 +96,13 @@ class VerifyDocument(JsonDocument):
     exit_code: int = 0
     schema: str = SCHEMA
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
 
 def verify_from_json(text: str, source: str = "<verify>") -> VerifyDocument:
     """Validate a verify document; errors name the key at fault (``ProbeDocumentError``)."""
-    value = load_json(text, source)
-    if not isinstance(value, dict):
-        raise ProbeDocumentError(source, "", "not a JSON object")
-    schema = value.get("schema")
-    if not isinstance(schema, str) or not schema.startswith(SCHEMA_MAJOR):
-        raise ProbeDocumentError(source, "schema", "not a fleetcpu verify document (%r)" % (schema,))
-    if schema != SCHEMA:
-        raise ProbeDocumentError(
-            source, "schema", "unsupported version %r (this fleetcpu reads %r)" % (schema, SCHEMA)
-        )
+    value = read_envelope(load_json(text, source), SCHEMA, SCHEMA_MAJOR, "verify", source)
     doc = _from_dict(VerifyDocument, value, "", source)
-    if doc.status not in ("ok", "failed"):
-        raise ProbeDocumentError(source, "status", "must be 'ok' or 'failed'")
-    if doc.status == "failed" and not doc.stage:
-        raise ProbeDocumentError(source, "stage", "a failed document must say its stage")
-    if doc.status == "ok" and doc.started is None:
+    check_status(doc.status, doc.stage, source)
+    if doc.status == Status.OK and doc.started is None:
         raise ProbeDocumentError(source, "started", "an ok document says whether QEMU started")
     for key in ("feature_words", "filtered_features"):
         for i, word in enumerate(getattr(doc, key) or ()):

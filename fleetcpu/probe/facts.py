@@ -15,6 +15,7 @@ import contextlib
 import os
 from typing import Dict, Optional
 
+from ..vocabulary import KvmNested
 from .document import CpuFacts, HostFacts
 from .launch_plan import dev_kvm_state
 
@@ -87,15 +88,15 @@ def _kvm_module(root: str) -> Optional[str]:
 
 def _nested(root: str, module: Optional[str]) -> str:
     if module is None:
-        return "unknown"
+        return KvmNested.UNKNOWN
     value = _first_line(root, "sys/module/%s/parameters/nested" % module)
     if value is None:
-        return "unknown"
+        return KvmNested.UNKNOWN
     if value in ("Y", "y", "1"):
-        return "true"
+        return KvmNested.TRUE
     if value in ("N", "n", "0"):
-        return "false"
-    return "unknown"
+        return KvmNested.FALSE
+    return KvmNested.UNKNOWN
 
 
 def read_facts(root: str = "/", dev_kvm: str = "/dev/kvm") -> HostFacts:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
+from ..vocabulary import Register
+
 __all__ = [
     "CPUID_FEATURES",
     "KVM_PV",
@@ -45,7 +47,7 @@ __all__ = [
 #: (leaf, subleaf, register): one 32-bit CPUID output register.
 Word = Tuple[int, int, str]
 
-_REGISTERS = frozenset(("eax", "ebx", "ecx", "edx"))
+_REGISTERS = frozenset(Register.values())
 
 # Leaves whose output depends on ECX. For every other leaf the CPU ignores ECX,
 # and QEMU's feature-words leaves cpuid-input-ecx out, so callers may pass any

@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from typing import NamedTuple, Optional, Tuple
 
+from ..vocabulary import Accel, AccelRequest, DevKvm
+
 __all__ = [
     "ACCELS",
     "DEFAULT_MACHINE",
@@ -31,9 +33,10 @@ __all__ = [
 
 DEFAULT_MACHINE = "q35"
 DEFAULT_TIMEOUT = 60.0
-ACCELS = ("auto", "kvm", "tcg")
-KVM_CHAIN = (("kvm", "host"), ("kvm", "host,arch-capabilities=off"))
-TCG_CHAIN = (("tcg", "max"),)
+#: ``--accel``'s choices (argparse's and the plain parser's), as plain strings.
+ACCELS = AccelRequest.values()
+KVM_CHAIN = ((Accel.KVM, "host"), (Accel.KVM, "host,arch-capabilities=off"))
+TCG_CHAIN = ((Accel.TCG, "max"),)
 WORKDIR_PREFIX = "fleetcpu-probe-"
 
 Chain = Tuple[Tuple[str, str], ...]
@@ -48,7 +51,7 @@ class ProbeOptions(NamedTuple):
 
     machine_types: Tuple[str, ...] = ()
     qemu_binary: Optional[str] = None
-    accel: str = "auto"
+    accel: str = AccelRequest.AUTO
     timeout: float = DEFAULT_TIMEOUT
     host_root: str = "/"
 
@@ -60,20 +63,20 @@ def dev_kvm_state(path: str = "/dev/kvm") -> str:
     which the shipped entry starts before it imports the records.
     """
     if not os.path.exists(path):
-        return "missing"
+        return DevKvm.MISSING
     if not os.access(path, os.R_OK | os.W_OK):
-        return "no-permission"
-    return "ok"
+        return DevKvm.NO_PERMISSION
+    return DevKvm.OK
 
 
 def chain(accel: str, dev_kvm: str) -> Tuple[Chain, Optional[str]]:
     """The (accel, -cpu) attempts in order, and why TCG when TCG is all there is."""
-    if accel == "tcg":
+    if accel == AccelRequest.TCG:
         return TCG_CHAIN, "requested"
-    if accel == "kvm":
+    if accel == AccelRequest.KVM:
         return KVM_CHAIN, None
-    if dev_kvm == "missing":
+    if dev_kvm == DevKvm.MISSING:
         return TCG_CHAIN, "no /dev/kvm"
-    if dev_kvm == "no-permission":
+    if dev_kvm == DevKvm.NO_PERMISSION:
         return TCG_CHAIN, "/dev/kvm is not accessible to this user"
     return KVM_CHAIN + TCG_CHAIN, None

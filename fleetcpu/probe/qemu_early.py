@@ -32,21 +32,16 @@ from types import FrameType
 from typing import TYPE_CHECKING, List, Optional
 
 from ..errors import FleetcpuError
+from ..vocabulary import now_rfc3339
 from .launch_plan import DEFAULT_MACHINE, WORKDIR_PREFIX, ProbeOptions, chain, dev_kvm_state
 from .qemu_spawn import Launch, find_binary
 
 if TYPE_CHECKING:
     from .document import HostFacts
 
-__all__ = ["INTERRUPTING", "Early", "begin", "now_rfc3339"]
+__all__ = ["INTERRUPTING", "Early", "begin"]
 
 INTERRUPTING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def now_rfc3339() -> str:
-    """UTC now to the millisecond (``2026-01-01T00:00:00.000Z``), without importing datetime."""
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + ".%03dZ" % (ns // 10**6 % 1000)
 
 
 class Early:

@@ -23,6 +23,7 @@ import time
 from typing import List, Optional, Tuple
 
 from ..errors import NotQemuError
+from ..vocabulary import Outcome
 from .document import Attempt
 from .qemu_spawn import (
     DEFAULT_BINARIES,
@@ -166,7 +167,7 @@ async def check_version(
         accel="",
         cpu="",
         argv=run.argv,
-        outcome="ok" if run.proc.returncode == 0 else "died",
+        outcome=Outcome.OK if run.proc.returncode == 0 else Outcome.DIED,
         exit_status=run.proc.returncode,
         stderr_tail=tail(bytes(run.stderr.data)),
         duration_s=round((run.ended or time.monotonic()) - run.started, 4),

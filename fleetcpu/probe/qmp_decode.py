@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import features
 from .document import (
+    REGISTERS,
     CpuModel,
     Expansion,
     FeatureWord,
@@ -216,7 +217,7 @@ def decode_feature_words(ret: Any, what: str = "feature-words") -> Tuple[Feature
     for i, item in enumerate(_list(ret, what)):
         w = _obj(item, "%s[%d]" % (what, i))
         register = _str(w.get("cpuid-register"), "%s[%d].cpuid-register" % (what, i)).lower()
-        if register not in ("eax", "ebx", "ecx", "edx"):
+        if register not in REGISTERS:
             raise ReplyShapeError("%s[%d]: unknown register %r" % (what, i, register))
         out.append(
             FeatureWord(

@@ -23,17 +23,16 @@ import tempfile
 import time
 from typing import Any, Awaitable, Dict, List, Optional, Set, Tuple, TypeVar
 
-from .. import __version__
 from ..errors import (
     FleetcpuError,
     HostRootError,
     InterruptedByUserError,
-    ProbeError,
     ProbeTimeoutError,
     QemuDiedError,
     QmpProtocolError,
     UnknownMachineTypeError,
 )
+from ..vocabulary import MIXED, NOT_POOL_MODELS, Accel, Outcome, now_rfc3339
 from .document import (
     Attempt,
     CpuModel,
@@ -46,9 +45,10 @@ from .document import (
     Scalar,
     VcpuProps,
 )
+from .envelope import build
 from .facts import read_facts
 from .launch_plan import ACCELS, DEFAULT_MACHINE, DEFAULT_TIMEOUT, WORKDIR_PREFIX, ProbeOptions, chain
-from .qemu_early import Early, now_rfc3339
+from .qemu_early import Early
 from .qemu_process import QemuInstance, check_version, find_binary
 from .qemu_spawn import Launch
 from .qmp_decode import resolve_machine
@@ -57,11 +57,9 @@ from .qmp_session import Session
 __all__ = [
     "ACCELS",
     "DEFAULT_TIMEOUT",
-    "NOT_POOL_MODELS",
     "ProbeOptions",
     "T",
     "failure_of",
-    "now_rfc3339",
     "parse_cpu_arg",
     "run_probe",
     "within",
@@ -134,10 +132,6 @@ async def within(aw: Awaitable[T], deadline: float) -> T:
     return await asyncio.wait_for(aw, remaining)
 
 
-#: Never candidates for a pool model: host/max follow the host, base is empty.
-NOT_POOL_MODELS = frozenset({"host", "max", "base"})
-
-
 def _wants_features(model: CpuModel) -> bool:
     """Usable, not an alias, a pool candidate: the models whose features are asked.
 
@@ -194,7 +188,7 @@ async def _ask(
     return MachineProbe(
         requested=requested,
         machine_type=resolve_machine(state.machines, target) or target,
-        accel=accel if kvm[1] is None else ("kvm" if kvm[1] else "tcg"),
+        accel=accel if kvm[1] is None else (Accel.KVM if kvm[1] else Accel.TCG),
         cpu=cpu,
         models=models,
         static_expansion=static,
@@ -224,23 +218,23 @@ async def _launch(
     inst = QemuInstance(state.binary, target, accel, cpu, workdir, launch)
     sock = await inst.start()  # a binary that cannot be executed raises here: no attempt to record
     session = Session()
-    outcome = "ok"
+    outcome = Outcome.OK
     try:
         await within(session.open(sock), deadline)
         probe = await within(_ask(session, state, requested, target, accel, cpu), deadline)
         await within(session.close(), deadline)
         await inst.wait_exit(2.0)
     except asyncio.TimeoutError:
-        outcome = "timeout"
+        outcome = Outcome.TIMEOUT
         raise
     except asyncio.CancelledError:
-        outcome = "interrupted"
+        outcome = Outcome.INTERRUPTED
         raise
     except Exception as exc:  # any QMP-level failure: did QEMU die or misbehave?
         if await inst.wait_exit(1.0) is not None:
-            outcome = "died"
+            outcome = Outcome.DIED
             raise _Died(inst.stderr_tail()) from exc
-        outcome = "qmp-error"
+        outcome = Outcome.QMP_ERROR
         raise QmpProtocolError(
             "QMP failure with %s on %s (-cpu %s): %s"
             % (state.binary, target, cpu, str(exc) or type(exc).__name__)
@@ -275,7 +269,7 @@ async def _probe(opts: ProbeOptions, state: _State, deadline: float, early: Opti
     finally:
         if early is not None and early.launch is not None:  # never taken over: still evidence
             leftover, early.launch = early.launch, None
-            state.attempts.append(_discarded(leftover, "interrupted"))
+            state.attempts.append(_discarded(leftover, Outcome.INTERRUPTED))
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -353,30 +347,16 @@ def _document(state: _State, started: float, when: str, error: Optional[Fleetcpu
             machines=state.machines,
         )
     accels = sorted({r.accel for r in state.results})
-    accel = accels[0] if len(accels) == 1 else ("mixed" if accels else None)
-    base: Dict[str, Any] = {
-        "status": "ok",
-        "probe_version": __version__,
-        "time": when,
-        "duration_s": round(time.monotonic() - started, 4),
+    accel = accels[0] if len(accels) == 1 else (MIXED if accels else None)
+    fields: Dict[str, Any] = {
         "host": state.facts,
         "accel": accel,
-        "accel_reason": state.accel_reason if accel != "kvm" else None,
+        "accel_reason": state.accel_reason if accel != Accel.KVM else None,
         "qemu": qemu,
         "machine_types": tuple(state.results),
         "attempts": tuple(state.attempts),
     }
-    if error is not None:
-        stage = error.stage if isinstance(error, ProbeError) else error.code
-        base.update(
-            status="failed",
-            stage=stage,
-            error=error.message,
-            error_code=error.code,
-            exit_code=error.exit_code,
-            machine_types=(),
-        )
-    return ProbeDocument(**base)
+    return build(ProbeDocument, started, when, fields, error, when_failed={"machine_types": ()})
 
 
 async def failure_of(work: Awaitable[None], what: str) -> Optional[FleetcpuError]:

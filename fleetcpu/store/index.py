@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..vocabulary import Status
 from .schema import INDEX, INDEX_ACCELS
 
 __all__ = [
@@ -82,7 +83,7 @@ def _table(columns: dict[str, pa.ChunkedArray[Any] | pa.Array[Any]]) -> pa.Table
 def candidates_from_hosts(hosts: pa.Table) -> pa.Table:
     """Rows of the ``hosts`` table (at least the BASE columns) as candidates."""
     parts = [_with_slot(hosts, LATEST)]
-    ok = _is(hosts["status"], "ok")
+    ok = _is(hosts["status"], Status.OK)
     for accel in INDEX_ACCELS:
         mask = pc.and_(ok, _is(hosts["accel"], accel))
         parts.append(_with_slot(hosts.filter(mask), accel))
@@ -99,7 +100,7 @@ def candidates_from_index(index: pa.Table) -> pa.Table:
             "pool": have["pool"],
             "run_id": have[f"{accel}_run"],
             "collected_at": have[f"{accel}_collected_at"],
-            "status": pa.array(["ok"] * n, pa.string()),
+            "status": pa.array([Status.OK.value] * n, pa.string()),
             "stage": pa.nulls(n, pa.string()),
             "error": pa.nulls(n, pa.string()),
             "error_code": pa.nulls(n, pa.string()),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..vocabulary import rfc3339 as spell_rfc3339
 from .schema import LAYOUT_DIR
 
 __all__ = [
@@ -85,9 +86,8 @@ def run_time(run_id: str) -> datetime:
 
 
 def rfc3339(moment: datetime) -> str:
-    """``2026-11-26T10:13:36.578Z``: how every stored time is shown."""
-    moment = utc(moment)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{moment.microsecond // 1000:03d}Z"
+    """``2026-11-26T10:13:36.578Z``: how every stored time is shown (a naive one is refused)."""
+    return spell_rfc3339(utc(moment))
 
 
 def parse_rfc3339(text: str) -> datetime:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..vocabulary import Accel
 from .layout import rfc3339
 from .views import AccelLatest, HostState
 
@@ -38,7 +39,7 @@ def host_json(state: HostState) -> dict[str, object]:
         "cpu_digest": state.cpu_digest,
         "declared_machine_types": list(state.declared_machine_types),
         # The latest successful run per accelerator: "since when did it fail?"
-        "last_ok": {"kvm": _accel_json(state.kvm), "tcg": _accel_json(state.tcg)},
+        "last_ok": {Accel.KVM: _accel_json(state.kvm), Accel.TCG: _accel_json(state.tcg)},
     }
 
 

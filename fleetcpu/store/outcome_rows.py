@@ -31,6 +31,7 @@ from ..probe.document import (
     ProbeDocument,
     QueryFailure,
 )
+from ..vocabulary import Status
 from .layout import parse_rfc3339, utc
 
 __all__ = [
@@ -205,7 +206,7 @@ def host_row(outcome: HostOutcome, run_id: str, digest: str | None, detail_run: 
         "host": outcome.host,
         "pool": outcome.pool,
         "collected_at": utc(outcome.collected_at),
-        "status": "ok" if ok else "failed",
+        "status": Status.OK if ok else Status.FAILED,
         "stage": None if ok else outcome.failure_stage,
         "error": None if ok else outcome.failure_message,
         "error_code": outcome.error_code or (doc.error_code if doc is not None else None),

@@ -22,6 +22,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..vocabulary import Accel
+
 __all__ = [
     "ADOPTIONS",
     "COMPLIANCE",
@@ -409,6 +411,9 @@ COMPLIANCE = TableSpec(
     ),
 )
 
+#: Accelerators the index keeps a "latest successful data" slot for.
+INDEX_ACCELS = Accel.values()
+
 #: The latest-state index: derived data, rebuildable from ``hosts``.
 INDEX = TableSpec(
     "index",
@@ -428,20 +433,20 @@ INDEX = TableSpec(
             _f("cpu_digest", pa.string()),
             _f("detail_run", pa.string()),
             _f("declared_machine_types", STRINGS),
-            _f("kvm_run", pa.string()),
-            _f("kvm_collected_at", TIME),
-            _f("kvm_detail_run", pa.string()),
-            _f("kvm_cpu_digest", pa.string()),
-            _f("tcg_run", pa.string()),
-            _f("tcg_collected_at", TIME),
-            _f("tcg_detail_run", pa.string()),
-            _f("tcg_cpu_digest", pa.string()),
+            # One slot per accelerator: kvm_run, kvm_collected_at, ..., tcg_cpu_digest.
+            *(
+                _f(f"{accel}_{name}", kind)
+                for accel in INDEX_ACCELS
+                for name, kind in (
+                    ("run", pa.string()),
+                    ("collected_at", TIME),
+                    ("detail_run", pa.string()),
+                    ("cpu_digest", pa.string()),
+                )
+            ),
         ]
     ),
 )
-
-#: Accelerators the index keeps a "latest successful data" slot for.
-INDEX_ACCELS = ("kvm", "tcg")
 
 #: Tables written per run, the commit record (``runs``) last.
 DETAIL_TABLES = (MACHINES, FEATURE_WORDS, MODELS, EXPANSION)

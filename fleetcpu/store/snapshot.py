@@ -29,6 +29,7 @@ from ..probe.document import (
     Scalar,
     VcpuProps,
 )
+from ..vocabulary import Accel, DevKvm, KvmNested
 from .index import BASE
 from .views import AccelLatest, HostState, RunInfo
 
@@ -94,8 +95,8 @@ def host_facts(row: Mapping[str, Any]) -> HostFacts:
             microcode=row["microcode"],
         ),
         kvm_module=row["kvm_module"],
-        kvm_nested=row["kvm_nested"] if row["kvm_nested"] is not None else "unknown",
-        dev_kvm=row["dev_kvm"] if row["dev_kvm"] is not None else "missing",
+        kvm_nested=row["kvm_nested"] if row["kvm_nested"] is not None else KvmNested.UNKNOWN,
+        dev_kvm=row["dev_kvm"] if row["dev_kvm"] is not None else DevKvm.MISSING,
         synthetic=row["synthetic"],
     )
 
@@ -144,8 +145,8 @@ def facts_and_connections(hosts: pa.Table) -> dict[str, tuple[HostFacts, Connect
                 kernel_release=c["kernel_release"][i],
                 cpu=cpu,
                 kvm_module=c["kvm_module"][i],
-                kvm_nested=nested if nested is not None else "unknown",
-                dev_kvm=dev_kvm if dev_kvm is not None else "missing",
+                kvm_nested=nested if nested is not None else KvmNested.UNKNOWN,
+                dev_kvm=dev_kvm if dev_kvm is not None else DevKvm.MISSING,
                 synthetic=c["synthetic"][i],
             ),
             ConnectionSpec(
@@ -278,8 +279,8 @@ def host_states(index: pa.Table) -> list[HostState]:
             c["cpu_digest"],
             c["detail_run"],
             c["declared_machine_types"],
-            accel_slots(index, "kvm"),
-            accel_slots(index, "tcg"),
+            accel_slots(index, Accel.KVM),
+            accel_slots(index, Accel.TCG),
             strict=True,
         )
     ]

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from ..outcome import ConnectionSpec
 from ..probe.document import HostFacts, MachineInfo, MachineProbe
+from ..vocabulary import Accel, Status
 
 __all__ = ["AccelLatest", "HostSnapshot", "HostState", "RunInfo"]
 
@@ -74,12 +75,12 @@ class HostState:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status == Status.OK
 
     def latest_ok(self, accel: str) -> AccelLatest | None:
-        if accel == "kvm":
+        if accel == Accel.KVM:
             return self.kvm
-        if accel == "tcg":
+        if accel == Accel.TCG:
             return self.tcg
         return None
 

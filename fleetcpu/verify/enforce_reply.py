@@ -22,6 +22,7 @@ from ..errors import ProbeDocumentError
 from ..fleet.remote_run import RemoteRun
 from ..probe.document import document_from_json
 from ..probe.enforce_document import VerifyDocument, verify_from_json
+from ..vocabulary import Stage
 
 __all__ = ["Answer", "interpret"]
 
@@ -67,7 +68,7 @@ def interpret(run: RemoteRun, python: str) -> Answer:  # noqa: PLR0911 - a decis
         if told.stage is None:  # a probe document where a verify document belongs
             return Answer(
                 None,
-                "output",
+                Stage.OUTPUT,
                 "the host answered with a probe document, not a verify "
                 "document: is its bundle another fleetcpu version?",
                 "bad-output",
@@ -81,7 +82,7 @@ def interpret(run: RemoteRun, python: str) -> Answer:  # noqa: PLR0911 - a decis
     if run.timed_out and not document.ok:
         how = "did not stop after SIGTERM and was closed hard" if run.killed else "was stopped with SIGTERM"
         return Answer(
-            document, "timeout", f"no answer within the command timeout; verify {how}", "timeout", stderr
+            document, Stage.TIMEOUT, f"no answer within the command timeout; verify {how}", "timeout", stderr
         )
     if not document.ok:
         return Answer(document, document.stage, document.error, document.error_code, stderr)
@@ -89,7 +90,7 @@ def interpret(run: RemoteRun, python: str) -> Answer:  # noqa: PLR0911 - a decis
         how = "was closed hard" if run.killed else "was stopped with SIGTERM"
         return Answer(
             document,
-            "cleanup",
+            Stage.CLEANUP,
             f"verify printed its document but did not exit before the command timeout; it {how}",
             "cleanup",
             stderr,
@@ -97,7 +98,7 @@ def interpret(run: RemoteRun, python: str) -> Answer:  # noqa: PLR0911 - a decis
     if run.exit_signal is not None or run.exit_status not in (0, None):
         return Answer(
             document,
-            "cleanup",
+            Stage.CLEANUP,
             f"verify printed its document, then ended with {_how_it_ended(run)}",
             "cleanup",
             stderr,

@@ -35,6 +35,7 @@ from ..probe import features
 from ..probe.document import FeatureWord, VcpuProps
 from ..probe.enforce_document import VerifyDocument
 from ..probe.qmp_decode import words_to_features
+from ..vocabulary import Stage
 from .verdicts import Difference, HostRun, HostVerdict, Target, VerifyReport
 
 __all__ = [
@@ -209,7 +210,7 @@ def _verdict(run: HostRun, ref: _Reference | None) -> HostVerdict:  # noqa: PLR0
     if doc is not None:
         base = _with_document(base, doc, run)
     if run.stage is not None or doc is None:
-        stage = run.stage or "output"
+        stage = run.stage or Stage.OUTPUT
         return dataclasses.replace(
             base, verdict="failed", stage=stage, reason=f"{stage}: {run.error or 'no verify document'}"
         )

@@ -48,6 +48,7 @@ from ..fleet.progress import InFlight, Progress, Tally
 from ..fleet.remote_run import HostFailure
 from ..fleet.transport import Transport
 from ..store import Store, resolve_location
+from ..vocabulary import Accel, Stage
 from .enforce_reply import interpret
 from .judge import judge
 from .report import render, summary_line
@@ -144,7 +145,7 @@ class Verifier:
 
 def _unreachable(item: Unreachable) -> HostRun:
     return HostRun(
-        item.host, item.pool, _now(), 0.0, None, stage="connect", error=item.message, error_code=item.code
+        item.host, item.pool, _now(), 0.0, None, stage=Stage.CONNECT, error=item.message, error_code=item.code
     )
 
 
@@ -174,7 +175,7 @@ async def _verify_all(
                 verifier.failure(
                     host,
                     time.monotonic(),
-                    "interrupted",
+                    Stage.INTERRUPTED,
                     "the run was interrupted while this host was being verified; its QEMU was stopped",
                     "interrupted",
                 )
@@ -199,7 +200,7 @@ def run_verify(
     *,
     inventory: str | None = None,
     store_dir: str | None = None,
-    accel: str = "kvm",
+    accel: str = Accel.KVM,
     machine_type: str | None = None,
     cpu: str | None = None,
     fmt: str = "table",

@@ -29,7 +29,7 @@ from fleetcpu.probe.document import (
     MachineProbe,
     VcpuProps,
 )
-from fleetcpu.probe.run import NOT_POOL_MODELS
+from fleetcpu.vocabulary import NOT_POOL_MODELS
 
 from . import capture as capmod
 from . import replay_qemu

@@ -30,7 +30,8 @@ from fleetcpu.baseline.select import classify
 from fleetcpu.errors import MixedVendorsError, NoCommonMachineTypeError, NoUsableDataError
 from fleetcpu.export import FORMATS, render
 from fleetcpu.export.json_doc import to_json
-from fleetcpu.probe.document import CpuModel, document_from_json
+from fleetcpu.probe.document import CpuModel
+from fleetcpu.probe.document_decoder import document_from_json
 from fleetcpu.probe.features import KVM_PV, NESTED, is_nested
 from fleetcpu.store import AccelLatest, HostState
 

@@ -25,7 +25,7 @@ from fleetcpu.baseline import compute_baseline, member_from_probe
 from fleetcpu.contract import HostCpu, judge, parse_cpu
 from fleetcpu.contract.judge import Judge
 from fleetcpu.errors import UsageError
-from fleetcpu.probe.document import document_from_json
+from fleetcpu.probe.document_decoder import document_from_json
 from fleetcpu.store import Store
 from fleetcpu.store.layout import Layout, new_run_id
 from fleetcpu.store.schema import HOSTS as HOSTS_TABLE

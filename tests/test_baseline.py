@@ -8,6 +8,7 @@ one field changed, and the test says so.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import jsonschema
 import pytest
 
+import fleetcpu.baseline
 from fleetcpu.baseline import (
     Baseline,
     Member,
@@ -583,3 +585,10 @@ def test_public_surface() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_public_call_holds_no_cache() -> None:
+    """The judging context is internal (``judged_baseline``): the pure core's call is the pool alone."""
+    params = inspect.signature(compute_baseline).parameters
+    assert list(params) == ["pool", "machine_type", "accel", "members", "policy", "missing", "notices"]
+    assert not hasattr(fleetcpu.baseline, "JudgingContext")

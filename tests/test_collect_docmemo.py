@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from fleetcpu.collect.probe_reply import interpret
 from fleetcpu.errors import ProbeDocumentError
+from fleetcpu.fleet.remote_run import RemoteRun
 from fleetcpu.fleet.ssh import _config_chooses_ciphers, preferred_ciphers
 from fleetcpu.probe.document_decoder import DocumentDecoder, document_from_json
 
@@ -105,6 +107,34 @@ def test_hits_and_misses_fail_or_succeed_exactly_like_the_reference(label: str, 
         except ProbeDocumentError as exc:
             got = ("error", exc.message)
         assert got == expected, label
+
+
+def test_each_decoder_keeps_its_own_cache() -> None:
+    """No module-level memo: what one run's decoder saw, another (or the one-shot reader) never reuses."""
+    text = json.dumps(_raw(GOLDEN[0]))
+    first, second = DocumentDecoder(), DocumentDecoder()
+    first.probe(text, "probe output")
+    first.probe(text, "probe output")
+    assert first.hits == 2
+    document_from_json(text)
+    second.probe(text, "probe output")
+    assert second.hits == 0 and second.remembered("machine_types") == 1
+    assert DocumentDecoder(remember=0).probe(text, "p") == first.probe(text, "p")
+
+
+def test_a_collect_runs_decoder_shares_records_between_its_hosts_only() -> None:
+    """``interpret`` reads with the run's decoder (collect's ``Collector.decoder``), or a fresh one."""
+    stdout = json.dumps(_raw(GOLDEN[0])).encode()
+
+    def ran() -> RemoteRun:
+        return RemoteRun(stdout=stdout, stderr_tail=b"", exit_status=0, exit_signal=None, duration_s=0.1)
+
+    run_decoder = DocumentDecoder()
+    first, second = (interpret(ran(), "python3", run_decoder).document for _ in range(2))
+    alone = interpret(ran(), "python3").document
+    assert first is not None and second is not None and alone is not None
+    assert second.machine_types is first.machine_types and run_decoder.hits == 2
+    assert alone == first and alone.machine_types is not first.machine_types
 
 
 def test_the_memo_is_bounded() -> None:

@@ -116,7 +116,8 @@ class _Bad(Exception):
 
 
 _Conv = Callable[[Any], Any]
-_COMPILED: Dict[Tuple[Any, int], _Conv] = {}
+#: (type, depth) or (type, depth, range) -> its converter: types, not data (no document is kept).
+_COMPILED: Dict[Tuple[Any, ...], _Conv] = {}
 _NUMBER = "must be a number"
 _SCALAR = "must be a boolean, a string, a finite number or an integer from %d to %d" % SCALAR_INT
 
@@ -294,7 +295,7 @@ def _compile(tp: Any, depth: int, bounds: Optional[Tuple[int, int]] = None) -> _
     ``bounds`` (a field's ``metadata={"range": ...}``) narrows an integer's range.
     """
     cache_key = (tp, depth) if bounds is None else (tp, depth, bounds)
-    found = _COMPILED.get(cache_key)  # type: ignore[arg-type]
+    found = _COMPILED.get(cache_key)
     if found is not None:
         return found
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -324,7 +325,7 @@ def _compile(tp: Any, depth: int, bounds: Optional[Tuple[int, int]] = None) -> _
         conv = _mapping(args[1], depth)
     else:
         raise TypeError("document: unsupported field type %r" % (tp,))
-    _COMPILED[cache_key] = conv  # type: ignore[index]
+    _COMPILED[cache_key] = conv
     return conv
 
 
@@ -631,14 +632,11 @@ class _Unsure(Exception):
     """The walk's value did not decode cleanly: ``load_json`` parses the text again and decides."""
 
 
-_ONCE = 0
-
-
 def document_from_dict(value: Any, source: str = "<probe>") -> ProbeDocument:
     """Validate a parsed JSON value as a probe document; errors name the key at fault."""
-    return typing.cast(ProbeDocument, DocumentDecoder(_ONCE).from_value(PROBE, value, source))
+    return typing.cast(ProbeDocument, DocumentDecoder(remember=0).from_value(PROBE, value, source))
 
 
 def document_from_json(text: str, source: str = "<probe>") -> ProbeDocument:
     """A probe document from its text, by a decoder that remembers nothing (one-shot readers)."""
-    return DocumentDecoder(_ONCE).probe(text, source)
+    return DocumentDecoder(remember=0).probe(text, source)

@@ -107,17 +107,21 @@ class JudgingContext:
     a command that judges several pools of one store's records makes one
     context and passes it through ``compute.judged_baseline``.
 
-    Keys are object identities (hashing a tuple of records is what this
-    saves), made stable by holding the object: each entry keeps the object
-    it was made for and a lookup checks it is that object (``is``), so an
-    id reused after the object is gone can never find another's entry.
-    Live only as long as the command that made it.
+    Keys are object identities (hashing a tuple of records, or comparing
+    vocabularies of hundreds of names, is what this saves), made stable by
+    holding the object: every object whose id is a key is held by the
+    context (``_ModelsData.models``, ``_vocab_keep``), so its id cannot be
+    reused by another object while the context lives, and ``data`` checks
+    the entry is for that very object (``is``). Live only as long as the
+    command that made it.
     """
 
     def __init__(self) -> None:
         self._data: dict[int, _ModelsData] = {}
         self._vocab: dict[frozenset[str], frozenset[str]] = {}
-        self._vocab_by_id: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
+        self._vocab_by_id: dict[int, frozenset[str]] = {}
+        #: Every object ``_vocab_by_id`` has an id of, held: its id cannot be reused meanwhile.
+        self._vocab_keep: list[frozenset[str]] = []
         #: The latest judgement made in this context (a parent for ``Subpool``).
         self.last: Judged | None = None
         #: Distinct views (their data's ids, in order) -> (names judged, name -> superseded-by
@@ -135,9 +139,10 @@ class JudgingContext:
         shared object, a lookup is an identity check.
         """
         found = self._vocab_by_id.get(id(names))
-        if found is None or found[0] is not names:
-            found = self._vocab_by_id[id(names)] = (names, self._vocab.setdefault(names, names))
-        return found[1]
+        if found is None:
+            found = self._vocab_by_id[id(names)] = self._vocab.setdefault(names, names)
+            self._vocab_keep.append(names)  # ids stay valid while we hold the objects
+        return found
 
     def data(self, models: tuple[CpuModel, ...]) -> _ModelsData:
         found = self._data.get(id(models))

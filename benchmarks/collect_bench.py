@@ -113,7 +113,7 @@ def address(i: int) -> str:
 
 def documents(variants: int) -> list[bytes]:
     """The golden document as the probe prints it, in ``variants`` CPUs; ``@HOST@`` marks the hostname."""
-    from fleetcpu.probe.document import document_from_json
+    from fleetcpu.probe.document_decoder import document_from_json
 
     golden = document_from_json(GOLDEN.read_text())
     out = []

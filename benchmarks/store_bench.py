@@ -42,7 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fleetcpu.outcome import ConnectionSpec, HostOutcome
-from fleetcpu.probe.document import ProbeDocument, document_from_json
+from fleetcpu.probe.document import ProbeDocument
+from fleetcpu.probe.document_decoder import document_from_json
 from fleetcpu.store import Store
 from fleetcpu.store.atomic import write_table
 from fleetcpu.store.layout import new_run_id

@@ -8,6 +8,7 @@ one field changed, and the test says so.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import jsonschema
 import pytest
 
+import fleetcpu.baseline
 from fleetcpu.baseline import (
     Baseline,
     Member,
@@ -30,7 +32,8 @@ from fleetcpu.baseline.select import classify
 from fleetcpu.errors import MixedVendorsError, NoCommonMachineTypeError, NoUsableDataError
 from fleetcpu.export import FORMATS, render
 from fleetcpu.export.json_doc import to_json
-from fleetcpu.probe.document import CpuModel, document_from_json
+from fleetcpu.probe.document import CpuModel
+from fleetcpu.probe.document_decoder import document_from_json
 from fleetcpu.probe.features import KVM_PV, NESTED, is_nested
 from fleetcpu.store import AccelLatest, HostState
 
@@ -582,3 +585,10 @@ def test_public_surface() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_public_call_holds_no_cache() -> None:
+    """The judging context is internal (``judged_baseline``): the pure core's call is the pool alone."""
+    params = inspect.signature(compute_baseline).parameters
+    assert list(params) == ["pool", "machine_type", "accel", "members", "policy", "missing", "notices"]
+    assert not hasattr(fleetcpu.baseline, "JudgingContext")

@@ -28,7 +28,8 @@ import pytest
 from fleetcpu.baseline.select import select_members
 from fleetcpu.errors import NoUsableDataError
 from fleetcpu.outcome import ConnectionSpec, HostOutcome
-from fleetcpu.probe.document import ProbeDocument, document_from_json
+from fleetcpu.probe.document import ProbeDocument
+from fleetcpu.probe.document_decoder import document_from_json
 from fleetcpu.store import Store
 
 from .conftest import PYTHON, REPO, run_cli

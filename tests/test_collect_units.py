@@ -40,7 +40,7 @@ from fleetcpu.fleet.inventory import HostSpec, parse_inventory
 from fleetcpu.fleet.progress import Progress, Tally
 from fleetcpu.fleet.remote_run import HostFailure, RemoteRun
 from fleetcpu.outcome import ConnectionSpec, HostOutcome
-from fleetcpu.probe.document import document_from_json
+from fleetcpu.probe.document_decoder import document_from_json
 
 from .conftest import REPO
 from .support import misbehaving_qemu

@@ -22,10 +22,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetcpu.baseline import compute_baseline, member_from_probe
+from fleetcpu.baseline.choose import JudgingContext
+from fleetcpu.baseline.compute import judged_baseline
 from fleetcpu.contract import HostCpu, judge, parse_cpu
 from fleetcpu.contract.judge import Judge
 from fleetcpu.errors import UsageError
-from fleetcpu.probe.document import document_from_json
+from fleetcpu.probe.document_decoder import document_from_json
 from fleetcpu.store import Store
 from fleetcpu.store.layout import Layout, new_run_id
 from fleetcpu.store.schema import HOSTS as HOSTS_TABLE
@@ -292,8 +294,14 @@ def test_headroom_over_distinct_members_is_the_whole_pools_cpu(fleet: Callable[.
     whole = compute_baseline(
         "prod", a.machine_type, "kvm", build_members(list(snaps.values()), a.machine_type)
     )
-    part = compute_baseline(
-        "prod", a.machine_type, "kvm", build_members(distinct, a.machine_type), Policy(), reasons=False
+    part = judged_baseline(
+        JudgingContext(),
+        "prod",
+        a.machine_type,
+        "kvm",
+        build_members(distinct, a.machine_type),
+        Policy(),
+        reasons=False,
     )
     assert (part.features, part.cpu, part.custom, part.model) == (
         whole.features,

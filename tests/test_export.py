@@ -37,7 +37,7 @@ from fleetcpu.export import FORMATS, NEEDS_CPU_MAP, RenderOptions, render
 from fleetcpu.export.proxmox_conf import PVE_MODELS, choose, forced, overridden
 from fleetcpu.libvirt import CpuMap, CpuMapError, load_cpu_map, spell
 from fleetcpu.libvirt.cpumap import SYSTEM_CPU_MAP, parse_features
-from fleetcpu.probe.document import document_from_json
+from fleetcpu.probe.document_decoder import document_from_json
 from fleetcpu.probe.features import CPUID_FEATURES, KVM_PV, cpuid_bit
 
 from .conftest import REALDATA, REPO

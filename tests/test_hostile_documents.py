@@ -19,11 +19,10 @@ from typing import Any
 
 import pytest
 
-from fleetcpu.collect.decode_cache import DocumentMemo, read_document
 from fleetcpu.collect.probe_reply import interpret
 from fleetcpu.errors import ProbeDocumentError
 from fleetcpu.fleet.remote_run import RemoteRun
-from fleetcpu.probe.document import document_from_json
+from fleetcpu.probe.document_decoder import DocumentDecoder, document_from_json
 from fleetcpu.store.importer import load, rehearse
 
 from .conftest import REPO, run_cli
@@ -92,11 +91,11 @@ def test_an_integer_out_of_its_columns_range_is_refused_at_decode(
     assert caught.value.key == _key(path), caught.value.message
     assert "must be an integer from" in caught.value.problem
     # Collect's reader (with its memo of known-good parts) says exactly the same.
-    for memo in (DocumentMemo(), DocumentMemo()):
+    for decoder in (DocumentDecoder(), DocumentDecoder()):
         memo_doc = json.dumps(golden())
-        read_document(memo_doc, memo=memo)  # the good parts are now remembered
+        decoder.probe(memo_doc, "probe output")  # the good parts are now remembered
         with pytest.raises(ProbeDocumentError) as again:
-            read_document(text, "h.json", memo=memo)
+            decoder.probe(text, "h.json")
         assert again.value.message == caught.value.message
 
 
@@ -118,7 +117,7 @@ def test_deep_nesting_is_refused_before_parsing() -> None:
             document_from_json(text, "h.json")
         assert "nested deeper than" in caught.value.problem
         with pytest.raises(ProbeDocumentError):
-            read_document(text, "h.json", memo=DocumentMemo())
+            DocumentDecoder().probe(text, "h.json")
         verdict = interpret(ran(text.encode()), "python3")
         assert (verdict.stage, verdict.code) == ("output", "bad-output")
         assert "nested deeper than" in str(verdict.error)

@@ -28,7 +28,8 @@ from fleetcpu.export import FORMATS, NEEDS_CPU_MAP, RenderOptions, render
 from fleetcpu.fleet.remote_run import RemoteRun
 from fleetcpu.libvirt import load_cpu_map
 from fleetcpu.probe import qmp_decode
-from fleetcpu.probe.document import Expansion, ProbeDocument, document_from_json
+from fleetcpu.probe.document import Expansion, ProbeDocument
+from fleetcpu.probe.document_decoder import document_from_json
 from fleetcpu.probe.names import UNNAMED_FEATURE, is_name, is_vendor
 
 from .conftest import REALDATA, REPO, run_cli

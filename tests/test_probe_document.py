@@ -17,7 +17,8 @@ import jsonschema
 import pytest
 
 from fleetcpu.errors import ProbeDocumentError, exit_code_table
-from fleetcpu.probe.document import SCHEMA, document_from_dict, document_from_json
+from fleetcpu.probe.document import SCHEMA
+from fleetcpu.probe.document_decoder import document_from_dict, document_from_json
 
 from .conftest import REPO, run_cli
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from fleetcpu.probe.document import ProbeDocument, document_from_json
+from fleetcpu.probe.document import ProbeDocument
+from fleetcpu.probe.document_decoder import document_from_json
 
 from .conftest import PYTHON, REPO, run_cli
 from .support import misbehaving_qemu

@@ -21,13 +21,8 @@ from typing import Any
 
 import pytest
 
-from fleetcpu.probe.document import (
-    CpuModel,
-    Expansion,
-    MachineProbe,
-    ProbeDocument,
-    document_from_json,
-)
+from fleetcpu.probe.document import CpuModel, Expansion, MachineProbe, ProbeDocument
+from fleetcpu.probe.document_decoder import document_from_json
 from fleetcpu.probe.qmp_decode import decode_cpu_definitions, decode_expansion
 
 from .conftest import PYTHON, REPO

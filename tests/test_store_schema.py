@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from fleetcpu.outcome import STAGES, ConnectionSpec
-from fleetcpu.probe.document import ProbeDocument, document_from_json
+from fleetcpu.probe.document import ProbeDocument
+from fleetcpu.probe.document_decoder import document_from_json
 from fleetcpu.store import TABLES, Store
 from fleetcpu.store.layout import Layout, new_run_id, rfc3339, run_time
 from fleetcpu.store.outcome_rows import cpu_digest

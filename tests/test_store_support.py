@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fleetcpu.outcome import ConnectionSpec, HostOutcome
-from fleetcpu.probe.document import CpuModel, ProbeDocument, document_from_json
+from fleetcpu.probe.document import CpuModel, ProbeDocument
+from fleetcpu.probe.document_decoder import document_from_json
 
 from .conftest import PYTHON, REPO
 

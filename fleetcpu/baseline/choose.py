@@ -54,8 +54,8 @@ __all__ = [
     "FALLBACK_MODEL",
     "NOT_POOL_MODELS",
     "RESOLVING",
-    "JudgeMemo",
     "Judged",
+    "JudgingContext",
     "Subpool",
     "best",
     "judge",
@@ -80,7 +80,7 @@ class _ModelsData:
     __slots__ = ("blocks", "by_name", "features", "models", "names", "versioned")
 
     def __init__(self, models: tuple[CpuModel, ...]) -> None:
-        self.models = models  # held: its id is the memo's key
+        self.models = models  # held: the context finds this object by identity (see JudgingContext)
         self.by_name = {c.name: c for c in models}
         self.names = frozenset(self.by_name)
         #: (base, versioned name) pairs: a set, so that a pool's are one C-level union.
@@ -95,25 +95,38 @@ class _ModelsData:
         ] = {}
 
 
-class JudgeMemo:
-    """Per ``models`` tuple, everything judging computes that no pool changes.
+class JudgingContext:
+    """Per ``models`` tuple, everything judging computes that no pool changes: internal.
 
-    ``blockers`` judges the pool once per group of identical hosts, each time
-    without one group: about a hundred pools made of the same few hundred
-    tuples. Sharing one memo across those calls judges each (tuple, model)
-    once instead of once per pool. Holding the tuples keeps their ids valid.
+    Why a context, and why internal: ``blockers`` judges the pool once per
+    group of identical hosts, each time without one group: about a hundred
+    pools made of the same few hundred tuples. Judging them in one context
+    judges each (tuple, model) once instead of once per pool. It never
+    changes a result, so it stays out of ``compute_baseline``'s signature:
+    a command that judges several pools of one store's records makes one
+    context and passes it through ``compute.judged_baseline``.
+
+    Keys are object identities (hashing a tuple of records, or comparing
+    vocabularies of hundreds of names, is what this saves), made stable by
+    holding the object: every object whose id is a key is held by the
+    context (``_ModelsData.models``, ``_vocab_keep``), so its id cannot be
+    reused by another object while the context lives, and ``data`` checks
+    the entry is for that very object (``is``). Live only as long as the
+    command that made it.
     """
 
     def __init__(self) -> None:
         self._data: dict[int, _ModelsData] = {}
         self._vocab: dict[frozenset[str], frozenset[str]] = {}
         self._vocab_by_id: dict[int, frozenset[str]] = {}
+        #: Every object ``_vocab_by_id`` has an id of, held: its id cannot be reused meanwhile.
         self._vocab_keep: list[frozenset[str]] = []
-        #: The latest judgement made with this memo (a parent for ``Subpool``).
+        #: The latest judgement made in this context (a parent for ``Subpool``).
         self.last: Judged | None = None
-        #: Distinct views (their ids, in order) -> (names judged, name -> superseded-by text).
-        #: A what-if removes one group, which rarely removes a whole ``models`` tuple: the
-        #: pool's model names and versions are then the parent's, not recounted per what-if.
+        #: Distinct views (their data's ids, in order) -> (names judged, name -> superseded-by
+        #: text). A what-if removes one group, which rarely removes a whole ``models`` tuple:
+        #: the pool's model names and versions are then the parent's, not recounted per
+        #: what-if. The ids are of ``_ModelsData`` this context holds in ``_data``.
         self.naming: dict[tuple[int, ...], tuple[list[str], dict[str, str]]] = {}
 
     def vocabulary(self, names: frozenset[str]) -> frozenset[str]:
@@ -132,7 +145,7 @@ class JudgeMemo:
 
     def data(self, models: tuple[CpuModel, ...]) -> _ModelsData:
         found = self._data.get(id(models))
-        if found is None:
+        if found is None or found.models is not models:
             found = self._data[id(models)] = _ModelsData(models)
         return found
 
@@ -149,12 +162,12 @@ class _View:
         return self.data.by_name
 
 
-def _views(members: Sequence[Member], memo: JudgeMemo) -> list[_View]:
-    by_id: dict[int, _View] = {}
+def _views(members: Sequence[Member], context: JudgingContext) -> list[_View]:
+    by_id: dict[int, _View] = {}  # ids of the members' tuples, alive for this call
     for m in members:
         view = by_id.get(id(m.models))
         if view is None:
-            view = by_id[id(m.models)] = _View(memo.data(m.models))
+            view = by_id[id(m.models)] = _View(context.data(m.models))
         view.hosts.append(m.host)
     return list(by_id.values())
 
@@ -277,11 +290,11 @@ class Judged:
     strict: dict[str, ModelVerdict]
     loose: dict[str, ModelVerdict]
     superseded_by: dict[str, str]
-    #: id of a verdict held above -> (its block reasons, its smallest block's host count,
-    #: host -> the reasons left without that host for each host some block names alone), or
-    #: None when a block follows the result (filled by ``block_summary``).
-    _summary: dict[int, tuple[frozenset[str], int, dict[str, frozenset[str]]] | None] = field(
-        default_factory=dict, compare=False, repr=False
+    #: id of a verdict -> (that verdict, held so the id stays its own; its block reasons, its
+    #: smallest block's host count, host -> the reasons left without that host for each host
+    #: some block names alone), or None when a block follows the result (``block_summary``).
+    _summary: dict[int, tuple[ModelVerdict, tuple[frozenset[str], int, dict[str, frozenset[str]]] | None]] = (
+        field(default_factory=dict, compare=False, repr=False)
     )
     #: False for a ``Subpool`` judgement: its dicts hold only the verdicts it built.
     complete: bool = True
@@ -290,9 +303,9 @@ class Judged:
         """``v``'s reasons, smallest block size and reasons left without each lone host, once
         per verdict rather than per what-if: a removal of fewer hosts than every block names
         leaves every reason in place, and a what-if removes one host (a group's label)."""
-        key = id(v)
-        if key in self._summary:
-            return self._summary[key]
+        held = self._summary.get(id(v))
+        if held is not None and held[0] is v:
+            return held[1]
         found = None
         if not any(b.reason in _RESULT_REASONS for b in v.blocks):
             lone = {b.hosts[0] for b in v.blocks if len(b.hosts) == 1}
@@ -301,7 +314,7 @@ class Judged:
                 min(len(b.hosts) for b in v.blocks),
                 {h: frozenset(b.reason for b in v.blocks if b.hosts != (h,)) for h in lone},
             )
-        self._summary[key] = found
+        self._summary[id(v)] = (v, found)
         return found
 
 
@@ -329,7 +342,7 @@ class Subpool:
 _RESULT_REASONS = frozenset({"unknown-feature-name"})
 
 
-def _naming(views: Sequence[_View], memo: JudgeMemo) -> tuple[list[str], dict[str, str]]:
+def _naming(views: Sequence[_View], context: JudgingContext) -> tuple[list[str], dict[str, str]]:
     """The model names a pool of these views judges, and each superseded name's versions.
 
     Both depend on the set of ``models`` tuples alone (names are a sorted set,
@@ -337,7 +350,7 @@ def _naming(views: Sequence[_View], memo: JudgeMemo) -> tuple[list[str], dict[st
     equal whatever the order or host counts of the views.
     """
     key = tuple(sorted(id(v.data) for v in views))
-    found = memo.naming.get(key)
+    found = context.naming.get(key)
     if found is not None:
         return found
     names = sorted(frozenset().union(*(v.data.names for v in views)) - NOT_POOL_MODELS)
@@ -349,24 +362,24 @@ def _naming(views: Sequence[_View], memo: JudgeMemo) -> tuple[list[str], dict[st
         base, number = split_version(name)
         if number == 0 and base in versions:
             superseded_by[name] = ", ".join(sorted(versions[base], key=split_version)[-3:])
-    found = memo.naming[key] = (names, superseded_by)
+    found = context.naming[key] = (names, superseded_by)
     return found
 
 
 def judge_models(
-    members: Sequence[Member], result: frozenset[str], memo: JudgeMemo | None = None
+    members: Sequence[Member], result: frozenset[str], context: JudgingContext | None = None
 ) -> tuple[ModelVerdict, ...]:
     """Every model any member lists (host/max/base aside), judged; sorted best candidate first.
 
-    ``memo`` may be shared by calls on pools of the same members' records (see ``JudgeMemo``).
+    ``context`` may be shared by calls on pools of the same members' records (see ``JudgingContext``).
     """
-    return judge(members, result, memo).verdicts
+    return judge(members, result, context).verdicts
 
 
 def judge(
     members: Sequence[Member],
     result: frozenset[str],
-    memo: JudgeMemo | None = None,
+    context: JudgingContext | None = None,
     sub: Subpool | None = None,
 ) -> Judged:
     """``judge_models`` with what a smaller pool can reuse; ``sub`` says this pool is one.
@@ -376,13 +389,13 @@ def judge(
     (building ~280 verdicts per what-if was most of the what-ifs' cost). Such
     a judgement cannot be a parent.
     """
-    memo = memo or JudgeMemo()
-    views = _views(members, memo)
+    context = context or JudgingContext()
+    views = _views(members, context)
     vocab_hosts: dict[frozenset[str], list[str]] = {}
     for m in members:
-        vocab_hosts.setdefault(memo.vocabulary(m.vocabulary), []).append(m.host)
+        vocab_hosts.setdefault(context.vocabulary(m.vocabulary), []).append(m.host)
     vocabularies = list(vocab_hosts.items())
-    names, superseded_by = _naming(views, memo)
+    names, superseded_by = _naming(views, context)
     before = sub.parent if sub is not None else None
     assert before is None or before.complete, "a Subpool judgement is no parent"
     merged: dict[tuple[int, ...], tuple[str, ...]] = {}
@@ -411,10 +424,10 @@ def judge(
         for name, s in strict.items()
         if isinstance(v := loose.get(name, s), ModelVerdict) and (v.candidate or sub is None)
     ]
-    memo.last = Judged(
+    context.last = Judged(
         tuple(sorted(verdicts, key=_rank)), _built(strict), _built(loose), superseded_by, complete=sub is None
     )
-    return memo.last
+    return context.last
 
 
 def _reasons(found: ModelVerdict | frozenset[str]) -> frozenset[str]:

@@ -30,7 +30,7 @@ from ..errors import MixedVendorsError, NoUsableDataError
 from ..probe.features import KVM_PV, NON_MIGRATABLE, SECURITY, TSX, is_nested
 from ..vocabulary import Accel, KvmNested
 from . import cpuarg
-from .choose import FALLBACK_MODEL, JudgeMemo, Subpool, best, judge
+from .choose import FALLBACK_MODEL, JudgingContext, Subpool, best, judge
 from .types import (
     Baseline,
     FeatureBlock,
@@ -42,7 +42,7 @@ from .types import (
     Scalars,
 )
 
-__all__ = ["NAMED_HOSTS", "compute_baseline", "host_list", "pool_scalars", "pool_vendor"]
+__all__ = ["NAMED_HOSTS", "compute_baseline", "host_list", "judged_baseline", "pool_scalars", "pool_vendor"]
 
 #: How many hosts a message names before it says "and N more" (``hosts`` lists them all).
 NAMED_HOSTS = 8
@@ -255,23 +255,45 @@ def compute_baseline(
     *,
     missing: Sequence[Missing] = (),
     notices: Sequence[Notice] = (),
-    memo: JudgeMemo | None = None,
-    reasons: bool = True,
-    sub: Subpool | None = None,
 ) -> Baseline:
     """The richest CPU every member runs on ``machine_type``, spelt two ways, with its reasons.
 
     ``missing`` and ``notices`` come from the data selection and are passed
-    through; the core adds its own notices after them. ``memo`` lets calls on
-    pools made of the same records share the model judging (``blockers``
-    what-ifs); it never changes the result, and neither does ``sub`` (these
-    members are a judged pool without some hosts, see ``Subpool``), which
-    lets the judging reuse that pool's verdicts. ``reasons=False`` leaves out
-    what only explains the result (the hosts lacking each feature, the
-    notices; with ``sub``, also the verdicts of models that are no
-    candidates, so ``models`` holds the candidates alone): for callers that
-    compare results only, as the what-ifs do.
+    through; the core adds its own notices after them.
     Raises ``MixedVendorsError`` (23) and ``NoUsableDataError`` (21, no member).
+    """
+    return judged_baseline(
+        JudgingContext(), pool, machine_type, accel, members, policy, missing=missing, notices=notices
+    )
+
+
+def judged_baseline(
+    context: JudgingContext,
+    pool: str,
+    machine_type: str,
+    accel: str,
+    members: Sequence[Member],
+    policy: Policy | None = None,
+    *,
+    missing: Sequence[Missing] = (),
+    notices: Sequence[Notice] = (),
+    reasons: bool = True,
+    sub: Subpool | None = None,
+) -> Baseline:
+    """``compute_baseline`` judging in ``context``: the internal entry for commands judging many pools.
+
+    Why apart from ``compute_baseline``: the context is a cache, and a
+    cache in the pure core's public call makes every caller think about
+    it. Only the commands that judge many pools of one set of records
+    (``explain``'s what-ifs and checks) make a ``JudgingContext`` once and
+    come here; it never changes the result, and neither does ``sub`` (these
+    members are a judged pool without some hosts, see ``Subpool``), which
+    lets the judging reuse that pool's verdicts (``context.last`` is the
+    latest judgement). ``reasons=False`` leaves out what only explains the
+    result (the hosts lacking each feature, the notices; with ``sub``, also
+    the verdicts of models that are no candidates, so ``models`` holds the
+    candidates alone): for callers that compare results only, as the
+    what-ifs do.
     """
     assert sub is None or not reasons, "a Subpool judgement holds candidates only: reasons=False"
     policy = policy or Policy()
@@ -319,7 +341,7 @@ def compute_baseline(
 
     scalars, scalar_notices = pool_scalars(ordered)
     own.extend(scalar_notices)
-    verdicts = judge(ordered, result, memo, sub).verdicts
+    verdicts = judge(ordered, result, context, sub).verdicts
     chosen = best(verdicts)
     custom = cpuarg.custom(vendor, scalars, result)
     enable: tuple[str, ...]

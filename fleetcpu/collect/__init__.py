@@ -4,7 +4,7 @@ Everything here runs on the operator's machine (Python >= 3.11), never on a
 KVM host. How hosts are reached (inventory, ssh, bundle, fan-out) lives in
 ``fleetcpu.fleet``, shared with ``verify``; this package is what a collect
 adds on top: reading each host's reply as a probe document
-(``probe_reply``, with ``decode_cache`` at fleet rate) and the run itself
+(``probe_reply``, with the run's own ``probe.document_decoder``) and the run itself
 (``collect_fleet``).
 """
 

@@ -51,6 +51,7 @@ from ..fleet.remote_run import HostFailure
 from ..fleet.transport import Transport
 from ..outcome import ConnectionSpec, HostOutcome
 from ..probe.document import ProbeDocument
+from ..probe.document_decoder import DocumentDecoder
 from ..vocabulary import Stage
 from .probe_reply import interpret
 
@@ -119,6 +120,8 @@ class Collector:
         self.payload = bootstrap.payload(bundle)
         self.retry = retry or options.retry_policy()
         self.host_deadline = options.host_deadline(self.retry)
+        #: This run's document decoder: hosts of one CPU and QEMU share their records.
+        self.decoder = DocumentDecoder()
 
     def outcome(
         self,
@@ -168,7 +171,7 @@ class Collector:
                 code=failure.code,
                 stderr_tail=failure.evidence,
             )
-        verdict = interpret(run, python)
+        verdict = interpret(run, python, self.decoder)
         return self.outcome(
             host,
             started,

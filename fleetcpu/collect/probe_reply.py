@@ -28,8 +28,8 @@ from ..errors import ProbeDocumentError
 from ..fleet.bootstrap import EXIT_BAD_BUNDLE, EXIT_OLD_PYTHON, MARKER
 from ..fleet.remote_run import STDOUT_BUDGET, STDOUT_CAP, STDOUT_FREE, RemoteRun
 from ..probe.document import ProbeDocument
+from ..probe.document_decoder import DocumentDecoder
 from ..vocabulary import Stage
-from .decode_cache import read_document
 
 __all__ = ["BANNER_EVIDENCE", "STDOUT_EVIDENCE", "Verdict", "interpret"]
 
@@ -111,13 +111,13 @@ def _after_banner(stdout: bytes) -> tuple[bytes, bytes] | None:
     return None if at < 0 else (stdout[: at + 1], stdout[at + 1 :])
 
 
-def _read_past_banner(stdout: bytes) -> tuple[ProbeDocument | None, bytes]:
+def _read_past_banner(stdout: bytes, decoder: DocumentDecoder) -> tuple[ProbeDocument | None, bytes]:
     """The document after a banner, and the banner; (None, b"") when that is not what stdout is."""
     split = _after_banner(stdout)
     if split is None:
         return None, b""
     try:
-        return read_document(_text(split[1]), "probe output"), split[0]
+        return decoder.probe(_text(split[1]), "probe output"), split[0]
     except ProbeDocumentError:
         return None, b""
 
@@ -134,8 +134,15 @@ def _banner_note(banner: bytes) -> str:
     )
 
 
-def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912 - a decision table
-    """The verdict for one run; ``python`` is the interpreter the command asked for (for messages)."""
+def interpret(  # noqa: PLR0911, PLR0912 - a decision table
+    run: RemoteRun, python: str, decoder: DocumentDecoder | None = None
+) -> Verdict:
+    """The verdict for one run; ``python`` is the interpreter the command asked for (for messages).
+
+    ``decoder`` reads the document: collect passes its run's, whose cache
+    skips re-decoding a CPU seen this run; without one, nothing is remembered.
+    """
+    decoder = DocumentDecoder(0) if decoder is None else decoder
     stderr = _text(run.stderr_tail)
 
     def fail(stage: str, error: str, code: str) -> Verdict:
@@ -184,10 +191,10 @@ def interpret(run: RemoteRun, python: str) -> Verdict:  # noqa: PLR0911, PLR0912
     problem = ""
     banner = b""
     if run.stdout.strip():
-        document, banner = _read_past_banner(run.stdout)
+        document, banner = _read_past_banner(run.stdout, decoder)
         if document is None:
             try:
-                document = read_document(_text(run.stdout), "probe output")
+                document = decoder.probe(_text(run.stdout), "probe output")
             except ProbeDocumentError as exc:
                 problem = exc.message
     if run.timed_out and (document is None or not document.ok):

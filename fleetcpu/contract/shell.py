@@ -24,6 +24,8 @@ import pyarrow.compute as pc
 
 from .. import __version__
 from ..baseline import Policy, compute_baseline
+from ..baseline.choose import JudgingContext
+from ..baseline.compute import judged_baseline
 from ..baseline.member import probe_vendor
 from ..baseline.select import age_text, build_members, no_collection, select_members
 from ..errors import FleetcpuError, NonCompliantError, UsageError
@@ -627,6 +629,7 @@ def _headroom(
     states: Sequence[HostState],
     snaps: dict[str, HostSnapshot],
     judged: Sequence[Compliance],
+    context: JudgingContext,
 ) -> Headroom:
     fresh = {c.host for c in judged if c.state not in (FAILED, STALE, TCG_ONLY)}
     usable = [
@@ -641,7 +644,8 @@ def _headroom(
     if not usable:
         return Headroom((), (), None, f"no member has current {a.accel} data on {a.machine_type}")
     try:
-        b = compute_baseline(
+        b = judged_baseline(
+            context,
             a.pool,
             a.machine_type,
             a.accel,
@@ -678,6 +682,7 @@ def _pool_statuses(
     for st in states:
         by_pool.setdefault(st.pool, []).append(st)
     out = []
+    context = JudgingContext()  # one per command; a later pool reuses what it holds of the same records
     for name in sorted(by_pool):
         members = by_pool[name]
         a = adoptions.get(name)
@@ -693,7 +698,9 @@ def _pool_statuses(
         stored = _stored_verdicts(store, a, judgeable) if reuse else {}
         snaps = store.snapshots([st.host for st in judgeable if st.host not in stored], a.accel)
         judged = _judge_states(rule, a, members, snaps, stored, max_age, now)
-        out.append(PoolStatus(name, a, tuple(judged), _headroom(store, a, members, snaps, judged), last))
+        out.append(
+            PoolStatus(name, a, tuple(judged), _headroom(store, a, members, snaps, judged, context), last)
+        )
     return out
 
 

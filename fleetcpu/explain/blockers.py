@@ -29,8 +29,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import chain
 
-from ..baseline.choose import JudgeMemo, Subpool
-from ..baseline.compute import compute_baseline
+from ..baseline.choose import JudgingContext, Subpool
+from ..baseline.compute import judged_baseline
 from ..baseline.types import Baseline, Member, Missing, Notice, Policy, Scalars
 from .answers import Blockers, ModelBlocked, ScalarChange, WhatIf
 from .groups import group_members
@@ -114,14 +114,14 @@ def explain_blockers(
     notices: Sequence[Notice] = (),
 ) -> Blockers:
     """The pool's blockers and per-group what-ifs; raises like ``compute_baseline``."""
-    memo = JudgeMemo()  # the what-ifs judge the same models tuples over and over
-    full = compute_baseline(
-        pool, machine_type, accel, members, policy, missing=missing, notices=notices, memo=memo
+    context = JudgingContext()  # the what-ifs judge the same models tuples over and over
+    full = judged_baseline(
+        context, pool, machine_type, accel, members, policy, missing=missing, notices=notices
     )
     groups = group_members(members)
     reps = [g.member for g in groups]
-    base = compute_baseline(pool, machine_type, accel, reps, policy, memo=memo, reasons=False)
-    judged = memo.last
+    base = judged_baseline(context, pool, machine_type, accel, reps, policy, reasons=False)
+    judged = context.last
     assert judged is not None
     # The representatives' pool is the full pool's answer (see groups): a difference is a bug.
     assert (base.features, base.model, base.enable, base.disable, base.scalars) == (
@@ -134,13 +134,13 @@ def explain_blockers(
     ranked = []
     if len(groups) > 1:
         for i, g in enumerate(groups):
-            without = compute_baseline(
+            without = judged_baseline(
+                context,
                 pool,
                 machine_type,
                 accel,
                 reps[:i] + reps[i + 1 :],
                 policy,
-                memo=memo,
                 reasons=False,
                 sub=Subpool(judged, frozenset({g.member.host})),
             )

@@ -26,7 +26,8 @@ from ..baseline.member import member_from_probe
 from ..baseline.select import build_members, classify
 from ..baseline.types import Member
 from ..errors import BadInputError, NoCommonMachineTypeError, NoUsableDataError, UsageError
-from ..probe.document import MachineProbe, ProbeDocument, document_from_json
+from ..probe.document import MachineProbe, ProbeDocument
+from ..probe.document_decoder import document_from_json
 from ..store import Store
 from ..vocabulary import Accel, Status
 from .answers import Change

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..baseline.compute import compute_baseline
+from ..baseline.choose import JudgingContext
+from ..baseline.compute import judged_baseline
 from ..baseline.types import Baseline, Member, Missing, Policy
 from ..errors import MixedVendorsError
 from .answers import Change, CheckResult
@@ -136,9 +137,10 @@ def check_join(
     """Compare the pool without ``candidate.host`` to the pool with ``candidate``."""
     others = [m for m in members if m.host != candidate.host]
     member = len(others) != len(members)
-    before = compute_baseline(pool, machine_type, accel, others, policy) if others else None
+    context = JudgingContext()  # both pools are made of the same records but one
+    before = judged_baseline(context, pool, machine_type, accel, others, policy) if others else None
     try:
-        after = compute_baseline(pool, machine_type, accel, [*others, candidate], policy)
+        after = judged_baseline(context, pool, machine_type, accel, [*others, candidate], policy)
     except MixedVendorsError as exc:
         vendor = before.vendor if before else None
         return refused(

@@ -2,9 +2,11 @@
 
 Raw QMP JSON is turned into these records once (``qmp_decode``); everything after
 that (the document on stdout, the store, the baseline) speaks records. The
-JSON document is these dataclasses with snake_case keys, so the parser below
-is generic: it walks the type hints and names the exact key at fault, which is
-what an operator needs when an air-gapped host's file is rejected.
+JSON document is these dataclasses with snake_case keys, so its reader
+(``document_decoder``) is generic: converters compiled from the type hints,
+naming the exact key at fault, which is what an operator needs when an
+air-gapped host's file is rejected. What a valid document is beyond its types
+(``check_probe_document``) is said here, next to the records.
 
 Additive evolution: unknown keys are ignored on read, so a newer probe's
 document still loads in an older orchestrator. A breaking change bumps
@@ -15,19 +17,13 @@ Python 3.9, stdlib only: this module ships to hosts.
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
-import itertools
-import json
-import math
-import re
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, FrozenSet, Mapping, Optional, Tuple, Union
 
 from ..errors import ProbeDocumentError
 from ..vocabulary import DevKvm, KvmNested, Register, Status
-from .envelope import JsonDocument, check_status, read_envelope
+from .envelope import JsonDocument, check_status
 from .names import UNNAMED_FEATURE, is_name, is_vendor, name_problem, vendor_problem
 
 __all__ = [
@@ -54,11 +50,8 @@ __all__ = [
     "QemuInfo",
     "QueryFailure",
     "Scalar",
-    "T",
     "VcpuProps",
-    "document_from_dict",
-    "document_from_json",
-    "load_json",
+    "check_probe_document",
 ]
 
 SCHEMA = "fleetcpu.probe/1"
@@ -264,275 +257,40 @@ class ProbeDocument(JsonDocument):
 
 
 # --------------------------------------------------------------------------
-# Reading a document back: strict about types, lenient about unknown keys.
+# What a valid document is beyond its types (``document_decoder`` reads the text).
 
-T = TypeVar("T")
-
-_HINTS: Dict[type, Dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> Dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
+#: Most characters a document may have: collect's stdout cap, so both paths take the same.
+MAX_DOCUMENT_CHARS = 32 * 1024 * 1024
+#: Deepest nesting a document may have (a probe document has 6 levels).
+MAX_DEPTH = 32
 
 
-def _type_name(tp: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(tp, str(tp))
+def check_probe_document(
+    doc: ProbeDocument, source: str, reused: FrozenSet[str] = frozenset()
+) -> ProbeDocument:
+    """The rules types cannot say, on a document just converted; errors name the key at fault.
 
-
-def _convert(tp: Any, value: Any, path: str, source: str) -> Any:  # noqa: PLR0911, PLR0912
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin is Union:
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        if set(options) == {bool, int, float, str}:
-            try:
-                return _scalar(value)
-            except _Bad:
-                raise ProbeDocumentError(
-                    source,
-                    path,
-                    "must be a boolean, a string, a finite number or an integer from %d to %d" % SCALAR_INT,
-                ) from None
-        if len(options) == 1:  # Optional[X]: keep X's precise error path
-            return _convert(options[0], value, path, source)
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(arg, value, path, source)
-            except ProbeDocumentError as exc:
-                errors.append(exc.problem)
-        raise ProbeDocumentError(source, path, "; ".join(errors) or "must not be null")
-    if dataclasses.is_dataclass(tp):
-        return _from_dict(typing.cast(Type[Any], tp), value, path, source)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ProbeDocumentError(source, path, "must be a list")
-        return tuple(_convert(args[0], v, "%s[%d]" % (path, i), source) for i, v in enumerate(value))
-    if origin in (dict, collections.abc.Mapping):
-        if not isinstance(value, dict):
-            raise ProbeDocumentError(source, path, "must be an object")
-        return {k: _convert(args[1], v, "%s.%s" % (path, k), source) for k, v in value.items()}
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ProbeDocumentError(source, path, "must be a number")
-        if _finite(value) is None:
-            raise ProbeDocumentError(source, path, "must be a finite number")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ProbeDocumentError(source, path, "must be an integer")
-        _check_range(value, INT64, path, source)
-        return value
-    if tp in (bool, str):
-        if not isinstance(value, tp):
-            raise ProbeDocumentError(source, path, "must be a %s" % _type_name(tp))
-        return value
-    if tp is type(None):
-        if value is not None:
-            raise ProbeDocumentError(source, path, "must be null")
-        return None
-    raise TypeError("records: unsupported field type %r" % (tp,))
-
-
-def _finite(value: Any) -> Optional[float]:
-    """``value`` as a float if it is one exactly and finitely, else None (no OverflowError)."""
-    if type(value) is int:
-        return float(value) if -FLOAT_INT <= value <= FLOAT_INT else None
-    return value if math.isfinite(value) else None
-
-
-def _check_range(value: Any, bounds: Tuple[int, int], path: str, source: str) -> None:
-    if value is not None and not bounds[0] <= value <= bounds[1]:
-        raise ProbeDocumentError(source, path, "must be an integer from %d to %d" % bounds)
-
-
-class _Bad(Exception):
-    """Raised by the fast path; the slow path then finds and names the key at fault."""
-
-
-_Fast = Callable[[Any], Any]
-_FAST: Dict[Any, _Fast] = {}
-
-
-def _bad() -> Any:
-    raise _Bad()
-
-
-def _exact(kind: type) -> _Fast:
-    def conv(v: Any) -> Any:
-        return v if type(v) is kind else _bad()  # bool is not an int here
-
-    return conv
-
-
-def _int(lo: int, hi: int) -> _Fast:
-    def conv(v: Any) -> Any:
-        return v if type(v) is int and lo <= v <= hi else _bad()
-
-    return conv
-
-
-def _number(v: Any) -> Any:
-    kind = type(v)
-    if kind is float and v - v == 0.0:  # finite: inf - inf and nan - nan are nan
-        return v
-    if kind is int and -FLOAT_INT <= v <= FLOAT_INT:
-        return float(v)
-    return _bad()
-
-
-def _optional(inner: _Fast) -> _Fast:
-    def conv(v: Any) -> Any:
-        return None if v is None else inner(v)
-
-    return conv
-
-
-def _scalar(v: Any) -> Any:
-    """A ``Scalar``: bool, str, a finite float or an integer of QEMU's int64/uint64 range."""
-    kind = type(v)
-    if v is None or kind is str or kind is bool:
-        return v
-    if kind is int and SCALAR_INT[0] <= v <= SCALAR_INT[1]:
-        return v
-    if kind is float and v - v == 0.0:
-        return v
-    return _bad()
-
-
-def _ranged(hint: Any, bounds: Tuple[int, int]) -> _Fast:
-    """A narrower integer range than the type's own (``metadata={"range": ...}``)."""
-    conv = _int(*bounds)
-    return _optional(conv) if typing.get_origin(hint) is Union else conv
-
-
-def _record(tp: Any) -> _Fast:
-    hints = _hints(tp)
-    spec = [
-        (
-            f.name,
-            _ranged(hints[f.name], f.metadata["range"]) if "range" in f.metadata else _fast(hints[f.name]),
-            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
-        )
-        for f in dataclasses.fields(tp)
-    ]
-
-    def conv(v: Any) -> Any:
-        if type(v) is not dict:
-            _bad()
-        kwargs = {}
-        for name, sub, required in spec:
-            if name in v:
-                kwargs[name] = sub(v[name])
-            elif required:
-                _bad()
-        return tp(**kwargs)
-
-    return conv
-
-
-def _sequence(item_type: Any) -> _Fast:
-    item = _fast(item_type)
-
-    def conv(v: Any) -> Any:
-        if type(v) is not list:
-            _bad()
-        if item_type is str and all(type(x) is str for x in v):
-            return tuple(v)
-        return tuple(item(x) for x in v)
-
-    return conv
-
-
-def _mapping(value_type: Any) -> _Fast:
-    item = _fast(value_type)
-
-    def conv(v: Any) -> Any:
-        if type(v) is not dict:
-            _bad()
-        if value_type is bool and all(type(x) is bool for x in v.values()):
-            return dict(v)
-        return {k: item(x) for k, x in v.items()}
-
-    return conv
-
-
-def _fast(tp: Any) -> _Fast:
-    """A converter for ``tp`` compiled once: no path strings, no typing introspection per value.
-
-    Collect parses a 100 KB document per host; the generic walker spent 9 ms
-    on it, mostly building error paths that are only needed on failure.
+    ``reused`` names the parts (``machine_types``, ``qemu``) a decoder took
+    from its cache: they passed these checks when first read, and checking
+    them is most of the cost (names repeat, but there are thousands), so
+    they are skipped. Returns the document as read (an older probe's ``""``
+    blocker named, see ``_name_unnamed_blockers``).
     """
-    if tp not in _FAST:
-        origin, args = typing.get_origin(tp), typing.get_args(tp)
-        options = tuple(a for a in args if a is not type(None))
-        conv: _Fast
-        if tp in (str, bool):
-            conv = _exact(tp)
-        elif tp is int:
-            conv = _int(*INT64)
-        elif tp is float:
-            conv = _number
-        elif origin is Union and len(options) == 1:
-            conv = _optional(_fast(options[0]))
-        elif origin is Union and set(options) == {bool, int, float, str}:
-            conv = _scalar
-        elif dataclasses.is_dataclass(tp):
-            conv = _record(tp)
-        elif origin is tuple:
-            conv = _sequence(args[0])
-        elif origin in (dict, collections.abc.Mapping):
-            conv = _mapping(args[1])
-        else:
-            raise TypeError("records: unsupported field type %r" % (tp,))
-        _FAST[tp] = conv
-    return _FAST[tp]
-
-
-def _from_dict(cls: Type[T], value: Any, path: str, source: str) -> T:
-    if not isinstance(value, dict):
-        raise ProbeDocumentError(source, path or "<document>", "must be an object")
-    kwargs: Dict[str, Any] = {}
-    for f in dataclasses.fields(typing.cast(Any, cls)):
-        sub = "%s.%s" % (path, f.name) if path else f.name
-        if f.name not in value:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ProbeDocumentError(source, sub, "missing")
-            continue
-        kwargs[f.name] = _convert(_hints(cls)[f.name], value[f.name], sub, source)
-        if "range" in f.metadata:
-            _check_range(kwargs[f.name], f.metadata["range"], sub, source)
-    return cls(**kwargs)
-
-
-def document_from_dict(value: Any, source: str = "<probe>") -> ProbeDocument:
-    """Validate a parsed JSON value as a probe document; errors name the key at fault."""
-    read_envelope(value, SCHEMA, SCHEMA_MAJOR, "probe", source)
-    try:
-        doc = typing.cast(ProbeDocument, _fast(ProbeDocument)(value))
-    except _Bad:
-        doc = _from_dict(ProbeDocument, value, "", source)  # raises, naming the key
     check_status(doc.status, doc.stage, source)
     if doc.status == Status.OK and not doc.machine_types:
         raise ProbeDocumentError(source, "machine_types", "an ok document needs at least one")
-    for i, mp in enumerate(doc.machine_types):
-        for j, fw in enumerate(mp.feature_words + mp.filtered_features):
-            if fw.register not in REGISTERS:
-                raise ProbeDocumentError(
-                    source,
-                    "machine_types[%d] feature word %d: register" % (i, j),
-                    "must be one of %s" % ", ".join(REGISTERS),
-                )
-    doc = _name_unnamed_blockers(doc)
-    _check_names(doc, source)
+    fresh_machine_types = "machine_types" not in reused
+    if fresh_machine_types:
+        for i, mp in enumerate(doc.machine_types):
+            for j, fw in enumerate(mp.feature_words + mp.filtered_features):
+                if fw.register not in REGISTERS:
+                    raise ProbeDocumentError(
+                        source,
+                        "machine_types[%d] feature word %d: register" % (i, j),
+                        "must be one of %s" % ", ".join(REGISTERS),
+                    )
+        doc = _name_unnamed_blockers(doc)
+    _check_names(doc, source, fresh_machine_types, "qemu" not in reused)
     return doc
 
 
@@ -577,18 +335,19 @@ def _vendor(text: Any, key: str, source: str) -> None:
         raise ProbeDocumentError(source, key, str(vendor_problem(text)))
 
 
-def _check_names(doc: ProbeDocument, source: str) -> None:
+def _check_names(doc: ProbeDocument, source: str, machine_types: bool, qemu: bool) -> None:
     """Every name a config could be given meets ``names.NAME_RULE``, every vendor ``is_vendor``.
 
     Names repeat across machine types and hosts, so ``is_name`` remembers
     those that passed: after the first host of a kind this is set lookups.
+    ``machine_types`` and ``qemu`` say whether to check those parts.
     """
     _vendor(doc.host.cpu.vendor, "host.cpu.vendor", source)
-    if doc.qemu is not None:
+    if qemu and doc.qemu is not None:
         for i, mi in enumerate(doc.qemu.machines):
             _name(mi.name, "qemu.machines[%d].name" % i, source)
             _name(mi.alias, "qemu.machines[%d].alias" % i, source)
-    for i, mp in enumerate(doc.machine_types):
+    for i, mp in enumerate(doc.machine_types if machine_types else ()):
         where = "machine_types[%d]" % i
         _name(mp.requested, where + ".requested", source)
         _name(mp.machine_type, where + ".machine_type", source)
@@ -607,80 +366,3 @@ def _check_names(doc: ProbeDocument, source: str) -> None:
             _names(exp.features, at + ".features", source)
             _names(exp.props, at + ".props", source)
             _vendor(exp.props.get("vendor"), at + ".props.vendor", source)
-
-
-#: Most characters a document may have: collect's stdout cap, so both paths take the same.
-MAX_DOCUMENT_CHARS = 32 * 1024 * 1024
-#: Deepest nesting a document may have (a probe document has 6 levels).
-MAX_DEPTH = 32
-
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-#: A JSON escape that may decode to half a surrogate pair (no UTF-8 for it).
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def _too_deep(text: str, limit: int) -> bool:
-    """Whether brackets outside strings nest deeper than ``limit``, without recursion.
-
-    Each pass deletes every innermost ``[]`` and ``{}``, so a balanced text of
-    depth D is empty after D passes (C-speed string operations, ~1 ms on a
-    100 KB document), and one that still shrinks at pass ``limit + 1`` is
-    deeper than ``limit``; what stops shrinking first (unbalanced brackets:
-    not JSON) gets the running count of what is left.
-    """
-    rest = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    if re.search(r"[\[{]{%d}" % (limit + 1), rest):  # the usual attack: one long run of openers
-        return True
-    for _ in range(limit + 1):
-        if not rest:
-            return False
-        shorter = rest.replace("[]", "").replace("{}", "")
-        if len(shorter) == len(rest):  # unbalanced: count what is left (not JSON anyway)
-            return max(itertools.accumulate(1 if c in "[{" else -1 for c in rest)) > limit
-        rest = shorter
-    return True  # still shrinking after limit + 1 passes: a balanced part deeper than limit
-
-
-def _has_surrogate(value: Any) -> bool:
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, list):
-        return any(_has_surrogate(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
-    return False
-
-
-def load_json(text: str, source: str) -> Any:
-    """``json.loads`` for untrusted text: size and depth bounded before parsing, UTF-8 after.
-
-    A host's output must never abort a run: 100,000 levels of ``[`` made the
-    parser raise ``RecursionError``, and a lone surrogate (``"\\ud800"``) is a
-    string no Parquet column can hold. Every such text is a
-    ``ProbeDocumentError`` (a failure row, or exit 3).
-    """
-    if len(text) > MAX_DOCUMENT_CHARS:
-        raise ProbeDocumentError(
-            source, "", "%d characters, more than %d: not a probe document" % (len(text), MAX_DOCUMENT_CHARS)
-        )
-    if _too_deep(text, MAX_DEPTH):
-        raise ProbeDocumentError(source, "", "nested deeper than %d levels" % MAX_DEPTH)
-    try:
-        value = json.loads(text)
-    except RecursionError as exc:  # not reachable after _too_deep; kept as the last guard
-        raise ProbeDocumentError(source, "", "nested deeper than %d levels" % MAX_DEPTH) from exc
-    except ValueError as exc:
-        raise ProbeDocumentError(source, "", "not JSON (%s)" % exc) from exc
-    if (not text.isascii() or _SURROGATE_ESCAPE.search(text)) and _has_surrogate(value):
-        raise ProbeDocumentError(source, "", "a string is not valid Unicode (a lone surrogate)")
-    return value
-
-
-def document_from_json(text: str, source: str = "<probe>") -> ProbeDocument:
-    """The reference reader of a probe document: bounded parse, then ``document_from_dict``."""
-    return document_from_dict(load_json(text, source), source)

@@ -14,7 +14,7 @@ letters, digits, ``-``, ``_`` and ``.`` (``sse4.2``, ``avx512-vp2intersect``,
 The vendor is CPUID's 12-byte vendor string (``GenuineIntel``,
 ``"  Shanghai  "``), so it keeps its spaces. Every real name in libvirt's
 and QEMU's captures (``../shared/realdata``) meets the rule; a test keeps it
-so. Checked at decode (``records.document_from_dict``: a failure row or exit
+so. Checked at decode (``document.check_probe_document``: a failure row or exit
 3) and again by every renderer, which refuses a name it cannot quote.
 """
 

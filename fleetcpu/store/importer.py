@@ -30,7 +30,8 @@ import pyarrow as pa
 
 from ..errors import ProbeDocumentError
 from ..outcome import ConnectionSpec, HostOutcome
-from ..probe.document import MAX_DOCUMENT_CHARS, ProbeDocument, document_from_json
+from ..probe.document import MAX_DOCUMENT_CHARS, ProbeDocument
+from ..probe.document_decoder import document_from_json
 from .layout import parse_rfc3339
 from .outcome_rows import cpu_digest, detail_rows, host_row, unique_machines
 from .run_writer import RunWriter

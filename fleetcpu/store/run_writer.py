@@ -285,7 +285,7 @@ class RunWriter:
             raise error from exc
 
     def _digest(self, machine_types: tuple[MachineProbe, ...]) -> tuple[tuple[MachineProbe, ...], str | None]:
-        """``cpu_digest`` once per records object: hosts of one CPU share theirs (``collect.decode_cache``).
+        """``cpu_digest`` once per records object: hosts of one CPU share theirs (``probe.document_decoder``).
 
         Keyed by identity, and the records are held, so an id is never reused
         while its entry lives; equal-but-distinct records are digested again.

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ..collect.probe_reply import interpret as interpret_probe_run
 from ..errors import ProbeDocumentError
 from ..fleet.remote_run import RemoteRun
-from ..probe.document import document_from_json
+from ..probe.document_decoder import document_from_json
 from ..probe.enforce_document import VerifyDocument, verify_from_json
 from ..vocabulary import Stage
 

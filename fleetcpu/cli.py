@@ -35,7 +35,6 @@ __all__ = [
     "hosts",
     "import_",
     "main",
-    "mapped_errors",
     "probe",
     "report",
     "status",
@@ -50,31 +49,31 @@ def fail(exc: FleetcpuError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
-def mapped_errors(func: F) -> F:
-    """Translate the error tree (and Ctrl-C) into one line and an exit code at the edge."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except FleetcpuError as exc:
-            fail(exc)
-        except KeyboardInterrupt:
-            fail(InterruptedByUserError("interrupted"))
-        except BrokenPipeError:
-            # `fleetcpu hosts | head`: the reader left; that is not an error.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(0)
-        except Exception as exc:
-            if os.environ.get("FLEETCPU_DEBUG"):
-                raise
-            click.echo(
-                f"error: internal error: {type(exc).__name__}: {exc} (set FLEETCPU_DEBUG=1 for a traceback)",
-                err=True,
-            )
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
+def _mapped(call: Callable[[], Any]) -> Any:
+    """Run ``call`` with the error tree (and Ctrl-C, a closed pipe, a bug) turned into one
+    stderr line and an exit code. The group calls every command through it
+    (``_Main.invoke``), so no command can forget it; click's own errors (usage,
+    ``--help``'s exit) pass through to click."""
+    try:
+        return call()
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        raise
+    except FleetcpuError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        fail(InterruptedByUserError("interrupted"))
+    except BrokenPipeError:
+        # `fleetcpu hosts | head`: the reader left; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except Exception as exc:
+        if os.environ.get("FLEETCPU_DEBUG"):
+            raise
+        click.echo(
+            f"error: internal error: {type(exc).__name__}: {exc} (set FLEETCPU_DEBUG=1 for a traceback)",
+            err=True,
+        )
+        sys.exit(1)
 
 
 class _NoDataLibraries(importlib.abc.MetaPathFinder):
@@ -139,8 +138,12 @@ def entry() -> None:
 
 
 class _Main(click.Group):
-    """click's own Ctrl-C handling prints ``Aborted!`` and exits 1; fleetcpu's is exit 130
-    with ``error: interrupted``, whenever it comes (while parsing the command line too)."""
+    """The one error edge. click's own Ctrl-C handling prints ``Aborted!`` and exits 1;
+    fleetcpu's is exit 130 with ``error: interrupted``, whenever it comes (while parsing
+    the command line too). Every command runs inside ``_mapped`` (``invoke``)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return _mapped(lambda: super(_Main, self).invoke(ctx))
 
     def main(self, *args: Any, **kwargs: Any) -> NoReturn:
         kwargs["standalone_mode"] = False
@@ -192,7 +195,6 @@ def main() -> None:
     help="Read host facts (/proc, /sys) under DIR, e.g. from a container.",
 )
 @click.option("--indent", type=int, default=None, help="Pretty-print the JSON.")
-@mapped_errors
 def probe(
     machine_types: tuple[str, ...],
     qemu_binary: str | None,
@@ -248,7 +250,6 @@ _STRICT_RUN = click.option(
 )
 @_STORE_OPTION
 @_STRICT_RUN
-@mapped_errors
 def import_(
     files: tuple[str, ...],
     pool: str | None,
@@ -299,7 +300,6 @@ def import_(
 @click.option("--pool", metavar="P", default=None, help="Only this pool's hosts.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @_STORE_OPTION
-@mapped_errors
 def hosts(pool: str | None, fmt: str, store_dir: str | None) -> None:
     """The latest state of every host: status, failure stage and error, accelerator, QEMU."""
     import json
@@ -322,7 +322,6 @@ def hosts(pool: str | None, fmt: str, store_dir: str | None) -> None:
 
 @main.command()
 @_STORE_OPTION
-@mapped_errors
 def fsck(store_dir: str | None) -> None:
     """Check every committed run's files against its commit record (rows, bytes, sha256) and
     list every file that no committed run lists. Repairs nothing.
@@ -478,7 +477,6 @@ def _collect_options(flags: dict[str, Any]) -> Any:
 @_STORE_OPTION
 @_transport_options("probed")
 @_STRICT_RUN
-@mapped_errors
 def collect(inventory: str, store_dir: str | None, strict: bool, options: Any) -> None:
     """Probe every host of INVENTORY (over SSH, or locally) and store one row per host.
 
@@ -558,7 +556,6 @@ def _parse_age(_ctx: click.Context | None, _param: click.Parameter | None, value
     help="cpu_map for --format libvirt|nova|kubevirt (default: /usr/share/libvirt/cpu_map).",
 )
 @_STORE_OPTION
-@mapped_errors
 def baseline(
     pool: str,
     accel: str,
@@ -636,7 +633,6 @@ _VERIFY_FORMATS = ("table", "json")
 )
 @_STORE_OPTION
 @_transport_options("verified")
-@mapped_errors
 def verify(
     pool: str,
     inventory: str | None,
@@ -749,7 +745,6 @@ def _select(
 
 @main.command()
 @_selection_options
-@mapped_errors
 def blockers(
     pool: str,
     accel: str,
@@ -792,7 +787,6 @@ def blockers(
 @main.command()
 @click.argument("host", metavar="HOST|PROBE.json")
 @_selection_options
-@mapped_errors
 def check(
     host: str,
     pool: str,
@@ -879,7 +873,6 @@ def check(
 @click.option("--note", metavar="TEXT", default=None, help="Why (stored with the adoption).")
 @click.option("--yes", is_flag=True, help="Record without asking (required without a terminal).")
 @_STORE_OPTION
-@mapped_errors
 def adopt(
     pool: str,
     cpu: str | None,
@@ -950,7 +943,6 @@ def adopt(
     "/var/lib/node_exporter/textfile/fleetcpu.prom; default: stdout.",
 )
 @_STORE_OPTION
-@mapped_errors
 def status(
     pool: str | None, fmt: str, strict: bool, max_age: Any, output: str | None, store_dir: str | None
 ) -> None:
@@ -1035,7 +1027,6 @@ def _allow_pandas() -> None:
     help="How far back drift and failures look.",
 )
 @_STORE_OPTION
-@mapped_errors
 def report(
     pool: str,
     output: str | None,

@@ -508,87 +508,136 @@ def _parse_age(_ctx: click.Context | None, _param: click.Parameter | None, value
     return datetime.timedelta(seconds=seconds)
 
 
+def _pool_query(*between: Callable[[F], F]) -> Callable[[F], F]:
+    """The data-selection and policy flags of ``baseline``, ``blockers`` and ``check``, declared once.
+
+    The command gets them as one ``query`` (a ``_PoolQuery``); ``between`` are the
+    command's own options, listed after these and before ``--store``.
+    """
+    options: list[Callable[[Any], Any]] = [
+        click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory)."),
+        click.option(
+            "--accel",
+            type=click.Choice(["kvm", "tcg"]),
+            default="kvm",
+            show_default=True,
+            help="Use only data probed with this accelerator.",
+        ),
+        click.option(
+            "--machine-type",
+            metavar="T",
+            default=None,
+            help="Machine type (default: the pool's declared one, else the newest probed on every member).",
+        ),
+        click.option(
+            "--max-age",
+            default="7d",
+            show_default=True,
+            metavar="AGE",
+            callback=_parse_age,
+            help="Older data is reported missing (stale): 90m, 36h, 7d, 2w.",
+        ),
+        click.option("--strict", is_flag=True, help="Any missing member is an error (exit 21)."),
+        click.option(
+            "--nested",
+            is_flag=True,
+            help="Keep vmx/vmx-*/svm features, if every member reports KVM nesting enabled.",
+        ),
+        click.option(
+            "--allow-non-migratable",
+            is_flag=True,
+            help="Keep invtsc (QEMU then refuses to live-migrate the guest).",
+        ),
+        click.option("--no-kvm-pv", is_flag=True, help="Drop every KVM paravirtual feature."),
+        click.option("--no-tsx", is_flag=True, help="Drop hle/rtm even when every member offers them."),
+        *between,
+        _STORE_OPTION,
+    ]
+
+    def apply(func: F) -> F:
+        @functools.wraps(func)
+        def with_query(*args: Any, **kwargs: Any) -> Any:
+            query = _PoolQuery(**{name: kwargs.pop(name) for name in _PoolQuery._fields})
+            return func(*args, query=query, **kwargs)
+
+        wrapped: Any = with_query
+        for option in reversed(options):
+            wrapped = option(wrapped)
+        return typing.cast(F, wrapped)
+
+    return apply
+
+
+class _PoolQuery(typing.NamedTuple):
+    """The flags of ``_pool_query``: which members, and under which policy."""
+
+    pool: str
+    accel: str
+    machine_type: str | None
+    max_age: Any
+    strict: bool
+    nested: bool
+    allow_non_migratable: bool
+    no_kvm_pv: bool
+    no_tsx: bool
+    store_dir: str | None
+
+    def select(self) -> Any:
+        """(store, selection, policy): the members as ``baseline`` computes them, for all three."""
+        from .baseline import Policy
+        from .baseline.select import select_members
+        from .store import Store, resolve_location
+
+        store = Store.open(resolve_location(self.store_dir))
+        chosen = select_members(
+            store,
+            self.pool,
+            accel=self.accel,
+            machine_type=self.machine_type,
+            max_age=self.max_age,
+            strict=self.strict,
+        )
+        policy = Policy(
+            non_migratable=self.allow_non_migratable,
+            nested=self.nested,
+            kvm_pv=not self.no_kvm_pv,
+            tsx=not self.no_tsx,
+        )
+        return store, chosen, policy
+
+
 @main.command()
-@click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory).")
-@click.option(
-    "--accel",
-    type=click.Choice(["kvm", "tcg"]),
-    default="kvm",
-    show_default=True,
-    help="Use only data probed with this accelerator.",
+@_pool_query(
+    click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(_BASELINE_FORMATS),
+        default="qemu",
+        show_default=True,
+        help="qemu: the two -cpu strings; json: fleetcpu.baseline/1; "
+        "readconfig, libvirt, nova, kubevirt, proxmox: see docs/export.md.",
+    ),
+    click.option(
+        "--libvirt-cpu-map",
+        metavar="DIR",
+        default=None,
+        help="cpu_map for --format libvirt|nova|kubevirt (default: /usr/share/libvirt/cpu_map).",
+    ),
 )
-@click.option(
-    "--machine-type",
-    metavar="T",
-    default=None,
-    help="Machine type (default: the pool's declared one, else the newest probed on every member).",
-)
-@click.option(
-    "--max-age",
-    default="7d",
-    show_default=True,
-    metavar="AGE",
-    callback=_parse_age,
-    help="Older data is reported missing (stale): 90m, 36h, 7d, 2w.",
-)
-@click.option("--strict", is_flag=True, help="Any missing member is an error (exit 21).")
-@click.option(
-    "--nested", is_flag=True, help="Keep vmx/vmx-*/svm features, if every member reports KVM nesting enabled."
-)
-@click.option(
-    "--allow-non-migratable", is_flag=True, help="Keep invtsc (QEMU then refuses to live-migrate the guest)."
-)
-@click.option("--no-kvm-pv", is_flag=True, help="Drop every KVM paravirtual feature.")
-@click.option("--no-tsx", is_flag=True, help="Drop hle/rtm even when every member offers them.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(_BASELINE_FORMATS),
-    default="qemu",
-    show_default=True,
-    help="qemu: the two -cpu strings; json: fleetcpu.baseline/1; "
-    "readconfig, libvirt, nova, kubevirt, proxmox: see docs/export.md.",
-)
-@click.option(
-    "--libvirt-cpu-map",
-    metavar="DIR",
-    default=None,
-    help="cpu_map for --format libvirt|nova|kubevirt (default: /usr/share/libvirt/cpu_map).",
-)
-@_STORE_OPTION
-def baseline(
-    pool: str,
-    accel: str,
-    machine_type: str | None,
-    max_age: Any,
-    strict: bool,
-    nested: bool,
-    allow_non_migratable: bool,
-    no_kvm_pv: bool,
-    no_tsx: bool,
-    fmt: str,
-    libvirt_cpu_map: str | None,
-    store_dir: str | None,
-) -> None:
+def baseline(query: _PoolQuery, fmt: str, libvirt_cpu_map: str | None) -> None:
     """The richest guest CPU every member of POOL can run, from the store; nothing is written.
 
     Prints the named form (a CPU model plus explicit changes) and the custom
     form (base with every feature and scalar explicit); warnings go to stderr.
     """
-    from .baseline import Policy, compute_baseline
-    from .baseline.select import select_members
+    from .baseline import compute_baseline
     from .export import render
-    from .store import Store, resolve_location
 
-    store = Store.open(resolve_location(store_dir))
-    chosen = select_members(
-        store, pool, accel=accel, machine_type=machine_type, max_age=max_age, strict=strict
-    )
-    policy = Policy(non_migratable=allow_non_migratable, nested=nested, kvm_pv=not no_kvm_pv, tsx=not no_tsx)
+    _store, chosen, policy = query.select()
     result = compute_baseline(
-        pool,
+        query.pool,
         chosen.machine_type,
-        accel,
+        query.accel,
         chosen.members,
         policy,
         missing=chosen.missing,
@@ -680,102 +729,24 @@ def _render_options(fmt: str, cpu_map_dir: str | None) -> Any:
     return RenderOptions(cpu_map=load_cpu_map(cpu_map_dir or SYSTEM_CPU_MAP))
 
 
-def _selection_options(func: F) -> F:
-    """The data-selection and policy flags of ``baseline``, shared by ``blockers`` and ``check``."""
-    options = [
-        click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory)."),
-        click.option(
-            "--accel",
-            type=click.Choice(["kvm", "tcg"]),
-            default="kvm",
-            show_default=True,
-            help="Use only data probed with this accelerator.",
-        ),
-        click.option(
-            "--machine-type",
-            metavar="T",
-            default=None,
-            help="Machine type (default: as for fleetcpu baseline).",
-        ),
-        click.option(
-            "--max-age",
-            default="7d",
-            show_default=True,
-            metavar="AGE",
-            callback=_parse_age,
-            help="Older data is reported missing (stale).",
-        ),
-        click.option("--strict", is_flag=True, help="Any missing member is an error (exit 21)."),
-        click.option("--nested", is_flag=True, help="As for fleetcpu baseline."),
-        click.option("--allow-non-migratable", is_flag=True, help="As for fleetcpu baseline."),
-        click.option("--no-kvm-pv", is_flag=True, help="As for fleetcpu baseline."),
-        click.option("--no-tsx", is_flag=True, help="As for fleetcpu baseline."),
-        click.option(
-            "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-        ),
-        _STORE_OPTION,
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _select(
-    store_dir: str | None,
-    pool: str,
-    accel: str,
-    machine_type: str | None,
-    max_age: Any,
-    strict: bool,
-    policy_flags: tuple[bool, bool, bool, bool],
-) -> Any:
-    """(store, selection, policy) exactly as ``baseline`` computes them."""
-    from .baseline import Policy
-    from .baseline.select import select_members
-    from .store import Store, resolve_location
-
-    nested, allow_non_migratable, no_kvm_pv, no_tsx = policy_flags
-    store = Store.open(resolve_location(store_dir))
-    chosen = select_members(
-        store, pool, accel=accel, machine_type=machine_type, max_age=max_age, strict=strict
-    )
-    policy = Policy(non_migratable=allow_non_migratable, nested=nested, kvm_pv=not no_kvm_pv, tsx=not no_tsx)
-    return store, chosen, policy
+_TABLE_OR_JSON = click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 
 
 @main.command()
-@_selection_options
-def blockers(
-    pool: str,
-    accel: str,
-    machine_type: str | None,
-    max_age: Any,
-    strict: bool,
-    nested: bool,
-    allow_non_migratable: bool,
-    no_kvm_pv: bool,
-    no_tsx: bool,
-    fmt: str,
-    store_dir: str | None,
-) -> None:
+@_pool_query(_TABLE_OR_JSON)
+def blockers(query: _PoolQuery, fmt: str) -> None:
     """Why POOL's CPU is what it is: every feature and model it does not get, the hosts
     blocking each, and what the pool would gain without each group of identical hosts."""
     from .explain import explain_blockers
     from .explain.printout import blockers_json, blockers_table, dumps
 
-    _store, chosen, policy = _select(
-        store_dir,
-        pool,
-        accel,
-        machine_type,
-        max_age,
-        strict,
-        (nested, allow_non_migratable, no_kvm_pv, no_tsx),
-    )
+    _store, chosen, policy = query.select()
     found = explain_blockers(
-        pool,
+        query.pool,
         chosen.machine_type,
-        accel,
+        query.accel,
         chosen.members,
         policy,
         missing=chosen.missing,
@@ -786,21 +757,8 @@ def blockers(
 
 @main.command()
 @click.argument("host", metavar="HOST|PROBE.json")
-@_selection_options
-def check(
-    host: str,
-    pool: str,
-    accel: str,
-    machine_type: str | None,
-    max_age: Any,
-    strict: bool,
-    nested: bool,
-    allow_non_migratable: bool,
-    no_kvm_pv: bool,
-    no_tsx: bool,
-    fmt: str,
-    store_dir: str | None,
-) -> None:
+@_pool_query(_TABLE_OR_JSON)
+def check(host: str, query: _PoolQuery, fmt: str) -> None:
     """Can HOST (a stored host, or a probe document not stored) join POOL without lowering
     its CPU? Exit 0 if it can, 25 if it cannot (what it would take away is printed)."""
     from .errors import CheckRefusedError
@@ -809,16 +767,9 @@ def check(
     from .explain.check import refused
     from .explain.printout import check_json, check_table, dumps
 
-    store, chosen, policy = _select(
-        store_dir,
-        pool,
-        accel,
-        machine_type,
-        max_age,
-        strict,
-        (nested, allow_non_migratable, no_kvm_pv, no_tsx),
-    )
-    candidate = load_candidate(store, host, chosen.machine_type, accel, max_age)
+    store, chosen, policy = query.select()
+    pool, accel = query.pool, query.accel
+    candidate = load_candidate(store, host, chosen.machine_type, accel, query.max_age)
     if candidate.member is None:
         assert candidate.refusal is not None
         member = candidate.host in {m.host for m in chosen.members}

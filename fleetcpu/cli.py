@@ -163,60 +163,36 @@ def main() -> None:
     """Which guest CPU model can every host of a KVM migration pool run? Measured, stored, proven."""
 
 
+def _probe_flags(func: F) -> F:
+    """``fleetcpu probe``'s options, built from the probe's one table of flags (``probe.flags``)."""
+    from .probe.flags import FLAGS
+
+    for flag in reversed(FLAGS):
+        kind: Any = flag.kind
+        if flag.choices:
+            kind = click.Choice(flag.choices)
+        elif flag.positive:
+            kind = click.FloatRange(min=0, min_open=True)
+        func = click.option(
+            flag.name,
+            flag.dest,
+            type=kind,
+            multiple=flag.repeat,
+            default=flag.default,
+            show_default=flag.default not in (None, ()),
+            metavar=flag.metavar,
+            help=flag.help,
+        )(func)
+    return func
+
+
 @main.command()
-@click.option(
-    "--machine-type",
-    "machine_types",
-    multiple=True,
-    metavar="T",
-    help="Machine type or alias to probe (repeatable; default: the host's q35).",
-)
-@click.option("--qemu-binary", metavar="PATH", help="QEMU to run (default: qemu-system-x86_64).")
-@click.option(
-    "--accel",
-    type=click.Choice(["auto", "kvm", "tcg"]),
-    default="auto",
-    show_default=True,
-    help="auto tries KVM, then falls back to TCG and records why.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=60.0,
-    show_default=True,
-    metavar="S",
-    help="Deadline for the whole probe, seconds.",
-)
-@click.option(
-    "--host-root",
-    default="/",
-    show_default=True,
-    metavar="DIR",
-    help="Read host facts (/proc, /sys) under DIR, e.g. from a container.",
-)
-@click.option("--indent", type=int, default=None, help="Pretty-print the JSON.")
-def probe(
-    machine_types: tuple[str, ...],
-    qemu_binary: str | None,
-    accel: str,
-    timeout: float,
-    host_root: str,
-    indent: int | None,
-) -> None:
+@_probe_flags
+def probe(**flags: Any) -> None:
     """Probe this host's QEMU and print one JSON probe document (schema fleetcpu.probe/1)."""
-    import asyncio
+    from .probe import probe_and_print
 
-    from .probe.__main__ import emit, probe_with_signals
-    from .probe.run import ProbeOptions
-
-    opts = ProbeOptions(
-        machine_types=machine_types,
-        qemu_binary=qemu_binary,
-        accel=accel,
-        timeout=timeout,
-        host_root=host_root,
-    )
-    sys.exit(emit(asyncio.run(probe_with_signals(opts)), indent))
+    sys.exit(probe_and_print(flags))
 
 
 _STORE_OPTION = click.option(

@@ -6,23 +6,18 @@ the exit code from the table in ``fleetcpu.errors``. ``verify ARGS`` runs
 
 This module imports nothing heavy: ``main`` starts QEMU (``qemu_early``) before
 it imports asyncio, qemu.qmp and the rest of the probe, so that those
-imports overlap QEMU's own start-up. A probe lives for a fraction of a
-second and allocates a bounded amount, so the cyclic garbage collector is
-off while it runs (its passes over the freshly imported modules cost more
-than the few cycles asyncio leaves are worth), and the process ends with
-``os._exit`` once its output is flushed, as the bundle's bootstrap ends it
-on a host: tearing down asyncio, typing and the records module by module
-would cost more CPU than anything the probe does after QEMU quits.
+imports overlap QEMU's own start-up. The cyclic garbage collector is paused
+while it runs and the process ends without the interpreter's teardown: both
+are ``speed``'s tricks, with their figures (``FLEETCPU_PLAIN=1`` turns them off).
 """
 
 from __future__ import annotations
 
-import gc
-import os
 import sys
 from typing import TYPE_CHECKING, Any, List, Mapping, Optional
 
 from .flags import build_parser, options, parse_plain
+from .speed import PausedGc, exit_process
 
 if TYPE_CHECKING:
     from .document import ProbeDocument
@@ -68,16 +63,13 @@ def run(values: Mapping[str, Any]) -> int:
     if opts.timeout <= 0:
         sys.stderr.write("error: --timeout must be positive\n")
         return 2
-    gc.disable()
-    try:
+    with PausedGc():
         from .qemu_early import begin
 
         early = begin(opts)  # QEMU is starting: now import the rest while it boots
         import asyncio
 
         return emit(asyncio.run(probe_with_signals(opts, early)), indent)
-    finally:
-        gc.enable()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -97,15 +89,5 @@ def main(argv: Optional[List[str]] = None) -> int:
     return run(values)
 
 
-def _exit(code: int) -> None:
-    """Flush and leave without interpreter teardown (see the module's docstring)."""
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):  # nobody reads our output any more
-        code = code or 1
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    _exit(main())
+    exit_process(main())

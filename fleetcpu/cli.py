@@ -8,9 +8,7 @@ one stderr line and its own exit code; anything else is a bug (exit 1).
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import importlib.abc
 import os
 import sys
 import typing
@@ -19,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from . import __version__
+from . import __version__, speed
 from .errors import FleetcpuError, InterruptedByUserError
 
 __all__ = [
@@ -76,43 +74,8 @@ def _mapped(call: Callable[[], Any]) -> Any:
         sys.exit(1)
 
 
-class _NoDataLibraries(importlib.abc.MetaPathFinder):
-    """Make ``import pandas`` and ``import numpy`` fail in the CLI process, as if not installed.
-
-    No command needs pandas but ``report`` (which lifts this block), yet
-    pyarrow imports it on first use when it is installed, which cost every
-    command ~55 MiB and ~0.2 s (collect: 163 -> 128 MiB peak; baseline 0.46 ->
-    0.28 s). pyarrow treats a missing pandas as a normal, supported setup.
-    numpy likewise: pyarrow imports it at start-up when present (~60 ms of
-    every command, ~6% of baseline on 10,000 hosts), but has not needed it
-    since pyarrow 16, and nothing outside ``fleetcpu.analysis`` uses it.
-    """
-
-    BLOCKED = ("pandas", "numpy")
-
-    def find_spec(self, fullname: str, _path: object = None, _target: object = None) -> None:
-        if fullname.partition(".")[0] in self.BLOCKED:
-            raise ModuleNotFoundError("fleetcpu's CLI does not load pandas or numpy", name=fullname)
-
-
-def _exit_now(status: int) -> NoReturn:
-    """End the process without the interpreter's teardown.
-
-    Tearing down pyarrow alone (its thread pools and allocator) costs ~0.1 s
-    of every command's wall time, which is 10% of ``baseline`` on 10,000
-    hosts and of a 16-host ``collect``. Nothing is lost by skipping it: every
-    command has committed what it writes (the store fsyncs its commit) before
-    it returns, asyncio.run has joined its threads, and the standard streams
-    are flushed here.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a reader that left, a closed stream
-            stream.flush()
-    os._exit(status)
-
-
 def entry() -> None:
-    """The console script: the CLI without pandas (see ``_NoDataLibraries``), ended by ``_exit_now``,
+    """The console script: the CLI without pandas and ended without teardown (``fleetcpu.speed``),
     and without the third-party warnings listed in ``fleetcpu.probe.quiet``."""
     status = 0
     try:
@@ -122,8 +85,7 @@ def entry() -> None:
         # and the first lines here run in that window too (the full gate caught one
         # raised inside quiet.install's warnings filter, as a traceback).
         quiet.install()
-        if "pandas" not in sys.modules:
-            sys.meta_path.insert(0, _NoDataLibraries())
+        speed.block_data_libraries()
         main()
     except KeyboardInterrupt:  # between the signal handlers' start and click's
         click.echo("error: interrupted", err=True)
@@ -134,7 +96,7 @@ def entry() -> None:
         elif exc.code is not None:
             sys.stderr.write(f"{exc.code}\n")
             status = 1
-    _exit_now(status)
+    speed.exit_process(status)
 
 
 class _Main(click.Group):
@@ -913,11 +875,6 @@ def status(
 
 
 # --------------------------------------------------------------------------- report
-def _allow_pandas() -> None:
-    """``report`` is the one command built on pandas (``fleetcpu.analysis``): lift the block."""
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _NoDataLibraries)]
-
-
 @main.command()
 @click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory).")
 @click.option(
@@ -966,7 +923,9 @@ def report(
     """POOL's summary, feature coverage, model usability, blockers and drift as one
     self-contained HTML file (figures embedded, nothing fetched from the network).
     Missing data (empty store, failed hosts, a single run) is reported in the file."""
-    _allow_pandas()  # before pyarrow is imported: it looks for numpy once, at import
+    # The one command built on pandas (fleetcpu.analysis): lift the block before
+    # pyarrow is imported (it looks for numpy once, at import).
+    speed.allow_data_libraries()
     os.environ.setdefault("MPLBACKEND", "Agg")
     from pathlib import Path
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetcpu.fleet.asyncssh_import import cached_finder
+from fleetcpu.speed import cached_finder
 
 LISTING = b"""3 libs found in cache `/etc/ld.so.cache'
 \tlibnettle.so.8 (libc6) => /lib/i386-linux-gnu/libnettle.so.8

@@ -20,9 +20,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ..baseline import Policy, compute_baseline
-from ..baseline.select import age_text, build_members, no_collection, select_members
+from ..baseline.select import age_text, build_members, select_members
 from ..errors import FleetcpuError, NonCompliantError, UsageError
 from ..outcome import HostOutcome
+from ..speed import paused_gc
 from ..store import HostSnapshot, HostState, Store
 from ..store.atomic import write_bytes
 from ..store.schema import ADOPTIONS, COMPLIANCE
@@ -499,7 +500,7 @@ def pool_statuses(
     With the cyclic collector paused, as ``baseline`` does: judging 100,000 members builds
     half a million acyclic records, which the collector would scan again and again.
     """
-    with no_collection():
+    with paused_gc():
         return _pool_statuses(store, pool, max_age, now or datetime.now(UTC))
 
 

@@ -17,4 +17,4 @@ def probe_and_print(values: Mapping[str, Any]) -> int:
     document on stdout, its error on stderr; its exit code out."""
     from .__main__ import run
 
-    return run(values)
+    return run(values, head_start=False)

@@ -54,15 +54,23 @@ def emit(doc: ProbeDocument, indent: Optional[int]) -> int:
     return doc.exit_code
 
 
-def run(values: Mapping[str, Any]) -> int:
+def run(values: Mapping[str, Any], head_start: bool = True) -> int:
     """Probe with the parsed flags (``flags.FLAGS``' dests), print the document; its exit code.
 
-    ``fleetcpu probe`` calls this through ``fleetcpu.probe.probe_and_print``.
+    ``head_start``: start the first QEMU before importing asyncio and the rest
+    (``qemu_early``), with the collector paused, as on a host. ``fleetcpu
+    probe`` (through ``fleetcpu.probe.probe_and_print``) runs without it:
+    its process has imported everything already, and its documents stay as
+    they were (QEMU's QMP descriptor number is in each attempt's argv).
     """
     opts, indent = options(values)
     if opts.timeout <= 0:
         sys.stderr.write("error: --timeout must be positive\n")
         return 2
+    if not head_start:
+        import asyncio
+
+        return emit(asyncio.run(probe_with_signals(opts)), indent)
     with PausedGc():
         from .qemu_early import begin
 

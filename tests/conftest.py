@@ -25,6 +25,11 @@ from .support import qemuguard
 REPO = Path(__file__).resolve().parent.parent
 REALDATA = Path(os.environ.get("FLEETCPU_REALDATA", REPO.parent / "shared" / "realdata")).resolve()
 PYTHON = sys.executable
+#: ``FLEETCPU_PLAIN=1``: every speed trick is off (``fleetcpu.speed``);
+#: ``pytest -m plain`` runs the subset marked for it.
+PLAIN = os.environ.get("FLEETCPU_PLAIN", "") not in ("", "0")
+#: For a test of a speed trick itself, which the switch turns off (its plain twin is in tests/test_speed.py).
+tricks_only = pytest.mark.skipif(PLAIN, reason="tests a speed trick, which FLEETCPU_PLAIN=1 turns off")
 
 
 #: The system's temp directory as the suite found it, and the private one the session uses.

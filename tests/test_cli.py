@@ -13,7 +13,10 @@ from click.testing import CliRunner
 from fleetcpu import errors
 from fleetcpu.cli import main
 
-from .conftest import PYTHON, REPO, run_cli
+from .conftest import PYTHON, REPO, run_cli, tricks_only
+
+#: The CLI edge in both modes: FLEETCPU_PLAIN=1 ends commands with sys.exit, not os._exit.
+pytestmark = pytest.mark.plain
 
 GOLDEN = REPO / "tests" / "golden" / "probe-kvm-q35.json"
 
@@ -37,6 +40,7 @@ def _imported_after(*argv: str) -> set[str]:
     return set(res.stdout.split()[-400:])
 
 
+@tricks_only
 def test_commands_never_load_pandas(tmp_path: Path) -> None:
     """pyarrow would import pandas on first use (~55 MiB, ~0.2 s) and numpy at start-up
     (~60 ms); the CLI needs neither."""

@@ -105,6 +105,7 @@ def cli(fleet: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
 # --------------------------------------------------------------------------- blockers
 
 
+@pytest.mark.plain
 def test_blockers_table_puts_the_cheapest_win_first(fleet: dict[str, Any]) -> None:
     res = cli(fleet, "blockers", "--pool", "prod")
     assert res.returncode == 0, res.stderr
@@ -153,6 +154,7 @@ def test_a_stored_host_of_another_pool_that_can_join(fleet: dict[str, Any]) -> N
     assert res.stdout.startswith("newgold (store) vs pool prod (pc-q35-0.0, kvm): CAN join")
 
 
+@pytest.mark.plain
 def test_a_member_holding_the_pool_back_is_25(fleet: dict[str, Any]) -> None:
     res = cli(fleet, "check", "--pool", "prod", "e3")
     assert res.returncode == 25

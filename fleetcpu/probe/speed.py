@@ -42,7 +42,9 @@ def exit_process(code: int) -> NoReturn:
 
     Buys: tearing down asyncio, typing and the records module by module
     costs more CPU than anything the probe does after QEMU quits (commit
-    d9e2272; ``benchmarks/probe_bench.py``, CPU column). The bundle's
+    d9e2272). Measured again with only this trick off: ~50 ms of CPU per
+    probe, 275 -> 329 ms (``benchmarks/probe_bench.py --quick --accel tcg``,
+    CPU column, median of three runs, loaded 2-core machine). The bundle's
     bootstrap ends the probe the same way on a host. Plain: ``sys.exit``.
     """
     try:
@@ -60,8 +62,11 @@ class PausedGc:
 
     Buys: a probe lives for a fraction of a second and allocates a bounded
     amount; the collector's passes over the freshly imported modules cost
-    more than the few cycles asyncio leaves are worth (commit d9e2272;
-    ``benchmarks/probe_bench.py``). A class, not ``contextlib``: it runs
+    more than the few cycles asyncio leaves are worth (commit d9e2272).
+    Measured again with only this trick off, it is inside the noise: 265 vs
+    275 ms of CPU (``benchmarks/probe_bench.py --quick --accel tcg``, median
+    of three runs, loaded machine), so it is a candidate for removal once
+    measured on a quiet one. A class, not ``contextlib``: it runs
     before QEMU is started, and contextlib is not imported yet. Plain: the
     collector runs.
     """
@@ -83,8 +88,11 @@ class ExitWatch:
     waiter thread, as asyncio's ``ThreadedChildWatcher`` uses, must first
     be scheduled, take the GIL and then wake the loop, which on a busy host
     costs a time slice per QEMU, several times per probe (``-version``,
-    each attempt, ``quit``) (commit 2a4cf69; ``benchmarks/probe_bench.py``
-    and ``benchmarks/host_bench.py``, wall time on a loaded machine).
+    each attempt, ``quit``) (commit 2a4cf69, which gives no figure).
+    Measured with only this trick off: CPU unchanged (268 vs 275 ms), wall
+    469 vs 410 ms, inside this loaded machine's noise
+    (``benchmarks/probe_bench.py --quick --accel tcg``, median of three
+    runs); ``benchmarks/host_bench.py`` on a busy host is where it shows.
     Plain, or without pidfds: one waiter thread per process, as asyncio's
     own child watcher does.
     """

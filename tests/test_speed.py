@@ -123,3 +123,44 @@ def test_the_cli_entry_ends_the_same_either_way(plain: bool, tmp_path: Path) -> 
     )
     assert (res.returncode, res.stdout) == (21, "")
     assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
+
+
+def test_the_plain_host_imports_the_bundle_the_ordinary_way(tmp_path: Path) -> None:
+    """FLEETCPU_PLAIN=1 on the host: the bundle unpacked into the private TMPDIR, found on sys.path."""
+    from fleetcpu.fleet import bootstrap_host
+    from fleetcpu.fleet.bundle import build_bundle, bundle_sources
+
+    bundle = tmp_path / "bundle.zip"
+    bundle.write_bytes(build_bundle([(name, path.read_bytes()) for name, path in bundle_sources()]).data)
+    private = tmp_path / "private"
+    private.mkdir()
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(bootstrap_host.__file__).parent)!r})\n"
+        "import bootstrap_host\n"
+        f"bootstrap_host._install(open({str(bundle)!r}, 'rb').read())\n"
+        "import fleetcpu.probe.__main__ as probe, qemu.qmp as qmp\n"
+        "print(probe.__spec__.origin)\n"
+        "print(qmp.__spec__.origin)\n"
+    )
+    for plain in (False, True):
+        env = {"PATH": os.environ["PATH"], "TMPDIR": str(private)}
+        if plain:
+            env["FLEETCPU_PLAIN"] = "1"
+        res = subprocess.run(
+            ["/usr/bin/python3", "-E", "-s", "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            check=False,
+        )
+        assert res.returncode == 0, res.stderr
+        where = res.stdout.split()
+        if plain:
+            assert where == [
+                str(private / "bundle" / "fleetcpu" / "probe" / "__main__.py"),
+                str(private / "bundle" / "qemu" / "qmp" / "__init__.py"),
+            ]
+        else:
+            assert all(w.startswith(bootstrap_host.ORIGIN) for w in where), where

@@ -8,9 +8,7 @@ one stderr line and its own exit code; anything else is a bug (exit 1).
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import importlib.abc
 import os
 import sys
 import typing
@@ -19,9 +17,9 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from . import __version__
+from . import __version__, speed
 from .errors import FleetcpuError, InterruptedByUserError
-from .vocabulary import Accel, AccelRequest
+from .vocabulary import Accel
 
 __all__ = [
     "F",
@@ -36,7 +34,6 @@ __all__ = [
     "hosts",
     "import_",
     "main",
-    "mapped_errors",
     "probe",
     "report",
     "status",
@@ -51,70 +48,35 @@ def fail(exc: FleetcpuError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
-def mapped_errors(func: F) -> F:
-    """Translate the error tree (and Ctrl-C) into one line and an exit code at the edge."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except FleetcpuError as exc:
-            fail(exc)
-        except KeyboardInterrupt:
-            fail(InterruptedByUserError("interrupted"))
-        except BrokenPipeError:
-            # `fleetcpu hosts | head`: the reader left; that is not an error.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(0)
-        except Exception as exc:
-            if os.environ.get("FLEETCPU_DEBUG"):
-                raise
-            click.echo(
-                f"error: internal error: {type(exc).__name__}: {exc} (set FLEETCPU_DEBUG=1 for a traceback)",
-                err=True,
-            )
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-class _NoDataLibraries(importlib.abc.MetaPathFinder):
-    """Make ``import pandas`` and ``import numpy`` fail in the CLI process, as if not installed.
-
-    No command needs pandas but ``report`` (which lifts this block), yet
-    pyarrow imports it on first use when it is installed, which cost every
-    command ~55 MiB and ~0.2 s (collect: 163 -> 128 MiB peak; baseline 0.46 ->
-    0.28 s). pyarrow treats a missing pandas as a normal, supported setup.
-    numpy likewise: pyarrow imports it at start-up when present (~60 ms of
-    every command, ~6% of baseline on 10,000 hosts), but has not needed it
-    since pyarrow 16, and nothing outside ``fleetcpu.analysis`` uses it.
-    """
-
-    BLOCKED = ("pandas", "numpy")
-
-    def find_spec(self, fullname: str, _path: object = None, _target: object = None) -> None:
-        if fullname.partition(".")[0] in self.BLOCKED:
-            raise ModuleNotFoundError("fleetcpu's CLI does not load pandas or numpy", name=fullname)
-
-
-def _exit_now(status: int) -> NoReturn:
-    """End the process without the interpreter's teardown.
-
-    Tearing down pyarrow alone (its thread pools and allocator) costs ~0.1 s
-    of every command's wall time, which is 10% of ``baseline`` on 10,000
-    hosts and of a 16-host ``collect``. Nothing is lost by skipping it: every
-    command has committed what it writes (the store fsyncs its commit) before
-    it returns, asyncio.run has joined its threads, and the standard streams
-    are flushed here.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a reader that left, a closed stream
-            stream.flush()
-    os._exit(status)
+def _mapped(call: Callable[[], Any]) -> Any:
+    """Run ``call`` with the error tree (and Ctrl-C, a closed pipe, a bug) turned into one
+    stderr line and an exit code. The group calls every command through it
+    (``_Main.invoke``), so no command can forget it; click's own errors (usage,
+    ``--help``'s exit) pass through to click."""
+    try:
+        return call()
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        raise
+    except FleetcpuError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        fail(InterruptedByUserError("interrupted"))
+    except BrokenPipeError:
+        # `fleetcpu hosts | head`: the reader left; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except Exception as exc:
+        if os.environ.get("FLEETCPU_DEBUG"):
+            raise
+        click.echo(
+            f"error: internal error: {type(exc).__name__}: {exc} (set FLEETCPU_DEBUG=1 for a traceback)",
+            err=True,
+        )
+        sys.exit(1)
 
 
 def entry() -> None:
-    """The console script: the CLI without pandas (see ``_NoDataLibraries``), ended by ``_exit_now``,
+    """The console script: the CLI without pandas and ended without teardown (``fleetcpu.speed``),
     and without the third-party warnings listed in ``fleetcpu.probe.quiet``."""
     status = 0
     try:
@@ -124,8 +86,7 @@ def entry() -> None:
         # and the first lines here run in that window too (the full gate caught one
         # raised inside quiet.install's warnings filter, as a traceback).
         quiet.install()
-        if "pandas" not in sys.modules:
-            sys.meta_path.insert(0, _NoDataLibraries())
+        speed.block_data_libraries()
         main()
     except KeyboardInterrupt:  # between the signal handlers' start and click's
         click.echo("error: interrupted", err=True)
@@ -136,12 +97,16 @@ def entry() -> None:
         elif exc.code is not None:
             sys.stderr.write(f"{exc.code}\n")
             status = 1
-    _exit_now(status)
+    speed.exit_process(status)
 
 
 class _Main(click.Group):
-    """click's own Ctrl-C handling prints ``Aborted!`` and exits 1; fleetcpu's is exit 130
-    with ``error: interrupted``, whenever it comes (while parsing the command line too)."""
+    """The one error edge. click's own Ctrl-C handling prints ``Aborted!`` and exits 1;
+    fleetcpu's is exit 130 with ``error: interrupted``, whenever it comes (while parsing
+    the command line too). Every command runs inside ``_mapped`` (``invoke``)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return _mapped(lambda: super(_Main, self).invoke(ctx))
 
     def main(self, *args: Any, **kwargs: Any) -> NoReturn:
         kwargs["standalone_mode"] = False
@@ -161,61 +126,36 @@ def main() -> None:
     """Which guest CPU model can every host of a KVM migration pool run? Measured, stored, proven."""
 
 
+def _probe_flags(func: F) -> F:
+    """``fleetcpu probe``'s options, built from the probe's one table of flags (``probe.flags``)."""
+    from .probe.flags import FLAGS
+
+    for flag in reversed(FLAGS):
+        kind: Any = flag.kind
+        if flag.choices:
+            kind = click.Choice(flag.choices)
+        elif flag.positive:
+            kind = click.FloatRange(min=0, min_open=True)
+        func = click.option(
+            flag.name,
+            flag.dest,
+            type=kind,
+            multiple=flag.repeat,
+            default=flag.default,
+            show_default=flag.default not in (None, ()),
+            metavar=flag.metavar,
+            help=flag.help,
+        )(func)
+    return func
+
+
 @main.command()
-@click.option(
-    "--machine-type",
-    "machine_types",
-    multiple=True,
-    metavar="T",
-    help="Machine type or alias to probe (repeatable; default: the host's q35).",
-)
-@click.option("--qemu-binary", metavar="PATH", help="QEMU to run (default: qemu-system-x86_64).")
-@click.option(
-    "--accel",
-    type=click.Choice(AccelRequest.values()),
-    default="auto",
-    show_default=True,
-    help="auto tries KVM, then falls back to TCG and records why.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=60.0,
-    show_default=True,
-    metavar="S",
-    help="Deadline for the whole probe, seconds.",
-)
-@click.option(
-    "--host-root",
-    default="/",
-    show_default=True,
-    metavar="DIR",
-    help="Read host facts (/proc, /sys) under DIR, e.g. from a container.",
-)
-@click.option("--indent", type=int, default=None, help="Pretty-print the JSON.")
-@mapped_errors
-def probe(
-    machine_types: tuple[str, ...],
-    qemu_binary: str | None,
-    accel: str,
-    timeout: float,
-    host_root: str,
-    indent: int | None,
-) -> None:
+@_probe_flags
+def probe(**flags: Any) -> None:
     """Probe this host's QEMU and print one JSON probe document (schema fleetcpu.probe/1)."""
-    import asyncio
+    from .probe import probe_and_print
 
-    from .probe.__main__ import emit, probe_with_signals
-    from .probe.run import ProbeOptions
-
-    opts = ProbeOptions(
-        machine_types=machine_types,
-        qemu_binary=qemu_binary,
-        accel=accel,
-        timeout=timeout,
-        host_root=host_root,
-    )
-    sys.exit(emit(asyncio.run(probe_with_signals(opts)), indent))
+    sys.exit(probe_and_print(flags))
 
 
 _STORE_OPTION = click.option(
@@ -249,7 +189,6 @@ _STRICT_RUN = click.option(
 )
 @_STORE_OPTION
 @_STRICT_RUN
-@mapped_errors
 def import_(
     files: tuple[str, ...],
     pool: str | None,
@@ -300,7 +239,6 @@ def import_(
 @click.option("--pool", metavar="P", default=None, help="Only this pool's hosts.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @_STORE_OPTION
-@mapped_errors
 def hosts(pool: str | None, fmt: str, store_dir: str | None) -> None:
     """The latest state of every host: status, failure stage and error, accelerator, QEMU."""
     import json
@@ -323,7 +261,6 @@ def hosts(pool: str | None, fmt: str, store_dir: str | None) -> None:
 
 @main.command()
 @_STORE_OPTION
-@mapped_errors
 def fsck(store_dir: str | None) -> None:
     """Check every committed run's files against its commit record (rows, bytes, sha256) and
     list every file that no committed run lists. Repairs nothing.
@@ -479,7 +416,6 @@ def _collect_options(flags: dict[str, Any]) -> Any:
 @_STORE_OPTION
 @_transport_options("probed")
 @_STRICT_RUN
-@mapped_errors
 def collect(inventory: str, store_dir: str | None, strict: bool, options: Any) -> None:
     """Probe every host of INVENTORY (over SSH, or locally) and store one row per host.
 
@@ -511,88 +447,136 @@ def _parse_age(_ctx: click.Context | None, _param: click.Parameter | None, value
     return datetime.timedelta(seconds=seconds)
 
 
+def _pool_query(*between: Callable[[F], F]) -> Callable[[F], F]:
+    """The data-selection and policy flags of ``baseline``, ``blockers`` and ``check``, declared once.
+
+    The command gets them as one ``query`` (a ``_PoolQuery``); ``between`` are the
+    command's own options, listed after these and before ``--store``.
+    """
+    options: list[Callable[[Any], Any]] = [
+        click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory)."),
+        click.option(
+            "--accel",
+            type=click.Choice(Accel.values()),
+            default="kvm",
+            show_default=True,
+            help="Use only data probed with this accelerator.",
+        ),
+        click.option(
+            "--machine-type",
+            metavar="T",
+            default=None,
+            help="Machine type (default: the pool's declared one, else the newest probed on every member).",
+        ),
+        click.option(
+            "--max-age",
+            default="7d",
+            show_default=True,
+            metavar="AGE",
+            callback=_parse_age,
+            help="Older data is reported missing (stale): 90m, 36h, 7d, 2w.",
+        ),
+        click.option("--strict", is_flag=True, help="Any missing member is an error (exit 21)."),
+        click.option(
+            "--nested",
+            is_flag=True,
+            help="Keep vmx/vmx-*/svm features, if every member reports KVM nesting enabled.",
+        ),
+        click.option(
+            "--allow-non-migratable",
+            is_flag=True,
+            help="Keep invtsc (QEMU then refuses to live-migrate the guest).",
+        ),
+        click.option("--no-kvm-pv", is_flag=True, help="Drop every KVM paravirtual feature."),
+        click.option("--no-tsx", is_flag=True, help="Drop hle/rtm even when every member offers them."),
+        *between,
+        _STORE_OPTION,
+    ]
+
+    def apply(func: F) -> F:
+        @functools.wraps(func)
+        def with_query(*args: Any, **kwargs: Any) -> Any:
+            query = _PoolQuery(**{name: kwargs.pop(name) for name in _PoolQuery._fields})
+            return func(*args, query=query, **kwargs)
+
+        wrapped: Any = with_query
+        for option in reversed(options):
+            wrapped = option(wrapped)
+        return typing.cast(F, wrapped)
+
+    return apply
+
+
+class _PoolQuery(typing.NamedTuple):
+    """The flags of ``_pool_query``: which members, and under which policy."""
+
+    pool: str
+    accel: str
+    machine_type: str | None
+    max_age: Any
+    strict: bool
+    nested: bool
+    allow_non_migratable: bool
+    no_kvm_pv: bool
+    no_tsx: bool
+    store_dir: str | None
+
+    def select(self) -> Any:
+        """(store, selection, policy): the members as ``baseline`` computes them, for all three."""
+        from .baseline import Policy
+        from .baseline.select import select_members
+        from .store import Store, resolve_location
+
+        store = Store.open(resolve_location(self.store_dir))
+        chosen = select_members(
+            store,
+            self.pool,
+            accel=self.accel,
+            machine_type=self.machine_type,
+            max_age=self.max_age,
+            strict=self.strict,
+        )
+        policy = Policy(
+            non_migratable=self.allow_non_migratable,
+            nested=self.nested,
+            kvm_pv=not self.no_kvm_pv,
+            tsx=not self.no_tsx,
+        )
+        return store, chosen, policy
+
+
 @main.command()
-@click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory).")
-@click.option(
-    "--accel",
-    type=click.Choice(Accel.values()),
-    default="kvm",
-    show_default=True,
-    help="Use only data probed with this accelerator.",
+@_pool_query(
+    click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(_BASELINE_FORMATS),
+        default="qemu",
+        show_default=True,
+        help="qemu: the two -cpu strings; json: fleetcpu.baseline/1; "
+        "readconfig, libvirt, nova, kubevirt, proxmox: see docs/export.md.",
+    ),
+    click.option(
+        "--libvirt-cpu-map",
+        metavar="DIR",
+        default=None,
+        help="cpu_map for --format libvirt|nova|kubevirt (default: /usr/share/libvirt/cpu_map).",
+    ),
 )
-@click.option(
-    "--machine-type",
-    metavar="T",
-    default=None,
-    help="Machine type (default: the pool's declared one, else the newest probed on every member).",
-)
-@click.option(
-    "--max-age",
-    default="7d",
-    show_default=True,
-    metavar="AGE",
-    callback=_parse_age,
-    help="Older data is reported missing (stale): 90m, 36h, 7d, 2w.",
-)
-@click.option("--strict", is_flag=True, help="Any missing member is an error (exit 21).")
-@click.option(
-    "--nested", is_flag=True, help="Keep vmx/vmx-*/svm features, if every member reports KVM nesting enabled."
-)
-@click.option(
-    "--allow-non-migratable", is_flag=True, help="Keep invtsc (QEMU then refuses to live-migrate the guest)."
-)
-@click.option("--no-kvm-pv", is_flag=True, help="Drop every KVM paravirtual feature.")
-@click.option("--no-tsx", is_flag=True, help="Drop hle/rtm even when every member offers them.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(_BASELINE_FORMATS),
-    default="qemu",
-    show_default=True,
-    help="qemu: the two -cpu strings; json: fleetcpu.baseline/1; "
-    "readconfig, libvirt, nova, kubevirt, proxmox: see docs/export.md.",
-)
-@click.option(
-    "--libvirt-cpu-map",
-    metavar="DIR",
-    default=None,
-    help="cpu_map for --format libvirt|nova|kubevirt (default: /usr/share/libvirt/cpu_map).",
-)
-@_STORE_OPTION
-@mapped_errors
-def baseline(
-    pool: str,
-    accel: str,
-    machine_type: str | None,
-    max_age: Any,
-    strict: bool,
-    nested: bool,
-    allow_non_migratable: bool,
-    no_kvm_pv: bool,
-    no_tsx: bool,
-    fmt: str,
-    libvirt_cpu_map: str | None,
-    store_dir: str | None,
-) -> None:
+def baseline(query: _PoolQuery, fmt: str, libvirt_cpu_map: str | None) -> None:
     """The richest guest CPU every member of POOL can run, from the store; nothing is written.
 
     Prints the named form (a CPU model plus explicit changes) and the custom
     form (base with every feature and scalar explicit); warnings go to stderr.
     """
-    from .baseline import Policy, compute_baseline
-    from .baseline.select import select_members
+    from .baseline import compute_baseline
     from .export import render
-    from .store import Store, resolve_location
 
-    store = Store.open(resolve_location(store_dir))
-    chosen = select_members(
-        store, pool, accel=accel, machine_type=machine_type, max_age=max_age, strict=strict
-    )
-    policy = Policy(non_migratable=allow_non_migratable, nested=nested, kvm_pv=not no_kvm_pv, tsx=not no_tsx)
+    _store, chosen, policy = query.select()
     result = compute_baseline(
-        pool,
+        query.pool,
         chosen.machine_type,
-        accel,
+        query.accel,
         chosen.members,
         policy,
         missing=chosen.missing,
@@ -637,7 +621,6 @@ _VERIFY_FORMATS = ("table", "json")
 )
 @_STORE_OPTION
 @_transport_options("verified")
-@mapped_errors
 def verify(
     pool: str,
     inventory: str | None,
@@ -685,103 +668,24 @@ def _render_options(fmt: str, cpu_map_dir: str | None) -> Any:
     return RenderOptions(cpu_map=load_cpu_map(cpu_map_dir or SYSTEM_CPU_MAP))
 
 
-def _selection_options(func: F) -> F:
-    """The data-selection and policy flags of ``baseline``, shared by ``blockers`` and ``check``."""
-    options = [
-        click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory)."),
-        click.option(
-            "--accel",
-            type=click.Choice(Accel.values()),
-            default="kvm",
-            show_default=True,
-            help="Use only data probed with this accelerator.",
-        ),
-        click.option(
-            "--machine-type",
-            metavar="T",
-            default=None,
-            help="Machine type (default: as for fleetcpu baseline).",
-        ),
-        click.option(
-            "--max-age",
-            default="7d",
-            show_default=True,
-            metavar="AGE",
-            callback=_parse_age,
-            help="Older data is reported missing (stale).",
-        ),
-        click.option("--strict", is_flag=True, help="Any missing member is an error (exit 21)."),
-        click.option("--nested", is_flag=True, help="As for fleetcpu baseline."),
-        click.option("--allow-non-migratable", is_flag=True, help="As for fleetcpu baseline."),
-        click.option("--no-kvm-pv", is_flag=True, help="As for fleetcpu baseline."),
-        click.option("--no-tsx", is_flag=True, help="As for fleetcpu baseline."),
-        click.option(
-            "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-        ),
-        _STORE_OPTION,
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _select(
-    store_dir: str | None,
-    pool: str,
-    accel: str,
-    machine_type: str | None,
-    max_age: Any,
-    strict: bool,
-    policy_flags: tuple[bool, bool, bool, bool],
-) -> Any:
-    """(store, selection, policy) exactly as ``baseline`` computes them."""
-    from .baseline import Policy
-    from .baseline.select import select_members
-    from .store import Store, resolve_location
-
-    nested, allow_non_migratable, no_kvm_pv, no_tsx = policy_flags
-    store = Store.open(resolve_location(store_dir))
-    chosen = select_members(
-        store, pool, accel=accel, machine_type=machine_type, max_age=max_age, strict=strict
-    )
-    policy = Policy(non_migratable=allow_non_migratable, nested=nested, kvm_pv=not no_kvm_pv, tsx=not no_tsx)
-    return store, chosen, policy
+_TABLE_OR_JSON = click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 
 
 @main.command()
-@_selection_options
-@mapped_errors
-def blockers(
-    pool: str,
-    accel: str,
-    machine_type: str | None,
-    max_age: Any,
-    strict: bool,
-    nested: bool,
-    allow_non_migratable: bool,
-    no_kvm_pv: bool,
-    no_tsx: bool,
-    fmt: str,
-    store_dir: str | None,
-) -> None:
+@_pool_query(_TABLE_OR_JSON)
+def blockers(query: _PoolQuery, fmt: str) -> None:
     """Why POOL's CPU is what it is: every feature and model it does not get, the hosts
     blocking each, and what the pool would gain without each group of identical hosts."""
     from .explain import explain_blockers
     from .explain.printout import blockers_json, blockers_table, dumps
 
-    _store, chosen, policy = _select(
-        store_dir,
-        pool,
-        accel,
-        machine_type,
-        max_age,
-        strict,
-        (nested, allow_non_migratable, no_kvm_pv, no_tsx),
-    )
+    _store, chosen, policy = query.select()
     found = explain_blockers(
-        pool,
+        query.pool,
         chosen.machine_type,
-        accel,
+        query.accel,
         chosen.members,
         policy,
         missing=chosen.missing,
@@ -792,22 +696,8 @@ def blockers(
 
 @main.command()
 @click.argument("host", metavar="HOST|PROBE.json")
-@_selection_options
-@mapped_errors
-def check(
-    host: str,
-    pool: str,
-    accel: str,
-    machine_type: str | None,
-    max_age: Any,
-    strict: bool,
-    nested: bool,
-    allow_non_migratable: bool,
-    no_kvm_pv: bool,
-    no_tsx: bool,
-    fmt: str,
-    store_dir: str | None,
-) -> None:
+@_pool_query(_TABLE_OR_JSON)
+def check(host: str, query: _PoolQuery, fmt: str) -> None:
     """Can HOST (a stored host, or a probe document not stored) join POOL without lowering
     its CPU? Exit 0 if it can, 25 if it cannot (what it would take away is printed)."""
     from .errors import CheckRefusedError
@@ -816,16 +706,9 @@ def check(
     from .explain.check import refused
     from .explain.printout import check_json, check_table, dumps
 
-    store, chosen, policy = _select(
-        store_dir,
-        pool,
-        accel,
-        machine_type,
-        max_age,
-        strict,
-        (nested, allow_non_migratable, no_kvm_pv, no_tsx),
-    )
-    candidate = load_candidate(store, host, chosen.machine_type, accel, max_age)
+    store, chosen, policy = query.select()
+    pool, accel = query.pool, query.accel
+    candidate = load_candidate(store, host, chosen.machine_type, accel, query.max_age)
     if candidate.member is None:
         assert candidate.refusal is not None
         member = candidate.host in {m.host for m in chosen.members}
@@ -880,7 +763,6 @@ def check(
 @click.option("--note", metavar="TEXT", default=None, help="Why (stored with the adoption).")
 @click.option("--yes", is_flag=True, help="Record without asking (required without a terminal).")
 @_STORE_OPTION
-@mapped_errors
 def adopt(
     pool: str,
     cpu: str | None,
@@ -951,7 +833,6 @@ def adopt(
     "/var/lib/node_exporter/textfile/fleetcpu.prom; default: stdout.",
 )
 @_STORE_OPTION
-@mapped_errors
 def status(
     pool: str | None, fmt: str, strict: bool, max_age: Any, output: str | None, store_dir: str | None
 ) -> None:
@@ -995,11 +876,6 @@ def status(
 
 
 # --------------------------------------------------------------------------- report
-def _allow_pandas() -> None:
-    """``report`` is the one command built on pandas (``fleetcpu.analysis``): lift the block."""
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _NoDataLibraries)]
-
-
 @main.command()
 @click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory).")
 @click.option(
@@ -1036,7 +912,6 @@ def _allow_pandas() -> None:
     help="How far back drift and failures look.",
 )
 @_STORE_OPTION
-@mapped_errors
 def report(
     pool: str,
     output: str | None,
@@ -1049,7 +924,9 @@ def report(
     """POOL's summary, feature coverage, model usability, blockers and drift as one
     self-contained HTML file (figures embedded, nothing fetched from the network).
     Missing data (empty store, failed hosts, a single run) is reported in the file."""
-    _allow_pandas()  # before pyarrow is imported: it looks for numpy once, at import
+    # The one command built on pandas (fleetcpu.analysis): lift the block before
+    # pyarrow is imported (it looks for numpy once, at import).
+    speed.allow_data_libraries()
     os.environ.setdefault("MPLBACKEND", "Agg")
     from pathlib import Path
 

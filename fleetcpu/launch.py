@@ -11,7 +11,7 @@ already handles: a signal before a run exists exits 130 with ``error:
 interrupted`` and leaves nothing; once a run writer exists it records the run as interrupted (the
 fan-out then takes SIGTERM over itself, ``fleet.fanout.term_cancels_run``).
 Importing this module does nothing; ``main`` does it. It imports nothing
-but ``os``, ``signal`` and ``sys`` (not even ``typing``): what runs before
+but ``signal`` and ``sys`` (not even ``typing``): what runs before
 its handler exists is only CPython's own start-up (importing ``site``, a few
 tens of ms; a SIGINT there is the interpreter's fatal error, before any
 fleetcpu code) and ``runpy`` finding this module.
@@ -19,7 +19,6 @@ fleetcpu code) and ``runpy`` finding this module.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 
@@ -48,8 +47,10 @@ def _defer(signum: int, _frame: object) -> None:
 
 def _interrupted() -> None:
     """Exit 130 before any run exists: nothing was written."""
+    from .speed import exit_process  # already imported with the CLI
+
     sys.stderr.write("error: interrupted\n")
-    os._exit(INTERRUPTED)
+    exit_process(INTERRUPTED)
 
 
 def main() -> None:

@@ -25,6 +25,11 @@ from .support import qemuguard
 REPO = Path(__file__).resolve().parent.parent
 REALDATA = Path(os.environ.get("FLEETCPU_REALDATA", REPO.parent / "shared" / "realdata")).resolve()
 PYTHON = sys.executable
+#: ``FLEETCPU_PLAIN=1``: every speed trick is off (``fleetcpu.speed``);
+#: ``pytest -m plain`` runs the subset marked for it.
+PLAIN = os.environ.get("FLEETCPU_PLAIN", "") not in ("", "0")
+#: For a test of a speed trick itself, which the switch turns off (its plain twin is in tests/test_speed.py).
+tricks_only = pytest.mark.skipif(PLAIN, reason="tests a speed trick, which FLEETCPU_PLAIN=1 turns off")
 
 
 #: The system's temp directory as the suite found it, and the private one the session uses.
@@ -137,10 +142,39 @@ def isolated_tmp(tmp_path: Path) -> Path:
     return d
 
 
+def invoke(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The ``fleetcpu`` CLI in this process, through click's ``CliRunner``: the same commands,
+    error edge and exit codes as ``run_cli``, without an interpreter's start per call.
+
+    For what only the real console entry does (signals, pipes, ``os._exit``,
+    the pandas block, operator warnings), use ``run_cli``. ``env`` is applied to
+    this process for the call (and so to what it starts), ``TMPDIR`` included,
+    which ``tempfile`` would otherwise have cached. ``timeout`` is accepted for
+    the same signature and not enforced (pytest-timeout is).
+    """
+    from click.testing import CliRunner
+
+    from fleetcpu.cli import main
+
+    del timeout
+    before = tempfile.tempdir
+    if env and "TMPDIR" in env:
+        tempfile.tempdir = env["TMPDIR"]
+    try:
+        res = CliRunner().invoke(
+            main, list(args), env=env, input=input, prog_name="fleetcpu", catch_exceptions=False
+        )
+    finally:
+        tempfile.tempdir = before
+    return subprocess.CompletedProcess(["fleetcpu", *args], res.exit_code, res.stdout, res.stderr)
+
+
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """The real ``fleetcpu`` CLI in a subprocess."""
+    """The real ``fleetcpu`` console entry in a subprocess (``invoke`` runs it in-process)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run(

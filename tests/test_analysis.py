@@ -34,7 +34,7 @@ from fleetcpu import analysis
 from fleetcpu.analysis import plots
 from fleetcpu.store import Store
 
-from .conftest import REPO, run_cli
+from .conftest import REPO, invoke
 from .test_baseline_replay import _shift, probe_doc
 
 NOTEBOOK = REPO / "notebooks" / "fleet_overview.ipynb"
@@ -77,7 +77,7 @@ def _build(tmp: Path, plan: list[tuple[Any, ...]]) -> Path:
         assert rc == (10 if extra else 0), text
         doc = tmp / f"{i}-{host}.json"
         doc.write_text(_shift(text, age))
-        res = run_cli("import", "--store", str(path), "--pool", pool, "--host", host, str(doc))
+        res = invoke("import", "--store", str(path), "--pool", pool, "--host", host, str(doc))
         assert res.returncode == 0, res.stderr
     return path
 
@@ -166,7 +166,7 @@ def test_usability_names_the_blocking_features(store: Path) -> None:
 def test_blockers_tables_are_what_the_cli_prints(store: Path) -> None:
     data = analysis.load_pool(Store.open(store), "prod")
     tables = analysis.blockers(data)
-    res = run_cli("blockers", "--store", str(store), "--pool", "prod", "--format", "json")
+    res = invoke("blockers", "--store", str(store), "--pool", "prod", "--format", "json")
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert tables.baseline is not None and tables.baseline.model == doc["baseline"]["model"]
@@ -195,7 +195,7 @@ def test_pool_summary(store: Path) -> None:
     assert (prod["hosts"], prod["members"], prod["missing"], prod["latest_failed"]) == (5, 4, 1, 2)
     assert prod["vendors"] == "AuthenticAMD (4)"
     assert prod["machine_type"] in prod["machine_types"]
-    res = run_cli("baseline", "--store", str(store), "--pool", "prod", "--format", "json")
+    res = invoke("baseline", "--store", str(store), "--pool", "prod", "--format", "json")
     doc = json.loads(res.stdout)
     assert prod["model"] == doc["model"] and prod["features"] == len(doc["features"])
     assert prod["problem"] is None
@@ -223,9 +223,9 @@ def test_a_pool_the_core_refuses_is_a_problem_too(mixed: Path, tmp_path: Path) -
     row = analysis.summary_row(data, tables)
     assert row["model"] is None and row["problem"] == tables.problem
     assert analysis.summary_row(data)["problem"] == tables.problem
-    assert run_cli("baseline", "--store", str(mixed), "--pool", "mixed").returncode == 23
+    assert invoke("baseline", "--store", str(mixed), "--pool", "mixed").returncode == 23
     out = tmp_path / "r.html"
-    res = run_cli("report", "--store", str(mixed), "--pool", "mixed", "-o", str(out))
+    res = invoke("report", "--store", str(mixed), "--pool", "mixed", "-o", str(out))
     assert res.returncode == 0, res.stderr
     text = out.read_text()
     assert "nothing to explain: the pool mixes CPU vendors" in text
@@ -305,7 +305,7 @@ def _self_contained(text: str) -> None:
 
 def test_report_embeds_every_figure(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
-    res = run_cli("report", "--store", str(store), "--pool", "prod", "-o", str(out))
+    res = invoke("report", "--store", str(store), "--pool", "prod", "-o", str(out))
     assert res.returncode == 0, res.stderr
     text = out.read_text()
     _self_contained(text)
@@ -323,7 +323,7 @@ def test_report_embeds_every_figure(store: Path, tmp_path: Path) -> None:
         "Drift",
         "Failures",
     ]
-    doc = json.loads(run_cli("baseline", "--store", str(store), "--pool", "prod", "--format", "json").stdout)
+    doc = json.loads(invoke("baseline", "--store", str(store), "--pool", "prod", "--format", "json").stdout)
     assert f"-cpu {doc['cpu']}" in text.replace("&quot;", '"')
     assert "kvm20" in text and "no-successful-probe" in text
     assert "0x8001227" in text and "0x8001250" in text
@@ -341,7 +341,7 @@ def test_report_says_what_is_missing(
         "failed-only": (failed_only, "prod", "no member has usable kvm data"),
     }[case]
     out = tmp_path / "r.html"
-    res = run_cli("report", "--store", str(where), "--pool", pool, "-o", str(out))
+    res = invoke("report", "--store", str(where), "--pool", pool, "-o", str(out))
     assert res.returncode == 0, res.stderr
     text = out.read_text()
     _self_contained(text)
@@ -353,7 +353,7 @@ def test_report_says_what_is_missing(
 
 def test_report_history_bounds_drift_and_failures(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.html"
-    res = run_cli("report", "--store", str(store), "--pool", "prod", "-o", str(out), "--history", "90m")
+    res = invoke("report", "--store", str(store), "--pool", "prod", "-o", str(out), "--history", "90m")
     assert res.returncode == 0, res.stderr
     text = out.read_text()
     assert "changed between its successful runs in 1h 30m" in text
@@ -362,11 +362,11 @@ def test_report_history_bounds_drift_and_failures(store: Path, tmp_path: Path) -
 
 
 def test_report_unknown_pool_and_unwritable_output(store: Path, tmp_path: Path) -> None:
-    res = run_cli("report", "--store", str(store), "--pool", "nope", "-o", str(tmp_path / "r"))
+    res = invoke("report", "--store", str(store), "--pool", "nope", "-o", str(tmp_path / "r"))
     assert res.returncode == 20 and "unknown pool 'nope'" in res.stderr
     assert not (tmp_path / "r").exists()
     (tmp_path / "file").write_text("not a directory")
-    res = run_cli("report", "--store", str(store), "--pool", "prod", "-o", str(tmp_path / "file" / "r.html"))
+    res = invoke("report", "--store", str(store), "--pool", "prod", "-o", str(tmp_path / "file" / "r.html"))
     assert res.returncode == 2, res.stderr
     assert res.stderr.startswith("error: cannot write the report to ")
     assert len(res.stderr.strip().splitlines()) == 1

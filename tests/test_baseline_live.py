@@ -25,7 +25,7 @@ from fleetcpu.baseline.cpuarg import MODEL_ID
 from fleetcpu.probe.features import cpuid_bit
 from fleetcpu.probe.qmp_decode import decode_feature_words, words_to_features
 
-from .conftest import REPO, run_cli
+from .conftest import REPO, invoke
 from .support.liveqemu import paused
 from .support.replay.hosts import QmpConnection
 
@@ -58,16 +58,14 @@ def vcpu(binary: str, machine: str, accel: str, cpu: str) -> dict[str, Any]:
 
 def pool_of_this_host(accel: str, tmp_path: Path, isolated_tmp: Path) -> dict[str, Any]:
     env = {"TMPDIR": str(isolated_tmp)}
-    probe = run_cli("probe", "--accel", accel, env=env)
+    probe = invoke("probe", "--accel", accel, env=env)
     assert probe.returncode == 0, probe.stderr
     doc = tmp_path / "this-host.json"
     doc.write_text(probe.stdout)
     store = str(tmp_path / "store")
-    imported = run_cli(
-        "import", "--store", store, "--pool", "local", "--host", "this-host", str(doc), env=env
-    )
+    imported = invoke("import", "--store", store, "--pool", "local", "--host", "this-host", str(doc), env=env)
     assert imported.returncode == 0, imported.stderr
-    res = run_cli(
+    res = invoke(
         "baseline", "--store", store, "--pool", "local", "--accel", accel, "--format", "json", env=env
     )
     assert res.returncode == 0, res.stderr

@@ -32,7 +32,7 @@ from fleetcpu.probe.document import ProbeDocument
 from fleetcpu.probe.document_decoder import document_from_json
 from fleetcpu.store import Store
 
-from .conftest import PYTHON, REPO, run_cli
+from .conftest import PYTHON, REPO, invoke
 from .support.replay import cpumap, replay_qemu
 from .support.replay import members as replay
 from .support.replay.hosts import catalogue, make_replay_host, run_fake
@@ -161,7 +161,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
         assert rc == (10 if "--qemu-binary" in args else 0), text
         path = docs / f"{host}-{n}.json"
         path.write_text(_shift(text, age))
-        res = run_cli("import", "--store", str(store), "--pool", pool, "--host", host, str(path))
+        res = invoke("import", "--store", str(store), "--pool", pool, "--host", host, str(path))
         assert res.returncode == 0, res.stderr
 
     intel = "Xeon-E3-1225-v5", "Xeon-E3-1245-v5", "Xeon-Gold-6130"
@@ -181,13 +181,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
     add("ryzen", "ryzen-10", "qemu-10.0-Ryzen-9-3900X", "--accel", "kvm")
     add("ryzen", "ryzen-10", "qemu-10.0-Ryzen-9-3900X", "--accel", "tcg")
     for golden, pool in (("probe-kvm-q35.json", "local"), ("probe-tcg-i440fx-2.0.json", "local-tcg")):
-        res = run_cli(
+        res = invoke(
             "import", "--store", str(store), "--pool", pool, "--host", f"this-{pool}", str(GOLDEN / golden)
         )
         assert res.returncode == 0, res.stderr
 
     def baseline(*args: str) -> tuple[int, Any, str]:
-        res = run_cli("baseline", "--store", str(store), *args)
+        res = invoke("baseline", "--store", str(store), *args)
         if "json" in args and res.returncode == 0:
             doc = json.loads(res.stdout)
             jsonschema.validate(doc, SCHEMA)

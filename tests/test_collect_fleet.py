@@ -20,7 +20,7 @@ from fleetcpu.fleet.bundle import load_bundle
 from fleetcpu.fleet.options import FleetOptions
 from fleetcpu.fleet.ssh import SshSettings
 
-from .conftest import run_cli
+from .conftest import invoke
 from .support.sshd import FakeFleet, fake_fleet_fixtures, latest_rows
 
 FLEET_SIZE = 260
@@ -30,7 +30,7 @@ fleet, fresh = fake_fleet_fixtures(FLEET_SIZE)
 
 
 def cli(fleet: FakeFleet, tmp_path: Path, inventory: Path, *extra: str) -> tuple[int, str, str]:
-    res = run_cli(
+    res = invoke(
         "collect",
         str(inventory),
         "--store",
@@ -211,7 +211,7 @@ def test_a_bad_ssh_flag_is_a_usage_error_before_any_host_is_contacted(
     fresh: FakeFleet, tmp_path: Path, flag: str, value: str, message: str
 ) -> None:
     inv = fresh.inventory(tmp_path / "hosts.txt", [h.name for h in fresh.hosts[:3]])
-    res = run_cli(
+    res = invoke(
         "collect",
         str(inv),
         "--store",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PYTHON, REPO, run_cli
+from .conftest import PYTHON, REPO, invoke
 from .support.sshd import FakeFleet, fake_fleet_fixtures, latest_rows
 
 fleet, fresh = fake_fleet_fixtures(32, delay=0.0, net=6)
@@ -37,7 +37,7 @@ def test_a_revoked_host_key_is_refused_with_or_without_accept_new(
     before = known.read_text()
     inventory = fresh.inventory(tmp_path / "inv", [revoked.name, trusted.name])
     flags = ["--accept-new-host-keys"] if accept_new else []
-    res = run_cli(
+    res = invoke(
         "collect",
         str(inventory),
         "--store",
@@ -64,7 +64,7 @@ def test_the_inventory_host_cap_is_exit_3_before_any_host_is_contacted(
     at = f"ansible_host={fresh.hosts[0].address} ansible_port={fresh.hosts[0].port}"
     inventory.write_text(f"h[000000:099999] {at}\nx[0:9] {at}\n")
     started = time.monotonic()
-    res = run_cli(
+    res = invoke(
         "collect",
         str(inventory),
         "--store",
@@ -81,14 +81,14 @@ def test_the_inventory_host_cap_is_exit_3_before_any_host_is_contacted(
     # One line of 999,999 names is refused as soon as it is read, not after expanding it.
     inventory.write_text("h[0:999999]\nh[0:999999]\nh[0:999999]\n")
     started = time.monotonic()
-    res = run_cli(
+    res = invoke(
         "collect", str(inventory), "--store", str(tmp_path / "store"), *fresh.cli_args(), env=_env(tmp_path)
     )
     assert res.returncode == 3 and f"{inventory}:1" in res.stderr, res.stderr
     assert time.monotonic() - started < took + 5
     # The named flag lifts the cap; duplicates that disagree are still exit 3, before contact.
     inventory.write_text("h[000000:100000] transport=local\nh000007 transport=ssh\n")
-    res = run_cli(
+    res = invoke(
         "collect",
         str(inventory),
         "--store",

@@ -46,6 +46,7 @@ def assert_nothing_left(tmpdir: Path) -> None:
     assert list(tmpdir.iterdir()) == [], "files left in the hosts' TMPDIR"
 
 
+@pytest.mark.plain
 def test_the_readme_default_collects_this_machine(tmp_path: Path, isolated_tmp: Path) -> None:
     store = tmp_path / "store"
     res = run_cli(
@@ -257,6 +258,7 @@ def test_command_timeout_stops_then_kills_a_stubborn_command(tmp_path: Path, iso
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.plain
 def test_interrupting_a_run_stores_what_is_done_and_stops_the_rest(
     tmp_path: Path, isolated_tmp: Path, sig: signal.Signals
 ) -> None:

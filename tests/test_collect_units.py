@@ -42,7 +42,7 @@ from fleetcpu.fleet.remote_run import HostFailure, RemoteRun
 from fleetcpu.outcome import ConnectionSpec, HostOutcome
 from fleetcpu.probe.document_decoder import document_from_json
 
-from .conftest import REPO
+from .conftest import REPO, tricks_only
 from .support import misbehaving_qemu
 from .support.sshd import GOLDEN
 
@@ -214,6 +214,7 @@ def _with_main_pyc(
 
 
 @pytest.mark.parametrize("case", ["ours", "stale", "other-magic"])
+@tricks_only
 def test_the_host_runs_the_precompiled_code_only_when_it_is_its_own_and_the_source_s(
     tmp_path: Path, isolated_tmp: Path, case: str
 ) -> None:
@@ -236,6 +237,7 @@ def test_the_host_runs_the_precompiled_code_only_when_it_is_its_own_and_the_sour
 # ----------------------------------------------------------------- bootstrap on this machine's Pythons
 
 
+@pytest.mark.plain
 def test_bootstrap_imports_the_probe_from_memory_on_a_python_without_fleetcpu(
     tmp_path: Path, isolated_tmp: Path
 ) -> None:
@@ -249,6 +251,7 @@ def test_bootstrap_imports_the_probe_from_memory_on_a_python_without_fleetcpu(
     assert b"python3 -m fleetcpu.probe" in res.stdout
 
 
+@pytest.mark.plain
 def test_bootstrap_runs_the_real_probe_on_python39(tmp_path: Path, isolated_tmp: Path, qemu_bin: str) -> None:
     py = python39(tmp_path)
     res = run_remote(
@@ -323,6 +326,7 @@ def test_the_hosts_zip_reader_reads_the_bundle_as_zipfile_does(tmp_path: Path) -
 
 
 @pytest.mark.parametrize("kind", ["zip64-comment", "not-a-zip"])
+@tricks_only
 def test_a_zip_fleetcpu_did_not_write_is_refused_even_with_a_good_checksum(
     tmp_path: Path, isolated_tmp: Path, kind: str
 ) -> None:
@@ -343,6 +347,7 @@ def test_a_zip_fleetcpu_did_not_write_is_refused_even_with_a_good_checksum(
     assert list(isolated_tmp.iterdir()) == []
 
 
+@pytest.mark.plain
 def test_eof_on_stdin_stops_the_probe_and_its_qemu_and_cleans_up(tmp_path: Path, isolated_tmp: Path) -> None:
     """The safety net for a vanished orchestrator: EOF -> SIGTERM -> QEMU stopped, directory removed."""
     hung = misbehaving_qemu.hangs(tmp_path / "hung")

@@ -33,7 +33,7 @@ from fleetcpu.store.layout import Layout, new_run_id
 from fleetcpu.store.schema import HOSTS as HOSTS_TABLE
 from fleetcpu.store.schema import META_TABLE, META_VERSION, RUNS
 
-from .conftest import REPO, run_cli
+from .conftest import REPO, invoke
 from .support import contract_fleet as cf
 from .support.replay import members as replay
 from .support.replay.hosts import make_replay_host
@@ -147,7 +147,7 @@ def fleet(tmp_path: Path) -> Callable[..., Any]:
     count = [0]
 
     def run(*args: str, **kw: Any) -> Any:
-        return run_cli(*args, "--store", str(store), **kw)
+        return invoke(*args, "--store", str(store), **kw)
 
     def add(host: str, name: str, pool: str = "prod", **kw: Any) -> Any:
         count[0] += 1
@@ -440,7 +440,7 @@ def test_cpu_strings_accepted_and_refused(fleet: Callable[..., Any]) -> None:
 
 def test_status_exit_codes(fleet: Callable[..., Any]) -> None:
     assert fleet("status", "--pool", "nope").returncode == 20
-    assert run_cli("status", "--store", str(fleet.store) + "-empty").returncode == 21  # type: ignore[attr-defined]
+    assert invoke("status", "--store", str(fleet.store) + "-empty").returncode == 21  # type: ignore[attr-defined]
     assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
     # A TCG-only probe is not compliant; only --strict makes it an error.
     res = fleet.add("kvm03", "qemu-5.0-Xeon-E3-1245-v5", accel="tcg")  # type: ignore[attr-defined]

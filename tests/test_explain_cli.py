@@ -23,7 +23,7 @@ import pytest
 
 from fleetcpu.explain.printout import BLOCKERS_JSON_SCHEMA, CHECK_JSON_SCHEMA
 
-from .conftest import PYTHON, REPO, run_cli
+from .conftest import PYTHON, REPO, invoke
 from .support.replay.hosts import make_replay_host
 
 GOLDEN = REPO / "tests" / "golden"
@@ -63,7 +63,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         path = docs / f"{host}.json"
         path.write_text(aged(probe_doc(tmp / "hosts", capture, "--accel", "kvm", *args, hostname=host), age))
         if pool:
-            res = run_cli("import", "--store", store, "--pool", pool, "--host", host, str(path))
+            res = invoke("import", "--store", store, "--pool", pool, "--host", host, str(path))
             assert res.returncode == 0, res.stderr
         return path
 
@@ -82,7 +82,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "old-doc": add("", "old-doc", "Core-i5-2500"),
         "qemu5-doc": add("", "qemu5-doc", "qemu-5.0-Xeon-E3-1245-v5"),
     }
-    res = run_cli(
+    res = invoke(
         "import",
         "--store",
         store,
@@ -99,12 +99,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def cli(fleet: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
     """The CLI on the fleet's store; pool ``local`` is this host's golden probe, years old."""
     max_age = "36500d" if "local" in args else "7d"
-    return run_cli(*args, "--store", fleet["store"], "--max-age", max_age)
+    return invoke(*args, "--store", fleet["store"], "--max-age", max_age)
 
 
 # --------------------------------------------------------------------------- blockers
 
 
+@pytest.mark.plain
 def test_blockers_table_puts_the_cheapest_win_first(fleet: dict[str, Any]) -> None:
     res = cli(fleet, "blockers", "--pool", "prod")
     assert res.returncode == 0, res.stderr
@@ -153,6 +154,7 @@ def test_a_stored_host_of_another_pool_that_can_join(fleet: dict[str, Any]) -> N
     assert res.stdout.startswith("newgold (store) vs pool prod (pc-q35-0.0, kvm): CAN join")
 
 
+@pytest.mark.plain
 def test_a_member_holding_the_pool_back_is_25(fleet: dict[str, Any]) -> None:
     res = cli(fleet, "check", "--pool", "prod", "e3")
     assert res.returncode == 25
@@ -185,7 +187,7 @@ def test_probe_documents_not_stored(fleet: dict[str, Any]) -> None:
     res = cli(fleet, "check", "--pool", "prod", str(docs["old-doc"]))
     assert res.returncode == 25 and "old-doc would lower pool prod" in res.stderr
     # Nothing was stored by checking.
-    hosts = run_cli("hosts", "--store", fleet["store"], "--format", "json")
+    hosts = invoke("hosts", "--store", fleet["store"], "--format", "json")
     assert "gold-doc" not in hosts.stdout and "old-doc" not in hosts.stdout
 
 
@@ -200,7 +202,7 @@ def test_bad_documents_are_exit_3(fleet: dict[str, Any]) -> None:
 
 def test_a_document_of_the_other_accelerator_is_21(fleet: dict[str, Any]) -> None:
     tmp: Path = fleet["tmp"]
-    probe = run_cli("probe", "--accel", "tcg", env={"TMPDIR": str(tmp)})
+    probe = invoke("probe", "--accel", "tcg", env={"TMPDIR": str(tmp)})
     assert probe.returncode == 0, probe.stderr
     (tmp / "this-tcg.json").write_text(probe.stdout)
     res = cli(fleet, "check", "--pool", "local", str(tmp / "this-tcg.json"))

@@ -37,7 +37,7 @@ import pytest
 from fleetcpu.libvirt import SYSTEM_CPU_MAP, load_cpu_map
 from fleetcpu.probe.qmp_decode import decode_feature_words
 
-from .conftest import REALDATA, kvm_usable, run_cli
+from .conftest import REALDATA, invoke, kvm_usable
 from .support.liveqemu import paused as qemu
 from .test_export import libvirt_cpu, readconfig_sections
 
@@ -64,7 +64,7 @@ class Live:
     baseline: dict[str, Any]
 
     def export(self, fmt: str, *args: str) -> str:
-        res = run_cli(
+        res = invoke(
             "baseline",
             "--store",
             self.store,
@@ -87,11 +87,11 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         pytest.skip("no usable /dev/kvm here; the tcg twin still runs")
     tmp = tmp_path_factory.mktemp(f"live-{accel}")
     env = {"TMPDIR": str(tmp)}
-    probe = run_cli("probe", "--accel", accel, env=env)
+    probe = invoke("probe", "--accel", accel, env=env)
     assert probe.returncode == 0, probe.stderr
     (tmp / "this-host.json").write_text(probe.stdout)
     store = str(tmp / "store")
-    imported = run_cli(
+    imported = invoke(
         "import",
         "--store",
         store,
@@ -103,7 +103,7 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         env=env,
     )
     assert imported.returncode == 0, imported.stderr
-    doc = run_cli("baseline", "--store", store, "--pool", "local", "--accel", accel, "--format", "json")
+    doc = invoke("baseline", "--store", store, "--pool", "local", "--accel", accel, "--format", "json")
     assert doc.returncode == 0, doc.stderr
     return Live(accel, store, tmp, json.loads(doc.stdout))
 
@@ -294,7 +294,7 @@ def test_nova_and_kubevirt_follow_the_cpu_map_given(live: Live) -> None:
 
 
 def test_cpu_map_flag_errors(live: Live) -> None:
-    res = run_cli(
+    res = invoke(
         "baseline",
         "--store",
         live.store,
@@ -309,7 +309,7 @@ def test_cpu_map_flag_errors(live: Live) -> None:
     )
     assert (res.returncode, res.stdout) == (3, "")
     assert res.stderr.startswith("error: ") and "not a readable libvirt cpu_map" in res.stderr
-    res = run_cli(
+    res = invoke(
         "baseline",
         "--store",
         live.store,

@@ -28,7 +28,7 @@ from fleetcpu.baseline import member_from_probe
 from fleetcpu.baseline.types import Member
 from fleetcpu.store import Store
 
-from .conftest import run_cli
+from .conftest import invoke
 from .support.replay.hosts import make_replay_host
 from .support.sshd import SshdFleet, latest_rows, start_sshd_fleet
 
@@ -70,7 +70,7 @@ class Collected:
     sshd: SshdFleet
 
     def baseline(self, pool: str, *args: str) -> tuple[int, Any, str]:
-        res = run_cli(
+        res = invoke(
             "baseline",
             "--store",
             str(self.store),
@@ -117,7 +117,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collected]:
         inv.write_text(text)
         known = sshd.write_known_hosts(tmp / "known_hosts")
         store = tmp / "store"
-        res = run_cli(
+        res = invoke(
             "collect",
             str(inv),
             "--store",

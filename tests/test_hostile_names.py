@@ -32,7 +32,7 @@ from fleetcpu.probe.document import Expansion, ProbeDocument
 from fleetcpu.probe.document_decoder import document_from_json
 from fleetcpu.probe.names import UNNAMED_FEATURE, is_name, is_vendor
 
-from .conftest import REALDATA, REPO, run_cli
+from .conftest import REALDATA, REPO, invoke
 from .support.realdata import conversation, cputest_json_files, cputest_replies, replies_files
 
 GOLDEN = REPO / "tests" / "golden" / "probe-kvm-q35.json"
@@ -263,7 +263,7 @@ def test_import_of_a_crafted_document_is_one_line_exit_3(tmp_path: Path) -> None
     bad = tmp_path / "crafted.json"
     bad.write_text(json.dumps(doc))
     store = tmp_path / "store"
-    res = run_cli("import", str(bad), "--store", str(store))
+    res = invoke("import", str(bad), "--store", str(store))
     assert res.returncode == 3, res.stdout + res.stderr
     assert res.stderr.count("\n") == 1 and "'y,kvm=off' is not a QEMU property name" in res.stderr
     assert not store.exists()

@@ -11,7 +11,7 @@ import pytest
 
 from fleetcpu.store import Store
 
-from .conftest import run_cli
+from .conftest import invoke
 from .test_store_support import (
     all_files,
     at,
@@ -37,11 +37,11 @@ def test_import_then_hosts_json_contract(tmp_path: Path) -> None:
             tmp_path / "kvm01-later.json", at(renamed(ok_document("tcg"), "kvm01"), t + timedelta(hours=1))
         ),
     ]
-    res = run_cli("import", "--store", str(store), "--pool", "prod", *map(str, files))
+    res = invoke("import", "--store", str(store), "--pool", "prod", *map(str, files))
     assert res.returncode == 0, res.stderr
     assert len(res.stdout.splitlines()) == 3
 
-    res = run_cli("hosts", "--store", str(store), "--format", "json")
+    res = invoke("hosts", "--store", str(store), "--format", "json")
     assert res.returncode == 0, res.stderr
     hosts = hosts_json(res.stdout)
     assert [h["host"] for h in hosts] == ["kvm01", "kvm02"]
@@ -72,7 +72,7 @@ def test_import_then_hosts_json_contract(tmp_path: Path) -> None:
     assert [r.command for r in runs] == ["import"] * 3
     assert {r.inventory for r in runs} == {str(f) for f in files}
 
-    table = run_cli("hosts", "--store", str(store))
+    table = invoke("hosts", "--store", str(store))
     assert table.returncode == 0
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["HOST", "POOL", "STATUS"]
@@ -84,20 +84,20 @@ def test_import_then_hosts_json_contract(tmp_path: Path) -> None:
 def test_pool_filter_unknown_pool_and_empty_store(tmp_path: Path) -> None:
     store = tmp_path / "store"
     doc = write_document(tmp_path / "d.json", ok_document())
-    assert run_cli("import", "--store", str(store), "--host", "a", "--pool", "p1", str(doc)).returncode == 0
-    assert run_cli("import", "--store", str(store), "--host", "b", str(doc)).returncode == 0
-    res = run_cli("hosts", "--store", str(store), "--format", "json", "--pool", "p1")
+    assert invoke("import", "--store", str(store), "--host", "a", "--pool", "p1", str(doc)).returncode == 0
+    assert invoke("import", "--store", str(store), "--host", "b", str(doc)).returncode == 0
+    res = invoke("hosts", "--store", str(store), "--format", "json", "--pool", "p1")
     assert [h["host"] for h in hosts_json(res.stdout)] == ["a"]
-    res = run_cli("hosts", "--store", str(store), "--format", "json")
+    res = invoke("hosts", "--store", str(store), "--format", "json")
     assert [(h["host"], h["pool"]) for h in hosts_json(res.stdout)] == [("b", "default"), ("a", "p1")]
-    res = run_cli("hosts", "--store", str(store), "--pool", "p9")
+    res = invoke("hosts", "--store", str(store), "--pool", "p9")
     assert res.returncode == 20
     assert res.stderr == "error: unknown pool 'p9'; pools in the store: default, p1\n"
 
     for empty in (tmp_path / "nothing-here", tmp_path / "empty-dir"):
         if empty.name == "empty-dir":
             empty.mkdir()
-        res = run_cli("hosts", "--store", str(empty))
+        res = invoke("hosts", "--store", str(empty))
         assert res.returncode == 21
         assert res.stderr == (f"error: {empty}: store is empty: run fleetcpu collect or import first\n")
         assert not empty.exists() or list(empty.iterdir()) == []  # reading creates nothing
@@ -107,17 +107,17 @@ def test_store_location_precedence(tmp_path: Path) -> None:
     doc = write_document(tmp_path / "d.json", ok_document())
     xdg, env_store, flag = tmp_path / "xdg", tmp_path / "env", tmp_path / "flag"
     env = {"XDG_DATA_HOME": str(xdg), "FLEETCPU_STORE": ""}
-    assert run_cli("import", "--host", "x", str(doc), env=env).returncode == 0
+    assert invoke("import", "--host", "x", str(doc), env=env).returncode == 0
     assert (xdg / "fleetcpu" / "fleetcpu-store.json").exists()
     env["FLEETCPU_STORE"] = str(env_store)
-    assert run_cli("import", "--host", "y", str(doc), env=env).returncode == 0
-    assert run_cli("import", "--host", "z", "--store", str(flag), str(doc), env=env).returncode == 0
+    assert invoke("import", "--host", "y", str(doc), env=env).returncode == 0
+    assert invoke("import", "--host", "z", "--store", str(flag), str(doc), env=env).returncode == 0
     for root, host in ((xdg / "fleetcpu", "x"), (env_store, "y"), (flag, "z")):
         assert [s.host for s in Store.open(root).latest()] == [host]
-    res = run_cli("hosts", "--format", "json", env=env)
+    res = invoke("hosts", "--format", "json", env=env)
     assert [h["host"] for h in hosts_json(res.stdout)] == ["y"]
     home = tmp_path / "home"
-    res = run_cli(
+    res = invoke(
         "import", "--host", "w", str(doc), env={"HOME": str(home), "XDG_DATA_HOME": "", "FLEETCPU_STORE": ""}
     )
     assert res.returncode == 0, res.stderr
@@ -163,10 +163,10 @@ def test_one_bad_file_rejects_the_whole_import(tmp_path: Path, case: str) -> Non
     store = tmp_path / "store"
     good1 = write_document(tmp_path / "g1.json", renamed(ok_document(), "g1"))
     good2 = write_document(tmp_path / "g2.json", renamed(ok_document(), "g2"))
-    assert run_cli("import", "--store", str(store), str(good1)).returncode == 0
+    assert invoke("import", "--store", str(store), str(good1)).returncode == 0
     before = all_files(store)
     bad, key = _bad_files(tmp_path)[case]
-    res = run_cli("import", "--store", str(store), str(good2), str(bad), str(good1))
+    res = invoke("import", "--store", str(store), str(good2), str(bad), str(good1))
     assert res.returncode == 3, res.stderr
     assert res.stderr.startswith(f"error: {bad}: ") and key in res.stderr
     assert len(res.stderr.splitlines()) == 1 and res.stdout == ""
@@ -176,23 +176,23 @@ def test_one_bad_file_rejects_the_whole_import(tmp_path: Path, case: str) -> Non
 def test_a_bad_file_into_a_new_store_creates_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("[]")
-    res = run_cli("import", "--store", str(tmp_path / "new"), str(bad))
+    res = invoke("import", "--store", str(tmp_path / "new"), str(bad))
     assert res.returncode == 3 and not (tmp_path / "new").exists()
-    res = run_cli("import", "--store", str(tmp_path / "new"), str(tmp_path / "missing.json"))
+    res = invoke("import", "--store", str(tmp_path / "new"), str(tmp_path / "missing.json"))
     assert res.returncode == 3 and "missing.json" in res.stderr
 
 
 def test_host_identity(tmp_path: Path) -> None:
     store = tmp_path / "store"
     anonymous = write_document(tmp_path / "anon.json", renamed(ok_document(), None))
-    res = run_cli("import", "--store", str(store), str(anonymous))
+    res = invoke("import", "--store", str(store), str(anonymous))
     assert res.returncode == 3 and "host.hostname" in res.stderr and "--host" in res.stderr
-    res = run_cli("import", "--store", str(store), "--host", "bad name", str(anonymous))
+    res = invoke("import", "--store", str(store), "--host", "bad name", str(anonymous))
     assert res.returncode == 3
-    res = run_cli("import", "--store", str(store), "--host", "inv-name", str(anonymous))
+    res = invoke("import", "--store", str(store), "--host", "inv-name", str(anonymous))
     assert res.returncode == 0, res.stderr
     named = write_document(tmp_path / "named.json", renamed(ok_document(), "probe-says"))
-    assert run_cli("import", "--store", str(store), str(named)).returncode == 0
+    assert invoke("import", "--store", str(store), str(named)).returncode == 0
     states = Store.open(store).latest()
     assert [s.host for s in states] == ["inv-name", "probe-says"]
     # The probe's hostname stays a fact of the row, not the key.
@@ -204,9 +204,9 @@ def test_host_identity(tmp_path: Path) -> None:
 def test_reimporting_the_same_file_adds_a_run_but_no_detail(tmp_path: Path) -> None:
     store = tmp_path / "store"
     doc = write_document(tmp_path / "d.json", renamed(ok_document(), "kvm01"))
-    assert run_cli("import", "--store", str(store), str(doc)).returncode == 0
+    assert invoke("import", "--store", str(store), str(doc)).returncode == 0
     detail_before = {f for f in all_files(store) if "/models/" in f}
-    assert run_cli("import", "--store", str(store), str(doc)).returncode == 0
+    assert invoke("import", "--store", str(store), str(doc)).returncode == 0
     assert {f for f in all_files(store) if "/models/" in f} == detail_before
     s = Store.open(store)
     assert len(s.runs()) == 2

@@ -61,6 +61,7 @@ def qemus_of(parent: int) -> set[int]:
     return out
 
 
+@pytest.mark.plain
 def test_probe_default_machine_resolves_q35(accel: str, isolated_tmp: Path) -> None:
     rc, doc, err = probe("--accel", accel, tmpdir=isolated_tmp)
     assert rc == 0, err
@@ -279,6 +280,7 @@ def test_qmp_garbage(tmp_path: Path, isolated_tmp: Path) -> None:
     assert doc.attempts[-1].outcome == "qmp-error" and doc.attempts[-1].exit_status == -9
 
 
+@pytest.mark.plain
 def test_timeout_kills_hung_qemu(tmp_path: Path, isolated_tmp: Path) -> None:
     fake = misbehaving_qemu.hangs(tmp_path / "bin")
     started = time.monotonic()
@@ -290,6 +292,7 @@ def test_timeout_kills_hung_qemu(tmp_path: Path, isolated_tmp: Path) -> None:
     assert_clean(isolated_tmp)
 
 
+@pytest.mark.plain
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_stops_qemu(sig: signal.Signals, tmp_path: Path, isolated_tmp: Path) -> None:
     fake = misbehaving_qemu.hangs(tmp_path / "bin")
@@ -335,6 +338,7 @@ def test_sigkill_of_probe_takes_qemu_down(tmp_path: Path, isolated_tmp: Path) ->
     assert not qemu_pids() & started, "QEMU outlived a SIGKILLed probe"
 
 
+@pytest.mark.plain
 def test_stdlib_main_matches_cli(isolated_tmp: Path) -> None:
     """``python3 -m fleetcpu.probe`` (what ships to hosts) speaks the same flags and schema."""
     res = subprocess.run(

@@ -1,4 +1,4 @@
-"""asyncssh's library probes answered from one ldconfig listing (``fleetcpu.fleet.asyncssh_import``)."""
+"""asyncssh's library probes answered from one ldconfig listing (``fleetcpu.speed.quick_find_library``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from fleetcpu.fleet.asyncssh_import import cached_finder
+from fleetcpu.speed import cached_finder
+
+from .conftest import tricks_only
 
 LISTING = b"""3 libs found in cache `/etc/ld.so.cache'
 \tlibnettle.so.8 (libc6) => /lib/i386-linux-gnu/libnettle.so.8
@@ -52,6 +54,7 @@ def test_same_answers_as_the_standard_library_here() -> None:
         assert find(name) == ctypes.util.find_library(name), name
 
 
+@tricks_only
 def test_importing_asyncssh_through_fleetcpu_starts_one_process(tmp_path: Path) -> None:
     """One ldconfig, not the ~eleven processes of ctypes' gcc and ld fallbacks."""
     trace = tmp_path / "trace"

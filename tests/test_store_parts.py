@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from fleetcpu.store import Store
 from fleetcpu.store.layout import Layout, run_file_name
 
-from .conftest import PYTHON, REPO, run_cli
+from .conftest import PYTHON, REPO, invoke
 from .support.sshd import FakeFleet, fake_fleet_fixtures
 from .test_store_robustness import write_run
 from .test_store_support import (
@@ -53,7 +53,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _hosts_json(store: Path) -> dict[str, dict[str, object]]:
-    res = run_cli("hosts", "--store", str(store), "--format", "json")
+    res = invoke("hosts", "--store", str(store), "--format", "json")
     assert res.returncode == 0, res.stderr
     return {str(h["host"]): h for h in json.loads(res.stdout)}
 
@@ -64,7 +64,7 @@ def test_a_collect_killed_after_several_parts_keeps_them(fleet: FakeFleet, tmp_p
     inventory = fleet.inventory(tmp_path / "inv")
     env = _env(tmp_path)
     fleet.delay = 0.0
-    first = run_cli(*_collect_args(fleet, inventory, store), env=env, timeout=300)
+    first = invoke(*_collect_args(fleet, inventory, store), env=env, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     first_run = Store.open(store).runs()[-1].run_id
     first_records = set(store.glob("v1/runs/*/run-*.parquet"))
@@ -116,7 +116,7 @@ def test_a_collect_killed_after_several_parts_keeps_them(fleet: FakeFleet, tmp_p
     latest = _hosts_json(store)
     assert {h for h, r in latest.items() if r["run"] == run.run_id} == set(committed)
     assert {h for h, r in latest.items() if r["run"] == first_run} == set(latest) - set(committed)
-    base = run_cli(
+    base = invoke(
         "baseline", "--store", str(store), "--pool", "default", "--accel", "kvm", "--format", "json"
     )
     assert base.returncode == 0, base.stderr
@@ -131,13 +131,13 @@ def test_a_collect_killed_after_several_parts_keeps_them(fleet: FakeFleet, tmp_p
     assert 0 <= lost_s <= 5.0 + 1.0 + 2.0  # 5 s rule, 1 s tick, scheduling on a shared machine
 
     # fsck names the killed run, damage none; then the next collect sweeps what it left.
-    fsck = run_cli("fsck", "--store", str(store))
+    fsck = invoke("fsck", "--store", str(store))
     assert fsck.returncode in (0, 7), fsck.stdout
     assert f"killed      run {run.run_id}" in fsck.stdout
-    again = run_cli(*_collect_args(fleet, inventory, store), env=env, timeout=300)
+    again = invoke(*_collect_args(fleet, inventory, store), env=env, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert hidden_temporaries(store) == []
-    fsck = run_cli("fsck", "--store", str(store))
+    fsck = invoke("fsck", "--store", str(store))
     assert fsck.returncode == 0, fsck.stdout
     kept = Store.open(store).table("hosts", runs=[run.run_id])["host"].to_pylist()
     assert sorted(str(h) for h in kept) == committed
@@ -177,7 +177,7 @@ def test_a_first_run_killed_after_parts_keeps_their_cpu_data(tmp_path: Path) -> 
             assert row["detail_run"] == second, host
     snaps = store.snapshots(sorted(rows), "tcg")
     assert len(snaps) == sum(r["status"] == "ok" for r in rows.values())
-    assert run_cli("fsck", "--store", str(root)).returncode == 0
+    assert invoke("fsck", "--store", str(root)).returncode == 0
 
 
 def test_a_part_is_written_once_the_oldest_result_waited_flush_seconds(tmp_path: Path) -> None:
@@ -260,31 +260,31 @@ def test_damaged_parts_are_named_by_readers_and_fsck(tmp_path: Path) -> None:
     (run,) = [r.run_id for r in store.runs()]
     records = run_files(root, "runs", run)
     assert len(records) == 3
-    assert run_cli("fsck", "--store", str(root)).returncode == 0
+    assert invoke("fsck", "--store", str(root)).returncode == 0
 
     # A part's hosts file deleted: named by the rebuild, by fsck; exit 4.
     hosts2 = run_files(root, "hosts", run)[1]
     saved = hosts2.read_bytes()
     hosts2.unlink()
     Layout(root).index_file.unlink()
-    res = run_cli("hosts", "--store", str(root))
+    res = invoke("hosts", "--store", str(root))
     assert res.returncode == 4 and str(hosts2) in res.stderr, res.stderr
-    fsck = run_cli("fsck", "--store", str(root))
+    fsck = invoke("fsck", "--store", str(root))
     assert fsck.returncode == 4 and f"damaged     {hosts2}" in fsck.stdout
     hosts2.write_bytes(saved)
 
     # A part's record deleted: its hosts do not quietly vanish.
     saved = records[0].read_bytes()
     records[0].unlink()
-    res = run_cli("hosts", "--store", str(root))
+    res = invoke("hosts", "--store", str(root))
     assert res.returncode == 4 and str(records[0]) in res.stderr, res.stderr
     assert "part 1" in res.stderr
-    fsck = run_cli("fsck", "--store", str(root))
+    fsck = invoke("fsck", "--store", str(root))
     assert fsck.returncode == 4 and str(records[0]) in fsck.stdout, fsck.stdout
     records[0].write_bytes(saved)
-    res = run_cli("hosts", "--store", str(root), "--format", "json")
+    res = invoke("hosts", "--store", str(root), "--format", "json")
     assert res.returncode == 0 and len(json.loads(res.stdout)) == 12
-    assert run_cli("fsck", "--store", str(root)).returncode == 0
+    assert invoke("fsck", "--store", str(root)).returncode == 0
 
 
 def test_a_layout_1_store_is_written_as_before(tmp_path: Path) -> None:
@@ -294,7 +294,7 @@ def test_a_layout_1_store_is_written_as_before(tmp_path: Path) -> None:
     Store.create_or_open(root, layout=1)
     doc = write_document(tmp_path / "doc.json", ok_document())
     for host in ("kvm01", "kvm02"):
-        res = run_cli("import", "--store", str(root), "--host", host, str(doc))
+        res = invoke("import", "--store", str(root), "--host", host, str(doc))
         assert res.returncode == 0, res.stderr
     assert json.loads((root / "fleetcpu-store.json").read_text())["layout"] == 1
     names = {p.name for p in root.glob("v1/*/date=*/*.parquet")}
@@ -302,7 +302,7 @@ def test_a_layout_1_store_is_written_as_before(tmp_path: Path) -> None:
     store = Store.open(root)
     assert [(r.status, r.parts) for r in store.runs()] == [("complete", 1)] * 2
     assert store.table("runs")["part"].null_count == 2
-    assert run_cli("fsck", "--store", str(root)).returncode == 0
+    assert invoke("fsck", "--store", str(root)).returncode == 0
 
 
 def test_the_memory_bound_spills_row_groups_not_parts(tmp_path: Path) -> None:

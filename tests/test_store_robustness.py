@@ -30,7 +30,7 @@ from fleetcpu.errors import StoreCorruptError
 from fleetcpu.store import Store
 from fleetcpu.store.layout import Layout, new_run_id
 
-from .conftest import PYTHON, REPO, run_cli
+from .conftest import PYTHON, REPO, invoke
 from .test_store_support import (
     base_time,
     hidden_temporaries,
@@ -179,7 +179,7 @@ def test_killed_after_the_commit_record_is_indexed_by_the_next_reader(tmp_path: 
     run = killed.stdout.strip()
     layout = Layout(root)
     assert layout.pending_file(run).exists()
-    res = run_cli("hosts", "--store", str(root), "--format", "json")
+    res = invoke("hosts", "--store", str(root), "--format", "json")
     assert res.returncode == 0, res.stderr
     assert {h["host"] for h in json.loads(res.stdout) if h["run"] == run} == {f"b{i:03d}" for i in range(6)}
     assert not layout.pending_file(run).exists()  # folded into the index for good
@@ -199,9 +199,9 @@ def held_lock(root: Path) -> Iterator[None]:
 def test_a_held_lock_delays_only_the_index_and_loses_nothing(tmp_path: Path) -> None:
     root = tmp_path / "store"
     doc_file = write_document(tmp_path / "kvm01.json", ok_document())
-    assert run_cli("import", "--store", str(root), "--host", "first", str(doc_file)).returncode == 0
+    assert invoke("import", "--store", str(root), "--host", "first", str(doc_file)).returncode == 0
     with held_lock(root):
-        res = run_cli(
+        res = invoke(
             "import",
             "--store",
             str(root),
@@ -295,12 +295,12 @@ def test_a_truncated_index_is_named(tmp_path: Path) -> None:
     store, _ = _store_with_runs(tmp_path)
     index = Layout(store.root).index_file
     index.write_bytes(index.read_bytes()[:100])
-    res = run_cli("hosts", "--store", str(store.root))
+    res = invoke("hosts", "--store", str(store.root))
     assert res.returncode == 4
     assert str(index) in res.stderr and "Traceback" not in res.stderr
     assert res.stderr.count("\n") == 1
     index.unlink()  # derived data: deleting it is the fix the message gives
-    assert run_cli("hosts", "--store", str(store.root)).returncode == 0
+    assert invoke("hosts", "--store", str(store.root)).returncode == 0
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
@@ -317,7 +317,7 @@ def test_a_corrupted_history_file_is_named(tmp_path: Path, damage: str) -> None:
         }[damage]
     )
     layout.index_file.unlink()  # the rebuild has to read the damaged file
-    res = run_cli("hosts", "--store", str(store.root))
+    res = invoke("hosts", "--store", str(store.root))
     assert res.returncode == 4, res.stderr
     assert str(path) in res.stderr and "Traceback" not in res.stderr
 
@@ -335,7 +335,7 @@ def test_foreign_parquet_files_are_ignored_and_fsck_names_them(tmp_path: Path) -
     store, run = _store_with_runs(tmp_path)
     layout = Layout(store.root)
     day = run_file(store.root, "hosts", run).parent
-    before = run_cli("hosts", "--store", str(store.root)).stdout
+    before = invoke("hosts", "--store", str(store.root)).stdout
     # Someone's own Parquet file dropped into the table directory.
     foreign = day / "part-0.parquet"
     pd.DataFrame({"host": ["x"], "cpu": ["y"]}).to_parquet(foreign)
@@ -343,18 +343,18 @@ def test_foreign_parquet_files_are_ignored_and_fsck_names_them(tmp_path: Path) -
     stray = day / f"run-{new_run_id(base_time())}.parquet"
     shutil.copy(run_file(store.root, "models", run), stray)
     layout.index_file.unlink()
-    res = run_cli("hosts", "--store", str(store.root))
+    res = invoke("hosts", "--store", str(store.root))
     assert (res.returncode, res.stdout) == (0, before), res.stderr
     assert store.reindex() == 2
-    res = run_cli("fsck", "--store", str(store.root))
+    res = invoke("fsck", "--store", str(store.root))
     assert res.returncode == 7 and str(foreign) in res.stdout and str(stray) in res.stdout
     foreign.unlink()
     stray.unlink()
-    assert run_cli("fsck", "--store", str(store.root)).returncode == 0
+    assert invoke("fsck", "--store", str(store.root)).returncode == 0
 
     # An index replaced by a foreign file.
     pd.DataFrame({"a": [1]}).to_parquet(layout.index_file)
-    res = run_cli("hosts", "--store", str(store.root), "--format", "json")
+    res = invoke("hosts", "--store", str(store.root), "--format", "json")
     assert res.returncode == 4 and str(layout.index_file) in res.stderr
     assert store.reindex() == 2
 
@@ -365,7 +365,7 @@ def test_a_foreign_directory_is_refused_and_left_alone(tmp_path: Path) -> None:
     home.mkdir()
     (home / "notes.txt").write_text("mine")
     for cmd in (["import", str(doc)], ["hosts"]):
-        res = run_cli(*cmd, "--store", str(home))
+        res = invoke(*cmd, "--store", str(home))
         assert res.returncode == 4, res.stderr
         assert str(home) in res.stderr and "not a fleetcpu store" in res.stderr
     assert sorted(os.listdir(home)) == ["notes.txt"]
@@ -373,7 +373,7 @@ def test_a_foreign_directory_is_refused_and_left_alone(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
     (other / "fleetcpu-store.json").write_text(json.dumps({"format": "something.else"}))
-    res = run_cli("import", "--store", str(other), str(doc))
+    res = invoke("import", "--store", str(other), str(doc))
     assert res.returncode == 4 and "something.else" in res.stderr
     # A newer layout (3: this fleetcpu knows 1 and 2) is refused by readers and writers,
     # and so is anything that is not a layout number.
@@ -382,14 +382,14 @@ def test_a_foreign_directory_is_refused_and_left_alone(tmp_path: Path) -> None:
         newer.mkdir()
         (newer / "fleetcpu-store.json").write_text(json.dumps({"format": "fleetcpu.store", "layout": layout}))
         for cmd in (["hosts"], ["import", str(doc)], ["fsck"]):
-            res = run_cli(*cmd, "--store", str(newer))
+            res = invoke(*cmd, "--store", str(newer))
             assert res.returncode == 4, (layout, cmd, res.stderr)
             assert f"store layout {layout!r}" in res.stderr, res.stderr
             assert "reads layouts 1 and 2" in res.stderr
         assert os.listdir(newer) == ["fleetcpu-store.json"]
     a_file = tmp_path / "a-file"
     a_file.write_text("")
-    res = run_cli("import", "--store", str(a_file), str(doc))
+    res = invoke("import", "--store", str(a_file), str(doc))
     assert res.returncode == 4 and "not a directory" in res.stderr
 
 

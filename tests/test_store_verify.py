@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from fleetcpu.store import Store
 from fleetcpu.store.layout import Layout, new_run_id, part_name
 
-from .conftest import run_cli
+from .conftest import invoke
 from .test_store_support import ok_document, outcome, run_file, with_blocked_model
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -45,12 +45,12 @@ def _build(root: Path, layout: int = 2) -> tuple[Store, str, str]:
 
 
 def _baseline(root: Path) -> tuple[int, str, str]:
-    res = run_cli("baseline", "--store", str(root), "--pool", "prod", "--format", "json")
+    res = invoke("baseline", "--store", str(root), "--pool", "prod", "--format", "json")
     return res.returncode, res.stdout, res.stderr
 
 
 def _fsck(root: Path) -> tuple[int, str, str]:
-    res = run_cli("fsck", "--store", str(root))
+    res = invoke("fsck", "--store", str(root))
     return res.returncode, res.stdout, res.stderr
 
 
@@ -86,7 +86,7 @@ def test_a_replaced_file_is_named_exit_4(tmp_path: Path) -> None:
     replaced = run_file(store.root, "hosts", second)
     shutil.copy(run_file(store.root, "hosts", first), replaced)
     layout.index_file.unlink()  # so that reading must go back to the hosts files
-    res = run_cli("hosts", "--store", str(store.root), "--format", "json")
+    res = invoke("hosts", "--store", str(store.root), "--format", "json")
     assert res.returncode == 4, res.stdout
     assert str(replaced) in res.stderr
     rc, out, _ = _fsck(store.root)
@@ -111,7 +111,7 @@ def test_runs_without_a_file_list_are_trusted_and_called_unverified(tmp_path: Pa
 def test_foreign_and_misplaced_files_change_no_answer_and_fsck_lists_them(tmp_path: Path) -> None:
     store, first, second = _build(tmp_path / "store")
     layout = Layout(store.root)
-    hosts_json = run_cli("hosts", "--store", str(store.root), "--format", "json").stdout
+    hosts_json = invoke("hosts", "--store", str(store.root), "--format", "json").stdout
     rc, baseline, err = _baseline(store.root)
     assert rc == 0, err
     hosts_rows = store.table("hosts").num_rows
@@ -135,7 +135,7 @@ def test_foreign_and_misplaced_files_change_no_answer_and_fsck_lists_them(tmp_pa
     stray.append(misplaced)
     layout.index_file.unlink()  # rebuilt from the hosts files: the strays must not count
 
-    res = run_cli("hosts", "--store", str(store.root), "--format", "json")
+    res = invoke("hosts", "--store", str(store.root), "--format", "json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == json.loads(hosts_json)
     assert _baseline(store.root)[:2] == (0, baseline)
@@ -155,7 +155,7 @@ def test_report_over_a_garbled_file_fails_like_the_other_commands(tmp_path: Path
     rc, _, err = _baseline(store.root)
     assert rc == 4 and str(machines) in err
     out = tmp_path / "r.html"
-    res = run_cli("report", "--store", str(store.root), "--pool", "prod", "-o", str(out))
+    res = invoke("report", "--store", str(store.root), "--pool", "prod", "-o", str(out))
     assert res.returncode == 4, (res.stdout, res.stderr)
     assert str(machines) in res.stderr
     assert not out.exists()

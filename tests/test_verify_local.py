@@ -18,7 +18,7 @@ import jsonschema
 
 from fleetcpu.store import Store
 
-from .conftest import PYTHON, REPO, run_cli
+from .conftest import PYTHON, REPO, invoke
 from .support import misbehaving_qemu
 from .support.sshd import wait_no_processes
 from .test_collect_units import python39
@@ -39,7 +39,7 @@ def collected(tmp_path: Path, tmpdir: Path, text: str) -> tuple[Path, Path]:
     inv = tmp_path / "hosts.txt"
     inv.write_text(text)
     store = tmp_path / "store"
-    res = run_cli("collect", str(inv), "--store", str(store), env=env(tmp_path, tmpdir))
+    res = invoke("collect", str(inv), "--store", str(store), env=env(tmp_path, tmpdir))
     assert res.returncode == 0, res.stdout + res.stderr
     return inv, store
 
@@ -50,18 +50,18 @@ def test_a_pool_the_store_or_inventory_does_not_know_is_20_and_nothing_is_writte
     inv, store = collected(tmp_path, isolated_tmp, "h1 transport=local pool=lab accel=tcg\n")
     runs = Store.open(store).runs()
     e = env(tmp_path, isolated_tmp)
-    res = run_cli("verify", "--pool", "prod", "--store", str(store), env=e)
+    res = invoke("verify", "--pool", "prod", "--store", str(store), env=e)
     assert res.returncode == 20, res.stderr
     assert res.stderr == "error: unknown pool 'prod'; pools in the store: lab\n"
-    res = run_cli("verify", "--pool", "prod", str(inv), "--store", str(store), env=e)
+    res = invoke("verify", "--pool", "prod", str(inv), "--store", str(store), env=e)
     assert res.returncode == 20, res.stderr
     assert "no host of pool 'prod'; its pools: lab" in res.stderr
-    res = run_cli("verify", "--pool", "lab", "--store", str(store), "--cpu", "qemu64 ,+x", env=e)
+    res = invoke("verify", "--pool", "lab", "--store", str(store), "--cpu", "qemu64 ,+x", env=e)
     assert res.returncode == 2, res.stderr
-    res = run_cli("verify", "--pool", "lab", "--store", str(store), env=e)  # only TCG data
+    res = invoke("verify", "--pool", "lab", "--store", str(store), env=e)  # only TCG data
     assert res.returncode == 21 and "probed-under-tcg" in res.stderr, res.stderr
     assert Store.open(store).runs() == runs, "a refused verify wrote nothing"
-    res = run_cli("verify", "--pool", "lab", "--store", str(tmp_path / "empty"), env=e)
+    res = invoke("verify", "--pool", "lab", "--store", str(tmp_path / "empty"), env=e)
     assert res.returncode == 21 and "store is empty" in res.stderr, res.stderr
     assert not (tmp_path / "empty").exists()
     assert_nothing_left(isolated_tmp)
@@ -80,13 +80,13 @@ def test_stored_specs_reach_local_members_and_an_imported_one_is_a_failure_row(
     conn = {r["host"]: r["conn_python"] for r in Store.open(store).table("hosts").to_pylist()}
     assert conn == {"h1": None, "h2": python39(tmp_path)}
     e = env(tmp_path, isolated_tmp)
-    probe = run_cli("probe", "--accel", "tcg", env=e)
+    probe = invoke("probe", "--accel", "tcg", env=e)
     assert probe.returncode == 0, probe.stderr
     doc = tmp_path / "air-gapped.json"
     doc.write_text(probe.stdout)
-    res = run_cli("import", str(doc), "--pool", "lab", "--host", "airgap", "--store", str(store), env=e)
+    res = invoke("import", str(doc), "--pool", "lab", "--host", "airgap", "--store", str(store), env=e)
     assert res.returncode == 0, res.stderr
-    res = run_cli(
+    res = invoke(
         "verify", "--pool", "lab", "--accel", "tcg", "--store", str(store), "--format", "json", env=e
     )
     assert res.returncode == 24, res.stderr
@@ -113,7 +113,7 @@ def test_a_hung_qemu_is_a_timeout_row_and_is_stopped(tmp_path: Path, isolated_tm
         f"ok transport=local pool=lab\n"
         f"hung transport=local pool=lab qemu={misbehaving_qemu.hangs(tmp_path / 'h')}\n"
     )
-    res = run_cli(
+    res = invoke(
         "verify",
         "--pool",
         "lab",

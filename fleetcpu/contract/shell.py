@@ -27,10 +27,11 @@ from ..baseline import Policy, compute_baseline
 from ..baseline.choose import JudgingContext
 from ..baseline.compute import judged_baseline
 from ..baseline.member import probe_vendor
-from ..baseline.select import age_text, build_members, no_collection, select_members
+from ..baseline.select import age_text, build_members, select_members
 from ..errors import FleetcpuError, NonCompliantError, UsageError
 from ..outcome import HostOutcome
 from ..probe.document import HostFacts
+from ..speed import paused_gc
 from ..store import HostSnapshot, HostState, Store
 from ..store.atomic import write_bytes
 from ..store.schema import ADOPTIONS, COMPLIANCE, RUNS
@@ -668,7 +669,7 @@ def pool_statuses(
     With the cyclic collector paused, as ``baseline`` does: judging 100,000 members builds
     half a million acyclic records, which the collector would scan again and again.
     """
-    with no_collection():
+    with paused_gc():
         return _pool_statuses(store, pool, max_age, now or datetime.now(UTC))
 
 

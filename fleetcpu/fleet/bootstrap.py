@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING
 
+from ..probe.speed import PLAIN_ENV, plain
 from . import bootstrap_host
 from .inventory import HostSpec
 
@@ -51,8 +52,14 @@ def host_script() -> str:
 
 
 def remote_command(python: str | None, args: Sequence[str]) -> str:
-    """One shell-safe line: every element quoted, whatever the inventory put in it."""
+    """One shell-safe line: every element quoted, whatever the inventory put in it.
+
+    Under ``FLEETCPU_PLAIN=1`` (``fleetcpu.probe.speed``) the host gets the switch
+    too, through ``env``: sshd passes no environment of the client's.
+    """
     argv = [python or DEFAULT_PYTHON, "-E", "-s", "-c", host_script(), *args]
+    if plain():
+        argv = ["env", f"{PLAIN_ENV}=1", *argv]
     return "exec " + shlex.join(argv)
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "MAX_BUNDLE",
     "MIN_PYTHON",
     "ORIGIN",
+    "PLAIN_ENV",
     "UPLOAD_DEADLINE",
     "main",
 ]
@@ -60,6 +61,8 @@ MARKER = "fleetcpu-bootstrap:"
 MAGIC = b"FLEETCPU-BUNDLE/1"
 #: A bundle is ~150 KB; refuse to buffer more than this from a confused sender.
 MAX_BUNDLE = 64 * 1024 * 1024
+#: ``fleetcpu.probe.speed.PLAIN_ENV``, spelt again: this file runs before the bundle is importable.
+PLAIN_ENV = "FLEETCPU_PLAIN"
 #: Where tracebacks say the bundled code lives (there is no file).
 ORIGIN = "<fleetcpu-bundle>/"
 #: Seconds to receive the bundle. An orchestrator that stalls mid-upload
@@ -159,6 +162,29 @@ def _zip_members(data):
     return members
 
 
+def _install_plain(data):
+    # type: (bytes) -> None
+    """``FLEETCPU_PLAIN=1``: the bundle the ordinary way, with ``zipfile`` and the path importer.
+
+    Unpacked into the probe's private ``TMPDIR`` (which the supervisor removes
+    whatever happens) and put first on ``sys.path``. Not ``zipimport`` on the
+    zip itself: it finds no namespace package (``qemu``) in a zip without
+    directory entries before Python 3.12.
+    """
+    import io
+    import os
+    import zipfile
+
+    where = os.path.join(os.environ["TMPDIR"], "bundle")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            archive.extractall(where)
+    except (OSError, zipfile.BadZipFile) as exc:
+        _say("upload", "bundle is not a zip: %s" % exc)
+        sys.exit(EXIT_BAD_BUNDLE)
+    sys.path.insert(0, where)
+
+
 def _install(data):
     # type: (bytes) -> None
     """Make the zip's modules importable from memory, ahead of anything installed on the host.
@@ -171,7 +197,18 @@ def _install(data):
     very source beside it (PEP 552 source hash), else from compiling the
     source. The importer is a plain finder and loader, not a subclass of
     ``importlib.abc``'s (whose import costs what ``_zip_members`` saves).
+
+    This reader and importer are a speed trick like those of
+    ``fleetcpu.probe.speed`` (~6 ms of host CPU per probe, commit 1159d45;
+    ``benchmarks/host_bench.py``, *session* row), kept here because they are
+    what installs the bundle that module ships in. ``FLEETCPU_PLAIN=1`` turns
+    them off as it turns that module's off (``_install_plain``).
     """
+    import os
+
+    if os.environ.get(PLAIN_ENV, "") not in ("", "0"):
+        _install_plain(data)
+        return
     import importlib.machinery
     import importlib.util
     import marshal

@@ -2,11 +2,8 @@
 
 Processes are started by ``qemu_spawn`` (plain ``subprocess``, so the entry point
 can start them before asyncio is even imported) and watched here: pipes by
-the loop's reader callbacks, the exit by a pidfd the loop polls too (Linux
-5.3+), else by one waiter thread per process as asyncio's own
-``ThreadedChildWatcher`` does. A pidfd wakes the loop itself when QEMU
-exits; a thread must first be scheduled, then wake the loop, which on a busy
-host costs a scheduling delay per QEMU.
+the loop's reader callbacks, the exit by ``speed.ExitWatch`` (a pidfd the
+loop polls too, or one waiter thread per process).
 
 Python 3.9, stdlib only: this module ships to hosts.
 """
@@ -15,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import subprocess
-import threading
 import time
 from typing import List, Optional, Tuple
 
@@ -35,6 +30,7 @@ from .qemu_spawn import (
     launch_argv,
     tail,
 )
+from .speed import ExitWatch
 
 __all__ = [
     "DEFAULT_BINARIES",
@@ -68,34 +64,12 @@ class _Watch:
                 ended.set_result(None)
             else:
                 loop.add_reader(out.fd, self._readable, out, ended)
-        self._pidfd: Optional[int] = None
+        self._exit: Optional[ExitWatch] = None
         returncode = proc.poll()
         if returncode is not None:
             self.exited.set_result(returncode)
             return
-        try:  # unreaped (poll said so), so the pid cannot have been reused
-            self._pidfd = os.pidfd_open(proc.pid)
-        except (AttributeError, OSError):  # Linux < 5.3
-            threading.Thread(target=self._wait, name="fleetcpu-wait-%d" % proc.pid, daemon=True).start()
-        else:
-            loop.add_reader(self._pidfd, self._pidfd_readable)
-
-    def _pidfd_readable(self) -> None:
-        returncode = self.proc.poll()
-        if returncode is not None:
-            self._close_pidfd()
-            _settle(self.exited, returncode)
-
-    def _close_pidfd(self) -> None:
-        if self._pidfd is not None:
-            self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = None
-
-    def _wait(self) -> None:
-        returncode = self.proc.wait()
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
-            self._loop.call_soon_threadsafe(_settle, self.exited, returncode)
+        self._exit = ExitWatch(loop, proc, lambda code: _settle(self.exited, code))
 
     def _readable(self, out: Output, ended: asyncio.Future[None]) -> None:
         if out.drain():
@@ -128,7 +102,8 @@ class _Watch:
             await asyncio.wait_for(asyncio.shield(ended), timeout)
 
     def close(self) -> None:
-        self._close_pidfd()
+        if self._exit is not None:
+            self._exit.close()
         for out, ended in self._pipes:
             if not ended.done():
                 self._loop.remove_reader(out.fd)

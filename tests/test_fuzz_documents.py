@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .conftest import run_cli
+from .conftest import invoke
 from .support import docfuzz
 
 CASES = 5_000
@@ -64,7 +64,7 @@ def test_import_of_mutated_documents_is_exit_0_or_3_and_3_changes_nothing(tmp_pa
     store = tmp_path / "store"
     good = tmp_path / "good.json"
     good.write_bytes(docfuzz.GOLDENS[0].read_bytes())
-    assert run_cli("import", str(good), "--store", str(store)).returncode == 0
+    assert invoke("import", str(good), "--store", str(store)).returncode == 0
     picked: dict[bool, list[docfuzz.Case]] = {True: [], False: []}
     for case in docfuzz.cases(400, SEED + 1):
         accepted, failure = docfuzz.judge(case, tmp_path / "probe.json")
@@ -77,7 +77,7 @@ def test_import_of_mutated_documents_is_exit_0_or_3_and_3_changes_nothing(tmp_pa
         path.write_bytes(case.data)
         files.append(path)
         before = _listing(store)
-        res = run_cli("import", str(path), "--host", f"h{case.index}", "--store", str(store))
+        res = invoke("import", str(path), "--host", f"h{case.index}", "--store", str(store))
         assert res.returncode in (0, 3), (case.operators, res.stderr)
         if res.returncode == 3:
             assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"error: {path}: "), res.stderr
@@ -86,6 +86,6 @@ def test_import_of_mutated_documents_is_exit_0_or_3_and_3_changes_nothing(tmp_pa
             assert len(_listing(store)) > len(before)
     # Several files at once, one of them refused: all or nothing.
     before = _listing(store)
-    res = run_cli("import", *map(str, files), "--host", "batch", "--store", str(store))
+    res = invoke("import", *map(str, files), "--host", "batch", "--store", str(store))
     assert res.returncode == 3, res.stdout + res.stderr
     assert _listing(store) == before

@@ -25,7 +25,7 @@ from fleetcpu.fleet.remote_run import RemoteRun
 from fleetcpu.probe.document_decoder import DocumentDecoder, document_from_json
 from fleetcpu.store.importer import load, rehearse
 
-from .conftest import REPO, run_cli
+from .conftest import REPO, invoke
 from .support.sshd import latest_rows
 
 GOLDEN = REPO / "tests" / "golden" / "probe-kvm-q35.json"
@@ -153,7 +153,7 @@ def collect_hostile(tmp_path: Path, hosts: dict[str, str]) -> tuple[Any, Path]:
         )
     )
     store = tmp_path / "store"
-    res = run_cli("collect", str(inv), "--store", str(store), env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    res = invoke("collect", str(inv), "--store", str(store), env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
     return res, store
 
 
@@ -188,15 +188,15 @@ def test_import_and_check_of_hostile_documents_exit_3_on_one_line(tmp_path: Path
     huge = tmp_path / "huge.json"
     huge.write_text(json.dumps(with_value(("host", "cpu", "stepping"), 2**31)))
     for bad, key in ((deep, "<document>"), (huge, "host.cpu.stepping")):
-        res = run_cli("import", str(good), str(bad), "--store", str(store))
+        res = invoke("import", str(good), str(bad), "--store", str(store))
         assert res.returncode == 3, res.stderr
         assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"error: {bad}: {key}: ")
         assert not store.exists(), "nothing of the batch is stored"
-    res = run_cli("import", str(good), "--pool", "p", "--store", str(store))
+    res = invoke("import", str(good), "--pool", "p", "--store", str(store))
     assert res.returncode == 0, res.stderr
     before = sorted(p.relative_to(store) for p in store.rglob("*"))
     for bad in (deep, huge):
-        res = run_cli("check", str(bad), "--pool", "p", "--max-age", "36500d", "--store", str(store))
+        res = invoke("check", str(bad), "--pool", "p", "--max-age", "36500d", "--store", str(store))
         assert res.returncode == 3, res.stderr
         assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"error: {bad}: ")
     assert sorted(p.relative_to(store) for p in store.rglob("*")) == before

@@ -22,7 +22,7 @@ from fleetcpu.fleet.inventory import parse_inventory
 from fleetcpu.fleet.remote_run import RemoteRun
 from fleetcpu.outcome import STAGES
 
-from .conftest import REPO, run_cli
+from .conftest import REPO, invoke, run_cli
 from .support.sshd import latest_rows
 from .test_collect_local import _spy_python
 from .test_hostile_documents import collect_hostile
@@ -118,7 +118,7 @@ def test_collect_refuses_a_hostile_inventory_before_any_host(tmp_path: Path) -> 
     store = tmp_path / "store"
     for bad in ("qemu=--help", "machine_types=-h", "ansible_host='a;b'", "qemu=/bin/qemu\x00x"):
         inv.write_text(f"first transport=local python={spy}\nsecond transport=local {bad}\n")
-        res = run_cli(
+        res = invoke(
             "collect", str(inv), "--store", str(store), env={"XDG_CACHE_HOME": str(tmp_path / "cache")}
         )
         assert res.returncode == 3, res.stdout + res.stderr
@@ -138,7 +138,7 @@ def test_a_missing_host_root_is_a_facts_failure(tmp_path: Path, isolated_tmp: Pa
     inv = tmp_path / "hosts.txt"
     inv.write_text(f"gone transport=local accel=tcg host_root={missing}\n")
     store = tmp_path / "store"
-    res = run_cli(
+    res = invoke(
         "collect",
         str(inv),
         "--store",

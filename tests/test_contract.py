@@ -138,7 +138,6 @@ def test_model_unknown_vendor_machine_type_and_undecidable(pool_baseline: Any) -
     assert judge(parse_cpu(b.cpu), mt, "kvm", _host("Xeon-Gold-6148")).state == "undecided"
 
 
-@pytest.mark.xfail(strict=True, reason="Judge's memo trusts a reused id (fixed next)")
 def test_the_rules_memo_never_answers_for_a_probe_it_did_not_judge(pool_baseline: Any) -> None:
     """collect judges each host's freshly decoded records with one ``Judge`` for the whole
     run, and drops each document once stored: a new probe then often lands at a freed

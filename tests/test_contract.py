@@ -424,7 +424,6 @@ def test_status_takes_the_verdicts_runs_stored_only_where_judging_gives_them(
     assert stored() == set() and statuses(True) == statuses(False)
 
 
-@pytest.mark.xfail(strict=True, reason="collect judges the last probe of a machine type (fixed next)")
 @pytest.mark.parametrize("second", ["whole", "tcg"])
 def test_a_document_naming_a_machine_type_twice_is_judged_as_stored(
     fleet: Callable[..., Any], tmp_path: Path, second: str

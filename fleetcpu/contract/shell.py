@@ -34,6 +34,7 @@ from ..probe.document import HostFacts
 from ..speed import paused_gc
 from ..store import HostSnapshot, HostState, Store
 from ..store.atomic import write_bytes
+from ..store.outcome_rows import unique_machines
 from ..store.schema import ADOPTIONS, COMPLIANCE, RUNS
 from ..store.snapshot import columns
 from ..vocabulary import Accel
@@ -318,7 +319,10 @@ class ComplianceRecorder:
                 f"{a.accel}" + (f" ({doc.accel_reason})" if doc.accel_reason else ""),
             )
         else:
-            machines = {mp.machine_type: mp for mp in doc.machine_types if mp.accel == a.accel}
+            # What the store keeps, so that judging the stored data again gives this verdict
+            # (status takes it): the first probe per machine type, whatever its accelerator
+            # (the rule says "undecided" for one probed under another).
+            machines = {mp.machine_type: mp for mp in unique_machines(doc.machine_types)}
             listed = doc.qemu.machines if doc.qemu is not None and doc.qemu.machines else None
             verdict = self._rules[outcome.pool](
                 HostCpu(outcome.host, a.accel, machines, listed, doc.host.cpu.vendor)

@@ -591,7 +591,9 @@ def _representatives(
     When every ``fresh`` member was read anyway, those; else one per distinct
     CPU data (the store's ``distinct_snapshots``). A probe that names no vendor
     of its own takes its host's facts', which hosts of one CPU data could
-    differ in: then every such host is read (exact, and rare: QEMU names it).
+    differ in: then every such host is read (exact, and rare: QEMU names it),
+    in place of that CPU's representative (a host given twice is refused by
+    the baseline).
     """
     if fresh <= snaps.keys():
         return [snaps[h] for h in sorted(fresh)]
@@ -607,7 +609,8 @@ def _representatives(
             for st in states
             if st.host in fresh and (slot := st.latest_ok(a.accel)) and slot.cpu_digest in open_digests
         ]
-        reps.extend(store.snapshots(more, a.accel).values())
+        every = store.snapshots(more, a.accel)
+        reps = [r for r in reps if r.host not in every] + list(every.values())
     return reps
 
 

@@ -449,7 +449,6 @@ def test_status_takes_the_verdicts_runs_stored_only_where_judging_gives_them(
     assert stored() == set() and statuses(True) == statuses(False)
 
 
-@pytest.mark.xfail(strict=True, reason="a stale member's stored verdict skips its snapshot (fixed next)")
 def test_a_stale_member_is_the_same_whether_its_verdict_was_stored_or_not(fleet: Callable[..., Any]) -> None:
     """A member judged at import but stale now is ``stale`` either way, with the same
     record: its stored verdict must not keep its data (microcode, kernel) from being read."""

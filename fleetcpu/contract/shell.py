@@ -703,7 +703,12 @@ def _pool_statuses(
             continue
         rule = Judge(parse_cpu(a.cpu), a.machine_type, a.accel, a.features)
         judgeable = [st for st in members if st.ok and st.accel == a.accel]
-        stored = _stored_verdicts(store, a, judgeable) if reuse else {}
+        # Only current members' verdicts are taken: a stale one is judged ``stale`` from
+        # its snapshot (its facts), which taking its verdict would leave unread.
+        current = [
+            st for st in judgeable if (slot := st.latest_ok(a.accel)) and now - slot.collected_at <= max_age
+        ]
+        stored = _stored_verdicts(store, a, current) if reuse else {}
         snaps = store.snapshots([st.host for st in judgeable if st.host not in stored], a.accel)
         judged = _judge_states(rule, a, members, snaps, stored, max_age, now)
         out.append(

@@ -138,6 +138,31 @@ def test_model_unknown_vendor_machine_type_and_undecidable(pool_baseline: Any) -
     assert judge(parse_cpu(b.cpu), mt, "kvm", _host("Xeon-Gold-6148")).state == "undecided"
 
 
+def test_the_rules_memo_never_answers_for_a_probe_it_did_not_judge(pool_baseline: Any) -> None:
+    """collect judges each host's freshly decoded records with one ``Judge`` for the whole
+    run, and drops each document once stored: a new probe then often lands at a freed
+    one's address. The memo is keyed by ``id``, so it must check that the probe it judged
+    is the one asked about, or a host without TSX is called compliant (and status, which
+    takes the stored verdict, says so too)."""
+    b = pool_baseline
+    whole = json.dumps(cf.document(cf.POOL[0]).to_dict())
+    no_tsx = json.dumps(
+        cf.document(cf.POOL[0], mp=cf.lose(replay.machine_probe(cf.POOL[0]), {"hle", "rtm"})).to_dict()
+    )
+    rule = Judge(parse_cpu(b.cpu), b.machine_type, "kvm", frozenset(b.features))
+    ids, wrong = [], []
+    for i in range(200):
+        doc = document_from_json(no_tsx if i % 2 else whole)
+        host = HostCpu("h", "kvm", {mp.machine_type: mp for mp in doc.machine_types}, None, None)
+        ids.append(id(doc.machine_types[0]))
+        want = Judge(parse_cpu(b.cpu), b.machine_type, "kvm", frozenset(b.features))(host).state
+        if rule(host).state != want:
+            wrong.append(i)
+        del doc, host
+    assert len(set(ids)) < len(ids)  # addresses were reused: the case at stake happened
+    assert wrong == []
+
+
 # --------------------------------------------------------------------------- the CLI
 @pytest.fixture
 def fleet(tmp_path: Path) -> Callable[..., Any]:
@@ -318,12 +343,8 @@ def test_headroom_over_distinct_members_is_the_whole_pools_cpu(fleet: Callable[.
     assert len({r.cpu_digest for r in reps}) == 5 and [r.host for r in reps] == sorted(r.host for r in reps)
 
 
-def test_headroom_reads_every_host_of_a_cpu_whose_probe_names_no_vendor(fleet: Callable[..., Any]) -> None:
-    """Without a vendor of its own, a probe's hosts take their facts' vendor, which hosts of
-    one CPU data could differ in: the headroom then reads each of them, not one."""
-    from fleetcpu.contract import shell
-
-    mp = replay.machine_probe(cf.POOL[0])
+def _vendorless(mp: Any) -> Any:
+    """``mp`` as a QEMU that names no vendor in the vCPU nor the expansions reports it."""
 
     def unnamed(e: Any) -> Any:
         return (
@@ -332,12 +353,40 @@ def test_headroom_reads_every_host_of_a_cpu_whose_probe_names_no_vendor(fleet: C
             else dataclasses.replace(e, props={k: v for k, v in e.props.items() if k != "vendor"})
         )
 
-    mp = dataclasses.replace(
+    return dataclasses.replace(
         mp,
         vcpu=dataclasses.replace(mp.vcpu, vendor=None),
         static_expansion=unnamed(mp.static_expansion),
         full_expansion=unnamed(mp.full_expansion),
     )
+
+
+def test_status_over_vendorless_probes_judged_at_import(fleet: Callable[..., Any]) -> None:
+    """Members whose probe names no vendor, imported after the adoption (so their stored
+    verdicts are taken, and the headroom reads representatives, then every host of such
+    a CPU): the holder of that CPU was read twice, and the baseline refused the pool
+    ("host given twice", a traceback) instead of giving the headroom."""
+    from fleetcpu.contract import shell
+
+    assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
+    mp = _vendorless(replay.machine_probe(cf.POOL[0]))
+    for host in ("kvm05", "kvm06"):
+        assert fleet.add(host, cf.POOL[0], mp=mp).returncode == 0  # type: ignore[attr-defined]
+    store = Store.open(fleet.store)  # type: ignore[attr-defined]
+    now = datetime.now(UTC)
+    taken = shell._pool_statuses(store, None, timedelta(days=7), now)
+    assert taken == shell._pool_statuses(store, None, timedelta(days=7), now, reuse=False)
+    assert taken[0].headroom is not None and taken[0].headroom.cpu is not None, taken[0].headroom
+    rc, doc = _status(fleet)
+    assert rc == 0 and doc["pools"][0]["headroom"]["baseline_cpu"] == taken[0].headroom.cpu
+
+
+def test_headroom_reads_every_host_of_a_cpu_whose_probe_names_no_vendor(fleet: Callable[..., Any]) -> None:
+    """Without a vendor of its own, a probe's hosts take their facts' vendor, which hosts of
+    one CPU data could differ in: the headroom then reads each of them, not one."""
+    from fleetcpu.contract import shell
+
+    mp = _vendorless(replay.machine_probe(cf.POOL[0]))
     for host in ("kvm05", "kvm06"):
         assert fleet.add(host, cf.POOL[0], mp=mp).returncode == 0  # type: ignore[attr-defined]
     assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
@@ -347,6 +396,7 @@ def test_headroom_reads_every_host_of_a_cpu_whose_probe_names_no_vendor(fleet: C
     fresh = {s.host for s in states}
     reps = shell._representatives(store, a, states, fresh, {})
     assert {"kvm05", "kvm06"} <= {r.host for r in reps}
+    assert len({r.host for r in reps}) == len(reps)  # each host once: the baseline refuses a repeat
     assert len(store.distinct_snapshots(sorted(fresh), "kvm")) == 5  # the two share one digest
 
 
@@ -397,6 +447,51 @@ def test_status_takes_the_verdicts_runs_stored_only_where_judging_gives_them(
     assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
     now = datetime.now(UTC)
     assert stored() == set() and statuses(True) == statuses(False)
+
+
+def test_a_stale_member_is_the_same_whether_its_verdict_was_stored_or_not(fleet: Callable[..., Any]) -> None:
+    """A member judged at import but stale now is ``stale`` either way, with the same
+    record: its stored verdict must not keep its data (microcode, kernel) from being read."""
+    from fleetcpu.contract import shell
+
+    assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
+    then = datetime.now(UTC) - timedelta(days=2)
+    assert fleet.add("kvm05", cf.POOL[0], when=then, microcode="0xabc").returncode == 0  # type: ignore[attr-defined]
+    store = Store.open(fleet.store)  # type: ignore[attr-defined]
+    now = datetime.now(UTC)
+    taken = shell._pool_statuses(store, None, timedelta(days=1), now)
+    judged = shell._pool_statuses(store, None, timedelta(days=1), now, reuse=False)
+    [c] = [m for m in judged[0].members if m.host == "kvm05"]
+    assert c.state == "stale" and c.microcode == "0xabc"
+    assert taken == judged
+
+
+@pytest.mark.parametrize("second", ["whole", "tcg"])
+def test_a_document_naming_a_machine_type_twice_is_judged_as_stored(
+    fleet: Callable[..., Any], tmp_path: Path, second: str
+) -> None:
+    """The store keeps the first probe of each machine type (``unique_machines``), whatever
+    its accelerator; an imported document may hold two (nothing refuses it). Its import's
+    verdict is the one status takes, so it must judge what is stored, not the last probe
+    of that machine type under the adopted accelerator."""
+    from fleetcpu.contract import shell
+
+    assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
+    mp = replay.machine_probe(cf.POOL[0])
+    first = cf.lose(mp, {"hle", "rtm"}) if second == "whole" else dataclasses.replace(mp, accel="tcg")
+    doc = dataclasses.replace(cf.document(cf.POOL[0]), machine_types=(first, mp))
+    res = fleet(
+        "import", "--pool", "prod", "--host", "kvm05", str(cf.write_doc(tmp_path / "twice.json", doc))
+    )
+    store = Store.open(fleet.store)  # type: ignore[attr-defined]
+    assert "kvm05" in shell._stored_verdicts(store, shell.adopted(store)["prod"], store.latest("prod"))
+    now = datetime.now(UTC)
+    taken = shell._pool_statuses(store, None, timedelta(days=7), now)
+    judged = shell._pool_statuses(store, None, timedelta(days=7), now, reuse=False)
+    assert taken == judged
+    [c] = [m for m in judged[0].members if m.host == "kvm05"]
+    assert c.state == ("non-compliant" if second == "whole" else "undecided")
+    assert res.returncode == (26 if second == "whole" else 0)
 
 
 def test_a_member_leaves_and_a_new_one_does_not_comply(fleet: Callable[..., Any]) -> None:

@@ -20,6 +20,7 @@ Every answer is one of three, and ``undecided`` is never rounded up:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -128,7 +129,11 @@ class Judge:
 
     Hosts of one CPU generation share one frozen ``MachineProbe`` (the store
     and collect's decode cache hand them the same object), so a 10,000-host
-    pool of five CPU types costs five judgements.
+    pool of five CPU types costs five judgements. The memo is keyed by ``id``
+    and keeps a weak reference to the probe it judged: collect drops each
+    document once stored, and a probe decoded later often lands at a freed
+    one's address, so a hit counts only when it is that very probe (a strong
+    reference would keep up to 4,096 probes' records alive through a run).
     """
 
     cpu: CpuString
@@ -136,7 +141,9 @@ class Judge:
     accel: str
     #: The feature set the guest must get; None judges only "does it start".
     expected: frozenset[str] | None = None
-    _memo: dict[tuple[int, str | None], Verdict] = field(default_factory=dict, repr=False)
+    _memo: dict[tuple[int, str | None], tuple[weakref.ref[MachineProbe], Verdict]] = field(
+        default_factory=dict, repr=False
+    )
 
     def __call__(self, host: HostCpu) -> Verdict:
         probe = host.machines.get(self.machine_type)
@@ -149,11 +156,13 @@ class Judge:
             )
         vendor = _vendor(probe, host.cpu_vendor)
         key = (id(probe), vendor)
-        found = self._memo.get(key)
-        if found is None or len(self._memo) > 4096:
-            if len(self._memo) > 4096:
-                self._memo.clear()
-            found = self._memo[key] = self._judge(probe, vendor)
+        hit = self._memo.get(key)
+        if hit is not None and hit[0]() is probe:
+            return hit[1]
+        if len(self._memo) > 4096:
+            self._memo.clear()
+        found = self._judge(probe, vendor)
+        self._memo[key] = (weakref.ref(probe), found)
         return found
 
     def _judge(self, probe: MachineProbe, vendor: str | None) -> Verdict:  # noqa: PLR0911

@@ -34,6 +34,7 @@ from ..probe.document import HostFacts
 from ..speed import paused_gc
 from ..store import HostSnapshot, HostState, Store
 from ..store.atomic import write_bytes
+from ..store.outcome_rows import unique_machines
 from ..store.schema import ADOPTIONS, COMPLIANCE, RUNS
 from ..store.snapshot import columns
 from ..vocabulary import Accel
@@ -318,7 +319,10 @@ class ComplianceRecorder:
                 f"{a.accel}" + (f" ({doc.accel_reason})" if doc.accel_reason else ""),
             )
         else:
-            machines = {mp.machine_type: mp for mp in doc.machine_types if mp.accel == a.accel}
+            # What the store keeps, so that judging the stored data again gives this verdict
+            # (status takes it): the first probe per machine type, whatever its accelerator
+            # (the rule says "undecided" for one probed under another).
+            machines = {mp.machine_type: mp for mp in unique_machines(doc.machine_types)}
             listed = doc.qemu.machines if doc.qemu is not None and doc.qemu.machines else None
             verdict = self._rules[outcome.pool](
                 HostCpu(outcome.host, a.accel, machines, listed, doc.host.cpu.vendor)
@@ -587,7 +591,9 @@ def _representatives(
     When every ``fresh`` member was read anyway, those; else one per distinct
     CPU data (the store's ``distinct_snapshots``). A probe that names no vendor
     of its own takes its host's facts', which hosts of one CPU data could
-    differ in: then every such host is read (exact, and rare: QEMU names it).
+    differ in: then every such host is read (exact, and rare: QEMU names it),
+    in place of that CPU's representative (a host given twice is refused by
+    the baseline).
     """
     if fresh <= snaps.keys():
         return [snaps[h] for h in sorted(fresh)]
@@ -603,7 +609,8 @@ def _representatives(
             for st in states
             if st.host in fresh and (slot := st.latest_ok(a.accel)) and slot.cpu_digest in open_digests
         ]
-        reps.extend(store.snapshots(more, a.accel).values())
+        every = store.snapshots(more, a.accel)
+        reps = [r for r in reps if r.host not in every] + list(every.values())
     return reps
 
 
@@ -696,7 +703,12 @@ def _pool_statuses(
             continue
         rule = Judge(parse_cpu(a.cpu), a.machine_type, a.accel, a.features)
         judgeable = [st for st in members if st.ok and st.accel == a.accel]
-        stored = _stored_verdicts(store, a, judgeable) if reuse else {}
+        # Only current members' verdicts are taken: a stale one is judged ``stale`` from
+        # its snapshot (its facts), which taking its verdict would leave unread.
+        current = [
+            st for st in judgeable if (slot := st.latest_ok(a.accel)) and now - slot.collected_at <= max_age
+        ]
+        stored = _stored_verdicts(store, a, current) if reuse else {}
         snaps = store.snapshots([st.host for st in judgeable if st.host not in stored], a.accel)
         judged = _judge_states(rule, a, members, snaps, stored, max_age, now)
         out.append(

@@ -443,6 +443,12 @@ def test_status_takes_the_verdicts_runs_stored_only_where_judging_gives_them(
     monkeypatch.setattr(shell, "__version__", "0.0.0+other")
     assert stored() == set()
     monkeypatch.undo()
+    # So are another rule's: each verdict row says which rule gave it (compliance v2).
+    rows = Store.open(fleet.store).table("compliance").to_pylist()  # type: ignore[attr-defined]
+    assert {r["rule"] for r in rows} == {shell.RULE_REVISION}
+    monkeypatch.setattr(shell, "RULE_REVISION", shell.RULE_REVISION + 1)
+    assert stored() == set()
+    monkeypatch.undo()
     # A new adoption: the runs' verdicts were against the old one.
     assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
     now = datetime.now(UTC)

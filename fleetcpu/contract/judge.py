@@ -35,12 +35,20 @@ __all__ = [
     "FREE_PROPS",
     "NON_COMPLIANT",
     "REASONS",
+    "RULE_REVISION",
     "UNDECIDED",
     "HostCpu",
     "Judge",
     "Verdict",
     "judge",
 ]
+
+#: The judging rule's revision, stored with every verdict (``compliance.rule``). Raise it
+#: whenever what the rule answers for the same stored data changes (its checks, or the
+#: probes collect hands it): ``status`` then judges again rather than take older
+#: verdicts. 1: issue 22's rule (its memo could answer for a freed probe's reused id);
+#: 2: the memo holds the probe it judged, collect judges the probes the store keeps.
+RULE_REVISION = 2
 
 #: The rule's three answers (``vocabulary.State`` holds them with the states it cannot give).
 COMPLIANT = State.COMPLIANT

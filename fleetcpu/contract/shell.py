@@ -40,7 +40,7 @@ from ..store.snapshot import columns
 from ..vocabulary import Accel
 from .adoption import Adoption, change_lines, from_baseline, from_row, lowers, to_row
 from .cpu_string import CpuString, parse_cpu
-from .judge import COMPLIANT, UNDECIDED, HostCpu, Judge
+from .judge import COMPLIANT, RULE_REVISION, UNDECIDED, HostCpu, Judge
 from .states import (
     FAILED,
     NON_COMPLIANT,
@@ -517,6 +517,7 @@ _VERDICT_COLUMNS = (
     "microcode",
     "kernel_release",
     "qemu_version",
+    "rule",
 )
 
 
@@ -527,11 +528,13 @@ def _stored_verdicts(store: Store, a: Adoption, judgeable: Sequence[HostState]) 
     stores the verdict with the data (``ComplianceRecorder``). The rule is a
     function of that data and the adoption, so a verdict stored by the run
     that is still the member's latest, against this very adoption, by this
-    fleetcpu version (a newer one may judge differently), with CPU data
-    stored, is what judging the stored data again gives. Taking it spares
-    reading 10,000 members' records: most of ``status``'s time. A member
-    without such a verdict (adopted since its run, another version, two
-    verdicts in one run, failed or stale) is judged from its data as before.
+    rule (``RULE_REVISION``, stored with the verdict) and this fleetcpu
+    version (belt and braces: a release may change what collect hands the
+    rule), with CPU data stored, is what judging the stored data again gives.
+    Taking it spares reading 10,000 members' records: most of ``status``'s
+    time. A member without such a verdict (adopted since its run, another
+    rule or version, a verdict from before compliance v2, two verdicts in one
+    run, failed or stale) is judged from its data as before.
     """
     latest = {st.host: st for st in judgeable if (slot := st.latest_ok(a.accel)) and slot.detail_run}
     runs = {st.run for st in latest.values()}
@@ -556,6 +559,7 @@ def _stored_verdicts(store: Store, a: Adoption, judgeable: Sequence[HostState]) 
             or row["run_id"] != st.run
             or row["collected_at"] != st.collected_at
             or row["state"] not in _RULE_STATES
+            or row["rule"] != RULE_REVISION
         ):
             continue
         if st.host in out:

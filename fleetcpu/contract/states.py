@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from ..vocabulary import State
-from .judge import COMPLIANT, NON_COMPLIANT, UNDECIDED, Verdict
+from .judge import COMPLIANT, NON_COMPLIANT, RULE_REVISION, UNDECIDED, Verdict
 
 __all__ = [
     "COMPLIANT",
@@ -153,6 +153,7 @@ def to_row(c: Compliance) -> dict[str, Any]:
     row = {name: getattr(c, name) for name in _ROW_FIELDS}
     row["lacking"] = list(c.lacking)
     row["extra"] = list(c.extra)
+    row["rule"] = RULE_REVISION  # the rule that gave it: see ``judge.RULE_REVISION``
     return row
 
 

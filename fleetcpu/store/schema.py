@@ -381,7 +381,7 @@ ADOPTIONS = TableSpec(
 #: judges). The states and reasons are ``fleetcpu.contract.states``' closed sets.
 COMPLIANCE = TableSpec(
     "compliance",
-    1,
+    2,
     pa.schema(
         [
             _f("run_id", pa.string(), False),
@@ -407,6 +407,10 @@ COMPLIANCE = TableSpec(
             _f("last_compliant_microcode", pa.string()),
             _f("last_compliant_kernel", pa.string()),
             _f("last_compliant_qemu", pa.string()),
+            # v2: the revision of the judging rule that gave this verdict
+            # (``contract.judge.RULE_REVISION``): ``status`` takes a stored verdict as
+            # its own only from the same rule. Null: written before v2, never taken.
+            _f("rule", pa.int32()),
         ]
     ),
 )

@@ -24,6 +24,7 @@ from fleetcpu.fleet.remote_run import HostFailure, RemoteRun
 from fleetcpu.outcome import ConnectionSpec
 from fleetcpu.probe.document import FeatureWord, QueryFailure
 from fleetcpu.probe.enforce_document import VerifyDocument, missing_features, verify_from_json
+from fleetcpu.speed import plain
 from fleetcpu.store import Store
 from fleetcpu.verify import HostRun, Target, VerifyReport, judge
 from fleetcpu.verify.enforce_reply import interpret
@@ -563,7 +564,8 @@ def test_verifier_keeps_collects_bounds_retries_and_failure_rows(tmp_path: Path)
     assert (verdicts["changed"].stage, verdicts["changed"].error_code) == ("hostkey", "hostkey-changed")
     assert sum(h.passed for h in report.hosts) == 19
     # Every command is the bootstrap with the host half's arguments, each one shell-quoted.
-    assert all(c.startswith("exec python3 -E -s -c ") for c in transport.commands)
+    start = "exec env FLEETCPU_PLAIN=1 python3" if plain() else "exec python3"  # the switch goes along
+    assert all(c.startswith(f"{start} -E -s -c ") for c in transport.commands)
     assert all(
         c.endswith(
             " verify --cpu qemu64,+avx2 --machine-type pc-q35-7.2 --accel tcg "

@@ -43,6 +43,7 @@ import pytest
 
 from fleetcpu.fleet import bootstrap_host
 from fleetcpu.fleet.bootstrap import host_script
+from fleetcpu.speed import PLAIN_ENV
 
 from ..conftest import REPO
 from . import qemuguard
@@ -505,6 +506,8 @@ class FakeFleet:
 
     async def _act(self, host: FakeHost, process: asyncssh.SSHServerProcess[bytes]) -> None:
         argv = shlex.split(process.command or "")
+        if argv[1:3] == ["env", f"{PLAIN_ENV}=1"]:  # FLEETCPU_PLAIN=1 passes the switch on
+            argv = [argv[0], *argv[3:]]
         self.commands[host.name] = argv
         if argv[:5] != ["exec", argv[1], "-E", "-s", "-c"] or argv[5] != self.script:
             process.stderr.write(b"fake host: not the fleetcpu bootstrap\n")

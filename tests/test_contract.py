@@ -25,7 +25,7 @@ from fleetcpu.baseline import compute_baseline, member_from_probe
 from fleetcpu.baseline.choose import JudgingContext
 from fleetcpu.baseline.compute import judged_baseline
 from fleetcpu.contract import HostCpu, judge, parse_cpu
-from fleetcpu.contract.judge import Judge
+from fleetcpu.contract.judge import RULE_REVISION, Judge
 from fleetcpu.errors import UsageError
 from fleetcpu.probe.document_decoder import document_from_json
 from fleetcpu.store import Store
@@ -445,8 +445,8 @@ def test_status_takes_the_verdicts_runs_stored_only_where_judging_gives_them(
     monkeypatch.undo()
     # So are another rule's: each verdict row says which rule gave it (compliance v2).
     rows = Store.open(fleet.store).table("compliance").to_pylist()  # type: ignore[attr-defined]
-    assert {r["rule"] for r in rows} == {shell.RULE_REVISION}
-    monkeypatch.setattr(shell, "RULE_REVISION", shell.RULE_REVISION + 1)
+    assert {r["rule"] for r in rows} == {RULE_REVISION}
+    monkeypatch.setattr(shell, "RULE_REVISION", RULE_REVISION + 1)
     assert stored() == set()
     monkeypatch.undo()
     # A new adoption: the runs' verdicts were against the old one.

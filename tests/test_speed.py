@@ -93,7 +93,9 @@ def test_the_process_ends_without_teardown_unless_plain(plain: bool, status: int
 def test_qemu_exits_are_watched_by_a_pidfd_unless_plain(plain: bool) -> None:
     async def watch() -> tuple[int, bool]:
         loop = asyncio.get_running_loop()
-        proc = subprocess.Popen(["/bin/sh", "-c", "exit 7"])
+        # Alive while the threads are counted: a waiter thread of a child that had already
+        # exited could be gone again by then (the whole plain-mode suite caught that once).
+        proc = subprocess.Popen(["/bin/sh", "-c", "sleep 0.5; exit 7"])
         exited: asyncio.Future[int] = loop.create_future()
         before = threading.active_count()
         watcher = probe_speed.ExitWatch(loop, proc, exited.set_result)

@@ -447,6 +447,13 @@ def _parse_age(_ctx: click.Context | None, _param: click.Parameter | None, value
     return datetime.timedelta(seconds=seconds)
 
 
+def _accel_option(help: str | None = "Use only data probed with this accelerator.") -> Callable[[F], F]:
+    """``--accel``, the vocabulary's accelerators, KVM by default: one declaration for every command."""
+    return click.option(
+        "--accel", type=click.Choice(Accel.values()), default="kvm", show_default=True, help=help
+    )
+
+
 def _pool_query(*between: Callable[[F], F]) -> Callable[[F], F]:
     """The data-selection and policy flags of ``baseline``, ``blockers`` and ``check``, declared once.
 
@@ -455,13 +462,7 @@ def _pool_query(*between: Callable[[F], F]) -> Callable[[F], F]:
     """
     options: list[Callable[[Any], Any]] = [
         click.option("--pool", required=True, metavar="P", help="The pool (as named in the inventory)."),
-        click.option(
-            "--accel",
-            type=click.Choice(Accel.values()),
-            default="kvm",
-            show_default=True,
-            help="Use only data probed with this accelerator.",
-        ),
+        _accel_option(),
         click.option(
             "--machine-type",
             metavar="T",
@@ -604,13 +605,7 @@ _VERIFY_FORMATS = ("table", "json")
     default=None,
     help="The -cpu string to verify (default: the pool's computed named CPU); ',enforce' is always added.",
 )
-@click.option(
-    "--accel",
-    type=click.Choice(Accel.values()),
-    default="kvm",
-    show_default=True,
-    help="Accelerator to start the CPU with, and of the data the baseline uses.",
-)
+@_accel_option("Accelerator to start the CPU with, and of the data the baseline uses.")
 @click.option(
     "--format",
     "fmt",
@@ -751,7 +746,7 @@ def check(host: str, query: _PoolQuery, fmt: str) -> None:
 @click.option(
     "--machine-type", metavar="T", default=None, help="Machine type (default: as for fleetcpu baseline)."
 )
-@click.option("--accel", type=click.Choice(Accel.values()), default="kvm", show_default=True)
+@_accel_option(None)
 @click.option(
     "--max-age",
     default="7d",
@@ -885,13 +880,7 @@ def status(
     default=None,
     help="Where to write the HTML (default: fleetcpu-report-POOL.html; - for stdout).",
 )
-@click.option(
-    "--accel",
-    type=click.Choice(Accel.values()),
-    default="kvm",
-    show_default=True,
-    help="Use only data probed with this accelerator.",
-)
+@_accel_option()
 @click.option(
     "--machine-type", metavar="T", default=None, help="Machine type (default: as for fleetcpu baseline)."
 )

@@ -94,7 +94,7 @@ from fleetcpu.probe.document import (  # noqa: E402
 )
 from fleetcpu.probe.features import TSX  # noqa: E402
 from fleetcpu.store import Store  # noqa: E402
-from fleetcpu.store.schema import COMPLIANCE  # noqa: E402
+from fleetcpu.store.schema import COMPLIANCE, HEADROOM  # noqa: E402
 from tests.support.contract_fleet import machine_list  # noqa: E402
 from tests.support.replay import members as replay  # noqa: E402
 from tests.support.replay.hosts import catalogue  # noqa: E402
@@ -279,6 +279,7 @@ def judged_run(root: Path, size: int, cpus: dict[str, list[str]]) -> bool:
             rows = recorder.rows(outcome, w.run_id)
             if rows:
                 w.add_rows(COMPLIANCE, rows)
+        w.add_rows(HEADROOM, recorder.headroom_rows())  # as collect ends a whole run
     return True
 
 

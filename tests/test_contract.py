@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleetcpu.baseline import compute_baseline, member_from_probe
 from fleetcpu.baseline.choose import JudgingContext
 from fleetcpu.baseline.compute import judged_baseline
-from fleetcpu.contract import HostCpu, judge, parse_cpu
+from fleetcpu.contract import HostCpu, headroom, judge, parse_cpu
 from fleetcpu.contract.judge import RULE_REVISION, Judge
 from fleetcpu.errors import UsageError
 from fleetcpu.probe.document_decoder import document_from_json
@@ -314,7 +314,7 @@ def test_headroom_over_distinct_members_is_the_whole_pools_cpu(fleet: Callable[.
     store = Store.open(fleet.store)  # type: ignore[attr-defined]
     a = shell.adopted(store)["prod"]
     snaps = store.snapshots([s.host for s in store.latest("prod")], "kvm")
-    distinct = shell._distinct(list(snaps.values()), a.machine_type)
+    distinct = headroom.distinct(list(snaps.values()), a.machine_type)
     assert len(snaps) == 7 and len(distinct) == 5, [s.host for s in distinct]
     whole = compute_baseline(
         "prod", a.machine_type, "kvm", build_members(list(snaps.values()), a.machine_type)
@@ -394,10 +394,18 @@ def test_headroom_reads_every_host_of_a_cpu_whose_probe_names_no_vendor(fleet: C
     a = shell.adopted(store)["prod"]
     states = store.latest("prod")
     fresh = {s.host for s in states}
-    reps = shell._representatives(store, a, states, fresh, {})
+    reps = headroom._representatives(store, a, states, fresh, {})
     assert {"kvm05", "kvm06"} <= {r.host for r in reps}
     assert len({r.host for r in reps}) == len(reps)  # each host once: the baseline refuses a repeat
     assert len(store.distinct_snapshots(sorted(fresh), "kvm")) == 5  # the two share one digest
+
+
+def _stored_verdicts(store: Store, a: Any, states: Any) -> Any:
+    """``shell._stored_verdicts`` over the runs of this fleetcpu version, as status asks it."""
+    from fleetcpu.contract import shell
+
+    mine = shell._runs_of_this_version(store, {s.run for s in states})
+    return shell._stored_verdicts(store, a, states, mine)
 
 
 def test_status_takes_the_verdicts_runs_stored_only_where_judging_gives_them(
@@ -414,7 +422,7 @@ def test_status_takes_the_verdicts_runs_stored_only_where_judging_gives_them(
     def stored() -> set[str]:
         store = Store.open(fleet.store)  # type: ignore[attr-defined]
         a = shell.adopted(store)["prod"]
-        return set(shell._stored_verdicts(store, a, store.latest("prod")))
+        return set(_stored_verdicts(store, a, store.latest("prod")))
 
     add = fleet.add  # type: ignore[attr-defined]
     assert fleet("adopt", "--pool", "prod", "--yes").returncode == 0
@@ -490,7 +498,7 @@ def test_a_document_naming_a_machine_type_twice_is_judged_as_stored(
         "import", "--pool", "prod", "--host", "kvm05", str(cf.write_doc(tmp_path / "twice.json", doc))
     )
     store = Store.open(fleet.store)  # type: ignore[attr-defined]
-    assert "kvm05" in shell._stored_verdicts(store, shell.adopted(store)["prod"], store.latest("prod"))
+    assert "kvm05" in _stored_verdicts(store, shell.adopted(store)["prod"], store.latest("prod"))
     now = datetime.now(UTC)
     taken = shell._pool_statuses(store, None, timedelta(days=7), now)
     judged = shell._pool_statuses(store, None, timedelta(days=7), now, reuse=False)

@@ -282,7 +282,7 @@ async def _fan_out(
     in_flight: InFlight,
     result: CollectResult,
 ) -> None:
-    from ..store.schema import COMPLIANCE
+    from ..store.schema import COMPLIANCE, HEADROOM
 
     judge = result.compliance
 
@@ -313,6 +313,11 @@ async def _fan_out(
                 ticker = group.create_task(tick())
                 await collector.collect(inventory.hosts, finished, in_flight.started)
                 ticker.cancel()
+            if judge is not None and judge.active:
+                # The whole run's current members, in its last part (contract.headroom).
+                rows = judge.headroom_rows()
+                if rows:
+                    writer.add_rows(HEADROOM, rows)
         except* StoreError as failed:
             # The writer gave up on the run; stop contacting hosts whose results
             # cannot be stored, and report after the summary.

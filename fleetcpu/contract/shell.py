@@ -25,10 +25,8 @@ import pyarrow.compute as pc
 from .. import __version__
 from ..baseline import Policy, compute_baseline
 from ..baseline.choose import JudgingContext
-from ..baseline.compute import judged_baseline
-from ..baseline.member import probe_vendor
-from ..baseline.select import age_text, build_members, select_members
-from ..errors import FleetcpuError, NonCompliantError, UsageError
+from ..baseline.select import age_text, select_members
+from ..errors import NonCompliantError, UsageError
 from ..outcome import HostOutcome
 from ..probe.document import HostFacts
 from ..speed import paused_gc
@@ -40,6 +38,7 @@ from ..store.snapshot import columns
 from ..vocabulary import Accel
 from .adoption import Adoption, change_lines, from_baseline, from_row, lowers, to_row
 from .cpu_string import CpuString, parse_cpu
+from .headroom import HeadroomCollector, headroom_from_store, stored_headroom
 from .judge import COMPLIANT, RULE_REVISION, UNDECIDED, HostCpu, Judge
 from .states import (
     FAILED,
@@ -54,7 +53,7 @@ from .states import (
 )
 from .states import from_row as compliance_from_row
 from .states import to_row as compliance_row
-from .status import Headroom, PoolStatus
+from .status import PoolStatus
 
 __all__ = [
     "ComplianceRecorder",
@@ -268,6 +267,8 @@ class ComplianceRecorder:
         self.adoptions = adoptions
         self.previous = previous
         self.judged: list[Compliance] = []
+        #: The current members per adopted pool, for the run's ``headroom`` rows (collect's).
+        self.headroom = HeadroomCollector(adoptions)
         self._rules = {
             pool: Judge(parse_cpu(a.cpu), a.machine_type, a.accel, a.features)
             for pool, a in adoptions.items()
@@ -328,6 +329,14 @@ class ComplianceRecorder:
                 HostCpu(outcome.host, a.accel, machines, listed, doc.host.cpu.vendor)
             )
             now = from_verdict(verdict, make)
+            self.headroom.add(
+                outcome.pool,
+                outcome.host,
+                doc.qemu.version if doc.qemu else None,
+                outcome.collected_at,
+                doc.host,
+                machines.get(a.machine_type),
+            )
         now = carry(self.previous.get(outcome.host), now)
         self.previous[outcome.host] = now
         self.judged.append(now)
@@ -336,6 +345,12 @@ class ComplianceRecorder:
     def rows(self, outcome: HostOutcome, run_id: str) -> list[dict[str, object]]:
         c = self.judge(outcome, run_id)
         return [] if c is None else [compliance_row(c)]
+
+    def headroom_rows(self) -> list[dict[str, object]]:
+        """The run's ``headroom`` rows: for the end of a whole collect run (not an
+        interrupted one, whose members are a chance subset; not an import, one host
+        per run), so ``status`` can take them (``contract.headroom``)."""
+        return self.headroom.rows()
 
 
 def _maker(
@@ -521,7 +536,22 @@ _VERDICT_COLUMNS = (
 )
 
 
-def _stored_verdicts(store: Store, a: Adoption, judgeable: Sequence[HostState]) -> dict[str, Compliance]:
+def _runs_of_this_version(store: Store, runs: set[str]) -> set[str]:
+    """Those of ``runs`` this fleetcpu version wrote: a stored verdict or headroom is taken
+    only from these (belt and braces: a release may change what collect hands the rule)."""
+    if not runs:
+        return set()
+    info = store.table(RUNS.name, columns=["run_id", "fleetcpu_version"], runs=runs)
+    return {
+        str(run)
+        for run, version in zip(info["run_id"].to_pylist(), info["fleetcpu_version"].to_pylist(), strict=True)
+        if version == __version__
+    }
+
+
+def _stored_verdicts(
+    store: Store, a: Adoption, judgeable: Sequence[HostState], mine: set[str]
+) -> dict[str, Compliance]:
     """Each member's verdict as its latest run stored it, where judging again must give it.
 
     Every collect and import judges each member against the adopted CPU and
@@ -537,18 +567,10 @@ def _stored_verdicts(store: Store, a: Adoption, judgeable: Sequence[HostState]) 
     run, failed or stale) is judged from its data as before.
     """
     latest = {st.host: st for st in judgeable if (slot := st.latest_ok(a.accel)) and slot.detail_run}
-    runs = {st.run for st in latest.values()}
+    runs = {st.run for st in latest.values()} & mine
     if not runs:
         return {}
-    info = store.table(RUNS.name, columns=["run_id", "fleetcpu_version"], runs=runs)
-    mine = {
-        str(run)
-        for run, version in zip(info["run_id"].to_pylist(), info["fleetcpu_version"].to_pylist(), strict=True)
-        if version == __version__
-    }
-    if not mine:
-        return {}
-    table = store.table(COMPLIANCE.name, columns=_VERDICT_COLUMNS, runs=mine)
+    table = store.table(COMPLIANCE.name, columns=_VERDICT_COLUMNS, runs=runs)
     table = table.filter(pc.equal(table["adoption_id"], pa.scalar(a.adoption_id, pa.string())))
     out: dict[str, Compliance] = {}
     twice: set[str] = set()
@@ -585,91 +607,6 @@ def _stored_verdicts(store: Store, a: Adoption, judgeable: Sequence[HostState]) 
     for host in twice:
         del out[host]
     return out
-
-
-def _representatives(
-    store: Store, a: Adoption, states: Sequence[HostState], fresh: set[str], snaps: dict[str, HostSnapshot]
-) -> list[HostSnapshot]:
-    """Snapshots enough for the headroom's CPU (see ``_distinct``), not every member's.
-
-    When every ``fresh`` member was read anyway, those; else one per distinct
-    CPU data (the store's ``distinct_snapshots``). A probe that names no vendor
-    of its own takes its host's facts', which hosts of one CPU data could
-    differ in: then every such host is read (exact, and rare: QEMU names it),
-    in place of that CPU's representative (a host given twice is refused by
-    the baseline).
-    """
-    if fresh <= snaps.keys():
-        return [snaps[h] for h in sorted(fresh)]
-    reps = store.distinct_snapshots(sorted(fresh), a.accel)
-    open_digests = {
-        r.cpu_digest
-        for r in reps
-        if a.machine_type in r.machines and probe_vendor(r.machines[a.machine_type]) is None
-    }
-    if open_digests:
-        more = [
-            st.host
-            for st in states
-            if st.host in fresh and (slot := st.latest_ok(a.accel)) and slot.cpu_digest in open_digests
-        ]
-        every = store.snapshots(more, a.accel)
-        reps = [r for r in reps if r.host not in every] + list(every.values())
-    return reps
-
-
-def _distinct(snaps: Sequence[HostSnapshot], machine_type: str) -> list[HostSnapshot]:
-    """One snapshot per distinct content the baseline's CPU depends on.
-
-    The CPU is an intersection of offered sets, a model every member runs and a
-    minimum of scalars: a repeated member changes only the reasons (who lacks
-    what, how many of how many), which the headroom does not show. What a member
-    is made of is its ``MachineProbe`` (the store hands hosts of one CPU digest
-    the same object, so identity is the exact, cheap test), the vendor and the
-    KVM nesting its facts add. 10,000 members of 144 CPUs then cost 144:
-    the headroom went from 0.2 s to 0.03 s of a 10,000-host ``status``.
-    """
-    one: dict[tuple[int, str | None, str], HostSnapshot] = {}
-    for s in snaps:
-        one.setdefault((id(s.machines[machine_type]), s.facts.cpu.vendor, s.facts.kvm_nested), s)
-    return list(one.values())
-
-
-def _headroom(
-    store: Store,
-    a: Adoption,
-    states: Sequence[HostState],
-    snaps: dict[str, HostSnapshot],
-    judged: Sequence[Compliance],
-    context: JudgingContext,
-) -> Headroom:
-    fresh = {c.host for c in judged if c.state not in (FAILED, STALE, TCG_ONLY)}
-    usable = [
-        s
-        for s in _representatives(store, a, states, fresh, snaps)
-        if a.machine_type in s.machines
-        and (
-            s.machines[a.machine_type].static_expansion is not None
-            or s.machines[a.machine_type].full_expansion is not None
-        )
-    ]
-    if not usable:
-        return Headroom((), (), None, f"no member has current {a.accel} data on {a.machine_type}")
-    try:
-        b = judged_baseline(
-            context,
-            a.pool,
-            a.machine_type,
-            a.accel,
-            build_members(_distinct(usable, a.machine_type), a.machine_type),
-            Policy(),
-            reasons=False,
-        )
-    except FleetcpuError as exc:
-        return Headroom((), (), None, exc.message)
-    return Headroom(
-        tuple(sorted(set(b.features) - a.features)), tuple(sorted(a.features - set(b.features))), b.cpu
-    )
 
 
 def pool_statuses(
@@ -712,12 +649,15 @@ def _pool_statuses(
         current = [
             st for st in judgeable if (slot := st.latest_ok(a.accel)) and now - slot.collected_at <= max_age
         ]
-        stored = _stored_verdicts(store, a, current) if reuse else {}
+        mine = _runs_of_this_version(store, {st.run for st in current}) if reuse else set()
+        stored = _stored_verdicts(store, a, current, mine) if reuse else {}
         snaps = store.snapshots([st.host for st in judgeable if st.host not in stored], a.accel)
         judged = _judge_states(rule, a, members, snaps, stored, max_age, now)
-        out.append(
-            PoolStatus(name, a, tuple(judged), _headroom(store, a, members, snaps, judged, context), last)
-        )
+        fresh = {c.host for c in judged if c.state not in (FAILED, STALE, TCG_ONLY)}
+        headroom = stored_headroom(store, a, members, fresh, mine) if reuse else None
+        if headroom is None:
+            headroom = headroom_from_store(store, a, members, snaps, fresh, context)
+        out.append(PoolStatus(name, a, tuple(judged), headroom, last))
     return out
 
 

@@ -59,7 +59,7 @@ from .lease import Lease
 from .outcome_rows import Row, cpu_digest, detail_rows, host_row, unique_machines
 from .parts import FLUSH_SECONDS, Counts, OpenPart, RunFacts
 from .run_port import RunPort
-from .schema import ADOPTIONS, COMPLIANCE, DETAIL_TABLES, HOSTS, RUNS, VERIFY, TableSpec
+from .schema import ADOPTIONS, COMPLIANCE, DETAIL_TABLES, HEADROOM, HOSTS, RUNS, VERIFY, TableSpec
 
 __all__ = ["DEFAULT_FLUSH_EVERY", "DEFAULT_FLUSH_ROWS", "ROOM_BYTES", "RunWriter"]
 
@@ -82,7 +82,7 @@ def _hook_kill_at(point: str) -> None:
 
 
 #: Tables a run streams rows into, in publishing order (the commit record comes after).
-_BUFFERED = (*DETAIL_TABLES, HOSTS, VERIFY, ADOPTIONS, COMPLIANCE)
+_BUFFERED = (*DETAIL_TABLES, HOSTS, VERIFY, ADOPTIONS, COMPLIANCE, HEADROOM)
 
 
 def _prove_writable(layout: Layout, run_id: str, room: int) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "EXPANSION",
     "FEATURE_WORDS",
     "FILE_ENTRY",
+    "HEADROOM",
     "HOSTS",
     "INDEX",
     "INDEX_ACCELS",
@@ -415,6 +416,36 @@ COMPLIANCE = TableSpec(
     ),
 )
 
+#: Headroom: one row per pool with an adopted CPU whose members a collect run probed
+#: (``contract.shell.ComplianceRecorder``), written in the run's last part: what
+#: today's baseline of those members would gain or lose over the adopted CPU. It is a
+#: derived cache, never a record of its own: ``status`` takes it only when the pool's
+#: current members are exactly the run's (``members_sha256``, below), the adoption,
+#: the headroom's revision and the fleetcpu version match; else it computes the
+#: headroom from the stored data, as it did before.
+HEADROOM = TableSpec(
+    "headroom",
+    1,
+    pa.schema(
+        [
+            _f("run_id", pa.string(), False),
+            _f("pool", pa.string(), False),
+            _f("adoption_id", pa.string(), False),
+            # ``contract.shell.HEADROOM_REVISION``: what computing it means.
+            _f("revision", pa.int32(), False),
+            # sha256 over the sorted names of the members judged current in this run,
+            # one per line: the pool's current members must be exactly these.
+            _f("members_sha256", pa.string(), False),
+            _f("members", pa.int64(), False),
+            _f("gain", STRINGS, False),
+            _f("lost", STRINGS, False),
+            # Today's baseline's -cpu string (null: none could be computed, ``problem`` says why).
+            _f("cpu", pa.string()),
+            _f("problem", pa.string()),
+        ]
+    ),
+)
+
 #: Accelerators the index keeps a "latest successful data" slot for.
 INDEX_ACCELS = Accel.values()
 
@@ -454,5 +485,5 @@ INDEX = TableSpec(
 
 #: Tables written per run, the commit record (``runs``) last.
 DETAIL_TABLES = (MACHINES, FEATURE_WORDS, MODELS, EXPANSION)
-RUN_TABLES = (*DETAIL_TABLES, HOSTS, VERIFY, ADOPTIONS, COMPLIANCE, RUNS)
+RUN_TABLES = (*DETAIL_TABLES, HOSTS, VERIFY, ADOPTIONS, COMPLIANCE, HEADROOM, RUNS)
 TABLES = {spec.name: spec for spec in (*RUN_TABLES, INDEX)}

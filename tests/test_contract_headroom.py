@@ -62,7 +62,7 @@ def _statuses(
 def _taken(store: Path, monkeypatch: pytest.MonkeyPatch) -> bool:
     """Whether ``status`` takes the stored headroom (it then never computes one)."""
     computed: list[object] = []
-    real = shell.headroom_from_store
+    real = hr.headroom_from_store
 
     def spy(*args: Any) -> Any:
         computed.append(args)

@@ -33,6 +33,7 @@ def to_json(b: Baseline) -> dict[str, Any]:
         "enable": list(b.enable),
         "disable": list(b.disable),
         "features": list(b.features),
+        "abi_level": b.abi_level,
         "scalars": {
             "family": s.family,
             "model": s.model,

@@ -454,6 +454,23 @@ def _accel_option(help: str | None = "Use only data probed with this accelerator
     )
 
 
+_REQUIRE_OPTION = click.option(
+    "--require",
+    "require",
+    multiple=True,
+    metavar="R,...",
+    help="Features (QEMU's names: md-clear, avx2) and x86-64 levels (x86-64-v1..x86-64-v4) the "
+    "pool's CPU must have; exit 27 names what is lacking, where, and which hosts to leave out.",
+)
+
+
+def _requirement(require: tuple[str, ...]) -> Any:
+    """``--require``'s items as a ``Requirement`` (exit 2 for a name that is neither)."""
+    from .probe.abi_level import requirement
+
+    return requirement(require)
+
+
 def _pool_query(*between: Callable[[F], F]) -> Callable[[F], F]:
     """The data-selection and policy flags of ``baseline``, ``blockers`` and ``check``, declared once.
 
@@ -563,16 +580,20 @@ class _PoolQuery(typing.NamedTuple):
         default=None,
         help="cpu_map for --format libvirt|nova|kubevirt (default: /usr/share/libvirt/cpu_map).",
     ),
+    _REQUIRE_OPTION,
 )
-def baseline(query: _PoolQuery, fmt: str, libvirt_cpu_map: str | None) -> None:
+def baseline(query: _PoolQuery, fmt: str, libvirt_cpu_map: str | None, require: tuple[str, ...]) -> None:
     """The richest guest CPU every member of POOL can run, from the store; nothing is written.
 
     Prints the named form (a CPU model plus explicit changes) and the custom
     form (base with every feature and scalar explicit); warnings go to stderr.
+    Exit 27: the CPU lacks a feature --require asks (what, where, and which hosts to leave out).
     """
     from .baseline import compute_baseline
+    from .baseline.require import meet
     from .export import render
 
+    needed = _requirement(require)
     _store, chosen, policy = query.select()
     result = compute_baseline(
         query.pool,
@@ -583,6 +604,7 @@ def baseline(query: _PoolQuery, fmt: str, libvirt_cpu_map: str | None) -> None:
         missing=chosen.missing,
         notices=chosen.notices,
     )
+    meet(result, chosen.members, needed)
     out = render(result, fmt, _render_options(fmt, libvirt_cpu_map))
     click.echo(out.stderr, err=True, nl=False)
     click.echo(out.stdout, nl=False)
@@ -756,6 +778,7 @@ def check(host: str, query: _PoolQuery, fmt: str) -> None:
     help="Older data is not consulted (stale).",
 )
 @click.option("--note", metavar="TEXT", default=None, help="Why (stored with the adoption).")
+@_REQUIRE_OPTION
 @click.option("--yes", is_flag=True, help="Record without asking (required without a terminal).")
 @_STORE_OPTION
 def adopt(
@@ -765,6 +788,7 @@ def adopt(
     accel: str,
     max_age: Any,
     note: str | None,
+    require: tuple[str, ...],
     yes: bool,
     store_dir: str | None,
 ) -> None:
@@ -772,18 +796,35 @@ def adopt(
 
     Shows the change from the previous adoption and asks before recording (unless --yes).
     Every later collect and import judges members against it (exit 26: some cannot run it).
+    Exit 27: the CPU lacks a feature --require asks; nothing is recorded.
     """
     from .contract.shell import plan_adoption, record_adoption
     from .errors import UsageError
     from .store import Store, resolve_location
 
     store = Store.open(resolve_location(store_dir))
+    needed = _requirement(require)
     plan = plan_adoption(
-        store, pool, cpu=cpu, machine_type=machine_type, accel=accel, note=note, max_age=max_age
+        store,
+        pool,
+        cpu=cpu,
+        machine_type=machine_type,
+        accel=accel,
+        note=note,
+        max_age=max_age,
+        require=needed,
     )
     a = plan.adoption
     click.echo(f"pool {pool}: adopt {a.cpu}")
-    click.echo(f"  {len(a.features)} features, {a.machine_type} ({a.accel}), from {len(a.members)} member(s)")
+    from .probe.abi_level import level_of
+
+    level = level_of(a.features) or "below x86-64-v1"
+    click.echo(
+        f"  {len(a.features)} features, {level}, {a.machine_type} ({a.accel}), "
+        f"from {len(a.members)} member(s)"
+    )
+    if needed:
+        click.echo(f"  meets --require {needed.text()}")
     for line in plan.lines:
         click.echo(f"  {line}")
     if not yes:

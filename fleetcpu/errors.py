@@ -64,6 +64,7 @@ __all__ = [
     "QemuDiedError",
     "QemuMissingError",
     "QmpProtocolError",
+    "RequirementUnmetError",
     "SomeHostsFailedError",
     "StoreCorruptError",
     "StoreError",
@@ -281,6 +282,20 @@ class NonCompliantError(FleetcpuError):
     exit_code = 26
     code = "non-compliant"
     meaning = "some members cannot run their pool's adopted CPU"
+
+
+class RequirementUnmetError(FleetcpuError):
+    """The pool's CPU lacks a feature ``--require`` asks (``baseline``, ``adopt``).
+
+    Nothing is stored. The message names each required feature the pool
+    lacks, the members lacking it, and the hosts to leave out to meet the
+    requirement. A member that loses a required feature *after* an adoption
+    is non-compliant (26): the adopted CPU holds it.
+    """
+
+    exit_code = 27
+    code = "requirement-unmet"
+    meaning = "the pool cannot meet --require"
 
 
 class InterruptedByUserError(FleetcpuError):

@@ -1,4 +1,4 @@
-"""The closed sets of words fleetcpu writes: accelerators, stages, outcomes, states, registers.
+"""The closed sets of words fleetcpu writes: accelerators, stages, outcomes, states, registers, levels.
 
 Why one module: each of these sets is spelt in the probe's document, the
 store's rows, the JSON Schemas (``fleetcpu/schemas``), the CLI's choices and
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MIXED",
     "NOT_POOL_MODELS",
+    "AbiLevel",
     "Accel",
     "AccelRequest",
     "DevKvm",
@@ -168,6 +169,18 @@ class Register(Word):
     EBX = "ebx"
     ECX = "ecx"
     EDX = "edx"
+
+
+class AbiLevel(Word):
+    """An x86-64 psABI micro-architecture level, lowest first; each implies those before it.
+
+    The features each needs, in QEMU's spellings, are ``fleetcpu.probe.abi_level``'s.
+    """
+
+    V1 = "x86-64-v1"
+    V2 = "x86-64-v2"
+    V3 = "x86-64-v3"
+    V4 = "x86-64-v4"
 
 
 #: Never candidates for a pool model: host/max follow the host, base is empty.

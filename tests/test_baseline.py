@@ -491,6 +491,7 @@ def test_json_document_shape_and_schema() -> None:
         "hosts",
         "missing",
         "warnings",
+        "abi_level",
     ]
     assert doc["schema"] == "fleetcpu.baseline/1"
     assert doc["hosts"][0] == {

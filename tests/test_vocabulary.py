@@ -22,6 +22,7 @@ import pytest
 from fleetcpu import vocabulary
 from fleetcpu.vocabulary import (
     MIXED,
+    AbiLevel,
     Accel,
     AccelRequest,
     DevKvm,
@@ -51,6 +52,7 @@ SETS: tuple[type[Word], ...] = (
     KvmNested,
     DevKvm,
     Register,
+    AbiLevel,
 )
 MEMBERS = [m for cls in SETS for m in cls]
 
@@ -128,6 +130,7 @@ def test_now_rfc3339_is_now_in_the_same_spelling() -> None:
 #: Every enum list of the schemas that spells a vocabulary set: (file, JSON pointer, the list).
 SPELT: list[tuple[str, str, list[Any]]] = [
     ("baseline-1.json", "/properties/accel/enum", [*Accel.values()]),
+    ("baseline-1.json", "/properties/abi_level/enum", [*AbiLevel.values(), None]),
     ("baseline-1.json", "/properties/hosts/items/properties/accel/enum", [*Accel.values()]),
     ("blockers-1.json", "/properties/accel/enum", [*Accel.values()]),
     ("check-1.json", "/properties/accel/enum", [*Accel.values()]),
@@ -140,6 +143,7 @@ SPELT: list[tuple[str, str, list[Any]]] = [
     ("probe-1.json", "/$defs/attempt/properties/outcome/enum", [*Outcome.values()]),
     ("status-1.json", "/$defs/state/enum", [*State.values()]),
     ("status-1.json", "/$defs/adopted/properties/accel/enum", [*Accel.values()]),
+    ("status-1.json", "/$defs/adopted/properties/abi_level/enum", [*AbiLevel.values(), None]),
     ("verify-1.json", "/properties/status/enum", [*Status.values()]),
     ("verify-1.json", "/properties/accel/enum", [*Accel.values()]),
     ("verify-1.json", "/properties/accel_used/enum", [*Accel.values(), None]),

@@ -154,6 +154,7 @@ def _hosts(store: Store, data: PoolData) -> Section:
                         "error",
                         "accel",
                         "qemu_version",
+                        "abi_level",
                         "collected_at",
                         "last_ok_kvm",
                         "last_ok_tcg",

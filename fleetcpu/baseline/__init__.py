@@ -8,6 +8,7 @@ Layers, one job each:
 * ``choose``   which named model spells the result with the fewest changes (pure)
 * ``cpuarg``   the two ``-cpu`` strings (pure)
 * ``machine``  machine-type ordering and choice (pure)
+* ``require``  ``--require``: the requirement met, or what would meet it (pure)
 * ``quotable`` every host-given name a config may hold, checked before any is written (pure)
 * ``select``   the I/O shell: the store -> members, ``missing`` and notices
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from ..errors import MixedVendorsError, NoUsableDataError
+from ..probe.abi_level import level_of
 from ..probe.features import KVM_PV, NON_MIGRATABLE, SECURITY, TSX, is_nested
 from ..vocabulary import Accel, KvmNested
 from . import cpuarg
@@ -389,4 +390,5 @@ def judged_baseline(
         models=verdicts,
         # Members of one batch share one vocabulary object: union the distinct ones.
         vocabulary=frozenset().union(*{id(m.vocabulary): m.vocabulary for m in ordered}.values()),
+        abi_level=level_of(result),
     )

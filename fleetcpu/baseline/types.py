@@ -191,4 +191,6 @@ class Baseline:
     #: Every feature name some member's QEMU knows: what a consumer's named model could
     #: hold, so exports that start from one disable every such name the result lacks.
     vocabulary: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    #: The highest x86-64 psABI level ``features`` reach (``probe.abi_level``); None: not even v1.
+    abi_level: str | None = None
     schema: str = SCHEMA

@@ -40,6 +40,8 @@ class Adoption:
     scalars: Scalars = field(default_factory=Scalars)
     note: str | None = None
     previous: str | None = None
+    #: What ``--require`` asked at adoption (``x86-64-v3``, ``md-clear``): ``features`` holds it all.
+    required: tuple[str, ...] = ()
 
 
 def from_baseline(
@@ -135,6 +137,7 @@ def to_row(a: Adoption) -> dict[str, Any]:
         "members": list(a.members),
         "member_runs": list(a.member_runs),
         "previous": a.previous,
+        "required": list(a.required) or None,
     }
 
 
@@ -164,4 +167,5 @@ def from_row(r: dict[str, Any]) -> Adoption:
         ),
         note=r.get("note"),
         previous=r.get("previous"),
+        required=tuple(r.get("required") or ()),
     )

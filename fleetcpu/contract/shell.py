@@ -25,9 +25,11 @@ import pyarrow.compute as pc
 from .. import __version__
 from ..baseline import Policy, compute_baseline
 from ..baseline.choose import JudgingContext
+from ..baseline.require import meet
 from ..baseline.select import age_text, select_members
-from ..errors import NonCompliantError, UsageError
+from ..errors import NonCompliantError, RequirementUnmetError, UsageError
 from ..outcome import HostOutcome
+from ..probe.abi_level import Requirement, level_of
 from ..probe.document import HostFacts
 from ..speed import paused_gc
 from ..store import HostSnapshot, HostState, Store
@@ -140,13 +142,17 @@ def plan_adoption(
     note: str | None,
     max_age: timedelta,
     now: datetime | None = None,
+    require: Requirement | None = None,
 ) -> Plan:
     """What ``adopt`` would record, and the change from the previous adoption.
 
     Default: today's baseline. ``cpu``: the operator's string, accepted only when every
     member with usable data provably starts it with the same features (else exit 26,
-    naming each member and why); a malformed string is exit 2.
+    naming each member and why); a malformed string is exit 2. ``require``: the CPU must
+    hold those features (else exit 27, nothing recorded); the adopted feature set then
+    holds them, so a member that loses one later is judged non-compliant (26) like any loss.
     """
+    require = require or Requirement()
     now = now or datetime.now(UTC)
     parsed = parse_cpu(cpu) if cpu is not None else None
     if parsed is not None and parsed.model in ("host", "max"):
@@ -168,6 +174,7 @@ def plan_adoption(
             missing=chosen.missing,
             notices=chosen.notices,
         )
+        meet(b, chosen.members, require)
         adoption = from_baseline(
             b,
             adoption_id="",
@@ -184,6 +191,15 @@ def plan_adoption(
             raise NonCompliantError(
                 f"--cpu {cpu}: no member's QEMU recorded what {parsed.model} holds on "
                 f"{chosen.machine_type}, so the features it gives cannot be known; not adopted"
+            )
+        short = sorted(require.features - expected)
+        if short:
+            raise RequirementUnmetError(
+                f"--cpu {cpu} does not meet --require {require.text()}: it gives the guest "
+                f"{level_of(expected) or 'below x86-64-v1'}, without "
+                + ", ".join(f"{n} ({require.why[n]})" if require.why[n] != n else n for n in short)
+                + "; add them to the string (every member must offer them) or adopt the baseline; "
+                "nothing stored"
             )
         rule = Judge(parsed, chosen.machine_type, accel, expected)
         refused = [(s.host, v) for s in found if (v := rule(host_cpu(s))).state != COMPLIANT]
@@ -213,6 +229,8 @@ def plan_adoption(
             note=note,
             previous=previous.adoption_id if previous else None,
         )
+    if require:
+        adoption = dataclasses.replace(adoption, required=require.asked)
     snaps = store.snapshots(hosts, accel)
     rule = Judge(parse_cpu(adoption.cpu), adoption.machine_type, accel, adoption.features)
     verdicts = []
@@ -609,6 +627,20 @@ def _stored_verdicts(
     return out
 
 
+def _deprecated_on(store: Store, a: Adoption, judgeable: Sequence[HostState]) -> tuple[str, ...]:
+    """The members whose QEMU (at their latest successful run) lists the adopted machine type
+    as deprecated. A list not recorded, or without the type, says nothing here: a type gone
+    is the rule's ``machine-type-missing``."""
+    lists = store.machine_lists([st.host for st in judgeable], a.accel)
+    return tuple(
+        sorted(
+            host
+            for host, listed in lists.items()
+            if listed and any(m.name == a.machine_type and m.deprecated for m in listed)
+        )
+    )
+
+
 def pool_statuses(
     store: Store, pool: str | None, *, max_age: timedelta, now: datetime | None = None
 ) -> list[PoolStatus]:
@@ -657,7 +689,11 @@ def _pool_statuses(
         headroom = stored_headroom(store, a, members, fresh, mine) if reuse else None
         if headroom is None:
             headroom = headroom_from_store(store, a, members, snaps, fresh, context)
-        out.append(PoolStatus(name, a, tuple(judged), headroom, last))
+        out.append(
+            PoolStatus(
+                name, a, tuple(judged), headroom, last, deprecated_on=_deprecated_on(store, a, judgeable)
+            )
+        )
     return out
 
 

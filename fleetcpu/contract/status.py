@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..probe.abi_level import level_of
 from ..vocabulary import rfc3339
 from .adoption import Adoption
 from .states import COMPLIANT, NON_COMPLIANT, STATES, Compliance, counts_against
@@ -43,6 +44,10 @@ class PoolStatus:
     headroom: Headroom | None
     #: The latest successful probe of any member: when the pool was last collected.
     last_collect: datetime | None
+    #: Members whose QEMU lists the adopted machine type as deprecated (sorted): QEMU
+    #: removes a deprecated machine type in a later release, and then no guest pinned to
+    #: it starts there. A warning, not a state: today they still run it.
+    deprecated_on: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)
@@ -52,6 +57,10 @@ class PoolStatus:
 
     def offending(self, strict: bool) -> list[Compliance]:
         return [m for m in self.members if counts_against(m.state, strict)]
+
+
+def _hosts(hosts: Sequence[str], limit: int = 8) -> str:
+    return ", ".join(hosts[:limit]) + (f" and {len(hosts) - limit} more" if len(hosts) > limit else "")
 
 
 def _age(seconds: float) -> str:
@@ -92,6 +101,8 @@ def _adopted_json(a: Adoption | None, now: datetime) -> dict[str, Any] | None:
         "accel": a.accel,
         "feature_count": len(a.features),
         "features": sorted(a.features),
+        "abi_level": level_of(a.features),
+        "required": list(a.required),
     }
 
 
@@ -127,6 +138,7 @@ def status_json(statuses: Sequence[PoolStatus], now: datetime) -> dict[str, Any]
                     "problem": h.problem,
                 },
                 "last_successful_collect": _time(s.last_collect),
+                "machine_type_deprecated_on": list(s.deprecated_on),
             }
         )
     return {"schema": SCHEMA, "generated_at": _time(now), "pools": pools}
@@ -157,6 +169,21 @@ def status_text(doc: dict[str, Any]) -> str:
     return block(doc, "") + "\n"
 
 
+def _notes(s: PoolStatus, a: Adoption) -> list[str]:
+    """The adoption's requirement, and the machine-type lifecycle warning."""
+    out = []
+    if a.required:
+        out.append(f"  required: {', '.join(a.required)}")
+    if s.deprecated_on:
+        out.append(
+            f"  warning: machine type {a.machine_type} is deprecated on the QEMU of "
+            f"{len(s.deprecated_on)} member(s): {_hosts(s.deprecated_on)}; QEMU removes "
+            "deprecated machine types, and guests pinned to one then no longer start "
+            "there: plan a new adoption on a newer machine type"
+        )
+    return out
+
+
 def status_table(statuses: Sequence[PoolStatus], now: datetime) -> str:
     lines = []
     for s in statuses:
@@ -171,7 +198,7 @@ def status_table(statuses: Sequence[PoolStatus], now: datetime) -> str:
         lines.append(
             f"pool {s.pool}: adopted {a.adoption_id} ({_age((now - a.adopted_at).total_seconds())} "
             f"ago, by {a.adopted_by}): {a.model}, {len(a.features)} features, "
-            f"{a.machine_type} ({a.accel})"
+            f"{level_of(a.features) or 'below x86-64-v1'}, {a.machine_type} ({a.accel})"
         )
         counts = s.counts()
         lines.append(
@@ -179,6 +206,7 @@ def status_table(statuses: Sequence[PoolStatus], now: datetime) -> str:
             if s.members
             else "  members: none"
         )
+        lines.extend(_notes(s, a))
         for m in s.members:
             if m.state == NON_COMPLIANT:
                 what = ", ".join(m.lacking) or m.detail

@@ -57,6 +57,8 @@ def to_json(b: Baseline) -> dict[str, Any]:
             {"code": w.code, "feature": w.feature, "hosts": list(w.hosts), "message": w.message}
             for w in b.warnings
         ],
+        # Added within /1 (keys added after the first release go last).
+        "abi_level": b.abi_level,
     }
 
 

@@ -20,7 +20,8 @@ def header(b: Baseline) -> str:
     return (
         f"# pool {b.pool}: {len(b.hosts)} host(s), {b.machine_type}, {b.accel}, "
         f"{b.vendor or 'vendor unknown'}; model {b.model} ({changes}), "
-        f"{len(b.features)} features; append ,enforce to refuse to start rather than drop"
+        f"{len(b.features)} features, {b.abi_level or 'below x86-64-v1'}; "
+        "append ,enforce to refuse to start rather than drop"
     )
 
 

@@ -55,6 +55,7 @@ BASE = [
     "cpu_digest",
     "detail_run",
     "declared_machine_types",
+    "abi_level",
 ]
 SLOT = "slot"
 LATEST = "latest"
@@ -109,6 +110,7 @@ def candidates_from_index(index: pa.Table) -> pa.Table:
             "cpu_digest": have[f"{accel}_cpu_digest"],
             "detail_run": have[f"{accel}_detail_run"],
             "declared_machine_types": pa.nulls(n, pa.list_(pa.string())),
+            "abi_level": pa.nulls(n, pa.string()),
         }
         parts.append(_with_slot(_table(cols), accel))
     return pa.concat_tables(parts)

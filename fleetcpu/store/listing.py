@@ -38,6 +38,7 @@ def host_json(state: HostState) -> dict[str, object]:
         "collected_at": rfc3339(state.collected_at),
         "cpu_digest": state.cpu_digest,
         "declared_machine_types": list(state.declared_machine_types),
+        "abi_level": state.abi_level,
         # The latest successful run per accelerator: "since when did it fail?"
         "last_ok": {Accel.KVM: _accel_json(state.kvm), Accel.TCG: _accel_json(state.tcg)},
     }
@@ -51,7 +52,7 @@ def _one_line(text: str | None) -> str:
 
 
 def hosts_table(states: Sequence[HostState]) -> str:
-    header = ("HOST", "POOL", "STATUS", "ACCEL", "QEMU", "COLLECTED", "STAGE", "ERROR")
+    header = ("HOST", "POOL", "STATUS", "ACCEL", "QEMU", "LEVEL", "COLLECTED", "STAGE", "ERROR")
     rows = [header] + [
         (
             s.host,
@@ -59,6 +60,7 @@ def hosts_table(states: Sequence[HostState]) -> str:
             s.status,
             s.accel or "-",
             s.qemu_version or "-",
+            s.abi_level or "-",
             rfc3339(s.collected_at),
             s.stage or "-",
             _one_line(s.error),

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..outcome import HostOutcome
+from ..probe.abi_level import level_of
 from ..probe.document import (
     Attempt,
     Expansion,
@@ -37,6 +38,7 @@ from .layout import parse_rfc3339, utc
 __all__ = [
     "DetailRows",
     "Row",
+    "abi_level",
     "attempts_json",
     "cpu_digest",
     "detail_rows",
@@ -195,6 +197,19 @@ def machine_list_rows(machines: Sequence[MachineInfo]) -> list[Row]:
     ]
 
 
+def abi_level(machine_types: Sequence[MachineProbe]) -> str | None:
+    """The host's x86-64 level: what every machine type probed offers (host expansions' enabled
+    features, the static one preferred as the baseline does); None without any expansion."""
+    common: frozenset[str] | None = None
+    for mp in machine_types:
+        exp = mp.static_expansion if mp.static_expansion is not None else mp.full_expansion
+        if exp is None:
+            continue
+        enabled = frozenset(name for name, on in exp.features.items() if on)
+        common = enabled if common is None else common & enabled
+    return None if common is None else level_of(common)
+
+
 def host_row(outcome: HostOutcome, run_id: str, digest: str | None, detail_run: str | None) -> Row:
     doc = outcome.document
     facts = doc.host if doc is not None else None
@@ -248,6 +263,7 @@ def host_row(outcome: HostOutcome, run_id: str, digest: str | None, detail_run: 
         "cpu_digest": digest,
         "detail_run": detail_run,
         "qemu_machines": machine_list_rows(qemu.machines) if qemu is not None else None,
+        "abi_level": abi_level(doc.machine_types) if doc is not None and ok else None,
     }
 
 

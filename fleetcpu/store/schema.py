@@ -151,7 +151,7 @@ RUNS = TableSpec(
 
 HOSTS = TableSpec(
     "hosts",
-    2,
+    3,
     pa.schema(
         [
             _f("run_id", pa.string(), False),
@@ -204,6 +204,10 @@ HOSTS = TableSpec(
             # "machine type gone from this QEMU" is provable from stored data. Null: not
             # recorded (no QEMU answered, or a row written before v2).
             _f("qemu_machines", pa.list_(MACHINE_ENTRY)),
+            # v3: the highest x86-64 psABI level (x86-64-v1..v4) the host's CPU offers, over
+            # every machine type probed (``probe.abi_level``). Null: a failed run, not even
+            # v1, or a row written before v3.
+            _f("abi_level", pa.string()),
         ]
     ),
 )
@@ -344,7 +348,7 @@ VERIFY = TableSpec(
 #: (command ``adopt``, no ``hosts`` rows), so history keeps every contract a pool had.
 ADOPTIONS = TableSpec(
     "adoptions",
-    1,
+    2,
     pa.schema(
         [
             _f("adoption_id", pa.string(), False),  # the adopt run's id
@@ -373,6 +377,9 @@ ADOPTIONS = TableSpec(
             _f("members", STRINGS, False),
             _f("member_runs", STRINGS, False),
             _f("previous", pa.string()),  # the adoption it superseded
+            # v2: what ``adopt --require`` asked (levels and features, as given); the adopted
+            # ``features`` hold every feature it names. Null: none asked, or written before v2.
+            _f("required", STRINGS),
         ]
     ),
 )
@@ -452,7 +459,7 @@ INDEX_ACCELS = Accel.values()
 #: The latest-state index: derived data, rebuildable from ``hosts``.
 INDEX = TableSpec(
     "index",
-    1,
+    2,
     pa.schema(
         [
             _f("host", pa.string(), False),
@@ -479,6 +486,10 @@ INDEX = TableSpec(
                     ("cpu_digest", pa.string()),
                 )
             ),
+            # v2: the latest record's ``abi_level`` (hosts schema 3), written at commit, so
+            # ``hosts`` shows it from the index. Null in an index written before v2 (until
+            # the host's next run), and where the hosts row has none.
+            _f("abi_level", pa.string()),
         ]
     ),
 )

@@ -248,6 +248,7 @@ def host_states(index: pa.Table) -> list[HostState]:
             kvm=kvm,
             tcg=tcg,
             declared_machine_types=tuple(declared or ()),
+            abi_level=level,
         )
         for (
             host,
@@ -263,6 +264,7 @@ def host_states(index: pa.Table) -> list[HostState]:
             digest,
             detail,
             declared,
+            level,
             kvm,
             tcg,
         ) in zip(
@@ -279,6 +281,7 @@ def host_states(index: pa.Table) -> list[HostState]:
             c["cpu_digest"],
             c["detail_run"],
             c["declared_machine_types"],
+            c["abi_level"],
             accel_slots(index, Accel.KVM),
             accel_slots(index, Accel.TCG),
             strict=True,

@@ -508,6 +508,27 @@ class Store:
         chosen, sample = self._sampled(hosts, accel)
         return self._snapshots(chosen, sample, accel)
 
+    def machine_lists(self, hosts: Iterable[str], accel: str) -> dict[str, tuple[MachineInfo, ...] | None]:
+        """Each host's QEMU machine list (``hosts.qemu_machines``) at its latest successful
+        ``accel`` run; None where that row recorded none. Reads that one column only:
+        ``status``'s machine-type lifecycle needs every member's list, not its CPU data."""
+        index = self._index_table()
+        wanted = pa.array(sorted(set(hosts)), pa.string())
+        index = index.filter(pc.is_in(index["host"], value_set=wanted))
+        by_run: dict[str, set[str]] = {}
+        for host, slot in zip(index["host"].to_pylist(), accel_slots(index, accel), strict=True):
+            if slot is not None:
+                by_run.setdefault(slot.run, set()).add(str(host))
+        out: dict[str, tuple[MachineInfo, ...] | None] = {}
+        for run, members in sorted(by_run.items()):
+            for f in self.committed_files(HOSTS.name, run):
+                table = read_file(
+                    f.path, HOSTS, columns=["host", "qemu_machines"], hosts=members, rows=f.rows
+                )
+                names = [str(h) for h in table["host"].to_pylist()]
+                out.update(zip(names, machine_lists(table["qemu_machines"]), strict=True))
+        return out
+
     def distinct_snapshots(self, hosts: Iterable[str], accel: str) -> list[HostSnapshot]:
         """One snapshot per distinct CPU data (``cpu_digest``) among ``hosts``, sorted by host.
 

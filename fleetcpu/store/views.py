@@ -72,6 +72,8 @@ class HostState:
     tcg: AccelLatest | None
     #: Machine types the inventory declared for the host's pool at its latest run.
     declared_machine_types: tuple[str, ...] = ()
+    #: The x86-64 level of the latest record's CPU data (hosts schema 3); None: unknown.
+    abi_level: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -154,7 +154,7 @@ def test_exit_code_table_is_the_contract() -> None:
     table = dict(exit_code_table())
     # Additions: 16 (--host-root not a directory, stage facts, issue 17) and
     # 7 (fsck found stray files only, issue 18), 26 (members cannot run their pool's
-    # adopted CPU, issue 22).
+    # adopted CPU, issue 22), 27 (a --require the pool cannot meet, issue 23).
     assert sorted(table) == [
         0,
         1,
@@ -178,6 +178,7 @@ def test_exit_code_table_is_the_contract() -> None:
         24,
         25,
         26,
+        27,
         130,
     ]
     readme = (REPO / "README.md").read_text()

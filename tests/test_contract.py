@@ -166,21 +166,8 @@ def test_the_rules_memo_never_answers_for_a_probe_it_did_not_judge(pool_baseline
 # --------------------------------------------------------------------------- the CLI
 @pytest.fixture
 def fleet(tmp_path: Path) -> Callable[..., Any]:
-    store = tmp_path / "store"
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    count = [0]
-
-    def run(*args: str, **kw: Any) -> Any:
-        return invoke(*args, "--store", str(store), **kw)
-
-    def add(host: str, name: str, pool: str = "prod", **kw: Any) -> Any:
-        count[0] += 1
-        path = cf.write_doc(docs / f"{count[0]:03d}-{host}.json", cf.document(name, **kw))
-        return run("import", "--pool", pool, "--host", host, str(path))
-
-    run.add = add  # type: ignore[attr-defined]
-    run.store = store  # type: ignore[attr-defined]
+    run = cf.importing_fleet(tmp_path, invoke)
+    add = run.add  # type: ignore[attr-defined]
     for host, name in zip(HOSTS, cf.POOL, strict=True):
         assert add(host, name, when=datetime.now(UTC) - timedelta(hours=2)).returncode == 0
     return run

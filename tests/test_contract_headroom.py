@@ -59,8 +59,9 @@ def _statuses(
     return shell._pool_statuses(Store.open(store), None, max_age, now or datetime.now(UTC), reuse=reuse)
 
 
-def _taken(store: Path, monkeypatch: pytest.MonkeyPatch) -> bool:
-    """Whether ``status`` takes the stored headroom (it then never computes one)."""
+def _taken(store: Path) -> bool:
+    """Whether ``status`` takes the stored headroom (it then never computes one). The spy
+    lives in a context of its own: it must not undo a caller's patches."""
     computed: list[object] = []
     real = hr.headroom_from_store
 
@@ -68,28 +69,28 @@ def _taken(store: Path, monkeypatch: pytest.MonkeyPatch) -> bool:
         computed.append(args)
         return real(*args)
 
-    monkeypatch.setattr(shell, "headroom_from_store", spy)
-    _statuses(store, True)
-    monkeypatch.undo()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(shell, "headroom_from_store", spy)
+        _statuses(store, True)
     return not computed
 
 
 def test_a_whole_pool_collect_stores_the_headroom_status_takes(
-    site: Any, monkeypatch: pytest.MonkeyPatch
+    site: Any,
 ) -> None:
     collect, run, store = site
     assert collect(POOL).returncode == 0
     assert run("adopt", "--pool", "prod", "--yes").returncode == 0
     # Before any judged collect: nothing stored, status computes it.
     assert not Store.open(store).table("headroom").num_rows
-    assert not _taken(store, monkeypatch)
+    assert not _taken(store)
     res = collect(POOL)
     assert res.returncode == 0, res.stdout + res.stderr
     [row] = Store.open(store).table("headroom").to_pylist()
     assert row["pool"] == "prod" and row["members"] == 4 and row["revision"] == hr.HEADROOM_REVISION
     assert row["members_sha256"] == hr.members_sha256(POOL)
     assert row["gain"] == [] and row["lost"] == [] and row["problem"] is None
-    assert _taken(store, monkeypatch)
+    assert _taken(store)
     taken, computed = _statuses(store, True), _statuses(store, False)
     assert taken == computed
     assert taken[0].headroom.cpu == computed[0].headroom.cpu is not None
@@ -97,7 +98,7 @@ def test_a_whole_pool_collect_stores_the_headroom_status_takes(
     # kvm04 replaced by a weaker real CPU: the run's headroom loses what it lacks.
     res = collect({**POOL, "kvm04": WEAKER})
     assert res.returncode == 26, res.stdout + res.stderr
-    assert _taken(store, monkeypatch)
+    assert _taken(store)
     taken, computed = _statuses(store, True), _statuses(store, False)
     assert taken == computed and taken[0].headroom.lost, taken[0].headroom
     assert set(taken[0].headroom.lost) <= set(Store.open(store).table("adoptions")["features"][0].as_py())
@@ -110,12 +111,15 @@ def test_the_stored_headroom_is_not_taken_for_other_members(
     assert collect(POOL).returncode == 0
     assert run("adopt", "--pool", "prod", "--yes").returncode == 0
     assert collect(POOL).returncode == 0
-    assert _taken(store, monkeypatch)
+    assert _taken(store)
     # Another fleetcpu's row is computed again.
     monkeypatch.setattr(shell, "__version__", "0.0.0+other")
-    assert not _taken(store, monkeypatch)
+    assert not _taken(store)
+    monkeypatch.undo()
+    assert _taken(store)
+    # So is another revision's.
     monkeypatch.setattr(hr, "HEADROOM_REVISION", hr.HEADROOM_REVISION + 1)
-    assert not _taken(store, monkeypatch)
+    assert not _taken(store)
     monkeypatch.undo()
     # Stale members: the current set is no longer the run's.
     now, tiny = datetime.now(UTC), timedelta(microseconds=1)
@@ -126,13 +130,13 @@ def test_the_stored_headroom_is_not_taken_for_other_members(
     assert collect({"kvm01": POOL["kvm01"], "kvm02": POOL["kvm02"]}).returncode == 0
     [_, part] = Store.open(store).table("headroom").to_pylist()
     assert part["members"] == 2
-    assert not _taken(store, monkeypatch)
+    assert not _taken(store)
     assert _statuses(store, True) == _statuses(store, False)
     # The whole pool again, then a new adoption: the run's row was against the old one.
     assert collect(POOL).returncode == 0
-    assert _taken(store, monkeypatch)
+    assert _taken(store)
     assert run("adopt", "--pool", "prod", "--yes", "--note", "again").returncode == 0
-    assert not _taken(store, monkeypatch)
+    assert not _taken(store)
     assert _statuses(store, True) == _statuses(store, False)
 
 

@@ -170,21 +170,8 @@ def test_no_part_of_a_pool_meets_what_no_member_offers() -> None:
 # --------------------------------------------------------------------------- the CLI
 @pytest.fixture
 def fleet(tmp_path: Path) -> Callable[..., Any]:
-    store = tmp_path / "store"
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    count = [0]
-
-    def run(*args: str, **kw: Any) -> Any:
-        return invoke(*args, "--store", str(store), **kw)
-
-    def add(host: str, name: str, pool: str = "prod", **kw: Any) -> Any:
-        count[0] += 1
-        path = cf.write_doc(docs / f"{count[0]:03d}-{host}.json", cf.document(name, **kw))
-        return run("import", "--pool", pool, "--host", host, str(path))
-
-    run.add = add  # type: ignore[attr-defined]
-    run.store = store  # type: ignore[attr-defined]
+    run = cf.importing_fleet(tmp_path, invoke)
+    add = run.add  # type: ignore[attr-defined]
     when = datetime.now(UTC) - timedelta(hours=2)
     for host, name in zip(HOSTS, cf.POOL, strict=True):
         assert add(host, name, when=when).returncode == 0

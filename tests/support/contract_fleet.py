@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from fleetcpu.probe import qmp_decode
 from fleetcpu.probe.document import Expansion, MachineInfo, MachineProbe, ProbeDocument, QemuInfo
@@ -108,3 +110,26 @@ def document(
 def write_doc(path: Path, doc: ProbeDocument) -> Path:
     path.write_text(json.dumps(doc.to_dict()))
     return path
+
+
+def importing_fleet(tmp_path: Path, invoke: Callable[..., Any]) -> Callable[..., Any]:
+    """The real CLI on a store in ``tmp_path``, and ``run.add(host, capture, pool=, **kw)``,
+    which imports ``document(capture, **kw)`` as ``host`` (``run.store``: the store's path).
+
+    The contract's tests and the requirements' build their pools with it."""
+    store = tmp_path / "store"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    count = [0]
+
+    def run(*args: str, **kw: Any) -> Any:
+        return invoke(*args, "--store", str(store), **kw)
+
+    def add(host: str, name: str, pool: str = "prod", **kw: Any) -> Any:
+        count[0] += 1
+        path = write_doc(docs / f"{count[0]:03d}-{host}.json", document(name, **kw))
+        return run("import", "--pool", pool, "--host", host, str(path))
+
+    run.add = add  # type: ignore[attr-defined]
+    run.store = store  # type: ignore[attr-defined]
+    return run

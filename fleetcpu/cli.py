@@ -66,6 +66,8 @@ def _mapped(call: Callable[[], Any]) -> Any:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     except Exception as exc:
+        if _interrupt_inside(exc):
+            fail(InterruptedByUserError("interrupted"))
         if os.environ.get("FLEETCPU_DEBUG"):
             raise
         click.echo(
@@ -73,6 +75,25 @@ def _mapped(call: Callable[[], Any]) -> Any:
             err=True,
         )
         sys.exit(1)
+
+
+def _interrupt_inside(exc: BaseException) -> bool:
+    """Whether a signal's KeyboardInterrupt is what ``exc`` wraps.
+
+    Python re-raises some exceptions as another: one raised in a descriptor's
+    ``__set_name__`` while a class is created (a dataclass field, during a lazy
+    import) comes out as ``RuntimeError: Error calling __set_name__``, its cause
+    the KeyboardInterrupt. A SIGTERM landing there was "internal error", exit 1
+    (the full gate caught it once); it is an interruption, 130.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__  # only what raised it, not what it met while being handled
+    return False
 
 
 def entry() -> None:

@@ -79,3 +79,28 @@ def test_a_signal_at_any_moment_is_130_with_a_recorded_run_or_no_trace(
             )
     assert_nothing_left(isolated_tmp)
     print(sig.name, seen)
+
+
+def test_an_interrupt_python_wraps_is_still_130() -> None:
+    """A SIGTERM inside a descriptor's ``__set_name__`` (a class being created during a lazy
+    import) reaches the error edge as ``RuntimeError``, its cause the KeyboardInterrupt: it
+    is an interruption (130), not an internal error (1)."""
+    from fleetcpu import cli
+
+    class Field:
+        def __set_name__(self, owner: type, name: str) -> None:
+            raise KeyboardInterrupt
+
+    def creates_a_class() -> None:
+        type("Attempt", (), {"exit_status": Field()})
+
+    with pytest.raises(SystemExit) as ended:
+        cli._mapped(creates_a_class)
+    assert ended.value.code == 130
+
+    def a_bug() -> None:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(SystemExit) as ended:
+        cli._mapped(a_bug)
+    assert ended.value.code == 1
